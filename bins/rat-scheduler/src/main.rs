@@ -1,0 +1,37 @@
+//! `rat-scheduler`: fires cron schedules and cron triggers (any number of replicas).
+//!
+//! Today it only manages the schema (`rat-scheduler migrate`); the scheduler loop
+//! arrives with its own issue. See `rat-cli` for the shared variables.
+
+use clap::{Parser, Subcommand};
+
+/// The RAT scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "rat-scheduler", version, about)]
+struct Cli {
+    #[command(flatten)]
+    database: rat_cli::DatabaseArgs,
+    #[command(flatten)]
+    log: rat_cli::LogArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending schema migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli.log.init();
+    match cli.command {
+        Some(Command::Migrate) => rat_cli::migrate(&cli.database.database_url).await,
+        None => {
+            cli.database.migrate_unless_disabled().await?;
+            anyhow::bail!("the scheduler loop is not built yet; only `rat-scheduler migrate` works in this version")
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! PostgreSQL repositories of the RAT metadata plane, the connection pool and
+//! the embedded schema migrations.
+//!
+//! One module per aggregate. Every repository function takes
+//! `&impl GenericClient`, which is a pooled connection or a transaction, so the
+//! service layer decides where transactions begin and end. Functions that need
+//! the current time take `now` so callers (and tests) control the clock.
+//!
+//! Architecture invariants:
+//! - SQL text is made only of fixed strings of this crate; every value is a
+//!   bind parameter.
+//! - Every list is paged (`limit`/`offset`) with its `total` computed in SQL,
+//!   and every bulk operation is batched with a caller-given bound.
+//! - [`DaoError`]'s `Display` never contains SQL or driver text.
+
+mod error;
+mod migrate;
+mod pool;
+mod sql;
+
+pub mod namespaces;
+pub mod pipelines;
+pub mod runs;
+
+pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, Transaction};
+pub use error::DaoError;
+pub use migrate::{MIGRATION_LOCK_KEY, MigrationReport, embedded_migrations, migrate, schema_fingerprint};
+pub use pool::{PoolSettings, connect_dedicated, create_pool, parse_database_url};

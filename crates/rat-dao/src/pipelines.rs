@@ -1,0 +1,337 @@
+//! `pipelines`: the registry. Live pipelines are those with `deleted_at IS
+//! NULL`; a soft-deleted pipeline keeps its row (and its runs) until the reaper
+//! purges it, and its name is free again at once.
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{
+    Layer, NamespaceName, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, PublishedVersions,
+    Sort,
+};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const COLUMNS: &str = "id, namespace, layer, name, type, s3_path, description, owner, published_at, \
+     published_versions, draft_dirty, max_versions, retention_config, created_at, updated_at, deleted_at";
+
+pub(crate) fn from_row(row: &Row) -> Result<Pipeline, DaoError> {
+    let published: serde_json::Value = row.try_get("published_versions")?;
+    Ok(Pipeline {
+        id: row.try_get("id")?,
+        address: PipelineRef {
+            namespace: sql::parse_column(row, "namespace")?,
+            layer: sql::parse_column(row, "layer")?,
+            name: sql::parse_column(row, "name")?,
+        },
+        pipeline_type: sql::parse_column(row, "type")?,
+        s3_path: row.try_get("s3_path")?,
+        description: row.try_get::<_, Option<String>>("description")?.unwrap_or_default(),
+        owner: row.try_get("owner")?,
+        published_at: row.try_get("published_at")?,
+        published_versions: PublishedVersions::from_json(&published)
+            .map_err(|e| DaoError::corrupt("published_versions", e))?,
+        draft_dirty: row.try_get("draft_dirty")?,
+        max_versions: row.try_get("max_versions")?,
+        retention_config: row.try_get("retention_config")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+/// What creating a pipeline needs.
+#[derive(Debug, Clone)]
+pub struct NewPipeline {
+    /// Namespace, layer and name.
+    pub address: PipelineRef,
+    /// Language.
+    pub pipeline_type: PipelineType,
+    /// Free text.
+    pub description: String,
+    /// Owner's identity.
+    pub owner: Option<String>,
+    /// Versions of history to keep; `None` for the default (50).
+    pub max_versions: Option<i32>,
+}
+
+/// Creates a pipeline with `s3_path` = its S3 prefix.
+/// `Conflict { uq_pipelines_namespace_layer_name }` when a live pipeline has
+/// the address; `MissingReference { namespace }` for an unknown namespace.
+pub async fn create(client: &impl GenericClient, new: &NewPipeline) -> Result<Pipeline, DaoError> {
+    let address = &new.address;
+    let max_versions = new.max_versions.unwrap_or(Pipeline::DEFAULT_MAX_VERSIONS);
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "INSERT INTO pipelines (namespace, layer, name, type, s3_path, description, owner, max_versions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+            &new.pipeline_type.as_str(),
+            &address.s3_prefix(),
+            &new.description,
+            &new.owner,
+            &max_versions,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The pipeline with this id, live or soft-deleted.
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!("SELECT {COLUMNS} FROM pipelines WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The live pipeline at `address`.
+pub async fn get_by_ref(client: &impl GenericClient, address: &PipelineRef) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "SELECT {COLUMNS} FROM pipelines \
+             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The live pipeline at `address`, locked (`FOR UPDATE`) until the end of the
+/// caller's transaction. Publish and rollback take this lock so version
+/// numbers are allocated one at a time.
+pub async fn get_by_ref_for_update(client: &impl GenericClient, address: &PipelineRef) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "SELECT {COLUMNS} FROM pipelines \
+             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL FOR UPDATE"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Changes to a pipeline; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineUpdate {
+    /// New description.
+    pub description: Option<String>,
+    /// New language.
+    pub pipeline_type: Option<PipelineType>,
+    /// New owner.
+    pub owner: Option<String>,
+    /// New history size.
+    pub max_versions: Option<i32>,
+}
+
+/// Applies `changes` to the live pipeline at `address`.
+pub async fn update(
+    client: &impl GenericClient,
+    address: &PipelineRef,
+    changes: &PipelineUpdate,
+) -> Result<Pipeline, DaoError> {
+    let pipeline_type = changes.pipeline_type.map(PipelineType::as_str);
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "UPDATE pipelines SET \
+                description = COALESCE($4, description), \
+                type = COALESCE($5, type), \
+                owner = COALESCE($6, owner), \
+                max_versions = COALESCE($7, max_versions) \
+             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+            &changes.description,
+            &pipeline_type,
+            &changes.owner,
+            &changes.max_versions,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Soft-deletes the live pipeline at `address` (its name is free again).
+pub async fn soft_delete(
+    client: &impl GenericClient,
+    address: &PipelineRef,
+    now: OffsetDateTime,
+) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "UPDATE pipelines SET deleted_at = $4 \
+             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+            &now,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Deletes the row for good, with everything below it (runs, schedules,
+/// triggers, versions, quality tests and results). Used by the reaper.
+pub async fn purge(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+    let deleted = sql::execute(client, "DELETE FROM pipelines WHERE id = $1", &[&id])
+        .await
+        .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "pipeline" });
+    }
+    Ok(())
+}
+
+/// Pipelines soft-deleted before `cutoff`, oldest first, at most `limit`.
+pub async fn soft_deleted_before(
+    client: &impl GenericClient,
+    cutoff: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Pipeline>, DaoError> {
+    let rows = sql::query(
+        client,
+        &format!(
+            "SELECT {COLUMNS} FROM pipelines WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
+             ORDER BY deleted_at, id LIMIT $2"
+        ),
+        &[&cutoff, &limit],
+    )
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Sets `draft_dirty` of a live pipeline.
+pub async fn set_draft_dirty(client: &impl GenericClient, id: Uuid, dirty: bool) -> Result<(), DaoError> {
+    let updated = sql::execute(
+        client,
+        "UPDATE pipelines SET draft_dirty = $2 WHERE id = $1 AND deleted_at IS NULL",
+        &[&id, &dirty],
+    )
+    .await?;
+    if updated == 0 {
+        return Err(DaoError::NotFound { entity: "pipeline" });
+    }
+    Ok(())
+}
+
+/// Records a publish (or rollback): the pinned map, its time and the draft state.
+pub async fn set_published(
+    client: &impl GenericClient,
+    id: Uuid,
+    versions: &PublishedVersions,
+    published_at: OffsetDateTime,
+    draft_dirty: bool,
+) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "UPDATE pipelines SET published_versions = $2, published_at = $3, draft_dirty = $4 \
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        ),
+        &[&id, &versions.to_json(), &published_at, &draft_dirty],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Replaces the per-pipeline retention overrides (`None` removes them).
+pub async fn set_retention_config(
+    client: &impl GenericClient,
+    id: Uuid,
+    config: Option<&serde_json::Value>,
+) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!("UPDATE pipelines SET retention_config = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"),
+        &[&id, &config],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Filters of `GET /pipelines`; soft-deleted pipelines are never listed.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineFilter {
+    /// Only this namespace.
+    pub namespace: Option<NamespaceName>,
+    /// Only this layer.
+    pub layer: Option<Layer>,
+    /// Case-insensitive substring of name or description.
+    pub search: Option<String>,
+}
+
+/// The default order of `GET /pipelines`: newest first.
+pub const DEFAULT_SORT: Sort<PipelineSortField> = Sort {
+    field: PipelineSortField::CreatedAt,
+    descending: true,
+};
+
+/// Live pipelines matching `filter`, sorted, one page, with the total.
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &PipelineFilter,
+    sort: Sort<PipelineSortField>,
+    page: PageRequest,
+) -> Result<Page<Pipeline>, DaoError> {
+    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
+    let layer = filter.layer.map(Layer::as_str);
+    let search = filter.search.as_deref().map(sql::contains_pattern);
+    let mut conditions = Conditions::new();
+    conditions.push_fixed("deleted_at IS NULL");
+    conditions.push_opt("namespace = $?", &namespace);
+    conditions.push_opt("layer = $?", &layer);
+    conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
+    let order = OrderBy {
+        column: match sort.field {
+            PipelineSortField::Name => "name",
+            PipelineSortField::Namespace => "namespace",
+            PipelineSortField::Layer => "layer",
+            PipelineSortField::CreatedAt => "created_at",
+            PipelineSortField::UpdatedAt => "updated_at",
+            PipelineSortField::Type => "type",
+        },
+        descending: sort.descending,
+        tiebreak: "id",
+    };
+    sql::fetch_page(client, COLUMNS, "pipelines", &conditions, order, page, from_row).await
+}

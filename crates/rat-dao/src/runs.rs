@@ -1,0 +1,293 @@
+//! `runs`: creation with the pinned snapshot, the status machine enforced in
+//! SQL, logs, and listing with every filter of `GET /runs`.
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{
+    Layer, NamespaceName, Page, PageRequest, PipelineName, PublishedVersions, Run, RunSortField, RunStatus, Sort,
+};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const COLUMNS: &str = "id, pipeline_id, status, trigger, started_at, finished_at, duration_ms, rows_written, error, \
+     logs_s3_path, phase_profiles, created_at, schedule_id, trigger_id, scheduled_for, version_number, \
+     published_versions, runner_id, lease_expires_at, heartbeat_at";
+
+pub(crate) fn from_row(row: &Row) -> Result<Run, DaoError> {
+    let published: serde_json::Value = row.try_get("published_versions")?;
+    Ok(Run {
+        id: row.try_get("id")?,
+        pipeline_id: row.try_get("pipeline_id")?,
+        status: sql::parse_column(row, "status")?,
+        trigger: row.try_get("trigger")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        rows_written: row.try_get("rows_written")?,
+        error: row.try_get("error")?,
+        logs_s3_path: row.try_get("logs_s3_path")?,
+        phase_profiles: row.try_get("phase_profiles")?,
+        created_at: row.try_get("created_at")?,
+        schedule_id: row.try_get("schedule_id")?,
+        trigger_id: row.try_get("trigger_id")?,
+        scheduled_for: row.try_get("scheduled_for")?,
+        version_number: row.try_get("version_number")?,
+        published_versions: PublishedVersions::from_json(&published)
+            .map_err(|e| DaoError::corrupt("published_versions", e))?,
+        runner_id: row.try_get("runner_id")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+    })
+}
+
+/// What creating a run needs. A run always executes a published snapshot.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The pipeline.
+    pub pipeline_id: Uuid,
+    /// The trigger label (see `rat_domain::trigger_label`).
+    pub trigger: String,
+    /// The published version it executes.
+    pub version_number: i32,
+    /// The pinned snapshot it executes.
+    pub published_versions: PublishedVersions,
+    /// The schedule that fired it.
+    pub schedule_id: Option<Uuid>,
+    /// The trigger that fired it.
+    pub trigger_id: Option<Uuid>,
+    /// The cron slot it was fired for.
+    pub scheduled_for: Option<OffsetDateTime>,
+}
+
+/// Inserts a pending run. `Conflict { uq_runs_schedule_slot }` (or
+/// `uq_runs_trigger_slot`) when the slot already has its run.
+pub async fn create(client: &impl GenericClient, new: &NewRun, now: OffsetDateTime) -> Result<Run, DaoError> {
+    let row = sql::query_one(
+        client,
+        "run",
+        &format!(
+            "INSERT INTO runs (pipeline_id, trigger, version_number, published_versions, schedule_id, trigger_id, \
+                               scheduled_for, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+        ),
+        &[
+            &new.pipeline_id,
+            &new.trigger,
+            &new.version_number,
+            &new.published_versions.to_json(),
+            &new.schedule_id,
+            &new.trigger_id,
+            &new.scheduled_for,
+            &now,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The run with this id.
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Run, DaoError> {
+    let row = sql::query_one(
+        client,
+        "run",
+        &format!("SELECT {COLUMNS} FROM runs WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// What a status change records besides the status. `None` keeps the value.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Error message.
+    pub error: Option<String>,
+    /// Execution time.
+    pub duration_ms: Option<i32>,
+    /// Rows written.
+    pub rows_written: Option<i64>,
+    /// Per-phase timings.
+    pub phase_profiles: Option<serde_json::Value>,
+}
+
+/// Moves a run to `to`, if and only if the state machine allows it from the
+/// run's current status: the guard is the UPDATE's `WHERE status = ANY(...)`,
+/// so concurrent writers cannot both succeed and a terminal run never changes.
+/// Entering `running` sets `started_at` (once); entering a terminal status
+/// sets `finished_at`. Refused moves change nothing and return
+/// `InvalidTransition` with the status the run has.
+pub async fn transition(
+    client: &impl GenericClient,
+    id: Uuid,
+    to: RunStatus,
+    report: &RunReport,
+    now: OffsetDateTime,
+) -> Result<Run, DaoError> {
+    let sources: Vec<&str> = to.allowed_sources().iter().map(|s| s.as_str()).collect();
+    let terminal = to.is_terminal();
+    let started = to == RunStatus::Running;
+    let updated = sql::query_opt(
+        client,
+        &format!(
+            "UPDATE runs SET status = $2, \
+                started_at = CASE WHEN $3 THEN COALESCE(started_at, $5) ELSE started_at END, \
+                finished_at = CASE WHEN $4 THEN $5 ELSE finished_at END, \
+                error = COALESCE($6, error), \
+                duration_ms = COALESCE($7, duration_ms), \
+                rows_written = COALESCE($8, rows_written), \
+                phase_profiles = COALESCE($9, phase_profiles) \
+             WHERE id = $1 AND status = ANY($10) \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &id,
+            &to.as_str(),
+            &started,
+            &terminal,
+            &now,
+            &report.error,
+            &report.duration_ms,
+            &report.rows_written,
+            &report.phase_profiles,
+            &sources,
+        ],
+    )
+    .await?;
+    if let Some(row) = updated {
+        return from_row(&row);
+    }
+    // Refused or missing. Statuses only move forward, so the status read now
+    // is one from which the move is still not allowed.
+    let current = sql::query_one(client, "run", "SELECT status FROM runs WHERE id = $1", &[&id]).await?;
+    Err(DaoError::InvalidTransition {
+        from: sql::parse_column(&current, "status")?,
+        to,
+    })
+}
+
+/// Appends log entries (a JSON array) to the run's logs; returns the run's status.
+pub async fn append_logs(
+    client: &impl GenericClient,
+    id: Uuid,
+    entries: &serde_json::Value,
+) -> Result<RunStatus, DaoError> {
+    if !entries.is_array() {
+        return Err(DaoError::Invalid {
+            constraint: "logs_array".to_owned(),
+        });
+    }
+    let row = sql::query_one(
+        client,
+        "run",
+        "UPDATE runs SET logs = COALESCE(logs, '[]'::jsonb) || $2 WHERE id = $1 RETURNING status",
+        &[&id, entries],
+    )
+    .await?;
+    sql::parse_column(&row, "status")
+}
+
+/// The run's log entries (an empty array when none) and its status.
+pub async fn get_logs(client: &impl GenericClient, id: Uuid) -> Result<(serde_json::Value, RunStatus), DaoError> {
+    let row = sql::query_one(
+        client,
+        "run",
+        "SELECT COALESCE(logs, '[]'::jsonb) AS logs, status FROM runs WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok((row.try_get("logs")?, sql::parse_column(&row, "status")?))
+}
+
+/// Deletes a run. References from schedules, triggers and quality results
+/// become NULL, so this never fails on a reference.
+pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+    let deleted = sql::execute(client, "DELETE FROM runs WHERE id = $1", &[&id])
+        .await
+        .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "run" });
+    }
+    Ok(())
+}
+
+/// Whether the pipeline has a pending or running run.
+pub async fn has_active_run(client: &impl GenericClient, pipeline_id: Uuid) -> Result<bool, DaoError> {
+    let row = sql::query_one(
+        client,
+        "run",
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE pipeline_id = $1 AND status IN ('pending', 'running'))",
+        &[&pipeline_id],
+    )
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Filters of `GET /runs`, all applied in SQL.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Runs of live pipelines in this namespace.
+    pub namespace: Option<NamespaceName>,
+    /// Runs of live pipelines in this layer.
+    pub layer: Option<Layer>,
+    /// Runs of live pipelines with this name.
+    pub pipeline: Option<PipelineName>,
+    /// Runs of this pipeline (by id, live or not).
+    pub pipeline_id: Option<Uuid>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Started at or after.
+    pub started_after: Option<OffsetDateTime>,
+    /// Started before.
+    pub started_before: Option<OffsetDateTime>,
+}
+
+/// The default order of `GET /runs`: newest first.
+pub const DEFAULT_SORT: Sort<RunSortField> = Sort {
+    field: RunSortField::CreatedAt,
+    descending: true,
+};
+
+/// Runs matching `filter`, sorted, one page, with the total.
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &RunFilter,
+    sort: Sort<RunSortField>,
+    page: PageRequest,
+) -> Result<Page<Run>, DaoError> {
+    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
+    let layer = filter.layer.map(Layer::as_str);
+    let pipeline = filter.pipeline.as_ref().map(PipelineName::as_str);
+    let status = filter.status.map(RunStatus::as_str);
+    let mut conditions = Conditions::new();
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE namespace = $? AND deleted_at IS NULL)",
+        &namespace,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE layer = $? AND deleted_at IS NULL)",
+        &layer,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE name = $? AND deleted_at IS NULL)",
+        &pipeline,
+    );
+    conditions.push_opt("pipeline_id = $?", &filter.pipeline_id);
+    conditions.push_opt("status = $?", &status);
+    conditions.push_opt("started_at >= $?", &filter.started_after);
+    conditions.push_opt("started_at < $?", &filter.started_before);
+    let order = OrderBy {
+        column: match sort.field {
+            RunSortField::CreatedAt => "created_at",
+            RunSortField::StartedAt => "started_at",
+            RunSortField::FinishedAt => "finished_at",
+            RunSortField::DurationMs => "duration_ms",
+            RunSortField::Status => "status",
+        },
+        descending: sort.descending,
+        tiebreak: "id",
+    };
+    sql::fetch_page(client, COLUMNS, "runs", &conditions, order, page, from_row).await
+}

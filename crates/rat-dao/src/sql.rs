@@ -1,0 +1,210 @@
+//! Small helpers shared by the repositories: WHERE clauses assembled from
+//! fixed fragments, paged listing with a SQL total, and row decoding.
+//!
+//! SQL text is only ever built from `&'static str` fragments written in this
+//! crate; every value a caller supplies travels as a bind parameter.
+
+use std::str::FromStr;
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{DomainError, Page, PageRequest};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::DaoError;
+
+/// A bind parameter.
+pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// A conjunction of conditions, each a fixed fragment whose `$?` placeholders
+/// all stand for the fragment's one parameter; they are numbered when the
+/// clause is rendered.
+#[derive(Default)]
+pub(crate) struct Conditions<'a> {
+    clauses: Vec<&'static str>,
+    params: Vec<Param<'a>>,
+}
+
+impl<'a> Conditions<'a> {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `fragment`, whose `$?` placeholders all receive `value`.
+    pub(crate) fn push(&mut self, fragment: &'static str, value: Param<'a>) {
+        debug_assert!(fragment.contains("$?"), "a parameter needs a placeholder");
+        self.clauses.push(fragment);
+        self.params.push(value);
+    }
+
+    /// Adds `fragment` when `value` is present.
+    pub(crate) fn push_opt<T: ToSql + Sync>(&mut self, fragment: &'static str, value: &'a Option<T>) {
+        if let Some(v) = value {
+            self.push(fragment, v);
+        }
+    }
+
+    /// Adds a fragment without parameter.
+    pub(crate) fn push_fixed(&mut self, fragment: &'static str) {
+        debug_assert!(!fragment.contains("$?"));
+        self.clauses.push(fragment);
+    }
+
+    /// ` WHERE a AND b` with placeholders numbered from `$1`, or an empty string.
+    fn render(&self) -> String {
+        if self.clauses.is_empty() {
+            return String::new();
+        }
+        let mut next = 0;
+        let rendered: Vec<String> = self
+            .clauses
+            .iter()
+            .map(|clause| {
+                if clause.contains("$?") {
+                    next += 1;
+                    clause.replace("$?", &format!("${next}"))
+                } else {
+                    (*clause).to_owned()
+                }
+            })
+            .collect();
+        format!(" WHERE {}", rendered.join(" AND "))
+    }
+}
+
+/// An ORDER BY built from fixed column names only.
+#[derive(Clone, Copy)]
+pub(crate) struct OrderBy {
+    /// Sort column (a fixed string of this crate).
+    pub column: &'static str,
+    /// Direction.
+    pub descending: bool,
+    /// A unique column appended so pages never overlap or skip rows.
+    pub tiebreak: &'static str,
+}
+
+impl OrderBy {
+    fn render(self) -> String {
+        let direction = if self.descending { "DESC" } else { "ASC" };
+        // Postgres' default NULL placement (last ascending, first descending)
+        // is kept on purpose: it matches the indexes, so a sort on an indexed
+        // column reads the index in order instead of sorting the whole set.
+        format!(" ORDER BY {} {direction}, {} {direction}", self.column, self.tiebreak)
+    }
+}
+
+/// One page of `SELECT {columns} FROM {from} WHERE ... ORDER BY ...` and the
+/// count of the whole filtered set, both computed in SQL. The count query is
+/// skipped when the page itself proves the total (a short page).
+pub(crate) async fn fetch_page<T>(
+    client: &impl GenericClient,
+    columns: &'static str,
+    from: &'static str,
+    conditions: &Conditions<'_>,
+    order: OrderBy,
+    page: PageRequest,
+    decode: impl Fn(&Row) -> Result<T, DaoError>,
+) -> Result<Page<T>, DaoError> {
+    let where_clause = conditions.render();
+    let n = conditions.params.len();
+    let page_sql = format!(
+        "SELECT {columns} FROM {from}{where_clause}{} LIMIT ${} OFFSET ${}",
+        order.render(),
+        n + 1,
+        n + 2
+    );
+    let mut params: Vec<Param<'_>> = conditions.params.clone();
+    params.push(&page.limit);
+    params.push(&page.offset);
+    let statement = client.prepare_cached(&page_sql).await?;
+    let rows = client.query(&statement, &params).await?;
+    let items = rows.iter().map(decode).collect::<Result<Vec<T>, _>>()?;
+
+    let short_page = (items.len() as i64) < page.limit;
+    let total = if short_page && (!items.is_empty() || page.offset == 0) {
+        page.offset + items.len() as i64
+    } else {
+        let count_sql = format!("SELECT count(*) FROM {from}{where_clause}");
+        let statement = client.prepare_cached(&count_sql).await?;
+        client.query_one(&statement, &conditions.params).await?.try_get(0)?
+    };
+    Ok(Page { items, total })
+}
+
+/// Runs a statement through the connection's statement cache.
+pub(crate) async fn query(client: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DaoError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+/// Like [`query`], for at most one row.
+pub(crate) async fn query_opt(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Option<Row>, DaoError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
+/// Like [`query_opt`], with `NotFound { entity }` for no row.
+pub(crate) async fn query_one(
+    client: &impl GenericClient,
+    entity: &'static str,
+    sql: &str,
+    params: &[Param<'_>],
+) -> Result<Row, DaoError> {
+    query_opt(client, sql, params)
+        .await?
+        .ok_or(DaoError::NotFound { entity })
+}
+
+/// Runs a statement that returns no rows; the number of rows affected.
+pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<u64, DaoError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}
+
+/// Reads a text column into a parsed domain type.
+pub(crate) fn parse_column<T: FromStr<Err = DomainError>>(row: &Row, column: &'static str) -> Result<T, DaoError> {
+    let text: &str = row.try_get(column)?;
+    text.parse().map_err(|e| DaoError::corrupt(column, e))
+}
+
+/// A `LIKE` pattern matching `needle` anywhere, with `%`, `_` and `\` escaped.
+pub(crate) fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let (a, b) = (1_i32, "x".to_owned());
+        let mut c = Conditions::new();
+        c.push("a = $?", &a);
+        c.push_fixed("deleted_at IS NULL");
+        c.push("(b ILIKE $? OR d ILIKE $?)", &b);
+        assert_eq!(
+            c.render(),
+            " WHERE a = $1 AND deleted_at IS NULL AND (b ILIKE $2 OR d ILIKE $2)"
+        );
+        assert_eq!(Conditions::new().render(), "");
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

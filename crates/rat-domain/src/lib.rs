@@ -1,0 +1,51 @@
+//! The values and rules of the RAT metadata plane, with no IO.
+//!
+//! Everything the schema stores has a parsed type here: names follow the name
+//! rule, layers, types and statuses are closed enums, the run status machine
+//! lives in [`RunStatus`], cron expressions are validated by [`CronExpr`], and
+//! trigger configs, retention settings, feature flags and published-version
+//! maps are typed. A value of these types is valid by construction.
+//!
+//! Architecture invariant: this crate does no IO. It must never depend on
+//! tokio, tokio-postgres, deadpool, rust-s3 or hyper (`tests/no_io.rs` checks).
+
+#[macro_use]
+mod macros;
+
+mod access;
+mod audit;
+mod error;
+mod features;
+mod landing;
+mod names;
+mod namespace;
+mod page;
+mod pipeline;
+mod plugin;
+mod quality;
+mod reaper;
+mod retention;
+mod run;
+mod schedule;
+mod table;
+mod trigger;
+mod versions;
+
+pub use access::{AccessLevel, MemberType, ObjectType, Ownership, Project, ProjectMember, Share, parse_principal};
+pub use audit::AuditEntry;
+pub use error::DomainError;
+pub use features::FeatureFlags;
+pub use landing::{LandingFile, LandingZone, LandingZoneSummary, parse_processed_max_age_days};
+pub use names::{NamespaceName, PipelineName, PluginName, TableName, TestName, ZoneName};
+pub use namespace::Namespace;
+pub use page::{Page, PageRequest, Sort};
+pub use pipeline::{Layer, Pipeline, PipelineRef, PipelineSortField, PipelineType};
+pub use plugin::{Plugin, PluginStatus};
+pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestOutcome};
+pub use reaper::{ReaperCounters, ReaperStatus};
+pub use retention::{PIPELINE_OVERRIDE_KEYS, RetentionOverrides, RetentionSettings};
+pub use run::{Run, RunSortField, RunStatus, trigger_label};
+pub use schedule::{CronExpr, Schedule, ScheduleTimezone};
+pub use table::TableMetadata;
+pub use trigger::{MAX_DEPENDENCIES, MAX_PATTERN_LEN, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
+pub use versions::{PipelineVersion, PublishedVersions, parse_version_number};

@@ -1,0 +1,237 @@
+//! Runs: the status machine, the stored record and the trigger labels runs carry.
+//!
+//! ```text
+//! pending ──► running ──► success | failed | cancelled
+//!    └──────► cancelled | failed
+//! ```
+//! A terminal run never changes again, whoever asks and however late.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{DomainError, NamespaceName, PipelineRef, PublishedVersions, ZoneName};
+
+string_enum!(
+    /// Where a run is in its life.
+    RunStatus, "status" {
+        /// Created, waiting for a runner.
+        Pending => "pending",
+        /// Claimed by a runner and executing.
+        Running => "running",
+        /// Finished without error.
+        Success => "success",
+        /// Finished with an error, or given up on.
+        Failed => "failed",
+        /// Stopped at a user's request.
+        Cancelled => "cancelled",
+    }
+);
+
+impl RunStatus {
+    /// True for `success`, `failed` and `cancelled`: the run never changes again.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled)
+    }
+
+    /// The statuses a run may be in for a move to `self` to be allowed.
+    ///
+    /// Writers put exactly this set in the `WHERE status = ANY(...)` guard of
+    /// their UPDATE, so the database refuses every other transition.
+    pub const fn allowed_sources(self) -> &'static [RunStatus] {
+        match self {
+            RunStatus::Pending => &[],
+            RunStatus::Running => &[RunStatus::Pending],
+            RunStatus::Success => &[RunStatus::Running],
+            RunStatus::Failed | RunStatus::Cancelled => &[RunStatus::Pending, RunStatus::Running],
+        }
+    }
+
+    /// Whether the state machine allows `self → to`.
+    pub fn can_transition_to(self, to: RunStatus) -> bool {
+        to.allowed_sources().contains(&self)
+    }
+
+    /// `Ok(())` when `self → to` is allowed, the typed refusal otherwise.
+    pub fn check_transition(self, to: RunStatus) -> Result<(), DomainError> {
+        if self.can_transition_to(to) {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition { from: self, to })
+        }
+    }
+}
+
+/// A run as stored in `runs`, without its log entries (read those separately:
+/// they can be large and most readers do not need them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Primary key.
+    pub id: Uuid,
+    /// The pipeline it runs.
+    pub pipeline_id: Uuid,
+    /// Current status.
+    pub status: RunStatus,
+    /// How it was started (`manual`, `schedule:{cron}`, `trigger:...`).
+    pub trigger: String,
+    /// When a runner started it.
+    pub started_at: Option<OffsetDateTime>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<OffsetDateTime>,
+    /// Execution time reported by the runner.
+    pub duration_ms: Option<i32>,
+    /// Rows written to Iceberg.
+    pub rows_written: Option<i64>,
+    /// Error message of a failed run.
+    pub error: Option<String>,
+    /// Where full logs live in S3, if anywhere.
+    pub logs_s3_path: Option<String>,
+    /// Per-phase timings.
+    pub phase_profiles: Option<serde_json::Value>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// The schedule that created it, if any.
+    pub schedule_id: Option<Uuid>,
+    /// The trigger that created it, if any.
+    pub trigger_id: Option<Uuid>,
+    /// The cron slot it was created for, if any.
+    pub scheduled_for: Option<OffsetDateTime>,
+    /// The published version it executes.
+    pub version_number: i32,
+    /// The pinned `{key: version id}` map it executes.
+    pub published_versions: PublishedVersions,
+    /// The runner holding the lease.
+    pub runner_id: Option<String>,
+    /// When the runner's lease ends unless renewed.
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// The runner's last heartbeat.
+    pub heartbeat_at: Option<OffsetDateTime>,
+}
+
+string_enum!(
+    /// Columns `GET /runs` can sort by.
+    RunSortField, "sort" {
+        /// Creation time.
+        CreatedAt => "created_at",
+        /// Start time.
+        StartedAt => "started_at",
+        /// Finish time.
+        FinishedAt => "finished_at",
+        /// Execution time.
+        DurationMs => "duration_ms",
+        /// Status.
+        Status => "status",
+    }
+);
+
+/// The `trigger` labels of the contract (§9), built in one place.
+pub mod trigger_label {
+    use super::*;
+
+    /// Longest label the `runs.trigger` column stores.
+    pub const MAX_LEN: usize = 512;
+
+    /// A run started by a user.
+    pub const MANUAL: &str = "manual";
+
+    /// `schedule:{cron}`.
+    pub fn schedule(cron: &str) -> String {
+        format!("schedule:{cron}")
+    }
+
+    /// `trigger:pipeline_success:{ns}/{layer}/{name}` for the upstream pipeline.
+    pub fn pipeline_success(upstream: &PipelineRef) -> String {
+        format!("trigger:pipeline_success:{upstream}")
+    }
+
+    /// `trigger:landing_zone_upload:{ns}/{zone}`.
+    pub fn landing_zone_upload(namespace: &NamespaceName, zone: &ZoneName) -> String {
+        format!("trigger:landing_zone_upload:{namespace}/{zone}")
+    }
+
+    /// `trigger:file_pattern:{ns}/{zone}:{pattern}`.
+    pub fn file_pattern(namespace: &NamespaceName, zone: &ZoneName, pattern: &str) -> String {
+        format!("trigger:file_pattern:{namespace}/{zone}:{pattern}")
+    }
+
+    /// `trigger:webhook:{first 8 hex of the token hash}`.
+    pub fn webhook(token_hash_hex: &str) -> String {
+        let prefix: String = token_hash_hex.chars().take(8).collect();
+        format!("trigger:webhook:{prefix}")
+    }
+
+    /// `trigger:cron:{expr}`.
+    pub fn cron(expr: &str) -> String {
+        format!("trigger:cron:{expr}")
+    }
+
+    /// `trigger:cron_dependency:{expr}`.
+    pub fn cron_dependency(expr: &str) -> String {
+        format!("trigger:cron_dependency:{expr}")
+    }
+
+    /// Checks a label given by a client (`POST /runs {trigger}`).
+    pub fn parse_client_label(label: &str) -> Result<String, DomainError> {
+        if label.is_empty() {
+            return Err(DomainError::invalid("trigger", "must not be empty"));
+        }
+        if label.len() > MAX_LEN {
+            return Err(DomainError::invalid(
+                "trigger",
+                format!("must be at most {MAX_LEN} characters"),
+            ));
+        }
+        if label.chars().any(char::is_control) {
+            return Err(DomainError::invalid("trigger", "must not contain control characters"));
+        }
+        Ok(label.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus::*;
+    use super::*;
+
+    #[test]
+    fn transition_table_is_exactly_the_design() {
+        let allowed = [
+            (Pending, Running),
+            (Pending, Cancelled),
+            (Pending, Failed),
+            (Running, Success),
+            (Running, Failed),
+            (Running, Cancelled),
+        ];
+        for from in RunStatus::ALL {
+            for to in RunStatus::ALL {
+                let expected = allowed.contains(&(*from, *to));
+                assert_eq!(from.can_transition_to(*to), expected, "{from} -> {to}");
+                assert_eq!(from.check_transition(*to).is_ok(), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_never_move() {
+        for from in RunStatus::ALL.iter().filter(|s| s.is_terminal()) {
+            assert!(RunStatus::ALL.iter().all(|to| !from.can_transition_to(*to)));
+        }
+    }
+
+    #[test]
+    fn labels_follow_the_contract() {
+        let upstream = PipelineRef::parse("ns", "bronze", "raw").unwrap();
+        assert_eq!(
+            trigger_label::pipeline_success(&upstream),
+            "trigger:pipeline_success:ns/bronze/raw"
+        );
+        assert_eq!(trigger_label::webhook("0123456789abcdef"), "trigger:webhook:01234567");
+        assert_eq!(trigger_label::schedule("*/5 * * * *"), "schedule:*/5 * * * *");
+        let ns = NamespaceName::parse("ns").unwrap();
+        let zone = ZoneName::parse("uploads").unwrap();
+        assert_eq!(
+            trigger_label::file_pattern(&ns, &zone, "*.csv"),
+            "trigger:file_pattern:ns/uploads:*.csv"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Managers: the business rules and transaction boundaries above the DAO.
+//!
+//! Filled by the issues that follow the foundation.

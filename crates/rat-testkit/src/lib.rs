@@ -1,0 +1,18 @@
+//! Test and dev tooling for the RAT metadata plane. A dev-dependency only:
+//! no shipped binary links it.
+//!
+//! - [`cluster`] starts a private PostgreSQL cluster from the machine's server
+//!   binaries (`initdb`, `pg_ctl`), as an unprivileged user when run as root.
+//! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
+//!   template, dropped when the test ends; leftovers of crashed runs are swept.
+//!
+//! Tests use the server named by `RAT_TEST_DATABASE_URL` when it is set, and
+//! otherwise a shared private cluster under the system temporary directory,
+//! started on first use and kept running for the next test process
+//! (`cargo xtask test` stops it at the end). Without server binaries and
+//! without `RAT_TEST_DATABASE_URL`, tests fail and say what to install.
+
+pub mod cluster;
+mod database;
+
+pub use database::{ADMIN_URL_ENV, TestDatabase};
