@@ -46,7 +46,8 @@ pub enum DaoError {
         /// The status asked for.
         to: RunStatus,
     },
-    /// Serialization failure or deadlock: the whole transaction may be retried.
+    /// Serialization failure, deadlock or lock timeout: the whole transaction
+    /// may be retried.
     #[error("transaction conflict, retry")]
     Retryable {
         /// The driver error.
@@ -175,7 +176,10 @@ impl From<tokio_postgres::Error> for DaoError {
             DaoError::Invalid {
                 constraint: "value".to_owned(),
             }
-        } else if code == SqlState::T_R_SERIALIZATION_FAILURE || code == SqlState::T_R_DEADLOCK_DETECTED {
+        } else if code == SqlState::T_R_SERIALIZATION_FAILURE
+            || code == SqlState::T_R_DEADLOCK_DETECTED
+            || code == SqlState::LOCK_NOT_AVAILABLE
+        {
             DaoError::Retryable { source: err }
         } else if code.code().starts_with("08")
             || code == SqlState::ADMIN_SHUTDOWN

@@ -18,9 +18,21 @@ mod migrate;
 mod pool;
 mod sql;
 
+pub mod access;
+pub mod audit;
+pub mod landing;
 pub mod namespaces;
+pub mod pipeline_versions;
 pub mod pipelines;
+pub mod plugins;
+pub mod projects;
+pub mod quality;
+pub mod reaper_status;
 pub mod runs;
+pub mod schedules;
+pub mod settings;
+pub mod tables;
+pub mod triggers;
 
 pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, Transaction};
 pub use error::DaoError;

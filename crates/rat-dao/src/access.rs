@@ -1,0 +1,1 @@
+//! `ownership` and `shares`: who owns an object and who may use it.

@@ -1,0 +1,1 @@
+//! `audit_log`: the trail of state-changing requests.

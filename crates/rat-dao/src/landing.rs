@@ -1,0 +1,1 @@
+//! `landing_zones` and `landing_files`.

@@ -1,0 +1,1 @@
+//! `pipeline_versions`: the publish history of each pipeline.

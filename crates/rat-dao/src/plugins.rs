@@ -1,0 +1,1 @@
+//! `plugins`: registered plugins and their health.

@@ -1,0 +1,1 @@
+//! `projects` and `project_members`.

@@ -1,0 +1,1 @@
+//! `quality_tests` and `quality_results`.

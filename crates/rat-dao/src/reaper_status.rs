@@ -1,0 +1,1 @@
+//! `reaper_status`: the reaper's singleton status row.

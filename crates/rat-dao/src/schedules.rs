@@ -1,0 +1,1 @@
+//! `schedules`: cron schedules of pipelines.

@@ -1,0 +1,1 @@
+//! `platform_settings`: retention settings and feature flags.

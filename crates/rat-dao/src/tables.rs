@@ -1,0 +1,1 @@
+//! `table_metadata`: user-authored table and column descriptions.

@@ -1,0 +1,1 @@
+//! `pipeline_triggers`: event triggers of pipelines.
