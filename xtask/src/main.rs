@@ -1,9 +1,110 @@
-//! `cargo xtask`: project automation.
+//! `cargo xtask`: project automation. No arguments prints help.
 //!
-//! - `cargo xtask test` — formatting check, clippy with `-D warnings`, every test
-//! - `cargo xtask dev` — the platform locally on embedded defaults
-//! - `cargo xtask db seed` — fill a database with a realistic volume
+//! - `cargo xtask test` — formatting check, clippy with `-D warnings`, then every
+//!   test against a private PostgreSQL cluster (started and stopped here), or
+//!   the server named by `RAT_TEST_DATABASE_URL`
+//! - `cargo xtask dev` — the platform locally on embedded defaults: a persistent
+//!   Postgres under `.rat-dev/`, migrated and seeded when empty; Ctrl-C stops it
+//! - `cargo xtask dev stop` — stop a dev Postgres left running
+//! - `cargo xtask db seed` — fill a database with a realistic volume (5
+//!   namespaces, 500 pipelines, 100,000 runs, 1,000 schedules, 200 triggers,
+//!   100,000 audit rows, ...) for benchmarks
+//! - `cargo xtask db migrate` — apply pending migrations
+//! - `cargo xtask db url` — print the dev database's connection string
 
-fn main() {
-    eprintln!("not yet");
+mod dev;
+mod seed;
+mod system;
+mod test;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Project automation for the RAT metadata plane.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Formatting check, clippy with -D warnings, and every test.
+    Test(test::TestArgs),
+    /// Run the platform locally on embedded defaults.
+    Dev(dev::DevArgs),
+    /// Database chores.
+    Db {
+        #[command(subcommand)]
+        task: DbTask,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbTask {
+    /// Fill a database with a realistic volume of metadata.
+    Seed(seed::SeedArgs),
+    /// Apply pending migrations.
+    Migrate {
+        /// Database to migrate (default: the dev database, started if needed).
+        #[arg(long, env = "RAT_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Print the dev database's connection string (starting it if needed).
+    Url,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.task {
+        Task::Test(args) => test::run(args),
+        Task::Dev(args) => runtime.block_on(dev::run(args)),
+        Task::Db { task } => runtime.block_on(async {
+            match task {
+                DbTask::Seed(args) => seed::run(args).await,
+                DbTask::Migrate { database_url } => {
+                    let url = match database_url {
+                        Some(url) => url,
+                        None => dev::ensure_dev_database(&dev::DevPaths::default()).await?,
+                    };
+                    let report = rat_dao::migrate(&url).await.context("applying migrations")?;
+                    println!("applied {} migration(s)", report.applied.len());
+                    Ok(())
+                }
+                DbTask::Url => {
+                    let url = dev::ensure_dev_database(&dev::DevPaths::default()).await?;
+                    println!("{url}");
+                    Ok(())
+                }
+            }
+        }),
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cargo <args>` in the workspace root, failing on a non-zero exit.
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
 }

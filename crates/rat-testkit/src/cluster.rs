@@ -84,14 +84,29 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The cluster described by `options`, using the machine's server
+    /// binaries. Nothing is started yet.
+    pub fn new(options: ClusterOptions) -> Result<Cluster, ClusterError> {
+        Ok(Cluster {
+            options,
+            bindir: find_server_binaries()?,
+        })
+    }
+
     /// Starts the cluster described by `options` unless it already runs,
     /// initializing its data directory on first use. Safe to call from many
     /// processes at once.
     pub fn ensure_running(options: ClusterOptions) -> Result<Cluster, ClusterError> {
-        let bindir = find_server_binaries()?;
-        let cluster = Cluster { options, bindir };
-        cluster.prepare_base_dir()?;
-        let lock_path = cluster.options.base_dir.join("startup.lock");
+        let cluster = Cluster::new(options)?;
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server unless it runs (initializing the data directory on
+    /// first use) and waits until it accepts connections.
+    pub fn start(&self) -> Result<(), ClusterError> {
+        self.prepare_base_dir()?;
+        let lock_path = self.options.base_dir.join("startup.lock");
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -100,9 +115,9 @@ impl Cluster {
             .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
         lock.lock()
             .map_err(|e| err(format!("cannot lock {}: {e}", lock_path.display())))?;
-        let result = cluster.start_locked();
+        let result = self.start_locked();
         drop(lock);
-        result.map(|()| cluster)
+        result
     }
 
     /// A key-value connection string for the `postgres` database as superuser.

@@ -3,6 +3,7 @@
 //!
 //! - [`cluster`] starts a private PostgreSQL cluster from the machine's server
 //!   binaries (`initdb`, `pg_ctl`), as an unprivileged user when run as root.
+//! - [`seed`] fills a database with a realistic volume of metadata.
 //! - [`fixtures`] creates ready-made rows through the real repositories.
 //! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
 //!   template, dropped when the test ends; leftovers of crashed runs are swept.
@@ -16,5 +17,6 @@
 pub mod cluster;
 mod database;
 pub mod fixtures;
+pub mod seed;
 
 pub use database::{ADMIN_URL_ENV, TestDatabase};

@@ -1,0 +1,107 @@
+//! Repository policy checks (rust-analyzer's "tidy" idea): rules of
+//! `ARCHITECTURE.md` that a reviewer would otherwise have to remember.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn workspace_sources() -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "bins", "xtask", "tests"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 20, "found only {} files", files.len());
+    files
+}
+
+#[test]
+fn every_rust_file_opens_with_a_module_doc_comment() {
+    let missing: Vec<String> = workspace_sources()
+        .into_iter()
+        .filter(|path| {
+            let text = fs::read_to_string(path).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` header: {missing:#?}");
+}
+
+#[test]
+fn library_crates_never_read_the_environment() {
+    // Only binaries (and dev tooling) know environment variables; libraries
+    // take typed configuration.
+    let root = workspace_root();
+    let mut offenders = Vec::new();
+    for krate in ["rat-domain", "rat-dao", "rat-versioning", "rat-service"] {
+        let mut files = Vec::new();
+        rust_files(&root.join("crates").join(krate).join("src"), &mut files);
+        for path in files {
+            let text = fs::read_to_string(&path).unwrap();
+            if text.contains("env::var") || text.contains("std::env::vars") {
+                offenders.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code reads the environment: {offenders:#?}"
+    );
+}
+
+#[test]
+fn migrations_follow_the_naming_rule() {
+    let dir = workspace_root().join("migrations");
+    let mut versions = Vec::new();
+    for entry in fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name == "README.md" {
+            continue;
+        }
+        let rest = name
+            .strip_prefix('V')
+            .unwrap_or_else(|| panic!("{name}: must start with V"));
+        let (version, tail) = rest
+            .split_once("__")
+            .unwrap_or_else(|| panic!("{name}: V{{n}}__{{name}}.sql"));
+        assert!(tail.ends_with(".sql"), "{name}: must be .sql");
+        let stem = tail.trim_end_matches(".sql");
+        assert!(
+            stem.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}: snake_case name"
+        );
+        versions.push(
+            version
+                .parse::<u32>()
+                .unwrap_or_else(|_| panic!("{name}: numeric version")),
+        );
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=versions.len() as u32).collect::<Vec<_>>(),
+        "versions 1..n without gaps"
+    );
+}

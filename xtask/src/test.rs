@@ -1,0 +1,59 @@
+//! `cargo xtask test`: what CI runs.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use rat_testkit::cluster::{Cluster, ClusterOptions, INSTALL_HINT};
+
+use crate::cargo;
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs; run `cargo fmt --all`")?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+
+    // Start the tests' database up front, so a machine without PostgreSQL
+    // fails here with the install hint, and stop it afterwards if we started it.
+    let external = std::env::var(rat_testkit::ADMIN_URL_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let cluster = if external {
+        println!("tests use RAT_TEST_DATABASE_URL");
+        None
+    } else {
+        crate::system::ensure_postgres_server()?;
+        let cluster = Cluster::new(ClusterOptions::for_tests()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let was_running = cluster.is_running();
+        cluster
+            .start()
+            .map_err(|e| anyhow::anyhow!("{e}\n{INSTALL_HINT}"))
+            .context("starting the test PostgreSQL cluster")?;
+        Some((cluster, was_running))
+    };
+
+    let mut test_args = vec!["test", "--workspace", "--no-fail-fast"];
+    if !args.cargo_test_args.is_empty() {
+        test_args.push("--");
+        test_args.extend(args.cargo_test_args.iter().map(String::as_str));
+    }
+    let result = cargo(&test_args);
+
+    if let Some((cluster, false)) = cluster
+        && let Err(e) = cluster.stop()
+    {
+        eprintln!("warning: could not stop the test cluster: {e}");
+    }
+    result?;
+    println!(
+        "cargo xtask test: all checks passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
