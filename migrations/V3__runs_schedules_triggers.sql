@@ -119,6 +119,11 @@ CREATE INDEX idx_pipeline_triggers_config
     ON pipeline_triggers USING gin (config jsonb_path_ops) WHERE enabled = true;
 CREATE INDEX idx_pipeline_triggers_last_run
     ON pipeline_triggers (last_run_id) WHERE last_run_id IS NOT NULL;
+-- Addition: a webhook call is matched by the SHA-256 of its token, so no two
+-- webhook triggers may share one; a call then fires exactly one trigger, found
+-- by this index.
+CREATE UNIQUE INDEX uq_pipeline_triggers_webhook_token
+    ON pipeline_triggers ((config ->> 'token_hash')) WHERE type = 'webhook';
 
 CREATE TRIGGER trg_pipeline_triggers_updated_at BEFORE UPDATE ON pipeline_triggers
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();

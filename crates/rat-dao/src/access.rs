@@ -1,1 +1,274 @@
 //! `ownership` and `shares`: who owns an object and who may use it.
+//!
+//! Objects are referenced by `(object_type, object_id)` without a foreign key;
+//! triggers of migration V6 remove an object's rows here when the pipeline,
+//! table metadata or namespace row is deleted.
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{AccessLevel, ObjectType, Ownership, Page, PageRequest, Share};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const OWNERSHIP_COLUMNS: &str = "id, object_type, object_id, owner, created_at";
+
+const SHARE_COLUMNS: &str = "id, object_type, object_id, shared_with, access_level, granted_by, granted_at";
+
+/// The constraint named by the `Conflict` of [`transfer`] when the caller is
+/// not the current owner.
+pub const NOT_OWNER: &str = "not_owner";
+
+fn ownership_from_row(row: &Row) -> Result<Ownership, DaoError> {
+    Ok(Ownership {
+        id: row.try_get("id")?,
+        object_type: sql::parse_column(row, "object_type")?,
+        object_id: row.try_get("object_id")?,
+        owner: row.try_get("owner")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn share_from_row(row: &Row) -> Result<Share, DaoError> {
+    Ok(Share {
+        id: row.try_get("id")?,
+        object_type: sql::parse_column(row, "object_type")?,
+        object_id: row.try_get("object_id")?,
+        shared_with: row.try_get("shared_with")?,
+        access_level: sql::parse_column(row, "access_level")?,
+        granted_by: row.try_get("granted_by")?,
+        granted_at: row.try_get("granted_at")?,
+    })
+}
+
+/// Makes `owner` the owner of the object, replacing any previous owner (the
+/// row, its id and its creation time are kept).
+pub async fn set_owner(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    owner: &str,
+) -> Result<Ownership, DaoError> {
+    let row = sql::query_one(
+        client,
+        "ownership",
+        &format!(
+            "INSERT INTO ownership (object_type, object_id, owner) VALUES ($1, $2, $3) \
+             ON CONFLICT ON CONSTRAINT uq_ownership_object DO UPDATE SET owner = EXCLUDED.owner \
+             RETURNING {OWNERSHIP_COLUMNS}"
+        ),
+        &[&object_type.as_str(), &object_id, &owner],
+    )
+    .await?;
+    ownership_from_row(&row)
+}
+
+/// The object's owner, if it has one.
+pub async fn get_owner(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+) -> Result<Option<Ownership>, DaoError> {
+    let row = sql::query_opt(
+        client,
+        &format!("SELECT {OWNERSHIP_COLUMNS} FROM ownership WHERE object_type = $1 AND object_id = $2"),
+        &[&object_type.as_str(), &object_id],
+    )
+    .await?;
+    row.as_ref().map(ownership_from_row).transpose()
+}
+
+/// Hands the object from `from` to `to`, only if `from` owns it: the check is
+/// the UPDATE's own `WHERE owner = from`, so two concurrent transfers cannot
+/// both succeed. `NotFound { ownership }` when the object has no owner;
+/// `Conflict { not_owner }` ([`NOT_OWNER`]) when someone else owns it, which
+/// the caller answers with 403, not 409.
+pub async fn transfer(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Ownership, DaoError> {
+    let updated = sql::query_opt(
+        client,
+        &format!(
+            "UPDATE ownership SET owner = $4 WHERE object_type = $1 AND object_id = $2 AND owner = $3 \
+             RETURNING {OWNERSHIP_COLUMNS}"
+        ),
+        &[&object_type.as_str(), &object_id, &from, &to],
+    )
+    .await?;
+    if let Some(row) = updated {
+        return ownership_from_row(&row);
+    }
+    // Nothing matched: tell "no owner at all" from "owned by someone else".
+    let exists = sql::query_one(
+        client,
+        "ownership",
+        "SELECT EXISTS (SELECT 1 FROM ownership WHERE object_type = $1 AND object_id = $2)",
+        &[&object_type.as_str(), &object_id],
+    )
+    .await?;
+    if exists.try_get(0)? {
+        Err(DaoError::Conflict {
+            constraint: NOT_OWNER.to_owned(),
+        })
+    } else {
+        Err(DaoError::NotFound { entity: "ownership" })
+    }
+}
+
+/// Removes the object's owner; `NotFound { ownership }` when it has none.
+pub async fn delete_owner(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM ownership WHERE object_type = $1 AND object_id = $2",
+        &[&object_type.as_str(), &object_id],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "ownership" });
+    }
+    Ok(())
+}
+
+/// Grants `access_level` on the object to `shared_with` (a user or
+/// `role:<name>`). Granting again to the same principal replaces the level,
+/// the granter and the grant time of the existing share (same id).
+pub async fn grant(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    shared_with: &str,
+    access_level: AccessLevel,
+    granted_by: &str,
+    now: OffsetDateTime,
+) -> Result<Share, DaoError> {
+    let row = sql::query_one(
+        client,
+        "share",
+        &format!(
+            "INSERT INTO shares (object_type, object_id, shared_with, access_level, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT ON CONSTRAINT uq_shares_object_shared_with DO UPDATE SET \
+                access_level = EXCLUDED.access_level, \
+                granted_by = EXCLUDED.granted_by, \
+                granted_at = EXCLUDED.granted_at \
+             RETURNING {SHARE_COLUMNS}"
+        ),
+        &[
+            &object_type.as_str(),
+            &object_id,
+            &shared_with,
+            &access_level.as_str(),
+            &granted_by,
+            &now,
+        ],
+    )
+    .await?;
+    share_from_row(&row)
+}
+
+/// Removes the share of the object with `shared_with`; `NotFound { share }`
+/// when there is none.
+pub async fn revoke(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    shared_with: &str,
+) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM shares WHERE object_type = $1 AND object_id = $2 AND shared_with = $3",
+        &[&object_type.as_str(), &object_id, &shared_with],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "share" });
+    }
+    Ok(())
+}
+
+/// The object's shares ordered by principal, one page, with the total.
+pub async fn list_for_object(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Share>, DaoError> {
+    let object_type = object_type.as_str();
+    let mut conditions = Conditions::new();
+    conditions.push("object_type = $?", &object_type);
+    conditions.push("object_id = $?", &object_id);
+    let order = OrderBy {
+        columns: &["shared_with", "id"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        SHARE_COLUMNS,
+        "shares",
+        &conditions,
+        order,
+        page,
+        share_from_row,
+    )
+    .await
+}
+
+/// The shares granted to `shared_with`, newest first, one page, with the total.
+pub async fn list_for_principal(
+    client: &impl GenericClient,
+    shared_with: &str,
+    page: PageRequest,
+) -> Result<Page<Share>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("shared_with = $?", &shared_with);
+    let order = OrderBy {
+        columns: &["granted_at", "id"],
+        descending: true,
+    };
+    sql::fetch_page(
+        client,
+        SHARE_COLUMNS,
+        "shares",
+        &conditions,
+        order,
+        page,
+        share_from_row,
+    )
+    .await
+}
+
+/// The highest level (`write` above `read`) shared on the object with any of
+/// `principals` (typically a user and the user's `role:<name>`s); `None` when
+/// none of them has a share. Ownership is not considered.
+pub async fn access_level(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    principals: &[&str],
+) -> Result<Option<AccessLevel>, DaoError> {
+    if principals.is_empty() {
+        return Ok(None);
+    }
+    let row = sql::query_opt(
+        client,
+        "SELECT access_level FROM shares \
+         WHERE object_type = $1 AND object_id = $2 AND shared_with = ANY($3) \
+         ORDER BY CASE access_level WHEN 'write' THEN 2 WHEN 'read' THEN 1 ELSE 0 END DESC \
+         LIMIT 1",
+        &[&object_type.as_str(), &object_id, &principals],
+    )
+    .await?;
+    row.map(|row| sql::parse_column(&row, "access_level")).transpose()
+}

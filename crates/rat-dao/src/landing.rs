@@ -1,1 +1,362 @@
-//! `landing_zones` and `landing_files`.
+//! `landing_zones` and `landing_files`: zones with their file counts and
+//! sizes computed in SQL, their lifecycle settings, and the files uploaded to
+//! them (the S3 objects themselves are the storage layer's business).
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const ZONE_COLUMNS: &str = "id, namespace, name, description, owner, expected_schema, processed_max_age_days, \
+     auto_purge, created_at, updated_at";
+
+/// The zone columns of `z` and the file statistics of `s`, as joined by
+/// `file_stats!`.
+const SUMMARY_COLUMNS: &str = "z.id, z.namespace, z.name, z.description, z.owner, z.expected_schema, \
+     z.processed_max_age_days, z.auto_purge, z.created_at, z.updated_at, s.file_count, s.total_bytes";
+
+/// The join that adds `s.file_count` and `s.total_bytes` to a zone row `z`.
+/// A LATERAL subquery is computed only for the zones actually returned (one
+/// index range scan of `idx_landing_files_zone` each), not for every file of
+/// every zone; and since it is an aggregate without GROUP BY it yields exactly
+/// one row per zone, so the planner drops it from the `count(*)` of a list.
+macro_rules! file_stats {
+    () => {
+        "LEFT JOIN LATERAL (SELECT count(*) AS file_count, \
+                COALESCE(sum(f.size_bytes), 0)::bigint AS total_bytes \
+            FROM landing_files f WHERE f.zone_id = z.id) s ON true"
+    };
+}
+
+const SUMMARY_FROM: &str = concat!("landing_zones z ", file_stats!());
+
+const FILE_COLUMNS: &str = "id, zone_id, filename, s3_path, size_bytes, content_type, uploaded_by, uploaded_at";
+
+fn zone_from_row(row: &Row) -> Result<LandingZone, DaoError> {
+    Ok(LandingZone {
+        id: row.try_get("id")?,
+        namespace: sql::parse_column(row, "namespace")?,
+        name: sql::parse_column(row, "name")?,
+        description: row.try_get("description")?,
+        owner: row.try_get("owner")?,
+        expected_schema: row.try_get("expected_schema")?,
+        processed_max_age_days: row.try_get("processed_max_age_days")?,
+        auto_purge: row.try_get("auto_purge")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn summary_from_row(row: &Row) -> Result<LandingZoneSummary, DaoError> {
+    Ok(LandingZoneSummary {
+        zone: zone_from_row(row)?,
+        file_count: row.try_get("file_count")?,
+        total_bytes: row.try_get("total_bytes")?,
+    })
+}
+
+fn file_from_row(row: &Row) -> Result<LandingFile, DaoError> {
+    Ok(LandingFile {
+        id: row.try_get("id")?,
+        zone_id: row.try_get("zone_id")?,
+        filename: row.try_get("filename")?,
+        s3_path: row.try_get("s3_path")?,
+        size_bytes: row.try_get("size_bytes")?,
+        content_type: row.try_get("content_type")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        uploaded_at: row.try_get("uploaded_at")?,
+    })
+}
+
+/// What creating a landing zone needs. The lifecycle starts unset (system
+/// default age, no auto-purge); see [`set_lifecycle`].
+#[derive(Debug, Clone)]
+pub struct NewLandingZone {
+    /// Namespace.
+    pub namespace: NamespaceName,
+    /// Name, unique within the namespace.
+    pub name: ZoneName,
+    /// Free text.
+    pub description: String,
+    /// Owner's identity.
+    pub owner: Option<String>,
+    /// Documentation of the expected file schema.
+    pub expected_schema: String,
+}
+
+/// Creates a zone. `Conflict { uq_landing_zones_namespace_name }` when the
+/// namespace already has a zone of that name; `MissingReference { namespace }`
+/// for an unknown namespace. A new zone has no files.
+pub async fn create(client: &impl GenericClient, new: &NewLandingZone) -> Result<LandingZone, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!(
+            "INSERT INTO landing_zones (namespace, name, description, owner, expected_schema) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {ZONE_COLUMNS}"
+        ),
+        &[
+            &new.namespace.as_str(),
+            &new.name.as_str(),
+            &new.description,
+            &new.owner,
+            &new.expected_schema,
+        ],
+    )
+    .await?;
+    zone_from_row(&row)
+}
+
+/// The zone `ns/name` with its file count and total size.
+pub async fn get(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZoneSummary, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!("SELECT {SUMMARY_COLUMNS} FROM {SUMMARY_FROM} WHERE z.namespace = $1 AND z.name = $2"),
+        &[&namespace.as_str(), &name.as_str()],
+    )
+    .await?;
+    summary_from_row(&row)
+}
+
+/// Zones (of one namespace, or of all), ordered by namespace then name, each
+/// with its file count and total size, one page, with the total.
+pub async fn list(
+    client: &impl GenericClient,
+    namespace: Option<&NamespaceName>,
+    page: PageRequest,
+) -> Result<Page<LandingZoneSummary>, DaoError> {
+    let namespace = namespace.map(NamespaceName::as_str);
+    let mut conditions = Conditions::new();
+    conditions.push_opt("z.namespace = $?", &namespace);
+    let order = OrderBy {
+        columns: &["z.namespace", "z.name"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        SUMMARY_COLUMNS,
+        SUMMARY_FROM,
+        &conditions,
+        order,
+        page,
+        summary_from_row,
+    )
+    .await
+}
+
+/// Changes to a zone; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneUpdate {
+    /// New description.
+    pub description: Option<String>,
+    /// New owner.
+    pub owner: Option<String>,
+    /// New expected schema.
+    pub expected_schema: Option<String>,
+}
+
+/// Applies `changes` to the zone `ns/name`; returns it with its file statistics.
+pub async fn update(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    changes: &ZoneUpdate,
+) -> Result<LandingZoneSummary, DaoError> {
+    // The statistics are joined to the updated row in the same statement, so
+    // the answer is one consistent snapshot.
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!(
+            "WITH z AS ( \
+                UPDATE landing_zones SET \
+                    description = COALESCE($3, description), \
+                    owner = COALESCE($4, owner), \
+                    expected_schema = COALESCE($5, expected_schema) \
+                WHERE namespace = $1 AND name = $2 \
+                RETURNING {ZONE_COLUMNS}) \
+             SELECT {SUMMARY_COLUMNS} FROM z {}",
+            file_stats!()
+        ),
+        &[
+            &namespace.as_str(),
+            &name.as_str(),
+            &changes.description,
+            &changes.owner,
+            &changes.expected_schema,
+        ],
+    )
+    .await?;
+    summary_from_row(&row)
+}
+
+/// Replaces both lifecycle settings of the zone `ns/name`. Unlike
+/// [`update`], `None` is stored: it clears the maximum age (the system default
+/// applies again). `Invalid { ck_landing_zones_processed_max_age_days }` for
+/// fewer than one day.
+pub async fn set_lifecycle(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    processed_max_age_days: Option<i32>,
+    auto_purge: bool,
+) -> Result<LandingZone, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!(
+            "UPDATE landing_zones SET processed_max_age_days = $3, auto_purge = $4 \
+             WHERE namespace = $1 AND name = $2 RETURNING {ZONE_COLUMNS}"
+        ),
+        &[
+            &namespace.as_str(),
+            &name.as_str(),
+            &processed_max_age_days,
+            &auto_purge,
+        ],
+    )
+    .await?;
+    zone_from_row(&row)
+}
+
+/// Deletes the zone `ns/name` and, through the foreign key, its file rows.
+/// The S3 objects under [`LandingZone::s3_prefix`] are the caller's to remove.
+pub async fn delete(client: &impl GenericClient, namespace: &NamespaceName, name: &ZoneName) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM landing_zones WHERE namespace = $1 AND name = $2",
+        &[&namespace.as_str(), &name.as_str()],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "landing zone" });
+    }
+    Ok(())
+}
+
+/// What recording an uploaded file needs.
+#[derive(Debug, Clone)]
+pub struct NewLandingFile {
+    /// The zone.
+    pub zone_id: Uuid,
+    /// Stored filename (`YYYYMMDD_HHMMSS_<basename>`).
+    pub filename: String,
+    /// Object key.
+    pub s3_path: String,
+    /// Size.
+    pub size_bytes: i64,
+    /// MIME type as uploaded.
+    pub content_type: String,
+    /// Uploader's identity.
+    pub uploaded_by: Option<String>,
+}
+
+/// Records a file uploaded at `now`. `MissingReference { landing zone }` for an
+/// unknown zone; `Invalid { ck_landing_files_size_bytes }` for a negative size.
+pub async fn insert_file(
+    client: &impl GenericClient,
+    new: &NewLandingFile,
+    now: OffsetDateTime,
+) -> Result<LandingFile, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing file",
+        &format!(
+            "INSERT INTO landing_files (zone_id, filename, s3_path, size_bytes, content_type, uploaded_by, uploaded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FILE_COLUMNS}"
+        ),
+        &[
+            &new.zone_id,
+            &new.filename,
+            &new.s3_path,
+            &new.size_bytes,
+            &new.content_type,
+            &new.uploaded_by,
+            &now,
+        ],
+    )
+    .await?;
+    file_from_row(&row)
+}
+
+/// The file `id` of the zone `zone_id`; `NotFound { landing file }` also when
+/// the file exists but belongs to another zone.
+pub async fn get_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -> Result<LandingFile, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing file",
+        &format!("SELECT {FILE_COLUMNS} FROM landing_files WHERE id = $1 AND zone_id = $2"),
+        &[&id, &zone_id],
+    )
+    .await?;
+    file_from_row(&row)
+}
+
+/// The zone's files, newest first, one page, with the total.
+pub async fn list_files(
+    client: &impl GenericClient,
+    zone_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<LandingFile>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("zone_id = $?", &zone_id);
+    let order = OrderBy {
+        columns: &["uploaded_at", "id"],
+        descending: true,
+    };
+    sql::fetch_page(
+        client,
+        FILE_COLUMNS,
+        "landing_files",
+        &conditions,
+        order,
+        page,
+        file_from_row,
+    )
+    .await
+}
+
+/// Deletes the file `id` of the zone `zone_id` and returns the deleted row, so
+/// the caller can remove the S3 object. `NotFound { landing file }` when the
+/// file does not exist or belongs to another zone.
+pub async fn delete_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -> Result<LandingFile, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing file",
+        &format!("DELETE FROM landing_files WHERE id = $1 AND zone_id = $2 RETURNING {FILE_COLUMNS}"),
+        &[&id, &zone_id],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    file_from_row(&row)
+}
+
+/// Files of the zone uploaded before `cutoff`, oldest first, at most `limit`.
+/// Used by the reaper to purge processed files.
+pub async fn files_older_than(
+    client: &impl GenericClient,
+    zone_id: Uuid,
+    cutoff: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<LandingFile>, DaoError> {
+    let rows = sql::query(
+        client,
+        &format!(
+            "SELECT {FILE_COLUMNS} FROM landing_files WHERE zone_id = $1 AND uploaded_at < $2 \
+             ORDER BY uploaded_at, id LIMIT $3"
+        ),
+        &[&zone_id, &cutoff, &limit],
+    )
+    .await?;
+    rows.iter().map(file_from_row).collect()
+}

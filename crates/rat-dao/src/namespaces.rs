@@ -94,9 +94,8 @@ pub async fn delete(client: &impl GenericClient, name: &NamespaceName) -> Result
 /// Namespaces ordered by creation time (oldest first), with the total count.
 pub async fn list(client: &impl GenericClient, page: PageRequest) -> Result<Page<Namespace>, DaoError> {
     let order = OrderBy {
-        column: "created_at",
+        columns: &["created_at", "name"],
         descending: false,
-        tiebreak: "name",
     };
     sql::fetch_page(client, COLUMNS, "namespaces", &Conditions::new(), order, page, from_row).await
 }

@@ -322,16 +322,15 @@ pub async fn list(
     conditions.push_opt("layer = $?", &layer);
     conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
     let order = OrderBy {
-        column: match sort.field {
-            PipelineSortField::Name => "name",
-            PipelineSortField::Namespace => "namespace",
-            PipelineSortField::Layer => "layer",
-            PipelineSortField::CreatedAt => "created_at",
-            PipelineSortField::UpdatedAt => "updated_at",
-            PipelineSortField::Type => "type",
+        columns: match sort.field {
+            PipelineSortField::Name => &["name", "id"],
+            PipelineSortField::Namespace => &["namespace", "id"],
+            PipelineSortField::Layer => &["layer", "id"],
+            PipelineSortField::CreatedAt => &["created_at", "id"],
+            PipelineSortField::UpdatedAt => &["updated_at", "id"],
+            PipelineSortField::Type => &["type", "id"],
         },
         descending: sort.descending,
-        tiebreak: "id",
     };
     sql::fetch_page(client, COLUMNS, "pipelines", &conditions, order, page, from_row).await
 }

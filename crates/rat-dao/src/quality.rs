@@ -1,1 +1,275 @@
-//! `quality_tests` and `quality_results`.
+//! `quality_tests` and `quality_results`: quality test definitions (their SQL
+//! lives in S3) and the results of running them, pruned per test by the
+//! reaper.
+//!
+//! `value` and `expected` are NUMERIC in SQL; tokio-postgres has no NUMERIC
+//! mapping, so they are read as `::float8` and written from `$n::float8`.
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{Page, PageRequest, QualityResult, QualityStatus, QualityTest, Severity, TestName};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const TEST_COLUMNS: &str = "id, pipeline_id, name, description, severity, s3_path, created_at";
+
+const RESULT_COLUMNS: &str = "id, test_id, run_id, status, value::float8 AS value, \
+     expected::float8 AS expected, duration_ms, ran_at";
+
+fn test_from_row(row: &Row) -> Result<QualityTest, DaoError> {
+    Ok(QualityTest {
+        id: row.try_get("id")?,
+        pipeline_id: row.try_get("pipeline_id")?,
+        name: sql::parse_column(row, "name")?,
+        description: row.try_get::<_, Option<String>>("description")?.unwrap_or_default(),
+        severity: sql::parse_column(row, "severity")?,
+        s3_path: row.try_get("s3_path")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn result_from_row(row: &Row) -> Result<QualityResult, DaoError> {
+    Ok(QualityResult {
+        id: row.try_get("id")?,
+        test_id: row.try_get("test_id")?,
+        run_id: row.try_get("run_id")?,
+        status: sql::parse_column(row, "status")?,
+        value: row.try_get("value")?,
+        expected: row.try_get("expected")?,
+        duration_ms: row.try_get("duration_ms")?,
+        ran_at: row.try_get("ran_at")?,
+    })
+}
+
+/// What creating a quality test needs.
+#[derive(Debug, Clone)]
+pub struct NewQualityTest {
+    /// The pipeline it checks.
+    pub pipeline_id: Uuid,
+    /// Unique within the pipeline.
+    pub name: TestName,
+    /// Free text.
+    pub description: String,
+    /// How much a failure matters.
+    pub severity: Severity,
+    /// Key of the test's SQL file.
+    pub s3_path: String,
+}
+
+/// Creates a quality test; `Conflict { uq_quality_tests_pipeline_name }` when
+/// the pipeline has a test of that name, `MissingReference { pipeline }` for
+/// an unknown pipeline.
+pub async fn create(client: &impl GenericClient, new: &NewQualityTest) -> Result<QualityTest, DaoError> {
+    let row = sql::query_one(
+        client,
+        "quality test",
+        &format!(
+            "INSERT INTO quality_tests (pipeline_id, name, description, severity, s3_path) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {TEST_COLUMNS}"
+        ),
+        &[
+            &new.pipeline_id,
+            &new.name.as_str(),
+            &new.description,
+            &new.severity.as_str(),
+            &new.s3_path,
+        ],
+    )
+    .await?;
+    test_from_row(&row)
+}
+
+/// The pipeline's test called `name`.
+pub async fn get_by_name(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    name: &TestName,
+) -> Result<QualityTest, DaoError> {
+    let row = sql::query_one(
+        client,
+        "quality test",
+        &format!("SELECT {TEST_COLUMNS} FROM quality_tests WHERE pipeline_id = $1 AND name = $2"),
+        &[&pipeline_id, &name.as_str()],
+    )
+    .await?;
+    test_from_row(&row)
+}
+
+/// Changes the description and/or severity of the pipeline's test `name`;
+/// `None` keeps the current value.
+pub async fn update(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    name: &TestName,
+    description: Option<&str>,
+    severity: Option<Severity>,
+) -> Result<QualityTest, DaoError> {
+    let severity = severity.map(Severity::as_str);
+    let row = sql::query_one(
+        client,
+        "quality test",
+        &format!(
+            "UPDATE quality_tests SET \
+                description = COALESCE($3, description), \
+                severity = COALESCE($4, severity) \
+             WHERE pipeline_id = $1 AND name = $2 RETURNING {TEST_COLUMNS}"
+        ),
+        &[&pipeline_id, &name.as_str(), &description, &severity],
+    )
+    .await?;
+    test_from_row(&row)
+}
+
+/// Deletes the pipeline's test `name` with all its results.
+pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, name: &TestName) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM quality_tests WHERE pipeline_id = $1 AND name = $2",
+        &[&pipeline_id, &name.as_str()],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "quality test" });
+    }
+    Ok(())
+}
+
+/// The pipeline's tests by name, one page, with the total.
+pub async fn list_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<QualityTest>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("pipeline_id = $?", &pipeline_id);
+    let order = OrderBy {
+        columns: &["name", "id"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        TEST_COLUMNS,
+        "quality_tests",
+        &conditions,
+        order,
+        page,
+        test_from_row,
+    )
+    .await
+}
+
+/// One result to record.
+#[derive(Debug, Clone)]
+pub struct NewQualityResult {
+    /// The test.
+    pub test_id: Uuid,
+    /// The run it belonged to.
+    pub run_id: Option<Uuid>,
+    /// Outcome.
+    pub status: QualityStatus,
+    /// Violations counted.
+    pub value: Option<f64>,
+    /// Violations expected.
+    pub expected: Option<f64>,
+    /// Execution time.
+    pub duration_ms: Option<i32>,
+    /// When it ran.
+    pub ran_at: OffsetDateTime,
+}
+
+/// Records a result; `MissingReference { quality test }` or `{ run }` for an
+/// unknown test or run.
+pub async fn insert_result(client: &impl GenericClient, new: &NewQualityResult) -> Result<QualityResult, DaoError> {
+    let row = sql::query_one(
+        client,
+        "quality result",
+        &format!(
+            "INSERT INTO quality_results (test_id, run_id, status, value, expected, duration_ms, ran_at) \
+             VALUES ($1, $2, $3, $4::float8, $5::float8, $6, $7) RETURNING {RESULT_COLUMNS}"
+        ),
+        &[
+            &new.test_id,
+            &new.run_id,
+            &new.status.as_str(),
+            &new.value,
+            &new.expected,
+            &new.duration_ms,
+            &new.ran_at,
+        ],
+    )
+    .await?;
+    result_from_row(&row)
+}
+
+/// The test's results, newest first, one page, with the total.
+pub async fn list_results_for_test(
+    client: &impl GenericClient,
+    test_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<QualityResult>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("test_id = $?", &test_id);
+    let order = OrderBy {
+        columns: &["ran_at", "id"],
+        descending: true,
+    };
+    sql::fetch_page(
+        client,
+        RESULT_COLUMNS,
+        "quality_results",
+        &conditions,
+        order,
+        page,
+        result_from_row,
+    )
+    .await
+}
+
+/// The results recorded for one run, in the order they ran, at most `limit`.
+pub async fn results_for_run(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    limit: i64,
+) -> Result<Vec<QualityResult>, DaoError> {
+    let rows = sql::query(
+        client,
+        &format!("SELECT {RESULT_COLUMNS} FROM quality_results WHERE run_id = $1 ORDER BY ran_at, id LIMIT $2"),
+        &[&run_id, &limit],
+    )
+    .await?;
+    rows.iter().map(result_from_row).collect()
+}
+
+/// Deletes results beyond the newest `keep` of each test, at most `batch`
+/// rows per call; returns how many were deleted. The reaper calls it until it
+/// returns less than `batch`. `Invalid { keep }` / `{ batch }` for a negative
+/// `keep` or a `batch` below 1.
+pub async fn prune_results_per_test(client: &impl GenericClient, keep: i64, batch: i64) -> Result<u64, DaoError> {
+    if keep < 0 {
+        return Err(DaoError::Invalid {
+            constraint: "keep".to_owned(),
+        });
+    }
+    if batch < 1 {
+        return Err(DaoError::Invalid {
+            constraint: "batch".to_owned(),
+        });
+    }
+    // The window ranks each test's results newest first; the same order as
+    // idx_quality_results_test, with id breaking ties between equal times.
+    sql::execute(
+        client,
+        "DELETE FROM quality_results WHERE id IN ( \
+             SELECT id FROM ( \
+                 SELECT id, row_number() OVER (PARTITION BY test_id ORDER BY ran_at DESC, id DESC) AS newest_rank \
+                 FROM quality_results \
+             ) ranked WHERE newest_rank > $1 LIMIT $2)",
+        &[&keep, &batch],
+    )
+    .await
+    .map_err(DaoError::on_delete)
+}

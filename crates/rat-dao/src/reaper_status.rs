@@ -1,1 +1,92 @@
-//! `reaper_status`: the reaper's singleton status row.
+//! `reaper_status`: the reaper's singleton status row (id 1), with the time of
+//! its last pass and cumulative counters that saturate instead of overflowing.
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{ReaperCounters, ReaperStatus};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use crate::DaoError;
+use crate::sql;
+
+const COLUMNS: &str = "last_run_at, runs_pruned, logs_pruned, quality_pruned, pipelines_purged, runs_failed, \
+     branches_cleaned, lz_files_cleaned, audit_pruned, updated_at";
+
+fn from_row(row: &Row) -> Result<ReaperStatus, DaoError> {
+    let counter = |column: &str| -> Result<i64, DaoError> { Ok(i64::from(row.try_get::<_, i32>(column)?)) };
+    Ok(ReaperStatus {
+        last_run_at: row.try_get("last_run_at")?,
+        counters: ReaperCounters {
+            runs_pruned: counter("runs_pruned")?,
+            logs_pruned: counter("logs_pruned")?,
+            quality_pruned: counter("quality_pruned")?,
+            pipelines_purged: counter("pipelines_purged")?,
+            runs_failed: counter("runs_failed")?,
+            branches_cleaned: counter("branches_cleaned")?,
+            lz_files_cleaned: counter("lz_files_cleaned")?,
+            audit_pruned: counter("audit_pruned")?,
+        },
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The status row. The migration creates it; should it be missing, the
+/// status reads as "never ran" with zero counters.
+pub async fn get(client: &impl GenericClient) -> Result<ReaperStatus, DaoError> {
+    let row = sql::query_opt(
+        client,
+        &format!("SELECT {COLUMNS} FROM reaper_status WHERE id = 1"),
+        &[],
+    )
+    .await?;
+    row.as_ref().map(from_row).transpose().map(Option::unwrap_or_default)
+}
+
+/// Adds one pass's counters to the cumulative ones and sets `last_run_at` to
+/// `finished_at`; returns the new status. Each counter saturates at
+/// `i32::MAX` (the column type) instead of failing the write, and a negative
+/// pass counter counts as zero (a pass cannot undo work). A missing row is
+/// recreated.
+pub async fn record_pass(
+    client: &impl GenericClient,
+    pass: &ReaperCounters,
+    finished_at: OffsetDateTime,
+) -> Result<ReaperStatus, DaoError> {
+    // Clamping each addend to the column's range keeps the bigint sum in SQL
+    // far from overflow, so LEAST alone bounds the stored value.
+    let add = |n: i64| n.clamp(0, i64::from(i32::MAX));
+    let row = sql::query_one(
+        client,
+        "reaper status",
+        &format!(
+            "INSERT INTO reaper_status (id, last_run_at, runs_pruned, logs_pruned, quality_pruned, \
+                pipelines_purged, runs_failed, branches_cleaned, lz_files_cleaned, audit_pruned) \
+             VALUES (1, $1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::bigint, \
+                $8::bigint, $9::bigint) \
+             ON CONFLICT ON CONSTRAINT pk_reaper_status DO UPDATE SET \
+                last_run_at = $1, \
+                runs_pruned = LEAST(reaper_status.runs_pruned::bigint + $2::bigint, 2147483647), \
+                logs_pruned = LEAST(reaper_status.logs_pruned::bigint + $3::bigint, 2147483647), \
+                quality_pruned = LEAST(reaper_status.quality_pruned::bigint + $4::bigint, 2147483647), \
+                pipelines_purged = LEAST(reaper_status.pipelines_purged::bigint + $5::bigint, 2147483647), \
+                runs_failed = LEAST(reaper_status.runs_failed::bigint + $6::bigint, 2147483647), \
+                branches_cleaned = LEAST(reaper_status.branches_cleaned::bigint + $7::bigint, 2147483647), \
+                lz_files_cleaned = LEAST(reaper_status.lz_files_cleaned::bigint + $8::bigint, 2147483647), \
+                audit_pruned = LEAST(reaper_status.audit_pruned::bigint + $9::bigint, 2147483647) \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &finished_at,
+            &add(pass.runs_pruned),
+            &add(pass.logs_pruned),
+            &add(pass.quality_pruned),
+            &add(pass.pipelines_purged),
+            &add(pass.runs_failed),
+            &add(pass.branches_cleaned),
+            &add(pass.lz_files_cleaned),
+            &add(pass.audit_pruned),
+        ],
+    )
+    .await?;
+    from_row(&row)
+}

@@ -279,15 +279,14 @@ pub async fn list(
     conditions.push_opt("started_at >= $?", &filter.started_after);
     conditions.push_opt("started_at < $?", &filter.started_before);
     let order = OrderBy {
-        column: match sort.field {
-            RunSortField::CreatedAt => "created_at",
-            RunSortField::StartedAt => "started_at",
-            RunSortField::FinishedAt => "finished_at",
-            RunSortField::DurationMs => "duration_ms",
-            RunSortField::Status => "status",
+        columns: match sort.field {
+            RunSortField::CreatedAt => &["created_at", "id"],
+            RunSortField::StartedAt => &["started_at", "id"],
+            RunSortField::FinishedAt => &["finished_at", "id"],
+            RunSortField::DurationMs => &["duration_ms", "id"],
+            RunSortField::Status => &["status", "id"],
         },
         descending: sort.descending,
-        tiebreak: "id",
     };
     sql::fetch_page(client, COLUMNS, "runs", &conditions, order, page, from_row).await
 }

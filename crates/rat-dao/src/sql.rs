@@ -72,24 +72,25 @@ impl<'a> Conditions<'a> {
     }
 }
 
-/// An ORDER BY built from fixed column names only.
+/// An ORDER BY built from fixed column names only, every column in the same
+/// direction. The last column must be unique, so pages never overlap or skip
+/// rows when earlier columns tie.
 #[derive(Clone, Copy)]
 pub(crate) struct OrderBy {
-    /// Sort column (a fixed string of this crate).
-    pub column: &'static str,
+    /// Sort columns, most significant first (fixed strings of this crate).
+    pub columns: &'static [&'static str],
     /// Direction.
     pub descending: bool,
-    /// A unique column appended so pages never overlap or skip rows.
-    pub tiebreak: &'static str,
 }
 
 impl OrderBy {
     fn render(self) -> String {
-        let direction = if self.descending { "DESC" } else { "ASC" };
+        let direction = if self.descending { " DESC" } else { " ASC" };
         // Postgres' default NULL placement (last ascending, first descending)
         // is kept on purpose: it matches the indexes, so a sort on an indexed
         // column reads the index in order instead of sorting the whole set.
-        format!(" ORDER BY {} {direction}, {} {direction}", self.column, self.tiebreak)
+        let keys: Vec<String> = self.columns.iter().map(|c| format!("{c}{direction}")).collect();
+        format!(" ORDER BY {}", keys.join(", "))
     }
 }
 

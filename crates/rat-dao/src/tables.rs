@@ -1,1 +1,157 @@
-//! `table_metadata`: user-authored table and column descriptions.
+//! `table_metadata`: user-authored table and column descriptions. Tables may
+//! exist outside RAT, so rows are keyed by `(namespace, layer, name)` without a
+//! foreign key, and written by upsert.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{DomainError, Layer, NamespaceName, Page, PageRequest, TableMetadata, TableName};
+use serde_json::Value;
+use tokio_postgres::Row;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+const COLUMNS: &str = "id, namespace, layer, name, description, owner, column_descriptions, created_at, updated_at";
+
+fn column_descriptions_from_json(value: Value) -> Result<BTreeMap<String, String>, DomainError> {
+    let Value::Object(object) = value else {
+        return Err(DomainError::invalid("column_descriptions", "must be a JSON object"));
+    };
+    object
+        .into_iter()
+        .map(|(column, description)| match description {
+            Value::String(text) => Ok((column, text)),
+            _ => Err(DomainError::invalid(
+                "column_descriptions",
+                format!("the description of {column:?} is not a string"),
+            )),
+        })
+        .collect()
+}
+
+fn column_descriptions_to_json(descriptions: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        descriptions
+            .iter()
+            .map(|(column, text)| (column.clone(), Value::String(text.clone())))
+            .collect(),
+    )
+}
+
+fn from_row(row: &Row) -> Result<TableMetadata, DaoError> {
+    let descriptions: Value = row.try_get("column_descriptions")?;
+    Ok(TableMetadata {
+        id: row.try_get("id")?,
+        namespace: sql::parse_column(row, "namespace")?,
+        layer: sql::parse_column(row, "layer")?,
+        name: sql::parse_column(row, "name")?,
+        description: row.try_get("description")?,
+        owner: row.try_get("owner")?,
+        column_descriptions: column_descriptions_from_json(descriptions)
+            .map_err(|e| DaoError::corrupt("column_descriptions", e))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Creates or updates the metadata of `ns/layer/name` in one statement. A
+/// `None` argument keeps the stored value (on creation: empty description, no
+/// owner, no column descriptions); `Some` replaces it, so
+/// `column_descriptions` replaces the whole map rather than merging columns.
+pub async fn upsert(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+    description: Option<&str>,
+    owner: Option<&str>,
+    column_descriptions: Option<&BTreeMap<String, String>>,
+) -> Result<TableMetadata, DaoError> {
+    let descriptions = column_descriptions.map(column_descriptions_to_json);
+    // EXCLUDED would carry the insert defaults for absent fields, so the
+    // update side reads the parameters themselves and falls back to the
+    // current row's values.
+    let row = sql::query_one(
+        client,
+        "table metadata",
+        &format!(
+            "INSERT INTO table_metadata (namespace, layer, name, description, owner, column_descriptions) \
+             VALUES ($1, $2, $3, COALESCE($4, ''), $5, COALESCE($6, '{{}}'::jsonb)) \
+             ON CONFLICT (namespace, layer, name) DO UPDATE SET \
+                description = COALESCE($4, table_metadata.description), \
+                owner = COALESCE($5, table_metadata.owner), \
+                column_descriptions = COALESCE($6, table_metadata.column_descriptions) \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &namespace.as_str(),
+            &layer.as_str(),
+            &name.as_str(),
+            &description,
+            &owner,
+            &descriptions,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The metadata of `ns/layer/name`.
+pub async fn get(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+) -> Result<TableMetadata, DaoError> {
+    let row = sql::query_one(
+        client,
+        "table metadata",
+        &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3"),
+        &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Deletes the metadata of `ns/layer/name`; a database trigger removes the
+/// ownership, shares and project memberships of the row with it.
+pub async fn delete(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3",
+        &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound {
+            entity: "table metadata",
+        });
+    }
+    Ok(())
+}
+
+/// Metadata rows (of one namespace, or of all), ordered by namespace, layer
+/// and name (all three as text, so `bronze`, `gold`, `silver`), one page, with
+/// the total.
+pub async fn list(
+    client: &impl GenericClient,
+    namespace: Option<&NamespaceName>,
+    page: PageRequest,
+) -> Result<Page<TableMetadata>, DaoError> {
+    let namespace = namespace.map(NamespaceName::as_str);
+    let mut conditions = Conditions::new();
+    conditions.push_opt("namespace = $?", &namespace);
+    // The order of uq_table_metadata_namespace_layer_name, unique as a whole.
+    let order = OrderBy {
+        columns: &["namespace", "layer", "name"],
+        descending: false,
+    };
+    sql::fetch_page(client, COLUMNS, "table_metadata", &conditions, order, page, from_row).await
+}

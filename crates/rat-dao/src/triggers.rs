@@ -1,1 +1,284 @@
-//! `pipeline_triggers`: event triggers of pipelines.
+//! `pipeline_triggers`: event triggers of pipelines. Besides create, read,
+//! update, delete and list, the event paths find the triggers an event fires
+//! ([`watching`], [`find_webhook`], [`for_zone`]) with JSONB containment
+//! served by the partial GIN index `idx_pipeline_triggers_config`, and claim a
+//! fire atomically under the trigger's cooldown ([`try_claim_fire`]).
+
+use deadpool_postgres::GenericClient;
+use rat_domain::{NamespaceName, Page, PageRequest, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::DaoError;
+use crate::sql::{self, Conditions, OrderBy};
+
+/// The select list of every trigger query, as a literal so it can be part of
+/// the `concat!`ed query constants.
+macro_rules! columns {
+    () => {
+        "id, pipeline_id, type, config, enabled, cooldown_seconds, last_triggered_at, last_run_id, \
+         created_at, updated_at"
+    };
+}
+
+const COLUMNS: &str = columns!();
+
+/// The query of [`watching`] (`$1` = [`TriggerConfig::watching`] document,
+/// `$2` = limit), exposed for plan tests. `config @> $1 AND enabled = true`
+/// matches the partial GIN index `idx_pipeline_triggers_config`.
+pub const WATCHING_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM pipeline_triggers \
+     WHERE config @> $1 AND enabled = true AND type = 'pipeline_success' \
+     ORDER BY created_at, id LIMIT $2"
+);
+
+fn from_row(row: &Row) -> Result<Trigger, DaoError> {
+    let trigger_type: TriggerType = sql::parse_column(row, "type")?;
+    let config: serde_json::Value = row.try_get("config")?;
+    Ok(Trigger {
+        id: row.try_get("id")?,
+        pipeline_id: row.try_get("pipeline_id")?,
+        config: TriggerConfig::parse(trigger_type, &config).map_err(|e| DaoError::corrupt("config", e))?,
+        enabled: row.try_get("enabled")?,
+        cooldown_seconds: row.try_get("cooldown_seconds")?,
+        last_triggered_at: row.try_get("last_triggered_at")?,
+        last_run_id: row.try_get("last_run_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// What creating a trigger needs; its type is the config's.
+#[derive(Debug, Clone)]
+pub struct NewTrigger {
+    /// The pipeline it starts.
+    pub pipeline_id: Uuid,
+    /// Type and typed config (a webhook's config holds the token hash).
+    pub config: TriggerConfig,
+    /// Disabled triggers never fire.
+    pub enabled: bool,
+    /// Minimum seconds between two fires.
+    pub cooldown_seconds: i32,
+}
+
+/// Creates a trigger; `MissingReference { pipeline }` for an unknown pipeline,
+/// `Invalid { ck_pipeline_triggers_cooldown }` for a negative cooldown.
+pub async fn create(client: &impl GenericClient, new: &NewTrigger) -> Result<Trigger, DaoError> {
+    let row = sql::query_one(
+        client,
+        "trigger",
+        &format!(
+            "INSERT INTO pipeline_triggers (pipeline_id, type, config, enabled, cooldown_seconds) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        ),
+        &[
+            &new.pipeline_id,
+            &new.config.trigger_type().as_str(),
+            &new.config.to_json(),
+            &new.enabled,
+            &new.cooldown_seconds,
+        ],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The trigger with this id, whatever its pipeline (for the event paths).
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Trigger, DaoError> {
+    let row = sql::query_one(
+        client,
+        "trigger",
+        &format!("SELECT {COLUMNS} FROM pipeline_triggers WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The trigger with this id if it belongs to `pipeline_id`; `NotFound
+/// { trigger }` otherwise, so a path naming another pipeline sees nothing.
+pub async fn get_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid, id: Uuid) -> Result<Trigger, DaoError> {
+    let row = sql::query_one(
+        client,
+        "trigger",
+        &format!("SELECT {COLUMNS} FROM pipeline_triggers WHERE id = $1 AND pipeline_id = $2"),
+        &[&id, &pipeline_id],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Changes to a trigger; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerUpdate {
+    /// New config, of the trigger's own type.
+    pub config: Option<TriggerConfig>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+    /// New cooldown.
+    pub cooldown_seconds: Option<i32>,
+}
+
+/// Applies `changes` to the trigger `id` of `pipeline_id`. A trigger's type
+/// never changes: a config of another type is refused with `Invalid
+/// { trigger_type }` and nothing is written. `NotFound { trigger }` when the
+/// trigger does not exist or belongs to another pipeline.
+pub async fn update(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    id: Uuid,
+    changes: &TriggerUpdate,
+) -> Result<Trigger, DaoError> {
+    let config = changes.config.as_ref().map(TriggerConfig::to_json);
+    let trigger_type = changes.config.as_ref().map(|c| c.trigger_type().as_str());
+    // The type guard is part of the UPDATE's WHERE, so the check and the write
+    // are one statement.
+    let updated = sql::query_opt(
+        client,
+        &format!(
+            "UPDATE pipeline_triggers SET \
+                config = COALESCE($3, config), \
+                enabled = COALESCE($4, enabled), \
+                cooldown_seconds = COALESCE($5, cooldown_seconds) \
+             WHERE id = $1 AND pipeline_id = $2 AND ($6::text IS NULL OR type = $6::text) \
+             RETURNING {COLUMNS}"
+        ),
+        &[
+            &id,
+            &pipeline_id,
+            &config,
+            &changes.enabled,
+            &changes.cooldown_seconds,
+            &trigger_type,
+        ],
+    )
+    .await?;
+    if let Some(row) = updated {
+        return from_row(&row);
+    }
+    // Refused or missing. The type column is never updated, so a trigger that
+    // exists now had the same type when the UPDATE ran.
+    get_for_pipeline(client, pipeline_id, id).await?;
+    Err(DaoError::Invalid {
+        constraint: "trigger_type".to_owned(),
+    })
+}
+
+/// Deletes the trigger `id` of `pipeline_id`. The runs it created stay, with
+/// `trigger_id` NULL.
+pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, id: Uuid) -> Result<(), DaoError> {
+    let deleted = sql::execute(
+        client,
+        "DELETE FROM pipeline_triggers WHERE id = $1 AND pipeline_id = $2",
+        &[&id, &pipeline_id],
+    )
+    .await
+    .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "trigger" });
+    }
+    Ok(())
+}
+
+/// The pipeline's triggers, oldest first, one page, with the total.
+pub async fn list_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Trigger>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("pipeline_id = $?", &pipeline_id);
+    let order = OrderBy {
+        columns: &["created_at", "id"],
+        descending: false,
+    };
+    sql::fetch_page(client, COLUMNS, "pipeline_triggers", &conditions, order, page, from_row).await
+}
+
+/// Enabled `pipeline_success` triggers watching `upstream`, oldest first, at
+/// most `limit`.
+pub async fn watching(
+    client: &impl GenericClient,
+    upstream: &PipelineRef,
+    limit: i64,
+) -> Result<Vec<Trigger>, DaoError> {
+    let document = TriggerConfig::watching(upstream);
+    let rows = sql::query(client, WATCHING_SQL, &[&document, &limit]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The enabled webhook trigger whose token hash is `token_hash`, if any.
+/// At most one matches: `uq_pipeline_triggers_webhook_token` serves the lookup
+/// and makes a second trigger with the same hash a `Conflict`.
+pub async fn find_webhook(client: &impl GenericClient, token_hash: &str) -> Result<Option<Trigger>, DaoError> {
+    let row = sql::query_opt(
+        client,
+        &format!(
+            "SELECT {COLUMNS} FROM pipeline_triggers \
+             WHERE config ->> 'token_hash' = $1 AND type = 'webhook' AND enabled = true"
+        ),
+        &[&token_hash],
+    )
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Enabled `landing_zone_upload` and `file_pattern` triggers of the zone
+/// `namespace/zone_name`, oldest first, at most `limit`. Patterns are not
+/// matched here: the caller matches each `file_pattern` glob to the filename.
+pub async fn for_zone(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    zone_name: &ZoneName,
+    limit: i64,
+) -> Result<Vec<Trigger>, DaoError> {
+    let document = serde_json::json!({ "namespace": namespace.as_str(), "zone_name": zone_name.as_str() });
+    let rows = sql::query(
+        client,
+        &format!(
+            "SELECT {COLUMNS} FROM pipeline_triggers \
+             WHERE config @> $1 AND enabled = true AND type IN ('landing_zone_upload', 'file_pattern') \
+             ORDER BY created_at, id LIMIT $2"
+        ),
+        &[&document, &limit],
+    )
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Claims a fire of the trigger at `now`: true when the trigger is enabled and
+/// out of its cooldown, in which case `last_triggered_at` is now `now`; false
+/// otherwise (in cooldown, disabled or missing). The check and the write are
+/// one UPDATE, so of concurrent claims within one cooldown window exactly one
+/// wins: a second claimer waits for the first one's row lock and then
+/// re-checks the condition against the committed `last_triggered_at`.
+pub async fn try_claim_fire(client: &impl GenericClient, id: Uuid, now: OffsetDateTime) -> Result<bool, DaoError> {
+    let claimed = sql::query_opt(
+        client,
+        "UPDATE pipeline_triggers SET last_triggered_at = $2 \
+         WHERE id = $1 AND enabled \
+           AND (last_triggered_at IS NULL \
+                OR last_triggered_at + make_interval(secs => cooldown_seconds) <= $2) \
+         RETURNING id",
+        &[&id, &now],
+    )
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Records the run the trigger's last fire created.
+pub async fn set_last_run(client: &impl GenericClient, id: Uuid, run_id: Uuid) -> Result<(), DaoError> {
+    let updated = sql::execute(
+        client,
+        "UPDATE pipeline_triggers SET last_run_id = $2 WHERE id = $1",
+        &[&id, &run_id],
+    )
+    .await?;
+    if updated == 0 {
+        return Err(DaoError::NotFound { entity: "trigger" });
+    }
+    Ok(())
+}

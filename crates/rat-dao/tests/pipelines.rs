@@ -92,7 +92,12 @@ async fn updated_at_is_maintained_by_the_database() {
     let created = pipelines::create(&client, &new_pipeline("default", "gold", "sales"))
         .await
         .unwrap();
-    // Force an old updated_at, then change something else: the trigger must move it.
+    // Force an old updated_at with the trigger off, then change something else
+    // with it on: the trigger must move updated_at to the present.
+    client
+        .batch_execute("ALTER TABLE pipelines DISABLE TRIGGER trg_pipelines_updated_at")
+        .await
+        .unwrap();
     client
         .execute(
             "UPDATE pipelines SET updated_at = '2000-01-01T00:00:00Z' WHERE id = $1",
@@ -100,6 +105,12 @@ async fn updated_at_is_maintained_by_the_database() {
         )
         .await
         .unwrap();
+    client
+        .batch_execute("ALTER TABLE pipelines ENABLE TRIGGER trg_pipelines_updated_at")
+        .await
+        .unwrap();
+    let before = pipelines::get(&client, created.id).await.unwrap();
+    assert_eq!(before.updated_at, datetime!(2000-01-01 00:00:00 UTC));
     pipelines::set_draft_dirty(&client, created.id, true).await.unwrap();
     let after = pipelines::get(&client, created.id).await.unwrap();
     assert!(

@@ -20,7 +20,11 @@ async fn seeded_rows_have_the_promised_volume_and_decode() {
             client.query_one(sql.as_str(), &[]).await.unwrap().get::<_, i64>(0) as usize
         }
     };
-    assert_eq!(count("namespaces").await, scale.namespaces + 1, "plus the default namespace");
+    assert_eq!(
+        count("namespaces").await,
+        scale.namespaces + 1,
+        "plus the default namespace"
+    );
     assert_eq!(count("pipelines").await, scale.pipelines);
     assert_eq!(count("runs").await, scale.runs);
     assert_eq!(count("schedules").await, scale.schedules);
@@ -31,12 +35,16 @@ async fn seeded_rows_have_the_promised_volume_and_decode() {
     // Decoding every row through the DAO checks names, layers, snapshots,
     // statuses, cron expressions, time zones and trigger configs.
     let all = PageRequest::new(Some(200), None).unwrap();
-    let listed = pipelines::list(&client, &Default::default(), pipelines::DEFAULT_SORT, all).await.unwrap();
+    let listed = pipelines::list(&client, &Default::default(), pipelines::DEFAULT_SORT, all)
+        .await
+        .unwrap();
     assert_eq!(listed.total as usize, scale.pipelines);
     let mut offset = 0;
     loop {
         let page = PageRequest::new(Some(200), Some(offset)).unwrap();
-        let listed = runs::list(&client, &Default::default(), runs::DEFAULT_SORT, page).await.unwrap();
+        let listed = runs::list(&client, &Default::default(), runs::DEFAULT_SORT, page)
+            .await
+            .unwrap();
         if listed.items.is_empty() {
             break;
         }
@@ -46,7 +54,11 @@ async fn seeded_rows_have_the_promised_volume_and_decode() {
     assert_eq!(offset as usize, scale.runs.div_ceil(200) * 200);
     let listed = schedules::list(&client, &Default::default(), all).await.unwrap();
     assert_eq!(listed.total as usize, scale.schedules);
-    for pipeline in pipelines::list(&client, &Default::default(), pipelines::DEFAULT_SORT, all).await.unwrap().items {
+    for pipeline in pipelines::list(&client, &Default::default(), pipelines::DEFAULT_SORT, all)
+        .await
+        .unwrap()
+        .items
+    {
         triggers::list_for_pipeline(&client, pipeline.id, all).await.unwrap();
     }
 }
@@ -60,6 +72,10 @@ async fn appending_a_second_seed_makes_names_unique() {
     // Appending makes names unique instead of colliding.
     seed(db.url(), &Scale::small(), true).await.unwrap();
     let client = db.client().await;
-    let n: i64 = client.query_one("SELECT count(*) FROM pipelines", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM pipelines", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n as usize, 2 * Scale::small().pipelines);
 }

@@ -1,0 +1,116 @@
+//! `reaper_status` repository against a real PostgreSQL.
+
+use rat_dao::{DaoError, reaper_status};
+use rat_domain::{ReaperCounters, ReaperStatus};
+use rat_testkit::TestDatabase;
+use time::macros::datetime;
+
+fn counters(n: i64) -> ReaperCounters {
+    // Distinct values per counter, so a swapped column shows.
+    ReaperCounters {
+        runs_pruned: n,
+        logs_pruned: 2 * n,
+        quality_pruned: 3 * n,
+        pipelines_purged: 4 * n,
+        runs_failed: 5 * n,
+        branches_cleaned: 6 * n,
+        lz_files_cleaned: 7 * n,
+        audit_pruned: 8 * n,
+    }
+}
+
+#[tokio::test]
+async fn the_migration_seeds_a_row_with_zero_counters() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let status = reaper_status::get(&client).await.unwrap();
+    assert_eq!(status.last_run_at, None);
+    assert_eq!(status.counters, ReaperCounters::default());
+    assert!(status.updated_at.is_some(), "the stored row, not the in-memory default");
+}
+
+#[tokio::test]
+async fn passes_add_up_and_set_the_last_run() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let first_at = datetime!(2026-03-01 01:00:00 UTC);
+    let first = reaper_status::record_pass(&client, &counters(1), first_at)
+        .await
+        .unwrap();
+    assert_eq!(first.last_run_at, Some(first_at));
+    assert_eq!(first.counters, counters(1));
+
+    let second_at = datetime!(2026-03-01 02:00:00 UTC);
+    let second = reaper_status::record_pass(&client, &counters(10), second_at)
+        .await
+        .unwrap();
+    assert_eq!(second.last_run_at, Some(second_at));
+    assert_eq!(second.counters, counters(11));
+    assert!(second.updated_at > first.updated_at, "the trigger moves updated_at");
+    assert_eq!(reaper_status::get(&client).await.unwrap(), second);
+
+    // An idle pass changes only the time.
+    let idle_at = datetime!(2026-03-01 03:00:00 UTC);
+    let idle = reaper_status::record_pass(&client, &ReaperCounters::default(), idle_at)
+        .await
+        .unwrap();
+    assert_eq!((idle.last_run_at, idle.counters), (Some(idle_at), counters(11)));
+}
+
+#[tokio::test]
+async fn counters_saturate_and_negative_passes_count_as_zero() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    client
+        .execute("UPDATE reaper_status SET runs_pruned = 2147483600 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let pass = ReaperCounters {
+        runs_pruned: 100,
+        logs_pruned: i64::MAX,
+        quality_pruned: -5,
+        audit_pruned: 3,
+        ..ReaperCounters::default()
+    };
+    let status = reaper_status::record_pass(&client, &pass, datetime!(2026-03-01 00:00:00 UTC))
+        .await
+        .unwrap();
+    let max = i64::from(i32::MAX);
+    assert_eq!(status.counters.runs_pruned, max);
+    assert_eq!(status.counters.logs_pruned, max);
+    assert_eq!(status.counters.quality_pruned, 0);
+    assert_eq!(status.counters.audit_pruned, 3);
+    let status = reaper_status::record_pass(&client, &pass, datetime!(2026-03-02 00:00:00 UTC))
+        .await
+        .unwrap();
+    assert_eq!(status.counters.runs_pruned, max, "stays saturated");
+    assert_eq!(status.counters.audit_pruned, 6);
+}
+
+#[tokio::test]
+async fn the_row_is_a_singleton_and_is_recreated_if_lost() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let err = DaoError::from(
+        client
+            .execute("INSERT INTO reaper_status (id) VALUES (2)", &[])
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(&err, DaoError::Invalid { constraint } if constraint == "ck_reaper_status_singleton"),
+        "{err:?}"
+    );
+
+    client.execute("DELETE FROM reaper_status", &[]).await.unwrap();
+    assert_eq!(reaper_status::get(&client).await.unwrap(), ReaperStatus::default());
+    let at = datetime!(2026-03-01 00:00:00 UTC);
+    let status = reaper_status::record_pass(&client, &counters(2), at).await.unwrap();
+    assert_eq!((status.last_run_at, status.counters), (Some(at), counters(2)));
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM reaper_status", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}

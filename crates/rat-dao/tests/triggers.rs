@@ -1,0 +1,681 @@
+//! `triggers` repository against a real PostgreSQL: every config type, the
+//! fixed type, pipeline scoping, the event lookups (and the GIN index they
+//! rely on), the atomic cooldown claim and the constraints.
+
+use std::time::Duration;
+
+use rat_dao::{DaoError, GenericClient, pipelines, runs, triggers};
+use rat_domain::{
+    CronExpr, NamespaceName, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName,
+};
+use rat_testkit::{TestDatabase, fixtures};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+fn upstream(name: &str) -> PipelineRef {
+    PipelineRef::parse("default", "bronze", name).unwrap()
+}
+
+fn success_of(name: &str) -> TriggerConfig {
+    TriggerConfig::PipelineSuccess {
+        upstream: upstream(name),
+    }
+}
+
+fn zone_upload(ns: &str, zone: &str) -> TriggerConfig {
+    TriggerConfig::LandingZoneUpload {
+        namespace: NamespaceName::parse(ns).unwrap(),
+        zone_name: ZoneName::parse(zone).unwrap(),
+    }
+}
+
+fn file_pattern(ns: &str, zone: &str, pattern: &str) -> TriggerConfig {
+    TriggerConfig::FilePattern {
+        namespace: NamespaceName::parse(ns).unwrap(),
+        zone_name: ZoneName::parse(zone).unwrap(),
+        pattern: pattern.to_owned(),
+    }
+}
+
+fn webhook(hash_byte: &str) -> TriggerConfig {
+    TriggerConfig::Webhook {
+        token_hash: hash_byte.repeat(32),
+    }
+}
+
+fn new_trigger(pipeline: &Pipeline, config: TriggerConfig, enabled: bool) -> triggers::NewTrigger {
+    triggers::NewTrigger {
+        pipeline_id: pipeline.id,
+        config,
+        enabled,
+        cooldown_seconds: 0,
+    }
+}
+
+async fn create(client: &impl GenericClient, pipeline: &Pipeline, config: TriggerConfig, enabled: bool) -> Trigger {
+    triggers::create(client, &new_trigger(pipeline, config, enabled))
+        .await
+        .unwrap()
+}
+
+fn ids(triggers: &[Trigger]) -> Vec<Uuid> {
+    triggers.iter().map(|t| t.id).collect()
+}
+
+/// Waits until the backend `pid` waits for a lock held by another session.
+async fn wait_until_blocked(observer: &impl GenericClient, pid: i32) {
+    for _ in 0..500 {
+        let row = observer
+            .query_one("SELECT cardinality(pg_blocking_pids($1)) > 0", &[&pid])
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} never blocked");
+}
+
+#[tokio::test]
+async fn every_type_round_trips() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let configs = [
+        success_of("raw_orders"),
+        zone_upload("default", "uploads"),
+        file_pattern("default", "uploads", "orders_*.csv"),
+        webhook("ab"),
+        TriggerConfig::Cron {
+            cron_expr: CronExpr::parse("0 */2 * * *").unwrap(),
+        },
+        TriggerConfig::CronDependency {
+            cron_expr: CronExpr::parse("15 6 * * *").unwrap(),
+            dependencies: vec![
+                upstream("raw_orders"),
+                PipelineRef::parse("default", "silver", "customers").unwrap(),
+            ],
+        },
+    ];
+    for (i, config) in configs.into_iter().enumerate() {
+        let cooldown = i32::try_from(i).unwrap() * 30;
+        let created = triggers::create(
+            &client,
+            &triggers::NewTrigger {
+                pipeline_id: pipeline.id,
+                config: config.clone(),
+                enabled: i % 2 == 0,
+                cooldown_seconds: cooldown,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.pipeline_id, pipeline.id);
+        assert_eq!(created.config, config);
+        assert_eq!(created.enabled, i % 2 == 0);
+        assert_eq!(created.cooldown_seconds, cooldown);
+        assert!(created.last_triggered_at.is_none() && created.last_run_id.is_none());
+        assert_eq!(triggers::get(&client, created.id).await.unwrap(), created);
+        assert_eq!(
+            triggers::get_for_pipeline(&client, pipeline.id, created.id)
+                .await
+                .unwrap(),
+            created
+        );
+
+        // The type column is derived from the config; the config is stored in its JSON form.
+        let row = client
+            .query_one(
+                "SELECT type, config FROM pipeline_triggers WHERE id = $1",
+                &[&created.id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>("type"), config.trigger_type().as_str());
+        assert_eq!(row.get::<_, serde_json::Value>("config"), config.to_json());
+    }
+    let all = triggers::list_for_pipeline(&client, pipeline.id, PageRequest::default())
+        .await
+        .unwrap();
+    let types: Vec<TriggerType> = all.items.iter().map(Trigger::trigger_type).collect();
+    assert_eq!(types, TriggerType::ALL);
+}
+
+#[tokio::test]
+async fn update_keeps_the_type_and_absent_fields() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let created = create(&client, &pipeline, success_of("raw_orders"), true).await;
+
+    let err = triggers::update(
+        &client,
+        pipeline.id,
+        created.id,
+        &triggers::TriggerUpdate {
+            config: Some(zone_upload("default", "uploads")),
+            enabled: Some(false),
+            cooldown_seconds: Some(60),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Invalid { constraint } if constraint == "trigger_type"),
+        "{err:?}"
+    );
+    assert_eq!(
+        triggers::get(&client, created.id).await.unwrap(),
+        created,
+        "a refused update writes nothing"
+    );
+
+    let cooled = triggers::update(
+        &client,
+        pipeline.id,
+        created.id,
+        &triggers::TriggerUpdate {
+            cooldown_seconds: Some(120),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cooled.cooldown_seconds, 120);
+    assert_eq!(cooled.config, created.config);
+    assert!(cooled.enabled);
+
+    let moved = triggers::update(
+        &client,
+        pipeline.id,
+        created.id,
+        &triggers::TriggerUpdate {
+            config: Some(success_of("raw_customers")),
+            enabled: Some(false),
+            cooldown_seconds: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved.config, success_of("raw_customers"));
+    assert!(!moved.enabled);
+    assert_eq!(moved.cooldown_seconds, 120);
+    assert!(moved.updated_at >= created.updated_at);
+    assert_eq!(triggers::get(&client, created.id).await.unwrap(), moved);
+}
+
+#[tokio::test]
+async fn a_trigger_is_only_reachable_through_its_own_pipeline() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let owner = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let stranger = fixtures::pipeline(&client, "default", "gold", "sales").await;
+    let trigger = create(&client, &owner, success_of("raw_orders"), true).await;
+
+    for err in [
+        triggers::get_for_pipeline(&client, stranger.id, trigger.id)
+            .await
+            .unwrap_err(),
+        triggers::update(&client, stranger.id, trigger.id, &Default::default())
+            .await
+            .unwrap_err(),
+        triggers::update(
+            &client,
+            stranger.id,
+            trigger.id,
+            &triggers::TriggerUpdate {
+                config: Some(zone_upload("default", "uploads")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+        triggers::delete(&client, stranger.id, trigger.id).await.unwrap_err(),
+        triggers::get(&client, Uuid::new_v4()).await.unwrap_err(),
+        triggers::set_last_run(&client, Uuid::new_v4(), Uuid::new_v4())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, DaoError::NotFound { entity: "trigger" }), "{err:?}");
+    }
+    assert_eq!(triggers::get(&client, trigger.id).await.unwrap(), trigger);
+
+    triggers::delete(&client, owner.id, trigger.id).await.unwrap();
+    assert!(matches!(
+        triggers::get(&client, trigger.id).await.unwrap_err(),
+        DaoError::NotFound { entity: "trigger" }
+    ));
+    assert!(matches!(
+        triggers::delete(&client, owner.id, trigger.id).await.unwrap_err(),
+        DaoError::NotFound { entity: "trigger" }
+    ));
+}
+
+#[tokio::test]
+async fn list_for_pipeline_is_oldest_first_with_a_total() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let orders = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let sales = fixtures::pipeline(&client, "default", "gold", "sales").await;
+    let mut mine = Vec::new();
+    for name in ["a", "b", "c"] {
+        mine.push(create(&client, &orders, success_of(name), true).await.id);
+    }
+    create(&client, &sales, success_of("a"), true).await;
+
+    let page = triggers::list_for_pipeline(&client, orders.id, PageRequest::new(Some(2), Some(0)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), mine[..2]);
+    assert_eq!(page.total, 3);
+    let page = triggers::list_for_pipeline(&client, orders.id, PageRequest::new(Some(2), Some(2)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), mine[2..]);
+    assert_eq!(page.total, 3);
+}
+
+#[tokio::test]
+async fn watching_finds_enabled_watchers_of_one_upstream() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let first = fixtures::pipeline(&client, "default", "silver", "first").await;
+    let second = fixtures::pipeline(&client, "default", "gold", "second").await;
+    let w1 = create(&client, &first, success_of("raw"), true).await;
+    create(&client, &first, success_of("raw_other"), true).await;
+    create(&client, &second, success_of("raw"), false).await;
+    let w2 = create(&client, &second, success_of("raw"), true).await;
+    // Same pipeline name in another layer is another upstream.
+    create(
+        &client,
+        &second,
+        TriggerConfig::PipelineSuccess {
+            upstream: PipelineRef::parse("default", "silver", "raw").unwrap(),
+        },
+        true,
+    )
+    .await;
+    // A cron_dependency on the upstream is not a pipeline_success watcher.
+    create(
+        &client,
+        &second,
+        TriggerConfig::CronDependency {
+            cron_expr: CronExpr::parse("0 * * * *").unwrap(),
+            dependencies: vec![upstream("raw")],
+        },
+        true,
+    )
+    .await;
+
+    let found = triggers::watching(&client, &upstream("raw"), 10).await.unwrap();
+    assert_eq!(ids(&found), [w1.id, w2.id]);
+    let bounded = triggers::watching(&client, &upstream("raw"), 1).await.unwrap();
+    assert_eq!(ids(&bounded), [w1.id]);
+    assert!(
+        triggers::watching(&client, &upstream("nobody"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_watching_query_uses_the_config_gin_index() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    // A realistic population: thousands of triggers, most watching other
+    // upstreams, some of other types, some disabled. On a table of a few
+    // hundred rows the planner rightly prefers the small partial type index,
+    // so the table is made large enough for containment to be the best path.
+    client
+        .execute(
+            "INSERT INTO pipeline_triggers (pipeline_id, type, config, enabled) \
+             SELECT $1, \
+                    CASE WHEN g % 10 = 1 THEN 'cron' WHEN g % 10 = 2 THEN 'landing_zone_upload' \
+                         ELSE 'pipeline_success' END, \
+                    CASE WHEN g % 10 = 1 THEN jsonb_build_object('cron_expr', '0 * * * *') \
+                         WHEN g % 10 = 2 THEN jsonb_build_object('namespace', 'default', 'zone_name', 'zone_' || g) \
+                         ELSE jsonb_build_object('namespace', 'default', 'layer', 'bronze', 'pipeline', 'up_' || g) \
+                    END, \
+                    g % 7 <> 0 \
+             FROM generate_series(1, 3000) AS g",
+            &[&pipeline.id],
+        )
+        .await
+        .unwrap();
+    let watcher = create(&client, &pipeline, success_of("raw"), true).await;
+    client.batch_execute("ANALYZE pipeline_triggers").await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
+    let document = TriggerConfig::watching(&upstream("raw"));
+    let limit = 100_i64;
+    let plan: Vec<String> = tx
+        .query(&format!("EXPLAIN {}", triggers::WATCHING_SQL), &[&document, &limit])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_pipeline_triggers_config"), "{plan}");
+    assert_eq!(
+        ids(&triggers::watching(&tx, &upstream("raw"), limit).await.unwrap()),
+        [watcher.id]
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn find_webhook_matches_the_enabled_token_hash() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let hook = create(&client, &pipeline, webhook("ab"), true).await;
+    create(&client, &pipeline, webhook("cd"), false).await;
+
+    let found = triggers::find_webhook(&client, &"ab".repeat(32)).await.unwrap();
+    assert_eq!(found.as_ref().map(|t| t.id), Some(hook.id));
+    assert_eq!(
+        triggers::find_webhook(&client, &"cd".repeat(32)).await.unwrap(),
+        None,
+        "disabled"
+    );
+    assert_eq!(
+        triggers::find_webhook(&client, &"ef".repeat(32)).await.unwrap(),
+        None,
+        "unknown"
+    );
+}
+
+#[tokio::test]
+async fn two_webhooks_cannot_share_a_token_hash() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let other = fixtures::pipeline(&client, "default", "gold", "sales").await;
+    create(&client, &pipeline, webhook("ab"), true).await;
+    let err = triggers::create(
+        &client,
+        &triggers::NewTrigger {
+            pipeline_id: other.id,
+            config: webhook("ab"),
+            enabled: false,
+            cooldown_seconds: 0,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Conflict { constraint } if constraint == "uq_pipeline_triggers_webhook_token"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn for_zone_finds_upload_and_pattern_triggers_of_the_zone() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    fixtures::namespace(&client, "ecommerce").await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let upload = create(&client, &pipeline, zone_upload("default", "uploads"), true).await;
+    let pattern = create(&client, &pipeline, file_pattern("default", "uploads", "*.csv"), true).await;
+    create(&client, &pipeline, zone_upload("default", "uploads"), false).await;
+    create(&client, &pipeline, zone_upload("default", "other"), true).await;
+    create(&client, &pipeline, zone_upload("ecommerce", "uploads"), true).await;
+    create(&client, &pipeline, file_pattern("ecommerce", "uploads", "*.csv"), true).await;
+
+    let ns = NamespaceName::parse("default").unwrap();
+    let zone = ZoneName::parse("uploads").unwrap();
+    let found = triggers::for_zone(&client, &ns, &zone, 10).await.unwrap();
+    assert_eq!(ids(&found), [upload.id, pattern.id]);
+    assert_eq!(
+        ids(&triggers::for_zone(&client, &ns, &zone, 1).await.unwrap()),
+        [upload.id]
+    );
+    let empty = ZoneName::parse("empty").unwrap();
+    assert!(triggers::for_zone(&client, &ns, &empty, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn claims_respect_the_cooldown() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let trigger = triggers::create(
+        &client,
+        &triggers::NewTrigger {
+            cooldown_seconds: 60,
+            ..new_trigger(&pipeline, success_of("raw"), true)
+        },
+    )
+    .await
+    .unwrap();
+    let t = datetime!(2026-06-01 12:00:00 UTC);
+    let seconds = |s: i64| t + time::Duration::seconds(s);
+
+    assert!(triggers::try_claim_fire(&client, trigger.id, t).await.unwrap());
+    assert_eq!(
+        triggers::get(&client, trigger.id).await.unwrap().last_triggered_at,
+        Some(t)
+    );
+    assert!(!triggers::try_claim_fire(&client, trigger.id, t).await.unwrap());
+    assert!(
+        !triggers::try_claim_fire(&client, trigger.id, seconds(59))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        triggers::get(&client, trigger.id).await.unwrap().last_triggered_at,
+        Some(t),
+        "a refused claim changes nothing"
+    );
+    assert!(
+        triggers::try_claim_fire(&client, trigger.id, seconds(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        triggers::get(&client, trigger.id).await.unwrap().last_triggered_at,
+        Some(seconds(60))
+    );
+
+    // Without a cooldown every claim wins; disabled or unknown triggers never do.
+    let eager = create(&client, &pipeline, success_of("raw"), true).await;
+    assert!(triggers::try_claim_fire(&client, eager.id, t).await.unwrap());
+    assert!(triggers::try_claim_fire(&client, eager.id, t).await.unwrap());
+    let disabled = create(&client, &pipeline, success_of("raw"), false).await;
+    assert!(!triggers::try_claim_fire(&client, disabled.id, t).await.unwrap());
+    assert!(!triggers::try_claim_fire(&client, Uuid::new_v4(), t).await.unwrap());
+}
+
+#[tokio::test]
+async fn concurrent_claims_in_one_window_have_one_winner() {
+    let db = TestDatabase::new().await;
+    let mut first = db.client().await;
+    let observer = db.client().await;
+    let pipeline = fixtures::pipeline(&first, "default", "silver", "orders").await;
+    let new = triggers::NewTrigger {
+        cooldown_seconds: 300,
+        ..new_trigger(&pipeline, success_of("raw"), true)
+    };
+    let t = datetime!(2026-06-01 12:00:00 UTC);
+
+    // Deterministic interleaving: the second claim waits for the first one's
+    // row lock, then re-checks against the committed fire and loses.
+    let trigger = triggers::create(&first, &new).await.unwrap();
+    let tx1 = first.transaction().await.unwrap();
+    assert!(triggers::try_claim_fire(&tx1, trigger.id, t).await.unwrap());
+    let mut second = db.client().await;
+    let second_pid: i32 = second.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let id = trigger.id;
+    let racer = tokio::spawn(async move {
+        let tx2 = second.transaction().await.unwrap();
+        let won = triggers::try_claim_fire(&tx2, id, t).await.unwrap();
+        tx2.commit().await.unwrap();
+        won
+    });
+    wait_until_blocked(&observer, second_pid).await;
+    tx1.commit().await.unwrap();
+    assert!(!racer.await.unwrap());
+
+    // Free-running: both claim at once from two connections; exactly one wins.
+    for _ in 0..5 {
+        let trigger = triggers::create(&first, &new).await.unwrap();
+        let mut a = db.client().await;
+        let mut b = db.client().await;
+        let claim = async |client: &mut rat_dao::PooledClient| {
+            let tx = client.transaction().await.unwrap();
+            let won = triggers::try_claim_fire(&tx, trigger.id, t).await.unwrap();
+            tx.commit().await.unwrap();
+            won
+        };
+        let (won_a, won_b) = tokio::join!(claim(&mut a), claim(&mut b));
+        assert!(won_a ^ won_b, "{won_a} {won_b}");
+    }
+}
+
+#[tokio::test]
+async fn constraints_map_to_dao_errors() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let err = triggers::create(
+        &client,
+        &triggers::NewTrigger {
+            cooldown_seconds: -1,
+            ..new_trigger(&pipeline, success_of("raw"), true)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Invalid { constraint } if constraint == "ck_pipeline_triggers_cooldown"),
+        "{err:?}"
+    );
+    let trigger = create(&client, &pipeline, success_of("raw"), true).await;
+    let err = triggers::update(
+        &client,
+        pipeline.id,
+        trigger.id,
+        &triggers::TriggerUpdate {
+            cooldown_seconds: Some(-5),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Invalid { constraint } if constraint == "ck_pipeline_triggers_cooldown"),
+        "{err:?}"
+    );
+
+    let ghost = Pipeline {
+        id: Uuid::new_v4(),
+        ..pipeline.clone()
+    };
+    let err = triggers::create(&client, &new_trigger(&ghost, success_of("raw"), true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::MissingReference { entity: "pipeline", constraint } if constraint == "fk_pipeline_triggers_pipeline"),
+        "{err:?}"
+    );
+    let err = triggers::set_last_run(&client, trigger.id, Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::MissingReference { entity: "run", constraint } if constraint == "fk_pipeline_triggers_last_run"),
+        "{err:?}"
+    );
+
+    for (sql, constraint) in [
+        (
+            "INSERT INTO pipeline_triggers (pipeline_id, type) VALUES ($1, 'email')",
+            "ck_pipeline_triggers_type",
+        ),
+        (
+            "INSERT INTO pipeline_triggers (pipeline_id, type, config) VALUES ($1, 'cron', '[]')",
+            "ck_pipeline_triggers_config_object",
+        ),
+    ] {
+        let err = DaoError::from(client.execute(sql, &[&pipeline.id]).await.unwrap_err());
+        assert!(
+            matches!(&err, DaoError::Invalid { constraint: c } if c == constraint),
+            "{sql}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_config_that_does_not_parse_is_corrupt() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let trigger = create(&client, &pipeline, success_of("raw"), true).await;
+    client
+        .execute(
+            "UPDATE pipeline_triggers SET config = '{\"cron_expr\": \"0 * * * *\"}' WHERE id = $1",
+            &[&trigger.id],
+        )
+        .await
+        .unwrap();
+    let err = triggers::get(&client, trigger.id).await.unwrap_err();
+    assert!(matches!(err, DaoError::Corrupt { column: "config", .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_the_last_run_clears_the_reference() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let trigger = create(&client, &pipeline, success_of("raw"), true).await;
+    let run = fixtures::run(&client, &pipeline).await;
+    let t = datetime!(2026-06-01 12:00:00 UTC);
+    assert!(triggers::try_claim_fire(&client, trigger.id, t).await.unwrap());
+    triggers::set_last_run(&client, trigger.id, run.id).await.unwrap();
+    assert_eq!(
+        triggers::get(&client, trigger.id).await.unwrap().last_run_id,
+        Some(run.id)
+    );
+
+    runs::delete(&client, run.id).await.unwrap();
+    let after = triggers::get(&client, trigger.id).await.unwrap();
+    assert_eq!(after.last_run_id, None);
+    assert_eq!(after.last_triggered_at, Some(t), "the fire time is kept");
+}
+
+#[tokio::test]
+async fn deleting_a_trigger_unlinks_its_runs_and_purging_the_pipeline_removes_it() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let trigger = create(&client, &pipeline, success_of("raw"), true).await;
+    let run = runs::create(
+        &client,
+        &runs::NewRun {
+            pipeline_id: pipeline.id,
+            trigger: "trigger:pipeline_success:default/bronze/raw".to_owned(),
+            version_number: 1,
+            published_versions: fixtures::snapshot(&pipeline),
+            schedule_id: None,
+            trigger_id: Some(trigger.id),
+            scheduled_for: None,
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    triggers::delete(&client, pipeline.id, trigger.id).await.unwrap();
+    assert_eq!(runs::get(&client, run.id).await.unwrap().trigger_id, None);
+
+    let doomed = create(&client, &pipeline, success_of("raw"), true).await;
+    pipelines::purge(&client, pipeline.id).await.unwrap();
+    assert!(matches!(
+        triggers::get(&client, doomed.id).await.unwrap_err(),
+        DaoError::NotFound { entity: "trigger" }
+    ));
+}
