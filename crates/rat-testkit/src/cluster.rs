@@ -331,18 +331,13 @@ impl Cluster {
 }
 
 /// Finds the directory holding `initdb`, `pg_ctl` and `postgres`:
-/// `RAT_PG_BINDIR`, then `pg_config --bindir`, then the newest
-/// `/usr/lib/postgresql/*/bin`, then `PATH`.
+/// `RAT_PG_BINDIR` alone when it is set, otherwise `pg_config --bindir`, the
+/// newest `/usr/lib/postgresql/*/bin`, then `PATH`.
 pub fn find_server_binaries() -> Result<PathBuf, ClusterError> {
-    let has_all = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres", "pg_isready"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("RAT_PG_BINDIR") {
-        candidates.push(PathBuf::from(dir));
+        return find_in(vec![PathBuf::from(dir)]);
     }
+    let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()
     {
@@ -362,6 +357,16 @@ pub fn find_server_binaries() -> Result<PathBuf, ClusterError> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
+    find_in(candidates)
+}
+
+/// The first candidate directory holding every server binary we run.
+fn find_in(candidates: Vec<PathBuf>) -> Result<PathBuf, ClusterError> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres", "pg_isready"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     candidates.into_iter().find(|dir| has_all(dir)).ok_or_else(|| {
         err(format!(
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; {INSTALL_HINT}"
@@ -428,4 +433,31 @@ fn fnv1a(bytes: &[u8]) -> u32 {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_fail_with_the_install_hint() {
+        let empty = std::env::temp_dir().join(format!("rat-no-pg-{}", std::process::id()));
+        fs::create_dir_all(&empty).unwrap();
+        let message = find_in(vec![empty.clone()]).unwrap_err().to_string();
+        fs::remove_dir_all(&empty).unwrap();
+        assert!(message.contains("apt-get install -y postgresql"), "{message}");
+        assert!(message.contains("RAT_TEST_DATABASE_URL"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_with_every_binary_is_found() {
+        let dir = std::env::temp_dir().join(format!("rat-fake-pg-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for binary in ["initdb", "pg_ctl", "postgres", "pg_isready"] {
+            fs::write(dir.join(binary), "").unwrap();
+        }
+        let found = find_in(vec![PathBuf::from("/nonexistent"), dir.clone()]);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.unwrap(), dir);
+    }
 }
