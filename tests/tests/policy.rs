@@ -105,3 +105,65 @@ fn migrations_follow_the_naming_rule() {
         "versions 1..n without gaps"
     );
 }
+
+/// The normal (non-dev) dependency closure of `package`, by crate name.
+fn dependency_closure(package: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--package",
+            package,
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    // domain ← dao ← service ← bins, and versioning depends on domain only.
+    let rules: &[(&str, &[&str])] = &[
+        // (rust-s3 brings an HTTP client, hyper included: that is its job.)
+        (
+            "rat-versioning",
+            &["rat-dao", "rat-service", "tokio-postgres", "deadpool-postgres"],
+        ),
+        (
+            "rat-dao",
+            &["rat-service", "rat-versioning", "rust-s3", "hyper", "reqwest"],
+        ),
+        // Only binaries serve HTTP and parse flags.
+        ("rat-service", &["axum", "clap", "rat-cli", "rat-testkit"]),
+    ];
+    for (package, forbidden) in rules {
+        let closure = dependency_closure(package);
+        assert!(
+            closure.iter().any(|c| c == package),
+            "unexpected cargo tree output for {package}"
+        );
+        for crate_name in *forbidden {
+            assert!(
+                !closure.iter().any(|c| c == crate_name),
+                "{package} must not depend on {crate_name}"
+            );
+        }
+    }
+}

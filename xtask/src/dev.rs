@@ -1,8 +1,9 @@
 //! `cargo xtask dev`: the platform on one machine, on embedded defaults.
 //!
 //! Everything lives under `.rat-dev/` in the checkout, so a restart keeps it:
-//! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only. Later
-//! issues add the object store and the api, scheduler and reaper processes.
+//! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only, and
+//! `store/` the filesystem-backed versioned file store. Later issues add the
+//! api, scheduler and reaper processes.
 
 use std::path::PathBuf;
 
@@ -100,6 +101,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     let url = ensure_dev_database(&paths).await?;
+    let store_dir = paths.root.join("store");
+    rat_versioning::fs::FsStore::open(store_dir.clone())
+        .await
+        .with_context(|| format!("opening the file store in {}", store_dir.display()))?;
     let report = rat_dao::migrate(&url).await.context("migrating the dev database")?;
     if !report.applied.is_empty() {
         println!("applied {} migration(s)", report.applied.len());
@@ -115,6 +120,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  PostgreSQL   {url}");
     println!("               psql '{url}'");
     println!("               RAT_DATABASE_URL='{url}'");
+    println!("  File store   RAT_STORE='fs:{}'", store_dir.display());
     println!();
     println!("Press Ctrl-C to stop.");
 

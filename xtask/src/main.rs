@@ -11,6 +11,8 @@
 //!   100,000 audit rows, ...) for benchmarks
 //! - `cargo xtask db migrate` — apply pending migrations
 //! - `cargo xtask db url` — print the dev database's connection string
+//! - `cargo xtask bench <name>` — a benchmark of design §6, release build
+//!   (`publish`: a 100-file pipeline against moto)
 
 mod dev;
 mod seed;
@@ -37,6 +39,12 @@ enum Task {
     Test(test::TestArgs),
     /// Run the platform locally on embedded defaults.
     Dev(dev::DevArgs),
+    /// Run a benchmark (release build): `cargo xtask bench publish`.
+    Bench {
+        /// The benchmark and its options (see `cargo xtask bench -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Database chores.
     Db {
         #[command(subcommand)]
@@ -64,6 +72,12 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Test(args) => test::run(args),
         Task::Dev(args) => runtime.block_on(dev::run(args)),
+        Task::Bench { args } => {
+            system::ensure_postgres_server()?;
+            let mut cargo_args = vec!["run", "--quiet", "--release", "--package", "rat-bench", "--"];
+            cargo_args.extend(args.iter().map(String::as_str));
+            cargo(&cargo_args)
+        }
         Task::Db { task } => runtime.block_on(async {
             match task {
                 DbTask::Seed(args) => seed::run(args).await,

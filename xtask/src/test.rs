@@ -38,6 +38,11 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
         Some((cluster, was_running))
     };
 
+    // The S3 tests run against moto in a virtualenv under target/: install it
+    // once here, so a missing Python fails with its hint before any test.
+    let moto = rat_testkit::s3::ensure_moto_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("moto: {}", moto.display());
+
     let mut test_args = vec!["test", "--workspace", "--no-fail-fast"];
     if !args.cargo_test_args.is_empty() {
         test_args.push("--");

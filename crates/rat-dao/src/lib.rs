@@ -34,7 +34,8 @@ pub mod settings;
 pub mod tables;
 pub mod triggers;
 
-pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, Transaction};
+pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolError, Transaction};
 pub use error::DaoError;
 pub use migrate::{MIGRATION_LOCK_KEY, MigrationReport, embedded_migrations, migrate, schema_fingerprint};
 pub use pool::{PoolSettings, connect_dedicated, create_pool, parse_database_url};
+pub use tokio_postgres::Error as PgError;

@@ -80,6 +80,25 @@ impl PipelineRef {
     pub fn s3_prefix(&self) -> String {
         format!("{}/pipelines/{}/{}/", self.namespace, self.layer, self.name)
     }
+
+    /// The pipeline a file key belongs to, and the key's path inside the
+    /// pipeline directory: `ns/pipelines/layer/name/rest` gives
+    /// `(ns/layer/name, "rest")`. `None` for keys outside any pipeline
+    /// directory (landing files, loose files) or with invalid names.
+    pub fn from_file_key(key: &str) -> Option<(PipelineRef, &str)> {
+        let mut parts = key.splitn(5, '/');
+        let (ns, marker, layer, name, rest) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if marker != "pipelines" || rest.is_empty() {
+            return None;
+        }
+        Some((PipelineRef::parse(ns, layer, name).ok()?, rest))
+    }
 }
 
 impl std::fmt::Display for PipelineRef {
@@ -166,6 +185,23 @@ mod tests {
     fn s3_prefix_follows_the_contract_layout() {
         let p = PipelineRef::parse("default", "silver", "clean_orders").unwrap();
         assert_eq!(p.s3_prefix(), "default/pipelines/silver/clean_orders/");
+    }
+
+    #[test]
+    fn file_keys_map_to_their_pipeline() {
+        let (p, rest) = PipelineRef::from_file_key("ns/pipelines/gold/sales/tests/quality/t.sql").unwrap();
+        assert_eq!(p, PipelineRef::parse("ns", "gold", "sales").unwrap());
+        assert_eq!(rest, "tests/quality/t.sql");
+        for outside in [
+            "ns/landing/zone/file.csv",
+            "ns/pipelines/gold/sales/",
+            "ns/pipelines/gold/sales",
+            "ns/pipelines/platinum/sales/x.sql",
+            "NS/pipelines/gold/sales/x.sql",
+            "loose.txt",
+        ] {
+            assert!(PipelineRef::from_file_key(outside).is_none(), "{outside}");
+        }
     }
 
     #[test]

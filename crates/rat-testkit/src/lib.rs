@@ -5,6 +5,8 @@
 //!   binaries (`initdb`, `pg_ctl`), as an unprivileged user when run as root.
 //! - [`seed`] fills a database with a realistic volume of metadata.
 //! - [`fixtures`] creates ready-made rows through the real repositories.
+//! - [`s3`] runs moto (an S3 server with object versioning) for the file
+//!   store tests, installed on first use under `target/`.
 //! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
 //!   template, dropped when the test ends; leftovers of crashed runs are swept.
 //!
@@ -17,6 +19,7 @@
 pub mod cluster;
 mod database;
 pub mod fixtures;
+pub mod s3;
 pub mod seed;
 
 pub use database::{ADMIN_URL_ENV, TestDatabase};

@@ -1,3 +1,243 @@
-//! Versioned file store (S3 with object versioning, and a local filesystem backend).
+//! The versioned file store pipeline code lives in: every write makes a new
+//! version, older versions stay readable by id, and a delete leaves a delete
+//! marker. A publish pins the exact version id of every file.
 //!
-//! Filled by the versioning issue; depends on `rat-domain` only.
+//! One narrow interface, [`VersionedStore`], speaking our domain (keys,
+//! version ids) rather than S3, with two backends:
+//! - [`s3::S3Store`]: any S3 with object versioning, through rust-s3;
+//! - [`fs::FsStore`]: a durable store on the local filesystem, for the dev
+//!   platform and single-machine use.
+//!
+//! One conformance suite (`tests/`) runs unchanged against both.
+//!
+//! Architecture invariant: depends on `rat-domain` only among our crates (and
+//! today not even on that): it knows files and versions, not pipelines.
+
+pub mod fs;
+mod key;
+pub mod s3;
+
+use std::time::Duration;
+
+pub use key::{KeyPrefix, ObjectKey};
+use time::OffsetDateTime;
+
+/// An opaque version id handed out by the store (S3's `x-amz-version-id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VersionId(String);
+
+impl VersionId {
+    /// Wraps an id read from the store or from a pinned map. Refuses empty ids
+    /// and S3's `null` id of unversioned objects: those can never be pinned.
+    pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
+        let id = id.into();
+        if id.is_empty() || id == "null" || id.len() > 1024 || id.chars().any(char::is_control) {
+            return Err(StoreError::InvalidVersion { version: id });
+        }
+        Ok(VersionId(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VersionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The current (HEAD) version of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// The file.
+    pub key: ObjectKey,
+    /// Its current version.
+    pub version_id: VersionId,
+    /// Size in bytes.
+    pub size: u64,
+    /// When this version was written.
+    pub last_modified: OffsetDateTime,
+}
+
+/// One version (or delete marker) of a file, as listed by [`VersionedStore::list_versions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// The file.
+    pub key: ObjectKey,
+    /// The version's id.
+    pub version_id: VersionId,
+    /// True for the current entry of the key (a version or a delete marker).
+    pub is_latest: bool,
+    /// True for a delete marker (no content).
+    pub is_delete_marker: bool,
+    /// Size in bytes (0 for a delete marker).
+    pub size: u64,
+    /// When the version or marker was written.
+    pub last_modified: OffsetDateTime,
+}
+
+/// A file's content at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    /// The version read.
+    pub version_id: VersionId,
+    /// The bytes.
+    pub body: Vec<u8>,
+    /// When this version was written.
+    pub last_modified: OffsetDateTime,
+}
+
+/// One page of a listing; `next` continues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage<T> {
+    /// Entries in key order (versions of one key newest first).
+    pub items: Vec<T>,
+    /// Opaque token for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Why a store call failed. `Display` is safe to show to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A key breaks the key rules; nothing was sent to the store.
+    #[error("invalid file path {key:?}: {reason}")]
+    InvalidKey {
+        /// The refused key.
+        key: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A version id that cannot exist (empty, `null`, ...).
+    #[error("invalid version id {version:?}")]
+    InvalidVersion {
+        /// The refused id.
+        version: String,
+    },
+    /// No such file (or no such version of it).
+    #[error("{key} not found")]
+    NotFound {
+        /// The file.
+        key: String,
+        /// The version asked for, if any.
+        version: Option<String>,
+    },
+    /// The bucket answered without a version id: versioning is off, so
+    /// nothing can be pinned.
+    #[error("object {key} has no version id: the bucket does not have versioning enabled")]
+    NotVersioned {
+        /// The file.
+        key: String,
+    },
+    /// The store cannot be reached, timed out, or failed on its side (5xx).
+    #[error("file store unavailable during {operation} of {key}")]
+    Unavailable {
+        /// What was attempted (`put`, `get`, `head`, `list`, ...).
+        operation: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// The underlying error (for logs).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store's configuration is unusable (bad endpoint, credentials,
+    /// bucket without versioning at startup, unwritable directory).
+    #[error("file store misconfigured: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Anything else the store answered that we do not expect.
+    #[error("file store error during {operation} of {key}")]
+    Internal {
+        /// What was attempted.
+        operation: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// The underlying error (for logs).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The versioned file store. Implementations are cheap to share (`Arc<dyn VersionedStore>`).
+#[async_trait::async_trait]
+pub trait VersionedStore: Send + Sync + std::fmt::Debug {
+    /// Writes a new version of `key`; returns its version id.
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<VersionId, StoreError>;
+
+    /// Reads `key` at `version`, or at HEAD when `None`. `NotFound` when the
+    /// key (or that version) does not exist, or HEAD is a delete marker.
+    async fn get(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Object, StoreError>;
+
+    /// The HEAD version of one file; `None` when it does not exist or its
+    /// latest entry is a delete marker.
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, StoreError>;
+
+    /// Files under `prefix` with their HEAD version ids, in key order, at most
+    /// `limit` per page (deleted files are not listed). Continue with `next`.
+    async fn list_latest(
+        &self,
+        prefix: &KeyPrefix,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage<ObjectHead>, StoreError>;
+
+    /// Every version and delete marker under `prefix`, by key, newest first
+    /// within a key, at most `limit` per page. Continue with `next`.
+    async fn list_versions(
+        &self,
+        prefix: &KeyPrefix,
+        page_token: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage<ObjectVersion>, StoreError>;
+
+    /// Deletes `key` by writing a delete marker (older versions stay
+    /// readable); returns the marker's id. Deleting a missing key is not an error.
+    async fn delete(&self, key: &ObjectKey) -> Result<Option<VersionId>, StoreError>;
+
+    /// Removes one version (or delete marker) for good. Used to purge all
+    /// versions of deleted pipelines; never by publish or rollback.
+    async fn delete_version(&self, key: &ObjectKey, version: &VersionId) -> Result<(), StoreError>;
+
+    /// A URL from which `key` at `version` can be fetched without
+    /// credentials for `ttl`; `None` when the backend cannot presign (the
+    /// filesystem store: the api serves those files itself).
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        version: &VersionId,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// A cheap round trip proving the store answers (readiness checks).
+    async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The most files [`list_all_latest`] collects before refusing: a pipeline
+/// directory is small, and an unbounded listing is a bug.
+pub const MAX_LISTED_FILES: usize = 100_000;
+
+/// Every file under `prefix` with its HEAD version, following pages, at most
+/// [`MAX_LISTED_FILES`].
+pub async fn list_all_latest(store: &dyn VersionedStore, prefix: &KeyPrefix) -> Result<Vec<ObjectHead>, StoreError> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list_latest(prefix, token.as_deref(), 1000).await?;
+        all.extend(page.items);
+        if all.len() > MAX_LISTED_FILES {
+            return Err(StoreError::Internal {
+                operation: "list",
+                key: prefix.to_string(),
+                source: format!("more than {MAX_LISTED_FILES} files under the prefix").into(),
+            });
+        }
+        match page.next {
+            Some(next) => token = Some(next),
+            None => return Ok(all),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `rat-bench`: the benchmarks behind `cargo xtask bench <name>`, built in
+//! release mode. Each starts the real components it needs (the test
+//! PostgreSQL cluster, moto), measures, and prints figures. Targets come from
+//! design §6; they are reported, never asserted.
+//!
+//! - `publish`: publish of a 100-file pipeline against moto, median of runs.
+
+mod publish;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of the RAT metadata plane.
+#[derive(Debug, Parser)]
+#[command(name = "rat-bench", arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Publish of a pipeline with many files against moto (target < 300 ms).
+    Publish(publish::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Publish(args) => publish::run(args).await,
+    }
+}
+
+/// Median, 90th percentile, minimum and maximum of `samples` (milliseconds).
+pub(crate) fn summary(samples: &mut [f64]) -> String {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms ({} runs)",
+        at(0.5),
+        at(0.9),
+        samples[0],
+        samples[samples.len() - 1],
+        samples.len()
+    )
+}

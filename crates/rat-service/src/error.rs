@@ -1,0 +1,151 @@
+//! The service layer's one error type: what callers (the api, the scheduler,
+//! the reaper) need to decide an answer, with messages safe for clients.
+
+use rat_dao::DaoError;
+use rat_domain::DomainError;
+use rat_versioning::StoreError;
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed (bad name, path, value out of range).
+    #[error("{message}")]
+    InvalidInput {
+        /// What is wrong, for the client.
+        message: String,
+    },
+    /// Something the request names does not exist.
+    #[error("{entity} not found")]
+    NotFound {
+        /// What was looked for.
+        entity: &'static str,
+    },
+    /// The object already exists (a unique rule).
+    #[error("{entity} already exists")]
+    AlreadyExists {
+        /// What exists.
+        entity: &'static str,
+    },
+    /// The request is valid but the current state does not allow it
+    /// (running a never-published pipeline, cancelling a finished run, ...).
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Why, for the client.
+        message: String,
+    },
+    /// The caller may not do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Why, for the client.
+        message: String,
+    },
+    /// A dependency (database, file store) is down or misconfigured; retry later.
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable, for the client (no driver text).
+        message: String,
+        /// The underlying error, for the log.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A bug or corrupt data; the detail is only in `source()`.
+    #[error("internal error")]
+    Internal {
+        /// The underlying error, for the log.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ServiceError {
+    /// A precondition failure with this message.
+    pub fn precondition(message: impl Into<String>) -> Self {
+        ServiceError::FailedPrecondition {
+            message: message.into(),
+        }
+    }
+
+    /// An invalid-input failure with this message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError::InvalidInput {
+            message: message.into(),
+        }
+    }
+}
+
+/// Names a unique constraint for clients.
+fn conflicting_entity(constraint: &str) -> &'static str {
+    match constraint {
+        "uq_namespaces_name" => "namespace",
+        "uq_pipelines_namespace_layer_name" => "pipeline",
+        "uq_landing_zones_namespace_name" => "landing zone",
+        "uq_quality_tests_pipeline_name" => "quality test",
+        "uq_projects_name" => "project",
+        "uq_shares_object_shared_with" => "share",
+        "uq_ownership_object" => "owner",
+        "uq_runs_schedule_slot" | "uq_runs_trigger_slot" => "run for this slot",
+        "uq_pipeline_versions_pipeline_version" => "version",
+        _ => "object",
+    }
+}
+
+impl From<DomainError> for ServiceError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::InvalidTransition { .. } => ServiceError::precondition(err.to_string()),
+            other => ServiceError::invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<DaoError> for ServiceError {
+    fn from(err: DaoError) -> Self {
+        match err {
+            DaoError::NotFound { entity } | DaoError::MissingReference { entity, .. } => {
+                ServiceError::NotFound { entity }
+            }
+            DaoError::Conflict { ref constraint } => ServiceError::AlreadyExists {
+                entity: conflicting_entity(constraint),
+            },
+            DaoError::Invalid { ref constraint } => ServiceError::invalid(format!("invalid value ({constraint})")),
+            DaoError::InvalidTransition { from, to } => {
+                ServiceError::precondition(format!("run cannot move from {from} to {to}"))
+            }
+            DaoError::Retryable { .. } | DaoError::Unavailable { .. } => ServiceError::Unavailable {
+                message: "the database is unavailable, retry later".to_owned(),
+                source: Some(Box::new(err)),
+            },
+            other => ServiceError::Internal {
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::InvalidKey { .. } | StoreError::InvalidVersion { .. } => ServiceError::invalid(err.to_string()),
+            StoreError::NotFound { .. } => ServiceError::NotFound { entity: "file" },
+            StoreError::NotVersioned { .. } | StoreError::Unavailable { .. } | StoreError::Config { .. } => {
+                ServiceError::Unavailable {
+                    message: err.to_string(),
+                    source: Some(Box::new(err)),
+                }
+            }
+            StoreError::Internal { .. } => ServiceError::Internal { source: Box::new(err) },
+        }
+    }
+}
+
+impl From<rat_dao::PoolError> for ServiceError {
+    fn from(err: rat_dao::PoolError) -> Self {
+        ServiceError::from(DaoError::from(err))
+    }
+}
+
+impl From<rat_dao::PgError> for ServiceError {
+    fn from(err: rat_dao::PgError) -> Self {
+        ServiceError::from(DaoError::from(err))
+    }
+}

@@ -1,0 +1,75 @@
+//! Shared fixtures of the service tests: a fresh database and a file store of
+//! either backend, bundled as [`Services`].
+
+use std::sync::Arc;
+
+use rat_dao::pipelines::NewPipeline;
+use rat_domain::{PipelineRef, PipelineType};
+use rat_service::{Services, pipelines};
+use rat_testkit::TestDatabase;
+use rat_versioning::VersionedStore;
+
+/// A test's world: its database (dropped at the end) and the services on it.
+pub struct World {
+    /// Kept alive for the test's duration.
+    pub db: TestDatabase,
+    /// The pool and store under test.
+    pub services: Services,
+    /// Keeps a temporary store directory alive.
+    pub _dir: Option<TempDir>,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A world on the filesystem store.
+pub async fn fs_world() -> World {
+    let db = TestDatabase::new().await;
+    let dir = std::env::temp_dir().join(format!("rat-service-test-{}", uuid::Uuid::new_v4()));
+    let store = rat_versioning::fs::FsStore::open(dir.clone()).await.expect("fs store");
+    let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
+    World {
+        db,
+        services,
+        _dir: Some(TempDir(dir)),
+    }
+}
+
+/// A world on S3 (the test process's shared moto, a fresh bucket).
+pub async fn s3_world() -> World {
+    let db = TestDatabase::new().await;
+    let store = rat_testkit::s3::test_store().await;
+    let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
+    World {
+        db,
+        services,
+        _dir: None,
+    }
+}
+
+/// The address `ns/layer/name`.
+pub fn address(ns: &str, layer: &str, name: &str) -> PipelineRef {
+    PipelineRef::parse(ns, layer, name).unwrap()
+}
+
+/// Creates a SQL pipeline at `default/silver/<name>` through the service.
+pub async fn create(services: &Services, name: &str) -> pipelines::CreatedPipeline {
+    pipelines::create_pipeline(
+        services,
+        NewPipeline {
+            address: address("default", "silver", name),
+            pipeline_type: PipelineType::Sql,
+            description: String::new(),
+            owner: None,
+            max_versions: None,
+        },
+    )
+    .await
+    .expect("create pipeline")
+}
