@@ -6,9 +6,20 @@
 //! - `RAT_DATABASE_URL`: Postgres connection string (`postgres://…` or `host=/path …`)
 //! - `RAT_DB_POOL_SIZE`: pool size (default 16)
 //! - `RAT_LOG_FORMAT`: `text` (default) or `json`
+//! - `RAT_STORE`: `s3` or `fs:<dir>` (api, reaper)
+//! - `RAT_S3_ENDPOINT`, `RAT_S3_REGION`, `RAT_S3_BUCKET`, `RAT_S3_ACCESS_KEY`
+//!   (or `RAT_S3_ACCESS_KEY_FILE`), `RAT_S3_SECRET_KEY` (or
+//!   `RAT_S3_SECRET_KEY_FILE`), `RAT_S3_PATH_STYLE`, `RAT_S3_CREATE_BUCKET`,
+//!   `RAT_S3_TIMEOUT_SECS`: the S3 store
 
-use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rat_versioning::VersionedStore;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Database flags every binary takes.
 #[derive(Debug, Clone, Args)]
@@ -81,5 +92,126 @@ impl LogArgs {
             LogFormat::Text => builder.init(),
             LogFormat::Json => builder.json().init(),
         }
+    }
+}
+
+/// Reads a secret given directly or through a `*_FILE` path (trailing
+/// newline removed). Giving both is an error.
+pub fn secret(name: &str, value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Option<SecretString>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("give {name} or {name}_FILE, not both"),
+        (Some(value), None) => Ok(Some(SecretString::from(value.to_owned()))),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {name}_FILE {}", path.display()))?;
+            Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Where pipeline code is stored.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `s3` (an S3 bucket with versioning) or `fs:<dir>` (a local versioned store).
+    #[arg(long, env = "RAT_STORE", default_value = "s3")]
+    pub store: String,
+    /// S3 endpoint URL (`https://s3.eu-west-1.amazonaws.com`, `http://minio:9000`).
+    #[arg(long, env = "RAT_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "RAT_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Bucket holding pipeline code (versioning must be enabled).
+    #[arg(long, env = "RAT_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Access key id.
+    #[arg(long, env = "RAT_S3_ACCESS_KEY", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    /// File holding the access key id.
+    #[arg(long, env = "RAT_S3_ACCESS_KEY_FILE")]
+    pub s3_access_key_file: Option<PathBuf>,
+    /// Secret access key.
+    #[arg(long, env = "RAT_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// File holding the secret access key.
+    #[arg(long, env = "RAT_S3_SECRET_KEY_FILE")]
+    pub s3_secret_key_file: Option<PathBuf>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS servers.
+    #[arg(long, env = "RAT_S3_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub s3_path_style: bool,
+    /// Create the bucket (with versioning) when it is missing.
+    #[arg(long, env = "RAT_S3_CREATE_BUCKET", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_create_bucket: bool,
+    /// Timeout of each S3 request, in seconds.
+    #[arg(long, env = "RAT_S3_TIMEOUT_SECS", default_value_t = 10)]
+    pub s3_timeout_secs: u64,
+}
+
+impl StoreArgs {
+    /// Opens the configured store: connects to S3 (verifying versioning) or
+    /// opens the local directory.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn VersionedStore>> {
+        if let Some(dir) = self.store.strip_prefix("fs:") {
+            let store = rat_versioning::fs::FsStore::open(PathBuf::from(dir))
+                .await
+                .with_context(|| format!("opening the file store in {dir}"))?;
+            return Ok(Arc::new(store));
+        }
+        if self.store != "s3" {
+            bail!("RAT_STORE must be `s3` or `fs:<dir>`, got {:?}", self.store);
+        }
+        let missing = |name: &str| anyhow::anyhow!("RAT_STORE=s3 needs {name}");
+        let access = secret(
+            "RAT_S3_ACCESS_KEY",
+            self.s3_access_key.as_deref(),
+            self.s3_access_key_file.as_ref(),
+        )?
+        .ok_or_else(|| missing("RAT_S3_ACCESS_KEY"))?;
+        let secret_key = secret(
+            "RAT_S3_SECRET_KEY",
+            self.s3_secret_key.as_deref(),
+            self.s3_secret_key_file.as_ref(),
+        )?
+        .ok_or_else(|| missing("RAT_S3_SECRET_KEY"))?;
+        let config = rat_versioning::s3::S3Config {
+            endpoint: self.s3_endpoint.clone().ok_or_else(|| missing("RAT_S3_ENDPOINT"))?,
+            region: self.s3_region.clone(),
+            bucket: self.s3_bucket.clone().ok_or_else(|| missing("RAT_S3_BUCKET"))?,
+            access_key: access.expose_secret().to_owned(),
+            secret_key: secret_key.expose_secret().to_owned(),
+            path_style: self.s3_path_style,
+            create_bucket: self.s3_create_bucket,
+            request_timeout: Duration::from_secs(self.s3_timeout_secs.max(1)),
+        };
+        let store = rat_versioning::s3::S3Store::connect(config)
+            .await
+            .context("connecting to the S3 store")?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }

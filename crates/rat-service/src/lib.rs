@@ -9,7 +9,9 @@
 
 mod error;
 pub mod files;
+pub mod namespaces;
 pub mod pipelines;
+pub mod platform;
 pub mod versions;
 
 use std::sync::Arc;

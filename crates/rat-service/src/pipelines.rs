@@ -1,8 +1,10 @@
 //! Creating pipelines: the row and its starter files, all or nothing.
 
-use rat_dao::pipelines::{self, NewPipeline};
-use rat_domain::{Pipeline, PipelineRef, PipelineType};
+use rat_dao::access;
+use rat_dao::pipelines::{self, NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
 use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
+use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
 
@@ -50,6 +52,9 @@ pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<Cr
     // The insert takes the name: a concurrent create of the same name waits
     // for this transaction and then fails as a duplicate.
     let pipeline = pipelines::create(&transaction, &new).await?;
+    if let Some(owner) = &new.owner {
+        access::set_owner(&transaction, ObjectType::Pipeline, pipeline.id, owner).await?;
+    }
 
     let prefix = KeyPrefix::parse(&pipeline.s3_path)?;
     let files = starter_files(&new.address, new.pipeline_type);
@@ -92,6 +97,54 @@ pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<Cr
         pipeline,
         files_created: written.into_iter().map(|k| k.as_str().to_owned()).collect(),
     })
+}
+
+/// The live pipeline at `address`.
+pub async fn get(services: &Services, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(pipelines::get_by_ref(&client, address).await?)
+}
+
+/// Live pipelines matching `filter`, sorted, one page, with the total.
+pub async fn list(
+    services: &Services,
+    filter: &PipelineFilter,
+    sort: Sort<PipelineSortField>,
+    page: PageRequest,
+) -> Result<Page<Pipeline>, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(pipelines::list(&client, filter, sort, page).await?)
+}
+
+/// Most versions of history a pipeline may keep.
+pub const MAX_MAX_VERSIONS: i32 = 10_000;
+
+/// Applies `changes` (absent fields keep their value). `max_versions` must be
+/// 1..=10,000; lowering it takes effect at the next publish.
+pub async fn update(
+    services: &Services,
+    address: &PipelineRef,
+    changes: &PipelineUpdate,
+) -> Result<Pipeline, ServiceError> {
+    if let Some(max) = changes.max_versions
+        && !(1..=MAX_MAX_VERSIONS).contains(&max)
+    {
+        return Err(ServiceError::invalid(format!(
+            "max_versions must be between 1 and {MAX_MAX_VERSIONS}, got {max}"
+        )));
+    }
+    if let Some(owner) = &changes.owner {
+        rat_domain::parse_principal("owner", owner)?;
+    }
+    let client = services.pool.get().await?;
+    Ok(pipelines::update(&client, address, changes).await?)
+}
+
+/// Soft-deletes the live pipeline at `address`: its name is free again at
+/// once; the reaper purges the row, its history and its files later.
+pub async fn delete(services: &Services, address: &PipelineRef, now: OffsetDateTime) -> Result<Pipeline, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(pipelines::soft_delete(&client, address, now).await?)
 }
 
 /// The content type stored with a file, from its name.

@@ -1,0 +1,131 @@
+//! Request extractors whose every rejection is the error envelope: JSON
+//! bodies, query strings, pagination and the identity of the caller.
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use rat_domain::{PageRequest, PipelineRef};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body. An empty body reads as `{}` (ratd's clients send no body for
+/// requests whose fields are all optional). Malformed JSON and wrong shapes
+/// are 400, an oversized body 413, all with the envelope.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RESOURCE_EXHAUSTED",
+                    "request body is too large",
+                )
+            } else {
+                ApiError::invalid("cannot read the request body")
+            }
+        })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text).map(ApiJson).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::invalid("malformed JSON body")
+            } else {
+                // serde's message names the field and the expectation; no internals.
+                ApiError::invalid(format!("invalid request body: {e}"))
+            }
+        })
+    }
+}
+
+/// A query string parsed into `T`; failures are 400 with the envelope.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// `?limit=&offset=` as given; parsed with [`PageParams::page`].
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Rows per page (default 50, at most 200; larger values are lowered to 200).
+    pub limit: Option<String>,
+    /// Rows to skip (default 0).
+    pub offset: Option<String>,
+}
+
+fn parse_number(name: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
+    value
+        .as_deref()
+        .map(|text| {
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::invalid(format!("{name} must be a whole number, got {text:?}")))
+        })
+        .transpose()
+}
+
+impl PageParams {
+    /// The validated page: non-numbers and values below range are 400.
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::new(
+            parse_number("limit", &self.limit)?,
+            parse_number("offset", &self.offset)?,
+        )?)
+    }
+}
+
+/// Builds a pipeline address from path segments, refusing bad names with 400
+/// before any database call.
+pub fn pipeline_ref(namespace: &str, layer: &str, name: &str) -> Result<PipelineRef, ApiError> {
+    Ok(PipelineRef::parse(namespace, layer, name)?)
+}
+
+/// Who is calling, as established by the authentication middleware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The actor recorded in audit rows and as owner of what it creates.
+    pub actor: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
+            tracing::error!("no identity on a request: the authentication layer is missing");
+            ApiError::internal()
+        })
+    }
+}
+
+/// The request id of the current request (set by the request-id middleware).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);

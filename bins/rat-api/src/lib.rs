@@ -1,0 +1,35 @@
+//! `rat-api`: the ratd-compatible REST API of the RAT metadata plane, as a
+//! library (so tests build it in-process) and a binary (`main.rs`).
+//!
+//! hyper 1 serves HTTP; axum routes on top of it (its extractors and
+//! `from_fn` middleware keep handlers thin); tower-http supplies CORS, panic
+//! catching and response headers; utoipa (with utoipa-axum) generates the
+//! OpenAPI document from the handlers, so a route cannot be registered
+//! without its description; `metrics` with its Prometheus exporter renders
+//! `/metrics`.
+
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// The process-wide Prometheus recorder (installed once, shared by every
+/// router of the process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}

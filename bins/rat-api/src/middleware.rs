@@ -1,0 +1,321 @@
+//! Cross-cutting layers: request ids, the error envelope on every error,
+//! authentication, audit, metrics and feature flags.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use rat_dao::audit::{self, NewAuditEntry};
+use rat_domain::FeatureFlags;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::error::{ApiError, default_code};
+use crate::extract::{Identity, RequestId};
+use crate::state::AppState;
+
+/// The request-id header, accepted from the client or generated.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Actor of requests in community mode (no authentication configured).
+pub const COMMUNITY_ACTOR: &str = "community";
+/// Actor of requests authenticated with the API key.
+pub const API_KEY_ACTOR: &str = "api-key";
+
+fn valid_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())).then(|| text.to_owned())
+}
+
+/// Takes the client's `X-Request-ID` (at most 128 printable characters) or
+/// generates one, makes it available to handlers and logs, and echoes it on
+/// every response. Also logs one line per request.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status, duration_ms, "request"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Replaces any error answer that is not already JSON (axum's own
+/// rejections, 404/405 of the router, limits of tower layers) by the
+/// envelope, so no error ever reaches a client in another shape.
+pub async fn envelope_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let message = match status {
+        StatusCode::NOT_FOUND => "route not found".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
+        s if s.is_server_error() => "internal error".to_owned(),
+        _ => {
+            // A client error from a framework layer: its text is about the
+            // request (never internals), and worth keeping.
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("bad request").to_owned()
+            } else {
+                text
+            }
+        }
+    };
+    let mut replaced = ApiError::new(status, default_code(status), message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
+
+/// With an API key configured, requires `Authorization: Bearer <key>`
+/// (compared in constant time); without one (community mode, loopback only
+/// unless `--insecure-no-auth`), lets every request through. Sets [`Identity`].
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let actor = match &state.settings.api_key {
+        None => COMMUNITY_ACTOR,
+        Some(key) => {
+            let presented = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let matches: bool = presented.as_bytes().ct_eq(key.expose_secret().as_bytes()).into();
+            if !matches {
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "missing or invalid API key",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            API_KEY_ACTOR
+        }
+    };
+    let identity = Identity {
+        actor: actor.to_owned(),
+    };
+    request.extensions_mut().insert(identity.clone());
+    let mut response = next.run(request).await;
+    // The audit layer runs outside this one (it records refused requests
+    // too), so it learns the actor from the response.
+    response.extensions_mut().insert(identity);
+    response
+}
+
+/// What a handler tells the audit layer about the object it acted on.
+#[derive(Debug, Clone, Default)]
+pub struct AuditObject {
+    /// A short action name (`pipeline.create`); defaults to method and route.
+    pub action: Option<&'static str>,
+    /// `pipeline`, `namespace`, `run`, ...
+    pub object_type: Option<&'static str>,
+    /// The object's id, when it has one.
+    pub object_id: Option<Uuid>,
+}
+
+impl AuditObject {
+    /// An audit note for `action` on an object of `object_type`.
+    pub fn new(action: &'static str, object_type: &'static str, object_id: Option<Uuid>) -> Self {
+        AuditObject {
+            action: Some(action),
+            object_type: Some(object_type),
+            object_id,
+        }
+    }
+}
+
+/// Writes one `audit_log` row for every POST, PUT and DELETE, after the
+/// handler ran, so the outcome (status code) is recorded — failed and
+/// rejected requests included. Disabled by the `audit_log` feature flag.
+pub async fn audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    ) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    // Inside a nested router the URI has lost its prefix; the original has it.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let client_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+
+    let response = next.run(request).await;
+
+    let actor = response
+        .extensions()
+        .get::<Identity>()
+        .map_or_else(|| "unauthenticated".to_owned(), |i| i.actor.clone());
+    let noted = response.extensions().get::<AuditObject>().cloned().unwrap_or_default();
+    let action = match noted.action {
+        Some(action) => action.to_owned(),
+        None => format!("{method} {}", route.as_deref().unwrap_or(&path)),
+    };
+    let entry = NewAuditEntry {
+        actor,
+        action: action.chars().take(100).collect(),
+        object_type: noted.object_type.map(str::to_owned),
+        object_id: noted.object_id,
+        details: Some(serde_json::json!({
+            "method": method.as_str(),
+            "path": path,
+            "route": route,
+            "status": response.status().as_u16(),
+            "request_id": request_id,
+            "client_ip": client_ip,
+        })),
+    };
+    if let Err(e) = write_audit(&state, &entry).await {
+        // The action itself happened (or was refused); failing the answer now
+        // would mislead the client. The gap is logged and counted instead.
+        metrics::counter!("rat_audit_write_failures_total").increment(1);
+        tracing::error!(error = %e, action = %entry.action, "could not write the audit row");
+    }
+    response
+}
+
+async fn write_audit(state: &AppState, entry: &NewAuditEntry) -> Result<(), rat_service::ServiceError> {
+    let client = state.services.pool.get().await?;
+    let flags = rat_dao::settings::feature_flags(&client).await?;
+    if flags.audit_log {
+        audit::insert(&client, entry, time::OffsetDateTime::now_utc()).await?;
+    }
+    Ok(())
+}
+
+/// Counts requests and records their latency by method, route and status.
+pub async fn metrics(request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("rat_http_requests_total", &labels).increment(1);
+    metrics::histogram!("rat_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// An optional feature whose routes answer 404 when it is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// `/pipelines/{…}/tests`.
+    QualityTests,
+    /// `/landing-zones`.
+    LandingZones,
+    /// `/audit`.
+    AuditLog,
+    /// `/pipelines/{…}/triggers`, `/webhooks`.
+    PipelineTriggers,
+    /// `/pipelines/{…}/publish|versions|rollback`.
+    PipelineVersions,
+}
+
+impl Feature {
+    fn enabled(self, flags: &FeatureFlags) -> bool {
+        match self {
+            Feature::QualityTests => flags.quality_tests,
+            Feature::LandingZones => flags.landing_zones,
+            Feature::AuditLog => flags.audit_log,
+            Feature::PipelineTriggers => flags.pipeline_triggers,
+            Feature::PipelineVersions => flags.pipeline_versions,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Feature::QualityTests => "quality_tests",
+            Feature::LandingZones => "landing_zones",
+            Feature::AuditLog => "audit_log",
+            Feature::PipelineTriggers => "pipeline_triggers",
+            Feature::PipelineVersions => "pipeline_versions",
+        }
+    }
+}
+
+/// Answers 404 (`FEATURE_DISABLED`) when `feature` is off in
+/// `platform_settings.feature_flags`, read from Postgres on each request.
+pub async fn require_feature(feature: Feature, state: AppState, request: Request, next: Next) -> Response {
+    let flags = async {
+        let client = state.services.pool.get().await?;
+        rat_dao::settings::feature_flags(&client)
+            .await
+            .map_err(rat_service::ServiceError::from)
+    }
+    .await;
+    match flags {
+        Ok(flags) if feature.enabled(&flags) => next.run(request).await,
+        Ok(_) => {
+            ApiError::not_found(format!("FEATURE_DISABLED: the {} feature is disabled", feature.name())).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// An empty 500 body for a panicking handler; [`envelope_errors`] turns it
+/// into the envelope and the process keeps serving.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = detail, "a handler panicked");
+    ApiError::internal().into_response()
+}

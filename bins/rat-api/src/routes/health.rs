@@ -1,0 +1,140 @@
+//! Health and readiness (at the root, outside `/api/v1`) and Prometheus metrics.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// Liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+    /// Git commit of the build.
+    pub git_commit: &'static str,
+    /// Build time.
+    pub build_time: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    let build = &state.settings.build;
+    Json(Health {
+        status: "ok",
+        version: build.version,
+        git_commit: build.git_commit,
+        build_time: build.build_time,
+    })
+}
+
+/// The process is up (same as `/health`).
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
+pub async fn live(state: State<AppState>) -> Json<Health> {
+    health(state).await
+}
+
+/// One dependency's readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `ok` or `error`.
+    pub status: &'static str,
+    /// Why it is not ready (no credentials or SQL in it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Readiness of each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    /// The metadata database.
+    pub postgres: Check,
+    /// The file store.
+    pub s3: Check,
+}
+
+/// Readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// Each dependency.
+    pub checks: Checks,
+}
+
+async fn bounded<F, E>(limit: Duration, check: F) -> Check
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(limit, check).await {
+        Ok(Ok(())) => Check {
+            status: "ok",
+            error: None,
+        },
+        Ok(Err(e)) => Check {
+            status: "error",
+            error: Some(e.to_string()),
+        },
+        Err(_) => Check {
+            status: "error",
+            error: Some(format!("no answer within {} ms", limit.as_millis())),
+        },
+    }
+}
+
+/// Whether Postgres and the file store answer, each within the readiness timeout.
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses(
+    (status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let limit = state.settings.readiness_timeout;
+    let postgres = bounded(limit, async {
+        let client = state.services.pool.get().await.map_err(|_| "database unavailable")?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|_| "database unavailable")?;
+        Ok::<(), &str>(())
+    });
+    let s3 = bounded(limit, async {
+        state.services.store.check().await.map_err(|e| {
+            tracing::warn!(error = %e, "file store readiness check failed");
+            "file store unavailable"
+        })
+    });
+    let (postgres, s3) = tokio::join!(postgres, s3);
+    let ready = postgres.status == "ok" && s3.status == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks: Checks { postgres, s3 },
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text exposition: request counts and latencies by route and
+/// status, and connection pool usage.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let status = state.services.pool.status();
+    metrics::gauge!("rat_db_pool_size").set(status.size as f64);
+    metrics::gauge!("rat_db_pool_available").set(status.available as f64);
+    metrics::gauge!("rat_db_pool_waiting").set(status.waiting as f64);
+    metrics::gauge!("rat_db_pool_max_size").set(status.max_size as f64);
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,121 @@
+//! `GET /api/v1/features` and `GET /api/v1/plugins`: what the portal asks on
+//! every page.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+/// What this installation offers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Features {
+    /// `community`.
+    pub edition: &'static str,
+    /// Registered plugins by name, with their health status.
+    pub plugins: BTreeMap<String, String>,
+    /// Namespaces are supported.
+    pub namespaces: bool,
+    /// Several users with their own identities (Pro plugins).
+    pub multi_user: bool,
+    /// Landing zones (feature flag).
+    pub landing_zones: bool,
+    /// Quality tests (feature flag).
+    pub quality_tests: bool,
+    /// The audit log (feature flag).
+    pub audit_log: bool,
+    /// Event triggers (feature flag).
+    pub pipeline_triggers: bool,
+    /// Publish, versions and rollback (feature flag).
+    pub pipeline_versions: bool,
+}
+
+/// The edition and the features that are on.
+#[utoipa::path(get, path = "/features", tag = "platform", responses(
+    (status = 200, body = Features), (status = 503, body = ErrorEnvelope)))]
+pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>> {
+    let flags = rat_service::platform::feature_flags(&state.services).await?;
+    let plugins = rat_service::platform::plugins(&state.services, None).await?;
+    Ok(Json(Features {
+        edition: "community",
+        plugins: plugins
+            .into_iter()
+            .map(|p| (p.name.into_string(), p.status.as_str().to_owned()))
+            .collect(),
+        namespaces: true,
+        multi_user: false,
+        landing_zones: flags.landing_zones,
+        quality_tests: flags.quality_tests,
+        audit_log: flags.audit_log,
+        pipeline_triggers: flags.pipeline_triggers,
+        pipeline_versions: flags.pipeline_versions,
+    }))
+}
+
+/// A registered plugin.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginDto {
+    /// Unique name.
+    pub name: String,
+    /// The slot it fills.
+    pub slot: String,
+    /// Container image.
+    pub image: String,
+    /// `healthy`, `degraded`, `down` or `unknown`.
+    pub status: String,
+    /// Plugin configuration.
+    pub config: serde_json::Value,
+    /// Last health check.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub last_health: Option<OffsetDateTime>,
+    /// Registration time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Filters of `GET /plugins`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PluginQuery {
+    /// `enabled` (every registered plugin) or a health status.
+    pub status: Option<String>,
+}
+
+/// Registered plugins, as a bare array (empty when none).
+#[utoipa::path(get, path = "/plugins", tag = "platform", params(PluginQuery), responses(
+    (status = 200, body = [PluginDto]), (status = 400, body = ErrorEnvelope)))]
+pub async fn plugins(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PluginQuery>,
+) -> ApiResult<Json<Vec<PluginDto>>> {
+    // Registered means enabled: `enabled` (what the portal asks) lists all.
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("enabled") => None,
+        Some(other) => Some(
+            other
+                .parse()
+                .map_err(|e: rat_domain::DomainError| ApiError::invalid(e.to_string()))?,
+        ),
+    };
+    let plugins = rat_service::platform::plugins(&state.services, status).await?;
+    Ok(Json(
+        plugins
+            .into_iter()
+            .map(|p| PluginDto {
+                name: p.name.into_string(),
+                slot: p.slot,
+                image: p.image,
+                status: p.status.as_str().to_owned(),
+                config: p.config,
+                last_health: p.last_health,
+                created_at: p.created_at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,13 @@
+//! The routes, one module per resource. Each handler parses and validates
+//! the request into domain types, calls one service function, and maps the
+//! result to the wire shape of the ratd contract.
+
+pub mod health;
+pub mod meta;
+pub mod namespaces;
+pub mod pipelines;
+
+/// Serializes timestamps as RFC 3339 (UTC) in every wire type.
+pub(crate) mod rfc3339 {
+    pub use time::serde::rfc3339::*;
+}

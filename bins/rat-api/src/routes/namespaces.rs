@@ -1,0 +1,147 @@
+//! `/api/v1/namespaces` (contract §3).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_domain::{Namespace, NamespaceName};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
+use crate::middleware::AuditObject;
+use crate::state::AppState;
+
+/// A namespace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamespaceDto {
+    /// Unique slug.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creator.
+    pub created_by: Option<String>,
+    /// Creation time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Namespace> for NamespaceDto {
+    fn from(n: Namespace) -> Self {
+        NamespaceDto {
+            name: n.name.into_string(),
+            description: n.description,
+            created_by: n.created_by,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// A page of namespaces.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NamespaceList {
+    /// The page, oldest first.
+    pub namespaces: Vec<NamespaceDto>,
+    /// Count of all namespaces.
+    pub total: i64,
+}
+
+/// Namespaces, oldest first.
+#[utoipa::path(get, path = "/namespaces", tag = "namespaces", params(PageParams), responses(
+    (status = 200, body = NamespaceList), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<NamespaceList>> {
+    let page = rat_service::namespaces::list(&state.services, page.page()?).await?;
+    Ok(Json(NamespaceList {
+        namespaces: page.items.into_iter().map(NamespaceDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// Body of `POST /namespaces`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNamespace {
+    /// `^[a-z][a-z0-9_-]*$`, at most 63 characters.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Answer of `POST /namespaces`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedNamespace {
+    /// The new namespace's name.
+    pub name: String,
+}
+
+/// Creates a namespace.
+#[utoipa::path(post, path = "/namespaces", tag = "namespaces", request_body = CreateNamespace, responses(
+    (status = 201, body = CreatedNamespace), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<CreateNamespace>,
+) -> ApiResult<impl IntoResponse> {
+    let name = NamespaceName::parse(&body.name)?;
+    let created = rat_service::namespaces::create(
+        &state.services,
+        &name,
+        body.description.as_deref().unwrap_or(""),
+        Some(&identity.actor),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new("namespace.create", "namespace", Some(created.id))),
+        Json(CreatedNamespace {
+            name: created.name.into_string(),
+        }),
+    ))
+}
+
+/// Body of `PUT /namespaces/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNamespace {
+    /// The new description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Replaces a namespace's description.
+#[utoipa::path(put, path = "/namespaces/{name}", tag = "namespaces", request_body = UpdateNamespace,
+    params(("name" = String, Path, description = "Namespace name")), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<UpdateNamespace>,
+) -> ApiResult<impl IntoResponse> {
+    let name = NamespaceName::parse(&name)?;
+    let updated =
+        rat_service::namespaces::update_description(&state.services, &name, body.description.as_deref().unwrap_or(""))
+            .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("namespace.update", "namespace", Some(updated.id))),
+    ))
+}
+
+/// Deletes a namespace and everything in it; `default` cannot be deleted.
+#[utoipa::path(delete, path = "/namespaces/{name}", tag = "namespaces",
+    params(("name" = String, Path, description = "Namespace name")), responses(
+    (status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<impl IntoResponse> {
+    let name = NamespaceName::parse(&name)?;
+    rat_service::namespaces::delete(&state.services, &name).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("namespace.delete", "namespace", None)),
+    ))
+}

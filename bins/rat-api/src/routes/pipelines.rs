@@ -1,0 +1,288 @@
+//! `/api/v1/pipelines` (contract §4).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_dao::pipelines::{NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_domain::{Layer, NamespaceName, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
+use crate::middleware::AuditObject;
+use crate::state::AppState;
+
+/// A pipeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// Namespace.
+    pub namespace: String,
+    /// `bronze`, `silver` or `gold`.
+    pub layer: String,
+    /// Name, unique within namespace and layer.
+    pub name: String,
+    /// `sql` or `python`.
+    #[serde(rename = "type")]
+    pub pipeline_type: String,
+    /// S3 prefix of the pipeline's files.
+    pub s3_path: String,
+    /// Free text.
+    pub description: String,
+    /// Owner's identity.
+    pub owner: Option<String>,
+    /// Last publish.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub published_at: Option<OffsetDateTime>,
+    /// `{S3 key: version id}` pinned by the last publish.
+    #[schema(value_type = Object)]
+    pub published_versions: serde_json::Value,
+    /// True when HEAD may differ from the published snapshot.
+    pub draft_dirty: bool,
+    /// Versions of history kept.
+    pub max_versions: i32,
+    /// Per-pipeline retention overrides.
+    #[schema(value_type = Option<Object>)]
+    pub retention_config: Option<serde_json::Value>,
+    /// Creation time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Pipeline> for PipelineDto {
+    fn from(p: Pipeline) -> Self {
+        PipelineDto {
+            id: p.id,
+            namespace: p.address.namespace.into_string(),
+            layer: p.address.layer.as_str().to_owned(),
+            name: p.address.name.into_string(),
+            pipeline_type: p.pipeline_type.as_str().to_owned(),
+            s3_path: p.s3_path,
+            description: p.description,
+            owner: p.owner,
+            published_at: p.published_at,
+            published_versions: p.published_versions.to_json(),
+            draft_dirty: p.draft_dirty,
+            max_versions: p.max_versions,
+            retention_config: p.retention_config,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// Filters of `GET /pipelines`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PipelineQuery {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this layer.
+    pub layer: Option<String>,
+    /// Case-insensitive substring of name or description.
+    pub search: Option<String>,
+    /// `[-]name|namespace|layer|created_at|updated_at|type` (default `-created_at`).
+    pub sort: Option<String>,
+    /// Rows per page (default 50, at most 200).
+    pub limit: Option<String>,
+    /// Rows to skip.
+    pub offset: Option<String>,
+}
+
+/// A page of pipelines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineList {
+    /// The page.
+    pub pipelines: Vec<PipelineDto>,
+    /// Count of every pipeline matching the filters.
+    pub total: i64,
+}
+
+/// Live pipelines, filtered, searched, sorted and paged in SQL.
+#[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(PipelineQuery), responses(
+    (status = 200, body = PipelineList), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PipelineQuery>,
+) -> ApiResult<Json<PipelineList>> {
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let filter = PipelineFilter {
+        namespace: query.namespace.as_deref().map(NamespaceName::parse).transpose()?,
+        layer: query.layer.as_deref().map(str::parse::<Layer>).transpose()?,
+        search: query.search.filter(|s| !s.is_empty()),
+    };
+    if filter.search.as_ref().is_some_and(|s| s.len() > 255) {
+        return Err(ApiError::invalid("search must be at most 255 characters"));
+    }
+    let sort = match query.sort.as_deref() {
+        None | Some("") => rat_dao::pipelines::DEFAULT_SORT,
+        Some(text) => Sort::<PipelineSortField>::parse(text)?,
+    };
+    let page = rat_service::pipelines::list(&state.services, &filter, sort, page).await?;
+    Ok(Json(PipelineList {
+        pipelines: page.items.into_iter().map(PipelineDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// Body of `POST /pipelines`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePipeline {
+    /// Namespace (must exist).
+    pub namespace: String,
+    /// `bronze`, `silver` or `gold`.
+    pub layer: String,
+    /// `^[a-z][a-z0-9_-]*$`, at most 128 characters.
+    pub name: String,
+    /// `sql` (default) or `python`.
+    #[serde(rename = "type", default)]
+    pub pipeline_type: Option<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Answer of `POST /pipelines`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedPipeline {
+    /// Namespace.
+    pub namespace: String,
+    /// Layer.
+    pub layer: String,
+    /// Name.
+    pub name: String,
+    /// `{ns}/pipelines/{layer}/{name}/`.
+    pub s3_path: String,
+    /// Keys of the starter files written.
+    pub files_created: Vec<String>,
+}
+
+/// Creates a pipeline and writes its starter files.
+#[utoipa::path(post, path = "/pipelines", tag = "pipelines", request_body = CreatePipeline, responses(
+    (status = 201, body = CreatedPipeline), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<CreatePipeline>,
+) -> ApiResult<impl IntoResponse> {
+    let address = pipeline_ref(&body.namespace, &body.layer, &body.name)?;
+    let pipeline_type = match body.pipeline_type.as_deref() {
+        None | Some("") => PipelineType::Sql,
+        Some(text) => text.parse()?,
+    };
+    let created = rat_service::pipelines::create_pipeline(
+        &state.services,
+        NewPipeline {
+            address,
+            pipeline_type,
+            description: body.description.unwrap_or_default(),
+            owner: Some(identity.actor),
+            max_versions: None,
+        },
+    )
+    .await?;
+    let pipeline = created.pipeline;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new("pipeline.create", "pipeline", Some(pipeline.id))),
+        Json(CreatedPipeline {
+            namespace: pipeline.address.namespace.to_string(),
+            layer: pipeline.address.layer.to_string(),
+            name: pipeline.address.name.to_string(),
+            s3_path: pipeline.s3_path,
+            files_created: created.files_created,
+        }),
+    ))
+}
+
+/// `{namespace}/{layer}/{name}` path of one pipeline.
+pub type PipelinePath = Path<(String, String, String)>;
+
+/// Validates a pipeline path.
+pub fn address(Path((namespace, layer, name)): PipelinePath) -> Result<PipelineRef, ApiError> {
+    pipeline_ref(&namespace, &layer, &name)
+}
+
+/// One live pipeline.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
+    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(State(state): State<AppState>, path: PipelinePath) -> ApiResult<Json<PipelineDto>> {
+    let address = address(path)?;
+    Ok(Json(
+        rat_service::pipelines::get(&state.services, &address).await?.into(),
+    ))
+}
+
+/// Body of `PUT /pipelines/{…}`; absent or null fields keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePipeline {
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New type.
+    #[serde(rename = "type", default)]
+    pub pipeline_type: Option<String>,
+    /// New owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// New history size (1..=10,000).
+    #[serde(default)]
+    pub max_versions: Option<i64>,
+}
+
+/// Changes a pipeline's description, type, owner or history size.
+#[utoipa::path(put, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = UpdatePipeline, responses(
+    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiJson(body): ApiJson<UpdatePipeline>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let max_versions = body
+        .max_versions
+        .map(|n| i32::try_from(n).map_err(|_| ApiError::invalid("max_versions is out of range")))
+        .transpose()?;
+    let changes = PipelineUpdate {
+        description: body.description,
+        pipeline_type: body.pipeline_type.as_deref().map(str::parse).transpose()?,
+        owner: body.owner,
+        max_versions,
+    };
+    let pipeline = rat_service::pipelines::update(&state.services, &address, &changes).await?;
+    Ok((
+        Extension(AuditObject::new("pipeline.update", "pipeline", Some(pipeline.id))),
+        Json(PipelineDto::from(pipeline)),
+    ))
+}
+
+/// Soft-deletes a pipeline; its name is free again at once.
+#[utoipa::path(delete, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete(State(state): State<AppState>, path: PipelinePath) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let deleted = rat_service::pipelines::delete(&state.services, &address, OffsetDateTime::now_utc()).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id))),
+    ))
+}

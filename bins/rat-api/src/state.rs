@@ -1,0 +1,79 @@
+//! What every handler shares: the services, the runtime settings and the
+//! metrics handle. Nothing here caches data from the database: every request
+//! reads Postgres, so any replica answers the same.
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rat_service::Services;
+use secrecy::SecretString;
+
+/// Settings the handlers need, built by `main` from flags and variables.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Bearer key required on `/api/v1` (except webhooks); `None` = no auth.
+    pub api_key: Option<SecretString>,
+    /// Largest JSON body accepted.
+    pub max_json_body: usize,
+    /// Largest multipart upload accepted.
+    pub max_upload: usize,
+    /// Origins allowed by CORS (exact matches).
+    pub cors_origins: Vec<HeaderValue>,
+    /// Base URL clients reach this api at (webhook URLs are built from it).
+    pub public_url: String,
+    /// Build information shown by the health routes.
+    pub build: BuildInfo,
+    /// Time allowed to each readiness check.
+    pub readiness_timeout: std::time::Duration,
+}
+
+/// Version information of this build.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git commit, when known at build time.
+    pub git_commit: &'static str,
+    /// Build time, when known.
+    pub build_time: &'static str,
+}
+
+impl BuildInfo {
+    /// This binary's build information (`RAT_GIT_COMMIT` / `RAT_BUILD_TIME`
+    /// may be set in the build environment).
+    pub fn current() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            git_commit: option_env!("RAT_GIT_COMMIT").unwrap_or("unknown"),
+            build_time: option_env!("RAT_BUILD_TIME").unwrap_or("unknown"),
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Defaults of the contract: 1 MiB JSON, 32 MiB uploads, CORS for the
+    /// portal on `http://localhost:3000`, no auth.
+    pub fn new(public_url: impl Into<String>) -> Self {
+        ApiSettings {
+            api_key: None,
+            max_json_body: 1024 * 1024,
+            max_upload: 32 * 1024 * 1024,
+            cors_origins: vec![HeaderValue::from_static("http://localhost:3000")],
+            public_url: public_url.into(),
+            build: BuildInfo::current(),
+            readiness_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database pool and file store.
+    pub services: Services,
+    /// Runtime settings.
+    pub settings: Arc<ApiSettings>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,229 @@
+//! `TestApp`: the api built in-process on a fresh database and a fresh S3
+//! bucket (moto), served on `127.0.0.1:0`, with a client and helpers.
+
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use rat_api::state::{ApiSettings, AppState};
+use rat_service::Services;
+use rat_testkit::TestDatabase;
+use rat_versioning::VersionedStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A running api and what it runs on.
+pub struct TestApp {
+    /// The database (dropped with the app).
+    pub db: TestDatabase,
+    /// The services the api uses (for arranging and checking state directly).
+    pub services: Services,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client without default headers.
+    pub http: reqwest::Client,
+    /// The API key the app requires, if any.
+    pub api_key: Option<String>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Options of a [`TestApp`].
+#[derive(Default)]
+pub struct Builder {
+    api_key: Option<String>,
+    extra: Option<Router<AppState>>,
+    max_json_body: Option<usize>,
+}
+
+impl Builder {
+    /// Requires this bearer key on `/api/v1`.
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_owned());
+        self
+    }
+
+    /// Adds routes inside every layer (to test failure handling).
+    pub fn extra_routes(mut self, extra: Router<AppState>) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// Lowers the JSON body limit.
+    pub fn max_json_body(mut self, bytes: usize) -> Self {
+        self.max_json_body = Some(bytes);
+        self
+    }
+
+    /// Builds and serves the app.
+    pub async fn start(self) -> TestApp {
+        let db = TestDatabase::new().await;
+        let store = rat_testkit::s3::test_store().await;
+        let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut settings = ApiSettings::new(format!("http://{addr}"));
+        settings.api_key = self.api_key.clone().map(secrecy::SecretString::from);
+        if let Some(bytes) = self.max_json_body {
+            settings.max_json_body = bytes;
+        }
+        let state = AppState {
+            services: services.clone(),
+            settings: Arc::new(settings),
+            metrics: rat_api::metrics_handle(),
+        };
+        let (router, _) = rat_api::app::router_with(state, self.extra.unwrap_or_default());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
+        });
+        TestApp {
+            db,
+            services,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            api_key: self.api_key,
+            server,
+        }
+    }
+}
+
+/// An answer: status, headers and the body parsed as JSON (or `Null`).
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON, `Null` when empty or not JSON.
+    pub json: Value,
+    /// The raw body.
+    pub text: String,
+}
+
+impl Answer {
+    /// Asserts the error envelope with `status` and `code`, and returns the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let error = &self.json["error"];
+        assert_eq!(error["code"], code, "body: {}", self.text);
+        let expected_type = match status {
+            400 | 422 => "VALIDATION",
+            401 => "AUTHENTICATION",
+            403 => "AUTHORIZATION",
+            404 => "NOT_FOUND",
+            409 => "CONFLICT",
+            413 => "PAYLOAD_TOO_LARGE",
+            429 => "RATE_LIMIT",
+            503 => "UNAVAILABLE",
+            s if s >= 500 => "INTERNAL",
+            _ => "VALIDATION",
+        };
+        assert_eq!(error["type"], expected_type, "body: {}", self.text);
+        let message = error["message"].as_str().expect("message is a string");
+        assert!(!message.is_empty());
+        message.to_owned()
+    }
+}
+
+impl TestApp {
+    /// A default app: no auth, fresh database and bucket.
+    pub async fn new() -> TestApp {
+        Builder::default().start().await
+    }
+
+    /// Options.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Sends a request with an optional JSON body (authenticated if the app
+    /// has a key).
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::answer(request.send().await.expect("request sent")).await
+    }
+
+    /// Reads a response into an [`Answer`].
+    pub async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Creates a namespace through the API.
+    pub async fn namespace(&self, name: &str) {
+        let answer = self.post("/api/v1/namespaces", json!({ "name": name })).await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+
+    /// Creates a SQL pipeline through the API (namespace created if needed).
+    pub async fn pipeline(&self, ns: &str, layer: &str, name: &str) -> Value {
+        if ns != "default"
+            && self.get("/api/v1/namespaces?limit=200").await.json["namespaces"]
+                .as_array()
+                .is_some_and(|all| !all.iter().any(|n| n["name"] == ns))
+        {
+            self.namespace(ns).await;
+        }
+        let answer = self
+            .post(
+                "/api/v1/pipelines",
+                json!({ "namespace": ns, "layer": layer, "name": name }),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        answer.json
+    }
+
+    /// Audit rows, newest first, straight from the database.
+    pub async fn audit_rows(&self) -> Vec<rat_domain::AuditEntry> {
+        let client = self.db.client().await;
+        rat_dao::audit::list(&client, &Default::default(), rat_domain::PageRequest::first(200))
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
