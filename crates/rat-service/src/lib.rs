@@ -7,11 +7,20 @@
 //! state of their own beyond what Postgres and the store hold, so any number
 //! of replicas may call them at once.
 
+pub mod audit;
 mod error;
 pub mod files;
+pub mod landing;
 pub mod namespaces;
 pub mod pipelines;
 pub mod platform;
+pub mod quality;
+pub mod retention;
+pub mod runs;
+pub mod schedules;
+pub mod sharing;
+pub mod tables;
+pub mod triggers;
 pub mod versions;
 
 use std::sync::Arc;

@@ -1,0 +1,1 @@
+//! Landing zones, their files (in the store), samples and lifecycle.

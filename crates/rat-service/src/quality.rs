@@ -1,0 +1,1 @@
+//! Quality tests: definitions (rows + SQL in the store) and results.

@@ -1,0 +1,1 @@
+//! Retention settings, reaper status and on-demand passes, per-pipeline overrides.

@@ -1,0 +1,1 @@
+//! Runs for users: create with the published snapshot, list, get, cancel, logs.

@@ -1,0 +1,1 @@
+//! Cron schedules: create and update with `next_run_at` recomputed.

@@ -1,0 +1,1 @@
+//! Ownership and its transfer.

@@ -1,0 +1,1 @@
+//! Pipeline triggers: typed configs, webhook tokens (hashed at rest).
