@@ -2,8 +2,9 @@
 //!
 //! Everything lives under `.rat-dev/` in the checkout, so a restart keeps it:
 //! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only, and
-//! `store/` the filesystem-backed versioned file store. Later issues add the
-//! api, scheduler and reaper processes.
+//! `store/` the filesystem-backed versioned file store. `rat-api` runs on
+//! 127.0.0.1:8080 against both; Ctrl-C stops everything. (The scheduler, the
+//! reaper and a minimal runner join with their issues.)
 
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ pub(crate) struct DevArgs {
     /// TCP port of the dev PostgreSQL (on 127.0.0.1).
     #[arg(long, default_value_t = 54329, global = true)]
     pg_port: u16,
+    /// Address rat-api listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,9 +118,30 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         rat_testkit::seed::seed(&url, &rat_testkit::seed::Scale::small(), false).await?;
     }
 
+    // The services, built in debug mode and run with the dev settings.
+    crate::cargo(&["build", "--quiet", "--package", "rat-api"])?;
+    let bin_dir = crate::project_root().join("target/debug");
+    let environment = [
+        ("RAT_DATABASE_URL", url.clone()),
+        ("RAT_STORE", format!("fs:{}", store_dir.display())),
+        ("RAT_LISTEN_ADDR", args.api_addr.clone()),
+    ];
+    let mut services = Vec::new();
+    let api = tokio::process::Command::new(bin_dir.join("rat-api"))
+        .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting rat-api")?;
+    services.push(("rat-api", api));
+    wait_for_health(&args.api_addr).await?;
+
     println!();
     println!("RAT dev platform is up. State is kept in {}.", paths.root.display());
     println!();
+    println!(
+        "  API          http://{}/api/v1   (try: curl http://{}/api/v1/namespaces)",
+        args.api_addr, args.api_addr
+    );
     println!("  PostgreSQL   {url}");
     println!("               psql '{url}'");
     println!("               RAT_DATABASE_URL='{url}'");
@@ -124,12 +149,76 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!();
     println!("Press Ctrl-C to stop.");
 
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    let stopped_early = tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            None
+        }
+        (name, status) = first_exit(&mut services) => Some((name, status)),
+    };
+    if let Some((name, status)) = &stopped_early {
+        eprintln!("{name} exited ({status}); stopping the platform");
+    }
     println!("stopping...");
+    for (name, child) in &mut services {
+        terminate(name, child).await;
+    }
     let cluster = Cluster::new(paths.cluster_options()).map_err(|e| anyhow!("{e}"))?;
     tokio::task::spawn_blocking(move || cluster.stop())
         .await?
         .map_err(|e| anyhow!("{e}"))?;
     println!("stopped; `cargo xtask dev` starts it again with the same data");
-    Ok(())
+    match stopped_early {
+        Some((name, status)) => anyhow::bail!("{name} exited unexpectedly ({status})"),
+        None => Ok(()),
+    }
+}
+
+/// Polls `GET /health` on `addr` until it answers 200 (at most 30 s).
+async fn wait_for_health(addr: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..300 {
+        let answered = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+            stream.write_all(b"GET /health HTTP/1.0\r\n\r\n").await.ok()?;
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).await.ok()?;
+            Some(head.ends_with(b" 200"))
+        }
+        .await
+        .unwrap_or(false);
+        if answered {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{addr} did not answer GET /health within 30 s")
+}
+
+/// Resolves when the first of the services exits.
+async fn first_exit(services: &mut [(&'static str, tokio::process::Child)]) -> (&'static str, String) {
+    let waits = services.iter_mut().map(|(name, child)| {
+        Box::pin(async move {
+            let status = child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string());
+            (*name, status)
+        })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
+/// Asks a service to stop (SIGTERM) and waits up to 30 s before killing it.
+async fn terminate(name: &str, child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            eprintln!("{name} did not stop within 30 s; killing it");
+            let _ = child.kill().await;
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //! - `cargo xtask db migrate` — apply pending migrations
 //! - `cargo xtask db url` — print the dev database's connection string
 //! - `cargo xtask bench <name>` — a benchmark of design §6, release build
-//!   (`publish`: a 100-file pipeline against moto)
+//!   (`publish`: a 100-file pipeline against moto; `api`: the api's read
+//!   path under wrk against pgbench, on the seeded volume)
 
 mod dev;
 mod seed;
@@ -74,8 +75,16 @@ fn main() -> anyhow::Result<()> {
         Task::Dev(args) => runtime.block_on(dev::run(args)),
         Task::Bench { args } => {
             system::ensure_postgres_server()?;
+            let mut bench_args: Vec<String> = args.clone();
+            if args.first().map(String::as_str) == Some("api") {
+                system::ensure_program("wrk", "wrk")?;
+                system::ensure_program("pgbench", "postgresql-contrib")?;
+                cargo(&["build", "--quiet", "--release", "--package", "rat-api"])?;
+                let api_bin = project_root().join("target/release/rat-api");
+                bench_args.splice(1..1, ["--api-bin".to_owned(), api_bin.display().to_string()]);
+            }
             let mut cargo_args = vec!["run", "--quiet", "--release", "--package", "rat-bench", "--"];
-            cargo_args.extend(args.iter().map(String::as_str));
+            cargo_args.extend(bench_args.iter().map(String::as_str));
             cargo(&cargo_args)
         }
         Task::Db { task } => runtime.block_on(async {

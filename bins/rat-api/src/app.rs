@@ -34,7 +34,6 @@ use crate::state::AppState;
 struct ApiDoc;
 
 /// Routes of one optional feature, answering 404 when the feature is off.
-#[expect(dead_code, reason = "the gated route groups are being written")]
 pub(crate) fn gated(feature: Feature, state: &AppState, router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
     router.route_layer(from_fn_with_state(
         state.clone(),

@@ -4,7 +4,10 @@
 //! design §6; they are reported, never asserted.
 //!
 //! - `publish`: publish of a 100-file pipeline against moto, median of runs.
+//! - `api`: `GET` of one pipeline under `wrk` vs the same SELECT under
+//!   `pgbench`; `GET /runs?pipeline=` over 100,000 runs; peak RSS.
 
+mod api;
 mod publish;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +24,15 @@ struct Cli {
 enum Bench {
     /// Publish of a pipeline with many files against moto (target < 300 ms).
     Publish(publish::Args),
+    /// The api's read throughput and latency against pgbench (needs wrk).
+    Api(api::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Publish(args) => publish::run(args).await,
+        Bench::Api(args) => api::run(args).await,
     }
 }
 

@@ -228,6 +228,36 @@ pub async fn set_lifecycle(
     zone_from_row(&row)
 }
 
+/// Changes the lifecycle settings of the zone `ns/name` in one statement:
+/// `processed_max_age_days` `None` keeps the stored value and `Some(None)`
+/// clears it (the system default applies again); `auto_purge` `None` keeps it.
+/// `Invalid { ck_landing_zones_processed_max_age_days }` for fewer than one day.
+pub async fn update_lifecycle(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    processed_max_age_days: Option<Option<i32>>,
+    auto_purge: Option<bool>,
+) -> Result<LandingZone, DaoError> {
+    // A NULL parameter cannot tell "keep" from "clear", so whether the age is
+    // replaced travels as its own boolean.
+    let replace_age = processed_max_age_days.is_some();
+    let age = processed_max_age_days.flatten();
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!(
+            "UPDATE landing_zones SET \
+                processed_max_age_days = CASE WHEN $3 THEN $4 ELSE processed_max_age_days END, \
+                auto_purge = COALESCE($5, auto_purge) \
+             WHERE namespace = $1 AND name = $2 RETURNING {ZONE_COLUMNS}"
+        ),
+        &[&namespace.as_str(), &name.as_str(), &replace_age, &age, &auto_purge],
+    )
+    .await?;
+    zone_from_row(&row)
+}
+
 /// Deletes the zone `ns/name` and, through the foreign key, its file rows.
 /// The S3 objects under [`LandingZone::s3_prefix`] are the caller's to remove.
 pub async fn delete(client: &impl GenericClient, namespace: &NamespaceName, name: &ZoneName) -> Result<(), DaoError> {

@@ -273,3 +273,142 @@ pub async fn prune_results_per_test(client: &impl GenericClient, keep: i64, batc
     .await
     .map_err(DaoError::on_delete)
 }
+
+/// First key of the advisory locks taken by [`lock_test_name`] ("QT" in
+/// ASCII), so they never collide with other users of two-key advisory locks.
+const TEST_NAME_LOCK_CLASS: i32 = 0x5154;
+
+/// Takes a transaction-scoped advisory lock on the pipeline's test `name`
+/// (whether or not the test exists), released at commit or rollback. Creating
+/// and deleting a test changes its row and its SQL file in the store; holding
+/// this lock across both keeps two requests for one test from interleaving
+/// (a refused duplicate never overwrites the existing test's SQL). Call it
+/// inside a transaction: outside one it is released as soon as it is taken.
+pub async fn lock_test_name(client: &impl GenericClient, pipeline_id: Uuid, name: &TestName) -> Result<(), DaoError> {
+    // The two-key form with a class of its own; `hashtext` folds the
+    // pipeline and the name into the second key. A hash collision only makes
+    // two unrelated tests wait for each other briefly.
+    sql::execute(
+        client,
+        "SELECT pg_advisory_xact_lock($1, hashtext(CAST($2 AS uuid)::text || '/' || $3))",
+        &[&TEST_NAME_LOCK_CLASS, &pipeline_id, &name.as_str()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A test and its most recent result, if it ever ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestWithLatestResult {
+    /// The test.
+    pub test: QualityTest,
+    /// Its newest result (by `ran_at`, then id); `None` when it never ran.
+    pub latest: Option<QualityResult>,
+}
+
+/// The test columns and the newest result's columns prefixed `latest_`, from
+/// [`WITH_LATEST_FROM`].
+const WITH_LATEST_COLUMNS: &str = "id, pipeline_id, name, description, severity, s3_path, created_at, \
+     latest_id, latest_run_id, latest_status, latest_value, latest_expected, latest_duration_ms, latest_ran_at";
+
+/// Each test joined to its newest result. The lateral subquery reads one row
+/// per test from `idx_quality_results_test`; its columns are renamed so the
+/// test's own column names stay unambiguous.
+const WITH_LATEST_FROM: &str = "quality_tests LEFT JOIN LATERAL ( \
+         SELECT r.id AS latest_id, r.run_id AS latest_run_id, r.status AS latest_status, \
+                r.value::float8 AS latest_value, r.expected::float8 AS latest_expected, \
+                r.duration_ms AS latest_duration_ms, r.ran_at AS latest_ran_at \
+         FROM quality_results r WHERE r.test_id = quality_tests.id \
+         ORDER BY r.ran_at DESC, r.id DESC LIMIT 1 \
+     ) latest ON true";
+
+fn with_latest_from_row(row: &Row) -> Result<TestWithLatestResult, DaoError> {
+    let test = test_from_row(row)?;
+    let latest = match row.try_get::<_, Option<Uuid>>("latest_id")? {
+        None => None,
+        Some(id) => Some(QualityResult {
+            id,
+            test_id: test.id,
+            run_id: row.try_get("latest_run_id")?,
+            status: sql::parse_column(row, "latest_status")?,
+            value: row.try_get("latest_value")?,
+            expected: row.try_get("latest_expected")?,
+            duration_ms: row.try_get("latest_duration_ms")?,
+            ran_at: row.try_get("latest_ran_at")?,
+        }),
+    };
+    Ok(TestWithLatestResult { test, latest })
+}
+
+/// The pipeline's tests by name, each with its newest result, one page, with
+/// the total count of the pipeline's tests.
+pub async fn list_with_latest_result(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<TestWithLatestResult>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("pipeline_id = $?", &pipeline_id);
+    let order = OrderBy {
+        columns: &["name", "id"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        WITH_LATEST_COLUMNS,
+        WITH_LATEST_FROM,
+        &conditions,
+        order,
+        page,
+        with_latest_from_row,
+    )
+    .await
+}
+
+/// How the newest results of a pipeline's tests are spread over the statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatestStatusCounts {
+    /// Tests of the pipeline.
+    pub total: i64,
+    /// Tests whose newest result is `passed`.
+    pub passed: i64,
+    /// Tests whose newest result is `failed`.
+    pub failed: i64,
+    /// Tests whose newest result is `warned`.
+    pub warned: i64,
+    /// Tests whose newest result is `error`.
+    pub errored: i64,
+    /// Tests without any result.
+    pub never_run: i64,
+}
+
+/// Counts the pipeline's tests by the status of their newest result, over
+/// every test of the pipeline (not one page), in one query.
+pub async fn latest_status_counts(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+) -> Result<LatestStatusCounts, DaoError> {
+    let row = sql::query_one(
+        client,
+        "quality test",
+        &format!(
+            "SELECT count(*) AS total, \
+                 count(*) FILTER (WHERE latest_status = 'passed') AS passed, \
+                 count(*) FILTER (WHERE latest_status = 'failed') AS failed, \
+                 count(*) FILTER (WHERE latest_status = 'warned') AS warned, \
+                 count(*) FILTER (WHERE latest_status = 'error') AS errored, \
+                 count(*) FILTER (WHERE latest_id IS NULL) AS never_run \
+             FROM {WITH_LATEST_FROM} WHERE pipeline_id = $1"
+        ),
+        &[&pipeline_id],
+    )
+    .await?;
+    Ok(LatestStatusCounts {
+        total: row.try_get("total")?,
+        passed: row.try_get("passed")?,
+        failed: row.try_get("failed")?,
+        warned: row.try_get("warned")?,
+        errored: row.try_get("errored")?,
+        never_run: row.try_get("never_run")?,
+    })
+}

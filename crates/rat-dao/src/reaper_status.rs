@@ -1,5 +1,6 @@
 //! `reaper_status`: the reaper's singleton status row (id 1), with the time of
-//! its last pass and cumulative counters that saturate instead of overflowing.
+//! its last pass, cumulative counters that saturate instead of overflowing,
+//! and the time a pass was last asked for.
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{ReaperCounters, ReaperStatus};
@@ -10,7 +11,10 @@ use crate::DaoError;
 use crate::sql;
 
 const COLUMNS: &str = "last_run_at, runs_pruned, logs_pruned, quality_pruned, pipelines_purged, runs_failed, \
-     branches_cleaned, lz_files_cleaned, audit_pruned, updated_at";
+     branches_cleaned, lz_files_cleaned, audit_pruned, updated_at, run_requested_at";
+
+/// The channel [`request_run`] notifies; the reaper `LISTEN`s on it.
+pub const RUN_CHANNEL: &str = "rat_reaper_run";
 
 fn from_row(row: &Row) -> Result<ReaperStatus, DaoError> {
     let counter = |column: &str| -> Result<i64, DaoError> { Ok(i64::from(row.try_get::<_, i32>(column)?)) };
@@ -27,6 +31,7 @@ fn from_row(row: &Row) -> Result<ReaperStatus, DaoError> {
             audit_pruned: counter("audit_pruned")?,
         },
         updated_at: row.try_get("updated_at")?,
+        run_requested_at: row.try_get("run_requested_at")?,
     })
 }
 
@@ -88,5 +93,31 @@ pub async fn record_pass(
         ],
     )
     .await?;
+    from_row(&row)
+}
+
+/// Asks the reaper for a pass: sets `run_requested_at` to `now` (recreating a
+/// missing row) and notifies [`RUN_CHANNEL`]; returns the new status.
+///
+/// The column is the durable request (the reaper runs a pass while
+/// [`ReaperStatus::run_requested`] holds, so a notification missed while it was
+/// down is not lost); the notification only wakes a listening reaper at once.
+/// Call it in a transaction: Postgres delivers the notification at commit, so
+/// a reaper woken by it always reads the committed request.
+pub async fn request_run(client: &impl GenericClient, now: OffsetDateTime) -> Result<ReaperStatus, DaoError> {
+    let row = sql::query_one(
+        client,
+        "reaper status",
+        &format!(
+            "INSERT INTO reaper_status (id, run_requested_at) VALUES (1, $1) \
+             ON CONFLICT ON CONSTRAINT pk_reaper_status DO UPDATE SET run_requested_at = $1 \
+             RETURNING {COLUMNS}"
+        ),
+        &[&now],
+    )
+    .await?;
+    // pg_notify takes the channel as a value, so it is a bind parameter like
+    // any other; the payload is empty because the row carries the request.
+    sql::query(client, "SELECT pg_notify($1, '')", &[&RUN_CHANNEL]).await?;
     from_row(&row)
 }

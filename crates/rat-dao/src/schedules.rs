@@ -3,7 +3,7 @@
 //! [`due_for_update`] and records each fire with [`record_fire`].
 
 use deadpool_postgres::GenericClient;
-use rat_domain::{CronExpr, Page, PageRequest, Schedule, ScheduleTimezone};
+use rat_domain::{CronExpr, Layer, NamespaceName, Page, PageRequest, PipelineName, Schedule, ScheduleTimezone};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -98,6 +98,21 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Schedule, DaoE
     from_row(&row)
 }
 
+/// The schedule with this id, locked (`FOR UPDATE`) until the end of the
+/// caller's transaction. An update that recomputes `next_run_at` from the
+/// stored expression reads the row this way, so a concurrent update (or a
+/// scheduler recording a fire) cannot interleave between the read and the write.
+pub async fn get_for_update(client: &impl GenericClient, id: Uuid) -> Result<Schedule, DaoError> {
+    let row = sql::query_one(
+        client,
+        "schedule",
+        &format!("SELECT {COLUMNS} FROM schedules WHERE id = $1 FOR UPDATE"),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
 /// Changes to a schedule; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleUpdate {
@@ -154,6 +169,12 @@ pub struct ScheduleFilter {
     pub pipeline_id: Option<Uuid>,
     /// Only enabled (or only disabled) schedules.
     pub enabled: Option<bool>,
+    /// Schedules of live pipelines in this namespace.
+    pub namespace: Option<NamespaceName>,
+    /// Schedules of live pipelines in this layer.
+    pub layer: Option<Layer>,
+    /// Schedules of live pipelines with this name.
+    pub pipeline: Option<PipelineName>,
 }
 
 /// Schedules matching `filter`, oldest first, one page, with the total.
@@ -162,9 +183,26 @@ pub async fn list(
     filter: &ScheduleFilter,
     page: PageRequest,
 ) -> Result<Page<Schedule>, DaoError> {
+    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
+    let layer = filter.layer.map(Layer::as_str);
+    let pipeline = filter.pipeline.as_ref().map(PipelineName::as_str);
     let mut conditions = Conditions::new();
     conditions.push_opt("pipeline_id = $?", &filter.pipeline_id);
     conditions.push_opt("enabled = $?", &filter.enabled);
+    // The same sub-selects as the run list: each name filter narrows to live
+    // pipelines, and together they address one pipeline.
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE namespace = $? AND deleted_at IS NULL)",
+        &namespace,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE layer = $? AND deleted_at IS NULL)",
+        &layer,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE name = $? AND deleted_at IS NULL)",
+        &pipeline,
+    );
     let order = OrderBy {
         columns: &["created_at", "id"],
         descending: false,

@@ -8,6 +8,7 @@ use deadpool_postgres::GenericClient;
 use rat_domain::{DomainError, Layer, NamespaceName, Page, PageRequest, TableMetadata, TableName};
 use serde_json::Value;
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
@@ -109,6 +110,18 @@ pub async fn get(
         "table metadata",
         &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3"),
         &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// The metadata row with this id (ownership and shares refer to rows by id).
+pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> Result<TableMetadata, DaoError> {
+    let row = sql::query_one(
+        client,
+        "table metadata",
+        &format!("SELECT {COLUMNS} FROM table_metadata WHERE id = $1"),
+        &[&id],
     )
     .await?;
     from_row(&row)

@@ -465,3 +465,56 @@ async fn deleting_the_namespace_deletes_its_zones_and_files() {
     let kept = landing::get(&client, &ns("default"), &zone("uploads")).await.unwrap();
     assert_eq!((kept.file_count, kept.total_bytes), (1, 1));
 }
+
+#[tokio::test]
+async fn update_lifecycle_keeps_absent_settings_and_clears_only_on_request() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    zone_in(&client, "default", "uploads").await;
+    let (n, z) = (ns("default"), zone("uploads"));
+
+    let set = landing::update_lifecycle(&client, &n, &z, Some(Some(14)), Some(true))
+        .await
+        .unwrap();
+    assert_eq!((set.processed_max_age_days, set.auto_purge), (Some(14), true));
+
+    // Nothing given: nothing changes.
+    let kept = landing::update_lifecycle(&client, &n, &z, None, None).await.unwrap();
+    assert_eq!((kept.processed_max_age_days, kept.auto_purge), (Some(14), true));
+
+    // Only auto_purge: the age stays.
+    let purge_off = landing::update_lifecycle(&client, &n, &z, None, Some(false))
+        .await
+        .unwrap();
+    assert_eq!(
+        (purge_off.processed_max_age_days, purge_off.auto_purge),
+        (Some(14), false)
+    );
+
+    // Some(None) clears the age; auto_purge stays.
+    let cleared = landing::update_lifecycle(&client, &n, &z, Some(None), None)
+        .await
+        .unwrap();
+    assert_eq!((cleared.processed_max_age_days, cleared.auto_purge), (None, false));
+    let read = landing::get(&client, &n, &z).await.unwrap().zone;
+    assert_eq!(read, cleared);
+
+    let err = landing::update_lifecycle(&client, &n, &z, Some(Some(0)), Some(true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Invalid { constraint } if constraint == "ck_landing_zones_processed_max_age_days"),
+        "{err:?}"
+    );
+    let read = landing::get(&client, &n, &z).await.unwrap().zone;
+    assert_eq!(
+        (read.processed_max_age_days, read.auto_purge),
+        (None, false),
+        "a refused update changes nothing"
+    );
+
+    let err = landing::update_lifecycle(&client, &n, &zone("ghost"), None, Some(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DaoError::NotFound { entity: "landing zone" }), "{err:?}");
+}

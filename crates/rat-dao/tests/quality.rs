@@ -463,3 +463,148 @@ async fn prune_keeps_the_newest_results_per_test_in_bounded_batches() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_test_name_lock_serialises_one_test_until_commit() {
+    let db = TestDatabase::new().await;
+    let orders = {
+        let client = db.client().await;
+        fixtures::pipeline(&client, "default", "silver", "orders").await
+    };
+    let mut first = db.client().await;
+    let first_tx = first.transaction().await.unwrap();
+    quality::lock_test_name(&first_tx, orders.id, &name("row_count"))
+        .await
+        .unwrap();
+
+    // Another name, or the same name on another pipeline, is not blocked.
+    let mut other = db.client().await;
+    let other_tx = other.transaction().await.unwrap();
+    quality::lock_test_name(&other_tx, orders.id, &name("freshness"))
+        .await
+        .unwrap();
+    quality::lock_test_name(&other_tx, Uuid::new_v4(), &name("row_count"))
+        .await
+        .unwrap();
+    other_tx.rollback().await.unwrap();
+
+    // The same test waits until the holder's transaction ends.
+    let pool = db.pool().clone();
+    let pipeline_id = orders.id;
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move {
+        let mut client = pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        quality::lock_test_name(&tx, pipeline_id, &name("row_count"))
+            .await
+            .unwrap();
+        let _ = locked_tx.send(());
+        tx.commit().await.unwrap();
+    });
+    let mut locked_rx = locked_rx;
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut locked_rx).await;
+    assert!(
+        early.is_err(),
+        "the second lock of one test must wait for the first transaction"
+    );
+    first_tx.commit().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), locked_rx)
+        .await
+        .expect("the lock is released at commit")
+        .unwrap();
+    waiter.await.unwrap();
+}
+
+#[tokio::test]
+async fn tests_list_with_their_newest_result_and_counts() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let orders = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let sales = fixtures::pipeline(&client, "default", "gold", "sales").await;
+    let mut tests = Vec::new();
+    for test in ["a_passed", "b_failed", "c_never", "d_warned", "e_error"] {
+        tests.push(quality::create(&client, &new_test(&orders, test)).await.unwrap());
+    }
+    let elsewhere = quality::create(&client, &new_test(&sales, "z_other")).await.unwrap();
+    let run = fixtures::run(&client, &orders).await;
+    let record = |test: &QualityTest, status: QualityStatus, at: i64, run_id: Option<Uuid>| quality::NewQualityResult {
+        status,
+        run_id,
+        value: Some(at as f64),
+        ..new_result(test, minutes(at))
+    };
+    // Older results of other statuses must not count: only the newest does.
+    for new in [
+        record(&tests[0], QualityStatus::Failed, 0, None),
+        record(&tests[0], QualityStatus::Passed, 5, Some(run.id)),
+        record(&tests[1], QualityStatus::Passed, 1, None),
+        record(&tests[1], QualityStatus::Failed, 6, Some(run.id)),
+        record(&tests[3], QualityStatus::Warned, 7, None),
+        record(&tests[4], QualityStatus::Error, 8, None),
+        record(&elsewhere, QualityStatus::Failed, 9, None),
+    ] {
+        quality::insert_result(&client, &new).await.unwrap();
+    }
+
+    let page = quality::list_with_latest_result(&client, orders.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 5);
+    let seen: Vec<(String, Option<QualityStatus>, Option<f64>)> = page
+        .items
+        .iter()
+        .map(|t| {
+            (
+                t.test.name.to_string(),
+                t.latest.as_ref().map(|r| r.status),
+                t.latest.as_ref().and_then(|r| r.value),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a_passed".to_owned(), Some(QualityStatus::Passed), Some(5.0)),
+            ("b_failed".to_owned(), Some(QualityStatus::Failed), Some(6.0)),
+            ("c_never".to_owned(), None, None),
+            ("d_warned".to_owned(), Some(QualityStatus::Warned), Some(7.0)),
+            ("e_error".to_owned(), Some(QualityStatus::Error), Some(8.0)),
+        ]
+    );
+    assert_eq!(page.items[0].test, tests[0], "every test column round trips");
+    let newest = page.items[0].latest.as_ref().unwrap();
+    assert_eq!(
+        (
+            newest.test_id,
+            newest.run_id,
+            newest.expected,
+            newest.duration_ms,
+            newest.ran_at
+        ),
+        (tests[0].id, Some(run.id), Some(0.0), Some(12), minutes(5))
+    );
+
+    let second = quality::list_with_latest_result(&client, orders.id, PageRequest::new(Some(2), Some(2)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(second.total, 5, "the total counts every test, not the page");
+    assert_eq!(
+        second.items.iter().map(|t| t.test.name.to_string()).collect::<Vec<_>>(),
+        ["c_never", "d_warned"]
+    );
+
+    let counts = quality::latest_status_counts(&client, orders.id).await.unwrap();
+    assert_eq!(
+        counts,
+        quality::LatestStatusCounts {
+            total: 5,
+            passed: 1,
+            failed: 1,
+            warned: 1,
+            errored: 1,
+            never_run: 1,
+        }
+    );
+    let none = quality::latest_status_counts(&client, Uuid::new_v4()).await.unwrap();
+    assert_eq!(none, quality::LatestStatusCounts::default());
+}

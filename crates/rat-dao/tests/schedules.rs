@@ -235,7 +235,7 @@ async fn list_filters_orders_and_counts() {
     let of_orders = list(
         schedules::ScheduleFilter {
             pipeline_id: Some(orders.id),
-            enabled: None,
+            ..Default::default()
         },
         PageRequest::default(),
     )
@@ -245,8 +245,8 @@ async fn list_filters_orders_and_counts() {
 
     let disabled = list(
         schedules::ScheduleFilter {
-            pipeline_id: None,
             enabled: Some(false),
+            ..Default::default()
         },
         PageRequest::default(),
     )
@@ -257,6 +257,7 @@ async fn list_filters_orders_and_counts() {
         schedules::ScheduleFilter {
             pipeline_id: Some(orders.id),
             enabled: Some(true),
+            ..Default::default()
         },
         PageRequest::new(Some(1), Some(1)).unwrap(),
     )
@@ -442,4 +443,106 @@ async fn stored_values_that_do_not_parse_are_corrupt() {
         );
         assert_eq!(err.to_string(), format!("stored {column} is invalid"));
     }
+}
+
+#[tokio::test]
+async fn list_filters_by_pipeline_names_over_live_pipelines() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let orders = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let gold_orders = fixtures::pipeline(&client, "default", "gold", "orders").await;
+    let shop_orders = fixtures::pipeline(&client, "shop", "silver", "orders").await;
+    let shop_sales = fixtures::pipeline(&client, "shop", "silver", "sales").await;
+    let gone = fixtures::pipeline(&client, "shop", "silver", "gone").await;
+    let mut created = Vec::new();
+    for pipeline in [&orders, &gold_orders, &shop_orders, &shop_sales, &gone] {
+        created.push(
+            schedules::create(&client, &new_schedule(pipeline.id, None, true))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    pipelines::soft_delete(&client, &gone.address, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let list = async |filter: schedules::ScheduleFilter| {
+        let page = schedules::list(&client, &filter, PageRequest::default()).await.unwrap();
+        (ids(&page.items), page.total)
+    };
+    let ns = |name: &str| Some(name.parse().unwrap());
+
+    let (shop, total) = list(schedules::ScheduleFilter {
+        namespace: ns("shop"),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        shop,
+        [created[2], created[3]],
+        "the deleted pipeline's schedule is left out"
+    );
+    assert_eq!(total, 2);
+    let (silver, _) = list(schedules::ScheduleFilter {
+        layer: Some("silver".parse().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(silver, [created[0], created[2], created[3]]);
+    let (named, total) = list(schedules::ScheduleFilter {
+        pipeline: Some("orders".parse().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(named, [created[0], created[1], created[2]]);
+    assert_eq!(total, 3);
+    let (one, total) = list(schedules::ScheduleFilter {
+        namespace: ns("default"),
+        layer: Some("silver".parse().unwrap()),
+        pipeline: Some("orders".parse().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        (one, total),
+        (vec![created[0]], 1),
+        "the three together address one pipeline"
+    );
+    let (none, total) = list(schedules::ScheduleFilter {
+        namespace: ns("default"),
+        pipeline: Some("sales".parse().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((none, total), (vec![], 0));
+}
+
+#[tokio::test]
+async fn get_for_update_locks_the_row_until_the_transaction_ends() {
+    let db = TestDatabase::new().await;
+    let mut first = db.client().await;
+    let mut second = db.client().await;
+    let pipeline = fixtures::pipeline(&first, "default", "silver", "orders").await;
+    let schedule = schedules::create(&first, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    assert!(matches!(
+        schedules::get_for_update(&first, Uuid::new_v4()).await.unwrap_err(),
+        DaoError::NotFound { entity: "schedule" }
+    ));
+
+    let tx1 = first.transaction().await.unwrap();
+    assert_eq!(schedules::get_for_update(&tx1, schedule.id).await.unwrap(), schedule);
+    let tx2 = second.transaction().await.unwrap();
+    tx2.batch_execute("SET LOCAL lock_timeout = '200ms'").await.unwrap();
+    let err = schedules::get_for_update(&tx2, schedule.id).await.unwrap_err();
+    assert!(err.is_retryable(), "a held lock makes the second reader wait: {err:?}");
+    tx2.rollback().await.unwrap();
+    // A plain read does not wait for the lock.
+    assert_eq!(schedules::get(&second, schedule.id).await.unwrap(), schedule);
+    tx1.commit().await.unwrap();
+
+    let tx2 = second.transaction().await.unwrap();
+    assert_eq!(schedules::get_for_update(&tx2, schedule.id).await.unwrap(), schedule);
+    tx2.commit().await.unwrap();
 }

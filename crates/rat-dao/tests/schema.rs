@@ -49,7 +49,7 @@ audit_log: id uuid | actor varchar(255) | action varchar(100) | object_type varc
 platform_settings: key varchar(63) | value jsonb | updated_at timestamptz
 reaper_status: id integer | last_run_at timestamptz null | runs_pruned integer | logs_pruned integer \
   | quality_pruned integer | pipelines_purged integer | runs_failed integer | branches_cleaned integer \
-  | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz
+  | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz | run_requested_at timestamptz null
 ";
 
 fn expected_columns() -> BTreeMap<String, BTreeSet<String>> {

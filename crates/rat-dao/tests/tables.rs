@@ -267,3 +267,31 @@ async fn list_is_ordered_by_namespace_layer_name_with_total() {
     assert!(none.items.is_empty());
     assert_eq!(none.total, 0);
 }
+
+#[tokio::test]
+async fn get_by_id_reads_the_row_or_is_not_found() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let created = tables::upsert(
+        &client,
+        &ns("default"),
+        Layer::Gold,
+        &table("revenue"),
+        Some("Revenue"),
+        Some("alice"),
+        Some(&columns(&[("amount", "in cents")])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tables::get_by_id(&client, created.id).await.unwrap(), created);
+    let err = tables::get_by_id(&client, uuid::Uuid::new_v4()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DaoError::NotFound {
+                entity: "table metadata"
+            }
+        ),
+        "{err:?}"
+    );
+}

@@ -11,6 +11,20 @@ pub struct ReaperStatus {
     pub counters: ReaperCounters,
     /// Last update of the row.
     pub updated_at: Option<OffsetDateTime>,
+    /// When a pass was last asked for (`POST /admin/retention/run`).
+    pub run_requested_at: Option<OffsetDateTime>,
+}
+
+impl ReaperStatus {
+    /// True when a pass was asked for after the last pass ended (or before
+    /// any pass ran): the reaper owes a pass.
+    pub fn run_requested(&self) -> bool {
+        match (self.run_requested_at, self.last_run_at) {
+            (Some(requested), Some(last)) => requested > last,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
 }
 
 /// What one pass did, or the cumulative totals of all passes.

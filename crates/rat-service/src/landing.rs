@@ -1,1 +1,420 @@
 //! Landing zones, their files (in the store), samples and lifecycle.
+//!
+//! A zone's objects live under `{ns}/landing/{zone}/`: uploaded files directly
+//! below it (`YYYYMMDD_HHMMSS_<name>`, one `landing_files` row each) and
+//! curated sample files under `_samples/` (objects only, no rows). The row and
+//! the object of an upload are written object first, so a row never points at
+//! nothing; a failed row write removes the object again.
+
+use rat_dao::landing::{self, NewLandingFile, NewLandingZone, ZoneUpdate};
+use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
+use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{ServiceError, Services};
+
+/// The folder of a zone's sample files, below the zone's prefix.
+pub const SAMPLES_DIR: &str = "_samples";
+
+/// Longest stored file name (before the upload's timestamp prefix).
+pub const MAX_FILENAME_LEN: usize = 255;
+
+/// The name an uploaded file is stored under, from the name the client gave:
+/// its last path segment (`/` and `\` both separate directories), with every
+/// character outside `[A-Za-z0-9._-]` replaced by `_`, so it is always one
+/// valid key segment. Empty names, `.` and `..` are refused.
+pub fn stored_basename(uploaded: &str) -> Result<String, ServiceError> {
+    let base = uploaded.rsplit(['/', '\\']).next().unwrap_or(uploaded);
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(ServiceError::invalid(format!(
+            "invalid file name {uploaded:?}: it must name a file"
+        )));
+    }
+    let reduced: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if reduced.len() > MAX_FILENAME_LEN {
+        return Err(ServiceError::invalid(format!(
+            "file name must be at most {MAX_FILENAME_LEN} characters"
+        )));
+    }
+    Ok(reduced)
+}
+
+/// `basename` prefixed with the upload time, `YYYYMMDD_HHMMSS_` in UTC, so
+/// repeated uploads of one file keep their history side by side.
+pub fn timestamped(basename: &str, now: OffsetDateTime) -> String {
+    let t = now.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}_{:02}{:02}{:02}_{basename}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn zone_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefix, ServiceError> {
+    Ok(KeyPrefix::parse(&LandingZone::s3_prefix(namespace, zone))?)
+}
+
+fn samples_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefix, ServiceError> {
+    Ok(KeyPrefix::parse(&format!(
+        "{}{SAMPLES_DIR}/",
+        LandingZone::s3_prefix(namespace, zone)
+    ))?)
+}
+
+/// Deletes every object under `prefix` (delete markers; older versions stay
+/// readable). Returns how many were deleted.
+async fn delete_all_under(services: &Services, prefix: &KeyPrefix) -> Result<usize, ServiceError> {
+    let objects = list_all_latest(services.store.as_ref(), prefix).await?;
+    for object in &objects {
+        services.store.delete(&object.key).await?;
+    }
+    Ok(objects.len())
+}
+
+/// Zones (of one namespace, or of all) by namespace then name, each with its
+/// file count and total size, one page, with the total.
+pub async fn list_zones(
+    services: &Services,
+    namespace: Option<&NamespaceName>,
+    page: PageRequest,
+) -> Result<Page<LandingZoneSummary>, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(landing::list(&client, namespace, page).await?)
+}
+
+/// Creates a zone. `NotFound` for an unknown namespace, `AlreadyExists` for a
+/// taken name. Objects left under the zone's prefix by an earlier zone of the
+/// same name (deleting a namespace leaves its objects) are deleted before the
+/// row commits, so the new zone starts empty: pipelines read a zone by its
+/// prefix and would otherwise ingest the old files.
+#[tracing::instrument(skip(services, new), fields(zone = %format!("{}/{}", new.namespace, new.name)), err)]
+pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<LandingZoneSummary, ServiceError> {
+    if let Some(owner) = &new.owner {
+        rat_domain::parse_principal("owner", owner)?;
+    }
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    // The insert takes the name: a concurrent create of the same zone waits
+    // for this transaction, then fails as a duplicate.
+    let zone = landing::create(&transaction, &new).await?;
+    let leftovers = delete_all_under(services, &zone_prefix(&zone.namespace, &zone.name)?).await?;
+    if leftovers > 0 {
+        tracing::info!(leftovers, "deleted objects left by an earlier zone of the same name");
+    }
+    transaction.commit().await?;
+    Ok(LandingZoneSummary {
+        zone,
+        file_count: 0,
+        total_bytes: 0,
+    })
+}
+
+/// The zone `ns/name` with its file statistics.
+pub async fn get_zone(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZoneSummary, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(landing::get(&client, namespace, name).await?)
+}
+
+/// Changes a zone's description, owner or expected schema (absent fields keep
+/// their value).
+pub async fn update_zone(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    changes: &ZoneUpdate,
+) -> Result<LandingZoneSummary, ServiceError> {
+    if let Some(owner) = &changes.owner {
+        rat_domain::parse_principal("owner", owner)?;
+    }
+    let client = services.pool.get().await?;
+    Ok(landing::update(&client, namespace, name, changes).await?)
+}
+
+/// Deletes a zone, its file rows, and every object under its prefix (files
+/// and samples). The objects are deleted while the row deletion is still
+/// uncommitted: a store failure rolls the rows back and the request can be
+/// retried, so a successful answer never leaves objects behind. Returns the
+/// deleted zone.
+#[tracing::instrument(skip(services), err)]
+pub async fn delete_zone(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZone, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let zone = landing::get(&transaction, namespace, name).await?.zone;
+    // Deleting the row locks it until the commit: an upload racing with this
+    // delete blocks on its file row's foreign key, then fails and removes the
+    // object it wrote.
+    landing::delete(&transaction, namespace, name).await?;
+    delete_all_under(services, &zone_prefix(namespace, name)?).await?;
+    transaction.commit().await?;
+    Ok(zone)
+}
+
+/// The zone's files, newest first, one page, with the total.
+pub async fn list_files(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    page: PageRequest,
+) -> Result<Page<LandingFile>, ServiceError> {
+    let client = services.pool.get().await?;
+    let zone = landing::get(&client, namespace, name).await?.zone;
+    Ok(landing::list_files(&client, zone.id, page).await?)
+}
+
+/// A file to store in a zone.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The name to store it under, from [`stored_basename`]; an upload to the
+    /// zone's files also gets the [`timestamped`] prefix.
+    pub basename: String,
+    /// MIME type as uploaded (at most 128 characters).
+    pub content_type: String,
+    /// The content.
+    pub body: Vec<u8>,
+}
+
+/// Longest stored content type (`landing_files.content_type`).
+pub const MAX_CONTENT_TYPE_LEN: usize = 128;
+
+fn checked_content_type(content_type: &str) -> Result<(), ServiceError> {
+    if content_type.len() > MAX_CONTENT_TYPE_LEN || content_type.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(format!(
+            "content type must be at most {MAX_CONTENT_TYPE_LEN} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Stores an uploaded file in the zone as `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<name>`
+/// and records it; returns the file row. The object is written first and the
+/// row second; when the row cannot be written (the zone was deleted
+/// meanwhile, the database failed) the object is deleted again.
+#[tracing::instrument(skip(services, upload), fields(size = upload.body.len()), err)]
+pub async fn upload_file(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    upload: Upload,
+    uploaded_by: Option<String>,
+    now: OffsetDateTime,
+) -> Result<LandingFile, ServiceError> {
+    checked_content_type(&upload.content_type)?;
+    let client = services.pool.get().await?;
+    let zone = landing::get(&client, namespace, name).await?.zone;
+    let filename = timestamped(&upload.basename, now);
+    let key = zone_prefix(namespace, name)?.join(&filename)?;
+    let size_bytes = i64::try_from(upload.body.len()).map_err(|_| ServiceError::invalid("file is too large"))?;
+    services.store.put(&key, upload.body, &upload.content_type).await?;
+    let new = NewLandingFile {
+        zone_id: zone.id,
+        filename,
+        s3_path: key.as_str().to_owned(),
+        size_bytes,
+        content_type: upload.content_type,
+        uploaded_by,
+    };
+    let file = match landing::insert_file(&client, &new, now).await {
+        Ok(file) => file,
+        Err(e) => {
+            if let Err(cleanup) = services.store.delete(&key).await {
+                tracing::warn!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
+            }
+            return Err(e.into());
+        }
+    };
+    // The trigger issue fires the zone's `landing_zone_upload` triggers and the
+    // `file_pattern` triggers matching `file.filename` here, once the row exists.
+    Ok(file)
+}
+
+/// The file `id` of the zone `ns/name`; `NotFound` also when it belongs to
+/// another zone.
+pub async fn get_file(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    id: Uuid,
+) -> Result<LandingFile, ServiceError> {
+    let client = services.pool.get().await?;
+    let zone = landing::get(&client, namespace, name).await?.zone;
+    Ok(landing::get_file(&client, zone.id, id).await?)
+}
+
+/// Deletes the file `id` of the zone `ns/name`: the object first (a delete
+/// marker), then the row, so a failure in between leaves a row whose delete
+/// can simply be retried (deleting a missing object is not an error). Returns
+/// the deleted row.
+#[tracing::instrument(skip(services), err)]
+pub async fn delete_file(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    id: Uuid,
+) -> Result<LandingFile, ServiceError> {
+    let client = services.pool.get().await?;
+    let zone = landing::get(&client, namespace, name).await?.zone;
+    let file = landing::get_file(&client, zone.id, id).await?;
+    let key = ObjectKey::parse(&file.s3_path)?;
+    services.store.delete(&key).await?;
+    Ok(landing::delete_file(&client, zone.id, id).await?)
+}
+
+/// A sample file of a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The file name within `_samples/`.
+    pub filename: String,
+    /// Its full key.
+    pub key: ObjectKey,
+    /// Size in bytes.
+    pub size: u64,
+    /// When its current version was written.
+    pub modified: OffsetDateTime,
+}
+
+/// The zone's sample files by name, one page (sliced from the listing of the
+/// store), with the total.
+pub async fn list_samples(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    page: PageRequest,
+) -> Result<Page<Sample>, ServiceError> {
+    get_zone(services, namespace, name).await?;
+    let prefix = samples_prefix(namespace, name)?;
+    let samples: Vec<Sample> = list_all_latest(services.store.as_ref(), &prefix)
+        .await?
+        .into_iter()
+        .filter_map(|head| {
+            // Only direct children: nothing else is ever written below
+            // `_samples/`, but a stray deeper key has no sample name.
+            let filename = head.key.strip_prefix(&prefix)?.to_owned();
+            (!filename.contains('/')).then_some(Sample {
+                filename,
+                key: head.key,
+                size: head.size,
+                modified: head.last_modified,
+            })
+        })
+        .collect();
+    let total = samples.len() as i64;
+    let items = samples
+        .into_iter()
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.limit).unwrap_or(0))
+        .collect();
+    Ok(Page { items, total })
+}
+
+/// Stores a sample file under `{ns}/landing/{zone}/_samples/<name>`, replacing
+/// (as a new version) a sample of the same name.
+#[tracing::instrument(skip(services, upload), fields(size = upload.body.len()), err)]
+pub async fn upload_sample(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    upload: Upload,
+    now: OffsetDateTime,
+) -> Result<Sample, ServiceError> {
+    checked_content_type(&upload.content_type)?;
+    get_zone(services, namespace, name).await?;
+    let key = samples_prefix(namespace, name)?.join(&upload.basename)?;
+    let size = upload.body.len() as u64;
+    services.store.put(&key, upload.body, &upload.content_type).await?;
+    Ok(Sample {
+        filename: upload.basename,
+        key,
+        size,
+        modified: now,
+    })
+}
+
+/// Deletes the sample `filename` of the zone (a delete marker). `filename`
+/// must be a stored sample name (see [`stored_basename`]); `NotFound` when
+/// there is no such sample.
+#[tracing::instrument(skip(services), err)]
+pub async fn delete_sample(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    filename: &str,
+) -> Result<(), ServiceError> {
+    if stored_basename(filename)? != filename {
+        return Err(ServiceError::invalid(format!("invalid sample file name {filename:?}")));
+    }
+    get_zone(services, namespace, name).await?;
+    let key = samples_prefix(namespace, name)?.join(filename)?;
+    if services.store.head(&key).await?.is_none() {
+        return Err(ServiceError::NotFound { entity: "sample" });
+    }
+    services.store.delete(&key).await?;
+    Ok(())
+}
+
+/// Changes the zone's lifecycle: `processed_max_age_days` `None` keeps it,
+/// `Some(None)` clears it (the system default applies), `Some(Some(days))`
+/// sets it (1..=36,500, checked by the caller with
+/// [`rat_domain::parse_processed_max_age_days`] and again by the schema);
+/// `auto_purge` `None` keeps it. Returns the zone.
+pub async fn update_lifecycle(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    processed_max_age_days: Option<Option<i32>>,
+    auto_purge: Option<bool>,
+) -> Result<LandingZone, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(landing::update_lifecycle(&client, namespace, name, processed_max_age_days, auto_purge).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn uploaded_names_are_reduced_to_one_safe_segment() {
+        for (given, stored) in [
+            ("orders.csv", "orders.csv"),
+            ("../../pipelines/victim/pipeline.py", "pipeline.py"),
+            ("C:\\Users\\me\\Q1 report (final).xlsx", "Q1_report__final_.xlsx"),
+            ("daten-ä.json", "daten-_.json"),
+            ("...", "..."),
+        ] {
+            assert_eq!(stored_basename(given).unwrap(), stored, "{given}");
+        }
+        for refused in ["", ".", "..", "dir/", "a/..", "a\\."] {
+            assert!(stored_basename(refused).is_err(), "{refused:?}");
+        }
+        assert!(stored_basename(&"a".repeat(MAX_FILENAME_LEN)).is_ok());
+        assert!(stored_basename(&"a".repeat(MAX_FILENAME_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn uploads_are_prefixed_with_their_utc_time() {
+        let at = datetime!(2026-03-07 09:05:03 +02:00);
+        assert_eq!(timestamped("orders.csv", at), "20260307_070503_orders.csv");
+    }
+}

@@ -1,1 +1,281 @@
 //! Quality tests: definitions (rows + SQL in the store) and results.
+//!
+//! A test is a `quality_tests` row naming its SQL file, which lives in the
+//! pipeline's directory at `tests/quality/{name}.sql`, so it is versioned and
+//! published with the pipeline's code. Creating or deleting a test changes
+//! both, under a per-test advisory lock, in an order that never leaves a test
+//! visible without its SQL:
+//!
+//! - create: lock, refuse a duplicate, write the file (the pipeline turns
+//!   dirty), insert the row, commit; a failed write or insert deletes the
+//!   file again under the lock (best effort, with a delete marker).
+//! - delete: lock, delete the row, delete the file, commit; a failed file
+//!   delete rolls the row back.
+//!
+//! This service executes no SQL of a test: runners do, and record one result
+//! per test and run in `quality_results`. [`latest_results`] reports the
+//! newest of them.
+
+use std::sync::Arc;
+
+use rat_dao::pipelines;
+use rat_dao::quality::{self, LatestStatusCounts, NewQualityTest, TestWithLatestResult};
+use rat_domain::{Page, PageRequest, PipelineRef, QualityTest, Severity, TestName};
+use rat_versioning::{KeyPrefix, ObjectKey, VersionedStore};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::{ServiceError, Services, files};
+
+/// Largest SQL text of one test, in bytes.
+pub const MAX_TEST_SQL_BYTES: usize = 1024 * 1024;
+
+/// Longest description of one test, in characters (ratd's limit).
+pub const MAX_DESCRIPTION_CHARS: usize = 5000;
+
+/// Test SQL files read from the store at once by [`list_tests`].
+const SQL_READ_CONCURRENCY: usize = 8;
+
+/// A test to create.
+#[derive(Debug, Clone)]
+pub struct NewTest {
+    /// Unique within the pipeline.
+    pub name: TestName,
+    /// The query counting violations; non-empty, at most [`MAX_TEST_SQL_BYTES`].
+    pub sql: String,
+    /// How much a failure matters.
+    pub severity: Severity,
+    /// Free text, at most [`MAX_DESCRIPTION_CHARS`] characters.
+    pub description: String,
+}
+
+/// A test with its SQL at HEAD.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDefinition {
+    /// The row.
+    pub test: QualityTest,
+    /// The SQL file's content at HEAD; empty when the file was deleted
+    /// behind the test's back (through the files API).
+    pub sql: String,
+    /// Whether the pipeline's published snapshot pins the test's SQL file.
+    pub published: bool,
+}
+
+/// The newest recorded result of each test of a pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestResults {
+    /// The pipeline.
+    pub pipeline_id: Uuid,
+    /// One page of tests (by name) with their newest result.
+    pub results: Vec<TestWithLatestResult>,
+    /// Counts over every test of the pipeline, not only this page.
+    pub counts: LatestStatusCounts,
+}
+
+impl LatestResults {
+    /// Tests whose newest result passed.
+    pub fn passed(&self) -> i64 {
+        self.counts.passed
+    }
+
+    /// Tests whose newest result did not pass (`failed`, `warned` or
+    /// `error`, as ratd counts them); tests never run are not counted.
+    pub fn failed(&self) -> i64 {
+        self.counts.failed + self.counts.warned + self.counts.errored
+    }
+}
+
+/// Key of test `name`'s SQL file in the pipeline directory `prefix`.
+fn test_key(prefix: &KeyPrefix, name: &TestName) -> Result<ObjectKey, ServiceError> {
+    Ok(prefix.join(&format!("tests/quality/{name}.sql"))?)
+}
+
+fn check_new_test(new: &NewTest) -> Result<(), ServiceError> {
+    if new.sql.trim().is_empty() {
+        return Err(ServiceError::invalid("sql must not be empty"));
+    }
+    if new.sql.len() > MAX_TEST_SQL_BYTES {
+        return Err(ServiceError::invalid(format!(
+            "sql must be at most {MAX_TEST_SQL_BYTES} bytes, got {}",
+            new.sql.len()
+        )));
+    }
+    if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(ServiceError::invalid(format!(
+            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The pipeline's tests by name, one page with the total, each with its SQL
+/// read at HEAD (a few files at a time) and whether it is published.
+/// `NotFound` for an unknown pipeline; `Unavailable` when the store fails.
+#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+pub async fn list_tests(
+    services: &Services,
+    address: &PipelineRef,
+    page: PageRequest,
+) -> Result<Page<TestDefinition>, ServiceError> {
+    let client = services.pool.get().await?;
+    let pipeline = pipelines::get_by_ref(&client, address).await?;
+    let tests = quality::list_for_pipeline(&client, pipeline.id, page).await?;
+    drop(client);
+    let keys: Vec<String> = tests.items.iter().map(|t| t.s3_path.clone()).collect();
+    let sql = read_heads(services.store.clone(), keys).await?;
+    let items = tests
+        .items
+        .into_iter()
+        .zip(sql)
+        .map(|(test, sql)| TestDefinition {
+            published: pipeline.published_versions.get(&test.s3_path).is_some(),
+            test,
+            sql,
+        })
+        .collect();
+    Ok(Page {
+        items,
+        total: tests.total,
+    })
+}
+
+/// Reads every key at HEAD as text, at most [`SQL_READ_CONCURRENCY`] at a
+/// time, keeping the order of `keys`. A missing file reads as empty.
+async fn read_heads(store: Arc<dyn VersionedStore>, keys: Vec<String>) -> Result<Vec<String>, ServiceError> {
+    let mut contents = vec![String::new(); keys.len()];
+    let mut pending = keys.into_iter().enumerate();
+    // Dropping the set on an early return aborts the reads still running.
+    let mut reads: JoinSet<(usize, Result<Option<String>, ServiceError>)> = JoinSet::new();
+    loop {
+        while reads.len() < SQL_READ_CONCURRENCY {
+            let Some((index, key)) = pending.next() else { break };
+            let store = store.clone();
+            reads.spawn(async move { (index, read_text(store.as_ref(), &key).await) });
+        }
+        let Some(joined) = reads.join_next().await else {
+            return Ok(contents);
+        };
+        let (index, text) = joined.map_err(|e| ServiceError::Internal { source: Box::new(e) })?;
+        if let Some(text) = text? {
+            contents[index] = text;
+        }
+    }
+}
+
+async fn read_text(store: &dyn VersionedStore, key: &str) -> Result<Option<String>, ServiceError> {
+    let key = ObjectKey::parse(key)?;
+    match store.get(&key, None).await {
+        // Test SQL is text; anything else was written behind our back and
+        // is shown as well as it can be rather than failing the whole list.
+        Ok(object) => Ok(Some(String::from_utf8_lossy(&object.body).into_owned())),
+        Err(rat_versioning::StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a test: writes its SQL file (marking the pipeline dirty) and
+/// inserts its row. `AlreadyExists { quality test }` when the pipeline has a
+/// test of that name (its SQL is left untouched), `NotFound` for an unknown
+/// pipeline, `InvalidInput` for empty or oversized SQL, `Unavailable` when
+/// the store fails (nothing is created then).
+#[tracing::instrument(skip(services, new), fields(pipeline = %address, test = %new.name), err)]
+pub async fn create_test(
+    services: &Services,
+    address: &PipelineRef,
+    new: NewTest,
+) -> Result<QualityTest, ServiceError> {
+    check_new_test(&new)?;
+    let mut client = services.pool.get().await?;
+    let pipeline = pipelines::get_by_ref(&client, address).await?;
+    let key = test_key(&KeyPrefix::parse(&pipeline.s3_path)?, &new.name)?;
+
+    let transaction = client.transaction().await?;
+    // Held until commit: a concurrent create of the same name waits here and
+    // then sees this one's row, so it never overwrites this test's SQL.
+    quality::lock_test_name(&transaction, pipeline.id, &new.name).await?;
+    match quality::get_by_name(&transaction, pipeline.id, &new.name).await {
+        Ok(_) => return Err(ServiceError::AlreadyExists { entity: "quality test" }),
+        Err(rat_dao::DaoError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The file first, the row last: the insert takes a key-share lock on the
+    // pipeline row, which must not be held while `write_file` updates that
+    // row from another connection (a publish waiting for the row in between
+    // would deadlock the two).
+    let row = NewQualityTest {
+        pipeline_id: pipeline.id,
+        name: new.name,
+        description: new.description,
+        severity: new.severity,
+        s3_path: key.as_str().to_owned(),
+    };
+    let created = async {
+        files::write_file(services, key.as_str(), new.sql.into_bytes()).await?;
+        Ok::<_, ServiceError>(quality::create(&transaction, &row).await?)
+    }
+    .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(e) => {
+            // No row: take the file back (a failed write may still have
+            // landed) so no test SQL lingers without a test. The transaction,
+            // and so the lock, is still held: no concurrent create of this
+            // name can have written the file since. The pipeline stays
+            // marked dirty, which may be needlessly cautious but never wrong.
+            if let Err(cleanup) = services.store.delete(&key).await {
+                tracing::warn!(key = %key, error = %cleanup, "could not remove the SQL file of a failed test create");
+            }
+            return Err(e);
+        }
+    };
+    // A failed commit has an unknown outcome: the file is left in place, as
+    // removing it could leave a committed test without its SQL, while a
+    // stray file without a row is no visible test.
+    transaction.commit().await?;
+    Ok(created)
+}
+
+/// Deletes the pipeline's test `name`: its row (with its results) and its
+/// SQL file (a delete marker; the pipeline turns dirty). Returns the deleted
+/// test. `NotFound` for an unknown pipeline or test; when the store fails the
+/// row is kept (`Unavailable`).
+#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+pub async fn delete_test(
+    services: &Services,
+    address: &PipelineRef,
+    name: &TestName,
+) -> Result<QualityTest, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let pipeline = pipelines::get_by_ref(&client, address).await?;
+    let transaction = client.transaction().await?;
+    quality::lock_test_name(&transaction, pipeline.id, name).await?;
+    let test = quality::get_by_name(&transaction, pipeline.id, name).await?;
+    quality::delete(&transaction, pipeline.id, name).await?;
+    match files::delete_file(services, &test.s3_path).await {
+        // A file already gone (deleted through the files API) is what we want.
+        Ok(_) | Err(ServiceError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    transaction.commit().await?;
+    Ok(test)
+}
+
+/// The newest recorded result of each of the pipeline's tests (one page, by
+/// name) and the counts over all of them. Runners execute tests and record
+/// results; this reads what they recorded and executes nothing.
+/// `NotFound` for an unknown pipeline.
+pub async fn latest_results(
+    services: &Services,
+    address: &PipelineRef,
+    page: PageRequest,
+) -> Result<LatestResults, ServiceError> {
+    let client = services.pool.get().await?;
+    let pipeline = pipelines::get_by_ref(&client, address).await?;
+    let results = quality::list_with_latest_result(&client, pipeline.id, page).await?;
+    let counts = quality::latest_status_counts(&client, pipeline.id).await?;
+    Ok(LatestResults {
+        pipeline_id: pipeline.id,
+        results: results.items,
+        counts,
+    })
+}

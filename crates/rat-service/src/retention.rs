@@ -1,1 +1,139 @@
 //! Retention settings, reaper status and on-demand passes, per-pipeline overrides.
+//!
+//! Stored values are read leniently (a missing or out-of-range value reads as
+//! its default, and the problem is logged); values from clients are checked
+//! strictly (unknown keys and out-of-range values are refused, and nothing
+//! changes).
+
+use rat_dao::{pipelines, reaper_status, settings};
+use rat_domain::{PipelineRef, ReaperStatus, RetentionOverrides, RetentionSettings};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{ServiceError, Services};
+
+fn log_problems(what: &str, problems: &[String]) {
+    for problem in problems {
+        tracing::warn!(problem = %problem, "stored {what} is invalid");
+    }
+}
+
+/// The system retention settings.
+pub async fn config(services: &Services) -> Result<RetentionSettings, ServiceError> {
+    let client = services.pool.get().await?;
+    let (settings, problems) = settings::retention(&client).await?;
+    log_problems("retention setting", &problems);
+    Ok(settings)
+}
+
+/// Applies a partial update of the system retention settings (missing keys
+/// keep their value) and returns the result. `InvalidInput`, with nothing
+/// changed, for a non-object, an unknown key, a non-integer or a value out of
+/// its range (zero and negative values included).
+#[tracing::instrument(skip(services), err)]
+pub async fn update_config(services: &Services, patch: &Value) -> Result<RetentionSettings, ServiceError> {
+    let mut client = services.pool.get().await?;
+    // The row lock taken by update_retention lasts until this commit, so two
+    // concurrent partial updates both keep each other's keys.
+    let transaction = client.transaction().await?;
+    let updated = settings::update_retention(&transaction, patch).await??;
+    transaction.commit().await?;
+    Ok(updated)
+}
+
+/// The reaper's status row.
+pub async fn status(services: &Services) -> Result<ReaperStatus, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(reaper_status::get(&client).await?)
+}
+
+/// Asks the reaper for a pass (from any api replica): records the request
+/// time in the status row and notifies the reaper, in one transaction.
+/// Returns the status with the pending request.
+#[tracing::instrument(skip(services), err)]
+pub async fn request_run(services: &Services, now: OffsetDateTime) -> Result<ReaperStatus, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let status = reaper_status::request_run(&transaction, now).await?;
+    transaction.commit().await?;
+    Ok(status)
+}
+
+/// A pipeline's retention: the system settings, its overrides and the
+/// settings the reaper applies to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineRetention {
+    /// The pipeline's id.
+    pub pipeline_id: Uuid,
+    /// The system settings.
+    pub system: RetentionSettings,
+    /// The pipeline's overrides.
+    pub overrides: RetentionOverrides,
+    /// `system` with `overrides` laid over it.
+    pub effective: RetentionSettings,
+}
+
+fn stored_overrides(pipeline: &rat_domain::Pipeline) -> RetentionOverrides {
+    let (overrides, problems) = RetentionOverrides::from_stored(pipeline.retention_config.as_ref());
+    log_problems("retention override", &problems);
+    overrides
+}
+
+async fn pipeline_retention_of(
+    client: &impl rat_dao::GenericClient,
+    pipeline_id: Uuid,
+    overrides: RetentionOverrides,
+) -> Result<PipelineRetention, ServiceError> {
+    let (system, problems) = settings::retention(client).await?;
+    log_problems("retention setting", &problems);
+    Ok(PipelineRetention {
+        pipeline_id,
+        system,
+        effective: system.with_overrides(&overrides),
+        overrides,
+    })
+}
+
+/// The retention of the live pipeline at `address`.
+pub async fn pipeline_retention(services: &Services, address: &PipelineRef) -> Result<PipelineRetention, ServiceError> {
+    let client = services.pool.get().await?;
+    let pipeline = pipelines::get_by_ref(&client, address).await?;
+    pipeline_retention_of(&client, pipeline.id, stored_overrides(&pipeline)).await
+}
+
+/// Applies a partial update of a pipeline's overrides: a key with a value
+/// sets that override, a key with `null` removes it, a missing key keeps it.
+/// `InvalidInput`, with nothing changed, for a non-object, a key that is not
+/// overridable per pipeline, or a value out of range.
+#[tracing::instrument(skip(services, patch), fields(pipeline = %address), err)]
+pub async fn update_pipeline_retention(
+    services: &Services,
+    address: &PipelineRef,
+    patch: &Value,
+) -> Result<PipelineRetention, ServiceError> {
+    // Checks every key and value (nulls included) before anything is read.
+    let given = RetentionOverrides::parse(patch)?;
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    // The row lock keeps two concurrent partial updates from losing each
+    // other's keys.
+    let pipeline = pipelines::get_by_ref_for_update(&transaction, address).await?;
+    let mut merged: Map<String, Value> = stored_overrides(&pipeline)
+        .iter()
+        .map(|(key, value)| (key.to_owned(), Value::from(value)))
+        .collect();
+    for (key, value) in patch.as_object().into_iter().flatten() {
+        if value.is_null() {
+            merged.remove(key);
+        }
+    }
+    for (key, value) in given.iter() {
+        merged.insert(key.to_owned(), Value::from(value));
+    }
+    let overrides = RetentionOverrides::parse(&Value::Object(merged))?;
+    pipelines::set_retention_config(&transaction, pipeline.id, overrides.to_json().as_ref()).await?;
+    let retention = pipeline_retention_of(&transaction, pipeline.id, overrides).await?;
+    transaction.commit().await?;
+    Ok(retention)
+}

@@ -1,1 +1,125 @@
 //! Runs for users: create with the published snapshot, list, get, cancel, logs.
+//!
+//! A run records what it executes when it is created: the latest published
+//! version of its pipeline and that version's pinned `{key: version id}` map.
+//! A pipeline that was never published cannot run. Status changes go through
+//! the guarded UPDATE of `rat_dao::runs::transition`, so a terminal run never
+//! changes again, whoever asks.
+
+use rat_dao::runs::{self, NewRun, RunFilter, RunReport};
+use rat_dao::{DaoError, pipelines};
+use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, Sort};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{ServiceError, Services, versions};
+
+/// Creates a pending run of the live pipeline at `address`, executing its
+/// latest published version. `trigger` is the run's label, already checked
+/// (`rat_domain::trigger_label`). `NotFound` for an unknown pipeline,
+/// `FailedPrecondition` for a pipeline never published.
+///
+/// The pipeline is read and locked, the snapshot read and the run inserted in
+/// one transaction. Publish and rollback take the same row lock, so the run
+/// records exactly the version that is the latest when it commits, and a
+/// concurrent delete of the pipeline waits until the run is recorded.
+#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+pub async fn create(
+    services: &Services,
+    address: &PipelineRef,
+    trigger: &str,
+    now: OffsetDateTime,
+) -> Result<Run, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let pipeline = pipelines::get_by_ref_for_update(&transaction, address).await?;
+    let snapshot = versions::run_snapshot(&transaction, &pipeline).await?;
+    let run = runs::create(
+        &transaction,
+        &NewRun {
+            pipeline_id: pipeline.id,
+            trigger: trigger.to_owned(),
+            version_number: snapshot.version_number,
+            published_versions: snapshot.published_versions,
+            schedule_id: None,
+            trigger_id: None,
+            scheduled_for: None,
+        },
+        now,
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(run = %run.id, version = run.version_number, "run created");
+    Ok(run)
+}
+
+/// Runs matching `filter`, sorted, one page, with the total (all in SQL).
+pub async fn list(
+    services: &Services,
+    filter: &RunFilter,
+    sort: Sort<RunSortField>,
+    page: PageRequest,
+) -> Result<Page<Run>, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(runs::list(&client, filter, sort, page).await?)
+}
+
+/// The run with this id; `NotFound` when there is none.
+pub async fn get(services: &Services, id: Uuid) -> Result<Run, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(runs::get(&client, id).await?)
+}
+
+/// Cancels a pending or running run. `NotFound` for an unknown run,
+/// `FailedPrecondition` ("run is already success") for a terminal one, which
+/// is left exactly as it was.
+#[tracing::instrument(skip(services), err)]
+pub async fn cancel(services: &Services, id: Uuid, now: OffsetDateTime) -> Result<Run, ServiceError> {
+    let client = services.pool.get().await?;
+    match runs::transition(&client, id, RunStatus::Cancelled, &RunReport::default(), now).await {
+        Ok(run) => Ok(run),
+        // Cancel is allowed from every non-terminal status, so a refusal
+        // always means the run already finished.
+        Err(DaoError::InvalidTransition { from, .. }) => {
+            Err(ServiceError::precondition(format!("run is already {from}")))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A run's log entries and its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunLogs {
+    /// The stored entries in the order they were appended (a JSON array).
+    pub entries: Vec<serde_json::Value>,
+    /// The run's status when the entries were read.
+    pub status: RunStatus,
+}
+
+/// The run's log entries (empty when none) and its status, read together.
+pub async fn logs(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
+    let client = services.pool.get().await?;
+    let (entries, status) = runs::get_logs(&client, id).await?;
+    let entries = match entries {
+        serde_json::Value::Array(entries) => entries,
+        // `append_logs` only ever stores arrays; anything else was written
+        // behind the repository's back.
+        other => {
+            return Err(ServiceError::Internal {
+                source: format!("logs of run {id} are not an array but {}", json_kind(&other)).into(),
+            });
+        }
+    };
+    Ok(RunLogs { entries, status })
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,1 +1,88 @@
-//! Table metadata.
+//! Table metadata: user-authored descriptions of tables and their columns,
+//! and the table's owner.
+
+use std::collections::BTreeMap;
+
+use rat_dao::{access, tables};
+use rat_domain::{Layer, NamespaceName, ObjectType, TableMetadata, TableName};
+
+use crate::{ServiceError, Services};
+
+/// A change to a table's metadata; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataChanges {
+    /// New description.
+    pub description: Option<String>,
+    /// New owner.
+    pub owner: Option<String>,
+    /// New `{column: description}` map (replaces the whole map).
+    pub column_descriptions: Option<BTreeMap<String, String>>,
+}
+
+/// The metadata of `ns/layer/name`; `NotFound` when none was written.
+pub async fn get(
+    services: &Services,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+) -> Result<TableMetadata, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(tables::get(&client, namespace, layer, name).await?)
+}
+
+/// Creates or updates the metadata of `ns/layer/name`. On creation the owner
+/// is `changes.owner` or else `actor`, and the ownership row of the table is
+/// written with it (in the same transaction), so the owner can later transfer
+/// it; on update absent fields keep their value.
+#[tracing::instrument(skip(services, changes), err)]
+pub async fn put_metadata(
+    services: &Services,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+    changes: &MetadataChanges,
+    actor: &str,
+) -> Result<TableMetadata, ServiceError> {
+    if let Some(owner) = &changes.owner {
+        rat_domain::parse_principal("owner", owner)?;
+    }
+    if let Some(columns) = &changes.column_descriptions
+        && columns.keys().any(|column| column.trim().is_empty())
+    {
+        return Err(ServiceError::invalid(
+            "column_descriptions: column names must not be empty",
+        ));
+    }
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let existing = match tables::get(&transaction, namespace, layer, name).await {
+        Ok(row) => Some(row),
+        Err(rat_dao::DaoError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let owner = match (&changes.owner, &existing) {
+        (Some(owner), _) => Some(owner.as_str()),
+        (None, None) => Some(actor),
+        (None, Some(_)) => None,
+    };
+    let row = tables::upsert(
+        &transaction,
+        namespace,
+        layer,
+        name,
+        changes.description.as_deref(),
+        owner,
+        changes.column_descriptions.as_ref(),
+    )
+    .await?;
+    if existing.is_none()
+        && let Some(owner) = &row.owner
+    {
+        // Two first writes racing both take this branch; the second waits
+        // for the first on the unique key, then overwrites the owner in both
+        // rows, so the column and the ownership row still agree.
+        access::set_owner(&transaction, ObjectType::Table, row.id, owner).await?;
+    }
+    transaction.commit().await?;
+    Ok(row)
+}

@@ -420,6 +420,66 @@ async fn traversal_and_forbidden_characters_are_refused(world: World) {
     assert!(matches!(err, ServiceError::InvalidInput { .. }), "{err:?}");
 }
 
+async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
+    let s = &world.services;
+    create(s, "orders").await;
+    for file in ["data/a.csv", "data.md", "tests/quality/t.sql"] {
+        files::write_file(s, &key("orders", file), b"x".to_vec()).await.unwrap();
+    }
+    let paths = |listing: &files::FileListing| -> Vec<String> {
+        listing
+            .files
+            .iter()
+            .map(|f| {
+                f.key
+                    .as_str()
+                    .trim_start_matches("default/pipelines/silver/orders/")
+                    .to_owned()
+            })
+            .collect()
+    };
+    // No trailing '/': still the directory, never `orders_old/`.
+    files::write_file(s, "default/pipelines/silver/orders_old/x.sql", b"x".to_vec())
+        .await
+        .unwrap();
+    let all = files::list_files(s, "default/pipelines/silver/orders", &[], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        paths(&all),
+        [
+            "config.yaml",
+            "data.md",
+            "data/a.csv",
+            "pipeline.sql",
+            "tests/quality/t.sql"
+        ]
+    );
+    assert!(!all.truncated);
+    let exact = files::list_files(s, "default/pipelines/silver/orders/", &[], 5)
+        .await
+        .unwrap();
+    assert!(!exact.truncated, "exactly the limit is not truncated");
+    let cut = files::list_files(s, "default/pipelines/silver/orders/", &[], 2)
+        .await
+        .unwrap();
+    assert_eq!(paths(&cut), ["config.yaml", "data.md"]);
+    assert!(cut.truncated);
+    let excluded = files::list_files(
+        s,
+        "default/pipelines/silver/orders/",
+        &["data".to_owned(), "/tests/quality/".to_owned(), String::new()],
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(paths(&excluded), ["config.yaml", "data.md", "pipeline.sql"]);
+    for bad in ["", "/abs", "a/../b", "a b"] {
+        let err = files::list_files(s, bad, &[], 10).await.unwrap_err();
+        assert!(matches!(err, ServiceError::InvalidInput { .. }), "{bad:?}: {err:?}");
+    }
+}
+
 macro_rules! on_backend {
     ($world:path; $($name:ident),+ $(,)?) => {
         $(
@@ -443,6 +503,7 @@ macro_rules! every_behaviour {
             never_published_pipelines_cannot_run,
             publishing_an_unknown_or_empty_pipeline_records_nothing,
             traversal_and_forbidden_characters_are_refused,
+            file_listings_are_bounded_and_exclude_whole_segments,
         );
     };
 }

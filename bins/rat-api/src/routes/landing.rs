@@ -1,13 +1,634 @@
 //! `/api/v1`: Landing zones, their files, samples and lifecycle (contract §11).
+//!
+//! The wire shapes are ratd's (and its TypeScript SDK's): zones list as
+//! `{zones, total}`, files as `{files, total}`, samples as
+//! `{files:[{path, filename, size, modified, type}], total}`; a sample upload
+//! answers `{path, filename, size, status:"uploaded"}`. Uploads are multipart
+//! with a `file` part, limited to the configured upload size (413 above it).
 
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_dao::landing::{NewLandingZone, ZoneUpdate};
+use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, ZoneName};
+use rat_service::landing::{Sample, Upload};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
+use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
 
-/// The routes of this module.
+/// The routes of this module, answering 404 while the `landing_zones` feature is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    // Wrap the routes in `crate::app::gated(Feature::LandingZones, state, routes)`
-    // once there are some: a route layer on an empty router panics.
-    let _ = state;
-    OpenApiRouter::new()
+    // Upload routes take multipart bodies up to the upload limit instead of
+    // the JSON limit; this inner limit overrides the one of `api_v1`.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(list_files, upload_file))
+        .routes(routes!(list_samples, upload_sample))
+        .layer(DefaultBodyLimit::max(state.settings.max_upload));
+    let routes = OpenApiRouter::new()
+        .routes(routes!(list_zones, create_zone))
+        .routes(routes!(get_zone, update_zone, delete_zone))
+        .routes(routes!(get_file, delete_file))
+        .routes(routes!(delete_sample))
+        .routes(routes!(get_lifecycle, update_lifecycle))
+        .merge(uploads);
+    crate::app::gated(Feature::LandingZones, state, routes)
+}
+
+/// A landing zone with its file statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// Namespace.
+    pub namespace: String,
+    /// Name, unique within the namespace.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Owner's identity.
+    pub owner: Option<String>,
+    /// Documentation of the expected file schema.
+    pub expected_schema: String,
+    /// Days processed files are kept (`null` = system default).
+    pub processed_max_age_days: Option<i32>,
+    /// Whether the reaper purges processed files.
+    pub auto_purge: bool,
+    /// Creation time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Number of uploaded files.
+    pub file_count: i64,
+    /// Sum of their sizes in bytes.
+    pub total_bytes: i64,
+}
+
+impl From<LandingZoneSummary> for ZoneDto {
+    fn from(summary: LandingZoneSummary) -> Self {
+        let z = summary.zone;
+        ZoneDto {
+            id: z.id,
+            namespace: z.namespace.into_string(),
+            name: z.name.into_string(),
+            description: z.description,
+            owner: z.owner,
+            expected_schema: z.expected_schema,
+            processed_max_age_days: z.processed_max_age_days,
+            auto_purge: z.auto_purge,
+            created_at: z.created_at,
+            updated_at: z.updated_at,
+            file_count: summary.file_count,
+            total_bytes: summary.total_bytes,
+        }
+    }
+}
+
+/// A page of zones.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneList {
+    /// The page, by namespace then name.
+    pub zones: Vec<ZoneDto>,
+    /// Count of every zone matching the filter.
+    pub total: i64,
+}
+
+/// Filters of `GET /landing-zones`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ZoneQuery {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Rows per page (default 50, at most 200).
+    pub limit: Option<String>,
+    /// Rows to skip.
+    pub offset: Option<String>,
+}
+
+/// `{namespace}/{name}` path of one zone.
+type ZonePath = Path<(String, String)>;
+
+fn zone_address(namespace: &str, name: &str) -> ApiResult<(NamespaceName, ZoneName)> {
+    Ok((NamespaceName::parse(namespace)?, ZoneName::parse(name)?))
+}
+
+/// Landing zones with their file counts and sizes.
+#[utoipa::path(get, path = "/landing-zones", tag = "landing zones", params(ZoneQuery), responses(
+    (status = 200, body = ZoneList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_zones(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ZoneQuery>,
+) -> ApiResult<Json<ZoneList>> {
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let namespace = query
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .map(NamespaceName::parse)
+        .transpose()?;
+    let page = rat_service::landing::list_zones(&state.services, namespace.as_ref(), page).await?;
+    Ok(Json(ZoneList {
+        zones: page.items.into_iter().map(ZoneDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// Body of `POST /landing-zones`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateZone {
+    /// Namespace (must exist).
+    pub namespace: String,
+    /// `^[a-z][a-z0-9_-]*$`, at most 128 characters.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Documentation of the expected file schema.
+    #[serde(default)]
+    pub expected_schema: Option<String>,
+}
+
+/// Creates a landing zone owned by the caller.
+#[utoipa::path(post, path = "/landing-zones", tag = "landing zones", request_body = CreateZone, responses(
+    (status = 201, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, body = ErrorEnvelope)))]
+pub async fn create_zone(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<CreateZone>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&body.namespace, &body.name)?;
+    let new = NewLandingZone {
+        namespace,
+        name,
+        description: body.description.unwrap_or_default(),
+        owner: Some(identity.actor),
+        expected_schema: body.expected_schema.unwrap_or_default(),
+    };
+    let zone = rat_service::landing::create_zone(&state.services, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new(
+            "landing_zone.create",
+            "landing_zone",
+            Some(zone.zone.id),
+        )),
+        Json(ZoneDto::from(zone)),
+    ))
+}
+
+/// One landing zone.
+#[utoipa::path(get, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)), responses(
+    (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_zone(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<Json<ZoneDto>> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let zone = rat_service::landing::get_zone(&state.services, &namespace, &name).await?;
+    Ok(Json(zone.into()))
+}
+
+/// Body of `PUT /landing-zones/{…}`; absent or null fields keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateZone {
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// New expected schema.
+    #[serde(default)]
+    pub expected_schema: Option<String>,
+}
+
+/// Changes a zone's description, owner or expected schema.
+#[utoipa::path(put, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)), request_body = UpdateZone, responses(
+    (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_zone(
+    State(state): State<AppState>,
+    Path((ns, name)): ZonePath,
+    ApiJson(body): ApiJson<UpdateZone>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let changes = ZoneUpdate {
+        description: body.description,
+        owner: body.owner,
+        expected_schema: body.expected_schema,
+    };
+    let zone = rat_service::landing::update_zone(&state.services, &namespace, &name, &changes).await?;
+    Ok((
+        Extension(AuditObject::new(
+            "landing_zone.update",
+            "landing_zone",
+            Some(zone.zone.id),
+        )),
+        Json(ZoneDto::from(zone)),
+    ))
+}
+
+/// Deletes a zone with its files and samples (rows and objects).
+#[utoipa::path(delete, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn delete_zone(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let zone = rat_service::landing::delete_zone(&state.services, &namespace, &name).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("landing_zone.delete", "landing_zone", Some(zone.id))),
+    ))
+}
+
+/// A file uploaded to a zone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// The zone.
+    pub zone_id: Uuid,
+    /// Stored name, `YYYYMMDD_HHMMSS_<name>`.
+    pub filename: String,
+    /// Object key, `{ns}/landing/{zone}/{filename}`.
+    pub s3_path: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// MIME type as uploaded.
+    pub content_type: String,
+    /// Uploader's identity.
+    pub uploaded_by: Option<String>,
+    /// Upload time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub uploaded_at: OffsetDateTime,
+}
+
+impl From<LandingFile> for FileDto {
+    fn from(f: LandingFile) -> Self {
+        FileDto {
+            id: f.id,
+            zone_id: f.zone_id,
+            filename: f.filename,
+            s3_path: f.s3_path,
+            size_bytes: f.size_bytes,
+            content_type: f.content_type,
+            uploaded_by: f.uploaded_by,
+            uploaded_at: f.uploaded_at,
+        }
+    }
+}
+
+/// A page of files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileList {
+    /// The page, newest first.
+    pub files: Vec<FileDto>,
+    /// Count of the zone's files.
+    pub total: i64,
+}
+
+/// The multipart form of an upload.
+#[derive(Debug, ToSchema)]
+pub struct UploadForm {
+    /// The file; its name is reduced to a safe base name.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// The zone's files, newest first.
+#[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/files", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path), PageParams), responses(
+    (status = 200, body = FileList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_files(
+    State(state): State<AppState>,
+    Path((ns, name)): ZonePath,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<FileList>> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let page = rat_service::landing::list_files(&state.services, &namespace, &name, page.page()?).await?;
+    Ok(Json(FileList {
+        files: page.items.into_iter().map(FileDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+fn multipart_error(err: &MultipartError) -> ApiError {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RESOURCE_EXHAUSTED",
+            "the upload is larger than the limit",
+        )
+    } else {
+        ApiError::invalid(format!("invalid multipart body: {}", err.body_text()))
+    }
+}
+
+/// Reads the `file` part of a multipart upload (other parts are ignored) into
+/// an [`Upload`] with a safe base name.
+async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Upload> {
+    let mut multipart = multipart.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RESOURCE_EXHAUSTED",
+                "the upload is larger than the limit",
+            )
+        } else {
+            ApiError::invalid("the body must be multipart/form-data with a file part")
+        }
+    })?;
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let uploaded_name = field
+            .file_name()
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::invalid("the file part needs a file name"))?;
+        let basename = rat_service::landing::stored_basename(&uploaded_name)?;
+        let content_type = field
+            .content_type()
+            .filter(|t| !t.is_empty())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let body = field.bytes().await.map_err(|e| multipart_error(&e))?.to_vec();
+        return Ok(Upload {
+            basename,
+            content_type,
+            body,
+        });
+    }
+    Err(ApiError::invalid("file form field is required"))
+}
+
+/// Uploads a file to the zone (multipart part `file`). It is stored as
+/// `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<base name>`.
+#[utoipa::path(post, path = "/landing-zones/{namespace}/{name}/files", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    (status = 201, body = FileDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn upload_file(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, name)): ZonePath,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let upload = read_upload(multipart).await?;
+    let file = rat_service::landing::upload_file(
+        &state.services,
+        &namespace,
+        &name,
+        upload,
+        Some(identity.actor),
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new("landing_file.upload", "landing_file", Some(file.id))),
+        Json(FileDto::from(file)),
+    ))
+}
+
+/// `{namespace}/{name}/{id}` path of one file.
+type FilePath = Path<(String, String, String)>;
+
+fn file_address(namespace: &str, name: &str, id: &str) -> ApiResult<(NamespaceName, ZoneName, Uuid)> {
+    let (namespace, name) = zone_address(namespace, name)?;
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::invalid(format!("invalid file id {id:?}")))?;
+    Ok((namespace, name, id))
+}
+
+/// One file of the zone.
+#[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/files/{id}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path), ("id" = Uuid, Path)), responses(
+    (status = 200, body = FileDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_file(State(state): State<AppState>, Path((ns, name, id)): FilePath) -> ApiResult<Json<FileDto>> {
+    let (namespace, name, id) = file_address(&ns, &name, &id)?;
+    let file = rat_service::landing::get_file(&state.services, &namespace, &name, id).await?;
+    Ok(Json(file.into()))
+}
+
+/// Deletes a file of the zone: its object (older versions stay readable), then its row.
+#[utoipa::path(delete, path = "/landing-zones/{namespace}/{name}/files/{id}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path), ("id" = Uuid, Path)), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn delete_file(
+    State(state): State<AppState>,
+    Path((ns, name, id)): FilePath,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name, id) = file_address(&ns, &name, &id)?;
+    let file = rat_service::landing::delete_file(&state.services, &namespace, &name, id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("landing_file.delete", "landing_file", Some(file.id))),
+    ))
+}
+
+/// A sample file of a zone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleDto {
+    /// Object key, `{ns}/landing/{zone}/_samples/{filename}`.
+    pub path: String,
+    /// The file name.
+    pub filename: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When its current version was written.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub modified: OffsetDateTime,
+    /// File kind as in `GET /files` (always `""` for samples).
+    #[serde(rename = "type")]
+    pub file_type: String,
+}
+
+impl From<Sample> for SampleDto {
+    fn from(s: Sample) -> Self {
+        SampleDto {
+            path: s.key.as_str().to_owned(),
+            filename: s.filename,
+            size: s.size,
+            modified: s.modified,
+            file_type: String::new(),
+        }
+    }
+}
+
+/// The zone's samples (ratd's shape: the key is `files`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleList {
+    /// The page, by file name.
+    pub files: Vec<SampleDto>,
+    /// Count of the zone's samples.
+    pub total: i64,
+}
+
+/// Answer of a sample upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedSample {
+    /// Object key.
+    pub path: String,
+    /// Stored file name.
+    pub filename: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Always `uploaded`.
+    pub status: &'static str,
+}
+
+/// The zone's sample files, by name.
+#[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/samples", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path), PageParams), responses(
+    (status = 200, body = SampleList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list_samples(
+    State(state): State<AppState>,
+    Path((ns, name)): ZonePath,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<SampleList>> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let page = rat_service::landing::list_samples(&state.services, &namespace, &name, page.page()?).await?;
+    Ok(Json(SampleList {
+        files: page.items.into_iter().map(SampleDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// Uploads a sample file (multipart part `file`) to `{ns}/landing/{zone}/_samples/`,
+/// under its base name (no timestamp: a sample of the same name is replaced).
+#[utoipa::path(post, path = "/landing-zones/{namespace}/{name}/samples", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    (status = 201, body = UploadedSample), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn upload_sample(
+    State(state): State<AppState>,
+    Path((ns, name)): ZonePath,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let upload = read_upload(multipart).await?;
+    let sample =
+        rat_service::landing::upload_sample(&state.services, &namespace, &name, upload, OffsetDateTime::now_utc())
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new("landing_sample.upload", "landing_zone", None)),
+        Json(UploadedSample {
+            path: sample.key.as_str().to_owned(),
+            filename: sample.filename,
+            size: sample.size,
+            status: "uploaded",
+        }),
+    ))
+}
+
+/// Deletes a sample file (older versions stay readable).
+#[utoipa::path(delete, path = "/landing-zones/{namespace}/{name}/samples/{filename}", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path), ("filename" = String, Path)), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_sample(
+    State(state): State<AppState>,
+    Path((ns, name, filename)): Path<(String, String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    rat_service::landing::delete_sample(&state.services, &namespace, &name, &filename).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("landing_sample.delete", "landing_zone", None)),
+    ))
+}
+
+/// A zone's lifecycle settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LifecycleDto {
+    /// Days processed files are kept (`null` = system default).
+    pub processed_max_age_days: Option<i32>,
+    /// Whether the reaper purges processed files.
+    pub auto_purge: bool,
+}
+
+impl From<&LandingZone> for LifecycleDto {
+    fn from(z: &LandingZone) -> Self {
+        LifecycleDto {
+            processed_max_age_days: z.processed_max_age_days,
+            auto_purge: z.auto_purge,
+        }
+    }
+}
+
+/// `Some(value)` for a key that is present, `null` included (`Some(None)`);
+/// with `#[serde(default)]` an absent key stays `None`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Body of `PUT …/lifecycle`: an absent key keeps its value;
+/// `processed_max_age_days: null` returns to the system default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLifecycle {
+    /// 1..=36,500 days, or `null` for the system default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub processed_max_age_days: Option<Option<i64>>,
+    /// Whether the reaper purges processed files.
+    #[serde(default)]
+    pub auto_purge: Option<bool>,
+}
+
+/// The zone's lifecycle settings.
+#[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/lifecycle", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)), responses(
+    (status = 200, body = LifecycleDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_lifecycle(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<Json<LifecycleDto>> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let zone = rat_service::landing::get_zone(&state.services, &namespace, &name).await?;
+    Ok(Json(LifecycleDto::from(&zone.zone)))
+}
+
+/// Changes the zone's lifecycle settings; answers them as stored.
+#[utoipa::path(put, path = "/landing-zones/{namespace}/{name}/lifecycle", tag = "landing zones",
+    params(("namespace" = String, Path), ("name" = String, Path)), request_body = UpdateLifecycle, responses(
+    (status = 200, body = LifecycleDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn update_lifecycle(
+    State(state): State<AppState>,
+    Path((ns, name)): ZonePath,
+    ApiJson(body): ApiJson<UpdateLifecycle>,
+) -> ApiResult<impl IntoResponse> {
+    let (namespace, name) = zone_address(&ns, &name)?;
+    let max_age = body
+        .processed_max_age_days
+        .map(|days| days.map(rat_domain::parse_processed_max_age_days).transpose())
+        .transpose()?;
+    let zone =
+        rat_service::landing::update_lifecycle(&state.services, &namespace, &name, max_age, body.auto_purge).await?;
+    Ok((
+        Extension(AuditObject::new(
+            "landing_zone.lifecycle",
+            "landing_zone",
+            Some(zone.id),
+        )),
+        Json(LifecycleDto::from(&zone)),
+    ))
 }

@@ -1,13 +1,289 @@
-//! `/api/v1`: Quality tests (contract §10).
+//! `/api/v1`: Quality tests (contract §10), behind the `quality_tests`
+//! feature flag. Definitions are `quality_tests` rows with their SQL in the
+//! pipeline's directory (`tests/quality/{name}.sql`); results are the rows
+//! runners record in `quality_results`.
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_domain::{Severity, TestName};
+use rat_service::quality::NewTest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::middleware::{AuditObject, Feature};
+use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
 
-/// The routes of this module.
+/// The routes of this module, answering 404 while `quality_tests` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    // Wrap the routes in `crate::app::gated(Feature::QualityTests, state, routes)`
-    // once there are some: a route layer on an empty router panics.
-    let _ = state;
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(run))
+        .routes(routes!(delete));
+    crate::app::gated(Feature::QualityTests, state, routes)
+}
+
+/// A test name that cannot be used: `DELETE …/tests/run` would reach the
+/// `…/tests/run` route (which only answers POST), so such a test could never
+/// be deleted.
+const RESERVED_TEST_NAME: &str = "run";
+
+/// A quality test with its SQL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestDto {
+    /// Unique within the pipeline.
+    pub name: String,
+    /// The SQL at HEAD (empty when its file was deleted through `/files`).
+    pub sql: String,
+    /// `error` or `warn`.
+    pub severity: String,
+    /// Free text.
+    pub description: String,
+    /// Whether the pipeline's published snapshot pins the test's SQL file.
+    pub published: bool,
+}
+
+/// A page of tests.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestList {
+    /// By name.
+    pub tests: Vec<TestDto>,
+    /// Tests of the pipeline.
+    pub total: i64,
+}
+
+/// The pipeline's quality tests by name, paged, each with its SQL at HEAD.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/tests", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses(
+    (status = 200, body = TestList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<TestList>> {
+    let address = address(path)?;
+    let page = page.page()?;
+    let tests = rat_service::quality::list_tests(&state.services, &address, page).await?;
+    Ok(Json(TestList {
+        tests: tests
+            .items
+            .into_iter()
+            .map(|t| TestDto {
+                name: t.test.name.into_string(),
+                sql: t.sql,
+                severity: t.test.severity.as_str().to_owned(),
+                description: t.test.description,
+                published: t.published,
+            })
+            .collect(),
+        total: tests.total,
+    }))
+}
+
+/// Body of `POST …/tests`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTest {
+    /// `^[a-z][a-z0-9_-]*$`, at most 128 characters, not `run`.
+    pub name: String,
+    /// The query counting violations (non-empty, at most 1 MiB).
+    pub sql: String,
+    /// `error` (default) or `warn`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    /// Free text (at most 5,000 characters).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Answer of `POST …/tests`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTest {
+    /// The test's name.
+    pub name: String,
+    /// `error` or `warn`.
+    pub severity: String,
+    /// Full key of the test's SQL file.
+    pub path: String,
+}
+
+/// Creates a quality test: writes its SQL to
+/// `{ns}/pipelines/{layer}/{name}/tests/quality/{test}.sql` (the pipeline's
+/// draft turns dirty) and records it. 409 when the pipeline has a test of
+/// that name (its SQL is left untouched).
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/tests", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = CreateTest, responses(
+    (status = 201, body = CreatedTest), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiJson(body): ApiJson<CreateTest>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let name = TestName::parse(&body.name)?;
+    if name.as_str() == RESERVED_TEST_NAME {
+        return Err(ApiError::invalid(
+            "test name \"run\" is reserved (it would collide with POST …/tests/run)",
+        ));
+    }
+    let severity = match body.severity.as_deref() {
+        None | Some("") => Severity::Error,
+        Some(text) => text.parse()?,
+    };
+    let created = rat_service::quality::create_test(
+        &state.services,
+        &address,
+        NewTest {
+            name,
+            sql: body.sql,
+            severity,
+            description: body.description.unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new(
+            "quality_test.create",
+            "pipeline",
+            Some(created.pipeline_id),
+        )),
+        Json(CreatedTest {
+            name: created.name.into_string(),
+            severity: created.severity.as_str().to_owned(),
+            path: created.s3_path,
+        }),
+    ))
+}
+
+/// Deletes a quality test: its row, its results and its SQL file (the
+/// pipeline's draft turns dirty). 404 for an unknown test.
+#[utoipa::path(delete, path = "/pipelines/{namespace}/{layer}/{name}/tests/{test}", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("test" = String, Path)),
+    responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((namespace, layer, name, test)): Path<(String, String, String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let test = TestName::parse(&test)?;
+    let deleted = rat_service::quality::delete_test(&state.services, &address, &test).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new(
+            "quality_test.delete",
+            "pipeline",
+            Some(deleted.pipeline_id),
+        )),
+    ))
+}
+
+/// The newest recorded result of one test.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResultDto {
+    /// The test.
+    pub name: String,
+    /// `error` or `warn`.
+    pub severity: String,
+    /// `passed`, `failed`, `warned` or `error`; null when the test never ran.
+    pub status: Option<String>,
+    /// Violations counted.
+    pub value: Option<f64>,
+    /// Violations expected.
+    pub expected: Option<f64>,
+    /// Execution time.
+    pub duration_ms: Option<i32>,
+    /// When it ran.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub ran_at: Option<OffsetDateTime>,
+    /// The run it belonged to.
+    pub run_id: Option<Uuid>,
+}
+
+/// Answer of `POST …/tests/run`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestRunDto {
+    /// One entry per test, by name (the first 200 unless paged).
+    pub results: Vec<TestResultDto>,
+    /// Tests whose newest result passed.
+    pub passed: i64,
+    /// Tests whose newest result is `failed`, `warned` or `error`.
+    pub failed: i64,
+    /// Tests of the pipeline.
+    pub total: i64,
+}
+
+/// The newest recorded result of each of the pipeline's tests.
+///
+/// Deviation from ratd, which executes the tests on this call: this service
+/// has no SQL engine. Runners execute quality tests as part of a pipeline
+/// run and record one result per test and run in `quality_results`; this
+/// route answers with the newest of them, executing nothing. A test that
+/// never ran has `status: null` and counts in neither `passed` nor `failed`;
+/// `failed` counts `failed`, `warned` and `error` results, as ratd counts
+/// everything that did not pass. `passed`, `failed` and `total` cover every
+/// test; `results` lists the first 200 by name unless `limit`/`offset` ask
+/// for another page.
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/tests/run", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses(
+    (status = 200, body = TestRunDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn run(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    // Unlike lists, the default page is the largest: clients of ratd expect
+    // every test's result in one answer.
+    let page = PageParams {
+        limit: page
+            .limit
+            .or_else(|| Some(rat_domain::PageRequest::MAX_LIMIT.to_string())),
+        offset: page.offset,
+    }
+    .page()?;
+    let latest = rat_service::quality::latest_results(&state.services, &address, page).await?;
+    let (passed, failed) = (latest.passed(), latest.failed());
+    Ok((
+        Extension(AuditObject::new(
+            "quality_test.run",
+            "pipeline",
+            Some(latest.pipeline_id),
+        )),
+        Json(TestRunDto {
+            passed,
+            failed,
+            total: latest.counts.total,
+            results: latest
+                .results
+                .into_iter()
+                .map(|t| TestResultDto {
+                    name: t.test.name.into_string(),
+                    severity: t.test.severity.as_str().to_owned(),
+                    status: t.latest.as_ref().map(|r| r.status.as_str().to_owned()),
+                    value: t.latest.as_ref().and_then(|r| r.value),
+                    expected: t.latest.as_ref().and_then(|r| r.expected),
+                    duration_ms: t.latest.as_ref().and_then(|r| r.duration_ms),
+                    ran_at: t.latest.as_ref().map(|r| r.ran_at),
+                    run_id: t.latest.as_ref().and_then(|r| r.run_id),
+                })
+                .collect(),
+        }),
+    ))
 }

@@ -1,11 +1,311 @@
-//! `/api/v1`: Runs: create, list, get, cancel, logs (contract §7).
+//! `/api/v1/runs`: create, list, get, cancel, logs (contract §7).
+//!
+//! `GET /runs/{id}/logs` answers JSON; the `Accept: text/event-stream`
+//! variant (SSE) is a later issue and, until it lands, such a request gets
+//! the same JSON answer.
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_dao::runs::RunFilter;
+use rat_domain::{Layer, NamespaceName, PipelineName, Run, RunSortField, RunStatus, Sort, trigger_label};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::middleware::AuditObject;
 use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let _ = state;
     OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get))
+        .routes(routes!(cancel))
+        .routes(routes!(logs))
+}
+
+/// A run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// The pipeline it runs.
+    pub pipeline_id: Uuid,
+    /// `pending`, `running`, `success`, `failed` or `cancelled`.
+    pub status: String,
+    /// How it was started (`manual`, `schedule:{cron}`, `trigger:…`).
+    pub trigger: String,
+    /// When a runner started it.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    /// When it reached a terminal status.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Execution time reported by the runner.
+    pub duration_ms: Option<i32>,
+    /// Rows written.
+    pub rows_written: Option<i64>,
+    /// Error message of a failed run.
+    pub error: Option<String>,
+    /// Where the full logs live in S3, if anywhere.
+    pub logs_s3_path: Option<String>,
+    /// Creation time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The published version the run executes (addition to ratd's object).
+    pub version_number: i32,
+}
+
+impl From<Run> for RunDto {
+    fn from(r: Run) -> Self {
+        RunDto {
+            id: r.id,
+            pipeline_id: r.pipeline_id,
+            status: r.status.as_str().to_owned(),
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            rows_written: r.rows_written,
+            error: r.error,
+            logs_s3_path: r.logs_s3_path,
+            created_at: r.created_at,
+            version_number: r.version_number,
+        }
+    }
+}
+
+/// Filters of `GET /runs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Runs of live pipelines in this namespace.
+    pub namespace: Option<String>,
+    /// Runs of live pipelines in this layer.
+    pub layer: Option<String>,
+    /// Runs of live pipelines with this name.
+    pub pipeline: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Started at or after this RFC 3339 time.
+    pub started_after: Option<String>,
+    /// Started before this RFC 3339 time.
+    pub started_before: Option<String>,
+    /// `[-]created_at|started_at|finished_at|duration_ms|status` (default `-created_at`).
+    pub sort: Option<String>,
+    /// Rows per page (default 50, at most 200).
+    pub limit: Option<String>,
+    /// Rows to skip.
+    pub offset: Option<String>,
+}
+
+/// A page of runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// The page.
+    pub runs: Vec<RunDto>,
+    /// Count of every run matching the filters.
+    pub total: i64,
+}
+
+/// An optional query parameter, absent when empty.
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
+    given(value)
+        .map(|text| {
+            OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
+                ApiError::invalid(format!(
+                    "{name} must be an RFC 3339 time such as 2026-01-31T12:00:00Z, got {text:?}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Runs, filtered, sorted and paged in SQL.
+#[utoipa::path(get, path = "/runs", tag = "runs", params(RunQuery), responses(
+    (status = 200, body = RunList), (status = 400, body = ErrorEnvelope)))]
+pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<RunQuery>) -> ApiResult<Json<RunList>> {
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let filter = RunFilter {
+        namespace: given(query.namespace)
+            .as_deref()
+            .map(NamespaceName::parse)
+            .transpose()?,
+        layer: given(query.layer).as_deref().map(str::parse::<Layer>).transpose()?,
+        pipeline: given(query.pipeline).as_deref().map(PipelineName::parse).transpose()?,
+        pipeline_id: None,
+        status: given(query.status)
+            .as_deref()
+            .map(str::parse::<RunStatus>)
+            .transpose()?,
+        started_after: parse_time("started_after", query.started_after)?,
+        started_before: parse_time("started_before", query.started_before)?,
+    };
+    let sort = match given(query.sort) {
+        None => rat_dao::runs::DEFAULT_SORT,
+        Some(text) => Sort::<RunSortField>::parse(&text)?,
+    };
+    let page = rat_service::runs::list(&state.services, &filter, sort, page).await?;
+    Ok(Json(RunList {
+        runs: page.items.into_iter().map(RunDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// Body of `POST /runs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    /// Namespace of the pipeline.
+    pub namespace: String,
+    /// Layer of the pipeline.
+    pub layer: String,
+    /// Name of the pipeline.
+    pub pipeline: String,
+    /// The run's label (default `manual`).
+    #[serde(default)]
+    pub trigger: Option<String>,
+}
+
+/// Answer of `POST /runs` and `POST /runs/{id}/cancel`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunStatusAnswer {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its status.
+    pub status: String,
+}
+
+/// Creates a pending run of the pipeline's latest published version.
+#[utoipa::path(post, path = "/runs", tag = "runs", request_body = CreateRun, responses(
+    (status = 202, body = RunStatusAnswer), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the pipeline was never published", body = ErrorEnvelope)))]
+pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateRun>) -> ApiResult<impl IntoResponse> {
+    let address = pipeline_ref(&body.namespace, &body.layer, &body.pipeline)?;
+    let trigger = match given(body.trigger) {
+        None => trigger_label::MANUAL.to_owned(),
+        Some(label) => trigger_label::parse_client_label(&label)?,
+    };
+    let run = rat_service::runs::create(&state.services, &address, &trigger, OffsetDateTime::now_utc()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Extension(AuditObject::new("run.create", "run", Some(run.id))),
+        Json(RunStatusAnswer {
+            run_id: run.id,
+            status: run.status.as_str().to_owned(),
+        }),
+    ))
+}
+
+/// A run id from the path: a malformed id names no run, so it is a 404 (contract §7).
+fn run_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::not_found("run not found"))
+}
+
+/// One run.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id")),
+    responses((status = 200, body = RunDto), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunDto>> {
+    let id = run_id(&id)?;
+    Ok(Json(rat_service::runs::get(&state.services, id).await?.into()))
+}
+
+/// Cancels a pending or running run.
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "run id")),
+    responses((status = 200, body = RunStatusAnswer), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the run already finished", body = ErrorEnvelope)))]
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = run_id(&id)?;
+    let run = rat_service::runs::cancel(&state.services, id, OffsetDateTime::now_utc()).await?;
+    Ok((
+        Extension(AuditObject::new("run.cancel", "run", Some(run.id))),
+        Json(RunStatusAnswer {
+            run_id: run.id,
+            status: run.status.as_str().to_owned(),
+        }),
+    ))
+}
+
+/// One log line of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogEntry {
+    /// When the line was written (as the runner reported it).
+    pub timestamp: String,
+    /// `debug`, `info`, `warn`, `error`, ...
+    pub level: String,
+    /// The text.
+    pub message: String,
+}
+
+impl LogEntry {
+    /// The wire shape of a stored entry. Runners store `{timestamp, level,
+    /// message}` objects; anything else is shown whole as the message, so no
+    /// stored line is ever hidden from the reader.
+    fn from_stored(entry: Value) -> Self {
+        let text = |value: Option<&Value>| match value {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        match &entry {
+            Value::Object(fields) => LogEntry {
+                timestamp: text(fields.get("timestamp")),
+                level: match fields.get("level") {
+                    None | Some(Value::Null) => "info".to_owned(),
+                    level => text(level),
+                },
+                message: text(fields.get("message")),
+            },
+            Value::String(s) => LogEntry {
+                timestamp: String::new(),
+                level: "info".to_owned(),
+                message: s.clone(),
+            },
+            other => LogEntry {
+                timestamp: String::new(),
+                level: "info".to_owned(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Answer of `GET /runs/{id}/logs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunLogs {
+    /// The entries, oldest first.
+    pub logs: Vec<LogEntry>,
+    /// The run's status.
+    pub status: String,
+}
+
+/// The run's log entries and status, as JSON (also for `Accept: text/event-stream` for now).
+#[utoipa::path(get, path = "/runs/{id}/logs", tag = "runs", params(("id" = String, Path, description = "run id")),
+    responses((status = 200, body = RunLogs), (status = 404, body = ErrorEnvelope)))]
+pub async fn logs(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunLogs>> {
+    let id = run_id(&id)?;
+    let logs = rat_service::runs::logs(&state.services, id).await?;
+    Ok(Json(RunLogs {
+        logs: logs.entries.into_iter().map(LogEntry::from_stored).collect(),
+        status: logs.status.as_str().to_owned(),
+    }))
 }

@@ -1,13 +1,266 @@
-//! `/api/v1`: Pipeline triggers (contract §9).
+//! `/api/v1/pipelines/{namespace}/{layer}/{name}/triggers`: event triggers of
+//! a pipeline (contract §9), behind the `pipeline_triggers` feature flag.
+//!
+//! A trigger is only reachable through its own pipeline's path. A webhook
+//! trigger shows `webhook_url` on every read and its token only in the answer
+//! to its creation; the stored config (the token's SHA-256) is never shown.
+//! Firing triggers and `POST /webhooks` are not served here.
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_domain::{PipelineRef, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
+use rat_service::triggers::{TriggerChanges, TriggerSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
 
-/// The routes of this module.
+/// The routes of this module, answering 404 while `pipeline_triggers` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    // Wrap the routes in `crate::app::gated(Feature::PipelineTriggers, state, routes)`
-    // once there are some: a route layer on an empty router panics.
-    let _ = state;
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete));
+    crate::app::gated(Feature::PipelineTriggers, state, routes)
+}
+
+/// A trigger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// The pipeline it starts.
+    pub pipeline_id: Uuid,
+    /// `pipeline_success`, `landing_zone_upload`, `file_pattern`, `webhook`, `cron` or `cron_dependency`.
+    #[serde(rename = "type")]
+    pub trigger_type: String,
+    /// The type's config (`{}` for a webhook: its token hash is never shown).
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Disabled triggers never fire.
+    pub enabled: bool,
+    /// Minimum seconds between two fires.
+    pub cooldown_seconds: i32,
+    /// When it last fired.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub last_triggered_at: Option<OffsetDateTime>,
+    /// The last run it created.
+    pub last_run_id: Option<Uuid>,
+    /// Creation time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Webhook triggers only: where to send the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Webhook triggers only, in the answer to the creation only: the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_token: Option<String>,
+}
+
+impl TriggerDto {
+    /// The wire shape of `trigger`; webhook URLs are built from `public_url`.
+    fn new(trigger: Trigger, public_url: &str) -> Self {
+        let webhook_url = matches!(trigger.config, TriggerConfig::Webhook { .. })
+            .then(|| format!("{}/api/v1/webhooks", public_url.trim_end_matches('/')));
+        TriggerDto {
+            id: trigger.id,
+            pipeline_id: trigger.pipeline_id,
+            trigger_type: trigger.trigger_type().as_str().to_owned(),
+            config: trigger.config.to_public_json(),
+            enabled: trigger.enabled,
+            cooldown_seconds: trigger.cooldown_seconds,
+            last_triggered_at: trigger.last_triggered_at,
+            last_run_id: trigger.last_run_id,
+            created_at: trigger.created_at,
+            updated_at: trigger.updated_at,
+            webhook_url,
+            webhook_token: None,
+        }
+    }
+}
+
+/// A page of triggers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerList {
+    /// The page, oldest first.
+    pub triggers: Vec<TriggerDto>,
+    /// Count of every trigger of the pipeline.
+    pub total: i64,
+}
+
+/// `{namespace}/{layer}/{name}` of the pipeline.
+type PipelinePath = Path<(String, String, String)>;
+/// `{namespace}/{layer}/{name}/{id}` of one trigger.
+type TriggerPath = Path<(String, String, String, String)>;
+
+/// The pipeline address (bad names are 400) and the trigger id (a malformed
+/// id names no trigger, so it is a 404).
+fn trigger_path(Path((namespace, layer, name, id)): TriggerPath) -> Result<(PipelineRef, Uuid), ApiError> {
+    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("trigger not found"))?;
+    Ok((address, id))
+}
+
+fn cooldown(value: Option<i64>) -> Result<Option<i32>, ApiError> {
+    Ok(value.map(parse_cooldown_seconds).transpose()?)
+}
+
+/// The pipeline's triggers, oldest first, paged.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/triggers", tag = "triggers",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses((status = 200, body = TriggerList), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path((namespace, layer, name)): PipelinePath,
+    ApiQuery(paging): ApiQuery<PageParams>,
+) -> ApiResult<Json<TriggerList>> {
+    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let page = paging.page()?;
+    let page = rat_service::triggers::list(&state.services, &address, page).await?;
+    Ok(Json(TriggerList {
+        triggers: page
+            .items
+            .into_iter()
+            .map(|t| TriggerDto::new(t, &state.settings.public_url))
+            .collect(),
+        total: page.total,
+    }))
+}
+
+/// Body of `POST /pipelines/{…}/triggers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTrigger {
+    /// The trigger's type.
+    #[serde(rename = "type")]
+    pub trigger_type: String,
+    /// The type's config; `{}` (or absent) for a webhook, whose token the server makes.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// 0 (default) to 2,592,000 (30 days).
+    #[serde(default)]
+    pub cooldown_seconds: Option<i64>,
+}
+
+/// Creates a trigger; a webhook's answer carries its token, shown this once.
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/triggers", tag = "triggers",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = CreateTrigger,
+    responses((status = 201, body = TriggerDto), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Path((namespace, layer, name)): PipelinePath,
+    ApiJson(body): ApiJson<CreateTrigger>,
+) -> ApiResult<impl IntoResponse> {
+    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let trigger_type: TriggerType = body.trigger_type.parse()?;
+    let config_value = body.config.unwrap_or_else(|| Value::Object(Default::default()));
+    let spec = TriggerSpec {
+        config: TriggerConfig::from_client(trigger_type, &config_value)?,
+        enabled: body.enabled.unwrap_or(true),
+        cooldown_seconds: cooldown(body.cooldown_seconds)?.unwrap_or(0),
+    };
+    let created = rat_service::triggers::create(&state.services, &address, spec).await?;
+    let mut dto = TriggerDto::new(created.trigger, &state.settings.public_url);
+    dto.webhook_token = created.webhook_token;
+    Ok((
+        StatusCode::CREATED,
+        Extension(AuditObject::new("trigger.create", "trigger", Some(dto.id))),
+        Json(dto),
+    ))
+}
+
+/// One trigger of the pipeline.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/triggers/{id}", tag = "triggers",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("id" = String, Path, description = "trigger id")),
+    responses((status = 200, body = TriggerDto), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
+pub async fn get(State(state): State<AppState>, path: TriggerPath) -> ApiResult<Json<TriggerDto>> {
+    let (address, id) = trigger_path(path)?;
+    let trigger = rat_service::triggers::get(&state.services, &address, id).await?;
+    Ok(Json(TriggerDto::new(trigger, &state.settings.public_url)))
+}
+
+/// Body of `PUT /pipelines/{…}/triggers/{id}`; absent or null fields keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTrigger {
+    /// Must be the trigger's own type if given: a type never changes.
+    #[serde(rename = "type", default)]
+    pub trigger_type: Option<String>,
+    /// A new config of the trigger's type (validated; a webhook takes only `{}`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// Enable or disable.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// 0 to 2,592,000 (30 days).
+    #[serde(default)]
+    pub cooldown_seconds: Option<i64>,
+}
+
+/// Changes a trigger's config, enabled flag or cooldown.
+#[utoipa::path(put, path = "/pipelines/{namespace}/{layer}/{name}/triggers/{id}", tag = "triggers",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("id" = String, Path, description = "trigger id")),
+    request_body = UpdateTrigger,
+    responses((status = 200, body = TriggerDto), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    path: TriggerPath,
+    ApiJson(body): ApiJson<UpdateTrigger>,
+) -> ApiResult<impl IntoResponse> {
+    let (address, id) = trigger_path(path)?;
+    // The config can only be checked against the stored type, which the
+    // service reads; everything else is checked here.
+    let changes = TriggerChanges {
+        trigger_type: body
+            .trigger_type
+            .as_deref()
+            .map(str::parse::<TriggerType>)
+            .transpose()?,
+        config: body.config,
+        enabled: body.enabled,
+        cooldown_seconds: cooldown(body.cooldown_seconds)?,
+    };
+    let trigger = rat_service::triggers::update(&state.services, &address, id, &changes).await?;
+    Ok((
+        Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id))),
+        Json(TriggerDto::new(trigger, &state.settings.public_url)),
+    ))
+}
+
+/// Deletes a trigger; the runs it created stay.
+#[utoipa::path(delete, path = "/pipelines/{namespace}/{layer}/{name}/triggers/{id}", tag = "triggers",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("id" = String, Path, description = "trigger id")),
+    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete(State(state): State<AppState>, path: TriggerPath) -> ApiResult<impl IntoResponse> {
+    let (address, id) = trigger_path(path)?;
+    rat_service::triggers::delete(&state.services, &address, id).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        Extension(AuditObject::new("trigger.delete", "trigger", Some(id))),
+    ))
 }

@@ -1,13 +1,242 @@
-//! `/api/v1`: Publish, version history and rollback (contract §6).
+//! `/api/v1`: Publish, version history and rollback (contract §6), behind
+//! the `pipeline_versions` feature flag.
 
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use rat_domain::PipelineVersion;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::middleware::{AuditObject, Feature};
+use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
 
-/// The routes of this module.
+/// The routes of this module, answering 404 while `pipeline_versions` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    // Wrap the routes in `crate::app::gated(Feature::PipelineVersions, state, routes)`
-    // once there are some: a route layer on an empty router panics.
-    let _ = state;
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
+        .routes(routes!(publish))
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(rollback));
+    crate::app::gated(Feature::PipelineVersions, state, routes)
+}
+
+/// Body of `POST …/publish`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// What changed (default empty).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Answer of `POST …/publish`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishedDto {
+    /// Always `published`.
+    pub status: &'static str,
+    /// The new version number.
+    pub version: i32,
+    /// The publish message.
+    pub message: String,
+    /// `{full key: version id}` of every file pinned.
+    pub versions: BTreeMap<String, String>,
+}
+
+fn pins(version: &PipelineVersion) -> BTreeMap<String, String> {
+    version
+        .published_versions
+        .iter()
+        .map(|(key, id)| (key.to_owned(), id.to_owned()))
+        .collect()
+}
+
+/// Publishes a pipeline: pins the HEAD version of every file under its
+/// directory as the next version, in one transaction (concurrent publishes
+/// get consecutive numbers). 409 `FAILED_PRECONDITION` when the pipeline has
+/// no file (ratd answers 422 with a bare string); 503 when the store fails
+/// or answers without version ids (nothing is recorded then).
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/publish", tag = "versions",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = PublishBody, responses(
+    (status = 200, body = PublishedDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn publish(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiJson(body): ApiJson<PublishBody>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let message = body.message.unwrap_or_default();
+    let published =
+        rat_service::versions::publish(&state.services, &address, &message, OffsetDateTime::now_utc()).await?;
+    let version = published.version;
+    Ok((
+        Extension(AuditObject::new(
+            "pipeline.publish",
+            "pipeline",
+            Some(version.pipeline_id),
+        )),
+        Json(PublishedDto {
+            status: "published",
+            version: version.version_number,
+            versions: pins(&version),
+            message: version.message,
+        }),
+    ))
+}
+
+/// One entry of a pipeline's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDto {
+    /// Primary key.
+    pub id: Uuid,
+    /// The pipeline.
+    pub pipeline_id: Uuid,
+    /// 1, 2, 3, ...
+    pub version_number: i32,
+    /// The publish message.
+    pub message: String,
+    /// `{full key: version id}` pinned by this version.
+    pub published_versions: BTreeMap<String, String>,
+    /// Publish time.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<PipelineVersion> for VersionDto {
+    fn from(version: PipelineVersion) -> Self {
+        VersionDto {
+            published_versions: pins(&version),
+            id: version.id,
+            pipeline_id: version.pipeline_id,
+            version_number: version.version_number,
+            message: version.message,
+            created_at: version.created_at,
+        }
+    }
+}
+
+/// A page of history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// Newest first.
+    pub versions: Vec<VersionDto>,
+    /// Versions kept for the pipeline.
+    pub total: i64,
+}
+
+/// The pipeline's version history, newest first, paged.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/versions", tag = "versions",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses(
+    (status = 200, body = VersionList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> ApiResult<Json<VersionList>> {
+    let address = address(path)?;
+    let page = page.page()?;
+    let versions = rat_service::versions::list_versions(&state.services, &address, page).await?;
+    Ok(Json(VersionList {
+        versions: versions.items.into_iter().map(VersionDto::from).collect(),
+        total: versions.total,
+    }))
+}
+
+/// Parses a version number given by a client: a whole number (the service
+/// refuses numbers below 1).
+fn version_number(text: &str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::invalid(format!("version must be a whole number, got {text:?}")))
+}
+
+/// One version of the pipeline's history. 400 for a number below 1 or not a
+/// number; 404 for an unknown or pruned version.
+#[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/versions/{number}", tag = "versions",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("number" = String, Path, description = "Version number, 1 or more")),
+    responses(
+    (status = 200, body = VersionDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path((namespace, layer, name, number)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<VersionDto>> {
+    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let number = version_number(&number)?;
+    let version = rat_service::versions::get_version(&state.services, &address, number).await?;
+    Ok(Json(version.into()))
+}
+
+/// Body of `POST …/rollback`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// The version to re-pin, 1 or more.
+    pub version: i64,
+    /// Message of the new version (default `Rollback to v{N}`).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Answer of `POST …/rollback`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolledBackDto {
+    /// Always `rolled_back`.
+    pub status: &'static str,
+    /// The version whose snapshot was re-pinned.
+    pub from_version: i32,
+    /// The new version re-pinning it.
+    pub new_version: i32,
+    /// The new version's message.
+    pub message: String,
+}
+
+/// Rolls back: a new version re-pins the snapshot of `version` (history is
+/// never rewritten, no file content is copied). The draft stays dirty when
+/// HEAD differs from the re-pinned snapshot (ratd always clears it). 400 for
+/// a number below 1; 404 for an unknown or pruned version.
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/rollback", tag = "versions",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = RollbackBody, responses(
+    (status = 200, body = RolledBackDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, body = ErrorEnvelope)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    path: PipelinePath,
+    ApiJson(body): ApiJson<RollbackBody>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let rolled = rat_service::versions::rollback(
+        &state.services,
+        &address,
+        body.version,
+        body.message.as_deref(),
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    Ok((
+        Extension(AuditObject::new(
+            "pipeline.rollback",
+            "pipeline",
+            Some(rolled.version.pipeline_id),
+        )),
+        Json(RolledBackDto {
+            status: "rolled_back",
+            from_version: rolled.from_version,
+            new_version: rolled.version.version_number,
+            message: rolled.version.message,
+        }),
+    ))
 }

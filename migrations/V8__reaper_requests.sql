@@ -1,0 +1,13 @@
+-- On-demand reaper passes requested through Postgres.
+--
+-- Addition: `POST /admin/retention/run` may reach any api replica, and the
+-- reaper is a separate process. The request is made durable in the status
+-- row: the api sets `run_requested_at` (and sends `NOTIFY rat_reaper_run` in
+-- the same transaction, so a listening reaper wakes at once), and the reaper
+-- runs a pass whenever `run_requested_at` is later than `last_run_at`. A
+-- notification missed while the reaper was down or reconnecting is therefore
+-- never lost: the column is read again at the reaper's next wake-up.
+--
+-- Adding a nullable column without a default only changes the catalog (no
+-- table rewrite), and the table has a single row.
+ALTER TABLE reaper_status ADD COLUMN run_requested_at TIMESTAMPTZ;
