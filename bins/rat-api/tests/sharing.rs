@@ -196,3 +196,42 @@ async fn transfer_requires_the_api_key_when_one_is_set() {
         .unwrap();
     TestApp::answer(response).await.assert_error(401, "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn changing_the_owner_by_put_moves_the_ownership_row_too() {
+    let app = TestApp::new().await;
+    let pipeline = app.pipeline("default", "silver", "orders").await;
+    let _ = pipeline;
+    let got = app.get("/api/v1/pipelines/default/silver/orders").await;
+    let id = Uuid::parse_str(got.json["id"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        owner_row(&app, ObjectType::Pipeline, id).await.as_deref(),
+        Some("community")
+    );
+    let updated = app
+        .put("/api/v1/pipelines/default/silver/orders", json!({"owner": "carol"}))
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(
+        owner_row(&app, ObjectType::Pipeline, id).await.as_deref(),
+        Some("carol")
+    );
+
+    let table = app
+        .put(
+            "/api/v1/tables/default/gold/sales/metadata",
+            json!({"description": "x"}),
+        )
+        .await;
+    let table_id = Uuid::parse_str(table.json["id"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        owner_row(&app, ObjectType::Table, table_id).await.as_deref(),
+        Some("community")
+    );
+    app.put("/api/v1/tables/default/gold/sales/metadata", json!({"owner": "dave"}))
+        .await;
+    assert_eq!(
+        owner_row(&app, ObjectType::Table, table_id).await.as_deref(),
+        Some("dave")
+    );
+}

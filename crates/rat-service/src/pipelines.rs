@@ -136,8 +136,15 @@ pub async fn update(
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
-    let client = services.pool.get().await?;
-    Ok(pipelines::update(&client, address, changes).await?)
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let pipeline = pipelines::update(&transaction, address, changes).await?;
+    // The ownership row follows the owner column, so the two never drift.
+    if let Some(owner) = &changes.owner {
+        access::set_owner(&transaction, ObjectType::Pipeline, pipeline.id, owner).await?;
+    }
+    transaction.commit().await?;
+    Ok(pipeline)
 }
 
 /// Soft-deletes the live pipeline at `address`: its name is free again at

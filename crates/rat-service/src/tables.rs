@@ -75,12 +75,13 @@ pub async fn put_metadata(
         changes.column_descriptions.as_ref(),
     )
     .await?;
-    if existing.is_none()
+    // The ownership row follows the owner column, on first write and on every
+    // explicit owner change, so the two never drift. Two first writes racing
+    // both take this branch; the second waits for the first on the unique
+    // key, then overwrites the owner in both rows.
+    if (existing.is_none() || changes.owner.is_some())
         && let Some(owner) = &row.owner
     {
-        // Two first writes racing both take this branch; the second waits
-        // for the first on the unique key, then overwrites the owner in both
-        // rows, so the column and the ownership row still agree.
         access::set_owner(&transaction, ObjectType::Table, row.id, owner).await?;
     }
     transaction.commit().await?;
