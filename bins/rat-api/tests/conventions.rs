@@ -246,3 +246,54 @@ async fn features_and_plugins_answer_what_the_portal_expects() {
         .await
         .assert_error(400, "INVALID_ARGUMENT");
 }
+
+#[tokio::test]
+async fn a_database_failure_answers_500_without_sql_or_driver_text() {
+    let app = TestApp::new().await;
+    let client = app.db.client().await;
+    // Break the database under the api: the query now fails inside Postgres.
+    client.batch_execute("DROP TABLE plugins").await.unwrap();
+    let answer = app.get("/api/v1/plugins").await;
+    assert_eq!(answer.assert_error(500, "INTERNAL"), "internal error");
+    for leak in ["plugins", "relation", "SELECT", "does not exist", "42P01", "db error"] {
+        assert!(!answer.text.contains(leak), "{leak} leaked: {}", answer.text);
+    }
+}
+
+#[tokio::test]
+async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enabled() {
+    let app = TestApp::new().await;
+    app.pipeline("default", "silver", "orders").await;
+    let gated = [
+        "/api/v1/pipelines/default/silver/orders/versions",
+        "/api/v1/pipelines/default/silver/orders/triggers",
+        "/api/v1/pipelines/default/silver/orders/tests",
+        "/api/v1/landing-zones",
+        "/api/v1/audit",
+    ];
+    for path in gated {
+        assert_eq!(app.get(path).await.status, 200, "{path} works while enabled");
+    }
+    let client = app.db.client().await;
+    let all_off = rat_domain::FeatureFlags {
+        quality_tests: false,
+        landing_zones: false,
+        audit_log: false,
+        pipeline_triggers: false,
+        pipeline_versions: false,
+    };
+    rat_dao::settings::put_feature_flags(&client, &all_off).await.unwrap();
+    for path in gated {
+        let message = app.get(path).await.assert_error(404, "NOT_FOUND");
+        assert!(message.contains("FEATURE_DISABLED"), "{path}: {message}");
+    }
+    // The features route reports them off; ungated routes still work.
+    let features = app.get("/api/v1/features").await;
+    assert_eq!(features.json["landing_zones"], false);
+    assert_eq!(app.get("/api/v1/pipelines").await.status, 200);
+    // Every replica reads the flags from Postgres: turning them on takes effect at once.
+    rat_dao::settings::put_feature_flags(&client, &rat_domain::FeatureFlags::default()).await.unwrap();
+    for path in gated {
+        assert_eq!(app.get(path).await.status, 200, "{path} works again");
+    }
+}
