@@ -54,6 +54,8 @@ CREATE UNIQUE INDEX uq_pipelines_namespace_layer_name
 CREATE INDEX idx_pipelines_namespace ON pipelines (namespace);
 CREATE INDEX idx_pipelines_layer ON pipelines (namespace, layer);
 CREATE INDEX idx_pipelines_owner ON pipelines (owner) WHERE owner IS NOT NULL;
+-- Addition: `GET /runs?pipeline=<name>` finds live pipelines by name alone.
+CREATE INDEX idx_pipelines_name ON pipelines (name) WHERE deleted_at IS NULL;
 -- Addition: lets the reaper find soft-deleted pipelines without a full scan.
 CREATE INDEX idx_pipelines_deleted_at ON pipelines (deleted_at) WHERE deleted_at IS NOT NULL;
 

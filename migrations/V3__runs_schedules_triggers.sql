@@ -50,11 +50,15 @@ CREATE TABLE runs (
         CHECK (jsonb_typeof(published_versions) = 'object')
 );
 
-CREATE INDEX idx_runs_pipeline ON runs (pipeline_id, created_at DESC);
+-- Deviation: the seed's (pipeline_id, created_at DESC) plus `id` as a last key.
+-- Lists order by (created_at, id) so pages never overlap on equal times; with
+-- `id` in the index, a page of a pipeline's runs is read straight off the
+-- index (50 rows) instead of fetching and sorting all of its runs.
+CREATE INDEX idx_runs_pipeline ON runs (pipeline_id, created_at DESC, id DESC);
 CREATE INDEX idx_runs_status ON runs (status) WHERE status IN ('pending', 'running');
 -- Addition: `GET /runs` without a pipeline filter, and the reaper's age-based
 -- pruning, both walk runs by creation time.
-CREATE INDEX idx_runs_created_at ON runs (created_at DESC);
+CREATE INDEX idx_runs_created_at ON runs (created_at DESC, id DESC);
 
 CREATE TABLE schedules (
     id           UUID         NOT NULL DEFAULT gen_random_uuid(),

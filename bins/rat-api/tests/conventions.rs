@@ -292,7 +292,9 @@ async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enable
     assert_eq!(features.json["landing_zones"], false);
     assert_eq!(app.get("/api/v1/pipelines").await.status, 200);
     // Every replica reads the flags from Postgres: turning them on takes effect at once.
-    rat_dao::settings::put_feature_flags(&client, &rat_domain::FeatureFlags::default()).await.unwrap();
+    rat_dao::settings::put_feature_flags(&client, &rat_domain::FeatureFlags::default())
+        .await
+        .unwrap();
     for path in gated {
         assert_eq!(app.get(path).await.status, 200, "{path} works again");
     }

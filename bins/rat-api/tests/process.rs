@@ -9,7 +9,11 @@ use rat_testkit::TestDatabase;
 const BIN: &str = env!("CARGO_BIN_EXE_rat-api");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn store_dir() -> std::path::PathBuf {
@@ -72,7 +76,10 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(format!("{base}/health"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         assert!(Instant::now() < deadline, "rat-api did not start");
@@ -81,7 +88,10 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     let namespaces = reqwest::get(format!("{base}/api/v1/namespaces")).await.unwrap();
     assert_eq!(namespaces.status(), 200);
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

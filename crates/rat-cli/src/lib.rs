@@ -81,17 +81,21 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
-    pub fn init(&self) {
+    /// Installs the global tracing subscriber; `RUST_LOG` filters (default
+    /// `info`). Lines go to stderr through a background writer, so a request
+    /// never waits on the terminal or a log pipe; keep the returned guard
+    /// alive until exit, or the last lines may be lost.
+    #[must_use = "dropping the guard stops the log writer"]
+    pub fn init(&self) -> tracing_appender::non_blocking::WorkerGuard {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+        let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
         match self.log_format {
             LogFormat::Text => builder.init(),
             LogFormat::Json => builder.json().init(),
         }
+        guard
     }
 }
 

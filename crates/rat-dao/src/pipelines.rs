@@ -14,8 +14,23 @@ use uuid::Uuid;
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
 
-const COLUMNS: &str = "id, namespace, layer, name, type, s3_path, description, owner, published_at, \
-     published_versions, draft_dirty, max_versions, retention_config, created_at, updated_at, deleted_at";
+/// The select list of every pipeline query, as a literal so that hot queries
+/// can be `concat!`ed constants (no formatting per call).
+macro_rules! columns {
+    () => {
+        "id, namespace, layer, name, type, s3_path, description, owner, published_at, \
+         published_versions, draft_dirty, max_versions, retention_config, created_at, updated_at, deleted_at"
+    };
+}
+
+const COLUMNS: &str = columns!();
+
+/// The hottest query of the api (`GET /pipelines/{ns}/{layer}/{name}`).
+const GET_BY_REF: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM pipelines WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL"
+);
 
 pub(crate) fn from_row(row: &Row) -> Result<Pipeline, DaoError> {
     let published: serde_json::Value = row.try_get("published_versions")?;
@@ -102,10 +117,7 @@ pub async fn get_by_ref(client: &impl GenericClient, address: &PipelineRef) -> R
     let row = sql::query_one(
         client,
         "pipeline",
-        &format!(
-            "SELECT {COLUMNS} FROM pipelines \
-             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL"
-        ),
+        GET_BY_REF,
         &[
             &address.namespace.as_str(),
             &address.layer.as_str(),

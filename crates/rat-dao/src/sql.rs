@@ -132,6 +132,22 @@ pub(crate) async fn fetch_page<T>(
     Ok(Page { items, total })
 }
 
+/// The `id`s of at most `limit` rows of `from` matching `conditions`.
+pub(crate) async fn select_ids(
+    client: &impl GenericClient,
+    from: &'static str,
+    conditions: &Conditions<'_>,
+    limit: usize,
+) -> Result<Vec<uuid::Uuid>, DaoError> {
+    let n = conditions.params.len();
+    let sql = format!("SELECT id FROM {from}{} LIMIT ${}", conditions.render(), n + 1);
+    let limit = limit as i64;
+    let mut params: Vec<Param<'_>> = conditions.params.clone();
+    params.push(&limit);
+    let rows = query(client, &sql, &params).await?;
+    rows.iter().map(|r| r.try_get("id").map_err(DaoError::from)).collect()
+}
+
 /// Runs a statement through the connection's statement cache.
 pub(crate) async fn query(client: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DaoError> {
     let statement = client.prepare_cached(sql).await?;

@@ -306,7 +306,7 @@ async fn list_applies_every_filter_and_sort_in_sql() {
 
     let newest = runs::DEFAULT_SORT;
     let page = PageRequest::default();
-    let ids = |p: &rat_domain::Page<rat_domain::Run>| p.items.iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |p: &rat_domain::Page<rat_domain::RunSummary>| p.items.iter().map(|r| r.id).collect::<Vec<_>>();
 
     let all = runs::list(&client, &Default::default(), newest, page).await.unwrap();
     assert_eq!(all.total, 10);
@@ -416,4 +416,8 @@ async fn listing_a_pipeline_uses_the_pipeline_index() {
         .map(|r| r.get(0))
         .collect();
     assert!(plan.iter().any(|l| l.contains("idx_runs_pipeline")), "{plan:#?}");
+    assert!(
+        !plan.iter().any(|l| l.contains("Sort")),
+        "a page of one pipeline's runs is read in order off the index: {plan:#?}"
+    );
 }

@@ -131,7 +131,8 @@ async fn seed_indexes_exist_with_their_shape() {
         "uq_pipelines_namespace_layer_name",
         &["UNIQUE", "(namespace, layer, name)", "WHERE (deleted_at IS NULL)"],
     );
-    expect("idx_runs_pipeline", &["(pipeline_id, created_at DESC)"]);
+    // The seed's key columns, plus `id` as a documented last key.
+    expect("idx_runs_pipeline", &["(pipeline_id, created_at DESC, id DESC)"]);
     expect("idx_runs_status", &["(status)", "WHERE", "pending", "running"]);
     expect("idx_schedules_next_run", &["(next_run_at)", "WHERE (enabled = true)"]);
     expect("idx_quality_results_test", &["(test_id, ran_at DESC)"]);

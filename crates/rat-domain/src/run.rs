@@ -63,8 +63,12 @@ impl RunStatus {
 
 /// A run as stored in `runs`, without its log entries (read those separately:
 /// they can be large and most readers do not need them).
+///
+/// `Snapshot` is the pinned file map ([`PublishedVersions`]) when the run was
+/// read whole, and `()` in listings, which never need it (and are markedly
+/// cheaper without it): the type says which one a caller holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub struct Run<Snapshot = PublishedVersions> {
     /// Primary key.
     pub id: Uuid,
     /// The pipeline it runs.
@@ -97,14 +101,45 @@ pub struct Run {
     pub scheduled_for: Option<OffsetDateTime>,
     /// The published version it executes.
     pub version_number: i32,
-    /// The pinned `{key: version id}` map it executes.
-    pub published_versions: PublishedVersions,
+    /// The pinned `{key: version id}` map it executes (`()` when not loaded).
+    pub published_versions: Snapshot,
     /// The runner holding the lease.
     pub runner_id: Option<String>,
     /// When the runner's lease ends unless renewed.
     pub lease_expires_at: Option<OffsetDateTime>,
     /// The runner's last heartbeat.
     pub heartbeat_at: Option<OffsetDateTime>,
+}
+
+/// A run as listed: everything but the pinned snapshot.
+pub type RunSummary = Run<()>;
+
+impl<S> Run<S> {
+    /// The same run carrying `snapshot` instead.
+    pub fn with_snapshot<T>(self, snapshot: T) -> Run<T> {
+        Run {
+            id: self.id,
+            pipeline_id: self.pipeline_id,
+            status: self.status,
+            trigger: self.trigger,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            rows_written: self.rows_written,
+            error: self.error,
+            logs_s3_path: self.logs_s3_path,
+            phase_profiles: self.phase_profiles,
+            created_at: self.created_at,
+            schedule_id: self.schedule_id,
+            trigger_id: self.trigger_id,
+            scheduled_for: self.scheduled_for,
+            version_number: self.version_number,
+            published_versions: snapshot,
+            runner_id: self.runner_id,
+            lease_expires_at: self.lease_expires_at,
+            heartbeat_at: self.heartbeat_at,
+        }
+    }
 }
 
 string_enum!(

@@ -8,7 +8,7 @@
 
 use rat_dao::runs::{self, NewRun, RunFilter, RunReport};
 use rat_dao::{DaoError, pipelines};
-use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, Sort};
+use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -59,7 +59,7 @@ pub async fn list(
     filter: &RunFilter,
     sort: Sort<RunSortField>,
     page: PageRequest,
-) -> Result<Page<Run>, ServiceError> {
+) -> Result<Page<RunSummary>, ServiceError> {
     let client = services.pool.get().await?;
     Ok(runs::list(&client, filter, sort, page).await?)
 }

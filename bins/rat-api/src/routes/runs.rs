@@ -66,8 +66,8 @@ pub struct RunDto {
     pub version_number: i32,
 }
 
-impl From<Run> for RunDto {
-    fn from(r: Run) -> Self {
+impl<S> From<Run<S>> for RunDto {
+    fn from(r: Run<S>) -> Self {
         RunDto {
             id: r.id,
             pipeline_id: r.pipeline_id,
