@@ -282,20 +282,24 @@ async fn logs_answer_entries_in_order_with_the_status() {
     assert_eq!(empty.json, json!({"logs": [], "status": "pending"}));
 
     let client = app.db.client().await;
-    runs::append_logs(
+    let entry = |at: &str, level: rat_domain::LogLevel, message: &str| {
+        let at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+        rat_domain::LogEntry::new(at, level, message).unwrap()
+    };
+    runs::append_log_entries(
         &client,
         id,
-        &json!([
-            {"timestamp": "2026-06-01T10:00:00Z", "level": "info", "message": "reading"},
-            {"timestamp": "2026-06-01T10:00:01Z", "level": "warn", "message": "slow"}
-        ]),
+        &[
+            entry("2026-06-01T10:00:00Z", rat_domain::LogLevel::Info, "reading"),
+            entry("2026-06-01T10:00:01Z", rat_domain::LogLevel::Warn, "slow"),
+        ],
     )
     .await
     .unwrap();
-    runs::append_logs(
+    runs::append_log_entries(
         &client,
         id,
-        &json!([{"timestamp": "2026-06-01T10:00:02Z", "level": "error", "message": "boom"}]),
+        &[entry("2026-06-01T10:00:02Z", rat_domain::LogLevel::Error, "boom")],
     )
     .await
     .unwrap();
@@ -337,13 +341,18 @@ async fn logs_answer_entries_in_order_with_the_status() {
     );
     assert_eq!(answer.json, expected);
 
-    // Entries not in the runner's shape are still shown, whole, as messages.
-    runs::append_logs(&client, id, &json!(["plain text", {"message": "no level"}, 42]))
+    // Entries kept in the seed's shape (`runs.logs`) come first; those not in
+    // the runner's shape are still shown, whole, as messages.
+    client
+        .execute(
+            "UPDATE runs SET logs = $2 WHERE id = $1",
+            &[&id, &json!(["plain text", {"message": "no level"}, 42])],
+        )
         .await
         .unwrap();
     let logs = app.get(&format!("/api/v1/runs/{id}/logs")).await;
     assert_eq!(
-        logs.json["logs"].as_array().unwrap()[3..],
+        logs.json["logs"].as_array().unwrap()[..3],
         [
             json!({"timestamp": "", "level": "info", "message": "plain text"}),
             json!({"timestamp": "", "level": "info", "message": "no level"}),

@@ -123,7 +123,9 @@ pub(crate) fn referenced_entity(constraint: &str) -> &'static str {
         | "fk_pipeline_triggers_pipeline"
         | "fk_pipeline_versions_pipeline"
         | "fk_quality_tests_pipeline" => "pipeline",
-        "fk_quality_results_run" | "fk_schedules_last_run" | "fk_pipeline_triggers_last_run" => "run",
+        "fk_quality_results_run" | "fk_schedules_last_run" | "fk_pipeline_triggers_last_run" | "fk_run_logs_run" => {
+            "run"
+        }
         "fk_quality_results_test" => "quality test",
         "fk_landing_files_zone" => "landing zone",
         "fk_project_members_project" => "project",

@@ -3,8 +3,8 @@
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{
-    Layer, NamespaceName, Page, PageRequest, PipelineName, PublishedVersions, Run, RunSortField, RunStatus, RunSummary,
-    Sort,
+    Layer, LogEntry, NamespaceName, Page, PageRequest, PipelineName, PublishedVersions, Run, RunSortField, RunStatus,
+    RunSummary, Sort,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -175,6 +175,9 @@ pub async fn transition(
     )
     .await?;
     if let Some(row) = updated {
+        if terminal {
+            notify(client, STATUS_CHANNEL, id).await?;
+        }
         return from_row(&row);
     }
     // Refused or missing. Statuses only move forward, so the status read now
@@ -186,29 +189,90 @@ pub async fn transition(
     })
 }
 
-/// Appends log entries (a JSON array) to the run's logs; returns the run's status.
-pub async fn append_logs(
-    client: &impl GenericClient,
-    id: Uuid,
-    entries: &serde_json::Value,
-) -> Result<RunStatus, DaoError> {
-    if !entries.is_array() {
+/// `NOTIFY` channel announcing new log entries of a run (payload: the run id),
+/// sent in the appending transaction: live log streams listen on it.
+pub const LOG_CHANNEL: &str = "rat_run_logs";
+
+/// `NOTIFY` channel announcing that a run reached a terminal status (payload:
+/// the run id), sent in the transaction that records the status: live log
+/// streams end on it, and trigger evaluation reacts to successes.
+pub const STATUS_CHANNEL: &str = "rat_run_status";
+
+/// Most entries one append may carry.
+pub const MAX_LOG_BATCH: usize = 1000;
+
+/// Appends log entries to the run, in order, in one statement; returns the
+/// id of the last entry (entries of a run are read back in id order). At
+/// most [`MAX_LOG_BATCH`] entries per call. `NotFound` for an unknown run.
+pub async fn append_log_entries(client: &impl GenericClient, id: Uuid, entries: &[LogEntry]) -> Result<i64, DaoError> {
+    if entries.is_empty() || entries.len() > MAX_LOG_BATCH {
         return Err(DaoError::Invalid {
-            constraint: "logs_array".to_owned(),
+            constraint: "log_batch_size".to_owned(),
         });
     }
-    let row = sql::query_one(
+    let timestamps: Vec<OffsetDateTime> = entries.iter().map(|e| e.timestamp).collect();
+    let levels: Vec<&str> = entries.iter().map(|e| e.level.as_str()).collect();
+    let messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
+    // WITH ORDINALITY keeps the batch's order in the identity column.
+    let rows = sql::query(
         client,
-        "run",
-        "UPDATE runs SET logs = COALESCE(logs, '[]'::jsonb) || $2 WHERE id = $1 RETURNING status",
-        &[&id, entries],
+        "INSERT INTO run_logs (run_id, timestamp, level, message) \
+         SELECT $1, t, l, m FROM unnest($2::timestamptz[], $3::text[], $4::text[]) WITH ORDINALITY AS e(t, l, m, n) \
+         ORDER BY n \
+         RETURNING id",
+        &[&id, &timestamps, &levels, &messages],
     )
-    .await?;
-    sql::parse_column(&row, "status")
+    .await
+    .map_err(|e| match e {
+        DaoError::MissingReference { .. } => DaoError::NotFound { entity: "run" },
+        other => other,
+    })?;
+    let mut last = 0;
+    for row in &rows {
+        last = last.max(row.try_get::<_, i64>("id")?);
+    }
+    notify(client, LOG_CHANNEL, id).await?;
+    Ok(last)
 }
 
-/// The run's log entries (an empty array when none) and its status.
-pub async fn get_logs(client: &impl GenericClient, id: Uuid) -> Result<(serde_json::Value, RunStatus), DaoError> {
+/// `NOTIFY channel, '<run id>'`, delivered when the caller's transaction commits.
+async fn notify(client: &impl GenericClient, channel: &'static str, id: Uuid) -> Result<(), DaoError> {
+    let payload = id.to_string();
+    sql::query(client, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
+    Ok(())
+}
+
+/// Up to `limit` log entries of the run with an id above `after`, in order,
+/// each with its id (the cursor of a live stream).
+pub async fn log_entries_after(
+    client: &impl GenericClient,
+    id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, LogEntry)>, DaoError> {
+    let rows = sql::query(
+        client,
+        "SELECT id, timestamp, level, message FROM run_logs WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        &[&id, &after, &limit],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                LogEntry {
+                    timestamp: row.try_get("timestamp")?,
+                    level: sql::parse_column(row, "level")?,
+                    message: row.try_get("message")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The run's logs in the seed's shape (`runs.logs`, a JSON array written by
+/// older writers or imports; empty when none) and its status.
+pub async fn legacy_logs(client: &impl GenericClient, id: Uuid) -> Result<(serde_json::Value, RunStatus), DaoError> {
     let row = sql::query_one(
         client,
         "run",

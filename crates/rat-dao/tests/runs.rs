@@ -152,10 +152,10 @@ async fn unknown_run_is_not_found() {
         runs::transition(&client, id, RunStatus::Cancelled, &Default::default(), now)
             .await
             .unwrap_err(),
-        runs::append_logs(&client, id, &serde_json::json!([]))
+        runs::append_log_entries(&client, id, &[entry(0, "x")])
             .await
             .unwrap_err(),
-        runs::get_logs(&client, id).await.unwrap_err(),
+        runs::legacy_logs(&client, id).await.unwrap_err(),
         runs::delete(&client, id).await.unwrap_err(),
     ] {
         assert!(matches!(err, DaoError::NotFound { entity: "run" }), "{err:?}");
@@ -214,34 +214,74 @@ async fn unknown_pipeline_and_bad_snapshot_are_refused() {
     }
 }
 
+fn entry(second: i64, message: &str) -> rat_domain::LogEntry {
+    rat_domain::LogEntry::new(
+        datetime!(2026-01-01 00:00:00 UTC) + time::Duration::seconds(second),
+        rat_domain::LogLevel::Info,
+        message,
+    )
+    .unwrap()
+}
+
 #[tokio::test]
-async fn logs_append_in_order() {
+async fn log_entries_append_in_order_and_read_after_a_cursor() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
     let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
     let run = fixtures::run(&client, &pipeline).await;
-    let (logs, status) = runs::get_logs(&client, run.id).await.unwrap();
-    assert_eq!(logs, serde_json::json!([]));
-    assert_eq!(status, RunStatus::Pending);
-    let first = serde_json::json!([{"timestamp": "2026-01-01T00:00:00Z", "level": "info", "message": "one"}]);
-    let second = serde_json::json!([
-        {"timestamp": "2026-01-01T00:00:01Z", "level": "info", "message": "two"},
-        {"timestamp": "2026-01-01T00:00:02Z", "level": "warn", "message": "three"}
-    ]);
-    runs::append_logs(&client, run.id, &first).await.unwrap();
-    runs::append_logs(&client, run.id, &second).await.unwrap();
-    let (logs, _) = runs::get_logs(&client, run.id).await.unwrap();
-    let messages: Vec<&str> = logs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
-    assert_eq!(messages, ["one", "two", "three"]);
-    let err = runs::append_logs(&client, run.id, &serde_json::json!({"not": "an array"}))
+    let other = fixtures::run(&client, &pipeline).await;
+    assert!(
+        runs::log_entries_after(&client, run.id, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (legacy, status) = runs::legacy_logs(&client, run.id).await.unwrap();
+    assert_eq!((legacy, status), (serde_json::json!([]), RunStatus::Pending));
+
+    let first = runs::append_log_entries(&client, run.id, &[entry(0, "one")])
         .await
-        .unwrap_err();
-    assert!(matches!(err, DaoError::Invalid { .. }));
+        .unwrap();
+    runs::append_log_entries(&client, other.id, &[entry(0, "elsewhere")])
+        .await
+        .unwrap();
+    let batch: Vec<_> = (1..=5).map(|i| entry(i, &format!("line {i}"))).collect();
+    let last = runs::append_log_entries(&client, run.id, &batch).await.unwrap();
+    assert!(last > first);
+
+    let all = runs::log_entries_after(&client, run.id, 0, 100).await.unwrap();
+    let messages: Vec<&str> = all.iter().map(|(_, e)| e.message.as_str()).collect();
+    assert_eq!(messages, ["one", "line 1", "line 2", "line 3", "line 4", "line 5"]);
+    assert_eq!(all.last().unwrap().0, last);
+    assert_eq!(all[0].1, entry(0, "one"), "every field round-trips");
+    // A cursor resumes after the last entry seen, and the limit bounds a read.
+    let after_two = runs::log_entries_after(&client, run.id, all[1].0, 2).await.unwrap();
+    let messages: Vec<&str> = after_two.iter().map(|(_, e)| e.message.as_str()).collect();
+    assert_eq!(messages, ["line 2", "line 3"]);
+    assert!(
+        runs::log_entries_after(&client, run.id, last, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Batches are bounded, and entries go with their run.
+    assert!(matches!(
+        runs::append_log_entries(&client, run.id, &[]).await,
+        Err(DaoError::Invalid { .. })
+    ));
+    let too_many: Vec<_> = (0..=runs::MAX_LOG_BATCH as i64).map(|i| entry(i, "x")).collect();
+    assert!(matches!(
+        runs::append_log_entries(&client, run.id, &too_many).await,
+        Err(DaoError::Invalid { .. })
+    ));
+    runs::delete(&client, run.id).await.unwrap();
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM run_logs WHERE run_id = $1", &[&run.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }
 
 #[tokio::test]
@@ -420,4 +460,62 @@ async fn listing_a_pipeline_uses_the_pipeline_index() {
         !plan.iter().any(|l| l.contains("Sort")),
         "a page of one pipeline's runs is read in order off the index: {plan:#?}"
     );
+}
+
+#[tokio::test]
+async fn appends_and_terminal_moves_notify_listeners_at_commit() {
+    use futures_util::StreamExt;
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
+    let run = fixtures::run(&client, &pipeline).await;
+
+    let (listener, mut connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(stream.for_each(move |message| {
+        if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = message {
+            let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+        }
+        futures_util::future::ready(())
+    }));
+    listener
+        .batch_execute(&format!(
+            "LISTEN {}; LISTEN {}",
+            runs::LOG_CHANNEL,
+            runs::STATUS_CHANNEL
+        ))
+        .await
+        .unwrap();
+    let next = |n: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>| {
+        let received = n.try_recv();
+        received.ok()
+    };
+
+    // Inside a transaction, nothing is announced before the commit.
+    let mut other = db.client().await;
+    let tx = other.transaction().await.unwrap();
+    runs::append_log_entries(&tx, run.id, &[entry(0, "one")]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(next(&mut notifications), None, "not before commit");
+    tx.commit().await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), notifications.recv())
+        .await
+        .unwrap();
+    assert_eq!(got, Some((runs::LOG_CHANNEL.to_owned(), run.id.to_string())));
+
+    // A non-terminal move is silent; a terminal one is announced.
+    let now = OffsetDateTime::now_utc();
+    runs::transition(&client, run.id, RunStatus::Running, &Default::default(), now)
+        .await
+        .unwrap();
+    runs::transition(&client, run.id, RunStatus::Success, &Default::default(), now)
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), notifications.recv())
+        .await
+        .unwrap();
+    assert_eq!(got, Some((runs::STATUS_CHANNEL.to_owned(), run.id.to_string())));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(next(&mut notifications), None, "exactly one announcement");
 }

@@ -47,6 +47,7 @@ plugins: name varchar(63) | slot varchar(20) | image varchar(500) | status varch
 audit_log: id uuid | actor varchar(255) | action varchar(100) | object_type varchar(20) null | object_id uuid null \
   | details jsonb null | timestamp timestamptz
 platform_settings: key varchar(63) | value jsonb | updated_at timestamptz
+run_logs: id bigint | run_id uuid | timestamp timestamptz | level varchar(10) | message text
 reaper_status: id integer | last_run_at timestamptz null | runs_pruned integer | logs_pruned integer \
   | quality_pruned integer | pipelines_purged integer | runs_failed integer | branches_cleaned integer \
   | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz | run_requested_at timestamptz null
@@ -95,11 +96,11 @@ async fn all_19_tables_have_the_seed_columns() {
         actual.entry(row.get(0)).or_default().insert(row.get(1));
     }
     let expected = expected_columns();
-    assert_eq!(expected.len(), 19);
+    assert_eq!(expected.len(), 20);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
-        "the schema has exactly the 19 tables of the seed"
+        "the schema has exactly the 19 tables of the seed, and run_logs (docs/schema.md)"
     );
     for (table, columns) in &expected {
         assert_eq!(&actual[table], columns, "columns of {table}");
@@ -192,6 +193,7 @@ async fn every_foreign_key_states_its_delete_behaviour() {
         ("fk_quality_results_run", "n"),
         ("fk_quality_results_test", "c"),
         ("fk_quality_tests_pipeline", "c"),
+        ("fk_run_logs_run", "c"),
         ("fk_runs_pipeline", "c"),
         ("fk_runs_schedule", "n"),
         ("fk_runs_trigger", "n"),

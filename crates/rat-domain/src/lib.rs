@@ -44,7 +44,7 @@ pub use plugin::{Plugin, PluginStatus};
 pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestOutcome};
 pub use reaper::{ReaperCounters, ReaperStatus};
 pub use retention::{PIPELINE_OVERRIDE_KEYS, RetentionOverrides, RetentionSettings};
-pub use run::{Run, RunSortField, RunStatus, RunSummary, trigger_label};
+pub use run::{LogEntry, LogLevel, Run, RunSortField, RunStatus, RunSummary, trigger_label};
 pub use schedule::{CronExpr, Schedule, ScheduleTimezone};
 pub use table::TableMetadata;
 pub use trigger::{MAX_DEPENDENCIES, MAX_PATTERN_LEN, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};

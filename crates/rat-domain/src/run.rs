@@ -143,6 +143,66 @@ impl<S> Run<S> {
 }
 
 string_enum!(
+    /// The level of a run log entry.
+    LogLevel, "level" {
+        /// Finest detail.
+        Trace => "trace",
+        /// Diagnostics.
+        Debug => "debug",
+        /// Progress.
+        Info => "info",
+        /// Something to look at.
+        Warn => "warn",
+        /// A failure.
+        Error => "error",
+    }
+);
+
+impl LogLevel {
+    /// Parses a level as runners write it: the five names, case-insensitive,
+    /// plus the common aliases `warning`, `critical` and `fatal`.
+    pub fn parse_lenient(text: &str) -> Result<LogLevel, DomainError> {
+        match text.to_ascii_lowercase().as_str() {
+            "warning" => Ok(LogLevel::Warn),
+            "critical" | "fatal" => Ok(LogLevel::Error),
+            other => other.parse(),
+        }
+    }
+}
+
+/// One log entry of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// When the runner logged it.
+    pub timestamp: OffsetDateTime,
+    /// Its level.
+    pub level: LogLevel,
+    /// The text (at most 64 KiB).
+    pub message: String,
+}
+
+impl LogEntry {
+    /// Longest message stored, in bytes.
+    pub const MAX_MESSAGE_LEN: usize = 65_536;
+
+    /// Builds an entry, refusing an oversized message.
+    pub fn new(timestamp: OffsetDateTime, level: LogLevel, message: impl Into<String>) -> Result<Self, DomainError> {
+        let message = message.into();
+        if message.len() > Self::MAX_MESSAGE_LEN {
+            return Err(DomainError::invalid(
+                "message",
+                format!("must be at most {} bytes", Self::MAX_MESSAGE_LEN),
+            ));
+        }
+        Ok(LogEntry {
+            timestamp,
+            level,
+            message,
+        })
+    }
+}
+
+string_enum!(
     /// Columns `GET /runs` can sort by.
     RunSortField, "sort" {
         /// Creation time.
@@ -251,6 +311,16 @@ mod tests {
         for from in RunStatus::ALL.iter().filter(|s| s.is_terminal()) {
             assert!(RunStatus::ALL.iter().all(|to| !from.can_transition_to(*to)));
         }
+    }
+
+    #[test]
+    fn log_levels_accept_common_aliases() {
+        assert_eq!(LogLevel::parse_lenient("WARNING").unwrap(), LogLevel::Warn);
+        assert_eq!(LogLevel::parse_lenient("fatal").unwrap(), LogLevel::Error);
+        assert_eq!(LogLevel::parse_lenient("Info").unwrap(), LogLevel::Info);
+        assert!(LogLevel::parse_lenient("loud").is_err());
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert!(LogEntry::new(now, LogLevel::Info, "x".repeat(LogEntry::MAX_MESSAGE_LEN + 1)).is_err());
     }
 
     #[test]

@@ -96,21 +96,38 @@ pub struct RunLogs {
     pub status: RunStatus,
 }
 
-/// The run's log entries (empty when none) and its status, read together.
+/// Most entries [`logs`] returns (the newest are dropped beyond it; a live
+/// stream pages through them instead).
+pub const MAX_LOG_ENTRIES: i64 = 10_000;
+
+/// The run's log entries (empty when none) and its status: entries kept in
+/// the seed's shape (`runs.logs`) first, then those appended by runners, in
+/// order, at most [`MAX_LOG_ENTRIES`].
 pub async fn logs(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
-    let (entries, status) = runs::get_logs(&client, id).await?;
-    let entries = match entries {
+    let (legacy, status) = runs::legacy_logs(&client, id).await?;
+    let mut entries = match legacy {
         serde_json::Value::Array(entries) => entries,
-        // `append_logs` only ever stores arrays; anything else was written
-        // behind the repository's back.
+        // Only arrays are ever stored; anything else was written behind the
+        // repository's back.
         other => {
             return Err(ServiceError::Internal {
                 source: format!("logs of run {id} are not an array but {}", json_kind(&other)).into(),
             });
         }
     };
+    let appended = runs::log_entries_after(&client, id, 0, MAX_LOG_ENTRIES).await?;
+    entries.extend(appended.into_iter().map(|(_, entry)| log_entry_json(&entry)));
     Ok(RunLogs { entries, status })
+}
+
+/// The wire shape of an entry: `{timestamp, level, message}`.
+pub fn log_entry_json(entry: &rat_domain::LogEntry) -> serde_json::Value {
+    let timestamp = entry
+        .timestamp
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({ "timestamp": timestamp, "level": entry.level.as_str(), "message": entry.message })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
