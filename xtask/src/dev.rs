@@ -3,8 +3,9 @@
 //! Everything lives under `.rat-dev/` in the checkout, so a restart keeps it:
 //! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only, and
 //! `store/` the filesystem-backed versioned file store. `rat-api` runs on
-//! 127.0.0.1:8080 against both; Ctrl-C stops everything. (The scheduler, the
-//! reaper and a minimal runner join with their issues.)
+//! 127.0.0.1:8080 (runner listener 127.0.0.1:8090) against both, with the
+//! minimal `rat-runner` executing runs; Ctrl-C stops everything. (The
+//! scheduler and the reaper join with their issues.)
 
 use std::path::PathBuf;
 
@@ -29,6 +30,9 @@ pub(crate) struct DevArgs {
     /// Address rat-api listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     api_addr: String,
+    /// Address of rat-api's runner listener.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    internal_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,12 +123,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     // The services, built in debug mode and run with the dev settings.
-    crate::cargo(&["build", "--quiet", "--package", "rat-api"])?;
+    crate::cargo(&["build", "--quiet", "--package", "rat-api", "--package", "rat-runner"])?;
     let bin_dir = crate::project_root().join("target/debug");
+    // A fresh runner token per start: the dev runner and the api share it.
+    let runner_token = format!("{:032x}", rand::random::<u128>());
     let environment = [
         ("RAT_DATABASE_URL", url.clone()),
         ("RAT_STORE", format!("fs:{}", store_dir.display())),
         ("RAT_LISTEN_ADDR", args.api_addr.clone()),
+        ("RAT_INTERNAL_LISTEN_ADDR", args.internal_addr.clone()),
+        ("RAT_RUNNER_TOKEN", runner_token.clone()),
     ];
     let mut services = Vec::new();
     let api = tokio::process::Command::new(bin_dir.join("rat-api"))
@@ -134,6 +142,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("starting rat-api")?;
     services.push(("rat-api", api));
     wait_for_health(&args.api_addr).await?;
+    let runner = tokio::process::Command::new(bin_dir.join("rat-runner"))
+        .env("RAT_RUNNER_API_URL", format!("http://{}", args.internal_addr))
+        .env("RAT_RUNNER_TOKEN", &runner_token)
+        .env("RAT_RUNNER_ID", "dev-runner")
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting rat-runner")?;
+    services.push(("rat-runner", runner));
 
     println!();
     println!("RAT dev platform is up. State is kept in {}.", paths.root.display());

@@ -11,6 +11,8 @@
 pub mod app;
 pub mod error;
 pub mod extract;
+pub mod internal;
+pub mod live;
 pub mod middleware;
 pub mod routes;
 pub mod state;

@@ -6,11 +6,17 @@
 //! - `RAT_LISTEN_ADDR`: public listener (default `127.0.0.1:8080`)
 //! - `RAT_API_KEY` / `RAT_API_KEY_FILE`: bearer key required on `/api/v1`
 //! - `RAT_PUBLIC_URL`: base URL clients use (default `http://<listen addr>`)
+//! - `RAT_INTERNAL_LISTEN_ADDR`: the runner listener (default `127.0.0.1:8090`)
+//! - `RAT_RUNNER_TOKEN` / `RAT_RUNNER_TOKEN_FILE`: bearer token runners present there
+//! - `RAT_INTERNAL_PUBLIC_URL`: base URL runners reach it at (default `http://<internal listen addr>`)
+//! - `RAT_PRESIGN_TTL_SECS`: lifetime of presigned file URLs given to runners (default 900)
 //! - `RAT_CORS_ORIGINS`: comma-separated allowed origins (default `http://localhost:3000`)
 //! - `RAT_MAX_BODY_BYTES`, `RAT_MAX_UPLOAD_BYTES`: body limits (1 MiB, 32 MiB)
 //! - `RAT_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish after SIGTERM
+//! - `RAT_SSE_MAX_PER_CLIENT`, `RAT_SSE_MAX_TOTAL`: live log streams per client IP and per process (8, 256)
 //! - `RAT_WORKER_THREADS`: async worker threads (default one per core)
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +53,22 @@ struct Cli {
     /// Base URL clients reach this api at (used in webhook URLs).
     #[arg(long, env = "RAT_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Address of the internal listener runners talk to (the runner protocol).
+    #[arg(long, env = "RAT_INTERNAL_LISTEN_ADDR", default_value = "127.0.0.1:8090")]
+    internal_listen_addr: SocketAddr,
+    /// Bearer token runners must present on the internal listener.
+    #[arg(long, env = "RAT_RUNNER_TOKEN", hide_env_values = true)]
+    runner_token: Option<String>,
+    /// File holding the runner token.
+    #[arg(long, env = "RAT_RUNNER_TOKEN_FILE")]
+    runner_token_file: Option<PathBuf>,
+    /// Base URL runners reach the internal listener at (used in file URLs).
+    #[arg(long, env = "RAT_INTERNAL_PUBLIC_URL")]
+    internal_public_url: Option<String>,
+    /// Lifetime of the presigned file URLs handed to runners, in seconds.
+    #[arg(long, env = "RAT_PRESIGN_TTL_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    presign_ttl_secs: u64,
     /// Origins allowed by CORS, comma-separated (exact matches).
     #[arg(
         long,
@@ -67,6 +89,12 @@ struct Cli {
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "RAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     shutdown_timeout_secs: u64,
+    /// Live log streams (SSE) one client IP address may hold open at once.
+    #[arg(long, env = "RAT_SSE_MAX_PER_CLIENT", default_value_t = 8)]
+    sse_max_per_client: usize,
+    /// Live log streams (SSE) this process serves at once.
+    #[arg(long, env = "RAT_SSE_MAX_TOTAL", default_value_t = 256)]
+    sse_max_total: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -109,6 +137,31 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             cli.listen_addr
         );
     }
+    let runner_token = rat_cli::secret(
+        "RAT_RUNNER_TOKEN",
+        cli.runner_token.as_deref(),
+        cli.runner_token_file.as_ref(),
+    )?;
+    if let Some(token) = &runner_token {
+        use secrecy::ExposeSecret;
+        if token.expose_secret().is_empty() {
+            bail!("RAT_RUNNER_TOKEN must not be empty");
+        }
+        // The runner token must never open /api/v1, nor a user key the runner listener.
+        if api_key
+            .as_ref()
+            .is_some_and(|key| key.expose_secret() == token.expose_secret())
+        {
+            bail!("RAT_RUNNER_TOKEN must differ from RAT_API_KEY");
+        }
+    }
+    let runner_open = rat_api::internal::open_without_token(
+        runner_token.is_some(),
+        api_key.is_some(),
+        cli.internal_listen_addr,
+        cli.insecure_no_auth,
+    )
+    .map_err(anyhow::Error::msg)?;
     let cors_origins = cli
         .cors_origins
         .iter()
@@ -128,11 +181,25 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     settings.cors_origins = cors_origins;
     settings.max_json_body = cli.max_body_bytes;
     settings.max_upload = cli.max_upload_bytes;
+    settings.runner_open = runner_open;
+    settings.runner_token = runner_token;
+    settings.internal_public_url = cli
+        .internal_public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cli.internal_listen_addr));
+    settings.presign_ttl = Duration::from_secs(cli.presign_ttl_secs);
+    settings.sse_max_per_client = cli.sse_max_per_client;
+    settings.sse_max_total = cli.sse_max_total;
     let state = AppState {
         services: Services::new(pool, store),
         settings: Arc::new(settings),
         metrics: rat_api::metrics_handle(),
+        live: rat_api::live::LiveLogs::new(cli.database.database_url.clone()),
     };
+    // Live log streams never end on their own while their run is active:
+    // they are ended when shutdown begins, so the graceful shutdown below
+    // does not wait for them until the grace period runs out.
+    let live = state.live.clone();
     // Histogram samples accumulate until drained: without this, a server
     // nobody scrapes would grow without bound.
     let upkeep = state.metrics.clone();
@@ -143,25 +210,50 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    let runner_auth = if state.settings.runner_token.is_some() {
+        "token"
+    } else if state.settings.runner_open {
+        "none (community mode)"
+    } else {
+        "refusing every request (no RAT_RUNNER_TOKEN)"
+    };
+    let internal_app = rat_api::internal::router(state.clone());
     let app = rat_api::app::router(state);
 
     let listener = tokio::net::TcpListener::bind(cli.listen_addr)
         .await
         .with_context(|| format!("binding {}", cli.listen_addr))?;
     tracing::info!(addr = %cli.listen_addr, auth = cli.api_key.is_some() || cli.api_key_file.is_some(), "rat-api listening");
+    let internal_listener = tokio::net::TcpListener::bind(cli.internal_listen_addr)
+        .await
+        .with_context(|| format!("binding the runner listener {}", cli.internal_listen_addr))?;
+    tracing::info!(addr = %cli.internal_listen_addr, auth = runner_auth, "runner listener listening");
 
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
-        async move {
-            rat_cli::shutdown_signal().await;
-            let _ = stopping_tx.send(true);
-        },
-    );
+    // One signal stops both listeners; each finishes its in-flight requests.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        rat_cli::shutdown_signal().await;
+        live.shutdown();
+        let _ = stopping_tx.send(true);
+    });
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    let public = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(stopped(stopping_rx.clone()));
+    let internal = axum::serve(
+        internal_listener,
+        internal_app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stopping_rx.clone()));
     let grace = Duration::from_secs(cli.shutdown_timeout_secs);
+    let mut grace_rx = stopping_rx;
     tokio::select! {
-        result = server => result.context("serving")?,
+        result = async { tokio::try_join!(public.into_future(), internal.into_future()) } => {
+            result.context("serving")?;
+        }
         () = async {
-            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            let _ = grace_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; exiting");

@@ -26,6 +26,26 @@ pub struct ApiSettings {
     pub build: BuildInfo,
     /// Time allowed to each readiness check.
     pub readiness_timeout: std::time::Duration,
+    /// Live log streams one client (IP address) may hold open at once.
+    pub sse_max_per_client: usize,
+    /// Live log streams this process serves at once.
+    pub sse_max_total: usize,
+    /// Interval of the `: keep-alive` comments of an idle live log stream.
+    pub sse_keep_alive: std::time::Duration,
+    /// A live log stream re-reads at least this often, in case a
+    /// notification was missed.
+    pub sse_poll_interval: std::time::Duration,
+    /// Bearer token runners present on the internal (runner) listener.
+    pub runner_token: Option<SecretString>,
+    /// Without a runner token, whether the internal listener lets every
+    /// request through (community mode on loopback, or `--insecure-no-auth`);
+    /// when false it refuses every request with 401. Ignored with a token.
+    pub runner_open: bool,
+    /// Base URL runners reach the internal listener at; the file URLs of
+    /// claims on a store that cannot presign are built from it.
+    pub internal_public_url: String,
+    /// Lifetime of the presigned file URLs handed out with claims.
+    pub presign_ttl: std::time::Duration,
 }
 
 /// Version information of this build.
@@ -53,7 +73,10 @@ impl BuildInfo {
 
 impl ApiSettings {
     /// Defaults of the contract: 1 MiB JSON, 32 MiB uploads, CORS for the
-    /// portal on `http://localhost:3000`, no auth.
+    /// portal on `http://localhost:3000`, no auth on `/api/v1`; the runner
+    /// listener refuses every request until a runner token is set (or
+    /// `runner_open`), its URL is the default `http://127.0.0.1:8090`, and
+    /// presigned URLs live 15 minutes.
     pub fn new(public_url: impl Into<String>) -> Self {
         ApiSettings {
             api_key: None,
@@ -63,6 +86,14 @@ impl ApiSettings {
             public_url: public_url.into(),
             build: BuildInfo::current(),
             readiness_timeout: std::time::Duration::from_secs(2),
+            sse_max_per_client: 8,
+            sse_max_total: 256,
+            sse_keep_alive: std::time::Duration::from_secs(15),
+            sse_poll_interval: std::time::Duration::from_secs(5),
+            runner_token: None,
+            runner_open: false,
+            internal_public_url: "http://127.0.0.1:8090".to_owned(),
+            presign_ttl: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -76,4 +107,6 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Live log streams: the notifier, the stream counters, the shutdown signal.
+    pub live: crate::live::LiveLogs,
 }

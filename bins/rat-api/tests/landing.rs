@@ -317,6 +317,7 @@ async fn small_upload_app(max_upload: usize) -> SmallUploadApp {
         services: services.clone(),
         settings: Arc::new(settings),
         metrics: rat_api::metrics_handle(),
+        live: rat_api::live::LiveLogs::new(db.url()),
     };
     let router = rat_api::app::router(state);
     let server = tokio::spawn(async move {

@@ -51,6 +51,7 @@ async fn a_public_address_without_auth_is_refused() {
         .env("RAT_DATABASE_URL", db.url())
         .env("RAT_STORE", format!("fs:{}", store_dir().display()))
         .env("RAT_LISTEN_ADDR", format!("0.0.0.0:{}", free_port()))
+        .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
         .env_remove("RAT_API_KEY")
         .output()
         .unwrap();
@@ -68,6 +69,7 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
         .env("RAT_DATABASE_URL", db.url())
         .env("RAT_STORE", format!("fs:{}", dir.display()))
         .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("RAT_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -323,11 +323,11 @@ async fn logs_answer_entries_in_order_with_the_status() {
     let logs = app.get(&format!("/api/v1/runs/{id}/logs")).await;
     assert_eq!(logs.json, expected);
 
-    // Until the SSE variant exists, an event-stream request gets the same JSON.
+    // Only an explicit `text/event-stream` gets the live stream (tests/logs_stream.rs).
     let response = app
         .http
         .get(format!("{}/api/v1/runs/{id}/logs", app.base))
-        .header("accept", "text/event-stream")
+        .header("accept", "application/json, */*")
         .send()
         .await
         .unwrap();

@@ -168,6 +168,7 @@ impl AppOnOwnMoto {
             services,
             settings: Arc::new(ApiSettings::new(format!("http://{addr}"))),
             metrics: rat_api::metrics_handle(),
+            live: rat_api::live::LiveLogs::new(db.url()),
         };
         let router = rat_api::app::router(state);
         let server = tokio::spawn(async move {

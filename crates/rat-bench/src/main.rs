@@ -6,9 +6,11 @@
 //! - `publish`: publish of a 100-file pipeline against moto, median of runs.
 //! - `api`: `GET` of one pipeline under `wrk` vs the same SELECT under
 //!   `pgbench`; `GET /runs?pipeline=` over 100,000 runs; peak RSS.
+//! - `runs`: 10,000 pending runs claimed and completed by 4 runner loops.
 
 mod api;
 mod publish;
+mod runs;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,8 @@ enum Bench {
     Publish(publish::Args),
     /// The api's read throughput and latency against pgbench (needs wrk).
     Api(api::Args),
+    /// Runner protocol throughput: claim in batches and complete.
+    Runs(runs::Args),
 }
 
 #[tokio::main]
@@ -33,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Publish(args) => publish::run(args).await,
         Bench::Api(args) => api::run(args).await,
+        Bench::Runs(args) => runs::run(args).await,
     }
 }
 

@@ -519,3 +519,539 @@ async fn appends_and_terminal_moves_notify_listeners_at_commit() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(next(&mut notifications), None, "exactly one announcement");
 }
+
+#[tokio::test]
+async fn status_reads_the_status_alone() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
+    let run = fixtures::run(&client, &pipeline).await;
+    assert_eq!(runs::status(&client, run.id).await.unwrap(), RunStatus::Pending);
+    runs::transition(
+        &client,
+        run.id,
+        RunStatus::Cancelled,
+        &Default::default(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(runs::status(&client, run.id).await.unwrap(), RunStatus::Cancelled);
+    assert!(matches!(
+        runs::status(&client, uuid::Uuid::new_v4()).await,
+        Err(DaoError::NotFound { entity: "run" })
+    ));
+}
+
+#[tokio::test]
+async fn run_events_hear_appends_and_terminal_moves_and_end_with_the_connection() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
+    let run = fixtures::run(&client, &pipeline).await;
+    let mut events = runs::RunEvents::connect(db.url(), "rat-dao-test-events").await.unwrap();
+
+    runs::append_log_entries(&client, run.id, &[entry(0, "one")])
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut events).await, Some(runs::RunEvent::Logs(run.id)));
+    let now = OffsetDateTime::now_utc();
+    runs::transition(&client, run.id, RunStatus::Running, &Default::default(), now)
+        .await
+        .unwrap();
+    runs::transition(&client, run.id, RunStatus::Failed, &Default::default(), now)
+        .await
+        .unwrap();
+    let finished = next_event(&mut events).await.unwrap();
+    assert_eq!(finished, runs::RunEvent::Finished(run.id));
+    assert_eq!(finished.run_id(), run.id);
+    // Payloads that are not run ids are skipped, not fatal.
+    client
+        .batch_execute(&format!("NOTIFY {}, 'not-a-uuid'", runs::LOG_CHANNEL))
+        .await
+        .unwrap();
+    runs::append_log_entries(&client, run.id, &[entry(1, "two")])
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut events).await, Some(runs::RunEvent::Logs(run.id)));
+    events.ping().await.unwrap();
+
+    // When the server ends the session, the listener says so (its owner reconnects).
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&"rat-dao-test-events"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut events).await, None);
+    assert!(events.ping().await.is_err());
+}
+
+/// The listener's next event, failing the test after 5 s.
+async fn next_event(events: &mut runs::RunEvents) -> Option<runs::RunEvent> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+}
+
+/// The runner protocol: claims, heartbeats, holder-checked completion.
+mod runner {
+    use super::*;
+    use rat_dao::runs::NotHeld;
+    use rat_domain::Run;
+    use std::time::Duration as StdDuration;
+    use time::Duration;
+
+    const T0: OffsetDateTime = datetime!(2026-03-01 12:00:00 UTC);
+
+    fn secs(n: i64) -> Duration {
+        Duration::seconds(n)
+    }
+
+    /// A published pipeline and `n` pending runs created one second apart from T0 - n.
+    async fn pending_runs(client: &impl rat_dao::GenericClient, n: i64) -> Vec<Run> {
+        let pipeline = fixtures::published_pipeline(client, "default", "silver", "orders").await;
+        let mut created = Vec::new();
+        for i in 0..n {
+            created.push(fixtures::run_at(client, &pipeline, T0 - secs(n - i)).await);
+        }
+        created
+    }
+
+    #[tokio::test]
+    async fn claim_hands_out_the_oldest_pending_runs_and_leases_them() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        let runs_created = pending_runs(&client, 4).await;
+        // Neither a cancelled nor a running run is ever handed out.
+        runs::transition(
+            &client,
+            runs_created[0].id,
+            RunStatus::Cancelled,
+            &Default::default(),
+            T0,
+        )
+        .await
+        .unwrap();
+
+        let lease = T0 + secs(60);
+        let first = runs::claim(&client, "runner-a", 2, lease, T0).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            vec![runs_created[1].id, runs_created[2].id],
+            "oldest pending first"
+        );
+        for run in &first {
+            assert_eq!(run.status, RunStatus::Running);
+            assert_eq!(run.runner_id.as_deref(), Some("runner-a"));
+            assert_eq!(run.lease_expires_at, Some(lease));
+            assert_eq!(run.heartbeat_at, Some(T0));
+            assert_eq!(run.started_at, Some(T0));
+            assert!(run.finished_at.is_none());
+            // The whole run comes back, snapshot included.
+            assert_eq!(run, &runs::get(&client, run.id).await.unwrap());
+        }
+        assert_eq!(first[0].published_versions, runs_created[1].published_versions);
+
+        let second = runs::claim(&client, "runner-b", 100, lease, T0).await.unwrap();
+        assert_eq!(
+            second.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![runs_created[3].id]
+        );
+        assert!(
+            runs::claim(&client, "runner-b", 100, lease, T0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            runs::get(&client, runs_created[0].id).await.unwrap().status,
+            RunStatus::Cancelled
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_skips_runs_another_claim_is_taking_without_waiting() {
+        let db = TestDatabase::new().await;
+        let setup = db.client().await;
+        let created = pending_runs(&setup, 2).await;
+        let mut a = db.client().await;
+        let b = db.client().await;
+        let tx = a.transaction().await.unwrap();
+        let in_flight = runs::claim(&tx, "runner-a", 1, T0 + secs(60), T0).await.unwrap();
+        assert_eq!(in_flight[0].id, created[0].id);
+        // The row `a` holds is skipped, not waited for.
+        let other = tokio::time::timeout(
+            StdDuration::from_secs(5),
+            runs::claim(&b, "runner-b", 2, T0 + secs(60), T0),
+        )
+        .await
+        .expect("a claim never waits for another claim")
+        .unwrap();
+        assert_eq!(other.iter().map(|r| r.id).collect::<Vec<_>>(), vec![created[1].id]);
+        tx.commit().await.unwrap();
+        assert!(
+            runs::claim(&b, "runner-b", 2, T0 + secs(60), T0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            runs::get(&setup, created[0].id).await.unwrap().runner_id.as_deref(),
+            Some("runner-a")
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_arguments_are_checked() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 1).await;
+        let lease = T0 + secs(60);
+        let long = "r".repeat(runs::MAX_RUNNER_ID_LEN + 1);
+        let cases: Vec<(&str, i64, OffsetDateTime, &str)> = vec![
+            ("runner", 0, lease, "claim_limit"),
+            ("runner", runs::MAX_CLAIM_BATCH + 1, lease, "claim_limit"),
+            ("", 1, lease, "runner_id"),
+            (&long, 1, lease, "runner_id"),
+            ("a\nb", 1, lease, "runner_id"),
+            ("runner", 1, T0, "lease"),
+        ];
+        for (runner, limit, until, constraint) in cases {
+            let err = runs::claim(&client, runner, limit, until, T0).await.unwrap_err();
+            assert!(
+                matches!(&err, DaoError::Invalid { constraint: c } if c == constraint),
+                "{runner:?}/{limit}: {err:?}"
+            );
+        }
+        // Nothing was claimed by the refused calls; 255 characters (not bytes) fit.
+        let widest = "é".repeat(runs::MAX_RUNNER_ID_LEN);
+        let claimed = runs::claim(&client, &widest, 1, lease, T0).await.unwrap();
+        assert_eq!(claimed[0].runner_id.as_deref(), Some(widest.as_str()));
+    }
+
+    #[tokio::test]
+    async fn claim_reads_pending_runs_in_order_off_their_index() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 3).await;
+        client.batch_execute("SET enable_seqscan = off").await.unwrap();
+        // The statement of runs::claim, explained (EXPLAIN does not execute it).
+        let plan: Vec<String> = client
+            .query(
+                "EXPLAIN WITH picked AS ( \
+                     SELECT id AS picked_id FROM runs WHERE status = 'pending' \
+                     ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $3), runner_id = $2, \
+                     lease_expires_at = $4, heartbeat_at = $3 \
+                 FROM picked WHERE runs.id = picked.picked_id AND runs.status = 'pending' RETURNING runs.id",
+                &[&10_i64, &"runner", &T0, &(T0 + secs(60))],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(plan.iter().any(|l| l.contains("idx_runs_pending")), "{plan:#?}");
+        assert!(
+            !plan.iter().any(|l| l.contains("Sort")),
+            "pending runs are read in order off the index: {plan:#?}"
+        );
+        assert!(plan.iter().any(|l| l.contains("LockRows")), "{plan:#?}");
+    }
+
+    #[tokio::test]
+    async fn heartbeat_extends_only_a_live_lease_of_the_holder() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        let created = pending_runs(&client, 2).await;
+        let claimed = runs::claim(&client, "runner-a", 1, T0 + secs(30), T0).await.unwrap();
+        let id = claimed[0].id;
+
+        let beat = runs::heartbeat(&client, id, "runner-a", Some(T0 + secs(90)), T0 + secs(20))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(beat.lease_expires_at, Some(T0 + secs(90)));
+        assert_eq!(beat.heartbeat_at, Some(T0 + secs(20)));
+        assert_eq!(beat.status, RunStatus::Running);
+        assert_eq!(beat.started_at, Some(T0), "a heartbeat does not restart the run");
+
+        let unchanged = runs::get(&client, id).await.unwrap();
+        let refusals = [
+            ("runner-b", T0 + secs(30), NotHeld::NotHolder(RunStatus::Running)),
+            // At the instant the lease ends, it has ended.
+            ("runner-a", T0 + secs(90), NotHeld::LeaseExpired),
+            ("runner-a", T0 + secs(500), NotHeld::LeaseExpired),
+        ];
+        for (runner, now, reason) in refusals {
+            let refused = runs::heartbeat(&client, id, runner, Some(now + secs(60)), now)
+                .await
+                .unwrap();
+            assert_eq!(refused, Err(reason), "{runner} at {now}");
+            assert_eq!(
+                runs::get(&client, id).await.unwrap(),
+                unchanged,
+                "a refusal changes nothing"
+            );
+        }
+        // A pending run is nobody's.
+        let pending = runs::heartbeat(&client, created[1].id, "runner-a", None, T0)
+            .await
+            .unwrap();
+        assert_eq!(pending, Err(NotHeld::NotHolder(RunStatus::Pending)));
+
+        // Cancelled while held: the holder is told so (to stop), others that it finished.
+        runs::transition(&client, id, RunStatus::Cancelled, &Default::default(), T0 + secs(40))
+            .await
+            .unwrap();
+        let holder = runs::heartbeat(&client, id, "runner-a", Some(T0 + secs(100)), T0 + secs(41))
+            .await
+            .unwrap();
+        assert_eq!(holder, Err(NotHeld::Cancelled));
+        let other = runs::heartbeat(&client, id, "runner-b", None, T0 + secs(41))
+            .await
+            .unwrap();
+        assert_eq!(other, Err(NotHeld::Finished(RunStatus::Cancelled)));
+
+        let err = runs::heartbeat(&client, uuid::Uuid::new_v4(), "runner-a", None, T0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DaoError::NotFound { entity: "run" }), "{err:?}");
+        let err = runs::heartbeat(&client, id, "", None, T0).await.unwrap_err();
+        assert!(
+            matches!(&err, DaoError::Invalid { constraint } if constraint == "runner_id"),
+            "{err:?}"
+        );
+        let err = runs::heartbeat(&client, id, "runner-a", Some(T0), T0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DaoError::Invalid { constraint } if constraint == "lease"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_without_a_lease_renews_the_current_lease_for_as_long() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 1).await;
+        let id = runs::claim(&client, "runner-a", 1, T0 + secs(600), T0).await.unwrap()[0].id;
+        let beat = runs::heartbeat(&client, id, "runner-a", None, T0 + secs(100))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            beat.lease_expires_at,
+            Some(T0 + secs(700)),
+            "the claim's 600 s lease, renewed"
+        );
+        let shorter = runs::heartbeat(&client, id, "runner-a", Some(T0 + secs(130)), T0 + secs(110))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(shorter.lease_expires_at, Some(T0 + secs(130)));
+        let again = runs::heartbeat(&client, id, "runner-a", None, T0 + secs(120))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again.lease_expires_at,
+            Some(T0 + secs(140)),
+            "the last heartbeat's 20 s lease"
+        );
+        assert_eq!(again.heartbeat_at, Some(T0 + secs(120)));
+    }
+
+    #[tokio::test]
+    async fn complete_held_records_the_report_of_the_holder_only_once() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 1).await;
+        let id = runs::claim(&client, "runner-a", 1, T0 + secs(30), T0).await.unwrap()[0].id;
+        let report = runs::RunReport {
+            error: Some("boom".to_owned()),
+            duration_ms: Some(1500),
+            rows_written: Some(42),
+            phase_profiles: Some(serde_json::json!([{"name": "read", "duration_ms": 10}])),
+        };
+        let before = runs::get(&client, id).await.unwrap();
+        let other = runs::complete_held(&client, id, "runner-b", RunStatus::Failed, &report, T0 + secs(5))
+            .await
+            .unwrap();
+        assert_eq!(other, Err(NotHeld::NotHolder(RunStatus::Running)));
+        let err = runs::complete_held(&client, id, "runner-a", RunStatus::Running, &report, T0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DaoError::Invalid { constraint } if constraint == "status"),
+            "{err:?}"
+        );
+        assert_eq!(runs::get(&client, id).await.unwrap(), before);
+
+        let done = runs::complete_held(&client, id, "runner-a", RunStatus::Failed, &report, T0 + secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, RunStatus::Failed);
+        assert_eq!(done.finished_at, Some(T0 + secs(5)));
+        assert_eq!(done.started_at, Some(T0));
+        assert_eq!(done.error.as_deref(), Some("boom"));
+        assert_eq!(done.duration_ms, Some(1500));
+        assert_eq!(done.rows_written, Some(42));
+        assert_eq!(done.phase_profiles, report.phase_profiles);
+        assert_eq!(done.runner_id.as_deref(), Some("runner-a"), "who ran it stays recorded");
+        assert_eq!(runs::get(&client, id).await.unwrap(), done);
+
+        // A late or repeated report changes nothing.
+        let again = runs::complete_held(
+            &client,
+            id,
+            "runner-a",
+            RunStatus::Success,
+            &Default::default(),
+            T0 + secs(6),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again, Err(NotHeld::Finished(RunStatus::Failed)));
+        assert_eq!(runs::get(&client, id).await.unwrap(), done);
+    }
+
+    #[tokio::test]
+    async fn complete_held_refuses_an_expired_lease_and_a_cancelled_run() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 2).await;
+        let claimed = runs::claim(&client, "runner-a", 2, T0 + secs(30), T0).await.unwrap();
+        let (expired, cancelled) = (claimed[0].id, claimed[1].id);
+        let before = runs::get(&client, expired).await.unwrap();
+        let late = runs::complete_held(
+            &client,
+            expired,
+            "runner-a",
+            RunStatus::Success,
+            &Default::default(),
+            T0 + secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(late, Err(NotHeld::LeaseExpired));
+        assert_eq!(runs::get(&client, expired).await.unwrap(), before);
+
+        runs::transition(
+            &client,
+            cancelled,
+            RunStatus::Cancelled,
+            &Default::default(),
+            T0 + secs(1),
+        )
+        .await
+        .unwrap();
+        let refused = runs::complete_held(
+            &client,
+            cancelled,
+            "runner-a",
+            RunStatus::Success,
+            &Default::default(),
+            T0 + secs(2),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused, Err(NotHeld::Cancelled));
+        assert_eq!(
+            runs::get(&client, cancelled).await.unwrap().status,
+            RunStatus::Cancelled
+        );
+        let err = runs::complete_held(
+            &client,
+            uuid::Uuid::new_v4(),
+            "runner-a",
+            RunStatus::Success,
+            &Default::default(),
+            T0,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, DaoError::NotFound { entity: "run" }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn lock_held_checks_the_holder_and_holds_off_a_concurrent_cancel() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        let created = pending_runs(&client, 2).await;
+        let id = runs::claim(&client, "runner-a", 1, T0 + secs(30), T0).await.unwrap()[0].id;
+        assert_eq!(
+            runs::lock_held(&client, id, "runner-b", T0).await.unwrap(),
+            Err(NotHeld::NotHolder(RunStatus::Running))
+        );
+        assert_eq!(
+            runs::lock_held(&client, id, "runner-a", T0 + secs(30)).await.unwrap(),
+            Err(NotHeld::LeaseExpired)
+        );
+        assert_eq!(
+            runs::lock_held(&client, created[1].id, "runner-a", T0).await.unwrap(),
+            Err(NotHeld::NotHolder(RunStatus::Pending))
+        );
+
+        let mut appender = db.client().await;
+        let tx = appender.transaction().await.unwrap();
+        assert_eq!(
+            runs::lock_held(&tx, id, "runner-a", T0 + secs(1)).await.unwrap(),
+            Ok(())
+        );
+        let canceller = db.client().await;
+        let cancel = tokio::spawn(async move {
+            runs::transition(&canceller, id, RunStatus::Cancelled, &Default::default(), T0 + secs(2)).await
+        });
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+        assert!(!cancel.is_finished(), "the cancel waits for the holder's transaction");
+        runs::append_log_entries(&tx, id, &[entry(1, "last words")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let cancelled = cancel.await.unwrap().unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+        assert_eq!(
+            runs::lock_held(&client, id, "runner-a", T0 + secs(3)).await.unwrap(),
+            Err(NotHeld::Cancelled)
+        );
+    }
+
+    #[tokio::test]
+    async fn complete_held_announces_the_terminal_status_at_commit() {
+        let db = TestDatabase::new().await;
+        let client = db.client().await;
+        pending_runs(&client, 1).await;
+        let id = runs::claim(&client, "runner-a", 1, T0 + secs(30), T0).await.unwrap()[0].id;
+        let mut events = runs::RunEvents::connect(db.url(), "rat-test-listener").await.unwrap();
+        let mut writer = db.client().await;
+        let tx = writer.transaction().await.unwrap();
+        runs::complete_held(
+            &tx,
+            id,
+            "runner-a",
+            RunStatus::Success,
+            &Default::default(),
+            T0 + secs(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            tokio::time::timeout(StdDuration::from_millis(300), events.recv())
+                .await
+                .is_err(),
+            "nothing is announced before the commit"
+        );
+        tx.commit().await.unwrap();
+        let event = tokio::time::timeout(StdDuration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s");
+        assert_eq!(event, Some(runs::RunEvent::Finished(id)));
+    }
+}

@@ -16,6 +16,7 @@ pub mod pipelines;
 pub mod platform;
 pub mod quality;
 pub mod retention;
+pub mod runner;
 pub mod runs;
 pub mod schedules;
 pub mod sharing;

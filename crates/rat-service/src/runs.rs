@@ -105,20 +105,57 @@ pub const MAX_LOG_ENTRIES: i64 = 10_000;
 /// order, at most [`MAX_LOG_ENTRIES`].
 pub async fn logs(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
-    let (legacy, status) = runs::legacy_logs(&client, id).await?;
-    let mut entries = match legacy {
-        serde_json::Value::Array(entries) => entries,
-        // Only arrays are ever stored; anything else was written behind the
-        // repository's back.
-        other => {
-            return Err(ServiceError::Internal {
-                source: format!("logs of run {id} are not an array but {}", json_kind(&other)).into(),
-            });
-        }
-    };
+    let RunLogs { mut entries, status } = read_legacy_logs(&client, id).await?;
     let appended = runs::log_entries_after(&client, id, 0, MAX_LOG_ENTRIES).await?;
     entries.extend(appended.into_iter().map(|(_, entry)| log_entry_json(&entry)));
     Ok(RunLogs { entries, status })
+}
+
+/// What a live log stream sends first: the entries kept in the seed's shape
+/// (`runs.logs`, which carry no id and never grow) and the run's status.
+/// `NotFound` for an unknown run. The entries appended by runners follow,
+/// page by page, from [`log_tail`].
+pub async fn legacy_log_entries(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
+    let client = services.pool.get().await?;
+    read_legacy_logs(&client, id).await
+}
+
+async fn read_legacy_logs(client: &impl rat_dao::GenericClient, id: Uuid) -> Result<RunLogs, ServiceError> {
+    let (legacy, status) = runs::legacy_logs(client, id).await?;
+    match legacy {
+        serde_json::Value::Array(entries) => Ok(RunLogs { entries, status }),
+        // Only arrays are ever stored; anything else was written behind the
+        // repository's back.
+        other => Err(ServiceError::Internal {
+            source: format!("logs of run {id} are not an array but {}", json_kind(&other)).into(),
+        }),
+    }
+}
+
+/// Log entries appended after a cursor, and the run's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTail {
+    /// The run's status, read *before* the entries: when it is terminal and
+    /// fewer than the limit came back, the entries are the run's last.
+    pub status: RunStatus,
+    /// Entries with an id above the cursor, oldest first, each with its id.
+    pub entries: Vec<(i64, rat_domain::LogEntry)>,
+}
+
+/// Most entries one [`log_tail`] call reads.
+pub const MAX_LOG_TAIL: i64 = 1000;
+
+/// The run's status, then up to `limit` (at most [`MAX_LOG_TAIL`]) entries
+/// with an id above `after`. `NotFound` for an unknown (or deleted) run.
+///
+/// The status is read first on purpose: entries are committed before the
+/// status that ends the run, so once a terminal status has been read, a
+/// later read of the entries sees every entry the run will ever have.
+pub async fn log_tail(services: &Services, id: Uuid, after: i64, limit: i64) -> Result<LogTail, ServiceError> {
+    let client = services.pool.get().await?;
+    let status = runs::status(&client, id).await?;
+    let entries = runs::log_entries_after(&client, id, after, limit.clamp(1, MAX_LOG_TAIL)).await?;
+    Ok(LogTail { status, entries })
 }
 
 /// The wire shape of an entry: `{timestamp, level, message}`.

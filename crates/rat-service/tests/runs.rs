@@ -128,3 +128,75 @@ async fn cancel_refuses_finished_runs_and_names_their_status() {
     assert!(logs.entries.is_empty());
     assert_eq!(logs.status, RunStatus::Failed);
 }
+
+#[tokio::test]
+async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
+    let world = fs_world().await;
+    create(&world.services, "orders").await;
+    let orders = address("default", "silver", "orders");
+    let now = datetime!(2026-06-01 10:00:00 UTC);
+    rat_service::versions::publish(&world.services, &orders, "v1", now)
+        .await
+        .unwrap();
+    let run = rat_service::runs::create(&world.services, &orders, "manual", now)
+        .await
+        .unwrap();
+    let client = world.db.client().await;
+    client
+        .execute(
+            "UPDATE runs SET logs = $2 WHERE id = $1",
+            &[&run.id, &serde_json::json!([{"message": "imported"}])],
+        )
+        .await
+        .unwrap();
+    let entry = |message: &str| rat_domain::LogEntry::new(now, rat_domain::LogLevel::Info, message).unwrap();
+    let first = runs::append_log_entries(&client, run.id, &[entry("a"), entry("b")])
+        .await
+        .unwrap();
+    let last = runs::append_log_entries(&client, run.id, &[entry("c")]).await.unwrap();
+
+    let legacy = rat_service::runs::legacy_log_entries(&world.services, run.id)
+        .await
+        .unwrap();
+    assert_eq!(legacy.entries, vec![serde_json::json!({"message": "imported"})]);
+    assert_eq!(legacy.status, RunStatus::Pending);
+
+    let messages = |tail: &rat_service::runs::LogTail| -> Vec<String> {
+        tail.entries.iter().map(|(_, e)| e.message.clone()).collect()
+    };
+    let all = rat_service::runs::log_tail(&world.services, run.id, 0, 500)
+        .await
+        .unwrap();
+    assert_eq!(all.status, RunStatus::Pending);
+    assert_eq!(messages(&all), ["a", "b", "c"]);
+    assert_eq!(all.entries.last().unwrap().0, last);
+    let page = rat_service::runs::log_tail(&world.services, run.id, 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(messages(&page), ["a"]);
+    let after = rat_service::runs::log_tail(&world.services, run.id, first, 500)
+        .await
+        .unwrap();
+    assert_eq!(messages(&after), ["c"]);
+    let none = rat_service::runs::log_tail(&world.services, run.id, last, 500)
+        .await
+        .unwrap();
+    assert!(none.entries.is_empty());
+
+    rat_service::runs::cancel(&world.services, run.id, now).await.unwrap();
+    let ended = rat_service::runs::log_tail(&world.services, run.id, last, 500)
+        .await
+        .unwrap();
+    assert_eq!(ended.status, RunStatus::Cancelled);
+
+    for err in [
+        rat_service::runs::log_tail(&world.services, uuid::Uuid::new_v4(), 0, 500)
+            .await
+            .unwrap_err(),
+        rat_service::runs::legacy_log_entries(&world.services, uuid::Uuid::new_v4())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, ServiceError::NotFound { entity: "run" }), "{err:?}");
+    }
+}

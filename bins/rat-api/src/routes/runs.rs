@@ -1,12 +1,15 @@
 //! `/api/v1/runs`: create, list, get, cancel, logs (contract §7).
 //!
-//! `GET /runs/{id}/logs` answers JSON; the `Accept: text/event-stream`
-//! variant (SSE) is a later issue and, until it lands, such a request gets
-//! the same JSON answer.
+//! `GET /runs/{id}/logs` answers JSON, or, with `Accept: text/event-stream`,
+//! a live SSE stream (see [`crate::live`]): existing entries, new ones as
+//! they are appended, then `event: status` and the end of the stream.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_dao::runs::RunFilter;
 use rat_domain::{Layer, NamespaceName, PipelineName, Run, RunSortField, RunStatus, Sort, trigger_label};
@@ -260,7 +263,7 @@ impl LogEntry {
     /// The wire shape of a stored entry. Runners store `{timestamp, level,
     /// message}` objects; anything else is shown whole as the message, so no
     /// stored line is ever hidden from the reader.
-    fn from_stored(entry: Value) -> Self {
+    pub(crate) fn from_stored(entry: Value) -> Self {
         let text = |value: Option<&Value>| match value {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
@@ -298,14 +301,111 @@ pub struct RunLogs {
     pub status: String,
 }
 
-/// The run's log entries and status, as JSON (also for `Accept: text/event-stream` for now).
-#[utoipa::path(get, path = "/runs/{id}/logs", tag = "runs", params(("id" = String, Path, description = "run id")),
-    responses((status = 200, body = RunLogs), (status = 404, body = ErrorEnvelope)))]
-pub async fn logs(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunLogs>> {
+/// The run's log entries and status: JSON, or with `Accept: text/event-stream`
+/// a live stream of `event: log` (`{timestamp, level, message}`, with the
+/// entry's id when it has one; `Last-Event-ID` resumes after it) and a final
+/// `event: status` (`{status}`) once the run has ended, with `: keep-alive`
+/// comments while idle.
+#[utoipa::path(get, path = "/runs/{id}/logs", tag = "runs",
+    params(("id" = String, Path, description = "run id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "SSE only: resume after this entry id")),
+    responses(
+        (status = 200, description = "JSON, or an SSE stream with `Accept: text/event-stream`",
+            content((RunLogs = "application/json"), (String = "text/event-stream"))),
+        (status = 404, body = ErrorEnvelope),
+        (status = 429, description = "too many live streams from this client or on this server",
+            body = ErrorEnvelope)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let id = run_id(&id)?;
+    if wants_event_stream(&headers) {
+        // Without connection info (an embedding that does not provide it),
+        // every client shares one allowance.
+        let client = connection.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
+        return stream_logs(state, id, client, last_event_id(&headers)).await;
+    }
     let logs = rat_service::runs::logs(&state.services, id).await?;
     Ok(Json(RunLogs {
         logs: logs.entries.into_iter().map(LogEntry::from_stored).collect(),
         status: logs.status.as_str().to_owned(),
-    }))
+    })
+    .into_response())
+}
+
+/// Whether the client asked for `text/event-stream` (an explicit media
+/// range: `*/*` keeps the JSON answer).
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            range
+                .split(';')
+                .next()
+                .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+/// The entry id in `Last-Event-ID`, if it is one; anything else restarts
+/// the stream from the beginning.
+fn last_event_id(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|id| *id >= 0)
+}
+
+/// Opens the live stream: a slot first (429 beyond the limits), then the
+/// run (404, before anything is streamed), then the events.
+async fn stream_logs(state: AppState, id: Uuid, client: IpAddr, resume_after: Option<i64>) -> ApiResult<Response> {
+    let settings = &state.settings;
+    let slot = state
+        .live
+        .acquire(client, settings.sse_max_per_client, settings.sse_max_total)
+        .map_err(|limit| {
+            tracing::warn!(%client, %limit, "live log stream refused");
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", limit.to_string())
+        })?;
+    // Subscribed before the first read: whatever is committed after that
+    // read wakes the stream up.
+    let wakes = state.live.subscribe();
+    let first = rat_service::runs::legacy_log_entries(&state.services, id).await?;
+    // Legacy entries carry no id: a client resuming after an id has them.
+    let legacy = match resume_after {
+        Some(_) => Vec::new(),
+        None => first
+            .entries
+            .into_iter()
+            .map(|entry| serde_json::to_string(&LogEntry::from_stored(entry)).unwrap_or_default())
+            .collect(),
+    };
+    let events = crate::live::log_events(
+        state.services.clone(),
+        &state.live,
+        crate::live::StreamStart {
+            run: id,
+            legacy,
+            cursor: resume_after.unwrap_or(0),
+            wakes,
+            slot,
+        },
+        crate::live::StreamOptions {
+            poll_interval: settings.sse_poll_interval,
+        },
+    );
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(settings.sse_keep_alive).text("keep-alive"))
+        .into_response();
+    // Reverse proxies (nginx) would otherwise buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }

@@ -26,8 +26,28 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The API key the app requires, if any.
     pub api_key: Option<String>,
+    /// The app's live log machinery (to end its streams as a shutdown would).
+    pub live: rat_api::live::LiveLogs,
     server: tokio::task::JoinHandle<()>,
+    /// `http://127.0.0.1:<port>` of the internal (runner) listener, when served.
+    pub internal_base: Option<String>,
+    /// The runner token the internal listener requires, if any.
+    pub runner_token: Option<String>,
+    internal_server: Option<tokio::task::JoinHandle<()>>,
+    _store_dir: Option<StoreDir>,
 }
+
+/// A filesystem store's directory, removed with the app.
+struct StoreDir(std::path::PathBuf);
+
+impl Drop for StoreDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A change to the settings, applied before the app starts.
+type ConfigureSettings = Box<dyn FnOnce(&mut ApiSettings)>;
 
 /// Options of a [`TestApp`].
 #[derive(Default)]
@@ -35,6 +55,9 @@ pub struct Builder {
     api_key: Option<String>,
     extra: Option<Router<AppState>>,
     max_json_body: Option<usize>,
+    configure: Option<ConfigureSettings>,
+    internal: Option<Option<String>>,
+    fs_store: bool,
 }
 
 impl Builder {
@@ -56,11 +79,37 @@ impl Builder {
         self
     }
 
+    /// Also serves the internal (runner) listener on another `127.0.0.1:0`
+    /// port, requiring `token` (`None`: no runner token, so the listener is
+    /// open in community mode and closed when the app has an API key).
+    pub fn internal_listener(mut self, token: Option<&str>) -> Self {
+        self.internal = Some(token.map(str::to_owned));
+        self
+    }
+
+    /// Uses a fresh filesystem store instead of an S3 bucket.
+    pub fn fs_store(mut self) -> Self {
+        self.fs_store = true;
+        self
+    }
+
+    /// Changes any setting before the app starts.
+    pub fn settings(mut self, configure: impl FnOnce(&mut ApiSettings) + 'static) -> Self {
+        self.configure = Some(Box::new(configure));
+        self
+    }
+
     /// Builds and serves the app.
     pub async fn start(self) -> TestApp {
         let db = TestDatabase::new().await;
-        let store = rat_testkit::s3::test_store().await;
-        let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
+        let (store, store_dir): (Arc<dyn VersionedStore>, Option<StoreDir>) = if self.fs_store {
+            let dir = std::env::temp_dir().join(format!("rat-api-test-{}", uuid::Uuid::new_v4()));
+            let store = rat_versioning::fs::FsStore::open(dir.clone()).await.expect("fs store");
+            (Arc::new(store), Some(StoreDir(dir)))
+        } else {
+            (Arc::new(rat_testkit::s3::test_store().await), None)
+        };
+        let services = Services::new(db.pool().clone(), store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = ApiSettings::new(format!("http://{addr}"));
@@ -68,11 +117,44 @@ impl Builder {
         if let Some(bytes) = self.max_json_body {
             settings.max_json_body = bytes;
         }
+        let internal_listener = match &self.internal {
+            Some(token) => {
+                let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let internal_addr = internal.local_addr().unwrap();
+                settings.runner_token = token.clone().map(secrecy::SecretString::from);
+                settings.runner_open = rat_api::internal::open_without_token(
+                    token.is_some(),
+                    self.api_key.is_some(),
+                    internal_addr,
+                    false,
+                )
+                .unwrap();
+                settings.internal_public_url = format!("http://{internal_addr}");
+                Some((internal, internal_addr))
+            }
+            None => None,
+        };
+        if let Some(configure) = self.configure {
+            configure(&mut settings);
+        }
+        let live = rat_api::live::LiveLogs::new(db.url());
         let state = AppState {
             services: services.clone(),
             settings: Arc::new(settings),
             metrics: rat_api::metrics_handle(),
+            live: live.clone(),
         };
+        let internal_server = internal_listener
+            .as_ref()
+            .map(|_| rat_api::internal::router(state.clone()));
+        let internal_base = internal_listener.as_ref().map(|(_, addr)| format!("http://{addr}"));
+        let internal_server = internal_listener.zip(internal_server).map(|((listener, _), router)| {
+            tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+                    .unwrap();
+            })
+        });
         let (router, _) = rat_api::app::router_with(state, self.extra.unwrap_or_default());
         let server = tokio::spawn(async move {
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -85,7 +167,12 @@ impl Builder {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
             api_key: self.api_key,
+            live,
             server,
+            internal_base,
+            runner_token: self.internal.flatten(),
+            internal_server,
+            _store_dir: store_dir,
         }
     }
 }
@@ -167,6 +254,41 @@ impl TestApp {
         }
     }
 
+    /// Sends a request to the internal (runner) listener with an optional
+    /// JSON body and bearer token.
+    pub async fn internal_request_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Answer {
+        let base = self
+            .internal_base
+            .as_ref()
+            .expect("the app serves no internal listener");
+        let mut request = self.http.request(method, format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::answer(request.send().await.expect("request sent")).await
+    }
+
+    /// POST with a JSON body to the internal listener, with the app's runner token.
+    pub async fn internal_post(&self, path: &str, body: Value) -> Answer {
+        self.internal_request_with(Method::POST, path, Some(body), self.runner_token.as_deref())
+            .await
+    }
+
+    /// GET on the internal listener, with the app's runner token.
+    pub async fn internal_get(&self, path: &str) -> Answer {
+        self.internal_request_with(Method::GET, path, None, self.runner_token.as_deref())
+            .await
+    }
+
     /// GET.
     pub async fn get(&self, path: &str) -> Answer {
         self.request(Method::GET, path, None).await
@@ -225,5 +347,8 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(internal) = &self.internal_server {
+            internal.abort();
+        }
     }
 }

@@ -1,0 +1,673 @@
+//! The internal (runner) listener: the runner protocol, served on its own
+//! address (`RAT_INTERNAL_LISTEN_ADDR`) by a router of its own, never by the
+//! public one.
+//!
+//! Authentication: `Authorization: Bearer <RAT_RUNNER_TOKEN>`, compared in
+//! constant time; user API keys are not accepted here, and the runner token
+//! is not accepted on `/api/v1` (the binary refuses to start when both are
+//! the same). Without a runner token the listener is open only in community
+//! mode (no `RAT_API_KEY`) on a loopback address, or when the operator
+//! passed `--insecure-no-auth`; otherwise it answers every request with 401.
+//! The binary refuses to bind a non-loopback internal address without a
+//! runner token unless `--insecure-no-auth` is given.
+//!
+//! Routes:
+//! - `POST /internal/v1/runs/claim`: hand pending runs to a runner;
+//! - `POST /internal/v1/runs/{id}/heartbeat`: extend the lease (or learn to stop);
+//! - `POST /internal/v1/runs/{id}/logs`: append log entries;
+//! - `POST /internal/v1/runs/{id}/complete`: record the outcome and quality results;
+//! - `POST /api/v1/internal/runs/{id}/status`: ratd's runner callback;
+//! - `GET /internal/v1/files?key=&version=`: one file at one version, for
+//!   stores that cannot presign (the filesystem store);
+//! - `GET /internal/v1/openapi.json`: this listener's OpenAPI document.
+//!
+//! Every report about a run the runner does not hold is 409 and changes
+//! nothing. Errors use the envelope of the public API; each request is
+//! logged (one line, with its request id) but not audited.
+
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LAST_MODIFIED, WWW_AUTHENTICATE};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use rat_dao::runs::RunReport;
+use rat_domain::{LogEntry, LogLevel, RunStatus, TestName};
+use rat_service::runner::{self, ClaimedRun, Completion, Lease, QualityReport, RunnerId};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::middleware;
+use crate::state::AppState;
+
+/// The path of the file route (file URLs of claims point here).
+pub const FILES_PATH: &str = "/internal/v1/files";
+
+/// The document's fixed parts; paths and schemas come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "RAT runner API",
+        description = "The runner protocol of rat-api's internal listener. Every request needs \
+                       Authorization: Bearer <RAT_RUNNER_TOKEN>. Every error answers \
+                       {\"error\":{\"code\",\"type\",\"message\"}}."
+    ),
+    components(schemas(crate::error::ErrorEnvelope, crate::error::ErrorBody))
+)]
+struct InternalDoc;
+
+/// Whether the internal listener, bound to `addr`, may serve without a runner
+/// token: in community mode (no API key) on a loopback address, or when the
+/// operator asked for no authentication. `Err` (refuse to start) for a
+/// non-loopback address without a token or `--insecure-no-auth`.
+pub fn open_without_token(
+    has_runner_token: bool,
+    has_api_key: bool,
+    addr: std::net::SocketAddr,
+    insecure_no_auth: bool,
+) -> Result<bool, String> {
+    if has_runner_token {
+        return Ok(false);
+    }
+    if insecure_no_auth {
+        return Ok(true);
+    }
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to serve the runner listener on {addr} without authentication: set RAT_RUNNER_TOKEN, \
+             bind RAT_INTERNAL_LISTEN_ADDR to a loopback address, or pass --insecure-no-auth"
+        ));
+    }
+    Ok(!has_api_key)
+}
+
+/// The internal router and its OpenAPI document.
+pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(InternalDoc::openapi())
+        .routes(routes!(claim))
+        .routes(routes!(heartbeat))
+        .routes(routes!(append_logs))
+        .routes(routes!(complete))
+        .routes(routes!(callback_status))
+        .routes(routes!(file_version))
+        .split_for_parts();
+    let document = std::sync::Arc::new(openapi.clone());
+    let router = router
+        .route(
+            "/internal/v1/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()).into_response() }
+            }),
+        )
+        .fallback(|| async { ApiError::not_found("route not found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "INVALID_ARGUMENT",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.settings.max_json_body))
+        // Around the fallback too: an unauthenticated caller learns nothing
+        // about which routes exist.
+        .layer(from_fn_with_state(state.clone(), authenticate_runner))
+        .layer(from_fn(middleware::metrics))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn(middleware::envelope_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(from_fn(middleware::request_id))
+        .with_state(state);
+    (router, openapi)
+}
+
+/// The internal listener's router.
+pub fn router(state: AppState) -> Router {
+    router_and_openapi(state).0
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message).into_response();
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Requires `Authorization: Bearer <runner token>` (constant-time compare).
+/// Without a configured token, lets requests through only when the listener
+/// is open ([`open_without_token`]); otherwise refuses every request.
+pub async fn authenticate_runner(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match &state.settings.runner_token {
+        Some(token) => {
+            let presented = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let matches: bool = presented.as_bytes().ct_eq(token.expose_secret().as_bytes()).into();
+            if !matches {
+                return unauthorized("missing or invalid runner token");
+            }
+        }
+        None if state.settings.runner_open => {}
+        None => return unauthorized("the runner listener has no runner token configured (RAT_RUNNER_TOKEN)"),
+    }
+    next.run(request).await
+}
+
+/// A run id from the path: a malformed id names no run, so it is a 404.
+fn run_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::not_found("run not found"))
+}
+
+/// An optional text, absent when empty (ratd's runners send `""` for "no error").
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn duration_ms(value: Option<i64>) -> Result<Option<i32>, ApiError> {
+    value
+        .map(|ms| {
+            i32::try_from(ms)
+                .ok()
+                .filter(|ms| *ms >= 0)
+                .ok_or_else(|| ApiError::invalid(format!("duration_ms must be between 0 and {}", i32::MAX)))
+        })
+        .transpose()
+}
+
+fn rows_written(value: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match value {
+        Some(rows) if rows < 0 => Err(ApiError::invalid("rows_written must not be negative")),
+        other => Ok(other),
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+fn encode_query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Body of `POST /internal/v1/runs/claim`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    /// The claiming runner's name (1 to 255 characters, no control characters).
+    pub runner_id: String,
+    /// Most runs to hand out, 1 to 100 (default 1).
+    #[serde(default)]
+    pub max_runs: Option<i64>,
+    /// Lease of each run, 10 to 3600 seconds (default 60).
+    #[serde(default)]
+    pub lease_seconds: Option<i64>,
+}
+
+/// One pinned file of a claimed run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedFileDto {
+    /// Full key in the store.
+    pub key: String,
+    /// Key relative to the pipeline's directory (`pipeline.sql`).
+    pub path: String,
+    /// The pinned version id.
+    pub version_id: String,
+    /// Where to GET exactly that version: a presigned S3 URL (no credentials
+    /// needed), or this listener's file route (send the runner token).
+    pub url: String,
+}
+
+/// A claimed run: everything a runner needs to execute the published snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedRunDto {
+    /// The run.
+    pub run_id: Uuid,
+    /// The pipeline's namespace.
+    pub namespace: String,
+    /// The pipeline's layer.
+    pub layer: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// `sql` or `python`.
+    #[serde(rename = "type")]
+    pub pipeline_type: String,
+    /// The run's label (`manual`, `schedule:{cron}`, `trigger:…`).
+    pub trigger: String,
+    /// The published version the run executes.
+    pub version_number: i32,
+    /// When the lease ends unless renewed by a heartbeat.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// Every pinned file, in key order.
+    pub files: Vec<ClaimedFileDto>,
+}
+
+/// Answer of `POST /internal/v1/runs/claim`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimAnswer {
+    /// The runs handed out, oldest first (empty when nothing is pending).
+    pub runs: Vec<ClaimedRunDto>,
+}
+
+fn claimed_dto(state: &AppState, claimed: ClaimedRun) -> ClaimedRunDto {
+    let base = state.settings.internal_public_url.trim_end_matches('/');
+    ClaimedRunDto {
+        run_id: claimed.run.id,
+        namespace: claimed.pipeline.namespace.as_str().to_owned(),
+        layer: claimed.pipeline.layer.as_str().to_owned(),
+        pipeline: claimed.pipeline.name.as_str().to_owned(),
+        pipeline_type: claimed.pipeline_type.as_str().to_owned(),
+        trigger: claimed.run.trigger,
+        version_number: claimed.run.version_number,
+        lease_expires_at: claimed.run.lease_expires_at,
+        files: claimed
+            .files
+            .into_iter()
+            .map(|file| {
+                let url = file.url.unwrap_or_else(|| {
+                    format!(
+                        "{base}{FILES_PATH}?key={}&version={}",
+                        encode_query_value(&file.key),
+                        encode_query_value(&file.version_id)
+                    )
+                });
+                ClaimedFileDto {
+                    key: file.key,
+                    path: file.path,
+                    version_id: file.version_id,
+                    url,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Hands up to `max_runs` pending runs, oldest first, to the runner: each is
+/// moved to `running` and leased to it, and comes with its pinned files.
+#[utoipa::path(post, path = "/internal/v1/runs/claim", tag = "runner", request_body = ClaimBody,
+    responses((status = 200, body = ClaimAnswer), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn claim(State(state): State<AppState>, ApiJson(body): ApiJson<ClaimBody>) -> ApiResult<Json<ClaimAnswer>> {
+    let runner = RunnerId::parse(&body.runner_id)?;
+    let max_runs = runner::claim_size(body.max_runs)?;
+    let lease = Lease::parse(body.lease_seconds)?;
+    let claimed = runner::claim(
+        &state.services,
+        &runner,
+        max_runs,
+        lease,
+        state.settings.presign_ttl,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    Ok(Json(ClaimAnswer {
+        runs: claimed.into_iter().map(|c| claimed_dto(&state, c)).collect(),
+    }))
+}
+
+/// Body of `POST /internal/v1/runs/{id}/heartbeat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// The holding runner.
+    pub runner_id: String,
+    /// New lease from now, 10 to 3600 seconds (default: as long as the
+    /// current lease, i.e. the length asked for at the claim or the last heartbeat).
+    #[serde(default)]
+    pub lease_seconds: Option<i64>,
+}
+
+/// Answer of `POST /internal/v1/runs/{id}/heartbeat`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatAnswer {
+    /// The run.
+    pub run_id: Uuid,
+    /// `running`, or `cancelled` when the runner must stop.
+    pub status: String,
+    /// When the lease now ends.
+    #[serde(with = "crate::routes::rfc3339::option")]
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// True when the run was cancelled: stop executing it.
+    pub stop: bool,
+}
+
+/// Extends the runner's lease on a run it holds; `stop: true` when the run was cancelled.
+#[utoipa::path(post, path = "/internal/v1/runs/{id}/heartbeat", tag = "runner",
+    params(("id" = String, Path, description = "run id")), request_body = HeartbeatBody,
+    responses((status = 200, body = HeartbeatAnswer), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the runner does not hold the run", body = ErrorEnvelope)))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<HeartbeatBody>,
+) -> ApiResult<Json<HeartbeatAnswer>> {
+    let id = run_id(&id)?;
+    let runner = RunnerId::parse(&body.runner_id)?;
+    let lease = body.lease_seconds.map(Lease::seconds).transpose()?;
+    let answer = runner::heartbeat(&state.services, id, &runner, lease, OffsetDateTime::now_utc()).await?;
+    Ok(Json(HeartbeatAnswer {
+        run_id: answer.run_id,
+        status: answer.status.as_str().to_owned(),
+        lease_expires_at: answer.lease_expires_at,
+        stop: answer.stop,
+    }))
+}
+
+/// One log entry as a runner sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntryBody {
+    /// When the runner logged it (RFC 3339).
+    pub timestamp: String,
+    /// `trace`, `debug`, `info`, `warn` (or `warning`), `error` (or `critical`, `fatal`), any case.
+    pub level: String,
+    /// The text (at most 64 KiB).
+    pub message: String,
+}
+
+/// Body of `POST /internal/v1/runs/{id}/logs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsBody {
+    /// The holding runner.
+    pub runner_id: String,
+    /// At most 1000 entries, appended in order.
+    pub entries: Vec<LogEntryBody>,
+}
+
+/// Appends log entries to a run the runner holds.
+#[utoipa::path(post, path = "/internal/v1/runs/{id}/logs", tag = "runner",
+    params(("id" = String, Path, description = "run id")), request_body = LogsBody,
+    responses((status = 204, description = "appended"), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the runner does not hold the run", body = ErrorEnvelope),
+    (status = 413, body = ErrorEnvelope)))]
+pub async fn append_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LogsBody>,
+) -> ApiResult<StatusCode> {
+    let id = run_id(&id)?;
+    let runner = RunnerId::parse(&body.runner_id)?;
+    if body.entries.len() > rat_dao::runs::MAX_LOG_BATCH {
+        return Err(ApiError::invalid(format!(
+            "at most {} log entries per request, got {}",
+            rat_dao::runs::MAX_LOG_BATCH,
+            body.entries.len()
+        )));
+    }
+    let entries = body
+        .entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let timestamp = OffsetDateTime::parse(&entry.timestamp, &Rfc3339).map_err(|_| {
+                ApiError::invalid(format!(
+                    "entries[{i}].timestamp must be an RFC 3339 time, got {:?}",
+                    entry.timestamp
+                ))
+            })?;
+            let level = LogLevel::parse_lenient(&entry.level)
+                .map_err(|_| ApiError::invalid(format!("entries[{i}].level {:?} is not a log level", entry.level)))?;
+            Ok(LogEntry::new(timestamp, level, entry.message)?)
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    runner::append_logs(&state.services, id, &runner, &entries, OffsetDateTime::now_utc()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One quality test's result as a runner reports it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualityResultBody {
+    /// Name of a quality test of the run's pipeline.
+    pub test: String,
+    /// Violations counted (required unless `error` is set).
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// Violations expected (usually 0).
+    #[serde(default)]
+    pub expected: Option<f64>,
+    /// Execution time of the test.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// Why the test's SQL could not run (the result is then `error`).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Body of `POST /internal/v1/runs/{id}/complete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// The holding runner.
+    pub runner_id: String,
+    /// `success`, `failed` or `cancelled`.
+    pub status: String,
+    /// Error message (an empty string counts as none).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Execution time.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// Rows written.
+    #[serde(default)]
+    pub rows_written: Option<i64>,
+    /// Per-phase timings, stored as given (any JSON).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub phase_profiles: Option<serde_json::Value>,
+    /// One result per quality test that ran (at most 1000).
+    #[serde(default)]
+    pub quality_results: Vec<QualityResultBody>,
+}
+
+/// Answer of the completion routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunStatusAnswer {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its status now.
+    pub status: String,
+}
+
+fn terminal_status(text: &str) -> Result<RunStatus, ApiError> {
+    match text.parse::<RunStatus>() {
+        Ok(status) if status.is_terminal() => Ok(status),
+        _ => Err(ApiError::invalid(format!(
+            "status must be success, failed or cancelled, got {text:?}"
+        ))),
+    }
+}
+
+/// Records the outcome of a run the runner holds, with its quality results, in one transaction.
+#[utoipa::path(post, path = "/internal/v1/runs/{id}/complete", tag = "runner",
+    params(("id" = String, Path, description = "run id")), request_body = CompleteBody,
+    responses((status = 200, body = RunStatusAnswer),
+    (status = 400, description = "bad body, or a quality test the pipeline does not have", body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the runner does not hold the run", body = ErrorEnvelope)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CompleteBody>,
+) -> ApiResult<Json<RunStatusAnswer>> {
+    let id = run_id(&id)?;
+    let runner = RunnerId::parse(&body.runner_id)?;
+    let status = terminal_status(&body.status)?;
+    let quality_results = body
+        .quality_results
+        .into_iter()
+        .map(|result| {
+            Ok(QualityReport {
+                test: TestName::parse(&result.test)?,
+                value: result.value,
+                expected: result.expected,
+                duration_ms: duration_ms(result.duration_ms)?,
+                error: given(result.error),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let completion = Completion {
+        status,
+        report: RunReport {
+            error: given(body.error),
+            duration_ms: duration_ms(body.duration_ms)?,
+            rows_written: rows_written(body.rows_written)?,
+            phase_profiles: body.phase_profiles.filter(|p| !p.is_null()),
+        },
+        quality_results,
+    };
+    let run = runner::complete(&state.services, id, &runner, &completion, OffsetDateTime::now_utc()).await?;
+    Ok(Json(RunStatusAnswer {
+        run_id: run.id,
+        status: run.status.as_str().to_owned(),
+    }))
+}
+
+/// Body of ratd's runner callback. Unknown fields are ignored (ratd's
+/// runners send more than the contract names, e.g. `archived_landing_zones`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CallbackBody {
+    /// Must equal the id in the path.
+    pub run_id: String,
+    /// `running`, `success`, `failed` or `cancelled`.
+    pub status: String,
+    /// Error message (an empty string counts as none).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Execution time.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// Rows written.
+    #[serde(default)]
+    pub rows_written: Option<i64>,
+}
+
+/// ratd's runner callback: applies the reported status through the run
+/// state machine, whoever holds the run (ratd's runners know no leases).
+#[utoipa::path(post, path = "/api/v1/internal/runs/{id}/status", tag = "runner",
+    params(("id" = String, Path, description = "run id")), request_body = CallbackBody,
+    responses((status = 200, body = RunStatusAnswer), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, description = "the run already finished, or the move is not allowed", body = ErrorEnvelope)))]
+pub async fn callback_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CallbackBody>,
+) -> ApiResult<Json<RunStatusAnswer>> {
+    let id = run_id(&id)?;
+    if Uuid::parse_str(&body.run_id).ok() != Some(id) {
+        return Err(ApiError::invalid(
+            "run_id in the body must equal the run id in the path",
+        ));
+    }
+    let status = match body.status.parse::<RunStatus>() {
+        Ok(status) if status != RunStatus::Pending => status,
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "status must be running, success, failed or cancelled, got {:?}",
+                body.status
+            )));
+        }
+    };
+    let report = RunReport {
+        error: given(body.error),
+        duration_ms: duration_ms(body.duration_ms)?,
+        rows_written: rows_written(body.rows_written)?,
+        phase_profiles: None,
+    };
+    let run = runner::callback_status(&state.services, id, status, &report, OffsetDateTime::now_utc()).await?;
+    Ok(Json(RunStatusAnswer {
+        run_id: run.id,
+        status: run.status.as_str().to_owned(),
+    }))
+}
+
+/// Query of `GET /internal/v1/files`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FileQuery {
+    /// Full key of the file.
+    pub key: String,
+    /// The exact version id.
+    pub version: String,
+}
+
+/// One file at one exact version (the URL of claimed files when the store
+/// cannot presign). The version served is in `x-amz-version-id`.
+#[utoipa::path(get, path = "/internal/v1/files", tag = "runner", params(FileQuery),
+    responses((status = 200, description = "the bytes of that version", content_type = "application/octet-stream"),
+    (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn file_version(State(state): State<AppState>, ApiQuery(query): ApiQuery<FileQuery>) -> ApiResult<Response> {
+    let object = runner::read_file_version(&state.services, &query.key, &query.version).await?;
+    let version = HeaderValue::from_str(object.version_id.as_str()).map_err(|_| ApiError::internal())?;
+    let mut response = (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))],
+        object.body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static("x-amz-version-id"), version);
+    if let Ok(modified) = object.last_modified.format(&Rfc2822)
+        && let Ok(value) = HeaderValue::from_str(&modified)
+    {
+        response.headers_mut().insert(LAST_MODIFIED, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("a/b c&d=é"), "a%2Fb%20c%26d%3D%C3%A9");
+        assert_eq!(encode_query_value("Az09-._~"), "Az09-._~");
+    }
+
+    #[test]
+    fn an_open_listener_needs_loopback_and_community_mode() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        let public: std::net::SocketAddr = "0.0.0.0:8090".parse().unwrap();
+        assert_eq!(open_without_token(true, false, public, false), Ok(false));
+        assert_eq!(open_without_token(false, false, loopback, false), Ok(true));
+        assert_eq!(open_without_token(false, true, loopback, false), Ok(false));
+        assert!(open_without_token(false, false, public, false).is_err());
+        assert_eq!(open_without_token(false, true, public, true), Ok(true));
+    }
+}

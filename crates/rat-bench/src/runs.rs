@@ -1,0 +1,148 @@
+//! `runs`: 10,000 pending runs, 4 concurrent runner loops against the release
+//! `rat-api`'s internal listener, each claiming in batches and completing
+//! every run it claimed; prints runs/s claimed and completed.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rat_testkit::{TestDatabase, fixtures};
+use serde_json::json;
+
+/// Arguments of the runs benchmark.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The `rat-api` binary (release build).
+    #[arg(long, env = "RAT_API_BIN")]
+    api_bin: PathBuf,
+    /// Pending runs to process.
+    #[arg(long, default_value_t = 10_000)]
+    runs: u64,
+    /// Concurrent runner loops.
+    #[arg(long, default_value_t = 4)]
+    runners: usize,
+    /// Runs claimed per claim request.
+    #[arg(long, default_value_t = 25)]
+    batch: u32,
+}
+
+/// Kills the api process when dropped.
+struct Api(std::process::Child);
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::published_pipeline(&client, "default", "silver", "bench").await;
+    client
+        .execute(
+            "INSERT INTO runs (pipeline_id, trigger, version_number, published_versions, created_at) \
+             SELECT $1, 'manual', 1, $2, now() - make_interval(secs => $3 - g) FROM generate_series(1, $3::int) g",
+            &[
+                &pipeline.id,
+                &fixtures::snapshot(&pipeline).to_json(),
+                &(args.runs as i32),
+            ],
+        )
+        .await
+        .context("creating pending runs")?;
+    client.batch_execute("ANALYZE runs").await?;
+    drop(client);
+
+    let (port, internal_port) = (free_port()?, free_port()?);
+    let token = "bench-runner-token";
+    let store_dir = std::env::temp_dir().join(format!("rat-bench-runs-{}", std::process::id()));
+    let _api = Api(Command::new(&args.api_bin)
+        .env("RAT_DATABASE_URL", db.url())
+        .env("RAT_DB_POOL_SIZE", "16")
+        .env("RAT_STORE", format!("fs:{}", store_dir.display()))
+        .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
+        .env("RAT_RUNNER_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", args.api_bin.display()))?);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{internal_port}");
+    let health = format!("http://127.0.0.1:{port}/health");
+    let mut ready = false;
+    for _ in 0..100 {
+        if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(ready, "rat-api did not become healthy");
+
+    let completed = Arc::new(AtomicU64::new(0));
+    let claims = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let loops: Vec<_> = (0..args.runners)
+        .map(|n| {
+            let (http, base, completed, claims) = (http.clone(), base.clone(), completed.clone(), claims.clone());
+            let batch = args.batch;
+            tokio::spawn(async move {
+                let runner_id = format!("bench-runner-{n}");
+                loop {
+                    let answer: serde_json::Value = http
+                        .post(format!("{base}/internal/v1/runs/claim"))
+                        .bearer_auth(token)
+                        .json(&json!({"runner_id": runner_id, "max_runs": batch, "lease_seconds": 300}))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    claims.fetch_add(1, Ordering::Relaxed);
+                    let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+                    if runs.is_empty() {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    for run in runs {
+                        let id = run["run_id"].as_str().context("run_id")?;
+                        http.post(format!("{base}/internal/v1/runs/{id}/complete"))
+                            .bearer_auth(token)
+                            .json(&json!({"runner_id": runner_id, "status": "success", "duration_ms": 1, "rows_written": 0}))
+                            .send()
+                            .await?
+                            .error_for_status()?;
+                        completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in loops {
+        handle.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = completed.load(Ordering::Relaxed);
+    anyhow::ensure!(done == args.runs, "completed {done} of {} runs", args.runs);
+    println!(
+        "{} pending runs, {} runner loops, batches of {}: all claimed and completed in {elapsed:.2} s = {:.0} runs/s \
+         ({} claim requests)",
+        args.runs,
+        args.runners,
+        args.batch,
+        done as f64 / elapsed,
+        claims.load(Ordering::Relaxed)
+    );
+    let _ = std::fs::remove_dir_all(&store_dir);
+    Ok(())
+}

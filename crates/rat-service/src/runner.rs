@@ -1,0 +1,520 @@
+//! The runner protocol: what external runner processes do to runs, through
+//! the api's internal listener.
+//!
+//! - [`claim`] hands pending runs to a runner (each to exactly one runner,
+//!   `FOR UPDATE SKIP LOCKED`), moves them to `running` and leases them; the
+//!   answer carries the pinned files with a URL for each exact version.
+//! - [`heartbeat`] extends the lease, and tells the holder of a cancelled run
+//!   to stop.
+//! - [`append_logs`] adds log entries to a run the runner holds.
+//! - [`complete`] records the outcome and the quality results in one
+//!   transaction.
+//! - [`callback_status`] accepts ratd's runner callback, whose runners know
+//!   no leases.
+//!
+//! Every report is checked in SQL against the run's holder, lease and status
+//! (`rat_dao::runs::{heartbeat, lock_held, complete_held}`): a report about a
+//! run the runner does not hold (another runner's, lease expired, cancelled,
+//! finished) is refused and changes nothing. Time is always passed in
+//! (`now`), so leases are testable with an injected clock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use rat_dao::runs::{self, NotHeld, RunReport};
+use rat_dao::{DaoError, Transaction, pipelines, quality};
+use rat_domain::{LogEntry, PipelineRef, PipelineType, QualityStatus, Run, RunStatus, TestName, TestOutcome};
+use rat_versioning::{Object, ObjectKey, VersionId, VersionedStore};
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::{ServiceError, Services, versions};
+
+/// A runner's name as it reports it: non-empty, at most 255 characters, no
+/// control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerId(String);
+
+impl RunnerId {
+    /// Checks a runner id given by a runner.
+    pub fn parse(text: &str) -> Result<Self, ServiceError> {
+        if runs::is_valid_runner_id(text) {
+            Ok(RunnerId(text.to_owned()))
+        } else {
+            Err(ServiceError::invalid(format!(
+                "runner_id must be 1 to {} characters without control characters",
+                runs::MAX_RUNNER_ID_LEN
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shortest lease a runner may ask for, in seconds.
+pub const MIN_LEASE_SECONDS: i64 = 10;
+/// Longest lease a runner may ask for, in seconds.
+pub const MAX_LEASE_SECONDS: i64 = 3600;
+/// The lease given when the runner asks for none, in seconds.
+pub const DEFAULT_LEASE_SECONDS: i64 = 60;
+
+/// A lease duration within [`MIN_LEASE_SECONDS`]..=[`MAX_LEASE_SECONDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease(time::Duration);
+
+impl Lease {
+    /// The lease for `seconds` (default [`DEFAULT_LEASE_SECONDS`]); out of range is invalid input.
+    pub fn parse(seconds: Option<i64>) -> Result<Self, ServiceError> {
+        Self::seconds(seconds.unwrap_or(DEFAULT_LEASE_SECONDS))
+    }
+
+    /// The lease for `seconds`; out of range is invalid input.
+    pub fn seconds(seconds: i64) -> Result<Self, ServiceError> {
+        if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&seconds) {
+            return Err(ServiceError::invalid(format!(
+                "lease_seconds must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}, got {seconds}"
+            )));
+        }
+        Ok(Lease(time::Duration::seconds(seconds)))
+    }
+
+    /// When a lease taken at `now` ends.
+    pub fn until(self, now: OffsetDateTime) -> OffsetDateTime {
+        now + self.0
+    }
+}
+
+/// Most runs one claim may ask for.
+pub const MAX_CLAIM: i64 = runs::MAX_CLAIM_BATCH;
+
+/// Checks `max_runs` of a claim (default 1, at most [`MAX_CLAIM`]).
+pub fn claim_size(max_runs: Option<i64>) -> Result<i64, ServiceError> {
+    let max_runs = max_runs.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&max_runs) {
+        return Err(ServiceError::invalid(format!(
+            "max_runs must be between 1 and {MAX_CLAIM}, got {max_runs}"
+        )));
+    }
+    Ok(max_runs)
+}
+
+/// One pinned file of a claimed run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedFile {
+    /// The full key in the store.
+    pub key: String,
+    /// The key relative to the pipeline's directory (`pipeline.sql`).
+    pub path: String,
+    /// The pinned version.
+    pub version_id: String,
+    /// A presigned URL for exactly that version, or `None` when the store
+    /// cannot presign (the filesystem store): the caller then points the
+    /// runner at its own file route.
+    pub url: Option<String>,
+}
+
+/// A run handed to a runner, with what it needs to execute it.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    /// The run, now `running` and leased.
+    pub run: Run,
+    /// The pipeline's address.
+    pub pipeline: PipelineRef,
+    /// The pipeline's language.
+    pub pipeline_type: PipelineType,
+    /// Every pinned file of the run's snapshot, in key order.
+    pub files: Vec<ClaimedFile>,
+}
+
+/// Presigning requests in flight at once during a claim.
+const PRESIGN_CONCURRENCY: usize = 16;
+
+/// Hands up to `max_runs` pending runs, oldest first, to `runner`, leased
+/// until `now + lease`; each comes with its pipeline's address and type and
+/// every pinned file with a URL valid for `presign_ttl`.
+///
+/// One transaction: the claim, the pipeline reads and the presigning. If
+/// anything fails (the store cannot presign), or the caller goes away before
+/// the commit, the runs stay pending for another claim; no run is left
+/// leased to a runner that never heard of it.
+#[tracing::instrument(skip(services), fields(runner = runner.as_str()), err)]
+pub async fn claim(
+    services: &Services,
+    runner: &RunnerId,
+    max_runs: i64,
+    lease: Lease,
+    presign_ttl: std::time::Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<ClaimedRun>, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let claimed = runs::claim(&transaction, runner.as_str(), max_runs, lease.until(now), now).await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    // At most `max_runs` distinct pipelines, usually one or two.
+    let mut pipelines_by_id = BTreeMap::new();
+    for run in &claimed {
+        if let std::collections::btree_map::Entry::Vacant(slot) = pipelines_by_id.entry(run.pipeline_id) {
+            slot.insert(pipelines::get(&transaction, run.pipeline_id).await?);
+        }
+    }
+    let mut answers = Vec::with_capacity(claimed.len());
+    for run in claimed {
+        let pipeline = &pipelines_by_id[&run.pipeline_id];
+        let files = presign_files(services.store.clone(), &pipeline.s3_path, &run, presign_ttl).await?;
+        answers.push(ClaimedRun {
+            pipeline: pipeline.address.clone(),
+            pipeline_type: pipeline.pipeline_type,
+            files,
+            run,
+        });
+    }
+    transaction.commit().await?;
+    tracing::info!(runs = answers.len(), "runs claimed");
+    Ok(answers)
+}
+
+/// The run's pinned files with their URLs, presigned at most
+/// [`PRESIGN_CONCURRENCY`] at a time, in key order.
+async fn presign_files(
+    store: Arc<dyn VersionedStore>,
+    prefix: &str,
+    run: &Run,
+    ttl: std::time::Duration,
+) -> Result<Vec<ClaimedFile>, ServiceError> {
+    let mut files: Vec<ClaimedFile> = run
+        .published_versions
+        .iter()
+        .map(|(key, version)| ClaimedFile {
+            key: key.to_owned(),
+            path: key.strip_prefix(prefix).unwrap_or(key).to_owned(),
+            version_id: version.to_owned(),
+            url: None,
+        })
+        .collect();
+    let requests: Vec<(usize, String, String)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i, f.key.clone(), f.version_id.clone()))
+        .collect();
+    let mut pending = requests.into_iter();
+    // Dropping the set on an early return aborts the presigning still running.
+    let mut tasks: JoinSet<(usize, Result<Option<String>, ServiceError>)> = JoinSet::new();
+    loop {
+        while tasks.len() < PRESIGN_CONCURRENCY {
+            let Some((index, key, version)) = pending.next() else {
+                break;
+            };
+            let store = store.clone();
+            tasks.spawn(async move { (index, presign_one(store.as_ref(), &key, &version, ttl).await) });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (index, url) = joined.map_err(|e| ServiceError::Internal { source: Box::new(e) })?;
+        files[index].url = url?;
+    }
+    Ok(files)
+}
+
+async fn presign_one(
+    store: &dyn VersionedStore,
+    key: &str,
+    version: &str,
+    ttl: std::time::Duration,
+) -> Result<Option<String>, ServiceError> {
+    // Pins were checked when they were published; one that no longer parses
+    // was written behind the service's back.
+    let corrupt = |e: rat_versioning::StoreError| ServiceError::Internal {
+        source: format!("pinned file {key:?} at {version:?} is unusable: {e}").into(),
+    };
+    let object_key = ObjectKey::parse(key).map_err(corrupt)?;
+    let version_id = VersionId::new(version).map_err(corrupt)?;
+    Ok(store.presign_get(&object_key, &version_id, ttl).await?)
+}
+
+/// The conflict a refused report answers with (409 on the wire).
+fn refused(reason: NotHeld) -> ServiceError {
+    ServiceError::precondition(reason.to_string())
+}
+
+/// What a heartbeat answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    /// The run.
+    pub run_id: Uuid,
+    /// Its status (`running`, or `cancelled` when the runner must stop).
+    pub status: RunStatus,
+    /// When the lease now ends.
+    pub lease_expires_at: Option<OffsetDateTime>,
+    /// True when the run was cancelled: the runner should stop executing it
+    /// (every later report about it is refused).
+    pub stop: bool,
+}
+
+/// Extends `runner`'s lease on run `id` to `now + lease` (with `None`, for
+/// as long as the current lease lasts: the length asked for at the claim or
+/// the last heartbeat). A run cancelled
+/// while the runner held it answers `stop: true` (nothing changes);
+/// `FailedPrecondition` when the runner does not hold it (another runner's,
+/// lease expired, finished), `NotFound` for an unknown run.
+#[tracing::instrument(skip(services), fields(runner = runner.as_str()), err)]
+pub async fn heartbeat(
+    services: &Services,
+    id: Uuid,
+    runner: &RunnerId,
+    lease: Option<Lease>,
+    now: OffsetDateTime,
+) -> Result<HeartbeatAnswer, ServiceError> {
+    let client = services.pool.get().await?;
+    let lease_until = lease.map(|lease| lease.until(now));
+    match runs::heartbeat(&client, id, runner.as_str(), lease_until, now).await? {
+        Ok(run) => Ok(HeartbeatAnswer {
+            run_id: run.id,
+            status: run.status,
+            lease_expires_at: run.lease_expires_at,
+            stop: false,
+        }),
+        Err(NotHeld::Cancelled) => {
+            let run = runs::get(&client, id).await?;
+            Ok(HeartbeatAnswer {
+                run_id: run.id,
+                status: run.status,
+                lease_expires_at: run.lease_expires_at,
+                stop: true,
+            })
+        }
+        Err(reason) => Err(refused(reason)),
+    }
+}
+
+/// Appends `entries` (at most `rat_dao::runs::MAX_LOG_BATCH`) to run `id`,
+/// which `runner` must hold at `now`. The hold is checked and the entries
+/// written in one transaction with the run row read `FOR SHARE`, so entries
+/// never land after a completion or cancel that committed first. An empty
+/// batch only checks the hold. `FailedPrecondition` when the runner does not
+/// hold the run, `NotFound` for an unknown run.
+#[tracing::instrument(skip(services, entries), fields(runner = runner.as_str(), entries = entries.len()), err)]
+pub async fn append_logs(
+    services: &Services,
+    id: Uuid,
+    runner: &RunnerId,
+    entries: &[LogEntry],
+    now: OffsetDateTime,
+) -> Result<(), ServiceError> {
+    if entries.len() > runs::MAX_LOG_BATCH {
+        return Err(ServiceError::invalid(format!(
+            "at most {} log entries per request, got {}",
+            runs::MAX_LOG_BATCH,
+            entries.len()
+        )));
+    }
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    runs::lock_held(&transaction, id, runner.as_str(), now)
+        .await?
+        .map_err(refused)?;
+    if !entries.is_empty() {
+        runs::append_log_entries(&transaction, id, entries).await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Most quality results one completion may carry.
+pub const MAX_QUALITY_RESULTS: usize = 1000;
+
+/// One quality test's outcome as a runner reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityReport {
+    /// The test (of the run's pipeline).
+    pub test: TestName,
+    /// Violations counted; required unless `error` is set.
+    pub value: Option<f64>,
+    /// Violations expected (usually 0).
+    pub expected: Option<f64>,
+    /// Execution time of the test.
+    pub duration_ms: Option<i32>,
+    /// Why the test's SQL could not run; makes the result `error`.
+    pub error: Option<String>,
+}
+
+impl QualityReport {
+    fn outcome(&self) -> Result<TestOutcome, ServiceError> {
+        match (&self.error, self.value) {
+            (Some(_), _) => Ok(TestOutcome::ExecutionError),
+            (None, Some(value)) if value.is_finite() => Ok(TestOutcome::Violations(value)),
+            (None, Some(_)) => Err(ServiceError::invalid(format!(
+                "quality result {}: value must be a finite number",
+                self.test
+            ))),
+            (None, None) => Err(ServiceError::invalid(format!(
+                "quality result {}: value is required unless error is set",
+                self.test
+            ))),
+        }
+    }
+}
+
+/// What a runner reports when a run ends.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// `success`, `failed` or `cancelled`.
+    pub status: RunStatus,
+    /// Error message, duration, rows written, per-phase timings.
+    pub report: RunReport,
+    /// One result per quality test that ran, at most [`MAX_QUALITY_RESULTS`].
+    pub quality_results: Vec<QualityReport>,
+}
+
+/// Records the outcome of run `id`, which `runner` must hold at `now`: the
+/// terminal status with the report and one `quality_results` row per
+/// reported test, in one transaction. A success also does, in that
+/// transaction, what a success sets off ([`on_success`]); the status change
+/// is announced on `rat_run_status` at commit.
+///
+/// `InvalidInput` for a non-terminal status, an unknown test of the run's
+/// pipeline, a test reported twice, or a result without a value (nothing is
+/// recorded then, and the run stays running); `FailedPrecondition` when the
+/// runner does not hold the run (nothing changes); `NotFound` for an unknown
+/// run.
+#[tracing::instrument(skip(services, completion), fields(runner = runner.as_str()), err)]
+pub async fn complete(
+    services: &Services,
+    id: Uuid,
+    runner: &RunnerId,
+    completion: &Completion,
+    now: OffsetDateTime,
+) -> Result<Run, ServiceError> {
+    let status = completion.status;
+    if !status.is_terminal() {
+        return Err(ServiceError::invalid("status must be success, failed or cancelled"));
+    }
+    let results = &completion.quality_results;
+    if results.len() > MAX_QUALITY_RESULTS {
+        return Err(ServiceError::invalid(format!(
+            "at most {MAX_QUALITY_RESULTS} quality results per run, got {}",
+            results.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        if !seen.insert(result.test.as_str()) {
+            return Err(ServiceError::invalid(format!(
+                "quality test {} is reported more than once",
+                result.test
+            )));
+        }
+        outcomes.push(result.outcome()?);
+    }
+
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let run = runs::complete_held(&transaction, id, runner.as_str(), status, &completion.report, now)
+        .await?
+        .map_err(refused)?;
+    for (result, outcome) in results.iter().zip(outcomes) {
+        let test = match quality::get_by_name(&transaction, run.pipeline_id, &result.test).await {
+            Ok(test) => test,
+            // Dropping the transaction rolls the status change back too.
+            Err(DaoError::NotFound { .. }) => {
+                return Err(ServiceError::invalid(format!(
+                    "the run's pipeline has no quality test {}",
+                    result.test
+                )));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        quality::insert_result(
+            &transaction,
+            &quality::NewQualityResult {
+                test_id: test.id,
+                run_id: Some(run.id),
+                status: QualityStatus::evaluate(test.severity, outcome),
+                value: result.value,
+                expected: result.expected,
+                duration_ms: result.duration_ms,
+                ran_at: now,
+            },
+        )
+        .await?;
+    }
+    if status == RunStatus::Success {
+        on_success(&transaction, &run, now).await?;
+    }
+    transaction.commit().await?;
+    tracing::info!(run = %run.id, status = %run.status, quality_results = results.len(), "run completed");
+    Ok(run)
+}
+
+/// What a run's success sets off, inside the transaction that records it
+/// (so it happens exactly when the success is committed, never without it).
+/// Every path recording a success calls it: [`complete`] and
+/// [`callback_status`].
+async fn on_success(transaction: &Transaction<'_>, run: &Run, now: OffsetDateTime) -> Result<(), ServiceError> {
+    // TRIGGER HOOK (pipeline_success): fire the enabled `pipeline_success`
+    // triggers watching `run.pipeline_id` here, with `transaction` and `now`
+    // (create their runs, labelled `trigger:pipeline_success:{ns}/{layer}/{name}`,
+    // and apply their cooldowns), so the downstream runs exist if and only if
+    // this success commits. The success itself is already announced on
+    // `rat_run_status` by the status update in this same transaction.
+    let _ = (transaction, run, now);
+    Ok(())
+}
+
+/// Applies ratd's runner callback (`{run_id, status, error, duration_ms,
+/// rows_written}`) to run `id`. ratd's runners know no leases, so the
+/// status goes through the state machine's guard alone, whoever holds the
+/// run: `running` moves a pending run to running (a run already running
+/// stays as it is); a terminal status applies to a running run, and
+/// `failed`/`cancelled` also to a pending one. A success does what
+/// [`complete`] does on success, in the same transaction.
+/// `FailedPrecondition` when the state machine refuses (the run already
+/// finished, or `success` of a pending run); `NotFound` for an unknown run.
+#[tracing::instrument(skip(services, report), err)]
+pub async fn callback_status(
+    services: &Services,
+    id: Uuid,
+    status: RunStatus,
+    report: &RunReport,
+    now: OffsetDateTime,
+) -> Result<Run, ServiceError> {
+    if status == RunStatus::Pending {
+        return Err(ServiceError::invalid(
+            "status must be running, success, failed or cancelled",
+        ));
+    }
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let run = match runs::transition(&transaction, id, status, report, now).await {
+        Ok(run) => run,
+        // A repeated "running" is not a conflict: the run is where the runner says.
+        Err(DaoError::InvalidTransition {
+            from: RunStatus::Running,
+            to: RunStatus::Running,
+        }) => runs::get(&transaction, id).await?,
+        Err(DaoError::InvalidTransition { from, .. }) if from.is_terminal() => {
+            return Err(ServiceError::precondition(format!("run is already {from}")));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    if run.status == RunStatus::Success && status == RunStatus::Success {
+        on_success(&transaction, &run, now).await?;
+    }
+    transaction.commit().await?;
+    tracing::info!(run = %run.id, status = %run.status, "runner callback applied");
+    Ok(run)
+}
+
+/// One file at one exact version, for runners when the store cannot presign
+/// (the filesystem store). `InvalidInput` for a malformed key or version,
+/// `NotFound` when that version does not exist.
+pub async fn read_file_version(services: &Services, key: &str, version: &str) -> Result<Object, ServiceError> {
+    versions::read_pinned(services, key, version).await
+}
