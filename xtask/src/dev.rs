@@ -137,6 +137,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut services = Vec::new();
     let api = tokio::process::Command::new(bin_dir.join("rat-api"))
         .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+        // Its own process group: a terminal Ctrl-C reaches only xtask, which
+        // then stops the services in order (runner, then api).
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("starting rat-api")?;
@@ -146,6 +149,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .env("RAT_RUNNER_API_URL", format!("http://{}", args.internal_addr))
         .env("RAT_RUNNER_TOKEN", &runner_token)
         .env("RAT_RUNNER_ID", "dev-runner")
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("starting rat-runner")?;
@@ -157,6 +161,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "  API          http://{}/api/v1   (try: curl http://{}/api/v1/namespaces)",
         args.api_addr, args.api_addr
+    );
+    println!(
+        "  Runner       rat-runner on http://{} (minimal: checks the pinned files, reports success)",
+        args.internal_addr
     );
     println!("  PostgreSQL   {url}");
     println!("               psql '{url}'");
@@ -176,7 +184,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         eprintln!("{name} exited ({status}); stopping the platform");
     }
     println!("stopping...");
-    for (name, child) in &mut services {
+    // Last started, first stopped: the runner finishes before the api goes.
+    for (name, child) in services.iter_mut().rev() {
         terminate(name, child).await;
     }
     let cluster = Cluster::new(paths.cluster_options()).map_err(|e| anyhow!("{e}"))?;
