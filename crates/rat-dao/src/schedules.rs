@@ -11,6 +11,11 @@ use uuid::Uuid;
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
 
+/// `NOTIFY` channel announcing that schedules or cron triggers changed
+/// (payload: the schedule or trigger id): schedulers listen on it to wake up
+/// early instead of sleeping to a slot that no longer exists.
+pub const CHANGED_CHANNEL: &str = "rat_schedules";
+
 /// The select list of every schedule query, as a literal so it can be part of
 /// the `concat!`ed constant [`DUE_SQL`].
 macro_rules! columns {

@@ -27,7 +27,7 @@ quality_results: id uuid | test_id uuid | run_id uuid null | status varchar(10) 
   | expected numeric null | duration_ms integer null | ran_at timestamptz
 pipeline_triggers: id uuid | pipeline_id uuid | type varchar(50) | config jsonb | enabled boolean \
   | cooldown_seconds integer | last_triggered_at timestamptz null | last_run_id uuid null | created_at timestamptz \
-  | updated_at timestamptz
+  | updated_at timestamptz | next_fire_at timestamptz null
 pipeline_versions: id uuid | pipeline_id uuid | version_number integer | message text | published_versions jsonb \
   | created_at timestamptz
 table_metadata: id uuid | namespace varchar(63) | layer varchar(10) | name varchar(255) | description text \

@@ -10,6 +10,7 @@
 pub mod audit;
 mod error;
 pub mod files;
+pub mod firing;
 pub mod landing;
 pub mod namespaces;
 pub mod pipelines;
@@ -18,6 +19,7 @@ pub mod quality;
 pub mod retention;
 pub mod runner;
 pub mod runs;
+pub mod scheduler;
 pub mod schedules;
 pub mod sharing;
 pub mod tables;

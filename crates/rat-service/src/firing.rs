@@ -1,0 +1,1 @@
+//! The one fire path of triggers, shared by every process that fires them.
