@@ -26,10 +26,18 @@ pub struct MigrationReport {
     pub applied: Vec<(i32, String)>,
 }
 
-/// `(version, name)` of every embedded migration, in order.
+/// The embedded migrations ordered by version. refinery hands them out in the
+/// order the build found the files, which is not numeric (`V10` can come
+/// before `V2`); it sorts them itself only when it runs them.
+fn sorted_migrations() -> Vec<refinery::Migration> {
+    let mut migrations = embedded::migrations::runner().get_migrations().clone();
+    migrations.sort_by_key(|m| m.version());
+    migrations
+}
+
+/// `(version, name)` of every embedded migration, in version order.
 pub fn embedded_migrations() -> Vec<(i32, String)> {
-    embedded::migrations::runner()
-        .get_migrations()
+    sorted_migrations()
         .iter()
         .map(|m| (m.version(), m.name().to_owned()))
         .collect()
@@ -40,7 +48,7 @@ pub fn embedded_migrations() -> Vec<(i32, String)> {
 pub fn schema_fingerprint() -> u64 {
     // FNV-1a over the checksums refinery computes: stable across builds.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for migration in embedded::migrations::runner().get_migrations() {
+    for migration in sorted_migrations() {
         for byte in migration.checksum().to_le_bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
