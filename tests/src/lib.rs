@@ -1,1 +1,74 @@
-//! Helpers for the end-to-end tests in `tests/tests/`.
+//! Helpers for the end-to-end tests in `tests/tests/`: finding the real
+//! binaries and running them as child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Where the binary `name` is: `$RAT_BIN_DIR/<name>` (set by
+/// `cargo xtask test`, which builds every binary first), or else
+/// `target/debug/<name>` in the workspace. Fails the test, saying what to do,
+/// when it is not there.
+pub fn binary(name: &str) -> PathBuf {
+    let (path, from) = match std::env::var_os("RAT_BIN_DIR") {
+        Some(dir) => (PathBuf::from(dir).join(name), "RAT_BIN_DIR"),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("tests/ lives in the workspace")
+                .join("target/debug")
+                .join(name),
+            "the default target/debug (RAT_BIN_DIR is not set)",
+        ),
+    };
+    assert!(
+        path.is_file(),
+        "{name} not found at {} (from {from}): run `cargo xtask test`, which builds the binaries and sets \
+         RAT_BIN_DIR, or `cargo build -p {name}` before `cargo test -p tests`",
+        path.display()
+    );
+    path
+}
+
+/// Starts `binary` with `env` added to the environment, stderr appended to
+/// `log` (the binaries log to stderr). The child is killed when dropped.
+pub fn spawn(binary: &Path, env: &[(&str, &str)], log: &Path) -> tokio::process::Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
+    tokio::process::Command::new(binary)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()))
+}
+
+/// Sends SIGTERM (a graceful stop) to a child.
+pub async fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("a running child has a pid");
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(status.success(), "kill -TERM {pid} failed");
+}
+
+/// The last `lines` lines of a file (empty if it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A fresh directory under the system temporary directory, for one test's
+/// logs and files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}

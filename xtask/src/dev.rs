@@ -3,9 +3,10 @@
 //! Everything lives under `.rat-dev/` in the checkout, so a restart keeps it:
 //! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only, and
 //! `store/` the filesystem-backed versioned file store. `rat-api` runs on
-//! 127.0.0.1:8080 (runner listener 127.0.0.1:8090) against both, with the
-//! minimal `rat-runner` executing runs; Ctrl-C stops everything. (The
-//! scheduler and the reaper join with their issues.)
+//! 127.0.0.1:8080 (runner listener 127.0.0.1:8090) against both, with
+//! `rat-scheduler` firing schedules and cron triggers and the minimal
+//! `rat-runner` executing runs; Ctrl-C stops everything, last started first.
+//! (The reaper joins with its issue.)
 
 use std::path::PathBuf;
 
@@ -123,7 +124,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     // The services, built in debug mode and run with the dev settings.
-    crate::cargo(&["build", "--quiet", "--package", "rat-api", "--package", "rat-runner"])?;
+    crate::cargo(&[
+        "build",
+        "--quiet",
+        "--package",
+        "rat-api",
+        "--package",
+        "rat-scheduler",
+        "--package",
+        "rat-runner",
+    ])?;
     let bin_dir = crate::project_root().join("target/debug");
     // A fresh runner token per start: the dev runner and the api share it.
     let runner_token = format!("{:032x}", rand::random::<u128>());
@@ -145,6 +155,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("starting rat-api")?;
     services.push(("rat-api", api));
     wait_for_health(&args.api_addr).await?;
+    // The api has migrated the database; the others start on it as is.
+    {
+        let name = "rat-scheduler";
+        let child = tokio::process::Command::new(bin_dir.join(name))
+            .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        services.push((name, child));
+    }
     let runner = tokio::process::Command::new(bin_dir.join("rat-runner"))
         .env("RAT_RUNNER_API_URL", format!("http://{}", args.internal_addr))
         .env("RAT_RUNNER_TOKEN", &runner_token)
@@ -166,6 +187,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  Runner       rat-runner on http://{} (minimal: checks the pinned files, reports success)",
         args.internal_addr
     );
+    println!("  Scheduler    rat-scheduler (cron schedules and cron triggers, woken by changes)");
     println!("  PostgreSQL   {url}");
     println!("               psql '{url}'");
     println!("               RAT_DATABASE_URL='{url}'");
@@ -184,7 +206,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         eprintln!("{name} exited ({status}); stopping the platform");
     }
     println!("stopping...");
-    // Last started, first stopped: the runner finishes before the api goes.
+    // Last started, first stopped: the runner and the scheduler finish
+    // before the api goes.
     for (name, child) in services.iter_mut().rev() {
         terminate(name, child).await;
     }

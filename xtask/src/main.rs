@@ -14,7 +14,9 @@
 //! - `cargo xtask bench <name>` — a benchmark of design §6, release build
 //!   (`publish`: a 100-file pipeline against moto; `api`: the api's read
 //!   path under wrk against pgbench, on the seeded volume; `runs`: 10,000
-//!   runs claimed and completed by 4 runner loops)
+//!   runs claimed and completed by 4 runner loops; `scheduler`: 10,000
+//!   schedules due at one instant with one and three `rat-scheduler`s, and
+//!   the fire latency of every-second schedules)
 
 mod dev;
 mod seed;
@@ -86,6 +88,14 @@ fn main() -> anyhow::Result<()> {
                 cargo(&["build", "--quiet", "--release", "--package", "rat-api"])?;
                 let api_bin = project_root().join("target/release/rat-api");
                 bench_args.splice(1..1, ["--api-bin".to_owned(), api_bin.display().to_string()]);
+            }
+            if args.first().map(String::as_str) == Some("scheduler") {
+                cargo(&["build", "--quiet", "--release", "--package", "rat-scheduler"])?;
+                let scheduler_bin = project_root().join("target/release/rat-scheduler");
+                bench_args.splice(
+                    1..1,
+                    ["--scheduler-bin".to_owned(), scheduler_bin.display().to_string()],
+                );
             }
             let mut cargo_args = vec!["run", "--quiet", "--release", "--package", "rat-bench", "--"];
             cargo_args.extend(bench_args.iter().map(String::as_str));

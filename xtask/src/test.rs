@@ -43,12 +43,19 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     let moto = rat_testkit::s3::ensure_moto_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("moto: {}", moto.display());
 
+    // The end-to-end tests in tests/ start the real binaries: build them
+    // first, and tell the tests where they are.
+    cargo(&["build", "--workspace", "--bins"])?;
+    let bin_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::project_root().join("target"), std::path::PathBuf::from)
+        .join("debug");
+
     let mut test_args = vec!["test", "--workspace", "--no-fail-fast"];
     if !args.cargo_test_args.is_empty() {
         test_args.push("--");
         test_args.extend(args.cargo_test_args.iter().map(String::as_str));
     }
-    let result = cargo(&test_args);
+    let result = cargo_with_env(&test_args, &[("RAT_BIN_DIR", bin_dir.as_os_str())]);
 
     if let Some((cluster, false)) = cluster
         && let Err(e) = cluster.stop()
@@ -60,5 +67,19 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
         "cargo xtask test: all checks passed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Like [`cargo`], with extra environment variables for the child.
+fn cargo_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("$ cargo {}", args.join(" "));
+    let status = std::process::Command::new(&program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(crate::project_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "`cargo {}` failed ({status})", args.join(" "));
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::middleware::{self, Feature};
 use crate::routes::{
     admin, audit, files, health, landing, meta, namespaces, pipelines, quality, runs, schedules, sharing, tables,
-    triggers, versions,
+    triggers, versions, webhooks,
 };
 use crate::state::AppState;
 
@@ -58,6 +58,7 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(runs::router(state))
         .merge(schedules::router(state))
         .merge(triggers::router(state))
+        .merge(webhooks::router(state))
         .merge(landing::router(state))
         .merge(tables::router(state))
         .merge(sharing::router(state))

@@ -14,6 +14,8 @@
 //! - `RAT_MAX_BODY_BYTES`, `RAT_MAX_UPLOAD_BYTES`: body limits (1 MiB, 32 MiB)
 //! - `RAT_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may finish after SIGTERM
 //! - `RAT_SSE_MAX_PER_CLIENT`, `RAT_SSE_MAX_TOTAL`: live log streams per client IP and per process (8, 256)
+//! - `RAT_WEBHOOK_RATE_PER_SEC`, `RAT_WEBHOOK_BURST`, `RAT_WEBHOOK_MAX_CLIENTS`: the webhook
+//!   rate limit per client IP (10/s, bursts of 20, 10,000 clients tracked)
 //! - `RAT_WORKER_THREADS`: async worker threads (default one per core)
 
 use std::future::IntoFuture;
@@ -95,6 +97,18 @@ struct Cli {
     /// Live log streams (SSE) this process serves at once.
     #[arg(long, env = "RAT_SSE_MAX_TOTAL", default_value_t = 256)]
     sse_max_total: usize,
+    /// Sustained `POST /api/v1/webhooks` calls per second one client IP may make.
+    #[arg(long, env = "RAT_WEBHOOK_RATE_PER_SEC", default_value_t = 10.0,
+          value_parser = positive_rate)]
+    webhook_rate_per_sec: f64,
+    /// Webhook calls one client IP may make at once before its rate applies.
+    #[arg(long, env = "RAT_WEBHOOK_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    webhook_burst: u32,
+    /// Client IPs the webhook rate limiter tracks at once (bounds its memory).
+    #[arg(long, env = "RAT_WEBHOOK_MAX_CLIENTS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    webhook_max_clients: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -109,6 +123,16 @@ enum Command {
 /// short-lived allocations of request handling.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A rate in calls per second: finite and positive.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0 => Ok(rate),
+        _ => Err(format!(
+            "expected a number of calls per second above 0 (at most 1000000), got {text:?}"
+        )),
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -190,6 +214,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     settings.presign_ttl = Duration::from_secs(cli.presign_ttl_secs);
     settings.sse_max_per_client = cli.sse_max_per_client;
     settings.sse_max_total = cli.sse_max_total;
+    settings.webhook_rate_per_second = cli.webhook_rate_per_sec;
+    settings.webhook_burst = cli.webhook_burst;
+    settings.webhook_max_clients = usize::try_from(cli.webhook_max_clients).unwrap_or(usize::MAX);
     let state = AppState {
         services: Services::new(pool, store),
         settings: Arc::new(settings),

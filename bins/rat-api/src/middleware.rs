@@ -28,6 +28,10 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const COMMUNITY_ACTOR: &str = "community";
 /// Actor of requests authenticated with the API key.
 pub const API_KEY_ACTOR: &str = "api-key";
+/// Actor of webhook calls, which authenticate with their trigger's token.
+pub const WEBHOOK_ACTOR: &str = "webhook";
+/// The one route that needs no API key: its webhook token authenticates it.
+pub const WEBHOOK_PATH: &str = "/api/v1/webhooks";
 
 fn valid_request_id(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
@@ -107,11 +111,25 @@ pub async fn envelope_errors(request: Request, next: Next) -> Response {
     replaced
 }
 
+/// Whether `request` is a webhook call (`POST` [`WEBHOOK_PATH`], exactly).
+fn is_webhook_call(request: &Request) -> bool {
+    // Inside the nested router the URI has lost its prefix; the original has it.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path(), |uri| uri.path());
+    request.method() == Method::POST && path == WEBHOOK_PATH
+}
+
 /// With an API key configured, requires `Authorization: Bearer <key>`
 /// (compared in constant time); without one (community mode, loopback only
 /// unless `--insecure-no-auth`), lets every request through. Sets [`Identity`].
+/// Webhook calls ([`WEBHOOK_PATH`]) need no key: the webhook token they bear
+/// is their authentication, checked by their handler; their actor is
+/// [`WEBHOOK_ACTOR`], and they are audited like every POST.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let actor = match &state.settings.api_key {
+        _ if is_webhook_call(&request) => WEBHOOK_ACTOR,
         None => COMMUNITY_ACTOR,
         Some(key) => {
             let presented = request

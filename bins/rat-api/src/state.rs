@@ -46,6 +46,14 @@ pub struct ApiSettings {
     pub internal_public_url: String,
     /// Lifetime of the presigned file URLs handed out with claims.
     pub presign_ttl: std::time::Duration,
+    /// `POST /api/v1/webhooks` calls one client (IP address) may make per
+    /// second, sustained.
+    pub webhook_rate_per_second: f64,
+    /// `POST /api/v1/webhooks` calls one client may make at once, before the
+    /// sustained rate applies.
+    pub webhook_burst: u32,
+    /// Clients the webhook rate limiter tracks at once (bounds its memory).
+    pub webhook_max_clients: usize,
 }
 
 /// Version information of this build.
@@ -75,8 +83,9 @@ impl ApiSettings {
     /// Defaults of the contract: 1 MiB JSON, 32 MiB uploads, CORS for the
     /// portal on `http://localhost:3000`, no auth on `/api/v1`; the runner
     /// listener refuses every request until a runner token is set (or
-    /// `runner_open`), its URL is the default `http://127.0.0.1:8090`, and
-    /// presigned URLs live 15 minutes.
+    /// `runner_open`), its URL is the default `http://127.0.0.1:8090`,
+    /// presigned URLs live 15 minutes, and each client may call the webhook
+    /// route 10 times a second (bursts of 20), 10,000 clients tracked.
     pub fn new(public_url: impl Into<String>) -> Self {
         ApiSettings {
             api_key: None,
@@ -94,6 +103,9 @@ impl ApiSettings {
             runner_open: false,
             internal_public_url: "http://127.0.0.1:8090".to_owned(),
             presign_ttl: std::time::Duration::from_secs(15 * 60),
+            webhook_rate_per_second: 10.0,
+            webhook_burst: 20,
+            webhook_max_clients: 10_000,
         }
     }
 }

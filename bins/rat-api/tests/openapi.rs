@@ -47,6 +47,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/pipelines/{namespace}/{layer}/{name}/triggers/{id}"),
     ("PUT", "/api/v1/pipelines/{namespace}/{layer}/{name}/triggers/{id}"),
     ("DELETE", "/api/v1/pipelines/{namespace}/{layer}/{name}/triggers/{id}"),
+    ("POST", "/api/v1/webhooks"),
     ("GET", "/api/v1/pipelines/{namespace}/{layer}/{name}/tests"),
     ("POST", "/api/v1/pipelines/{namespace}/{layer}/{name}/tests"),
     ("DELETE", "/api/v1/pipelines/{namespace}/{layer}/{name}/tests/{test}"),

@@ -7,10 +7,13 @@
 //! - `api`: `GET` of one pipeline under `wrk` vs the same SELECT under
 //!   `pgbench`; `GET /runs?pipeline=` over 100,000 runs; peak RSS.
 //! - `runs`: 10,000 pending runs claimed and completed by 4 runner loops.
+//! - `scheduler`: 10,000 schedules due at one instant (one scheduler, then
+//!   three), and fire latency of every-second schedules over a minute.
 
 mod api;
 mod publish;
 mod runs;
+mod scheduler;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +33,8 @@ enum Bench {
     Api(api::Args),
     /// Runner protocol throughput: claim in batches and complete.
     Runs(runs::Args),
+    /// Scheduler throughput (10,000 due at once, target < 2 s) and fire latency (target p99 < 1 s).
+    Scheduler(scheduler::Args),
 }
 
 #[tokio::main]
@@ -38,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Publish(args) => publish::run(args).await,
         Bench::Api(args) => api::run(args).await,
         Bench::Runs(args) => runs::run(args).await,
+        Bench::Scheduler(args) => scheduler::run(args).await,
     }
 }
 

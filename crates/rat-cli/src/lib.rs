@@ -219,3 +219,96 @@ pub async fn shutdown_signal() {
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// A stop flag that turns true on SIGTERM or SIGINT. Keep the sender alive
+/// as long as the receiver is used (a dropped sender means "never").
+pub fn stop_on_signal() -> (
+    Arc<tokio::sync::watch::Sender<bool>>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    let (sender, stop) = tokio::sync::watch::channel(false);
+    let sender = Arc::new(sender);
+    let signal_sender = sender.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal_sender.send_replace(true);
+    });
+    (sender, stop)
+}
+
+/// Resolves once `stop` turns true (never, if its sender is gone).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// First delay before reconnecting a listener; doubles up to [`MAX_LISTEN_BACKOFF`].
+const MIN_LISTEN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between two connection attempts of a listener.
+const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(30);
+/// How often an idle listener checks that its connection still answers.
+const LISTEN_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How long that check may take before the connection is given up.
+const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A background loop's wake-up by Postgres: a dedicated connection
+/// (`application_name`) `LISTEN`ing on `channels`, notifying `wake` on every
+/// notification (a burst wakes it once) and after every (re)connection
+/// (notifications sent meanwhile were not heard, so the loop must look
+/// again). Reconnects with a capped exponential backoff; returns once `stop`
+/// turns true. `what` names what is listened for in the log.
+pub async fn wake_on_notify(
+    database_url: String,
+    application_name: &'static str,
+    channels: &'static [&'static str],
+    what: &'static str,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_LISTEN_BACKOFF;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let connected = tokio::select! {
+            connected = rat_dao::listen::Listener::connect(&database_url, application_name, channels) => connected,
+            () = stopped(&mut stop) => return,
+        };
+        match connected {
+            Ok(mut listener) => {
+                backoff = MIN_LISTEN_BACKOFF;
+                tracing::info!(what, "listening");
+                wake.notify_one();
+                let mut ping =
+                    tokio::time::interval_at(tokio::time::Instant::now() + LISTEN_PING_INTERVAL, LISTEN_PING_INTERVAL);
+                loop {
+                    tokio::select! {
+                        notification = listener.recv() => match notification {
+                            Some(_) => {
+                                listener.drain();
+                                wake.notify_one();
+                            }
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            if !matches!(tokio::time::timeout(LISTEN_PING_TIMEOUT, listener.ping()).await, Ok(Ok(()))) {
+                                break;
+                            }
+                        }
+                        () = stopped(&mut stop) => return,
+                    }
+                }
+                tracing::warn!(what, "the listener lost its connection; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(what, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
+    }
+}

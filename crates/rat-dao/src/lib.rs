@@ -21,6 +21,7 @@ mod sql;
 pub mod access;
 pub mod audit;
 pub mod landing;
+pub mod listen;
 pub mod namespaces;
 pub mod pipeline_versions;
 pub mod pipelines;

@@ -586,85 +586,48 @@ impl RunEvent {
     }
 }
 
-/// Notifications buffered between the connection and the listener's reader.
-const RUN_EVENT_BUFFER: usize = 1024;
-
-/// A dedicated connection (outside any pool: a pooled connection would be
-/// recycled and lose its `LISTEN`s) listening on [`LOG_CHANNEL`] and
-/// [`STATUS_CHANNEL`]. Notifications sent while it was not connected are
-/// lost, so whoever reconnects must re-read what it watches.
+/// A dedicated connection listening on [`LOG_CHANNEL`] and
+/// [`STATUS_CHANNEL`] (see [`crate::listen::Listener`]). Notifications sent
+/// while it was not connected are lost, so whoever reconnects must re-read
+/// what it watches.
+#[derive(Debug)]
 pub struct RunEvents {
-    client: tokio_postgres::Client,
-    events: tokio::sync::mpsc::Receiver<RunEvent>,
-}
-
-impl std::fmt::Debug for RunEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunEvents").finish_non_exhaustive()
-    }
+    listener: crate::listen::Listener,
 }
 
 impl RunEvents {
     /// Connects and `LISTEN`s on both channels; once this returns, every
     /// notification committed later is delivered by [`RunEvents::recv`].
     pub async fn connect(database_url: &str, application_name: &str) -> Result<Self, DaoError> {
-        let mut config = crate::parse_database_url(database_url)?;
-        config.application_name(application_name);
-        config.connect_timeout(std::time::Duration::from_secs(10));
-        // The connection is idle most of the time: probe it, so a peer that
-        // vanished without closing the socket is noticed.
-        config.keepalives(true);
-        config.keepalives_idle(std::time::Duration::from_secs(30));
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-        let (sender, events) = tokio::sync::mpsc::channel(RUN_EVENT_BUFFER);
-        tokio::spawn(async move {
-            // Ends when the server closes the connection, on an error, or when
-            // the client is dropped; the reader then sees the channel close.
-            loop {
-                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-                let notification = match message {
-                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => n,
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "run event connection ended with an error");
-                        return;
-                    }
-                    None => return,
-                };
-                let Ok(id) = Uuid::parse_str(notification.payload()) else {
-                    tracing::warn!(
-                        channel = notification.channel(),
-                        "ignoring a notification without a run id"
-                    );
-                    continue;
-                };
-                let event = match notification.channel() {
-                    LOG_CHANNEL => RunEvent::Logs(id),
-                    STATUS_CHANNEL => RunEvent::Finished(id),
-                    _ => continue,
-                };
-                if sender.send(event).await.is_err() {
-                    return;
-                }
-            }
-        });
-        client
-            .batch_execute(&format!("LISTEN {LOG_CHANNEL}; LISTEN {STATUS_CHANNEL}"))
-            .await?;
-        Ok(RunEvents { client, events })
+        let listener =
+            crate::listen::Listener::connect(database_url, application_name, &[LOG_CHANNEL, STATUS_CHANNEL]).await?;
+        Ok(RunEvents { listener })
     }
 
     /// The next notification, in commit order; `None` once the connection
     /// has ended (reconnect with [`RunEvents::connect`]).
     pub async fn recv(&mut self) -> Option<RunEvent> {
-        self.events.recv().await
+        loop {
+            let notification = self.listener.recv().await?;
+            let Ok(id) = Uuid::parse_str(&notification.payload) else {
+                tracing::warn!(
+                    channel = notification.channel,
+                    "ignoring a notification without a run id"
+                );
+                continue;
+            };
+            match notification.channel.as_str() {
+                LOG_CHANNEL => return Some(RunEvent::Logs(id)),
+                STATUS_CHANNEL => return Some(RunEvent::Finished(id)),
+                _ => continue,
+            }
+        }
     }
 
     /// A round trip on the connection: an error means it is gone, even if
     /// the socket has not reported it yet.
     pub async fn ping(&self) -> Result<(), DaoError> {
-        self.client.batch_execute("SELECT 1").await?;
-        Ok(())
+        self.listener.ping().await
     }
 }
 

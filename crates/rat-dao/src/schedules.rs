@@ -1,6 +1,10 @@
 //! `schedules`: cron schedules of pipelines. Besides create, read, update,
-//! delete and list, the scheduler claims due schedules with
-//! [`due_for_update`] and records each fire with [`record_fire`].
+//! delete and list: what the scheduler's tick is made of, set-based so one
+//! transaction fires a whole batch in a fixed number of statements
+//! ([`claim_due`], [`fire_slots`], [`advance`], [`explain_unfired`]), the
+//! earliest slot it sleeps until ([`earliest_slot`]), and the `NOTIFY`
+//! channel that wakes it early ([`CHANGED_CHANNEL`], [`notify_changed`];
+//! schedulers listen with [`crate::listen::Listener`]).
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{CronExpr, Layer, NamespaceName, Page, PageRequest, PipelineName, Schedule, ScheduleTimezone};
@@ -26,7 +30,7 @@ macro_rules! columns {
 
 const COLUMNS: &str = columns!();
 
-/// The query of [`due_for_update`] (`$1` = now, `$2` = limit), exposed for
+/// The query of [`claim_due`] (`$1` = now, `$2` = limit), exposed for
 /// plan tests. `enabled = true` repeats the predicate of the partial index
 /// `idx_schedules_next_run`, so the planner can use that index. The order is
 /// the index's alone (no tiebreak column), so the rows stream from the index
@@ -215,37 +219,333 @@ pub async fn list(
     sql::fetch_page(client, COLUMNS, "schedules", &conditions, order, page, from_row).await
 }
 
-/// Enabled schedules whose `next_run_at` is at or before `now`, earliest slot
-/// first, at most `limit`, each locked until the end of the caller's
-/// transaction. Rows another transaction holds are skipped (`SKIP LOCKED`),
-/// so concurrent scheduler replicas never claim the same schedule.
-pub async fn due_for_update(
+/// Most schedules one [`claim_due`] may claim (the bound of one scheduler
+/// transaction).
+pub const MAX_CLAIM_BATCH: i64 = 5000;
+
+/// A due schedule claimed by the scheduler, locked until the end of the
+/// claiming transaction. The expression and zone are returned as stored, not
+/// parsed: one that no longer parses (written behind the api's back, or
+/// refused by a newer cron parser) must not stop the others from firing, so
+/// the caller decides what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSchedule {
+    /// The schedule.
+    pub id: Uuid,
+    /// The pipeline it starts.
+    pub pipeline_id: Uuid,
+    /// The slot that is due: the schedule's `next_run_at`.
+    pub slot: OffsetDateTime,
+    /// The cron expression as stored.
+    pub cron_expr: String,
+    /// The IANA time zone name as stored.
+    pub timezone: String,
+}
+
+/// Claims up to `limit` (1..=[`MAX_CLAIM_BATCH`]) enabled schedules whose
+/// slot is at or before `now`, earliest slot first, with [`DUE_SQL`]: each is
+/// locked until the end of the caller's transaction, and rows another
+/// transaction holds are skipped, so concurrent schedulers never claim the
+/// same schedule. `Invalid { claim_limit }` for a bad limit.
+pub async fn claim_due(
     client: &impl GenericClient,
     now: OffsetDateTime,
     limit: i64,
-) -> Result<Vec<Schedule>, DaoError> {
+) -> Result<Vec<DueSchedule>, DaoError> {
+    if !(1..=MAX_CLAIM_BATCH).contains(&limit) {
+        return Err(DaoError::Invalid {
+            constraint: "claim_limit".to_owned(),
+        });
+    }
     let rows = sql::query(client, DUE_SQL, &[&now, &limit]).await?;
-    rows.iter().map(from_row).collect()
+    rows.iter()
+        .map(|row| {
+            Ok(DueSchedule {
+                id: row.try_get("id")?,
+                pipeline_id: row.try_get("pipeline_id")?,
+                // The query only returns rows with a slot at or before `now`.
+                slot: row.try_get("next_run_at")?,
+                cron_expr: row.try_get("cron_expr")?,
+                timezone: row.try_get("timezone")?,
+            })
+        })
+        .collect()
 }
 
-/// Records that the schedule fired: the run it created, when, and its next
-/// slot (`None` when the expression never matches again).
-pub async fn record_fire(
+/// One claimed slot the scheduler asks [`fire_slots`] to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotToFire {
+    /// The schedule (claimed in the caller's transaction).
+    pub schedule_id: Uuid,
+    /// The slot: the schedule's due `next_run_at`.
+    pub slot: OffsetDateTime,
+    /// The run's trigger label (`schedule:{cron}`, see `rat_domain::trigger_label`).
+    pub trigger: String,
+}
+
+/// A slot [`fire_slots`] fired: the run it created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiredSlot {
+    /// The schedule.
+    pub schedule_id: Uuid,
+    /// The slot.
+    pub slot: OffsetDateTime,
+    /// The pending run created for the slot.
+    pub run_id: Uuid,
+}
+
+/// `active(pipeline_id, run_id)`: each pipeline with a pending or running
+/// run, and its oldest such run, read once (`MATERIALIZED`) with the exact
+/// predicate of the partial index `idx_runs_status`, so the cost follows the
+/// number of active runs, not the size of the run history.
+macro_rules! active_pipelines_cte {
+    () => {
+        "WITH active AS MATERIALIZED ( \
+             SELECT DISTINCT ON (r.pipeline_id) r.pipeline_id, r.id AS run_id FROM runs r \
+             WHERE r.status IN ('pending', 'running') \
+             ORDER BY r.pipeline_id, r.created_at, r.id \
+         ) "
+    };
+}
+
+/// Locks (`FOR SHARE`) the live pipelines of the given schedules, in id
+/// order. A publish, rollback or delete of one of them holds a stronger lock
+/// for its transaction: this waits for it to commit, so the run inserted
+/// next, in a new statement and therefore a new snapshot, sees its outcome
+/// (the newest version, or the deletion), exactly like a manual run does.
+const LOCK_PIPELINES_SQL: &str = "SELECT p.id FROM pipelines p \
+     WHERE p.id IN (SELECT s.pipeline_id FROM schedules s WHERE s.id = ANY($1)) AND p.deleted_at IS NULL \
+     ORDER BY p.id FOR SHARE OF p";
+
+/// The set-based fire of [`fire_slots`] (the second of its two statements): `$1` schedule ids, `$2` slots, `$3`
+/// trigger labels (parallel arrays), `$4` the creation time.
+///
+/// A slot gets a run when its pipeline is live, its latest version pins at
+/// least one file (it was published), the pipeline has no pending or running
+/// run, and the slot has no run yet. `DISTINCT ON` keeps one slot per
+/// pipeline (the first in the batch's order): a second schedule of the same
+/// pipeline would otherwise start it again while the first run is pending.
+/// The unique index `uq_runs_schedule_slot` is the last word on duplicates:
+/// `ON CONFLICT DO NOTHING` turns a slot another transaction fired into a
+/// slot not fired here, never into an error that would abort the batch.
+///
+/// The pipelines with an active run are read once per batch off the small
+/// partial index `idx_runs_status` (the `active` CTE) rather than
+/// probed per slot: a probe by pipeline would walk `idx_runs_pipeline`
+/// through the pipeline's whole run history whenever it has no active run
+/// (the common case), which grows by one run per slot. Exposed for plan tests.
+pub const FIRE_SQL: &str = concat!(
+    active_pipelines_cte!(),
+    "INSERT INTO runs (pipeline_id, trigger, version_number, published_versions, schedule_id, \
+                       scheduled_for, created_at) \
+     SELECT DISTINCT ON (s.pipeline_id) \
+            s.pipeline_id, d.trigger, v.version_number, v.published_versions, d.schedule_id, d.slot, \
+            $4::timestamptz \
+     FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS d(schedule_id, slot, trigger, n) \
+     JOIN schedules s ON s.id = d.schedule_id \
+     JOIN pipelines p ON p.id = s.pipeline_id AND p.deleted_at IS NULL \
+     JOIN LATERAL ( \
+         SELECT pv.version_number, pv.published_versions FROM pipeline_versions pv \
+         WHERE pv.pipeline_id = p.id ORDER BY pv.version_number DESC LIMIT 1 \
+     ) v ON v.published_versions <> '{}'::jsonb \
+     WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.pipeline_id = p.id) \
+       AND NOT EXISTS ( \
+             SELECT 1 FROM runs r WHERE r.schedule_id = d.schedule_id AND r.scheduled_for = d.slot) \
+     ORDER BY s.pipeline_id, d.n \
+     ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING \
+     RETURNING id, schedule_id, scheduled_for"
+);
+
+/// Fires the given claimed slots in two statements (whatever their number):
+/// locks their live pipelines ([`LOCK_PIPELINES_SQL`]), then inserts one
+/// pending run per slot that may fire ([`FIRE_SQL`]), executing the latest
+/// published version with its pinned snapshot, created at `now`, carrying
+/// its schedule and slot. Returns the slots that fired; the others did not,
+/// for a reason [`explain_unfired`] tells. Call it in the transaction that
+/// claimed the schedules and that advances them ([`advance`]).
+pub async fn fire_slots(
     client: &impl GenericClient,
-    id: Uuid,
-    run_id: Uuid,
-    fired_at: OffsetDateTime,
-    next_run_at: Option<OffsetDateTime>,
-) -> Result<Schedule, DaoError> {
+    slots: &[SlotToFire],
+    now: OffsetDateTime,
+) -> Result<Vec<FiredSlot>, DaoError> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = slots.iter().map(|s| s.schedule_id).collect();
+    let times: Vec<OffsetDateTime> = slots.iter().map(|s| s.slot).collect();
+    let triggers: Vec<&str> = slots.iter().map(|s| s.trigger.as_str()).collect();
+    sql::query(client, LOCK_PIPELINES_SQL, &[&ids]).await?;
+    let rows = sql::query(client, FIRE_SQL, &[&ids, &times, &triggers, &now]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(FiredSlot {
+                schedule_id: row.try_get("schedule_id")?,
+                slot: row.try_get("scheduled_for")?,
+                run_id: row.try_get("id")?,
+            })
+        })
+        .collect()
+}
+
+/// How a claimed schedule moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advance {
+    /// The schedule (claimed in the caller's transaction).
+    pub id: Uuid,
+    /// Its next slot; `None` when the expression never matches again (or can
+    /// no longer be evaluated): the schedule stays, and never fires.
+    pub next_run_at: Option<OffsetDateTime>,
+    /// The run it just created, if it fired: recorded as its last run, at `now`.
+    pub run_id: Option<Uuid>,
+}
+
+/// Moves claimed schedules to their next slot in one statement, and records
+/// the run of those that fired (`last_run_id`, `last_run_at = now`); the
+/// others keep their last run. Returns the number of schedules updated.
+pub async fn advance(client: &impl GenericClient, advances: &[Advance], now: OffsetDateTime) -> Result<u64, DaoError> {
+    if advances.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = advances.iter().map(|a| a.id).collect();
+    let next: Vec<Option<OffsetDateTime>> = advances.iter().map(|a| a.next_run_at).collect();
+    let runs: Vec<Option<Uuid>> = advances.iter().map(|a| a.run_id).collect();
+    sql::execute(
+        client,
+        "UPDATE schedules s SET next_run_at = d.next_run_at, \
+            last_run_id = COALESCE(d.run_id, s.last_run_id), \
+            last_run_at = CASE WHEN d.run_id IS NULL THEN s.last_run_at ELSE $4::timestamptz END \
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[]) AS d(id, next_run_at, run_id) \
+         WHERE s.id = d.id",
+        &[&ids, &next, &runs, &now],
+    )
+    .await
+}
+
+/// Why a claimed slot did not fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFired {
+    /// The pipeline was deleted (soft-deleted; it may still be restored or purged).
+    PipelineDeleted,
+    /// The pipeline was never published: a run needs a published snapshot.
+    NeverPublished,
+    /// The pipeline has a pending or running run (possibly one just created
+    /// by another of its schedules): it is not started again.
+    ActiveRun {
+        /// One of its active runs, when one is still active.
+        run_id: Option<Uuid>,
+    },
+    /// The slot already has its run (fired by another transaction).
+    AlreadyFired,
+}
+
+impl NotFired {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotFired::PipelineDeleted => "pipeline_deleted",
+            NotFired::NeverPublished => "never_published",
+            NotFired::ActiveRun { .. } => "active_run",
+            NotFired::AlreadyFired => "already_fired",
+        }
+    }
+}
+
+/// A claimed slot that did not fire, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnfiredSlot {
+    /// The schedule.
+    pub schedule_id: Uuid,
+    /// Its pipeline.
+    pub pipeline_id: Uuid,
+    /// The slot.
+    pub slot: OffsetDateTime,
+    /// Why it did not fire.
+    pub reason: NotFired,
+}
+
+/// Why each of these slots (claimed, and not fired by [`fire_slots`] in the
+/// same transaction) did not fire, in one query. The reasons are checked in
+/// the order of [`NotFired`]'s variants; a slot none of them applies to any
+/// more lost to an active run that has finished since.
+pub async fn explain_unfired(
+    client: &impl GenericClient,
+    slots: &[(Uuid, OffsetDateTime)],
+) -> Result<Vec<UnfiredSlot>, DaoError> {
+    if slots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = slots.iter().map(|s| s.0).collect();
+    let times: Vec<OffsetDateTime> = slots.iter().map(|s| s.1).collect();
+    let rows = sql::query(
+        client,
+        concat!(
+            active_pipelines_cte!(),
+            "SELECT d.schedule_id, d.slot, s.pipeline_id, \
+                (p.id IS NULL OR p.deleted_at IS NOT NULL) AS pipeline_deleted, \
+                COALESCE(( \
+                    SELECT pv.published_versions <> '{}'::jsonb FROM pipeline_versions pv \
+                    WHERE pv.pipeline_id = s.pipeline_id ORDER BY pv.version_number DESC LIMIT 1 \
+                ), false) AS published, \
+                EXISTS ( \
+                    SELECT 1 FROM runs r WHERE r.schedule_id = d.schedule_id AND r.scheduled_for = d.slot \
+                ) AS already_fired, \
+                a.run_id AS active_run \
+             FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS d(schedule_id, slot, n) \
+             JOIN schedules s ON s.id = d.schedule_id \
+             LEFT JOIN pipelines p ON p.id = s.pipeline_id \
+             LEFT JOIN active a ON a.pipeline_id = s.pipeline_id \
+             ORDER BY d.n"
+        ),
+        &[&ids, &times],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let reason = if row.try_get("pipeline_deleted")? {
+                NotFired::PipelineDeleted
+            } else if !row.try_get::<_, bool>("published")? {
+                NotFired::NeverPublished
+            } else if row.try_get("already_fired")? {
+                NotFired::AlreadyFired
+            } else {
+                NotFired::ActiveRun {
+                    run_id: row.try_get("active_run")?,
+                }
+            };
+            Ok(UnfiredSlot {
+                schedule_id: row.try_get("schedule_id")?,
+                pipeline_id: row.try_get("pipeline_id")?,
+                slot: row.try_get("slot")?,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// The earliest slot anything the scheduler fires is waiting for: the
+/// smallest `next_run_at` of enabled schedules and `next_fire_at` of enabled
+/// cron triggers (`pipeline_triggers`, V10), each read off its partial
+/// index; `None` when nothing is scheduled. It may be in the past (a slot
+/// another scheduler is firing right now).
+pub async fn earliest_slot(client: &impl GenericClient) -> Result<Option<OffsetDateTime>, DaoError> {
     let row = sql::query_one(
         client,
         "schedule",
-        &format!(
-            "UPDATE schedules SET last_run_id = $2, last_run_at = $3, next_run_at = $4 \
-             WHERE id = $1 RETURNING {COLUMNS}"
-        ),
-        &[&id, &run_id, &fired_at, &next_run_at],
+        "SELECT LEAST( \
+            (SELECT min(next_run_at) FROM schedules WHERE enabled = true), \
+            (SELECT min(next_fire_at) FROM pipeline_triggers WHERE enabled = true AND next_fire_at IS NOT NULL) \
+         ) AS earliest",
+        &[],
     )
     .await?;
-    from_row(&row)
+    Ok(row.try_get("earliest")?)
+}
+
+/// `NOTIFY` [`CHANGED_CHANNEL`] with the schedule's id as payload, delivered
+/// when the caller's transaction commits (at once outside a transaction), so
+/// sleeping schedulers recompute when to wake up.
+pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+    let payload = id.to_string();
+    sql::query(client, "SELECT pg_notify($1, $2)", &[&CHANGED_CHANNEL, &payload]).await?;
+    Ok(())
 }

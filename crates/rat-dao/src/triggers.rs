@@ -3,9 +3,18 @@
 //! ([`watching`], [`find_webhook`], [`for_zone`]) with JSONB containment
 //! served by the partial GIN index `idx_pipeline_triggers_config`, and claim a
 //! fire atomically under the trigger's cooldown ([`try_claim_fire`]).
+//!
+//! Cron and cron-dependency triggers carry their next slot in `next_fire_at`
+//! (NULL for other types and for disabled triggers): schedulers claim the due
+//! ones with [`due_for_update`] (`FOR UPDATE SKIP LOCKED` on
+//! `idx_pipeline_triggers_next_fire`) and advance them with
+//! [`set_next_fire_at`]; [`unmet_dependencies`] checks the rule of
+//! `cron_dependency`.
 
 use deadpool_postgres::GenericClient;
-use rat_domain::{NamespaceName, Page, PageRequest, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName};
+use rat_domain::{
+    NamespaceName, Page, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -33,6 +42,20 @@ pub const WATCHING_SQL: &str = concat!(
     " FROM pipeline_triggers \
      WHERE config @> $1 AND enabled = true AND type = 'pipeline_success' \
      ORDER BY created_at, id LIMIT $2"
+);
+
+/// The query of [`due_for_update`] (`$1` = now, `$2` = limit), exposed for
+/// plan tests. `enabled = true AND next_fire_at IS NOT NULL` repeats the
+/// predicate of the partial index `idx_pipeline_triggers_next_fire`, and the
+/// order is the index's alone, so rows stream off the index and are locked one
+/// by one up to the limit instead of every due row being sorted first.
+pub const DUE_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", next_fire_at FROM pipeline_triggers \
+     WHERE enabled = true AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
+       AND type IN ('cron', 'cron_dependency') \
+     ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED"
 );
 
 fn from_row(row: &Row) -> Result<Trigger, DaoError> {
@@ -281,4 +304,197 @@ pub async fn set_last_run(client: &impl GenericClient, id: Uuid, run_id: Uuid) -
         return Err(DaoError::NotFound { entity: "trigger" });
     }
     Ok(())
+}
+
+/// A cron or cron-dependency trigger whose slot is due, locked by the caller's
+/// transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueTrigger {
+    /// The trigger.
+    pub trigger: Trigger,
+    /// The slot that is due (its `next_fire_at`).
+    pub slot: OffsetDateTime,
+}
+
+/// Enabled `cron` and `cron_dependency` triggers whose `next_fire_at` is at or
+/// before `now`, earliest slot first, at most `limit`, each locked until the
+/// end of the caller's transaction. Rows another transaction holds are
+/// skipped (`SKIP LOCKED`), so concurrent scheduler replicas never claim the
+/// same trigger: each due slot is handled by exactly one of them.
+pub async fn due_for_update(
+    client: &impl GenericClient,
+    now: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<DueTrigger>, DaoError> {
+    let rows = sql::query(client, DUE_SQL, &[&now, &limit]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DueTrigger {
+                trigger: from_row(row)?,
+                slot: row.try_get("next_fire_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Sets (or with `None` clears) the trigger's next cron slot. `NotFound
+/// { trigger }` for an unknown trigger.
+pub async fn set_next_fire_at(
+    client: &impl GenericClient,
+    id: Uuid,
+    next_fire_at: Option<OffsetDateTime>,
+) -> Result<(), DaoError> {
+    let updated = sql::execute(
+        client,
+        "UPDATE pipeline_triggers SET next_fire_at = $2 WHERE id = $1",
+        &[&id, &next_fire_at],
+    )
+    .await?;
+    if updated == 0 {
+        return Err(DaoError::NotFound { entity: "trigger" });
+    }
+    Ok(())
+}
+
+/// The trigger's next cron slot (`None` for other types, disabled triggers,
+/// or an expression that never matches again). `NotFound { trigger }` for an
+/// unknown trigger.
+pub async fn next_fire_at(client: &impl GenericClient, id: Uuid) -> Result<Option<OffsetDateTime>, DaoError> {
+    let row = sql::query_one(
+        client,
+        "trigger",
+        "SELECT next_fire_at FROM pipeline_triggers WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(row.try_get("next_fire_at")?)
+}
+
+/// Enabled `cron` and `cron_dependency` triggers without a slot, with ids
+/// greater than `after` (keyset pagination), by id, at most `limit`. Such a
+/// trigger was written before `next_fire_at` existed (or behind the
+/// service's back); [`set_missing_next_fire_at`] gives it its slot.
+pub async fn without_slot(
+    client: &impl GenericClient,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Trigger>, DaoError> {
+    let rows = sql::query(
+        client,
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM pipeline_triggers \
+             WHERE enabled = true AND next_fire_at IS NULL AND type IN ('cron', 'cron_dependency') \
+               AND ($1::uuid IS NULL OR id > $1) \
+             ORDER BY id LIMIT $2"
+        ),
+        &[&after, &limit],
+    )
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Sets the trigger's slot only if it still has none (a concurrent update
+/// that set one wins). Whether it was set.
+pub async fn set_missing_next_fire_at(
+    client: &impl GenericClient,
+    id: Uuid,
+    next_fire_at: OffsetDateTime,
+) -> Result<bool, DaoError> {
+    let updated = sql::execute(
+        client,
+        "UPDATE pipeline_triggers SET next_fire_at = $2 WHERE id = $1 AND enabled = true AND next_fire_at IS NULL",
+        &[&id, &next_fire_at],
+    )
+    .await?;
+    Ok(updated == 1)
+}
+
+/// The earliest slot of any enabled cron or cron-dependency trigger, read off
+/// `idx_pipeline_triggers_next_fire`; `None` when no slot is pending. A
+/// scheduler sleeps until then (or until a change is announced).
+pub async fn earliest_next_fire(client: &impl GenericClient) -> Result<Option<OffsetDateTime>, DaoError> {
+    let row = sql::query_one(
+        client,
+        "trigger",
+        "SELECT min(next_fire_at) AS earliest FROM pipeline_triggers \
+         WHERE enabled = true AND next_fire_at IS NOT NULL",
+        &[],
+    )
+    .await?;
+    Ok(row.try_get("earliest")?)
+}
+
+/// `NOTIFY rat_schedules, '<trigger id>'` ([`crate::schedules::CHANGED_CHANNEL`]),
+/// delivered when the caller's transaction commits: schedulers wake up and
+/// re-read the earliest slot.
+pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+    let payload = id.to_string();
+    // pg_notify takes the channel as a value, so it is a bind parameter.
+    sql::query(
+        client,
+        "SELECT pg_notify($1, $2)",
+        &[&crate::schedules::CHANGED_CHANNEL, &payload],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The live (not soft-deleted) pipeline `pipeline_id` that a fire would run,
+/// read `FOR SHARE` so that it stays live, and its published version stays
+/// the latest, until the caller's transaction ends: publish, rollback and
+/// delete lock the row `FOR UPDATE` and wait. Concurrent fires of one
+/// pipeline do not block each other. `None` when the pipeline is gone or
+/// soft-deleted.
+pub async fn fire_target(client: &impl GenericClient, pipeline_id: Uuid) -> Result<Option<Pipeline>, DaoError> {
+    // Every column, decoded by name with the pipelines repository's decoder.
+    let row = sql::query_opt(
+        client,
+        "SELECT * FROM pipelines WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+        &[&pipeline_id],
+    )
+    .await?;
+    row.as_ref().map(crate::pipelines::from_row).transpose()
+}
+
+/// The dependencies of a `cron_dependency` trigger that are not satisfied,
+/// in the order given: a dependency is satisfied when a live pipeline has its
+/// address and a run of it succeeded with `finished_at` strictly after
+/// `since` (the trigger's previous fire); with `since = None` (never fired)
+/// any successful run counts. One statement for every dependency.
+pub async fn unmet_dependencies(
+    client: &impl GenericClient,
+    dependencies: &[PipelineRef],
+    since: Option<OffsetDateTime>,
+) -> Result<Vec<PipelineRef>, DaoError> {
+    let namespaces: Vec<&str> = dependencies.iter().map(|d| d.namespace.as_str()).collect();
+    let layers: Vec<&str> = dependencies.iter().map(|d| d.layer.as_str()).collect();
+    let names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
+    // The runs of each dependency are reached through `idx_runs_pipeline`;
+    // EXISTS stops at the first qualifying run.
+    let rows = sql::query(
+        client,
+        "SELECT d.ord FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(ns, layer, name, ord) \
+         WHERE NOT EXISTS ( \
+             SELECT 1 FROM pipelines p JOIN runs r ON r.pipeline_id = p.id \
+             WHERE p.namespace = d.ns AND p.layer = d.layer AND p.name = d.name AND p.deleted_at IS NULL \
+               AND r.status = 'success' AND ($4::timestamptz IS NULL OR r.finished_at > $4::timestamptz)) \
+         ORDER BY d.ord",
+        &[&namespaces, &layers, &names, &since],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let ordinal: i64 = row.try_get("ord")?;
+            usize::try_from(ordinal - 1)
+                .ok()
+                .and_then(|i| dependencies.get(i))
+                .cloned()
+                .ok_or_else(|| DaoError::Corrupt {
+                    column: "ord",
+                    source: "ordinality out of range".into(),
+                })
+        })
+        .collect()
 }

@@ -27,6 +27,26 @@ fn ids(schedules: &[Schedule]) -> Vec<Uuid> {
     schedules.iter().map(|s| s.id).collect()
 }
 
+fn claimed_ids(claimed: &[schedules::DueSchedule]) -> Vec<Uuid> {
+    claimed.iter().map(|s| s.id).collect()
+}
+
+/// Records that `id` fired `run_id` at `at`, moving it to `next`.
+async fn record_fire(
+    client: &impl GenericClient,
+    id: Uuid,
+    run_id: Uuid,
+    at: OffsetDateTime,
+    next: Option<OffsetDateTime>,
+) {
+    let advance = schedules::Advance {
+        id,
+        next_run_at: next,
+        run_id: Some(run_id),
+    };
+    assert_eq!(schedules::advance(client, &[advance], at).await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn every_column_round_trips() {
     let db = TestDatabase::new().await;
@@ -57,21 +77,32 @@ async fn every_column_round_trips() {
     let run = fixtures::run(&client, &pipeline).await;
     let fired_at = datetime!(2026-06-01 07:00:00.125 UTC);
     let following = datetime!(2026-06-02 07:00:00 UTC);
-    let fired = schedules::record_fire(&client, created.id, run.id, fired_at, Some(following))
-        .await
-        .unwrap();
+    let advance = |run_id, next_run_at| schedules::Advance {
+        id: created.id,
+        next_run_at,
+        run_id,
+    };
+    assert_eq!(
+        schedules::advance(&client, &[advance(Some(run.id), Some(following))], fired_at)
+            .await
+            .unwrap(),
+        1
+    );
+    let fired = schedules::get(&client, created.id).await.unwrap();
     assert_eq!(fired.last_run_id, Some(run.id));
     assert_eq!(fired.last_run_at, Some(fired_at));
     assert_eq!(fired.next_run_at, Some(following));
     assert_eq!(fired.cron_expr, created.cron_expr);
     assert!(fired.updated_at >= created.updated_at);
-    assert_eq!(schedules::get(&client, created.id).await.unwrap(), fired);
 
-    // An expression that never matches again leaves no next slot.
-    let last = schedules::record_fire(&client, created.id, run.id, following, None)
+    // An expression that never matches again leaves no next slot; a slot
+    // that did not fire keeps the last run.
+    schedules::advance(&client, &[advance(None, None)], following)
         .await
         .unwrap();
+    let last = schedules::get(&client, created.id).await.unwrap();
     assert_eq!(last.next_run_at, None);
+    assert_eq!((last.last_run_id, last.last_run_at), (Some(run.id), Some(fired_at)));
 }
 
 #[tokio::test]
@@ -151,9 +182,6 @@ async fn missing_rows_and_references() {
             .await
             .unwrap_err(),
         schedules::delete(&client, Uuid::new_v4()).await.unwrap_err(),
-        schedules::record_fire(&client, Uuid::new_v4(), Uuid::new_v4(), now, None)
-            .await
-            .unwrap_err(),
     ] {
         assert!(matches!(err, DaoError::NotFound { entity: "schedule" }), "{err:?}");
     }
@@ -163,9 +191,12 @@ async fn missing_rows_and_references() {
     let schedule = schedules::create(&client, &new_schedule(pipeline.id, None, true))
         .await
         .unwrap();
-    let err = schedules::record_fire(&client, schedule.id, Uuid::new_v4(), now, None)
-        .await
-        .unwrap_err();
+    let advance = schedules::Advance {
+        id: schedule.id,
+        next_run_at: None,
+        run_id: Some(Uuid::new_v4()),
+    };
+    let err = schedules::advance(&client, &[advance], now).await.unwrap_err();
     assert!(
         matches!(&err, DaoError::MissingReference { entity: "run", constraint } if constraint == "fk_schedules_last_run"),
         "{err:?}"
@@ -271,7 +302,7 @@ async fn list_filters_orders_and_counts() {
 }
 
 #[tokio::test]
-async fn due_for_update_returns_enabled_due_schedules_by_slot() {
+async fn claim_due_returns_enabled_due_schedules_by_slot() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
     let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
@@ -290,10 +321,10 @@ async fn due_for_update_returns_enabled_due_schedules_by_slot() {
     create(Some(minutes(-60)), false).await;
     create(None, true).await;
 
-    let due = schedules::due_for_update(&client, now, 10).await.unwrap();
-    assert_eq!(ids(&due), [due_earliest, due_late, due_exactly]);
-    let bounded = schedules::due_for_update(&client, now, 2).await.unwrap();
-    assert_eq!(ids(&bounded), [due_earliest, due_late]);
+    let due = schedules::claim_due(&client, now, 10).await.unwrap();
+    assert_eq!(claimed_ids(&due), [due_earliest, due_late, due_exactly]);
+    let bounded = schedules::claim_due(&client, now, 2).await.unwrap();
+    assert_eq!(claimed_ids(&bounded), [due_earliest, due_late]);
 }
 
 #[tokio::test]
@@ -319,21 +350,18 @@ async fn concurrent_claims_never_share_a_schedule() {
     let tx1 = first.transaction().await.unwrap();
     let tx2 = second.transaction().await.unwrap();
     tx2.batch_execute("SET LOCAL lock_timeout = '1s'").await.unwrap();
-    let claimed1 = schedules::due_for_update(&tx1, now, 2).await.unwrap();
-    let claimed2 = schedules::due_for_update(&tx2, now, 10).await.unwrap();
-    assert_eq!(ids(&claimed1), all[..2]);
-    assert_eq!(ids(&claimed2), all[2..]);
+    let claimed1 = schedules::claim_due(&tx1, now, 2).await.unwrap();
+    let claimed2 = schedules::claim_due(&tx2, now, 10).await.unwrap();
+    assert_eq!(claimed_ids(&claimed1), all[..2]);
+    assert_eq!(claimed_ids(&claimed2), all[2..]);
     tx2.rollback().await.unwrap();
     tx1.rollback().await.unwrap();
 
     // Both at once: disjoint, and together they claim every due schedule.
     let tx1 = first.transaction().await.unwrap();
     let tx2 = second.transaction().await.unwrap();
-    let (a, b) = tokio::join!(
-        schedules::due_for_update(&tx1, now, 2),
-        schedules::due_for_update(&tx2, now, 2)
-    );
-    let (a, b) = (ids(&a.unwrap()), ids(&b.unwrap()));
+    let (a, b) = tokio::join!(schedules::claim_due(&tx1, now, 2), schedules::claim_due(&tx2, now, 2));
+    let (a, b) = (claimed_ids(&a.unwrap()), claimed_ids(&b.unwrap()));
     assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
     let mut union: Vec<Uuid> = a.into_iter().chain(b).collect();
     union.sort();
@@ -387,9 +415,7 @@ async fn deleting_the_last_run_clears_the_reference() {
         .unwrap();
     let run = fixtures::run(&client, &pipeline).await;
     let fired_at = datetime!(2026-06-01 12:00:00 UTC);
-    schedules::record_fire(&client, schedule.id, run.id, fired_at, None)
-        .await
-        .unwrap();
+    record_fire(&client, schedule.id, run.id, fired_at, None).await;
 
     runs::delete(&client, run.id).await.unwrap();
     let after = schedules::get(&client, schedule.id).await.unwrap();
@@ -545,4 +571,507 @@ async fn get_for_update_locks_the_row_until_the_transaction_ends() {
     let tx2 = second.transaction().await.unwrap();
     assert_eq!(schedules::get_for_update(&tx2, schedule.id).await.unwrap(), schedule);
     tx2.commit().await.unwrap();
+}
+
+// ---- The scheduler's set-based tick statements ----
+
+/// A pipeline at `default/silver/<name>` with `versions` published versions
+/// in its history (0: never published). The latest pins `v<n>` of one file.
+async fn with_versions(client: &impl GenericClient, name: &str, versions: i32) -> rat_domain::Pipeline {
+    let pipeline = fixtures::pipeline(client, "default", "silver", name).await;
+    for n in 1..=versions {
+        let pins =
+            rat_domain::PublishedVersions::from_pairs([(format!("{}pipeline.sql", pipeline.s3_path), format!("v{n}"))])
+                .unwrap();
+        rat_dao::pipeline_versions::insert_next(client, pipeline.id, "", &pins, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+    pipeline
+}
+
+fn slot_to_fire(schedule_id: Uuid, slot: OffsetDateTime) -> schedules::SlotToFire {
+    schedules::SlotToFire {
+        schedule_id,
+        slot,
+        trigger: "schedule:*/5 * * * *".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn claim_due_returns_slots_as_stored_and_bounds_the_batch() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let now = datetime!(2026-06-01 12:00:00 UTC);
+    let paris = schedules::create(
+        &client,
+        &schedules::NewSchedule {
+            pipeline_id: pipeline.id,
+            cron_expr: cron("0 9 * * *"),
+            timezone: ScheduleTimezone::parse("Europe/Paris").unwrap(),
+            enabled: true,
+            next_run_at: Some(now - time::Duration::hours(1)),
+        },
+    )
+    .await
+    .unwrap();
+    let later = schedules::create(&client, &new_schedule(pipeline.id, Some(now), true))
+        .await
+        .unwrap();
+    schedules::create(
+        &client,
+        &new_schedule(pipeline.id, Some(now + time::Duration::SECOND), true),
+    )
+    .await
+    .unwrap();
+    // A value no parser accepts any more still comes back, as text: the
+    // scheduler must be able to skip it without failing the whole batch.
+    client
+        .execute(
+            "UPDATE schedules SET cron_expr = 'every full moon' WHERE id = $1",
+            &[&later.id],
+        )
+        .await
+        .unwrap();
+
+    let due = schedules::claim_due(&client, now, 10).await.unwrap();
+    assert_eq!(
+        due,
+        [
+            schedules::DueSchedule {
+                id: paris.id,
+                pipeline_id: pipeline.id,
+                slot: now - time::Duration::hours(1),
+                cron_expr: "0 9 * * *".to_owned(),
+                timezone: "Europe/Paris".to_owned(),
+            },
+            schedules::DueSchedule {
+                id: later.id,
+                pipeline_id: pipeline.id,
+                slot: now,
+                cron_expr: "every full moon".to_owned(),
+                timezone: "UTC".to_owned(),
+            },
+        ]
+    );
+    assert_eq!(schedules::claim_due(&client, now, 1).await.unwrap().len(), 1);
+    for bad in [0, -1, schedules::MAX_CLAIM_BATCH + 1] {
+        let err = schedules::claim_due(&client, now, bad).await.unwrap_err();
+        assert!(
+            matches!(&err, DaoError::Invalid { constraint } if constraint == "claim_limit"),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fire_slots_creates_the_run_of_each_slot_from_the_latest_version() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = with_versions(&client, "orders", 2).await;
+    let schedule = schedules::create(&client, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    let slot = datetime!(2026-06-01 12:00:00 UTC);
+    let now = datetime!(2026-06-01 12:00:00.040 UTC);
+
+    let fired = schedules::fire_slots(&client, &[slot_to_fire(schedule.id, slot)], now)
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].schedule_id, fired[0].slot), (schedule.id, slot));
+    let run = runs::get(&client, fired[0].run_id).await.unwrap();
+    assert_eq!(run.pipeline_id, pipeline.id);
+    assert_eq!(run.status, rat_domain::RunStatus::Pending);
+    assert_eq!(run.trigger, "schedule:*/5 * * * *");
+    assert_eq!(run.version_number, 2, "the latest published version");
+    let latest = rat_dao::pipeline_versions::latest(&client, pipeline.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.published_versions, latest.published_versions);
+    assert_eq!(run.schedule_id, Some(schedule.id));
+    assert_eq!(run.trigger_id, None);
+    assert_eq!(run.scheduled_for, Some(slot));
+    assert_eq!(run.created_at, now);
+    assert!(schedules::fire_slots(&client, &[], now).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn slots_that_may_not_fire_are_left_and_explained() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let slot = datetime!(2026-06-01 12:00:00 UTC);
+    let now = slot + time::Duration::milliseconds(10);
+    let schedule_of = async |pipeline: &rat_domain::Pipeline| {
+        schedules::create(&client, &new_schedule(pipeline.id, Some(slot), true))
+            .await
+            .unwrap()
+            .id
+    };
+    let deleted = with_versions(&client, "deleted", 1).await;
+    let deleted_schedule = schedule_of(&deleted).await;
+    pipelines::soft_delete(&client, &deleted.address, now).await.unwrap();
+    let unpublished = with_versions(&client, "unpublished", 0).await;
+    let unpublished_schedule = schedule_of(&unpublished).await;
+    let busy = with_versions(&client, "busy", 1).await;
+    let busy_schedule = schedule_of(&busy).await;
+    let active = fixtures::run(&client, &busy).await;
+    let twice = with_versions(&client, "twice", 1).await;
+    let first_of_twice = schedule_of(&twice).await;
+    let second_of_twice = schedule_of(&twice).await;
+    let fired_before = with_versions(&client, "fired_before", 1).await;
+    let fired_before_schedule = schedule_of(&fired_before).await;
+    let earlier = schedules::fire_slots(&client, &[slot_to_fire(fired_before_schedule, slot)], now)
+        .await
+        .unwrap();
+    // Its run has finished: only the slot itself stands in the way now.
+    runs::transition(
+        &client,
+        earlier[0].run_id,
+        rat_domain::RunStatus::Cancelled,
+        &Default::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    let free = with_versions(&client, "free", 1).await;
+    let free_schedule = schedule_of(&free).await;
+
+    let order = [
+        deleted_schedule,
+        unpublished_schedule,
+        busy_schedule,
+        first_of_twice,
+        second_of_twice,
+        fired_before_schedule,
+        free_schedule,
+    ];
+    let slots: Vec<_> = order.iter().map(|id| slot_to_fire(*id, slot)).collect();
+    let fired = schedules::fire_slots(&client, &slots, now).await.unwrap();
+    let mut fired_ids: Vec<Uuid> = fired.iter().map(|f| f.schedule_id).collect();
+    fired_ids.sort();
+    let mut expected = vec![first_of_twice, free_schedule];
+    expected.sort();
+    assert_eq!(
+        fired_ids, expected,
+        "one run per pipeline, and only where a run may start"
+    );
+    let twice_run = fired.iter().find(|f| f.schedule_id == first_of_twice).unwrap().run_id;
+
+    let unfired: Vec<_> = order
+        .iter()
+        .filter(|id| !fired_ids.contains(id))
+        .map(|id| (*id, slot))
+        .collect();
+    let explained = schedules::explain_unfired(&client, &unfired).await.unwrap();
+    let reasons: Vec<(Uuid, Uuid, schedules::NotFired)> = explained
+        .iter()
+        .map(|u| (u.schedule_id, u.pipeline_id, u.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (deleted_schedule, deleted.id, schedules::NotFired::PipelineDeleted),
+            (
+                unpublished_schedule,
+                unpublished.id,
+                schedules::NotFired::NeverPublished
+            ),
+            (
+                busy_schedule,
+                busy.id,
+                schedules::NotFired::ActiveRun {
+                    run_id: Some(active.id)
+                }
+            ),
+            (
+                second_of_twice,
+                twice.id,
+                schedules::NotFired::ActiveRun {
+                    run_id: Some(twice_run)
+                }
+            ),
+            (
+                fired_before_schedule,
+                fired_before.id,
+                schedules::NotFired::AlreadyFired
+            ),
+        ]
+    );
+    assert!(explained.iter().all(|u| u.slot == slot));
+    assert_eq!(
+        reasons.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        [
+            "pipeline_deleted",
+            "never_published",
+            "active_run",
+            "active_run",
+            "already_fired"
+        ]
+    );
+    assert!(schedules::explain_unfired(&client, &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_slot_fired_by_a_concurrent_transaction_is_not_fired_again() {
+    let db = TestDatabase::new().await;
+    let mut first = db.client().await;
+    let mut second = db.client().await;
+    let pipeline = with_versions(&first, "orders", 1).await;
+    let schedule = schedules::create(&first, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    let slot = datetime!(2026-06-01 12:00:00 UTC);
+    let slots = [slot_to_fire(schedule.id, slot)];
+
+    // The first transaction fires the slot and has not committed: the
+    // second cannot see that run, so only the unique index stops it. It
+    // waits for the first to end, then does nothing instead of failing.
+    let tx1 = first.transaction().await.unwrap();
+    let fired1 = schedules::fire_slots(&tx1, &slots, slot).await.unwrap();
+    assert_eq!(fired1.len(), 1);
+    let tx2 = second.transaction().await.unwrap();
+    let (fired2, ()) = tokio::join!(schedules::fire_slots(&tx2, &slots, slot), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx1.commit().await.unwrap();
+    });
+    assert!(fired2.unwrap().is_empty());
+    tx2.commit().await.unwrap();
+    let (count,): (i64,) = {
+        let row = first
+            .query_one("SELECT count(*) FROM runs WHERE schedule_id = $1", &[&schedule.id])
+            .await
+            .unwrap();
+        (row.get(0),)
+    };
+    assert_eq!(count, 1);
+
+    // And the index itself refuses a second run of the slot.
+    let err = runs::create(
+        &first,
+        &runs::NewRun {
+            pipeline_id: pipeline.id,
+            trigger: "schedule:*/5 * * * *".to_owned(),
+            version_number: 1,
+            published_versions: fixtures::snapshot(&pipeline),
+            schedule_id: Some(schedule.id),
+            trigger_id: None,
+            scheduled_for: Some(slot),
+        },
+        slot,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, DaoError::Conflict { constraint } if constraint == "uq_runs_schedule_slot"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_delete_waits_for_the_fire_or_the_fire_sees_the_delete() {
+    let db = TestDatabase::new().await;
+    let mut first = db.client().await;
+    let mut second = db.client().await;
+    let pipeline = with_versions(&first, "orders", 1).await;
+    let schedule = schedules::create(&first, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    let slot = datetime!(2026-06-01 12:00:00 UTC);
+    let slots = [slot_to_fire(schedule.id, slot)];
+
+    // A delete in flight (its row lock held): the fire waits for it and then
+    // sees the pipeline gone, instead of starting a run of a deleted pipeline.
+    let deleting = second.transaction().await.unwrap();
+    pipelines::soft_delete(&deleting, &pipeline.address, slot)
+        .await
+        .unwrap();
+    let tx = first.transaction().await.unwrap();
+    let (fired, ()) = tokio::join!(schedules::fire_slots(&tx, &slots, slot), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        deleting.commit().await.unwrap();
+    });
+    assert!(fired.unwrap().is_empty());
+    let explained = schedules::explain_unfired(&tx, &[(schedule.id, slot)]).await.unwrap();
+    assert_eq!(explained[0].reason, schedules::NotFired::PipelineDeleted);
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn advance_moves_each_schedule_and_records_only_fired_runs() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = with_versions(&client, "orders", 1).await;
+    let slot = datetime!(2026-06-01 12:00:00 UTC);
+    let now = slot + time::Duration::milliseconds(25);
+    let fired = schedules::create(&client, &new_schedule(pipeline.id, Some(slot), true))
+        .await
+        .unwrap();
+    let skipped = schedules::create(&client, &new_schedule(pipeline.id, Some(slot), true))
+        .await
+        .unwrap();
+    let ended = schedules::create(&client, &new_schedule(pipeline.id, Some(slot), true))
+        .await
+        .unwrap();
+    let old_run = fixtures::run(&client, &pipeline).await;
+    record_fire(&client, skipped.id, old_run.id, slot - time::Duration::DAY, Some(slot)).await;
+    let run = fixtures::run(&client, &pipeline).await;
+
+    let updated = schedules::advance(
+        &client,
+        &[
+            schedules::Advance {
+                id: fired.id,
+                next_run_at: Some(slot + time::Duration::minutes(5)),
+                run_id: Some(run.id),
+            },
+            schedules::Advance {
+                id: skipped.id,
+                next_run_at: Some(slot + time::Duration::minutes(10)),
+                run_id: None,
+            },
+            schedules::Advance {
+                id: ended.id,
+                next_run_at: None,
+                run_id: None,
+            },
+        ],
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated, 3);
+    let fired = schedules::get(&client, fired.id).await.unwrap();
+    assert_eq!(
+        (fired.next_run_at, fired.last_run_id, fired.last_run_at),
+        (Some(slot + time::Duration::minutes(5)), Some(run.id), Some(now))
+    );
+    let skipped = schedules::get(&client, skipped.id).await.unwrap();
+    assert_eq!(
+        (skipped.next_run_at, skipped.last_run_id, skipped.last_run_at),
+        (
+            Some(slot + time::Duration::minutes(10)),
+            Some(old_run.id),
+            Some(slot - time::Duration::DAY)
+        ),
+        "a schedule that did not fire keeps its last run"
+    );
+    let ended = schedules::get(&client, ended.id).await.unwrap();
+    assert_eq!((ended.next_run_at, ended.last_run_id), (None, None));
+    assert_eq!(schedules::advance(&client, &[], now).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn earliest_slot_is_the_first_of_enabled_schedules_and_cron_triggers() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    assert_eq!(schedules::earliest_slot(&client).await.unwrap(), None);
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let t = datetime!(2026-06-01 12:00:00 UTC);
+    schedules::create(&client, &new_schedule(pipeline.id, Some(t), true))
+        .await
+        .unwrap();
+    schedules::create(
+        &client,
+        &new_schedule(pipeline.id, Some(t - time::Duration::HOUR), false),
+    )
+    .await
+    .unwrap();
+    schedules::create(&client, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    assert_eq!(schedules::earliest_slot(&client).await.unwrap(), Some(t));
+
+    // Cron triggers count too (V10's next_fire_at), disabled ones do not.
+    let trigger = async |next: Option<OffsetDateTime>, enabled: bool| {
+        client
+            .execute(
+                "INSERT INTO pipeline_triggers (pipeline_id, type, config, enabled, next_fire_at) \
+                 VALUES ($1, 'cron', '{\"cron_expr\": \"* * * * *\"}', $2, $3)",
+                &[&pipeline.id, &enabled, &next],
+            )
+            .await
+            .unwrap();
+    };
+    trigger(Some(t - time::Duration::minutes(30)), false).await;
+    trigger(None, true).await;
+    assert_eq!(schedules::earliest_slot(&client).await.unwrap(), Some(t));
+    trigger(Some(t - time::Duration::minutes(1)), true).await;
+    assert_eq!(
+        schedules::earliest_slot(&client).await.unwrap(),
+        Some(t - time::Duration::minutes(1))
+    );
+    client.execute("DELETE FROM schedules", &[]).await.unwrap();
+    assert_eq!(
+        schedules::earliest_slot(&client).await.unwrap(),
+        Some(t - time::Duration::minutes(1))
+    );
+}
+
+#[tokio::test]
+async fn changes_are_announced_to_listeners_on_commit() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let mut listener = rat_dao::listen::Listener::connect(db.url(), "schedules-test", &[schedules::CHANGED_CHANNEL])
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let tx = client.transaction().await.unwrap();
+    schedules::notify_changed(&tx, id).await.unwrap();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
+    assert!(early.is_err(), "nothing is announced before the commit");
+    tx.commit().await.unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        .await
+        .expect("the notification arrives")
+        .expect("the listener is connected");
+    assert_eq!(heard.channel, "rat_schedules");
+    assert_eq!(heard.payload, id.to_string());
+}
+
+#[tokio::test]
+async fn the_fire_reads_active_runs_once_off_the_partial_status_index() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let pipeline = with_versions(&client, "orders", 1).await;
+    let schedule = schedules::create(&client, &new_schedule(pipeline.id, None, true))
+        .await
+        .unwrap();
+    // A long history: a probe of this pipeline's runs by pipeline id would
+    // read all of it whenever none is active.
+    client
+        .execute(
+            "INSERT INTO runs (pipeline_id, status, version_number, published_versions, created_at) \
+             SELECT $1, 'success', 1, '{}', now() - g * interval '1 second' FROM generate_series(1, 5000) g",
+            &[&pipeline.id],
+        )
+        .await
+        .unwrap();
+    fixtures::run(&client, &pipeline).await;
+    client.batch_execute("ANALYZE runs").await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let ids = vec![schedule.id];
+    let slots = vec![OffsetDateTime::now_utc()];
+    let labels = vec!["schedule:*/5 * * * *"];
+    let now = OffsetDateTime::now_utc();
+    let plan: Vec<String> = tx
+        .query(
+            &format!("EXPLAIN {}", schedules::FIRE_SQL),
+            &[&ids, &slots, &labels, &now],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_runs_status"), "{plan}");
+    assert!(!plan.contains("idx_runs_pipeline"), "{plan}");
+    assert!(plan.contains("uq_runs_schedule_slot"), "{plan}");
+    tx.rollback().await.unwrap();
 }

@@ -679,3 +679,367 @@ async fn deleting_a_trigger_unlinks_its_runs_and_purging_the_pipeline_removes_it
         DaoError::NotFound { entity: "trigger" }
     ));
 }
+
+// ---- Cron slots, the fire target and the cron_dependency rule ----
+
+fn cron(expr: &str) -> TriggerConfig {
+    TriggerConfig::Cron {
+        cron_expr: CronExpr::parse(expr).unwrap(),
+    }
+}
+
+fn cron_dependency(expr: &str, dependencies: &[&str]) -> TriggerConfig {
+    TriggerConfig::CronDependency {
+        cron_expr: CronExpr::parse(expr).unwrap(),
+        dependencies: dependencies
+            .iter()
+            .map(|d| PipelineRef::parse_dotted(d).unwrap())
+            .collect(),
+    }
+}
+
+/// A trigger created with `next_fire_at` set to `next`.
+async fn slotted(
+    client: &impl GenericClient,
+    pipeline: &Pipeline,
+    config: TriggerConfig,
+    enabled: bool,
+    next: Option<OffsetDateTime>,
+) -> Trigger {
+    let trigger = create(client, pipeline, config, enabled).await;
+    triggers::set_next_fire_at(client, trigger.id, next).await.unwrap();
+    trigger
+}
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 12:00:00 UTC);
+
+fn minutes(m: i64) -> OffsetDateTime {
+    NOW + time::Duration::minutes(m)
+}
+
+#[tokio::test]
+async fn due_cron_triggers_are_claimed_in_slot_order_and_once_across_transactions() {
+    let db = TestDatabase::new().await;
+    let mut first = db.client().await;
+    let mut second = db.client().await;
+    let pipeline = fixtures::pipeline(&first, "default", "silver", "orders").await;
+    let t1 = slotted(&first, &pipeline, cron("* * * * *"), true, Some(minutes(-2))).await;
+    let t2 = slotted(&first, &pipeline, cron("* * * * *"), true, Some(minutes(-1))).await;
+    let at_now = slotted(&first, &pipeline, cron("* * * * *"), true, Some(NOW)).await;
+    let dependent = slotted(
+        &first,
+        &pipeline,
+        cron_dependency("* * * * *", &["default.bronze.raw"]),
+        true,
+        Some(minutes(-1) + time::Duration::seconds(30)),
+    )
+    .await;
+    // Not due: a later slot, disabled, no slot, and a slot on another type.
+    slotted(&first, &pipeline, cron("* * * * *"), true, Some(minutes(1))).await;
+    slotted(&first, &pipeline, cron("* * * * *"), false, Some(minutes(-3))).await;
+    slotted(&first, &pipeline, cron("* * * * *"), true, None).await;
+    slotted(&first, &pipeline, success_of("raw"), true, Some(minutes(-5))).await;
+
+    let due = triggers::due_for_update(&first, NOW, 10).await.unwrap();
+    let claimed: Vec<(Uuid, OffsetDateTime)> = due.iter().map(|d| (d.trigger.id, d.slot)).collect();
+    assert_eq!(
+        claimed,
+        [
+            (t1.id, minutes(-2)),
+            (t2.id, minutes(-1)),
+            (dependent.id, minutes(-1) + time::Duration::seconds(30)),
+            (at_now.id, NOW),
+        ]
+    );
+    assert_eq!(
+        due[2].trigger,
+        triggers::get(&first, dependent.id).await.unwrap(),
+        "the whole trigger comes back"
+    );
+    assert_eq!(
+        ids(&triggers::due_for_update(&first, NOW, 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.trigger)
+            .collect::<Vec<_>>()),
+        [t1.id, t2.id],
+        "the limit keeps the earliest slots"
+    );
+
+    // Two transactions claiming at once get disjoint sets: the rows one holds
+    // are skipped by the other.
+    let tx1 = first.transaction().await.unwrap();
+    let tx2 = second.transaction().await.unwrap();
+    let a: Vec<Uuid> = triggers::due_for_update(&tx1, NOW, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.trigger.id)
+        .collect();
+    let b: Vec<Uuid> = triggers::due_for_update(&tx2, NOW, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.trigger.id)
+        .collect();
+    assert_eq!(a, [t1.id, t2.id]);
+    assert_eq!(b, [dependent.id, at_now.id]);
+    tx1.rollback().await.unwrap();
+    tx2.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_due_query_uses_the_partial_next_fire_index() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    // Thousands of triggers, most without a slot, some disabled, slots spread
+    // over a day around NOW.
+    client
+        .execute(
+            "INSERT INTO pipeline_triggers (pipeline_id, type, config, enabled, next_fire_at) \
+             SELECT $1, CASE WHEN g % 2 = 0 THEN 'cron' ELSE 'pipeline_success' END, \
+                    CASE WHEN g % 2 = 0 THEN jsonb_build_object('cron_expr', '0 * * * *') \
+                         ELSE jsonb_build_object('namespace', 'default', 'layer', 'bronze', 'pipeline', 'up_' || g) \
+                    END, \
+                    g % 7 <> 0, \
+                    CASE WHEN g % 2 = 0 THEN $2::timestamptz + (g - 1500) * interval '1 minute' END \
+             FROM generate_series(1, 3000) AS g",
+            &[&pipeline.id, &NOW],
+        )
+        .await
+        .unwrap();
+    client.batch_execute("ANALYZE pipeline_triggers").await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
+    let limit = 100_i64;
+    let plan: Vec<String> = tx
+        .query(&format!("EXPLAIN {}", triggers::DUE_SQL), &[&NOW, &limit])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_pipeline_triggers_next_fire"), "{plan}");
+    assert!(!plan.contains("Sort"), "rows stream in index order: {plan}");
+    let due = triggers::due_for_update(&tx, NOW, limit).await.unwrap();
+    assert_eq!(due.len(), 100);
+    assert!(due.windows(2).all(|w| w[0].slot <= w[1].slot));
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn next_fire_at_is_set_read_and_cleared_and_the_earliest_is_found() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    assert_eq!(triggers::earliest_next_fire(&client).await.unwrap(), None);
+
+    let later = slotted(&client, &pipeline, cron("0 * * * *"), true, Some(minutes(60))).await;
+    let sooner = slotted(&client, &pipeline, cron("0 * * * *"), true, Some(minutes(5))).await;
+    slotted(&client, &pipeline, cron("0 * * * *"), false, Some(minutes(1))).await;
+    assert_eq!(
+        triggers::next_fire_at(&client, later.id).await.unwrap(),
+        Some(minutes(60))
+    );
+    assert_eq!(
+        triggers::earliest_next_fire(&client).await.unwrap(),
+        Some(minutes(5)),
+        "disabled triggers do not count"
+    );
+
+    triggers::set_next_fire_at(&client, sooner.id, None).await.unwrap();
+    assert_eq!(triggers::next_fire_at(&client, sooner.id).await.unwrap(), None);
+    assert_eq!(triggers::earliest_next_fire(&client).await.unwrap(), Some(minutes(60)));
+
+    let ghost = Uuid::new_v4();
+    assert!(matches!(
+        triggers::set_next_fire_at(&client, ghost, Some(NOW)).await,
+        Err(DaoError::NotFound { entity: "trigger" })
+    ));
+    assert!(matches!(
+        triggers::next_fire_at(&client, ghost).await,
+        Err(DaoError::NotFound { entity: "trigger" })
+    ));
+}
+
+#[tokio::test]
+async fn a_change_is_announced_on_the_schedules_channel_at_commit() {
+    use futures_util::StreamExt;
+    use tokio_postgres::{AsyncMessage, NoTls};
+
+    let db = TestDatabase::new().await;
+    let (listener, mut connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    let (sender, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = sender.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!("LISTEN {}", rat_dao::schedules::CHANGED_CHANNEL))
+        .await
+        .unwrap();
+
+    let mut client = db.client().await;
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let trigger = create(&client, &pipeline, cron("0 * * * *"), true).await;
+    let tx = client.transaction().await.unwrap();
+    triggers::notify_changed(&tx, trigger.id).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), notifications.recv())
+            .await
+            .is_err(),
+        "nothing is delivered before the commit"
+    );
+    tx.commit().await.unwrap();
+    let (channel, payload) = tokio::time::timeout(Duration::from_secs(10), notifications.recv())
+        .await
+        .expect("notified at commit")
+        .unwrap();
+    assert_eq!(channel, "rat_schedules");
+    assert_eq!(payload, trigger.id.to_string());
+}
+
+#[tokio::test]
+async fn the_fire_target_is_the_live_pipeline_held_for_share() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let observer = db.client().await;
+    let orders = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
+
+    let tx = client.transaction().await.unwrap();
+    let target = triggers::fire_target(&tx, orders.id).await.unwrap();
+    assert_eq!(target.as_ref(), Some(&orders));
+    // Another fire of the same pipeline is not blocked ...
+    let other = db.client().await;
+    let shared = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut other = other;
+        let tx = other.transaction().await.unwrap();
+        let found = triggers::fire_target(&tx, orders.id).await.unwrap();
+        tx.rollback().await.unwrap();
+        found
+    })
+    .await
+    .expect("a second FOR SHARE does not wait");
+    assert_eq!(shared.map(|p| p.id), Some(orders.id));
+    // ... but a delete (or publish) waits until the fire's transaction ends.
+    let mut deleter = db.client().await;
+    let deleter_pid: i32 = deleter.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let address = orders.address.clone();
+    let delete = tokio::spawn(async move {
+        let tx = deleter.transaction().await.unwrap();
+        pipelines::soft_delete(&tx, &address, NOW).await.unwrap();
+        tx.commit().await.unwrap();
+    });
+    wait_until_blocked(&observer, deleter_pid).await;
+    tx.commit().await.unwrap();
+    delete.await.unwrap();
+
+    assert_eq!(
+        triggers::fire_target(&client, orders.id).await.unwrap(),
+        None,
+        "a soft-deleted pipeline is no target"
+    );
+    assert_eq!(triggers::fire_target(&client, Uuid::new_v4()).await.unwrap(), None);
+}
+
+/// A run of `pipeline` that reached `status` at `finished_at`.
+async fn finished_run(
+    client: &impl GenericClient,
+    pipeline: &Pipeline,
+    status: rat_domain::RunStatus,
+    finished_at: OffsetDateTime,
+) {
+    let run = fixtures::run_at(client, pipeline, finished_at - time::Duration::minutes(1)).await;
+    let report = runs::RunReport::default();
+    runs::transition(client, run.id, rat_domain::RunStatus::Running, &report, finished_at)
+        .await
+        .unwrap();
+    runs::transition(client, run.id, status, &report, finished_at)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unmet_dependencies_follow_the_cron_dependency_rule() {
+    use rat_domain::RunStatus::{Failed, Success};
+
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let raw = fixtures::published_pipeline(&client, "default", "bronze", "raw").await;
+    let clean = fixtures::published_pipeline(&client, "default", "silver", "clean").await;
+    let gone = fixtures::published_pipeline(&client, "default", "silver", "gone").await;
+    let deps: Vec<PipelineRef> = [
+        "default.bronze.raw",
+        "default.silver.clean",
+        "default.gold.never",
+        "default.silver.gone",
+    ]
+    .iter()
+    .map(|d| PipelineRef::parse_dotted(d).unwrap())
+    .collect();
+    let unmet = async |since: Option<OffsetDateTime>| -> Vec<String> {
+        triggers::unmet_dependencies(&client, &deps, since)
+            .await
+            .unwrap()
+            .iter()
+            .map(PipelineRef::dotted)
+            .collect()
+    };
+
+    // Nothing ran yet: every dependency is unmet, in the order given.
+    assert_eq!(
+        unmet(None).await,
+        [
+            "default.bronze.raw",
+            "default.silver.clean",
+            "default.gold.never",
+            "default.silver.gone"
+        ]
+    );
+
+    finished_run(&client, &raw, Success, minutes(-30)).await;
+    finished_run(&client, &clean, Failed, minutes(-20)).await;
+    finished_run(&client, &gone, Success, minutes(-20)).await;
+    pipelines::soft_delete(&client, &gone.address, minutes(-10))
+        .await
+        .unwrap();
+    assert_eq!(
+        unmet(None).await,
+        ["default.silver.clean", "default.gold.never", "default.silver.gone"],
+        "a failed run does not count; a deleted pipeline's success does not count"
+    );
+
+    finished_run(&client, &clean, Success, minutes(-5)).await;
+    assert_eq!(unmet(None).await, ["default.gold.never", "default.silver.gone"]);
+    // After a fire at -30 (the instant raw succeeded): raw's success is not
+    // strictly after it, clean's is.
+    assert_eq!(
+        unmet(Some(minutes(-30))).await,
+        ["default.bronze.raw", "default.gold.never", "default.silver.gone"]
+    );
+    assert_eq!(
+        unmet(Some(minutes(-31))).await,
+        ["default.gold.never", "default.silver.gone"]
+    );
+
+    let only_met = [raw.address.clone(), clean.address.clone()];
+    assert!(
+        triggers::unmet_dependencies(&client, &only_met, Some(minutes(-31)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        triggers::unmet_dependencies(&client, &[], None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -12,7 +12,7 @@ use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{ServiceError, Services};
+use crate::{ServiceError, Services, firing};
 
 /// The folder of a zone's sample files, below the zone's prefix.
 pub const SAMPLES_DIR: &str = "_samples";
@@ -25,7 +25,7 @@ pub const MAX_FILENAME_LEN: usize = 255;
 /// character outside `[A-Za-z0-9._-]` replaced by `_`, so it is always one
 /// valid key segment. Empty names, `.` and `..` are refused.
 pub fn stored_basename(uploaded: &str) -> Result<String, ServiceError> {
-    let base = uploaded.rsplit(['/', '\\']).next().unwrap_or(uploaded);
+    let base = original_basename(uploaded);
     if base.is_empty() || base == "." || base == ".." {
         return Err(ServiceError::invalid(format!(
             "invalid file name {uploaded:?}: it must name a file"
@@ -47,6 +47,13 @@ pub fn stored_basename(uploaded: &str) -> Result<String, ServiceError> {
         )));
     }
     Ok(reduced)
+}
+
+/// The last path segment of the name a client gave a file (`/` and `\` both
+/// separate directories), unchanged otherwise: what `file_pattern` triggers
+/// match, since their globs are written against the names people give files.
+pub fn original_basename(uploaded: &str) -> &str {
+    uploaded.rsplit(['/', '\\']).next().unwrap_or(uploaded)
 }
 
 /// `basename` prefixed with the upload time, `YYYYMMDD_HHMMSS_` in UTC, so
@@ -189,6 +196,9 @@ pub struct Upload {
     /// The name to store it under, from [`stored_basename`]; an upload to the
     /// zone's files also gets the [`timestamped`] prefix.
     pub basename: String,
+    /// The name the client gave, reduced to its last path segment only
+    /// ([`original_basename`]); `file_pattern` triggers match it.
+    pub original_name: String,
     /// MIME type as uploaded (at most 128 characters).
     pub content_type: String,
     /// The content.
@@ -208,9 +218,13 @@ fn checked_content_type(content_type: &str) -> Result<(), ServiceError> {
 }
 
 /// Stores an uploaded file in the zone as `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<name>`
-/// and records it; returns the file row. The object is written first and the
-/// row second; when the row cannot be written (the zone was deleted
-/// meanwhile, the database failed) the object is deleted again.
+/// and records it; returns the file row. The object is written first; then
+/// one transaction records the row and fires the zone's triggers
+/// (`crate::firing::fire_upload`: its `landing_zone_upload` triggers, and its
+/// `file_pattern` triggers whose glob matches `upload.original_name`), so the
+/// runs exist if and only if the file is recorded. When that transaction
+/// fails (the zone was deleted meanwhile, the database failed) the object is
+/// deleted again. A trigger that cannot fire never fails the upload.
 #[tracing::instrument(skip(services, upload), fields(size = upload.body.len()), err)]
 pub async fn upload_file(
     services: &Services,
@@ -221,7 +235,7 @@ pub async fn upload_file(
     now: OffsetDateTime,
 ) -> Result<LandingFile, ServiceError> {
     checked_content_type(&upload.content_type)?;
-    let client = services.pool.get().await?;
+    let mut client = services.pool.get().await?;
     let zone = landing::get(&client, namespace, name).await?.zone;
     let filename = timestamped(&upload.basename, now);
     let key = zone_prefix(namespace, name)?.join(&filename)?;
@@ -235,18 +249,25 @@ pub async fn upload_file(
         content_type: upload.content_type,
         uploaded_by,
     };
-    let file = match landing::insert_file(&client, &new, now).await {
-        Ok(file) => file,
+    let recorded = async {
+        let mut transaction = client.transaction().await?;
+        let file = landing::insert_file(&transaction, &new, now).await?;
+        // TRIGGER HOOK (uploads): the zone's triggers fire once the row exists,
+        // in its transaction.
+        firing::fire_upload(&mut transaction, namespace, name, &upload.original_name, now).await?;
+        transaction.commit().await?;
+        Ok::<_, ServiceError>(file)
+    }
+    .await;
+    match recorded {
+        Ok(file) => Ok(file),
         Err(e) => {
             if let Err(cleanup) = services.store.delete(&key).await {
                 tracing::warn!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
             }
-            return Err(e.into());
+            Err(e)
         }
-    };
-    // The trigger issue fires the zone's `landing_zone_upload` triggers and the
-    // `file_pattern` triggers matching `file.filename` here, once the row exists.
-    Ok(file)
+    }
 }
 
 /// The file `id` of the zone `ns/name`; `NotFound` also when it belongs to

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::{ServiceError, Services, versions};
+use crate::{ServiceError, Services, firing, versions};
 
 /// A runner's name as it reports it: non-empty, at most 255 characters, no
 /// control characters.
@@ -415,7 +415,7 @@ pub async fn complete(
     }
 
     let mut client = services.pool.get().await?;
-    let transaction = client.transaction().await?;
+    let mut transaction = client.transaction().await?;
     let run = runs::complete_held(&transaction, id, runner.as_str(), status, &completion.report, now)
         .await?
         .map_err(refused)?;
@@ -446,7 +446,7 @@ pub async fn complete(
         .await?;
     }
     if status == RunStatus::Success {
-        on_success(&transaction, &run, now).await?;
+        on_success(&mut transaction, &run, now).await?;
     }
     transaction.commit().await?;
     tracing::info!(run = %run.id, status = %run.status, quality_results = results.len(), "run completed");
@@ -457,14 +457,16 @@ pub async fn complete(
 /// (so it happens exactly when the success is committed, never without it).
 /// Every path recording a success calls it: [`complete`] and
 /// [`callback_status`].
-async fn on_success(transaction: &Transaction<'_>, run: &Run, now: OffsetDateTime) -> Result<(), ServiceError> {
-    // TRIGGER HOOK (pipeline_success): fire the enabled `pipeline_success`
-    // triggers watching `run.pipeline_id` here, with `transaction` and `now`
-    // (create their runs, labelled `trigger:pipeline_success:{ns}/{layer}/{name}`,
-    // and apply their cooldowns), so the downstream runs exist if and only if
-    // this success commits. The success itself is already announced on
-    // `rat_run_status` by the status update in this same transaction.
-    let _ = (transaction, run, now);
+///
+/// TRIGGER HOOK (pipeline_success): every enabled `pipeline_success` trigger
+/// watching the run's pipeline fires here (`crate::firing`), each in a
+/// savepoint of this transaction: the downstream runs exist if and only if
+/// this success commits, and a trigger that cannot fire (its pipeline never
+/// published or deleted, in its cooldown) never prevents the success from
+/// being recorded. The success itself is already announced on
+/// `rat_run_status` by the status update in this same transaction.
+async fn on_success(transaction: &mut Transaction<'_>, run: &Run, now: OffsetDateTime) -> Result<(), ServiceError> {
+    firing::fire_pipeline_success(transaction, run, now).await?;
     Ok(())
 }
 
@@ -491,7 +493,7 @@ pub async fn callback_status(
         ));
     }
     let mut client = services.pool.get().await?;
-    let transaction = client.transaction().await?;
+    let mut transaction = client.transaction().await?;
     let run = match runs::transition(&transaction, id, status, report, now).await {
         Ok(run) => run,
         // A repeated "running" is not a conflict: the run is where the runner says.
@@ -505,7 +507,7 @@ pub async fn callback_status(
         Err(other) => return Err(other.into()),
     };
     if run.status == RunStatus::Success && status == RunStatus::Success {
-        on_success(&transaction, &run, now).await?;
+        on_success(&mut transaction, &run, now).await?;
     }
     transaction.commit().await?;
     tracing::info!(run = %run.id, status = %run.status, "runner callback applied");

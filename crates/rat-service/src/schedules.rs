@@ -9,6 +9,10 @@
 //! A schedule may be created for a pipeline that was never published: it is
 //! kept, and the scheduler skips its slots until the pipeline is published
 //! (a run needs a published snapshot). Only an unknown pipeline is refused.
+//!
+//! Create, update and delete `NOTIFY rat_schedules` (payload: the schedule
+//! id) in their transaction, so sleeping schedulers wake up and recompute
+//! their next wake-up at once (see `crate::scheduler`).
 
 use rat_dao::pipelines;
 use rat_dao::schedules::{self, NewSchedule, ScheduleFilter, ScheduleUpdate};
@@ -47,12 +51,13 @@ pub struct ScheduleSpec {
 /// slot computed at `now`. `NotFound` for an unknown pipeline.
 #[tracing::instrument(skip(services, spec), fields(pipeline = %spec.address), err)]
 pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTime) -> Result<Schedule, ServiceError> {
-    let client = services.pool.get().await?;
-    let pipeline = pipelines::get_by_ref(&client, &spec.address).await?;
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let pipeline = pipelines::get_by_ref(&transaction, &spec.address).await?;
     // A purge between the read and the insert surfaces as the foreign key's
     // `MissingReference { pipeline }`, i.e. the same 404.
     let schedule = schedules::create(
-        &client,
+        &transaction,
         &NewSchedule {
             pipeline_id: pipeline.id,
             cron_expr: spec.cron.clone(),
@@ -62,6 +67,10 @@ pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTim
         },
     )
     .await?;
+    // Schedulers sleep until the earliest slot they know of; this one may be
+    // earlier. The notification is delivered on commit, with the row.
+    schedules::notify_changed(&transaction, schedule.id).await?;
+    transaction.commit().await?;
     Ok(schedule)
 }
 
@@ -120,12 +129,19 @@ pub async fn update(
         },
     )
     .await?;
+    schedules::notify_changed(&transaction, id).await?;
     transaction.commit().await?;
     Ok(updated)
 }
 
 /// Deletes a schedule; the runs it created stay.
 pub async fn delete(services: &Services, id: Uuid) -> Result<(), ServiceError> {
-    let client = services.pool.get().await?;
-    Ok(schedules::delete(&client, id).await?)
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    schedules::delete(&transaction, id).await?;
+    // A scheduler sleeping until this schedule's slot wakes up and
+    // recomputes instead of waking for nothing.
+    schedules::notify_changed(&transaction, id).await?;
+    transaction.commit().await?;
+    Ok(())
 }

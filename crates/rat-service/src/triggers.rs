@@ -10,15 +10,23 @@
 //! of `landing_zone_upload`/`file_pattern`, the dependencies of
 //! `cron_dependency`) need not exist yet: a trigger may be set up before what
 //! it watches. Only a `pipeline_success` trigger watching its own pipeline is
-//! refused, since every success would start the pipeline again.
+//! refused, since every success would start the pipeline again, and a
+//! `file_pattern` whose glob does not compile.
+//!
+//! `cron` and `cron_dependency` triggers carry their next slot
+//! (`next_fire_at`): every create and update sets it to the first slot after
+//! `now` (UTC) when the trigger is enabled and clears it when it is disabled,
+//! and announces the change on `rat_schedules` in the same transaction, so
+//! schedulers wake up for the new slot. Other types never have a slot.
 
 use rat_dao::triggers::{self, NewTrigger, TriggerUpdate};
 use rat_dao::{DaoError, pipelines};
-use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType};
+use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, ScheduleTimezone, Trigger, TriggerConfig, TriggerType};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{ServiceError, Services};
+use crate::{ServiceError, Services, firing};
 
 /// Lowercase hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
@@ -58,24 +66,57 @@ pub struct CreatedTrigger {
     pub webhook_token: Option<String>,
 }
 
-fn refuse_self_watch(pipeline: &Pipeline, config: &TriggerConfig) -> Result<(), ServiceError> {
-    if let TriggerConfig::PipelineSuccess { upstream } = config
-        && *upstream == pipeline.address
-    {
-        return Err(ServiceError::invalid(
+/// Refuses what a config may not be beyond its shape: a `pipeline_success`
+/// trigger watching its own pipeline, a `file_pattern` that is not a glob.
+fn check_config(pipeline: &Pipeline, config: &TriggerConfig) -> Result<(), ServiceError> {
+    match config {
+        TriggerConfig::PipelineSuccess { upstream } if *upstream == pipeline.address => Err(ServiceError::invalid(
             "a pipeline_success trigger cannot watch its own pipeline",
-        ));
+        )),
+        TriggerConfig::FilePattern { pattern, .. } => firing::compile_pattern(pattern).map(|_| ()),
+        _ => Ok(()),
     }
+}
+
+/// The slot a trigger waits for at `now`: the first slot of its expression
+/// after `now` (UTC) for an enabled `cron` or `cron_dependency` trigger,
+/// `None` otherwise.
+pub fn next_fire_at(trigger: &Trigger, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let cron = match &trigger.config {
+        TriggerConfig::Cron { cron_expr } | TriggerConfig::CronDependency { cron_expr, .. } => cron_expr,
+        _ => return None,
+    };
+    if trigger.enabled {
+        cron.next_after(now, &ScheduleTimezone::UTC)
+    } else {
+        None
+    }
+}
+
+/// Stores the trigger's slot at `now` and, for cron types, announces the
+/// change to schedulers (delivered when the caller's transaction commits).
+async fn reschedule(
+    client: &impl rat_dao::GenericClient,
+    trigger: &Trigger,
+    now: OffsetDateTime,
+) -> Result<(), ServiceError> {
+    if !matches!(trigger.trigger_type(), TriggerType::Cron | TriggerType::CronDependency) {
+        return Ok(());
+    }
+    triggers::set_next_fire_at(client, trigger.id, next_fire_at(trigger, now)).await?;
+    triggers::notify_changed(client, trigger.id).await?;
     Ok(())
 }
 
-/// Creates a trigger of the live pipeline at `address`. `NotFound` for an
-/// unknown pipeline, `InvalidInput` for a trigger watching its own pipeline.
+/// Creates a trigger of the live pipeline at `address`; a cron type gets its
+/// first slot after `now`. `NotFound` for an unknown pipeline, `InvalidInput`
+/// for a trigger watching its own pipeline or a pattern that is no glob.
 #[tracing::instrument(skip(services, spec), fields(pipeline = %address), err)]
 pub async fn create(
     services: &Services,
     address: &PipelineRef,
     spec: TriggerSpec,
+    now: OffsetDateTime,
 ) -> Result<CreatedTrigger, ServiceError> {
     let (config, webhook_token) = match spec.config {
         Some(config) => (config, None),
@@ -87,11 +128,12 @@ pub async fn create(
             (config, Some(token))
         }
     };
-    let client = services.pool.get().await?;
-    let pipeline = pipelines::get_by_ref(&client, address).await?;
-    refuse_self_watch(&pipeline, &config)?;
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let pipeline = pipelines::get_by_ref(&transaction, address).await?;
+    check_config(&pipeline, &config)?;
     let trigger = triggers::create(
-        &client,
+        &transaction,
         &NewTrigger {
             pipeline_id: pipeline.id,
             config,
@@ -100,6 +142,8 @@ pub async fn create(
         },
     )
     .await?;
+    reschedule(&transaction, &trigger, now).await?;
+    transaction.commit().await?;
     tracing::info!(trigger = %trigger.id, r#type = %trigger.trigger_type(), "trigger created");
     Ok(CreatedTrigger { trigger, webhook_token })
 }
@@ -137,7 +181,8 @@ pub struct TriggerChanges {
     pub cooldown_seconds: Option<i32>,
 }
 
-/// Applies `changes` to the trigger `id` of the live pipeline at `address`.
+/// Applies `changes` to the trigger `id` of the live pipeline at `address`;
+/// a cron type's slot is recomputed at `now` (cleared when it is disabled).
 /// `InvalidInput` for a change of type or a config that does not fit the
 /// trigger's type; `NotFound` as for [`get`].
 #[tracing::instrument(skip(services, changes), fields(pipeline = %address), err)]
@@ -146,10 +191,12 @@ pub async fn update(
     address: &PipelineRef,
     id: Uuid,
     changes: &TriggerChanges,
+    now: OffsetDateTime,
 ) -> Result<Trigger, ServiceError> {
-    let client = services.pool.get().await?;
-    let pipeline = pipelines::get_by_ref(&client, address).await?;
-    let current = triggers::get_for_pipeline(&client, pipeline.id, id).await?;
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let pipeline = pipelines::get_by_ref(&transaction, address).await?;
+    let current = triggers::get_for_pipeline(&transaction, pipeline.id, id).await?;
     let trigger_type = current.trigger_type();
     if let Some(asked) = changes.trigger_type
         && asked != trigger_type
@@ -163,22 +210,27 @@ pub async fn update(
         None => None,
     };
     if let Some(config) = &config {
-        refuse_self_watch(&pipeline, config)?;
+        check_config(&pipeline, config)?;
     }
     let update = TriggerUpdate {
         config,
         enabled: changes.enabled,
         cooldown_seconds: changes.cooldown_seconds,
     };
-    match triggers::update(&client, pipeline.id, id, &update).await {
-        Ok(trigger) => Ok(trigger),
+    let trigger = match triggers::update(&transaction, pipeline.id, id, &update).await {
+        Ok(trigger) => trigger,
         // The config was parsed for the stored type and a type never changes,
         // so this cannot happen; answer as for a client asking to change it.
         Err(DaoError::Invalid { constraint }) if constraint == "trigger_type" => {
-            Err(ServiceError::invalid("the type of a trigger cannot change"))
+            return Err(ServiceError::invalid("the type of a trigger cannot change"));
         }
-        Err(other) => Err(other.into()),
-    }
+        Err(other) => return Err(other.into()),
+    };
+    // The UPDATE above holds the row, so a scheduler tick cannot fire the old
+    // slot between it and the new slot being stored.
+    reschedule(&transaction, &trigger, now).await?;
+    transaction.commit().await?;
+    Ok(trigger)
 }
 
 /// Deletes the trigger `id` of the live pipeline at `address`; the runs it
@@ -187,4 +239,41 @@ pub async fn delete(services: &Services, address: &PipelineRef, id: Uuid) -> Res
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     Ok(triggers::delete(&client, pipeline.id, id).await?)
+}
+
+/// Triggers one [`backfill_cron_slots`] page reads.
+const BACKFILL_PAGE: i64 = 500;
+
+/// Gives every enabled `cron` and `cron_dependency` trigger that has no slot
+/// its first slot after `now`, and announces the change. Such triggers were
+/// created before `next_fire_at` existed (migration V10) or written behind
+/// the service's back; without a slot a scheduler never fires them.
+/// `rat-scheduler` calls it at start. Idempotent and safe with concurrent
+/// callers (a slot is only set where there is none); bounded: it pages
+/// through the triggers by id once. Returns how many got a slot; a trigger
+/// whose expression never matches again keeps none.
+pub async fn backfill_cron_slots(services: &Services, now: OffsetDateTime) -> Result<u64, ServiceError> {
+    let client = services.pool.get().await?;
+    let mut after = None;
+    let mut set = 0;
+    loop {
+        let page = triggers::without_slot(&client, after, BACKFILL_PAGE).await?;
+        for trigger in &page {
+            if let Some(next) = next_fire_at(trigger, now)
+                && triggers::set_missing_next_fire_at(&client, trigger.id, next).await?
+            {
+                set += 1;
+                after = Some(trigger.id);
+            }
+        }
+        if page.len() < BACKFILL_PAGE as usize {
+            break;
+        }
+        after = page.last().map(|t| t.id);
+    }
+    if let Some(last) = after.filter(|_| set > 0) {
+        // One announcement is enough: schedulers re-read the earliest slot.
+        triggers::notify_changed(&client, last).await?;
+    }
+    Ok(set)
 }

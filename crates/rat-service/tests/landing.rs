@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 fn upload(name: &str) -> Upload {
     Upload {
         basename: name.to_owned(),
+        original_name: name.to_owned(),
         content_type: "text/csv".to_owned(),
         body: b"id\n1\n".to_vec(),
     }

@@ -9,6 +9,7 @@ use rat_domain::{TriggerConfig, TriggerType};
 use rat_service::ServiceError;
 use rat_service::triggers::{TriggerChanges, TriggerSpec, generate_webhook_token, webhook_token_hash};
 use serde_json::json;
+use time::OffsetDateTime;
 
 #[test]
 fn the_token_hash_is_the_hex_sha256_of_the_token_text() {
@@ -39,7 +40,7 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
         enabled: true,
         cooldown_seconds: 30,
     };
-    let created = rat_service::triggers::create(&world.services, &orders, spec)
+    let created = rat_service::triggers::create(&world.services, &orders, spec, OffsetDateTime::now_utc())
         .await
         .unwrap();
     let token = created.webhook_token.expect("a webhook gets a token");
@@ -62,7 +63,7 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
         enabled: false,
         cooldown_seconds: 0,
     };
-    let created = rat_service::triggers::create(&world.services, &orders, cron)
+    let created = rat_service::triggers::create(&world.services, &orders, cron, OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!(created.webhook_token, None);
@@ -81,22 +82,38 @@ async fn self_watch_and_type_changes_are_refused() {
         enabled: true,
         cooldown_seconds: 0,
     };
-    let err = rat_service::triggers::create(&world.services, &orders, watch("default", "silver", "orders"))
-        .await
-        .unwrap_err();
+    let err = rat_service::triggers::create(
+        &world.services,
+        &orders,
+        watch("default", "silver", "orders"),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::InvalidInput { .. }), "{err:?}");
-    let trigger = rat_service::triggers::create(&world.services, &orders, watch("default", "bronze", "raw"))
-        .await
-        .unwrap()
-        .trigger;
+    let trigger = rat_service::triggers::create(
+        &world.services,
+        &orders,
+        watch("default", "bronze", "raw"),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap()
+    .trigger;
 
     let changes = TriggerChanges {
         trigger_type: Some(TriggerType::Webhook),
         ..Default::default()
     };
-    let err = rat_service::triggers::update(&world.services, &orders, trigger.id, &changes)
-        .await
-        .unwrap_err();
+    let err = rat_service::triggers::update(
+        &world.services,
+        &orders,
+        trigger.id,
+        &changes,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ServiceError::InvalidInput { message } if message.contains("cannot change")),
         "{err:?}"
@@ -105,9 +122,15 @@ async fn self_watch_and_type_changes_are_refused() {
         config: Some(json!({"namespace": "default", "layer": "silver", "pipeline": "orders"})),
         ..Default::default()
     };
-    let err = rat_service::triggers::update(&world.services, &orders, trigger.id, &changes)
-        .await
-        .unwrap_err();
+    let err = rat_service::triggers::update(
+        &world.services,
+        &orders,
+        trigger.id,
+        &changes,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::InvalidInput { .. }), "{err:?}");
     let changes = TriggerChanges {
         trigger_type: Some(TriggerType::PipelineSuccess),
@@ -115,9 +138,15 @@ async fn self_watch_and_type_changes_are_refused() {
         enabled: Some(false),
         cooldown_seconds: Some(5),
     };
-    let updated = rat_service::triggers::update(&world.services, &orders, trigger.id, &changes)
-        .await
-        .unwrap();
+    let updated = rat_service::triggers::update(
+        &world.services,
+        &orders,
+        trigger.id,
+        &changes,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         updated.config,
         TriggerConfig::PipelineSuccess {

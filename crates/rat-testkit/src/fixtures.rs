@@ -1,5 +1,6 @@
 //! Ready-made rows for tests: a namespace, a pipeline, a published pipeline,
-//! a run. Each goes through the real repositories.
+//! a run (each through the real repositories), and published pipelines with
+//! schedules in bulk (set-based SQL).
 
 use rat_dao::{GenericClient, namespaces, pipelines, runs};
 use rat_domain::{NamespaceName, Pipeline, PipelineRef, PipelineType, PublishedVersions, Run, trigger_label};
@@ -79,4 +80,60 @@ pub async fn run_at(client: &impl GenericClient, pipeline: &Pipeline, created_at
     )
     .await
     .expect("create fixture run")
+}
+
+/// `count` published pipelines `default/silver/p1…p{count}`, each with one
+/// enabled schedule of `cron` whose first slot is `first_slot` (`None`: not
+/// scheduled yet), created set-based in one statement (for volumes of
+/// thousands), then `ANALYZE`d so the scheduler's plans see them.
+pub async fn scheduled_pipelines(
+    client: &impl GenericClient,
+    count: i32,
+    cron: &str,
+    first_slot: Option<OffsetDateTime>,
+) {
+    client
+        .execute(
+            "WITH p AS ( \
+                 INSERT INTO pipelines (namespace, layer, name, s3_path) \
+                 SELECT 'default', 'silver', 'p' || g, 'default/pipelines/silver/p' || g || '/' \
+                 FROM generate_series(1, $1::int) g RETURNING id, s3_path \
+             ), v AS ( \
+                 INSERT INTO pipeline_versions (pipeline_id, version_number, published_versions) \
+                 SELECT id, 1, jsonb_build_object(s3_path || 'pipeline.sql', 'v1') FROM p RETURNING pipeline_id \
+             ) \
+             INSERT INTO schedules (pipeline_id, cron_expr, next_run_at) SELECT pipeline_id, $2, $3 FROM v",
+            &[&count, &cron, &first_slot],
+        )
+        .await
+        .expect("creating scheduled pipelines");
+    client.batch_execute("ANALYZE").await.expect("analyze");
+}
+
+/// Waits until at least `count` sessions named `application_name` are
+/// connected to the client's database (a started process has reached its
+/// loop when its listener is connected); `false` after `within`.
+pub async fn wait_for_sessions(
+    client: &impl GenericClient,
+    application_name: &str,
+    count: i64,
+    within: std::time::Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+                &[&application_name],
+            )
+            .await
+            .expect("reading pg_stat_activity");
+        if row.get::<_, i64>(0) >= count {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

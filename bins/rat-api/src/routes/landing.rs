@@ -372,6 +372,7 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiRes
         let body = field.bytes().await.map_err(|e| multipart_error(&e))?.to_vec();
         return Ok(Upload {
             basename,
+            original_name: rat_service::landing::original_basename(&uploaded_name).to_owned(),
             content_type,
             body,
         });

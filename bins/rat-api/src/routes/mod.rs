@@ -17,6 +17,7 @@ pub mod sharing;
 pub mod tables;
 pub mod triggers;
 pub mod versions;
+pub mod webhooks;
 
 /// Serializes timestamps as RFC 3339 (UTC) in every wire type.
 pub(crate) mod rfc3339 {

@@ -4,7 +4,7 @@
 //! A trigger is only reachable through its own pipeline's path. A webhook
 //! trigger shows `webhook_url` on every read and its token only in the answer
 //! to its creation; the stored config (the token's SHA-256) is never shown.
-//! Firing triggers and `POST /webhooks` are not served here.
+//! Firing triggers is `rat_service::firing`; `POST /webhooks` is `routes::webhooks`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -178,7 +178,7 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
         cooldown_seconds: cooldown(body.cooldown_seconds)?.unwrap_or(0),
     };
-    let created = rat_service::triggers::create(&state.services, &address, spec).await?;
+    let created = rat_service::triggers::create(&state.services, &address, spec, OffsetDateTime::now_utc()).await?;
     let mut dto = TriggerDto::new(created.trigger, &state.settings.public_url);
     dto.webhook_token = created.webhook_token;
     Ok((
@@ -244,7 +244,8 @@ pub async fn update(
         enabled: body.enabled,
         cooldown_seconds: cooldown(body.cooldown_seconds)?,
     };
-    let trigger = rat_service::triggers::update(&state.services, &address, id, &changes).await?;
+    let trigger =
+        rat_service::triggers::update(&state.services, &address, id, &changes, OffsetDateTime::now_utc()).await?;
     Ok((
         Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id))),
         Json(TriggerDto::new(trigger, &state.settings.public_url)),
