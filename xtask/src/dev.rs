@@ -4,9 +4,9 @@
 //! `pg/` is a private PostgreSQL cluster listening on 127.0.0.1 only, and
 //! `store/` the filesystem-backed versioned file store. `rat-api` runs on
 //! 127.0.0.1:8080 (runner listener 127.0.0.1:8090) against both, with
-//! `rat-scheduler` firing schedules and cron triggers and the minimal
-//! `rat-runner` executing runs; Ctrl-C stops everything, last started first.
-//! (The reaper joins with its issue.)
+//! `rat-scheduler` firing schedules and cron triggers, `rat-reaper` enforcing
+//! retention, and the minimal `rat-runner` executing runs; Ctrl-C stops
+//! everything, last started first.
 
 use std::path::PathBuf;
 
@@ -132,6 +132,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         "--package",
         "rat-scheduler",
         "--package",
+        "rat-reaper",
+        "--package",
         "rat-runner",
     ])?;
     let bin_dir = crate::project_root().join("target/debug");
@@ -156,8 +158,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     services.push(("rat-api", api));
     wait_for_health(&args.api_addr).await?;
     // The api has migrated the database; the others start on it as is.
-    {
-        let name = "rat-scheduler";
+    for name in ["rat-scheduler", "rat-reaper"] {
         let child = tokio::process::Command::new(bin_dir.join(name))
             .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
             .process_group(0)
@@ -188,6 +189,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.internal_addr
     );
     println!("  Scheduler    rat-scheduler (cron schedules and cron triggers, woken by changes)");
+    println!("  Reaper       rat-reaper (retention; POST /api/v1/admin/retention/run asks for a pass)");
     println!("  PostgreSQL   {url}");
     println!("               psql '{url}'");
     println!("               RAT_DATABASE_URL='{url}'");
@@ -206,7 +208,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         eprintln!("{name} exited ({status}); stopping the platform");
     }
     println!("stopping...");
-    // Last started, first stopped: the runner and the scheduler finish
+    // Last started, first stopped: the runner, reaper and scheduler finish
     // before the api goes.
     for (name, child) in services.iter_mut().rev() {
         terminate(name, child).await;

@@ -16,7 +16,9 @@
 //!   path under wrk against pgbench, on the seeded volume; `runs`: 10,000
 //!   runs claimed and completed by 4 runner loops; `scheduler`: 10,000
 //!   schedules due at one instant with one and three `rat-scheduler`s, and
-//!   the fire latency of every-second schedules)
+//!   the fire latency of every-second schedules; `reaper`: one pass over
+//!   1,000,000 runs and 1,000,000 audit rows past retention under api load
+//!   and a concurrent writer)
 
 mod dev;
 mod seed;
@@ -79,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { args } => {
             system::ensure_postgres_server()?;
             let mut bench_args: Vec<String> = args.clone();
-            let needs_api = matches!(args.first().map(String::as_str), Some("api" | "runs"));
+            let needs_api = matches!(args.first().map(String::as_str), Some("api" | "runs" | "reaper"));
             if args.first().map(String::as_str) == Some("api") {
                 system::ensure_program("wrk", "wrk")?;
                 system::ensure_program("pgbench", "postgresql-contrib")?;

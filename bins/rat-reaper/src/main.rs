@@ -1,9 +1,35 @@
-//! `rat-reaper`: retention passes over the metadata store.
+//! `rat-reaper`: retention passes over the metadata store and the file store
+//! (any number of replicas; one pass at a time among them).
 //!
-//! Today it only manages the schema (`rat-reaper migrate`); the reaper loop
-//! arrives with its own issue. See `rat-cli` for the shared variables.
+//! The loop: read when the next pass is owed (`reaper_status` and
+//! `reaper_interval_minutes`, fresh each time) → if now, take the reaper lock
+//! (a session advisory lock on a dedicated connection, never a pooled one),
+//! look again (another replica may just have run it), run the pass, release →
+//! sleep until the next pass is due, a `NOTIFY rat_reaper_run` (sent by
+//! `POST /admin/retention/run` on any api replica) wakes it, or
+//! `RAT_REAPER_POLL_SECS` passes. A watchdog pings the lock connection while a
+//! pass runs; if it stops answering, the lock is gone and the pass stops
+//! between two batches (each is its own transaction), so two passes never
+//! overlap for longer than one batch. SIGTERM/SIGINT stop the pass the same
+//! way, and the process exits 0. See `rat_service::reaper` and
+//! `docs/retention.md`.
+//!
+//! Variables (each also a flag): `RAT_DATABASE_URL`, `RAT_DB_POOL_SIZE`,
+//! `RAT_STORE` and `RAT_S3_*`, `RAT_LOG_FORMAT` (see `rat-cli`),
+//! `RAT_REAPER_BATCH_SIZE` (default 2000), `RAT_REAPER_POLL_SECS` (default 60).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rat_dao::reaper_status;
+use rat_domain::NextPass;
+use rat_service::reaper::{self, PassPolicy, PassReport};
+use rat_service::{ServiceError, Services};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 /// The RAT reaper.
 #[derive(Debug, Parser)]
@@ -12,7 +38,20 @@ struct Cli {
     #[command(flatten)]
     database: rat_cli::DatabaseArgs,
     #[command(flatten)]
+    store: rat_cli::StoreArgs,
+    #[command(flatten)]
     log: rat_cli::LogArgs,
+    /// Rows deleted per batch; each batch is one short transaction.
+    #[arg(long, env = "RAT_REAPER_BATCH_SIZE", default_value_t = PassPolicy::default().batch_size,
+          value_parser = clap::value_parser!(i64).range(1..=50_000))]
+    batch_size: i64,
+    /// Longest sleep between two looks at whether a pass is owed, in
+    /// seconds. Passes start on time whatever its value (the reaper sleeps
+    /// until the next one is due and is woken by requests); it bounds how
+    /// long a request missed while the listener was disconnected waits.
+    #[arg(long, env = "RAT_REAPER_POLL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    poll_secs: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -21,12 +60,32 @@ struct Cli {
 enum Command {
     /// Apply pending schema migrations and exit.
     Migrate,
+    /// Run one pass now, under the reaper lock, and exit; fails when another
+    /// reaper holds the lock.
+    Pass,
 }
 
 /// mimalloc: markedly cheaper than the system allocator for the many small,
-/// short-lived allocations of request handling.
+/// short-lived allocations of the service layer.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The `application_name` of the pooled connections.
+const APPLICATION_NAME: &str = "rat-reaper";
+/// The `application_name` of the connection holding the reaper lock.
+const LOCK_NAME: &str = "rat-reaper-lock";
+/// The `application_name` of the dedicated `LISTEN` connection.
+const LISTENER_NAME: &str = "rat-reaper-listener";
+/// How often the watchdog checks that the lock connection answers.
+const LOCK_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long that check may take before the lock is taken as lost.
+const LOCK_PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before looking again when another replica holds the lock.
+const BUSY_PAUSE: Duration = Duration::from_secs(5);
+/// Pause before retrying after an error; doubles up to [`MAX_ERROR_BACKOFF`].
+const MIN_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest pause between two failed attempts.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,9 +93,200 @@ async fn main() -> anyhow::Result<()> {
     let _log_writer = cli.log.init();
     match cli.command {
         Some(Command::Migrate) => rat_cli::migrate(&cli.database.database_url).await,
+        Some(Command::Pass) => {
+            cli.database.migrate_unless_disabled().await?;
+            let reaper = Reaper::open(&cli).await?;
+            let (_stop_sender, stop) = rat_cli::stop_on_signal();
+            match reaper.pass(&stop, false).await? {
+                Attempt::Done(report) if report.tasks.iter().any(|t| t.error.is_some()) => {
+                    anyhow::bail!("the pass ran, but some of its tasks failed (see the log)")
+                }
+                Attempt::Done(_) => Ok(()),
+                Attempt::Busy => anyhow::bail!("another reaper holds the reaper lock; try again when its pass ends"),
+                Attempt::NotDue => unreachable!("a pass asked for on the command line is always due"),
+            }
+        }
         None => {
             cli.database.migrate_unless_disabled().await?;
-            anyhow::bail!("the reaper loop is not built yet; only `rat-reaper migrate` works in this version")
+            let reaper = Reaper::open(&cli).await?;
+            let (_stop_sender, stop) = rat_cli::stop_on_signal();
+            let wake = Arc::new(Notify::new());
+            let listener = tokio::spawn(rat_cli::wake_on_notify(
+                cli.database.database_url.clone(),
+                LISTENER_NAME,
+                &[reaper_status::RUN_CHANNEL],
+                "pass requests",
+                wake.clone(),
+                stop.clone(),
+            ));
+            tracing::info!(batch_size = cli.batch_size, poll_secs = cli.poll_secs, "reaper started");
+            reaper.run(Duration::from_secs(cli.poll_secs), &wake, stop).await;
+            let _ = listener.await;
+            tracing::info!("reaper stopped");
+            Ok(())
         }
+    }
+}
+
+struct Reaper {
+    services: Services,
+    database_url: String,
+    policy: PassPolicy,
+}
+
+/// What came of an attempt at a pass.
+enum Attempt {
+    /// This process ran it.
+    Done(Box<PassReport>),
+    /// Another process holds the lock (and is running one).
+    Busy,
+    /// Once the lock was taken, the pass was no longer owed: another
+    /// process had just run it.
+    NotDue,
+}
+
+impl Reaper {
+    async fn open(cli: &Cli) -> anyhow::Result<Self> {
+        let pool = rat_dao::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
+        let store = cli.store.open().await?;
+        Ok(Reaper {
+            services: Services::new(pool, store),
+            database_url: cli.database.database_url.clone(),
+            policy: PassPolicy {
+                batch_size: cli.batch_size,
+                ..PassPolicy::default()
+            },
+        })
+    }
+
+    /// Passes until `stop`. Errors never end the loop: they are logged and
+    /// retried after a bounded backoff.
+    async fn run(&self, poll: Duration, wake: &Notify, mut stop: watch::Receiver<bool>) {
+        let mut backoff = MIN_ERROR_BACKOFF;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let pause = match self.step(poll, &stop).await {
+                Ok(pause) => {
+                    backoff = MIN_ERROR_BACKOFF;
+                    pause
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, detail = ?e, retry_in_s = backoff.as_secs(), "reaper step failed");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_ERROR_BACKOFF);
+                    pause
+                }
+            };
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(Instant::now() + pause) => {}
+                () = wake.notified() => tracing::debug!("woken by a pass request"),
+                () = rat_cli::stopped(&mut stop) => return,
+            }
+        }
+    }
+
+    /// Looks whether a pass is owed and runs it if so; how long to sleep next.
+    async fn step(&self, poll: Duration, stop: &watch::Receiver<bool>) -> anyhow::Result<Duration> {
+        let now = OffsetDateTime::now_utc();
+        match reaper::next_pass(&self.services, now).await? {
+            NextPass::At(due) => Ok((due - now).try_into().unwrap_or(poll).min(poll)),
+            NextPass::Now { requested } => match self.pass(stop, true).await? {
+                Attempt::Done(report) => {
+                    if requested {
+                        tracing::info!("the requested pass is done");
+                    }
+                    // Look again at once: a request made during the pass is owed another.
+                    Ok(if report.interrupted { poll } else { Duration::ZERO })
+                }
+                Attempt::Busy => Ok(BUSY_PAUSE.min(poll)),
+                Attempt::NotDue => Ok(Duration::ZERO),
+            },
+        }
+    }
+
+    /// Takes the lock and runs a pass; with `only_if_due`, skips it when
+    /// another process ran it between the caller's look and the lock.
+    async fn pass(&self, stop: &watch::Receiver<bool>, only_if_due: bool) -> anyhow::Result<Attempt> {
+        let lock = rat_dao::connect_dedicated(&self.database_url, LOCK_NAME)
+            .await
+            .context("connecting for the reaper lock")?;
+        if !reaper_status::try_lock(&lock).await.context("taking the reaper lock")? {
+            tracing::debug!("another reaper holds the lock");
+            return Ok(Attempt::Busy);
+        }
+        if only_if_due
+            && matches!(
+                reaper::next_pass(&self.services, OffsetDateTime::now_utc()).await?,
+                NextPass::At(_)
+            )
+        {
+            // Dropping the connection releases the lock.
+            return Ok(Attempt::NotDue);
+        }
+        let report = self.pass_holding(&lock, stop.clone()).await?;
+        // Released with the session anyway; unlocking first lets a waiting
+        // replica in without waiting for the server to notice the close.
+        if let Err(e) = reaper_status::unlock(&lock).await {
+            tracing::warn!(error = %e, "releasing the reaper lock; closing its connection releases it");
+        }
+        Ok(Attempt::Done(Box::new(report)))
+    }
+
+    /// Runs a pass while a watchdog checks the lock connection (and the stop
+    /// flag), and logs its summary.
+    async fn pass_holding(
+        &self,
+        lock: &tokio_postgres::Client,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<PassReport, ServiceError> {
+        let started = std::time::Instant::now();
+        let (lost_sender, lost) = watch::channel(false);
+        tracing::info!("pass started");
+        let pass = reaper::run_pass(&self.services, OffsetDateTime::now_utc(), &self.policy, &lost);
+        let watchdog = async {
+            let mut ping = tokio::time::interval(LOCK_PING_INTERVAL);
+            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ping.tick() => {
+                        let answered = matches!(
+                            tokio::time::timeout(LOCK_PING_TIMEOUT, lock.batch_execute("SELECT 1")).await,
+                            Ok(Ok(()))
+                        );
+                        if !answered || lock.is_closed() {
+                            tracing::error!("the reaper lock connection stopped answering: the lock is lost; stopping the pass");
+                            break;
+                        }
+                    }
+                    () = rat_cli::stopped(&mut stop) => break,
+                }
+            }
+            lost_sender.send_replace(true);
+            std::future::pending::<()>().await;
+        };
+        let report = tokio::select! {
+            report = pass => report?,
+            () = watchdog => unreachable!("the watchdog never returns"),
+        };
+        let c = &report.counters;
+        tracing::info!(
+            runs_pruned = c.runs_pruned,
+            logs_pruned = c.logs_pruned,
+            quality_pruned = c.quality_pruned,
+            runs_failed = c.runs_failed,
+            pipelines_purged = c.pipelines_purged,
+            lz_files_cleaned = c.lz_files_cleaned,
+            audit_pruned = c.audit_pruned,
+            failed_tasks = report.tasks.iter().filter(|t| t.error.is_some()).count(),
+            interrupted = report.interrupted,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "pass finished"
+        );
+        Ok(report)
     }
 }

@@ -9,9 +9,13 @@
 //! - `runs`: 10,000 pending runs claimed and completed by 4 runner loops.
 //! - `scheduler`: 10,000 schedules due at one instant (one scheduler, then
 //!   three), and fire latency of every-second schedules over a minute.
+//! - `reaper`: one pass over 1,000,000 runs and 1,000,000 audit rows past
+//!   retention under api read load and a concurrent writer: rows/s per task,
+//!   the writer's longest statement, api p99 during the pass vs idle.
 
 mod api;
 mod publish;
+mod reaper;
 mod runs;
 mod scheduler;
 
@@ -35,6 +39,8 @@ enum Bench {
     Runs(runs::Args),
     /// Scheduler throughput (10,000 due at once, target < 2 s) and fire latency (target p99 < 1 s).
     Scheduler(scheduler::Args),
+    /// Reaper pass over 1M runs + 1M audit rows (targets >= 100k rows/s, no lock > 200 ms, api p99 <= 2x idle).
+    Reaper(reaper::Args),
 }
 
 #[tokio::main]
@@ -44,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Api(args) => api::run(args).await,
         Bench::Runs(args) => runs::run(args).await,
         Bench::Scheduler(args) => scheduler::run(args).await,
+        Bench::Reaper(args) => reaper::run(args).await,
     }
 }
 

@@ -29,6 +29,7 @@ pub mod plugins;
 pub mod projects;
 pub mod quality;
 pub mod reaper_status;
+pub mod reaping;
 pub mod runs;
 pub mod schedules;
 pub mod settings;

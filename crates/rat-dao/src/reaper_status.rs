@@ -10,6 +10,11 @@ use tokio_postgres::Row;
 use crate::DaoError;
 use crate::sql;
 
+/// The session advisory lock only one reaper process holds while it runs a
+/// pass ("RATREAP" in ASCII). It is taken on a dedicated connection: a pooled
+/// connection could be recycled under the lock, silently releasing it.
+pub const REAPER_LOCK_KEY: i64 = 0x0052_4154_5245_4150;
+
 const COLUMNS: &str = "last_run_at, runs_pruned, logs_pruned, quality_pruned, pipelines_purged, runs_failed, \
      branches_cleaned, lz_files_cleaned, audit_pruned, updated_at, run_requested_at";
 
@@ -57,6 +62,24 @@ pub async fn record_pass(
     pass: &ReaperCounters,
     finished_at: OffsetDateTime,
 ) -> Result<ReaperStatus, DaoError> {
+    add(client, pass, Some(finished_at)).await
+}
+
+/// Adds the counters of a pass that did not finish (it lost its lock, or its
+/// process is stopping) and leaves `last_run_at` as it was, so the pass is
+/// still owed. Same saturation as [`record_pass`].
+pub async fn record_interrupted_pass(
+    client: &impl GenericClient,
+    pass: &ReaperCounters,
+) -> Result<ReaperStatus, DaoError> {
+    add(client, pass, None).await
+}
+
+async fn add(
+    client: &impl GenericClient,
+    pass: &ReaperCounters,
+    finished_at: Option<OffsetDateTime>,
+) -> Result<ReaperStatus, DaoError> {
     // Clamping each addend to the column's range keeps the bigint sum in SQL
     // far from overflow, so LEAST alone bounds the stored value.
     let add = |n: i64| n.clamp(0, i64::from(i32::MAX));
@@ -69,7 +92,7 @@ pub async fn record_pass(
              VALUES (1, $1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::bigint, \
                 $8::bigint, $9::bigint) \
              ON CONFLICT ON CONSTRAINT pk_reaper_status DO UPDATE SET \
-                last_run_at = $1, \
+                last_run_at = COALESCE($1, reaper_status.last_run_at), \
                 runs_pruned = LEAST(reaper_status.runs_pruned::bigint + $2::bigint, 2147483647), \
                 logs_pruned = LEAST(reaper_status.logs_pruned::bigint + $3::bigint, 2147483647), \
                 quality_pruned = LEAST(reaper_status.quality_pruned::bigint + $4::bigint, 2147483647), \
@@ -120,4 +143,24 @@ pub async fn request_run(client: &impl GenericClient, now: OffsetDateTime) -> Re
     // any other; the payload is empty because the row carries the request.
     sql::query(client, "SELECT pg_notify($1, '')", &[&RUN_CHANNEL]).await?;
     from_row(&row)
+}
+
+/// Tries to take the reaper lock ([`REAPER_LOCK_KEY`]) for this session;
+/// `false` when another session holds it. Call it on a dedicated connection
+/// ([`crate::connect_dedicated`]): the lock lasts as long as the session,
+/// and ends with it.
+pub async fn try_lock(client: &tokio_postgres::Client) -> Result<bool, DaoError> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REAPER_LOCK_KEY])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Releases the reaper lock held by this session; `false` when it did not
+/// hold it.
+pub async fn unlock(client: &tokio_postgres::Client) -> Result<bool, DaoError> {
+    let row = client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&REAPER_LOCK_KEY])
+        .await?;
+    Ok(row.try_get(0)?)
 }

@@ -65,6 +65,20 @@ async fn passes_add_up_and_set_the_last_run() {
 }
 
 #[tokio::test]
+async fn an_interrupted_pass_adds_its_counters_but_stays_owed() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let finished = datetime!(2026-03-01 02:00:00 UTC);
+    reaper_status::record_pass(&client, &counters(1), finished)
+        .await
+        .unwrap();
+    let status = reaper_status::record_interrupted_pass(&client, &counters(5))
+        .await
+        .unwrap();
+    assert_eq!((status.last_run_at, status.counters), (Some(finished), counters(6)));
+}
+
+#[tokio::test]
 async fn counters_saturate_and_negative_passes_count_as_zero() {
     let db = TestDatabase::new().await;
     let client = db.client().await;

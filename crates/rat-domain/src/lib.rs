@@ -42,7 +42,7 @@ pub use page::{Page, PageRequest, Sort};
 pub use pipeline::{Layer, Pipeline, PipelineRef, PipelineSortField, PipelineType};
 pub use plugin::{Plugin, PluginStatus};
 pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestOutcome};
-pub use reaper::{ReaperCounters, ReaperStatus};
+pub use reaper::{NextPass, ReaperCounters, ReaperStatus};
 pub use retention::{PIPELINE_OVERRIDE_KEYS, RetentionOverrides, RetentionSettings};
 pub use run::{LogEntry, LogLevel, Run, RunSortField, RunStatus, RunSummary, trigger_label};
 pub use schedule::{CronExpr, Schedule, ScheduleTimezone};

@@ -16,6 +16,7 @@ pub mod namespaces;
 pub mod pipelines;
 pub mod platform;
 pub mod quality;
+pub mod reaper;
 pub mod retention;
 pub mod runner;
 pub mod runs;
