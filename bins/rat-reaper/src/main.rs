@@ -16,7 +16,8 @@
 //!
 //! Variables (each also a flag): `RAT_DATABASE_URL`, `RAT_DB_POOL_SIZE`,
 //! `RAT_STORE` and `RAT_S3_*`, `RAT_LOG_FORMAT` (see `rat-cli`),
-//! `RAT_REAPER_BATCH_SIZE` (default 2000), `RAT_REAPER_POLL_SECS` (default 60).
+//! `RAT_REAPER_BATCH_SIZE` (default 2000), `RAT_REAPER_BATCH_TARGET_MS`
+//! (default 100), `RAT_REAPER_POLL_SECS` (default 60).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +42,16 @@ struct Cli {
     store: rat_cli::StoreArgs,
     #[command(flatten)]
     log: rat_cli::LogArgs,
-    /// Rows deleted per batch; each batch is one short transaction.
+    /// Most rows deleted per batch; each batch is one short transaction.
     #[arg(long, env = "RAT_REAPER_BATCH_SIZE", default_value_t = PassPolicy::default().batch_size,
           value_parser = clap::value_parser!(i64).range(1..=50_000))]
     batch_size: i64,
+    /// How long one batch should take at most, in milliseconds: slower
+    /// batches shrink the next ones (busy machine), faster ones grow them
+    /// back up to the batch size. Bounds how long a batch holds its locks.
+    #[arg(long, env = "RAT_REAPER_BATCH_TARGET_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    batch_target_ms: u64,
     /// Longest sleep between two looks at whether a pass is owed, in
     /// seconds. Passes start on time whatever its value (the reaper sleeps
     /// until the next one is due and is woken by requests); it bounds how
@@ -154,6 +161,7 @@ impl Reaper {
             database_url: cli.database.database_url.clone(),
             policy: PassPolicy {
                 batch_size: cli.batch_size,
+                batch_target: Duration::from_millis(cli.batch_target_ms),
                 ..PassPolicy::default()
             },
         })

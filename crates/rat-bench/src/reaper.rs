@@ -1,7 +1,7 @@
 //! `reaper`: one reaper pass over 1,000,000 finished runs and 1,000,000
 //! audit rows past retention (plus recent ones it must keep), run in-process
-//! with the default [`PassPolicy`] while the release `rat-api` serves a
-//! closed-loop read load and a concurrent writer inserts and updates rows of
+//! with the default [`PassPolicy`] while the release `rat-api` serves a read
+//! load (paced at `--rate`, or a closed loop) and a concurrent writer inserts and updates rows of
 //! the same tables. Prints rows/s per task, the writer's slowest statement
 //! (the longest lock wait a writer saw), sampled lock waits, and the api's
 //! p50/p99 during the pass against idle. Targets (design §6): ≥ 100,000
@@ -35,9 +35,18 @@ pub(crate) struct Args {
     /// Audit rows past `audit_log_max_age_days`.
     #[arg(long, default_value_t = 1_000_000)]
     audit: i64,
-    /// Concurrent HTTP clients of the closed-loop read load.
+    /// Concurrent HTTP clients of the read load.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Requests per second of the read load, spread over the clients, each
+    /// sending at a fixed pace and timed from when its request was due if
+    /// it went out late (so a stall counts in full). The default is about a
+    /// fifth of what this api serves on 2 cores. 0: a closed loop, each
+    /// client sending its next request as soon as the last one answered
+    /// (saturating the machine, which then measures the share of CPU left
+    /// to the api more than its latency).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
     /// Seconds of the idle (no pass) measurement.
     #[arg(long, default_value_t = 5)]
     idle_secs: u64,
@@ -228,22 +237,48 @@ async fn seed(db: &TestDatabase, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One HTTP client of the closed-loop load over its own keep-alive
-/// connection: each request's latency (ms) under the phase it started in.
-async fn client_loop(url: String, phase: Arc<AtomicU8>, deadline: Instant) -> anyhow::Result<[Vec<f64>; 3]> {
+/// One HTTP client of the read load over its own keep-alive connection:
+/// each request's latency (ms) under the phase it started in. With a
+/// `pace`, one request is due every `pace` and its latency runs from when it
+/// was due when the previous answer came after that (a stall counts in
+/// full), else from when it was sent; without, a closed loop.
+async fn client_loop(
+    url: String,
+    phase: Arc<AtomicU8>,
+    deadline: Instant,
+    pace: Option<Duration>,
+) -> anyhow::Result<[Vec<f64>; 3]> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut previous_done = Instant::now();
+    let mut ticks = pace.map(|pace| {
+        let mut ticks = tokio::time::interval(pace);
+        // A late request is sent at once and the schedule kept, so a stall
+        // shows as the queue of requests it delayed.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        ticks
+    });
     loop {
         let at = phase.load(Ordering::Relaxed);
         if at == STOP || Instant::now() > deadline {
             return Ok(samples);
         }
-        let started = Instant::now();
+        let started = match &mut ticks {
+            Some(ticks) => {
+                let due = ticks.tick().await.into_std();
+                // Timed from when it was due if the previous answer made it
+                // late; otherwise from now (the timer's own lateness, up to a
+                // millisecond, is not the api's).
+                if previous_done > due { due } else { Instant::now() }
+            }
+            None => Instant::now(),
+        };
         let response = http.get(&url).send().await?;
         let status = response.status();
         response.bytes().await?;
         anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
         samples[usize::from(at)].push(started.elapsed().as_secs_f64() * 1000.0);
+        previous_done = Instant::now();
     }
 }
 
@@ -569,6 +604,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "--runs and --audit must be at least 1"
     );
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    anyhow::ensure!(
+        args.rate.is_finite() && args.rate >= 0.0,
+        "--rate must be a number of requests per second (0 for a closed loop)"
+    );
 
     let db = TestDatabase::new().await;
     let seed_started = Instant::now();
@@ -605,8 +644,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Every loop stops at STOP, and in any case by this deadline.
     let deadline = Instant::now() + Duration::from_secs(args.idle_secs + 60) + PASS_LIMIT;
     let phase = Arc::new(AtomicU8::new(WARMUP));
+    let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.clients as f64 / args.rate));
     let clients: Vec<_> = (0..args.clients)
-        .map(|_| tokio::spawn(client_loop(url.clone(), phase.clone(), deadline)))
+        .map(|_| tokio::spawn(client_loop(url.clone(), phase.clone(), deadline, pace)))
         .collect();
     // The writer runs on a thread and runtime of its own, so its timings are
     // the database's answer time, not a wait for a busy worker thread.
@@ -801,10 +841,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let (idle, pass) = (&load[usize::from(IDLE)], &load[usize::from(PASS)]);
     let idle_secs = args.idle_secs as f64;
-    println!(
-        "api GET /api/v1/pipelines/default/silver/reap_001, {} closed-loop clients (keep-alive):",
-        args.clients
-    );
+    if args.rate > 0.0 {
+        println!(
+            "api GET /api/v1/pipelines/default/silver/reap_001, {:.0} requests/s paced over {} clients (keep-alive), \
+             latency from when each request was due:",
+            args.rate, args.clients
+        );
+    } else {
+        println!(
+            "api GET /api/v1/pipelines/default/silver/reap_001, {} closed-loop clients (keep-alive):",
+            args.clients
+        );
+    }
     println!(
         "  idle: {} requests, {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
         grouped(idle.len() as u64),

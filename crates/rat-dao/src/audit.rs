@@ -101,21 +101,44 @@ pub async fn list(
     sql::fetch_page(client, COLUMNS, "audit_log", &conditions, order, page, from_row).await
 }
 
-/// Deletes entries older than `cutoff`, oldest first, at most `batch` of them
-/// in this call; returns how many were deleted. The reaper calls it until it
-/// returns less than `batch`, so no single statement holds locks on (or
-/// writes WAL for) an unbounded number of rows.
+/// Deletes entries older than `cutoff` and not older than `from` (a cursor:
+/// `None` on the first call, then the previous call's answer), oldest
+/// first, at most `batch` of them; returns how many were deleted and, when
+/// the batch was full, the cursor for the next call (`None`: nothing older
+/// than `cutoff` is left). The reaper calls it until the cursor is `None`,
+/// so no statement holds locks on (or writes WAL for) an unbounded number of
+/// rows, and each call starts where the last one stopped instead of walking
+/// again over the index entries of rows already deleted (they stay in the
+/// index until vacuum). Rows are found along `idx_audit_log_time` and
+/// deleted by their physical address in the same statement.
 pub async fn delete_older_than(
     client: &impl GenericClient,
     cutoff: OffsetDateTime,
+    from: Option<OffsetDateTime>,
     batch: i64,
-) -> Result<u64, DaoError> {
-    sql::execute(
+) -> Result<(u64, Option<OffsetDateTime>), DaoError> {
+    // The first call starts before any entry: a bound rather than `IS NULL
+    // OR`, so that it is always the index condition, whatever plan the
+    // prepared statement settles on.
+    let from = from.unwrap_or(time::macros::datetime!(1900-01-01 0:00 UTC));
+    let row = sql::query_one(
         client,
-        "DELETE FROM audit_log WHERE id IN ( \
-            SELECT id FROM audit_log WHERE timestamp < $1 ORDER BY timestamp LIMIT $2)",
-        &[&cutoff, &batch],
+        "audit entry",
+        "WITH batch AS MATERIALIZED ( \
+             SELECT ctid AS tid, timestamp FROM audit_log \
+             WHERE timestamp < $1 AND timestamp >= $2 \
+             ORDER BY timestamp LIMIT $3), \
+         gone AS (DELETE FROM audit_log WHERE ctid = ANY(ARRAY(SELECT tid FROM batch)) RETURNING 1) \
+         SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM batch) AS selected, \
+                (SELECT max(timestamp) FROM batch) AS last",
+        &[&cutoff, &from, &batch],
     )
     .await
-    .map_err(DaoError::on_delete)
+    .map_err(DaoError::on_delete)?;
+    let deleted: i64 = row.try_get("deleted")?;
+    let selected: i64 = row.try_get("selected")?;
+    let last: Option<OffsetDateTime> = row.try_get("last")?;
+    // Rows at the last timestamp may remain (beyond the limit): the next
+    // call starts at it, not after it.
+    Ok((deleted as u64, last.filter(|_| selected >= batch)))
 }

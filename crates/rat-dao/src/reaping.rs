@@ -13,25 +13,58 @@ use crate::sql;
 /// Statuses of finished runs, the only runs the reaper deletes.
 const TERMINAL: &[&str] = &["success", "failed", "cancelled"];
 
+/// Where [`delete_runs_older_than`] stopped: the `(created_at, id)` of the
+/// last run of its batch, in the order of `idx_runs_created_at`.
+pub type RunKey = (OffsetDateTime, Uuid);
+
 /// Deletes up to `batch` finished runs created before `cutoff`, oldest first,
-/// leaving the runs of `excluded` pipelines (those with their own retention)
-/// alone. Returns how many were deleted. References from schedules, triggers
-/// and quality results become NULL; log rows go with their run.
+/// after `from` (a cursor: `None` on the first call, then the previous
+/// call's answer), leaving the runs of `excluded` pipelines (those with
+/// their own retention) alone. Returns how many were deleted and, when the
+/// batch was full, the cursor for the next call (`None`: done). References
+/// from schedules, triggers and quality results become NULL; log rows go
+/// with their run.
+///
+/// The batch is read along `idx_runs_created_at` starting at the cursor, so
+/// a call never walks again over the index entries of runs deleted by the
+/// previous calls (they stay in the index until vacuum), and its rows are
+/// deleted by their physical address in the same statement (no second
+/// lookup by key, and no plan that scans the table).
 pub async fn delete_runs_older_than(
     client: &impl GenericClient,
     cutoff: OffsetDateTime,
     excluded: &[Uuid],
+    from: Option<RunKey>,
     batch: i64,
-) -> Result<u64, DaoError> {
-    sql::execute(
+) -> Result<(u64, Option<RunKey>), DaoError> {
+    // The first call starts before any run (a bound rather than `IS NULL OR`,
+    // so the row comparison always serves as the index condition).
+    let (after_at, after_id) = from.unwrap_or((time::macros::datetime!(1900-01-01 0:00 UTC), Uuid::nil()));
+    let row = sql::query_one(
         client,
-        "DELETE FROM runs WHERE id IN ( \
-             SELECT id FROM runs WHERE created_at < $1 AND status = ANY($2) AND pipeline_id <> ALL($3) \
-             ORDER BY created_at, id LIMIT $4)",
-        &[&cutoff, &TERMINAL, &excluded, &batch],
+        "run",
+        "WITH batch AS MATERIALIZED ( \
+             SELECT ctid AS tid, created_at, id FROM runs \
+             WHERE created_at < $1 AND (created_at, id) > ($2, $3) \
+               AND status = ANY($4) AND pipeline_id <> ALL($5) \
+             ORDER BY created_at, id LIMIT $6), \
+         gone AS (DELETE FROM runs WHERE ctid = ANY(ARRAY(SELECT tid FROM batch)) RETURNING 1), \
+         last AS (SELECT created_at, id FROM batch ORDER BY created_at DESC, id DESC LIMIT 1) \
+         SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM batch) AS selected, \
+                (SELECT created_at FROM last) AS last_created_at, (SELECT id FROM last) AS last_id",
+        &[&cutoff, &after_at, &after_id, &TERMINAL, &excluded, &batch],
     )
     .await
-    .map_err(DaoError::on_delete)
+    .map_err(DaoError::on_delete)?;
+    let deleted: i64 = row.try_get("deleted")?;
+    let selected: i64 = row.try_get("selected")?;
+    let last_created_at: Option<OffsetDateTime> = row.try_get("last_created_at")?;
+    let last_id: Option<Uuid> = row.try_get("last_id")?;
+    let next = match (last_created_at, last_id) {
+        (Some(at), Some(id)) if selected >= batch => Some((at, id)),
+        _ => None,
+    };
+    Ok((deleted as u64, next))
 }
 
 /// Deletes up to `batch` finished runs of one pipeline that are older than
@@ -249,13 +282,15 @@ pub async fn fail_stuck_runs(
     Ok(failed)
 }
 
-/// Deletes up to `batch` audit entries older than `cutoff`, oldest first.
+/// Deletes up to `batch` audit entries older than `cutoff`, oldest first,
+/// from the cursor `from`; see [`crate::audit::delete_older_than`].
 pub async fn delete_audit_older_than(
     client: &impl GenericClient,
     cutoff: OffsetDateTime,
+    from: Option<OffsetDateTime>,
     batch: i64,
-) -> Result<u64, DaoError> {
-    crate::audit::delete_older_than(client, cutoff, batch).await
+) -> Result<(u64, Option<OffsetDateTime>), DaoError> {
+    crate::audit::delete_older_than(client, cutoff, from, batch).await
 }
 
 /// Pipelines with their own retention settings (`retention_config` set),

@@ -189,12 +189,24 @@ async fn delete_older_than_respects_cutoff_and_batch() {
     let client = db.client().await;
     seed(&client).await;
     let cutoff = BASE + Duration::hours(4);
-    assert_eq!(audit::delete_older_than(&client, cutoff, 3).await.unwrap(), 3);
+    let (deleted, next) = audit::delete_older_than(&client, cutoff, None, 3).await.unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        next,
+        Some(BASE + Duration::hours(2)),
+        "a full batch: go on from its last timestamp"
+    );
     // The oldest went first.
     assert_eq!(hours(&client, &AuditFilter::default()).await, (vec![5, 4, 3], 3));
-    assert_eq!(audit::delete_older_than(&client, cutoff, 3).await.unwrap(), 1);
+    assert_eq!(
+        audit::delete_older_than(&client, cutoff, next, 3).await.unwrap(),
+        (1, None)
+    );
     // The cutoff is exclusive: the entry at hour 4 stays.
-    assert_eq!(audit::delete_older_than(&client, cutoff, 3).await.unwrap(), 0);
+    assert_eq!(
+        audit::delete_older_than(&client, cutoff, None, 3).await.unwrap(),
+        (0, None)
+    );
     assert_eq!(hours(&client, &AuditFilter::default()).await, (vec![5, 4], 2));
 }
 

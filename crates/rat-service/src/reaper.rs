@@ -37,8 +37,14 @@ use crate::{ServiceError, Services};
 /// How a pass works, beyond the retention settings.
 #[derive(Debug, Clone)]
 pub struct PassPolicy {
-    /// Rows per batch (one short transaction each).
+    /// Most rows per batch (one short transaction each).
     pub batch_size: i64,
+    /// How long one batch should take at most: a batch that takes longer
+    /// halves the next one (down to [`MIN_BATCH_SIZE`]), one that takes less
+    /// than half of it grows the next by half (up to `batch_size`). It bounds
+    /// how long a batch holds its row locks when the machine is busy, where
+    /// a fixed size would not.
+    pub batch_target: Duration,
     /// Most batches one task runs per pass (the rest waits for the next pass).
     pub max_batches_per_task: u32,
     /// Pending runs nobody claimed for this long are failed.
@@ -55,6 +61,7 @@ impl Default for PassPolicy {
     fn default() -> Self {
         PassPolicy {
             batch_size: 2000,
+            batch_target: Duration::from_millis(100),
             max_batches_per_task: 2000,
             pending_claim_timeout: Duration::from_secs(24 * 3600),
             default_processed_max_age_days: 30,
@@ -113,20 +120,80 @@ fn days(n: i64) -> time::Duration {
     time::Duration::days(n)
 }
 
-/// Runs `batch` until it returns fewer than `size` rows, the task's batch
-/// budget is spent, or the lock is lost; the total.
+/// The smallest batch the pacing goes down to.
+pub const MIN_BATCH_SIZE: i64 = 50;
+
+/// The size of the next batch of a task, paced by how long batches take
+/// (see [`PassPolicy::batch_target`]).
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    size: i64,
+    max: i64,
+    target: Duration,
+}
+
+impl Pacer {
+    fn new(policy: &PassPolicy) -> Self {
+        let max = policy.batch_size.max(1);
+        Pacer {
+            size: max,
+            max,
+            target: policy.batch_target,
+        }
+    }
+
+    fn record(&mut self, took: Duration) {
+        if took > self.target {
+            self.size = (self.size / 2).max(MIN_BATCH_SIZE.min(self.max));
+        } else if took < self.target / 2 {
+            self.size = (self.size + self.size / 2 + 1).min(self.max);
+        }
+    }
+}
+
+/// Runs `batch(size)` until it returns fewer than `size` rows, the task's
+/// batch budget is spent, or the lock is lost; the total. `size` is paced
+/// (see [`PassPolicy::batch_target`]).
 async fn batches<F, Fut>(policy: &PassPolicy, lost: &watch::Receiver<bool>, mut batch: F) -> Result<u64, ServiceError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(i64) -> Fut,
     Fut: Future<Output = Result<u64, ServiceError>>,
 {
     let mut total = 0;
+    let mut pacer = Pacer::new(policy);
     for _ in 0..policy.max_batches_per_task {
         check(lost)?;
-        let done = batch().await?;
+        let (size, started) = (pacer.size, Instant::now());
+        let done = batch(size).await?;
+        pacer.record(started.elapsed());
         total += done;
-        if done < policy.batch_size as u64 {
+        if done < size as u64 {
             break;
+        }
+    }
+    Ok(total)
+}
+
+/// Runs `batch(cursor, size)` until it returns no cursor (the last batch was
+/// short), the task's batch budget is spent, or the lock is lost; the total.
+/// Each call gets the cursor the previous one returned, and a paced size.
+async fn walk<C, F, Fut>(policy: &PassPolicy, lost: &watch::Receiver<bool>, mut batch: F) -> Result<u64, ServiceError>
+where
+    F: FnMut(Option<C>, i64) -> Fut,
+    Fut: Future<Output = Result<(u64, Option<C>), ServiceError>>,
+{
+    let mut total = 0;
+    let mut from = None;
+    let mut pacer = Pacer::new(policy);
+    for _ in 0..policy.max_batches_per_task {
+        check(lost)?;
+        let started = Instant::now();
+        let (done, next) = batch(from.take(), pacer.size).await?;
+        pacer.record(started.elapsed());
+        total += done;
+        match next {
+            Some(cursor) => from = Some(cursor),
+            None => break,
         }
     }
     Ok(total)
@@ -168,9 +235,12 @@ async fn prune_runs(
     let special: Vec<Uuid> = overrides.iter().map(|(id, _)| *id).collect();
     let cutoff = now - days(system.runs_max_age_days);
     // Age first, globally, along idx_runs_created_at.
-    let mut total = batches(policy, lost, || async {
-        let client = services.pool.get().await?;
-        Ok(reaping::delete_runs_older_than(&client, cutoff, &special, policy.batch_size).await?)
+    let mut total = walk(policy, lost, |from, size| {
+        let special = &special;
+        async move {
+            let client = services.pool.get().await?;
+            Ok(reaping::delete_runs_older_than(&client, cutoff, special, from, size).await?)
+        }
     })
     .await?;
     // Then the per-pipeline count, for pipelines above it.
@@ -192,9 +262,9 @@ async fn prune_runs(
         ));
     }
     for (pipeline_id, keep, cutoff) in plans {
-        total += batches(policy, lost, || async {
+        total += batches(policy, lost, |size| async move {
             let client = services.pool.get().await?;
-            Ok(reaping::delete_pipeline_runs(&client, pipeline_id, keep, cutoff, policy.batch_size).await?)
+            Ok(reaping::delete_pipeline_runs(&client, pipeline_id, keep, cutoff, size).await?)
         })
         .await?;
     }
@@ -211,16 +281,17 @@ async fn prune_logs(
 ) -> Result<u64, ServiceError> {
     let special = overridden(overrides, "logs_max_age_days");
     let cutoff = now - days(system.logs_max_age_days);
-    let mut total = batches(policy, lost, || async {
+    let excluded = &special;
+    let mut total = batches(policy, lost, |size| async move {
         let client = services.pool.get().await?;
-        Ok(reaping::clear_logs_older_than(&client, cutoff, &special, policy.batch_size).await?)
+        Ok(reaping::clear_logs_older_than(&client, cutoff, excluded, size).await?)
     })
     .await?;
     for (pipeline_id, own) in overrides.iter().filter(|(id, _)| special.contains(id)) {
         let cutoff = now - days(system.with_overrides(own).logs_max_age_days);
-        total += batches(policy, lost, || async {
+        total += batches(policy, lost, |size| async move {
             let client = services.pool.get().await?;
-            Ok(reaping::clear_pipeline_logs_older_than(&client, *pipeline_id, cutoff, policy.batch_size).await?)
+            Ok(reaping::clear_pipeline_logs_older_than(&client, *pipeline_id, cutoff, size).await?)
         })
         .await?;
     }
@@ -252,9 +323,9 @@ async fn prune_quality(
     }
     let mut total = 0;
     for (test_id, keep) in plans {
-        total += batches(policy, lost, || async {
+        total += batches(policy, lost, |size| async move {
             let client = services.pool.get().await?;
-            Ok(reaping::delete_test_results_beyond(&client, test_id, keep, policy.batch_size).await?)
+            Ok(reaping::delete_test_results_beyond(&client, test_id, keep, size).await?)
         })
         .await?;
     }
@@ -269,16 +340,10 @@ async fn fail_stuck(
     lost: &watch::Receiver<bool>,
 ) -> Result<u64, ServiceError> {
     let pending_cutoff = now - policy.pending_claim_timeout;
-    batches(policy, lost, || async {
+    batches(policy, lost, |size| async move {
         let client = services.pool.get().await?;
-        let failed = reaping::fail_stuck_runs(
-            &client,
-            now,
-            system.stuck_run_timeout_minutes,
-            pending_cutoff,
-            policy.batch_size,
-        )
-        .await?;
+        let failed =
+            reaping::fail_stuck_runs(&client, now, system.stuck_run_timeout_minutes, pending_cutoff, size).await?;
         for run in &failed {
             tracing::info!(run = %run.run_id, reason = %run.reason, "failed a run that could not finish");
         }
@@ -462,9 +527,9 @@ async fn prune_audit(
     lost: &watch::Receiver<bool>,
 ) -> Result<u64, ServiceError> {
     let cutoff = now - days(system.audit_log_max_age_days);
-    batches(policy, lost, || async {
+    walk(policy, lost, |from, size| async move {
         let client = services.pool.get().await?;
-        Ok(reaping::delete_audit_older_than(&client, cutoff, policy.batch_size).await?)
+        Ok(reaping::delete_audit_older_than(&client, cutoff, from, size).await?)
     })
     .await
 }
@@ -595,4 +660,46 @@ pub async fn run_pass(
         settings_problems,
         interrupted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(batch_size: i64) -> PassPolicy {
+        PassPolicy {
+            batch_size,
+            batch_target: Duration::from_millis(100),
+            ..PassPolicy::default()
+        }
+    }
+
+    #[test]
+    fn slow_batches_shrink_the_next_down_to_the_floor_and_fast_ones_grow_it_back() {
+        let mut pacer = Pacer::new(&policy(2000));
+        assert_eq!(pacer.size, 2000, "starts at the most");
+        pacer.record(Duration::from_millis(70));
+        assert_eq!(pacer.size, 2000, "between half the target and the target: kept");
+        pacer.record(Duration::from_millis(400));
+        assert_eq!(pacer.size, 1000);
+        for _ in 0..10 {
+            pacer.record(Duration::from_millis(400));
+        }
+        assert_eq!(pacer.size, MIN_BATCH_SIZE);
+        pacer.record(Duration::from_millis(10));
+        assert_eq!(pacer.size, 76);
+        for _ in 0..20 {
+            pacer.record(Duration::from_millis(10));
+        }
+        assert_eq!(pacer.size, 2000, "never beyond the most");
+    }
+
+    #[test]
+    fn a_most_below_the_floor_is_kept() {
+        let mut pacer = Pacer::new(&policy(2));
+        pacer.record(Duration::from_secs(1));
+        assert_eq!(pacer.size, 2);
+        pacer.record(Duration::ZERO);
+        assert_eq!(pacer.size, 2);
+    }
 }
