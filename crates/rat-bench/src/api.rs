@@ -4,9 +4,9 @@
 //! and `GET /api/v1/runs?pipeline=…` over the seeded 100,000 runs.
 //! Prints requests/s, p50/p99, the ratio to pgbench, and `rat-api`'s peak RSS.
 
+use crate::release_api::ReleaseApi;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use anyhow::{Context, bail};
 use rat_testkit::TestDatabase;
@@ -96,16 +96,6 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Kills the api process when dropped.
-struct Api(std::process::Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDatabase::new().await;
     println!("seeding the benchmark volume...");
@@ -123,36 +113,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(client);
 
     let store_dir = std::env::temp_dir().join(format!("rat-bench-store-{}", std::process::id()));
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.local_addr()?.port()
-    };
-    let api = Api(Command::new(&args.api_bin)
-        .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_DB_POOL_SIZE", "32")
-        .env("RAT_STORE", format!("fs:{}", store_dir.display()))
-        .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.api_bin.display()))?);
-    let base = format!("http://127.0.0.1:{port}");
+    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 32, &[]).await?;
+    let base = api.base.clone();
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::ensure!(ready, "rat-api did not become healthy");
 
     let pipeline_url = format!("{base}/api/v1/pipelines/{ns}/{layer}/{name}");
     let check = http.get(&pipeline_url).send().await?;
@@ -222,7 +185,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
          {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms (target p99 < 20 ms), non-2xx {}",
         runs_result.requests_per_sec, runs_result.p50_ms, runs_result.p99_ms, runs_result.non_2xx
     );
-    match peak_rss_mb(api.0.id()) {
+    match peak_rss_mb(api.pid()) {
         Some(mb) => println!("rat-api peak RSS: {mb:.1} MB (target < 50 MB)"),
         None => println!("rat-api peak RSS: unknown"),
     }

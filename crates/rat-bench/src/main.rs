@@ -16,6 +16,7 @@
 mod api;
 mod publish;
 mod reaper;
+mod release_api;
 mod runs;
 mod scheduler;
 

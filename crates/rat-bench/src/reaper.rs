@@ -7,9 +7,9 @@
 //! p50/p99 during the pass against idle. Targets (design §6): ≥ 100,000
 //! rows/s, no lock held > 200 ms, api p99 within 2× of idle.
 
+use crate::release_api::ReleaseApi;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -75,16 +75,6 @@ const IDLE: u8 = 1;
 const PASS: u8 = 2;
 const STOP: u8 = 3;
 
-/// Kills the api process when dropped.
-struct Api(std::process::Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Removes a directory when dropped.
 struct TempDir(PathBuf);
 
@@ -92,10 +82,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `1234567` as `1,234,567`.
@@ -522,36 +508,6 @@ fn cpu_split(before: Option<[u64; 5]>, after: Option<[u64; 5]>) -> String {
     )
 }
 
-/// Starts the release api on free ports and waits until it is healthy.
-async fn start_api(args: &Args, db: &TestDatabase, store_dir: &std::path::Path) -> anyhow::Result<(Api, String)> {
-    let (port, internal_port) = (free_port()?, free_port()?);
-    let api = Api(Command::new(&args.api_bin)
-        .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_DB_POOL_SIZE", (args.clients * 2).max(4).to_string())
-        .env("RAT_STORE", format!("fs:{}", store_dir.display()))
-        .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.api_bin.display()))?);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok((api, base));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("rat-api did not become healthy")
-}
-
 /// Counts of seeded rows the pass had to delete (old) or keep (recent).
 #[derive(Debug)]
 struct Remaining {
@@ -627,7 +583,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let store_dir = TempDir(std::env::temp_dir().join(format!("rat-bench-reaper-{}", std::process::id())));
-    let (api, base) = start_api(&args, &db, &store_dir.0).await?;
+    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir.0, (args.clients * 2).max(4), &[]).await?;
+    let base = api.base.clone();
     let url = format!("{base}/api/v1/pipelines/default/silver/reap_001");
     let check = reqwest::get(&url).await?;
     anyhow::ensure!(check.status().is_success(), "GET {url} answered {}", check.status());

@@ -2,11 +2,11 @@
 //! `rat-api`'s internal listener, each claiming in batches and completing
 //! every run it claimed; prints runs/s claimed and completed.
 
+use crate::release_api::ReleaseApi;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use rat_testkit::{TestDatabase, fixtures};
@@ -29,20 +29,6 @@ pub(crate) struct Args {
     batch: u32,
 }
 
-/// Kills the api process when dropped.
-struct Api(std::process::Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDatabase::new().await;
     let client = db.client().await;
@@ -62,33 +48,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     client.batch_execute("ANALYZE runs").await?;
     drop(client);
 
-    let (port, internal_port) = (free_port()?, free_port()?);
     let token = "bench-runner-token";
     let store_dir = std::env::temp_dir().join(format!("rat-bench-runs-{}", std::process::id()));
-    let _api = Api(Command::new(&args.api_bin)
-        .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_DB_POOL_SIZE", "16")
-        .env("RAT_STORE", format!("fs:{}", store_dir.display()))
-        .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
-        .env("RAT_RUNNER_TOKEN", token)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.api_bin.display()))?);
+    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 16, &[("RAT_RUNNER_TOKEN", token)]).await?;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{internal_port}");
-    let health = format!("http://127.0.0.1:{port}/health");
-    let mut ready = false;
-    for _ in 0..100 {
-        if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::ensure!(ready, "rat-api did not become healthy");
+    let base = api.internal_base.clone();
 
     let completed = Arc::new(AtomicU64::new(0));
     let claims = Arc::new(AtomicU64::new(0));
