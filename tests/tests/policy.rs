@@ -57,6 +57,8 @@ fn library_crates_never_read_the_environment() {
     for krate in ["rat-domain", "rat-dao", "rat-versioning", "rat-service"] {
         let mut files = Vec::new();
         rust_files(&root.join("crates").join(krate).join("src"), &mut files);
+        // An empty walk would pass for the wrong reason.
+        assert!(!files.is_empty(), "no sources found under crates/{krate}/src");
         for path in files {
             let text = fs::read_to_string(&path).unwrap();
             if text.contains("env::var") || text.contains("std::env::vars") {
@@ -99,6 +101,7 @@ fn migrations_follow_the_naming_rule() {
         );
     }
     versions.sort_unstable();
+    assert!(!versions.is_empty(), "no migrations found in {}", dir.display());
     assert_eq!(
         versions,
         (1..=versions.len() as u32).collect::<Vec<_>>(),

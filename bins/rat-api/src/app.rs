@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Json};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -55,15 +55,15 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(files::router(state))
         .merge(versions::router(state))
         .merge(quality::router(state))
-        .merge(runs::router(state))
-        .merge(schedules::router(state))
+        .merge(runs::router())
+        .merge(schedules::router())
         .merge(triggers::router(state))
         .merge(webhooks::router(state))
         .merge(landing::router(state))
-        .merge(tables::router(state))
-        .merge(sharing::router(state))
+        .merge(tables::router())
+        .merge(sharing::router())
         .merge(audit::router(state))
-        .merge(admin::router(state))
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         // Outermost last: audit wraps authentication, so refused requests are audited too.
         .layer(from_fn_with_state(state.clone(), middleware::authenticate))
@@ -97,20 +97,33 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .allow_credentials(true);
-    let router = router
-        .merge(spec)
-        .merge(extra)
+    let router = with_error_fallbacks(router.merge(spec).merge(extra))
+        // Innermost first.
+        .layer(from_fn(middleware::metrics))
+        .layer(cors);
+    let router = outer_layers(router).with_state(state);
+    (router, openapi)
+}
+
+/// Answers unknown routes with 404 and other methods of a known route with
+/// 405, both in the envelope. Shared by the public and the internal listener.
+pub(crate) fn with_error_fallbacks(router: Router<AppState>) -> Router<AppState> {
+    router
         .fallback(|| async { ApiError::not_found("route not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                StatusCode::METHOD_NOT_ALLOWED,
                 "INVALID_ARGUMENT",
                 "method not allowed on this route",
             )
         })
-        // Innermost first.
-        .layer(from_fn(middleware::metrics))
-        .layer(cors)
+}
+
+/// The outermost layers of every listener, around the listener's own ones:
+/// a panicking handler answers 500, every error leaves in the envelope, the
+/// security headers are set and each request gets its id and log line.
+pub(crate) fn outer_layers(router: Router<AppState>) -> Router<AppState> {
+    router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn(middleware::envelope_errors))
         .layer(SetResponseHeaderLayer::overriding(
@@ -126,8 +139,6 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(from_fn(middleware::request_id))
-        .with_state(state);
-    (router, openapi)
 }
 
 /// `GET /api/v1/openapi.json`, behind the same authentication as the API.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use rat_domain::{PageRequest, PipelineRef};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -106,6 +107,18 @@ impl PageParams {
 /// before any database call.
 pub fn pipeline_ref(namespace: &str, layer: &str, name: &str) -> Result<PipelineRef, ApiError> {
     Ok(PipelineRef::parse(namespace, layer, name)?)
+}
+
+/// An optional text, absent when empty: clients send `""` for "none" (an
+/// empty query parameter, ratd's runners' empty error).
+pub fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// An id from the path: a malformed id names no `entity`, so it is a 404
+/// like an unknown one (contract §7).
+pub fn path_id(text: &str, entity: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("{entity} not found")))
 }
 
 /// Who is calling, as established by the authentication middleware.

@@ -26,29 +26,26 @@
 //! logged (one line, with its request id) but not audited.
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LAST_MODIFIED, WWW_AUTHENTICATE};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::header::{CONTENT_TYPE, LAST_MODIFIED};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use rat_dao::runs::RunReport;
 use rat_domain::{LogEntry, LogLevel, RunStatus, TestName};
 use rat_service::runner::{self, ClaimedRun, Completion, Lease, QualityReport, RunnerId};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, given, path_id};
 use crate::middleware;
+use crate::routes::runs::RunStatusAnswer;
 use crate::state::AppState;
 
 /// The path of the file route (file URLs of claims point here).
@@ -103,43 +100,20 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .routes(routes!(file_version))
         .split_for_parts();
     let document = std::sync::Arc::new(openapi.clone());
-    let router = router
-        .route(
-            "/internal/v1/openapi.json",
-            axum::routing::get(move || {
-                let document = document.clone();
-                async move { Json(document.as_ref().clone()).into_response() }
-            }),
-        )
-        .fallback(|| async { ApiError::not_found("route not found") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "INVALID_ARGUMENT",
-                "method not allowed on this route",
-            )
-        })
+    let router = router.route(
+        "/internal/v1/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { Json(document.as_ref().clone()).into_response() }
+        }),
+    );
+    let router = crate::app::with_error_fallbacks(router)
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         // Around the fallback too: an unauthenticated caller learns nothing
         // about which routes exist.
         .layer(from_fn_with_state(state.clone(), authenticate_runner))
-        .layer(from_fn(middleware::metrics))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn(middleware::envelope_errors))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(from_fn(middleware::request_id))
-        .with_state(state);
+        .layer(from_fn(middleware::metrics));
+    let router = crate::app::outer_layers(router).with_state(state);
     (router, openapi)
 }
 
@@ -148,45 +122,22 @@ pub fn router(state: AppState) -> Router {
     router_and_openapi(state).0
 }
 
-fn unauthorized(message: &str) -> Response {
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message).into_response();
-    response
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
 /// Requires `Authorization: Bearer <runner token>` (constant-time compare).
 /// Without a configured token, lets requests through only when the listener
 /// is open ([`open_without_token`]); otherwise refuses every request.
 pub async fn authenticate_runner(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match &state.settings.runner_token {
         Some(token) => {
-            let presented = request
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            let matches: bool = presented.as_bytes().ct_eq(token.expose_secret().as_bytes()).into();
-            if !matches {
-                return unauthorized("missing or invalid runner token");
+            if !middleware::bearer_matches(&request, token) {
+                return middleware::unauthorized("missing or invalid runner token");
             }
         }
         None if state.settings.runner_open => {}
-        None => return unauthorized("the runner listener has no runner token configured (RAT_RUNNER_TOKEN)"),
+        None => {
+            return middleware::unauthorized("the runner listener has no runner token configured (RAT_RUNNER_TOKEN)");
+        }
     }
     next.run(request).await
-}
-
-/// A run id from the path: a malformed id names no run, so it is a 404.
-fn run_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::not_found("run not found"))
-}
-
-/// An optional text, absent when empty (ratd's runners send `""` for "no error").
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
 }
 
 fn duration_ms(value: Option<i64>) -> Result<Option<i32>, ApiError> {
@@ -373,7 +324,7 @@ pub async fn heartbeat(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> ApiResult<Json<HeartbeatAnswer>> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     let lease = body.lease_seconds.map(Lease::seconds).transpose()?;
     let answer = runner::heartbeat(&state.services, id, &runner, lease, OffsetDateTime::now_utc()).await?;
@@ -419,7 +370,7 @@ pub async fn append_logs(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> ApiResult<StatusCode> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     if body.entries.len() > rat_dao::runs::MAX_LOG_BATCH {
         return Err(ApiError::invalid(format!(
@@ -494,15 +445,6 @@ pub struct CompleteBody {
     pub quality_results: Vec<QualityResultBody>,
 }
 
-/// Answer of the completion routes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunStatusAnswer {
-    /// The run.
-    pub run_id: Uuid,
-    /// Its status now.
-    pub status: String,
-}
-
 fn terminal_status(text: &str) -> Result<RunStatus, ApiError> {
     match text.parse::<RunStatus>() {
         Ok(status) if status.is_terminal() => Ok(status),
@@ -524,7 +466,7 @@ pub async fn complete(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> ApiResult<Json<RunStatusAnswer>> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     let status = terminal_status(&body.status)?;
     let quality_results = body
@@ -551,10 +493,7 @@ pub async fn complete(
         quality_results,
     };
     let run = runner::complete(&state.services, id, &runner, &completion, OffsetDateTime::now_utc()).await?;
-    Ok(Json(RunStatusAnswer {
-        run_id: run.id,
-        status: run.status.as_str().to_owned(),
-    }))
+    Ok(Json(RunStatusAnswer::from(&run)))
 }
 
 /// Body of ratd's runner callback. Unknown fields are ignored (ratd's
@@ -588,7 +527,7 @@ pub async fn callback_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CallbackBody>,
 ) -> ApiResult<Json<RunStatusAnswer>> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     if Uuid::parse_str(&body.run_id).ok() != Some(id) {
         return Err(ApiError::invalid(
             "run_id in the body must equal the run id in the path",
@@ -610,10 +549,7 @@ pub async fn callback_status(
         phase_profiles: None,
     };
     let run = runner::callback_status(&state.services, id, status, &report, OffsetDateTime::now_utc()).await?;
-    Ok(Json(RunStatusAnswer {
-        run_id: run.id,
-        status: run.status.as_str().to_owned(),
-    }))
+    Ok(Json(RunStatusAnswer::from(&run)))
 }
 
 /// Query of `GET /internal/v1/files`.

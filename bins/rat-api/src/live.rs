@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures_util::Stream;
+use rat_cli::stopped;
 use rat_service::{ServiceError, Services};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -218,13 +219,6 @@ impl LiveLogs {
 
     fn stopping(&self) -> watch::Receiver<bool> {
         self.inner.stopping.subscribe()
-    }
-}
-
-/// Resolves once `stopping` turns true (never, if its sender is gone).
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    if stopping.wait_for(|stopping| *stopping).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use rat_dao::audit::{self, NewAuditEntry};
 use rat_domain::FeatureFlags;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -121,6 +121,27 @@ fn is_webhook_call(request: &Request) -> bool {
     request.method() == Method::POST && path == WEBHOOK_PATH
 }
 
+/// Whether `request` bears `Authorization: Bearer <secret>`, compared in
+/// constant time so the answer's timing reveals nothing about the secret.
+pub(crate) fn bearer_matches(request: &Request, secret: &SecretString) -> bool {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.as_bytes().ct_eq(secret.expose_secret().as_bytes()).into()
+}
+
+/// 401 `UNAUTHENTICATED` with `WWW-Authenticate: Bearer`.
+pub(crate) fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message).into_response();
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 /// With an API key configured, requires `Authorization: Bearer <key>`
 /// (compared in constant time); without one (community mode, loopback only
 /// unless `--insecure-no-auth`), lets every request through. Sets [`Identity`].
@@ -132,24 +153,8 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         _ if is_webhook_call(&request) => WEBHOOK_ACTOR,
         None => COMMUNITY_ACTOR,
         Some(key) => {
-            let presented = request
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            let matches: bool = presented.as_bytes().ct_eq(key.expose_secret().as_bytes()).into();
-            if !matches {
-                let mut response = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHENTICATED",
-                    "missing or invalid API key",
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
+            if !bearer_matches(&request, key) {
+                return unauthorized("missing or invalid API key");
             }
             API_KEY_ACTOR
         }
@@ -312,14 +317,7 @@ impl Feature {
 /// Answers 404 (`FEATURE_DISABLED`) when `feature` is off in
 /// `platform_settings.feature_flags`, read from Postgres on each request.
 pub async fn require_feature(feature: Feature, state: AppState, request: Request, next: Next) -> Response {
-    let flags = async {
-        let client = state.services.pool.get().await?;
-        rat_dao::settings::feature_flags(&client)
-            .await
-            .map_err(rat_service::ServiceError::from)
-    }
-    .await;
-    match flags {
+    match rat_service::platform::feature_flags(&state.services).await {
         Ok(flags) if feature.enabled(&flags) => next.run(request).await,
         Ok(_) => {
             ApiError::not_found(format!("FEATURE_DISABLED: the {} feature is disabled", feature.name())).into_response()

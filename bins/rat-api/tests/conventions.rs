@@ -298,4 +298,36 @@ async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enable
     for path in gated {
         assert_eq!(app.get(path).await.status, 200, "{path} works again");
     }
+    // Each flag closes its own routes and no other: a gate reading the wrong
+    // flag would fail here.
+    let names = [
+        "pipeline_versions",
+        "pipeline_triggers",
+        "quality_tests",
+        "landing_zones",
+        "audit_log",
+    ];
+    for (off, name) in names.iter().enumerate() {
+        let flags = rat_domain::FeatureFlags {
+            pipeline_versions: off != 0,
+            pipeline_triggers: off != 1,
+            quality_tests: off != 2,
+            landing_zones: off != 3,
+            audit_log: off != 4,
+        };
+        rat_dao::settings::put_feature_flags(&client, &flags).await.unwrap();
+        for (i, path) in gated.iter().enumerate() {
+            let answer = app.get(path).await;
+            if i == off {
+                let message = answer.assert_error(404, "NOT_FOUND");
+                assert_eq!(
+                    message,
+                    format!("FEATURE_DISABLED: the {name} feature is disabled"),
+                    "{path}"
+                );
+            } else {
+                assert_eq!(answer.status, 200, "{path} stays open while only {name} is off");
+            }
+        }
+    }
 }

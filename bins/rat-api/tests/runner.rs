@@ -434,6 +434,32 @@ async fn the_runner_token_and_user_keys_never_cross_listeners() {
 }
 
 #[tokio::test]
+async fn the_runner_listener_answers_like_the_public_one_outside_its_routes() {
+    let app = app().await;
+    let unknown = app.internal_get("/internal/v1/no/such/route").await;
+    assert_eq!(unknown.assert_error(404, "NOT_FOUND"), "route not found");
+    let wrong_method = app.internal_get("/internal/v1/runs/claim").await;
+    assert_eq!(
+        wrong_method.assert_error(405, "INVALID_ARGUMENT"),
+        "method not allowed on this route"
+    );
+    let refused = app
+        .internal_request_with(Method::GET, "/internal/v1/openapi.json", None, None)
+        .await;
+    refused.assert_error(401, "UNAUTHENTICATED");
+    let served = app.internal_get("/internal/v1/openapi.json").await;
+    assert_eq!(served.status, 200);
+    // The same outer layers as the public listener: security headers and a
+    // request id on every answer, errors and refusals included.
+    for answer in [&served, &unknown, &wrong_method, &refused] {
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff", "{}", answer.text);
+        assert_eq!(answer.headers["x-frame-options"], "DENY", "{}", answer.text);
+        assert_eq!(answer.headers["referrer-policy"], "no-referrer", "{}", answer.text);
+        assert!(answer.headers.contains_key("x-request-id"), "{}", answer.text);
+    }
+}
+
+#[tokio::test]
 async fn without_a_runner_token_the_listener_is_open_only_in_community_mode() {
     // Community mode (no API key), loopback: runners need no token.
     let community = TestApp::builder().internal_listener(None).start().await;

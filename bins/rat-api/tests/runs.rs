@@ -198,7 +198,8 @@ async fn get_unknown_or_malformed_id_is_404() {
         "/api/v1/runs/not-a-uuid".to_owned(),
         "/api/v1/runs/123".to_owned(),
     ] {
-        app.get(&path).await.assert_error(404, "NOT_FOUND");
+        // A malformed id reads as an unknown run, message included.
+        assert_eq!(app.get(&path).await.assert_error(404, "NOT_FOUND"), "run not found");
         app.get(&format!("{path}/logs")).await.assert_error(404, "NOT_FOUND");
         app.post(&format!("{path}/cancel"), json!({}))
             .await

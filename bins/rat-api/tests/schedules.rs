@@ -282,7 +282,10 @@ async fn delete_and_missing_schedules() {
     app.get(&path).await.assert_error(404, "NOT_FOUND");
     app.delete(&path).await.assert_error(404, "NOT_FOUND");
     for malformed in ["/api/v1/schedules/nope", "/api/v1/schedules/42"] {
-        app.get(malformed).await.assert_error(404, "NOT_FOUND");
+        assert_eq!(
+            app.get(malformed).await.assert_error(404, "NOT_FOUND"),
+            "schedule not found"
+        );
         app.delete(malformed).await.assert_error(404, "NOT_FOUND");
     }
     let audit = app.audit_rows().await;

@@ -127,6 +127,24 @@ pub async fn get(
     summary_from_row(&row)
 }
 
+/// The zone `ns/name` without its file statistics, for callers that need
+/// its id or settings only (counting a zone's files is work that grows with
+/// the zone).
+pub async fn get_without_stats(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZone, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!("SELECT {ZONE_COLUMNS} FROM landing_zones WHERE namespace = $1 AND name = $2"),
+        &[&namespace.as_str(), &name.as_str()],
+    )
+    .await?;
+    zone_from_row(&row)
+}
+
 /// Zones (of one namespace, or of all), ordered by namespace then name, each
 /// with its file count and total size, one page, with the total.
 pub async fn list(
@@ -210,22 +228,7 @@ pub async fn set_lifecycle(
     processed_max_age_days: Option<i32>,
     auto_purge: bool,
 ) -> Result<LandingZone, DaoError> {
-    let row = sql::query_one(
-        client,
-        "landing zone",
-        &format!(
-            "UPDATE landing_zones SET processed_max_age_days = $3, auto_purge = $4 \
-             WHERE namespace = $1 AND name = $2 RETURNING {ZONE_COLUMNS}"
-        ),
-        &[
-            &namespace.as_str(),
-            &name.as_str(),
-            &processed_max_age_days,
-            &auto_purge,
-        ],
-    )
-    .await?;
-    zone_from_row(&row)
+    update_lifecycle(client, namespace, name, Some(processed_max_age_days), Some(auto_purge)).await
 }
 
 /// Changes the lifecycle settings of the zone `ns/name` in one statement:

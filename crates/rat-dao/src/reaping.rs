@@ -270,27 +270,9 @@ pub async fn fail_stuck_runs(
             })
         })
         .collect::<Result<_, DaoError>>()?;
-    for run in &failed {
-        let payload = run.run_id.to_string();
-        sql::query(
-            client,
-            "SELECT pg_notify($1, $2)",
-            &[&crate::runs::STATUS_CHANNEL, &payload],
-        )
-        .await?;
-    }
+    let ids: Vec<Uuid> = failed.iter().map(|run| run.run_id).collect();
+    sql::notify_each(client, crate::runs::STATUS_CHANNEL, &ids).await?;
     Ok(failed)
-}
-
-/// Deletes up to `batch` audit entries older than `cutoff`, oldest first,
-/// from the cursor `from`; see [`crate::audit::delete_older_than`].
-pub async fn delete_audit_older_than(
-    client: &impl GenericClient,
-    cutoff: OffsetDateTime,
-    from: Option<OffsetDateTime>,
-    batch: i64,
-) -> Result<(u64, Option<OffsetDateTime>), DaoError> {
-    crate::audit::delete_older_than(client, cutoff, from, batch).await
 }
 
 /// Pipelines with their own retention settings (`retention_config` set),
@@ -320,9 +302,10 @@ pub async fn auto_purge_zones(client: &impl GenericClient, limit: i64) -> Result
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
 
-/// Deletes one landing file row (after its objects were removed).
-pub async fn delete_landing_file(client: &impl GenericClient, id: Uuid) -> Result<u64, DaoError> {
-    sql::execute(client, "DELETE FROM landing_files WHERE id = $1", &[&id]).await
+/// Deletes landing file rows (after their objects were removed), in one
+/// statement; how many were deleted (a row already gone is not counted).
+pub async fn delete_landing_files(client: &impl GenericClient, ids: &[Uuid]) -> Result<u64, DaoError> {
+    sql::execute(client, "DELETE FROM landing_files WHERE id = ANY($1)", &[&ids]).await
 }
 
 /// Every `(key, version id)` a pipeline still needs: pinned by its history,

@@ -176,15 +176,14 @@ pub async fn transition(
     .await?;
     if let Some(row) = updated {
         if terminal {
-            notify(client, STATUS_CHANNEL, id).await?;
+            sql::notify(client, STATUS_CHANNEL, id).await?;
         }
         return from_row(&row);
     }
     // Refused or missing. Statuses only move forward, so the status read now
     // is one from which the move is still not allowed.
-    let current = sql::query_one(client, "run", "SELECT status FROM runs WHERE id = $1", &[&id]).await?;
     Err(DaoError::InvalidTransition {
-        from: sql::parse_column(&current, "status")?,
+        from: status(client, id).await?,
         to,
     })
 }
@@ -217,6 +216,32 @@ fn check_lease(runner_id: &str, lease_until: OffsetDateTime, now: OffsetDateTime
     Ok(())
 }
 
+/// The statement of [`claim`] (`$1` = limit, `$2` = runner, `$3` = now,
+/// `$4` = lease end), exposed for plan tests: pending runs are read in order
+/// off `idx_runs_pending` and locked `SKIP LOCKED`. `picked_id` keeps the
+/// RETURNING list unambiguous (only `runs` has an `id`); the outer
+/// `status = 'pending'` repeats the guard of the state machine for the
+/// UPDATE itself.
+pub const CLAIM_SQL: &str = concat!(
+    "WITH picked AS ( \
+         SELECT id AS picked_id FROM runs \
+         WHERE status = 'pending' \
+         ORDER BY created_at, id \
+         LIMIT $1 \
+         FOR UPDATE SKIP LOCKED \
+     ) \
+     UPDATE runs SET status = 'running', \
+         started_at = COALESCE(started_at, $3), \
+         runner_id = $2, \
+         lease_expires_at = $4, \
+         heartbeat_at = $3 \
+     FROM picked \
+     WHERE runs.id = picked.picked_id AND runs.status = 'pending' \
+     RETURNING ",
+    summary_columns!(),
+    ", published_versions"
+);
+
 /// Hands up to `limit` (1..=[`MAX_CLAIM_BATCH`]) pending runs, oldest first,
 /// to `runner_id`: each moves to `running` with `started_at = now`, and is
 /// leased to the runner until `lease_until`. Empty when nothing is pending.
@@ -242,31 +267,7 @@ pub async fn claim(
         });
     }
     check_lease(runner_id, lease_until, now)?;
-    // `picked_id` keeps the RETURNING list unambiguous (only `runs` has an
-    // `id`). The outer `status = 'pending'` repeats the guard of the state
-    // machine for the UPDATE itself.
-    let rows = sql::query(
-        client,
-        &format!(
-            "WITH picked AS ( \
-                 SELECT id AS picked_id FROM runs \
-                 WHERE status = 'pending' \
-                 ORDER BY created_at, id \
-                 LIMIT $1 \
-                 FOR UPDATE SKIP LOCKED \
-             ) \
-             UPDATE runs SET status = 'running', \
-                 started_at = COALESCE(started_at, $3), \
-                 runner_id = $2, \
-                 lease_expires_at = $4, \
-                 heartbeat_at = $3 \
-             FROM picked \
-             WHERE runs.id = picked.picked_id AND runs.status = 'pending' \
-             RETURNING {COLUMNS}"
-        ),
-        &[&limit, &runner_id, &now, &lease_until],
-    )
-    .await?;
+    let rows = sql::query(client, CLAIM_SQL, &[&limit, &runner_id, &now, &lease_until]).await?;
     let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     // RETURNING has no order; the runner gets the oldest first.
     claimed.sort_by_key(|run| (run.created_at, run.id));
@@ -462,7 +463,7 @@ pub async fn complete_held(
     )
     .await?;
     if let Some(row) = updated {
-        notify(client, STATUS_CHANNEL, id).await?;
+        sql::notify(client, STATUS_CHANNEL, id).await?;
         return Ok(Ok(from_row(&row)?));
     }
     refusal(client, id, runner_id, now).await
@@ -510,15 +511,8 @@ pub async fn append_log_entries(client: &impl GenericClient, id: Uuid, entries: 
     for row in &rows {
         last = last.max(row.try_get::<_, i64>("id")?);
     }
-    notify(client, LOG_CHANNEL, id).await?;
+    sql::notify(client, LOG_CHANNEL, id).await?;
     Ok(last)
-}
-
-/// `NOTIFY channel, '<run id>'`, delivered when the caller's transaction commits.
-async fn notify(client: &impl GenericClient, channel: &'static str, id: Uuid) -> Result<(), DaoError> {
-    let payload = id.to_string();
-    sql::query(client, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
-    Ok(())
 }
 
 /// Up to `limit` log entries of the run with an id above `after`, in order,
@@ -726,18 +720,7 @@ pub async fn list(
     conditions.push_opt("pipeline_id = ANY($?)", &many_ids);
     if pipeline_ids.len() > MAX_RESOLVED_PIPELINES {
         // Too many pipelines to pass as parameters: let Postgres join.
-        conditions.push_opt(
-            "pipeline_id IN (SELECT id FROM pipelines WHERE namespace = $? AND deleted_at IS NULL)",
-            &namespace,
-        );
-        conditions.push_opt(
-            "pipeline_id IN (SELECT id FROM pipelines WHERE layer = $? AND deleted_at IS NULL)",
-            &layer,
-        );
-        conditions.push_opt(
-            "pipeline_id IN (SELECT id FROM pipelines WHERE name = $? AND deleted_at IS NULL)",
-            &pipeline,
-        );
+        sql::push_pipeline_address(&mut conditions, &namespace, &layer, &pipeline);
     }
     conditions.push_opt("pipeline_id = $?", &filter.pipeline_id);
     conditions.push_opt("status = $?", &status);

@@ -200,18 +200,7 @@ pub async fn list(
     conditions.push_opt("enabled = $?", &filter.enabled);
     // The same sub-selects as the run list: each name filter narrows to live
     // pipelines, and together they address one pipeline.
-    conditions.push_opt(
-        "pipeline_id IN (SELECT id FROM pipelines WHERE namespace = $? AND deleted_at IS NULL)",
-        &namespace,
-    );
-    conditions.push_opt(
-        "pipeline_id IN (SELECT id FROM pipelines WHERE layer = $? AND deleted_at IS NULL)",
-        &layer,
-    );
-    conditions.push_opt(
-        "pipeline_id IN (SELECT id FROM pipelines WHERE name = $? AND deleted_at IS NULL)",
-        &pipeline,
-    );
+    sql::push_pipeline_address(&mut conditions, &namespace, &layer, &pipeline);
     let order = OrderBy {
         columns: &["created_at", "id"],
         descending: false,
@@ -545,7 +534,5 @@ pub async fn earliest_slot(client: &impl GenericClient) -> Result<Option<OffsetD
 /// when the caller's transaction commits (at once outside a transaction), so
 /// sleeping schedulers recompute when to wake up.
 pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
-    let payload = id.to_string();
-    sql::query(client, "SELECT pg_notify($1, $2)", &[&CHANGED_CHANNEL, &payload]).await?;
-    Ok(())
+    sql::notify(client, CHANGED_CHANNEL, id).await
 }

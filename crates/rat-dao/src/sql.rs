@@ -182,6 +182,57 @@ pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: &[Pa
     Ok(client.execute(&statement, params).await?)
 }
 
+/// `NOTIFY channel, '<id>'`, delivered when the caller's transaction commits
+/// (at once outside a transaction). `pg_notify` takes the channel as a value,
+/// so it is a bind parameter like the payload.
+pub(crate) async fn notify(client: &impl GenericClient, channel: &'static str, id: uuid::Uuid) -> Result<(), DaoError> {
+    let payload = id.to_string();
+    query(client, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
+    Ok(())
+}
+
+/// Like [`notify`], once per id, in one statement whatever their number.
+pub(crate) async fn notify_each(
+    client: &impl GenericClient,
+    channel: &'static str,
+    ids: &[uuid::Uuid],
+) -> Result<(), DaoError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // `uuid::text` is the same lowercase hyphenated form as `Uuid::to_string`.
+    query(
+        client,
+        "SELECT pg_notify($1, id::text) FROM unnest($2::uuid[]) AS u(id)",
+        &[&channel, &ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A condition on `pipeline_id` for each part of a pipeline address given:
+/// the pipeline is live and has that namespace, layer or name. Together
+/// they address one pipeline.
+pub(crate) fn push_pipeline_address<'a>(
+    conditions: &mut Conditions<'a>,
+    namespace: &'a Option<&str>,
+    layer: &'a Option<&str>,
+    name: &'a Option<&str>,
+) {
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE namespace = $? AND deleted_at IS NULL)",
+        namespace,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE layer = $? AND deleted_at IS NULL)",
+        layer,
+    );
+    conditions.push_opt(
+        "pipeline_id IN (SELECT id FROM pipelines WHERE name = $? AND deleted_at IS NULL)",
+        name,
+    );
+}
+
 /// Reads a text column into a parsed domain type.
 pub(crate) fn parse_column<T: FromStr<Err = DomainError>>(row: &Row, column: &'static str) -> Result<T, DaoError> {
     let text: &str = row.try_get(column)?;

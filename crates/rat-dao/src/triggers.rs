@@ -411,34 +411,11 @@ pub async fn set_missing_next_fire_at(
     Ok(updated == 1)
 }
 
-/// The earliest slot of any enabled cron or cron-dependency trigger, read off
-/// `idx_pipeline_triggers_next_fire`; `None` when no slot is pending. A
-/// scheduler sleeps until then (or until a change is announced).
-pub async fn earliest_next_fire(client: &impl GenericClient) -> Result<Option<OffsetDateTime>, DaoError> {
-    let row = sql::query_one(
-        client,
-        "trigger",
-        "SELECT min(next_fire_at) AS earliest FROM pipeline_triggers \
-         WHERE enabled = true AND next_fire_at IS NOT NULL",
-        &[],
-    )
-    .await?;
-    Ok(row.try_get("earliest")?)
-}
-
 /// `NOTIFY rat_schedules, '<trigger id>'` ([`crate::schedules::CHANGED_CHANNEL`]),
 /// delivered when the caller's transaction commits: schedulers wake up and
 /// re-read the earliest slot.
 pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
-    let payload = id.to_string();
-    // pg_notify takes the channel as a value, so it is a bind parameter.
-    sql::query(
-        client,
-        "SELECT pg_notify($1, $2)",
-        &[&crate::schedules::CHANGED_CHANNEL, &payload],
-    )
-    .await?;
-    Ok(())
+    sql::notify(client, crate::schedules::CHANGED_CHANNEL, id).await
 }
 
 /// The live (not soft-deleted) pipeline `pipeline_id` that a fire would run,

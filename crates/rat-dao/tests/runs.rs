@@ -445,20 +445,16 @@ async fn listing_a_pipeline_uses_the_pipeline_index() {
     let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
     fixtures::run(&client, &pipeline).await;
     client.batch_execute("SET enable_seqscan = off").await.unwrap();
-    let plan: Vec<String> = client
-        .query(
-            "EXPLAIN SELECT id FROM runs WHERE pipeline_id = $1 ORDER BY created_at DESC, id DESC LIMIT 50",
-            &[&pipeline.id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(plan.iter().any(|l| l.contains("idx_runs_pipeline")), "{plan:#?}");
+    let plan = fixtures::explain(
+        &client,
+        "SELECT id FROM runs WHERE pipeline_id = $1 ORDER BY created_at DESC, id DESC LIMIT 50",
+        &[&pipeline.id],
+    )
+    .await;
+    assert!(plan.contains("idx_runs_pipeline"), "{plan}");
     assert!(
-        !plan.iter().any(|l| l.contains("Sort")),
-        "a page of one pipeline's runs is read in order off the index: {plan:#?}"
+        !plan.contains("Sort"),
+        "a page of one pipeline's runs is read in order off the index: {plan}"
     );
 }
 
@@ -739,27 +735,13 @@ mod runner {
         pending_runs(&client, 3).await;
         client.batch_execute("SET enable_seqscan = off").await.unwrap();
         // The statement of runs::claim, explained (EXPLAIN does not execute it).
-        let plan: Vec<String> = client
-            .query(
-                "EXPLAIN WITH picked AS ( \
-                     SELECT id AS picked_id FROM runs WHERE status = 'pending' \
-                     ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $3), runner_id = $2, \
-                     lease_expires_at = $4, heartbeat_at = $3 \
-                 FROM picked WHERE runs.id = picked.picked_id AND runs.status = 'pending' RETURNING runs.id",
-                &[&10_i64, &"runner", &T0, &(T0 + secs(60))],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert!(plan.iter().any(|l| l.contains("idx_runs_pending")), "{plan:#?}");
+        let plan = fixtures::explain(&client, runs::CLAIM_SQL, &[&10_i64, &"runner", &T0, &(T0 + secs(60))]).await;
+        assert!(plan.contains("idx_runs_pending"), "{plan}");
         assert!(
-            !plan.iter().any(|l| l.contains("Sort")),
-            "pending runs are read in order off the index: {plan:#?}"
+            !plan.contains("Sort"),
+            "pending runs are read in order off the index: {plan}"
         );
-        assert!(plan.iter().any(|l| l.contains("LockRows")), "{plan:#?}");
+        assert!(plan.contains("LockRows"), "{plan}");
     }
 
     #[tokio::test]

@@ -390,14 +390,7 @@ async fn the_due_query_uses_the_partial_next_run_index() {
     // shows which index the planner can use for the query.
     tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
     let limit = 10_i64;
-    let plan: Vec<String> = tx
-        .query(&format!("EXPLAIN {}", schedules::DUE_SQL), &[&now, &limit])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = fixtures::explain(&tx, schedules::DUE_SQL, &[&now, &limit]).await;
     assert!(plan.contains("idx_schedules_next_run"), "{plan}");
     assert!(plan.contains("LockRows"), "{plan}");
     // The rows come in index order: no sort of every due row before the limit.
@@ -1059,17 +1052,7 @@ async fn the_fire_reads_active_runs_once_off_the_partial_status_index() {
     let slots = vec![OffsetDateTime::now_utc()];
     let labels = vec!["schedule:*/5 * * * *"];
     let now = OffsetDateTime::now_utc();
-    let plan: Vec<String> = tx
-        .query(
-            &format!("EXPLAIN {}", schedules::FIRE_SQL),
-            &[&ids, &slots, &labels, &now],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = fixtures::explain(&tx, schedules::FIRE_SQL, &[&ids, &slots, &labels, &now]).await;
     assert!(plan.contains("idx_runs_status"), "{plan}");
     assert!(!plan.contains("idx_runs_pipeline"), "{plan}");
     assert!(plan.contains("uq_runs_schedule_slot"), "{plan}");

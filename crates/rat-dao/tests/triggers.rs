@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rat_dao::{DaoError, GenericClient, pipelines, runs, triggers};
+use rat_dao::{DaoError, GenericClient, pipelines, runs, schedules, triggers};
 use rat_domain::{
     CronExpr, NamespaceName, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName,
 };
@@ -353,14 +353,7 @@ async fn the_watching_query_uses_the_config_gin_index() {
     tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
     let document = TriggerConfig::watching(&upstream("raw"));
     let limit = 100_i64;
-    let plan: Vec<String> = tx
-        .query(&format!("EXPLAIN {}", triggers::WATCHING_SQL), &[&document, &limit])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = fixtures::explain(&tx, triggers::WATCHING_SQL, &[&document, &limit]).await;
     assert!(plan.contains("idx_pipeline_triggers_config"), "{plan}");
     assert_eq!(
         ids(&triggers::watching(&tx, &upstream("raw"), limit).await.unwrap()),
@@ -814,14 +807,7 @@ async fn the_due_query_uses_the_partial_next_fire_index() {
     let tx = client.transaction().await.unwrap();
     tx.batch_execute("SET LOCAL enable_seqscan = off").await.unwrap();
     let limit = 100_i64;
-    let plan: Vec<String> = tx
-        .query(&format!("EXPLAIN {}", triggers::DUE_SQL), &[&NOW, &limit])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = fixtures::explain(&tx, triggers::DUE_SQL, &[&NOW, &limit]).await;
     assert!(plan.contains("idx_pipeline_triggers_next_fire"), "{plan}");
     assert!(!plan.contains("Sort"), "rows stream in index order: {plan}");
     let due = triggers::due_for_update(&tx, NOW, limit).await.unwrap();
@@ -832,10 +818,12 @@ async fn the_due_query_uses_the_partial_next_fire_index() {
 
 #[tokio::test]
 async fn next_fire_at_is_set_read_and_cleared_and_the_earliest_is_found() {
+    // No schedules here: the earliest slot the scheduler sleeps until is the
+    // earliest trigger slot.
     let db = TestDatabase::new().await;
     let client = db.client().await;
     let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
-    assert_eq!(triggers::earliest_next_fire(&client).await.unwrap(), None);
+    assert_eq!(schedules::earliest_slot(&client).await.unwrap(), None);
 
     let later = slotted(&client, &pipeline, cron("0 * * * *"), true, Some(minutes(60))).await;
     let sooner = slotted(&client, &pipeline, cron("0 * * * *"), true, Some(minutes(5))).await;
@@ -845,14 +833,14 @@ async fn next_fire_at_is_set_read_and_cleared_and_the_earliest_is_found() {
         Some(minutes(60))
     );
     assert_eq!(
-        triggers::earliest_next_fire(&client).await.unwrap(),
+        schedules::earliest_slot(&client).await.unwrap(),
         Some(minutes(5)),
         "disabled triggers do not count"
     );
 
     triggers::set_next_fire_at(&client, sooner.id, None).await.unwrap();
     assert_eq!(triggers::next_fire_at(&client, sooner.id).await.unwrap(), None);
-    assert_eq!(triggers::earliest_next_fire(&client).await.unwrap(), Some(minutes(60)));
+    assert_eq!(schedules::earliest_slot(&client).await.unwrap(), Some(minutes(60)));
 
     let ghost = Uuid::new_v4();
     assert!(matches!(

@@ -140,6 +140,17 @@ pub async fn get_zone(
     Ok(landing::get(&client, namespace, name).await?)
 }
 
+/// The zone `ns/name` without its file statistics: `NotFound` when there is
+/// none.
+async fn existing_zone(
+    services: &Services,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZone, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(landing::get_without_stats(&client, namespace, name).await?)
+}
+
 /// Changes a zone's description, owner or expected schema (absent fields keep
 /// their value).
 pub async fn update_zone(
@@ -168,7 +179,7 @@ pub async fn delete_zone(
 ) -> Result<LandingZone, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let zone = landing::get(&transaction, namespace, name).await?.zone;
+    let zone = landing::get_without_stats(&transaction, namespace, name).await?;
     // Deleting the row locks it until the commit: an upload racing with this
     // delete blocks on its file row's foreign key, then fails and removes the
     // object it wrote.
@@ -186,7 +197,7 @@ pub async fn list_files(
     page: PageRequest,
 ) -> Result<Page<LandingFile>, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get(&client, namespace, name).await?.zone;
+    let zone = landing::get_without_stats(&client, namespace, name).await?;
     Ok(landing::list_files(&client, zone.id, page).await?)
 }
 
@@ -236,7 +247,7 @@ pub async fn upload_file(
 ) -> Result<LandingFile, ServiceError> {
     checked_content_type(&upload.content_type)?;
     let mut client = services.pool.get().await?;
-    let zone = landing::get(&client, namespace, name).await?.zone;
+    let zone = landing::get_without_stats(&client, namespace, name).await?;
     let filename = timestamped(&upload.basename, now);
     let key = zone_prefix(namespace, name)?.join(&filename)?;
     let size_bytes = i64::try_from(upload.body.len()).map_err(|_| ServiceError::invalid("file is too large"))?;
@@ -279,7 +290,7 @@ pub async fn get_file(
     id: Uuid,
 ) -> Result<LandingFile, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get(&client, namespace, name).await?.zone;
+    let zone = landing::get_without_stats(&client, namespace, name).await?;
     Ok(landing::get_file(&client, zone.id, id).await?)
 }
 
@@ -295,7 +306,7 @@ pub async fn delete_file(
     id: Uuid,
 ) -> Result<LandingFile, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get(&client, namespace, name).await?.zone;
+    let zone = landing::get_without_stats(&client, namespace, name).await?;
     let file = landing::get_file(&client, zone.id, id).await?;
     let key = ObjectKey::parse(&file.s3_path)?;
     services.store.delete(&key).await?;
@@ -323,7 +334,7 @@ pub async fn list_samples(
     name: &ZoneName,
     page: PageRequest,
 ) -> Result<Page<Sample>, ServiceError> {
-    get_zone(services, namespace, name).await?;
+    existing_zone(services, namespace, name).await?;
     let prefix = samples_prefix(namespace, name)?;
     let samples: Vec<Sample> = list_all_latest(services.store.as_ref(), &prefix)
         .await?
@@ -360,7 +371,7 @@ pub async fn upload_sample(
     now: OffsetDateTime,
 ) -> Result<Sample, ServiceError> {
     checked_content_type(&upload.content_type)?;
-    get_zone(services, namespace, name).await?;
+    existing_zone(services, namespace, name).await?;
     let key = samples_prefix(namespace, name)?.join(&upload.basename)?;
     let size = upload.body.len() as u64;
     services.store.put(&key, upload.body, &upload.content_type).await?;
@@ -385,7 +396,7 @@ pub async fn delete_sample(
     if stored_basename(filename)? != filename {
         return Err(ServiceError::invalid(format!("invalid sample file name {filename:?}")));
     }
-    get_zone(services, namespace, name).await?;
+    existing_zone(services, namespace, name).await?;
     let key = samples_prefix(namespace, name)?.join(filename)?;
     if services.store.head(&key).await?.is_none() {
         return Err(ServiceError::NotFound { entity: "sample" });

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
-use rat_dao::{landing, pipelines, reaper_status, reaping, settings};
+use rat_dao::{audit, landing, pipelines, reaper_status, reaping, settings};
 use rat_domain::{NextPass, ReaperCounters, ReaperStatus, RetentionOverrides, RetentionSettings};
 use rat_versioning::{KeyPrefix, ObjectKey, ObjectVersion, StoreError, VersionId};
 use time::OffsetDateTime;
@@ -507,10 +507,9 @@ async fn purge_landing_files(
                 );
             }
             delete_versions(services, versions, policy).await?;
+            let ids: Vec<Uuid> = files.iter().map(|f| f.id).collect();
             let client = services.pool.get().await?;
-            for file in &files {
-                cleaned += reaping::delete_landing_file(&client, file.id).await?;
-            }
+            cleaned += reaping::delete_landing_files(&client, &ids).await?;
             if (files.len() as i64) < policy.batch_size.min(500) {
                 break;
             }
@@ -529,13 +528,13 @@ async fn prune_audit(
     let cutoff = now - days(system.audit_log_max_age_days);
     walk(policy, lost, |from, size| async move {
         let client = services.pool.get().await?;
-        Ok(reaping::delete_audit_older_than(&client, cutoff, from, size).await?)
+        Ok(audit::delete_older_than(&client, cutoff, from, size).await?)
     })
     .await
 }
 
 /// The retention settings a pass uses, read fresh from Postgres.
-pub async fn current_settings(services: &Services) -> Result<(RetentionSettings, Vec<String>), ServiceError> {
+async fn current_settings(services: &Services) -> Result<(RetentionSettings, Vec<String>), ServiceError> {
     let client = services.pool.get().await?;
     Ok(settings::retention(&client).await?)
 }

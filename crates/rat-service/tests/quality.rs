@@ -110,6 +110,8 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
             "{why}: {err:?}"
         );
     }
+    assert_eq!(rows(&world).await, 0, "no refused row");
+    assert!(!dirty(&world).await, "no refused write dirties the draft");
     // Exactly the limit is accepted.
     create_test(s, &orders, new_test("at_limit", &"x".repeat(MAX_TEST_SQL_BYTES)))
         .await
@@ -183,30 +185,13 @@ mod s3 {
 
 /// A store outage leaves no half-created and no half-deleted test.
 mod s3_outage {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use rat_domain::PageRequest;
+    use rat_service::ServiceError;
     use rat_service::quality::{create_test, delete_test};
-    use rat_service::{ServiceError, Services};
     use rat_testkit::TestDatabase;
-    use rat_testkit::s3::MotoServer;
-    use rat_versioning::VersionedStore;
-    use rat_versioning::s3::S3Store;
 
     use super::{name, new_test};
-    use crate::common::{address, create};
-
-    async fn world_with_own_moto() -> (TestDatabase, Services, MotoServer) {
-        let db = TestDatabase::new().await;
-        let moto = tokio::task::spawn_blocking(MotoServer::start).await.unwrap();
-        let mut config = moto.new_bucket_config();
-        // A dead server must fail the call quickly, not hang it.
-        config.request_timeout = Duration::from_secs(2);
-        let store = S3Store::connect(config).await.unwrap();
-        let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
-        (db, services, moto)
-    }
+    use crate::common::{address, create, world_with_own_moto};
 
     async fn test_names(db: &TestDatabase) -> Vec<String> {
         let client = db.client().await;

@@ -312,7 +312,8 @@ async fn runs_that_cannot_finish_are_failed_with_the_reason() {
     assert_eq!(status(waiting).await.status, RunStatus::Pending);
     assert_eq!(status(done).await.status, RunStatus::Success);
     assert_eq!(report.counters.runs_failed, 3);
-    // The old holder can no longer report.
+    // The old holder can no longer report: the run is failed already (an
+    // unreaped run would be refused too, but as LeaseExpired).
     let late = runs::complete_held(
         &client,
         lease_lost,
@@ -323,7 +324,8 @@ async fn runs_that_cannot_finish_are_failed_with_the_reason() {
     )
     .await
     .unwrap();
-    assert!(late.is_err());
+    assert_eq!(late, Err(runs::NotHeld::Finished(RunStatus::Failed)));
+    assert_eq!(status(lease_lost).await.status, RunStatus::Failed);
 }
 
 async fn write(world: &World, key: &str, body: &str) -> rat_versioning::VersionId {

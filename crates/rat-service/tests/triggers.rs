@@ -90,7 +90,14 @@ async fn self_watch_and_type_changes_are_refused() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ServiceError::InvalidInput { .. }), "{err:?}");
+    assert!(
+        matches!(&err, ServiceError::InvalidInput { message } if message.contains("its own pipeline")),
+        "{err:?}"
+    );
+    let stored = rat_service::triggers::list(&world.services, &orders, rat_domain::PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.total, 0, "a refused create stores nothing");
     let trigger = rat_service::triggers::create(
         &world.services,
         &orders,
@@ -131,7 +138,17 @@ async fn self_watch_and_type_changes_are_refused() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ServiceError::InvalidInput { .. }), "{err:?}");
+    assert!(
+        matches!(&err, ServiceError::InvalidInput { message } if message.contains("its own pipeline")),
+        "{err:?}"
+    );
+    assert_eq!(
+        rat_service::triggers::get(&world.services, &orders, trigger.id)
+            .await
+            .unwrap(),
+        trigger,
+        "a refused update stores nothing"
+    );
     let changes = TriggerChanges {
         trigger_type: Some(TriggerType::PipelineSuccess),
         config: Some(json!({"namespace": "default", "layer": "bronze", "pipeline": "cleaned"})),

@@ -519,30 +519,14 @@ mod s3 {
 /// What an S3 outage does to creates and publishes: a clean `Unavailable`
 /// error, and nothing recorded in the database.
 mod s3_outage {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::common::{address, create};
+    use crate::common::{address, create, world_with_own_moto};
     use rat_dao::{pipeline_versions, pipelines};
     use rat_domain::{PageRequest, PipelineType};
-    use rat_service::{ServiceError, Services, files, versions};
+    use rat_service::{ServiceError, files, versions};
     use rat_testkit::TestDatabase;
-    use rat_testkit::s3::MotoServer;
-    use rat_versioning::VersionedStore;
-    use rat_versioning::s3::S3Store;
     use time::OffsetDateTime;
-
-    /// Services on a moto server of the test's own, so the test can kill it.
-    async fn world_with_own_moto() -> (TestDatabase, Services, MotoServer) {
-        let db = TestDatabase::new().await;
-        let moto = tokio::task::spawn_blocking(MotoServer::start).await.unwrap();
-        let mut config = moto.new_bucket_config();
-        // Short timeouts: a dead server must fail the call quickly, not hang it.
-        config.request_timeout = Duration::from_secs(2);
-        let store = S3Store::connect(config).await.unwrap();
-        let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
-        (db, services, moto)
-    }
 
     async fn version_count(db: &TestDatabase, name: &str) -> i64 {
         let client = db.client().await;

@@ -1,6 +1,6 @@
 //! Ready-made rows for tests: a namespace, a pipeline, a published pipeline,
 //! a run (each through the real repositories), and published pipelines with
-//! schedules in bulk (set-based SQL).
+//! schedules in bulk (set-based SQL), and the plan of a statement.
 
 use rat_dao::{GenericClient, namespaces, pipelines, runs};
 use rat_domain::{NamespaceName, Pipeline, PipelineRef, PipelineType, PublishedVersions, Run, trigger_label};
@@ -136,4 +136,21 @@ pub async fn wait_for_sessions(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The plan PostgreSQL chooses for `sql` with `params`, one plan line per
+/// text line (`EXPLAIN` plans the statement without executing it).
+pub async fn explain(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = client
+        .query(&format!("EXPLAIN {sql}"), params)
+        .await
+        .expect("explaining the statement");
+    rows.iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -50,7 +50,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::{KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore};
+use crate::{
+    KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore,
+    invalid_token, page_size,
+};
 
 /// The content of the `FORMAT` file of a store root.
 const FORMAT_TEXT: &str = "rat-versioning filesystem store, format 1\n";
@@ -67,9 +70,8 @@ const TMP_SUFFIX: &str = ".tmp";
 /// (keys never contain `|`).
 const TOKEN_SEPARATOR: char = '|';
 
-/// The most entries one listing page returns (as S3's `max-keys`); larger
-/// limits are lowered to it, and a limit of 0 is raised to 1.
-pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most entries one listing page returns ([`crate::MAX_PAGE_SIZE`]).
+pub use crate::MAX_PAGE_SIZE;
 
 /// The local filesystem backend; see the module documentation for the
 /// layout and guarantees. Cheap to clone; several instances (and processes)
@@ -726,18 +728,6 @@ fn walk(
         }
     }
     Ok(true)
-}
-
-/// The page size actually used for a requested `limit`.
-fn page_size(limit: usize) -> usize {
-    limit.clamp(1, MAX_PAGE_SIZE)
-}
-
-fn invalid_token(token: &str) -> StoreError {
-    StoreError::InvalidKey {
-        key: token.to_owned(),
-        reason: "not a page token of this listing".to_owned(),
-    }
 }
 
 fn list_latest_blocking(

@@ -22,6 +22,24 @@ use std::time::Duration;
 pub use key::{KeyPrefix, ObjectKey};
 use time::OffsetDateTime;
 
+/// The most entries one listing page returns, in every backend (S3's own
+/// ceiling for `max-keys`); larger limits are lowered to it, and a limit of
+/// 0 is raised to 1.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The page size actually used for a requested `limit`.
+pub(crate) fn page_size(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE_SIZE)
+}
+
+/// The error for a page token this store did not hand out.
+pub(crate) fn invalid_token(token: &str) -> StoreError {
+    StoreError::InvalidKey {
+        key: token.to_owned(),
+        reason: "not a page token of this listing".to_owned(),
+    }
+}
+
 /// An opaque version id handed out by the store (S3's `x-amz-version-id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VersionId(String);

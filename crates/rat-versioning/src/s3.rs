@@ -30,11 +30,13 @@ use s3::{Bucket, Region};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::{KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore};
+use crate::{
+    KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore,
+    invalid_token, page_size,
+};
 
-/// The most keys one listing page asks for (S3's own ceiling for `max-keys`);
-/// larger limits are lowered to it, and a limit of 0 is raised to 1.
-pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most entries one listing page returns ([`crate::MAX_PAGE_SIZE`]).
+pub use crate::MAX_PAGE_SIZE;
 
 /// How many HEAD requests [`VersionedStore::list_latest`] runs at once.
 pub const LIST_HEAD_CONCURRENCY: usize = 16;
@@ -253,18 +255,6 @@ fn timestamp_or_epoch(text: Option<&str>, key: &str) -> OffsetDateTime {
             tracing::warn!(key, last_modified = ?text, "unreadable last-modified time from S3");
             OffsetDateTime::UNIX_EPOCH
         }
-    }
-}
-
-/// The page size actually used for a requested `limit`.
-fn page_size(limit: usize) -> usize {
-    limit.clamp(1, MAX_PAGE_SIZE)
-}
-
-fn invalid_token(token: &str) -> StoreError {
-    StoreError::InvalidKey {
-        key: token.to_owned(),
-        reason: "not a page token of this listing".to_owned(),
     }
 }
 

@@ -25,8 +25,7 @@ use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let _ = state;
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_config, put_config))
         .routes(routes!(get_status))
@@ -124,7 +123,7 @@ pub async fn put_config(State(state): State<AppState>, ApiJson(body): ApiJson<Va
 /// The reaper's status row.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReaperStatusDto {
-    /// End of the last pass (`null` before the first).
+    /// Start of the last pass that finished (`null` before the first).
     #[serde(with = "crate::routes::rfc3339::option")]
     pub last_run_at: Option<OffsetDateTime>,
     /// Runs deleted, over all passes.

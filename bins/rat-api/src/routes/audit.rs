@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, PageParams};
+use crate::extract::{ApiQuery, PageParams, given};
 use crate::middleware::Feature;
 use crate::state::AppState;
 
@@ -96,10 +96,6 @@ fn time_param(name: &str, value: Option<&str>) -> ApiResult<Option<OffsetDateTim
         .transpose()
 }
 
-fn text_param(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
 /// Audit entries, filtered in SQL, newest first.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses(
     (status = 200, body = AuditList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
@@ -112,9 +108,9 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<Audit
     let filter = AuditFilter {
         since: time_param("since", query.since.as_deref())?,
         until: time_param("until", query.until.as_deref())?,
-        actor: text_param(query.actor),
-        action: text_param(query.action),
-        object_type: text_param(query.object_type),
+        actor: given(query.actor),
+        action: given(query.action),
+        object_type: given(query.object_type),
     };
     let page = rat_service::audit::list(&state.services, &filter, page).await?;
     Ok(Json(AuditList {

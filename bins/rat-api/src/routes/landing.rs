@@ -329,13 +329,18 @@ pub async fn list_files(
     }))
 }
 
+/// 413: the upload went past the body limit.
+fn upload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RESOURCE_EXHAUSTED",
+        "the upload is larger than the limit",
+    )
+}
+
 fn multipart_error(err: &MultipartError) -> ApiError {
     if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RESOURCE_EXHAUSTED",
-            "the upload is larger than the limit",
-        )
+        upload_too_large()
     } else {
         ApiError::invalid(format!("invalid multipart body: {}", err.body_text()))
     }
@@ -346,11 +351,7 @@ fn multipart_error(err: &MultipartError) -> ApiError {
 async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Upload> {
     let mut multipart = multipart.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RESOURCE_EXHAUSTED",
-                "the upload is larger than the limit",
-            )
+            upload_too_large()
         } else {
             ApiError::invalid("the body must be multipart/form-data with a file part")
         }

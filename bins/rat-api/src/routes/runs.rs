@@ -23,13 +23,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, PageParams, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let _ = state;
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get))
@@ -121,11 +120,6 @@ pub struct RunList {
     pub total: i64,
 }
 
-/// An optional query parameter, absent when empty.
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
 fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
     given(value)
         .map(|text| {
@@ -188,13 +182,23 @@ pub struct CreateRun {
     pub trigger: Option<String>,
 }
 
-/// Answer of `POST /runs` and `POST /runs/{id}/cancel`.
+/// Answer of the routes that create or move a run: `POST /runs`,
+/// `POST /runs/{id}/cancel`, and the runner's completion routes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunStatusAnswer {
     /// The run.
     pub run_id: Uuid,
-    /// Its status.
+    /// Its status now.
     pub status: String,
+}
+
+impl<S> From<&Run<S>> for RunStatusAnswer {
+    fn from(run: &Run<S>) -> Self {
+        RunStatusAnswer {
+            run_id: run.id,
+            status: run.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// Creates a pending run of the pipeline's latest published version.
@@ -212,23 +216,15 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
     Ok((
         StatusCode::ACCEPTED,
         Extension(AuditObject::new("run.create", "run", Some(run.id))),
-        Json(RunStatusAnswer {
-            run_id: run.id,
-            status: run.status.as_str().to_owned(),
-        }),
+        Json(RunStatusAnswer::from(&run)),
     ))
-}
-
-/// A run id from the path: a malformed id names no run, so it is a 404 (contract §7).
-fn run_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::not_found("run not found"))
 }
 
 /// One run.
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id")),
     responses((status = 200, body = RunDto), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunDto>> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     Ok(Json(rat_service::runs::get(&state.services, id).await?.into()))
 }
 
@@ -237,14 +233,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     responses((status = 200, body = RunStatusAnswer), (status = 404, body = ErrorEnvelope),
     (status = 409, description = "the run already finished", body = ErrorEnvelope)))]
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     let run = rat_service::runs::cancel(&state.services, id, OffsetDateTime::now_utc()).await?;
     Ok((
         Extension(AuditObject::new("run.cancel", "run", Some(run.id))),
-        Json(RunStatusAnswer {
-            run_id: run.id,
-            status: run.status.as_str().to_owned(),
-        }),
+        Json(RunStatusAnswer::from(&run)),
     ))
 }
 
@@ -321,7 +314,7 @@ pub async fn logs(
     connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let id = run_id(&id)?;
+    let id = path_id(&id, "run")?;
     if wants_event_stream(&headers) {
         // Without connection info (an embedding that does not provide it),
         // every client shares one allowance.

@@ -19,13 +19,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, PageParams, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let _ = state;
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
@@ -102,11 +101,6 @@ pub struct ScheduleList {
     pub schedules: Vec<ScheduleDto>,
     /// Count of every schedule matching the filters.
     pub total: i64,
-}
-
-/// An optional query parameter, absent when empty.
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
 }
 
 /// Schedules, filtered and paged in SQL, oldest first.
@@ -208,17 +202,12 @@ pub async fn create(
     ))
 }
 
-/// A schedule id from the path: a malformed id names no schedule, so it is a 404.
-fn schedule_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::not_found("schedule not found"))
-}
-
 /// One schedule.
 #[utoipa::path(get, path = "/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 200, body = ScheduleDto), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleDto>> {
-    let id = schedule_id(&id)?;
+    let id = path_id(&id, "schedule")?;
     Ok(Json(rat_service::schedules::get(&state.services, id).await?.into()))
 }
 
@@ -247,7 +236,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateSchedule>,
 ) -> ApiResult<impl IntoResponse> {
-    let id = schedule_id(&id)?;
+    let id = path_id(&id, "schedule")?;
     let changes = ScheduleChanges {
         cron: body.cron.as_deref().map(CronExpr::parse).transpose()?,
         timezone: parse_timezone(body.timezone)?,
@@ -265,7 +254,7 @@ pub async fn update(
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let id = schedule_id(&id)?;
+    let id = path_id(&id, "schedule")?;
     rat_service::schedules::delete(&state.services, id).await?;
     Ok((
         StatusCode::NO_CONTENT,

@@ -16,8 +16,7 @@ use crate::middleware::AuditObject;
 use crate::state::AppState;
 
 /// The routes of this module.
-pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let _ = state;
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(transfer))
 }
 

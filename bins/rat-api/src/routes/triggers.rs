@@ -21,8 +21,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, PageParams, path_id, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
+use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
 
 /// The routes of this module, answering 404 while `pipeline_triggers` is off.
@@ -100,8 +101,6 @@ pub struct TriggerList {
     pub total: i64,
 }
 
-/// `{namespace}/{layer}/{name}` of the pipeline.
-type PipelinePath = Path<(String, String, String)>;
 /// `{namespace}/{layer}/{name}/{id}` of one trigger.
 type TriggerPath = Path<(String, String, String, String)>;
 
@@ -109,7 +108,7 @@ type TriggerPath = Path<(String, String, String, String)>;
 /// id names no trigger, so it is a 404).
 fn trigger_path(Path((namespace, layer, name, id)): TriggerPath) -> Result<(PipelineRef, Uuid), ApiError> {
     let address = pipeline_ref(&namespace, &layer, &name)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("trigger not found"))?;
+    let id = path_id(&id, "trigger")?;
     Ok((address, id))
 }
 
@@ -124,10 +123,10 @@ fn cooldown(value: Option<i64>) -> Result<Option<i32>, ApiError> {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
-    Path((namespace, layer, name)): PipelinePath,
+    path: PipelinePath,
     ApiQuery(paging): ApiQuery<PageParams>,
 ) -> ApiResult<Json<TriggerList>> {
-    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let address = address(path)?;
     let page = paging.page()?;
     let page = rat_service::triggers::list(&state.services, &address, page).await?;
     Ok(Json(TriggerList {
@@ -167,10 +166,10 @@ pub struct CreateTrigger {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
-    Path((namespace, layer, name)): PipelinePath,
+    path: PipelinePath,
     ApiJson(body): ApiJson<CreateTrigger>,
 ) -> ApiResult<impl IntoResponse> {
-    let address = pipeline_ref(&namespace, &layer, &name)?;
+    let address = address(path)?;
     let trigger_type: TriggerType = body.trigger_type.parse()?;
     let config_value = body.config.unwrap_or_else(|| Value::Object(Default::default()));
     let spec = TriggerSpec {

@@ -53,6 +53,21 @@ pub async fn s3_world() -> World {
     }
 }
 
+/// Services on a moto server of the test's own, so the test can kill it; the
+/// store's short request timeout makes a call to a dead server fail quickly
+/// instead of hanging.
+pub async fn world_with_own_moto() -> (TestDatabase, Services, rat_testkit::s3::MotoServer) {
+    let db = TestDatabase::new().await;
+    let moto = tokio::task::spawn_blocking(rat_testkit::s3::MotoServer::start)
+        .await
+        .unwrap();
+    let mut config = moto.new_bucket_config();
+    config.request_timeout = std::time::Duration::from_secs(2);
+    let store = rat_versioning::s3::S3Store::connect(config).await.unwrap();
+    let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
+    (db, services, moto)
+}
+
 /// The address `ns/layer/name`.
 pub fn address(ns: &str, layer: &str, name: &str) -> PipelineRef {
     PipelineRef::parse(ns, layer, name).unwrap()
