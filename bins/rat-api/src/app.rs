@@ -3,12 +3,11 @@
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -65,9 +64,7 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(audit::router(state))
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
-        // Outermost last: audit wraps authentication, so refused requests are audited too.
-        .layer(from_fn_with_state(state.clone(), middleware::authenticate))
-        .layer(from_fn_with_state(state.clone(), middleware::audit))
+        .layer(from_fn_with_state(state.clone(), middleware::guard))
 }
 
 /// The router and the OpenAPI document describing it.
@@ -97,10 +94,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .allow_credentials(true);
-    let router = with_error_fallbacks(router.merge(spec).merge(extra))
-        // Innermost first.
-        .layer(from_fn(middleware::metrics))
-        .layer(cors);
+    let router = with_error_fallbacks(router.merge(spec).merge(extra)).layer(cors);
     let router = outer_layers(router).with_state(state);
     (router, openapi)
 }
@@ -120,25 +114,12 @@ pub(crate) fn with_error_fallbacks(router: Router<AppState>) -> Router<AppState>
 }
 
 /// The outermost layers of every listener, around the listener's own ones:
-/// a panicking handler answers 500, every error leaves in the envelope, the
-/// security headers are set and each request gets its id and log line.
+/// a panicking handler answers 500, and [`middleware::frame`] gives each
+/// request its id, envelope, security headers, metrics and log line.
 pub(crate) fn outer_layers(router: Router<AppState>) -> Router<AppState> {
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn(middleware::envelope_errors))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(from_fn(middleware::request_id))
+        .layer(from_fn(middleware::frame))
 }
 
 /// `GET /api/v1/openapi.json`, behind the same authentication as the API.
@@ -152,7 +133,7 @@ fn openapi_json_route(document: utoipa::openapi::OpenApi, state: &AppState) -> R
                 async move { Json(document.as_ref().clone()).into_response() }
             }),
         )
-        .layer(from_fn_with_state(state.clone(), middleware::authenticate))
+        .layer(from_fn_with_state(state.clone(), middleware::guard))
 }
 
 /// The application's router.

@@ -28,7 +28,7 @@
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, LAST_MODIFIED};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use rat_dao::runs::RunReport;
@@ -111,8 +111,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         // Around the fallback too: an unauthenticated caller learns nothing
         // about which routes exist.
-        .layer(from_fn_with_state(state.clone(), authenticate_runner))
-        .layer(from_fn(middleware::metrics));
+        .layer(from_fn_with_state(state.clone(), authenticate_runner));
     let router = crate::app::outer_layers(router).with_state(state);
     (router, openapi)
 }

@@ -21,7 +21,6 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -217,12 +216,12 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     settings.webhook_rate_per_second = cli.webhook_rate_per_sec;
     settings.webhook_burst = cli.webhook_burst;
     settings.webhook_max_clients = usize::try_from(cli.webhook_max_clients).unwrap_or(usize::MAX);
-    let state = AppState {
-        services: Services::new(pool, store),
-        settings: Arc::new(settings),
-        metrics: rat_api::metrics_handle(),
-        live: rat_api::live::LiveLogs::new(cli.database.database_url.clone()),
-    };
+    let state = AppState::new(
+        Services::new(pool, store),
+        settings,
+        rat_api::metrics_handle(),
+        rat_api::live::LiveLogs::new(cli.database.database_url.clone()),
+    );
     // Live log streams never end on their own while their run is active:
     // they are ended when shutdown begins, so the graceful shutdown below
     // does not wait for them until the grace period runs out.

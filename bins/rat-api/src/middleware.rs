@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_TYPE, REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,10 +40,18 @@ fn valid_request_id(value: &HeaderValue) -> Option<String> {
     (!text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic())).then(|| text.to_owned())
 }
 
-/// Takes the client's `X-Request-ID` (at most 128 printable characters) or
-/// generates one, makes it available to handlers and logs, and echoes it on
-/// every response. Also logs one line per request.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
+/// The frame around every request of both listeners, in one layer (each
+/// layer costs a boxed service clone and a boxed future per request):
+///
+/// - takes the client's `X-Request-ID` (at most 128 printable characters) or
+///   generates one, makes it available to handlers and logs, and echoes it;
+/// - replaces any error answer that is not already JSON (axum's own
+///   rejections, 404/405 of the router, limits of tower layers, a panic's
+///   500) by the envelope, so no error ever reaches a client in another shape;
+/// - sets the security headers;
+/// - counts the request and records its latency by method, route and status;
+/// - logs one line per request.
+pub async fn frame(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -49,29 +59,44 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         // A v4 UUID from the thread's RNG: `Uuid::new_v4` asks the kernel for
         // randomness on every call, a syscall per request.
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
-    request.extensions_mut().insert(RequestId(id.clone()));
+    let header = HeaderValue::from_str(&id).ok();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        route = %route.as_ref().map_or_else(|| request.uri().path(), |r| r.as_str()),
+    );
+    request.extensions_mut().insert(RequestId(id));
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
-    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let mut response = envelope_errors(response).await;
+    let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status, duration_ms, "request"));
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    span.in_scope(|| tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request"));
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        (
+            "route",
+            route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned()),
+        ),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("rat_http_requests_total", &labels).increment(1);
+    metrics::histogram!("rat_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Some(value) = header {
+        headers.insert(REQUEST_ID_HEADER, value);
     }
     response
 }
 
-/// Replaces any error answer that is not already JSON (axum's own
-/// rejections, 404/405 of the router, limits of tower layers) by the
-/// envelope, so no error ever reaches a client in another shape.
-pub async fn envelope_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// The envelope instead of any error answer that is not already JSON.
+async fn envelope_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -142,31 +167,89 @@ pub(crate) fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// The actor a request authenticates as, or `None` when it must be refused.
 /// With an API key configured, requires `Authorization: Bearer <key>`
 /// (compared in constant time); without one (community mode, loopback only
-/// unless `--insecure-no-auth`), lets every request through. Sets [`Identity`].
+/// unless `--insecure-no-auth`), every request is [`COMMUNITY_ACTOR`].
 /// Webhook calls ([`WEBHOOK_PATH`]) need no key: the webhook token they bear
 /// is their authentication, checked by their handler; their actor is
-/// [`WEBHOOK_ACTOR`], and they are audited like every POST.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let actor = match &state.settings.api_key {
-        _ if is_webhook_call(&request) => WEBHOOK_ACTOR,
-        None => COMMUNITY_ACTOR,
-        Some(key) => {
-            if !bearer_matches(&request, key) {
-                return unauthorized("missing or invalid API key");
-            }
-            API_KEY_ACTOR
+/// [`WEBHOOK_ACTOR`].
+fn actor_of(state: &AppState, request: &Request) -> Option<&'static str> {
+    match &state.settings.api_key {
+        _ if is_webhook_call(request) => Some(WEBHOOK_ACTOR),
+        None => Some(COMMUNITY_ACTOR),
+        Some(key) => bearer_matches(request, key).then_some(API_KEY_ACTOR),
+    }
+}
+
+/// Runs the request as `actor` ([`Identity`] for the handler), or answers
+/// 401 when there is none.
+async fn run_as(actor: Option<&'static str>, mut request: Request, next: Next) -> Response {
+    match actor {
+        Some(actor) => {
+            request.extensions_mut().insert(Identity {
+                actor: actor.to_owned(),
+            });
+            next.run(request).await
         }
+        None => unauthorized("missing or invalid API key"),
+    }
+}
+
+/// Authentication, then the audit row: the one layer `/api/v1` routes sit
+/// behind. Every request authenticates ([`actor_of`]); every POST, PUT and
+/// DELETE writes one `audit_log` row after the handler ran (or after it was
+/// refused), so the outcome (status code) is recorded — failed and rejected
+/// requests included. Rows are not written while the `audit_log` feature
+/// flag is off.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let actor = actor_of(&state, &request);
+    if !matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    ) {
+        return run_as(actor, request, next).await;
+    }
+    let method = request.method().clone();
+    // Inside a nested router the URI has lost its prefix; the original has it.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let client_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+
+    let response = run_as(actor, request, next).await;
+
+    let noted = response.extensions().get::<AuditObject>().cloned().unwrap_or_default();
+    let action = match noted.action {
+        Some(action) => action.to_owned(),
+        None => format!("{method} {}", route.as_deref().unwrap_or(&path)),
     };
-    let identity = Identity {
-        actor: actor.to_owned(),
+    let entry = NewAuditEntry {
+        actor: actor.unwrap_or("unauthenticated").to_owned(),
+        action: action.chars().take(100).collect(),
+        object_type: noted.object_type.map(str::to_owned),
+        object_id: noted.object_id,
+        details: Some(serde_json::json!({
+            "method": method.as_str(),
+            "path": path,
+            "route": route,
+            "status": response.status().as_u16(),
+            "request_id": request_id,
+            "client_ip": client_ip,
+        })),
     };
-    request.extensions_mut().insert(identity.clone());
-    let mut response = next.run(request).await;
-    // The audit layer runs outside this one (it records refused requests
-    // too), so it learns the actor from the response.
-    response.extensions_mut().insert(identity);
+    if let Err(e) = write_audit(&state, &entry).await {
+        // The action itself happened (or was refused); failing the answer now
+        // would mislead the client. The gap is logged and counted instead.
+        metrics::counter!("rat_audit_write_failures_total").increment(1);
+        tracing::error!(error = %e, action = %entry.action, "could not write the audit row");
+    }
     response
 }
 
@@ -192,63 +275,6 @@ impl AuditObject {
     }
 }
 
-/// Writes one `audit_log` row for every POST, PUT and DELETE, after the
-/// handler ran, so the outcome (status code) is recorded — failed and
-/// rejected requests included. Disabled by the `audit_log` feature flag.
-pub async fn audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !matches!(
-        *request.method(),
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    ) {
-        return next.run(request).await;
-    }
-    let method = request.method().clone();
-    // Inside a nested router the URI has lost its prefix; the original has it.
-    let path = request
-        .extensions()
-        .get::<OriginalUri>()
-        .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let client_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-
-    let response = next.run(request).await;
-
-    let actor = response
-        .extensions()
-        .get::<Identity>()
-        .map_or_else(|| "unauthenticated".to_owned(), |i| i.actor.clone());
-    let noted = response.extensions().get::<AuditObject>().cloned().unwrap_or_default();
-    let action = match noted.action {
-        Some(action) => action.to_owned(),
-        None => format!("{method} {}", route.as_deref().unwrap_or(&path)),
-    };
-    let entry = NewAuditEntry {
-        actor,
-        action: action.chars().take(100).collect(),
-        object_type: noted.object_type.map(str::to_owned),
-        object_id: noted.object_id,
-        details: Some(serde_json::json!({
-            "method": method.as_str(),
-            "path": path,
-            "route": route,
-            "status": response.status().as_u16(),
-            "request_id": request_id,
-            "client_ip": client_ip,
-        })),
-    };
-    if let Err(e) = write_audit(&state, &entry).await {
-        // The action itself happened (or was refused); failing the answer now
-        // would mislead the client. The gap is logged and counted instead.
-        metrics::counter!("rat_audit_write_failures_total").increment(1);
-        tracing::error!(error = %e, action = %entry.action, "could not write the audit row");
-    }
-    response
-}
-
 async fn write_audit(state: &AppState, entry: &NewAuditEntry) -> Result<(), rat_service::ServiceError> {
     let client = state.services.pool.get().await?;
     let flags = rat_dao::settings::feature_flags(&client).await?;
@@ -256,25 +282,6 @@ async fn write_audit(state: &AppState, entry: &NewAuditEntry) -> Result<(), rat_
         audit::insert(&client, entry, time::OffsetDateTime::now_utc()).await?;
     }
     Ok(())
-}
-
-/// Counts requests and records their latency by method, route and status.
-pub async fn metrics(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("rat_http_requests_total", &labels).increment(1);
-    metrics::histogram!("rat_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
 }
 
 /// An optional feature whose routes answer 404 when it is off.

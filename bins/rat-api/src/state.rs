@@ -110,9 +110,38 @@ impl ApiSettings {
     }
 }
 
-/// Shared state of the router.
+/// Shared state of the router: one `Arc`, since every middleware layer and
+/// handler takes its own clone on every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateParts>);
+
+impl AppState {
+    /// The state of a router serving `services` with `settings`.
+    pub fn new(
+        services: Services,
+        settings: ApiSettings,
+        metrics: PrometheusHandle,
+        live: crate::live::LiveLogs,
+    ) -> Self {
+        AppState(Arc::new(AppStateParts {
+            services,
+            settings: Arc::new(settings),
+            metrics,
+            live,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppStateParts {
     /// Database pool and file store.
     pub services: Services,
     /// Runtime settings.

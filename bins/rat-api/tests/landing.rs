@@ -313,12 +313,12 @@ async fn small_upload_app(max_upload: usize) -> SmallUploadApp {
     let addr = listener.local_addr().unwrap();
     let mut settings = ApiSettings::new(format!("http://{addr}"));
     settings.max_upload = max_upload;
-    let state = AppState {
-        services: services.clone(),
-        settings: Arc::new(settings),
-        metrics: rat_api::metrics_handle(),
-        live: rat_api::live::LiveLogs::new(db.url()),
-    };
+    let state = AppState::new(
+        services.clone(),
+        settings,
+        rat_api::metrics_handle(),
+        rat_api::live::LiveLogs::new(db.url()),
+    );
     let router = rat_api::app::router(state);
     let server = tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -164,12 +164,12 @@ impl AppOnOwnMoto {
         let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState {
+        let state = AppState::new(
             services,
-            settings: Arc::new(ApiSettings::new(format!("http://{addr}"))),
-            metrics: rat_api::metrics_handle(),
-            live: rat_api::live::LiveLogs::new(db.url()),
-        };
+            ApiSettings::new(format!("http://{addr}")),
+            rat_api::metrics_handle(),
+            rat_api::live::LiveLogs::new(db.url()),
+        );
         let router = rat_api::app::router(state);
         let server = tokio::spawn(async move {
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,11 +1,12 @@
 //! `api`: `GET /api/v1/pipelines/{ns}/{layer}/{name}` under `wrk` at 32
 //! connections against the release `rat-api`, then `pgbench` running the
-//! same SELECT at 32 clients against the same server, one after the other;
-//! and `GET /api/v1/runs?pipeline=…` over the seeded 100,000 runs.
+//! same SELECT at 32 clients against the same server, one after the other,
+//! both over the same set of distinct pipelines (64 by default); and
+//! `GET /api/v1/runs?pipeline=…` over the seeded 100,000 runs.
 //! Prints requests/s, p50/p99, the ratio to pgbench, and `rat-api`'s peak RSS.
 
 use crate::release_api::ReleaseApi;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -24,6 +25,10 @@ pub(crate) struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 10)]
     seconds: u32,
+    /// Distinct pipelines the GET measurement reads in turn (pgbench takes
+    /// one script per pipeline, and accepts at most 128).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=128))]
+    pipelines: u32,
 }
 
 /// What one `wrk` run measured.
@@ -72,21 +77,35 @@ fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
     Ok(result)
 }
 
-fn wrk(url: &str, connections: u32, seconds: u32) -> anyhow::Result<WrkResult> {
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            url,
-        ])
+/// `wrk` against `url`; with `script`, a Lua script choosing each request.
+fn wrk(url: &str, connections: u32, seconds: u32, script: Option<&Path>) -> anyhow::Result<WrkResult> {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command
+        .arg(url)
         .output()
         .context("running wrk (Debian: apt-get install -y wrk)")?;
     if !output.status.success() {
         bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// A wrk script asking for `paths` in turn, each thread from its own offset.
+fn wrk_rotation(paths: &[String]) -> String {
+    let list = paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(",\n  ");
+    format!(
+        "local paths = {{\n  {list}\n}}\nlocal i = math.random(#paths)\n\
+         request = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n"
+    )
 }
 
 fn peak_rss_mb(pid: u32) -> Option<f64> {
@@ -101,65 +120,92 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     println!("seeding the benchmark volume...");
     seed(db.url(), &Scale::full(), false).await?;
     let client = db.client().await;
-    // A pipeline with runs, and its run count, for both measurements.
+    // The pipeline with the most runs, for the runs measurement.
     let row = client
         .query_one(
-            "SELECT p.namespace, p.layer, p.name, count(r.id) FROM pipelines p JOIN runs r ON r.pipeline_id = p.id \
+            "SELECT p.name, count(r.id) FROM pipelines p JOIN runs r ON r.pipeline_id = p.id \
              WHERE p.deleted_at IS NULL GROUP BY p.id ORDER BY count(r.id) DESC LIMIT 1",
             &[],
         )
         .await?;
-    let (ns, layer, name, runs): (String, String, String, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (name, runs): (String, i64) = (row.get(0), row.get(1));
+    // Distinct live pipelines, read in turn by both wrk and pgbench: the
+    // api's coalesced reads then batch different rows, as real traffic would,
+    // instead of answering many requests for one row with one lookup.
+    let addresses: Vec<(String, String, String)> = client
+        .query(
+            "SELECT namespace, layer, name FROM pipelines WHERE deleted_at IS NULL ORDER BY md5(name) LIMIT $1",
+            &[&i64::from(args.pipelines)],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     drop(client);
+    anyhow::ensure!(!addresses.is_empty(), "the seeded database has no pipelines");
 
     let store_dir = std::env::temp_dir().join(format!("rat-bench-store-{}", std::process::id()));
     let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 32, &[]).await?;
     let base = api.base.clone();
     let http = reqwest::Client::new();
 
-    let pipeline_url = format!("{base}/api/v1/pipelines/{ns}/{layer}/{name}");
-    let check = http.get(&pipeline_url).send().await?;
-    anyhow::ensure!(check.status().is_success(), "GET pipeline answered {}", check.status());
+    let paths: Vec<String> = addresses
+        .iter()
+        .map(|(ns, layer, name)| format!("/api/v1/pipelines/{ns}/{layer}/{name}"))
+        .collect();
+    for path in &paths {
+        let check = http.get(format!("{base}{path}")).send().await?;
+        anyhow::ensure!(check.status().is_success(), "GET {path} answered {}", check.status());
+    }
+    let scratch = std::env::temp_dir().join(format!("rat-bench-api-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let rotation = scratch.join("pipelines.lua");
+    std::fs::write(&rotation, wrk_rotation(&paths))?;
 
     println!(
-        "GET /api/v1/pipelines/{ns}/{layer}/{name}, {} connections, {} s:",
-        args.connections, args.seconds
+        "GET /api/v1/pipelines/{{ns}}/{{layer}}/{{name}} over {} distinct pipelines, {} connections, {} s:",
+        paths.len(),
+        args.connections,
+        args.seconds
     );
-    wrk(&pipeline_url, args.connections, 2)?; // warm-up
-    let api_result = wrk(&pipeline_url, args.connections, args.seconds)?;
+    wrk(&base, args.connections, 2, Some(&rotation))?; // warm-up
+    let api_result = wrk(&base, args.connections, args.seconds, Some(&rotation))?;
     println!(
         "  rat-api:  {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, non-2xx {}",
         api_result.requests_per_sec, api_result.p50_ms, api_result.p99_ms, api_result.non_2xx
     );
 
-    // The same SELECT through pgbench, prepared, at the same concurrency.
-    let script = std::env::temp_dir().join(format!("rat-bench-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        format!(
-            "SELECT id, namespace, layer, name, type, s3_path, description, owner, published_at, published_versions, \
-             draft_dirty, max_versions, retention_config, created_at, updated_at, deleted_at FROM pipelines \
-             WHERE namespace = '{ns}' AND layer = '{layer}' AND name = '{name}' AND deleted_at IS NULL;\n"
-        ),
-    )?;
-    let pgbench = Command::new("pgbench")
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            &args.connections.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &args.seconds.to_string(),
-            "-f",
-            &script.display().to_string(),
-            db.url(),
-        ])
+    // The same SELECT through pgbench, prepared, at the same concurrency,
+    // over the same pipelines (one script each, picked at random).
+    let mut pgbench = Command::new("pgbench");
+    pgbench.args([
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        &args.connections.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &args.seconds.to_string(),
+    ]);
+    for (i, (ns, layer, name)) in addresses.iter().enumerate() {
+        let script = scratch.join(format!("select-{i}.sql"));
+        std::fs::write(
+            &script,
+            format!(
+                "SELECT id, namespace, layer, name, type, s3_path, description, owner, published_at, \
+                 published_versions, draft_dirty, max_versions, retention_config, created_at, updated_at, \
+                 deleted_at FROM pipelines WHERE namespace = '{ns}' AND layer = '{layer}' AND name = '{name}' \
+                 AND deleted_at IS NULL;\n"
+            ),
+        )?;
+        pgbench.arg("-f").arg(&script);
+    }
+    let pgbench = pgbench
+        .arg(db.url())
         .output()
         .context("running pgbench (Debian: apt-get install -y postgresql-contrib)")?;
-    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&pgbench.stdout);
     anyhow::ensure!(
         pgbench.status.success(),
@@ -172,14 +218,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("could not read pgbench's output:\n{text}"))?;
-    println!("  pgbench:  {tps:.0} transactions/s (same SELECT, prepared)");
+    println!("  pgbench:  {tps:.0} transactions/s (same SELECT, prepared, same pipelines)");
     println!(
         "  ratio:    {:.0}% of pgbench (target >= 50%); p99 target < 5 ms",
         api_result.requests_per_sec / tps * 100.0
     );
 
     let runs_url = format!("{base}/api/v1/runs?pipeline={name}");
-    let runs_result = wrk(&runs_url, args.connections, args.seconds)?;
+    // The first reads after the seed set hint bits and fill the caches.
+    wrk(&runs_url, args.connections, 2, None)?;
+    let runs_result = wrk(&runs_url, args.connections, args.seconds, None)?;
     println!(
         "GET /api/v1/runs?pipeline={name} ({runs} runs of that pipeline, 100,000 in the table): \
          {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms (target p99 < 20 ms), non-2xx {}",
@@ -191,12 +239,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(api);
     let _ = std::fs::remove_dir_all(&store_dir);
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wrk_script_asks_for_every_path_in_turn() {
+        let script = wrk_rotation(&["/a/b".to_owned(), "/c\"d".to_owned()]);
+        assert!(script.contains("\"/a/b\""), "{script}");
+        assert!(script.contains(r#""/c\"d""#), "{script}");
+        assert!(script.contains("i = i % #paths + 1"), "{script}");
+    }
 
     #[test]
     fn reads_wrk_output() {

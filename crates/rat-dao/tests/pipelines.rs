@@ -392,3 +392,56 @@ async fn lock_for_update_blocks_a_second_locker_until_commit() {
     pipelines::get_by_ref_for_update(&tx2, &p.address).await.unwrap();
     tx2.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn batched_reads_return_the_live_pipelines_and_skip_missing_and_deleted_addresses() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let silver = pipelines::create(&client, &new_pipeline("default", "silver", "orders"))
+        .await
+        .unwrap();
+    let gold = pipelines::create(&client, &new_pipeline("default", "gold", "orders"))
+        .await
+        .unwrap();
+    let gone = pipelines::create(&client, &new_pipeline("default", "silver", "gone"))
+        .await
+        .unwrap();
+    pipelines::soft_delete(&client, &gone.address, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+
+    let asked = [
+        gold.address.clone(),
+        address("default", "bronze", "orders"),
+        gone.address.clone(),
+        silver.address.clone(),
+    ];
+    let mut found = pipelines::get_by_refs(&client, &asked).await.unwrap();
+    found.sort_by_key(|p| p.address.layer.as_str().to_owned());
+    assert_eq!(
+        found,
+        vec![
+            pipelines::get_by_ref(&client, &gold.address).await.unwrap(),
+            pipelines::get_by_ref(&client, &silver.address).await.unwrap(),
+        ]
+    );
+    assert!(pipelines::get_by_refs(&client, &[]).await.unwrap().is_empty());
+
+    let too_many = vec![silver.address.clone(); pipelines::MAX_BATCH_READ + 1];
+    assert!(matches!(
+        pipelines::get_by_refs(&client, &too_many).await.unwrap_err(),
+        DaoError::Internal { .. }
+    ));
+    // The arrays are parallel; the function refuses ones that are not.
+    let err = client
+        .query(
+            "SELECT id FROM pipelines_at($1, $2, $3)",
+            &[&vec!["default", "default"], &vec!["silver"], &vec!["orders", "gone"]],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE)
+    );
+}

@@ -1,6 +1,8 @@
 //! The service layer's one error type: what callers (the api, the scheduler,
 //! the reaper) need to decide an answer, with messages safe for clients.
 
+use std::sync::Arc;
+
 use rat_dao::DaoError;
 use rat_domain::DomainError;
 use rat_versioning::StoreError;
@@ -65,11 +67,52 @@ impl ServiceError {
         }
     }
 
+    /// An equivalent error for each of several callers that shared one
+    /// failed operation (a coalesced read): same variant and client message;
+    /// the shared original stays reachable through `source()` for the log.
+    pub fn shared(err: &Arc<ServiceError>) -> ServiceError {
+        let source = || -> Box<dyn std::error::Error + Send + Sync> { Box::new(SharedError(err.clone())) };
+        match &**err {
+            ServiceError::InvalidInput { message } => ServiceError::invalid(message.clone()),
+            ServiceError::NotFound { entity } => ServiceError::NotFound { entity },
+            ServiceError::AlreadyExists { entity } => ServiceError::AlreadyExists { entity },
+            ServiceError::FailedPrecondition { message } => ServiceError::precondition(message.clone()),
+            ServiceError::Forbidden { message } => ServiceError::Forbidden {
+                message: message.clone(),
+            },
+            ServiceError::Unavailable { message, .. } => ServiceError::Unavailable {
+                message: message.clone(),
+                source: Some(source()),
+            },
+            ServiceError::Internal { .. } => ServiceError::Internal { source: source() },
+        }
+    }
+
     /// An invalid-input failure with this message.
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError::InvalidInput {
             message: message.into(),
         }
+    }
+}
+
+/// One error shared by several callers ([`ServiceError::shared`]).
+#[derive(Debug)]
+struct SharedError(Arc<ServiceError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The original's own cause, when it has one: that is what the log wants.
+        match std::error::Error::source(&*self.0) {
+            Some(cause) => write!(f, "{cause}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0).and_then(std::error::Error::source)
     }
 }
 

@@ -8,6 +8,7 @@
 //! of replicas may call them at once.
 
 pub mod audit;
+pub mod coalesce;
 mod error;
 pub mod files;
 pub mod firing;
@@ -29,8 +30,10 @@ pub mod versions;
 
 use std::sync::Arc;
 
+use coalesce::Coalescer;
 pub use error::ServiceError;
 use rat_dao::Pool;
+use rat_domain::{Pipeline, PipelineRef};
 use rat_versioning::VersionedStore;
 
 /// What every operation needs: the database pool and the file store.
@@ -40,11 +43,36 @@ pub struct Services {
     pub pool: Pool,
     /// The versioned file store holding pipeline code.
     pub store: Arc<dyn VersionedStore>,
+    /// Concurrent reads of live pipelines by address, sharing queries
+    /// ([`pipelines::get`]).
+    pipeline_reads: Coalescer<PipelineRef, Pipeline>,
 }
+
+/// Most addresses one coalesced pipeline read asks for.
+const PIPELINE_READ_BATCH: usize = 256;
+/// Coalesced pipeline reads running at once (each holds a connection).
+const PIPELINE_READS_IN_FLIGHT: usize = 1;
 
 impl Services {
     /// Bundles a pool and a store.
     pub fn new(pool: Pool, store: Arc<dyn VersionedStore>) -> Self {
-        Services { pool, store }
+        let reads_pool = pool.clone();
+        let pipeline_reads = Coalescer::new(
+            PIPELINE_READ_BATCH,
+            PIPELINE_READS_IN_FLIGHT,
+            Box::new(move |addresses: Vec<PipelineRef>| {
+                let pool = reads_pool.clone();
+                Box::pin(async move {
+                    let client = pool.get().await?;
+                    let found = rat_dao::pipelines::get_by_refs(&client, &addresses).await?;
+                    Ok(found.into_iter().map(|p| (p.address.clone(), p)).collect())
+                })
+            }),
+        );
+        Services {
+            pool,
+            store,
+            pipeline_reads,
+        }
     }
 }

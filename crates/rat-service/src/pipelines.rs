@@ -100,9 +100,15 @@ pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<Cr
 }
 
 /// The live pipeline at `address`.
+///
+/// Concurrent calls share queries ([`crate::coalesce`]): each answer is as
+/// fresh as a query of its own, and under load one round trip answers many.
 pub async fn get(services: &Services, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
-    let client = services.pool.get().await?;
-    Ok(pipelines::get_by_ref(&client, address).await?)
+    services
+        .pipeline_reads
+        .get(address.clone())
+        .await?
+        .ok_or(ServiceError::NotFound { entity: "pipeline" })
 }
 
 /// Live pipelines matching `filter`, sorted, one page, with the total.

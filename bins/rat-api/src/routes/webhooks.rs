@@ -2,7 +2,7 @@
 //! bears (contract §9), behind the `pipeline_triggers` feature flag.
 //!
 //! The token (`X-Webhook-Token`, or `Authorization: Bearer`) is the caller's
-//! authentication: the route needs no API key (`middleware::authenticate`
+//! authentication: the route needs no API key (`middleware::guard`
 //! exempts exactly this path), and is audited like every POST, with the
 //! actor `webhook` and the fired trigger as the object. The token is hashed
 //! and the trigger found by its hash, so no stored secret is ever compared

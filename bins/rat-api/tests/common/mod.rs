@@ -138,12 +138,7 @@ impl Builder {
             configure(&mut settings);
         }
         let live = rat_api::live::LiveLogs::new(db.url());
-        let state = AppState {
-            services: services.clone(),
-            settings: Arc::new(settings),
-            metrics: rat_api::metrics_handle(),
-            live: live.clone(),
-        };
+        let state = AppState::new(services.clone(), settings, rat_api::metrics_handle(), live.clone());
         let internal_server = internal_listener
             .as_ref()
             .map(|_| rat_api::internal::router(state.clone()));
