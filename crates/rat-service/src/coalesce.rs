@@ -12,7 +12,7 @@
 //! connection task, N statement executions) into one, which is what lets the
 //! api's hottest route keep up with Postgres itself (design §6).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -169,12 +169,14 @@ where
         if batch.is_empty() {
             continue;
         }
-        let mut keys: Vec<K> = Vec::with_capacity(batch.len());
-        for (key, _) in &batch {
-            if !keys.contains(key) {
-                keys.push(key.clone());
-            }
-        }
+        let keys: Vec<K> = {
+            let mut seen = HashSet::with_capacity(batch.len());
+            batch
+                .iter()
+                .filter(|(key, _)| seen.insert(key))
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
         match (inner.fetch)(keys).await {
             Ok(found) => {
                 let found: HashMap<K, V> = found.into_iter().collect();

@@ -392,7 +392,8 @@ pub async fn upload(
                 }
                 let filename = field.file_name().map(str::to_owned);
                 let bytes = field.bytes().await.map_err(multipart_error)?;
-                file = Some((filename, bytes.to_vec()));
+                // Takes the buffer over when it is the only owner (no copy of up to 32 MiB).
+                file = Some((filename, Vec::from(bytes)));
             }
             _ => {}
         }

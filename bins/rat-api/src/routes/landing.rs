@@ -370,7 +370,8 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiRes
             .filter(|t| !t.is_empty())
             .unwrap_or("application/octet-stream")
             .to_owned();
-        let body = field.bytes().await.map_err(|e| multipart_error(&e))?.to_vec();
+        // Takes the buffer over when it is the only owner (no copy of up to 32 MiB).
+        let body = Vec::from(field.bytes().await.map_err(|e| multipart_error(&e))?);
         return Ok(Upload {
             basename,
             original_name: rat_service::landing::original_basename(&uploaded_name).to_owned(),
