@@ -133,7 +133,20 @@ fn positive_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// No transparent huge pages for this process. mimalloc advises the kernel
+/// to back its arenas with 2 MiB pages, so every arena region touched at all
+/// costs a whole 2 MiB of resident memory: about 20 MiB of an idle rat-api's
+/// 36 MiB. Allocation stays as fast; resident memory follows what is used.
+/// Best effort: a kernel without the call (before 3.15) changes nothing.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("note: could not turn transparent huge pages off: {e}");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let _log_writer = cli.log.init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -146,6 +146,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let store_dir = std::env::temp_dir().join(format!("rat-bench-store-{}", std::process::id()));
     let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 32, &[]).await?;
+    if let Some(mb) = peak_rss_mb(api.pid()) {
+        println!("rat-api peak RSS at start: {mb:.1} MB");
+    }
     let base = api.base.clone();
     let http = reqwest::Client::new();
 
@@ -223,6 +226,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "  ratio:    {:.0}% of pgbench (target >= 50%); p99 target < 5 ms",
         api_result.requests_per_sec / tps * 100.0
     );
+
+    if let Some(mb) = peak_rss_mb(api.pid()) {
+        println!("  rat-api peak RSS so far: {mb:.1} MB");
+    }
 
     let runs_url = format!("{base}/api/v1/runs?pipeline={name}");
     // The first reads after the seed set hint bits and fill the caches.
