@@ -87,10 +87,13 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(state.settings.cors_origins.clone()))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        // ratd's list: a browser may send each of these.
         .allow_headers([
+            header::ACCEPT,
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-webhook-token"),
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .allow_credentials(true);

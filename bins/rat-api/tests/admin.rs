@@ -156,7 +156,7 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
 }
 
 #[tokio::test]
-async fn pipeline_overrides_are_merged_removed_read_back_and_laid_over_the_system() {
+async fn pipeline_overrides_are_replaced_read_back_and_laid_over_the_system() {
     let app = TestApp::new().await;
     app.pipeline("default", "silver", "orders").await;
     let path = "/api/v1/pipelines/default/silver/orders/retention";
@@ -173,18 +173,15 @@ async fn pipeline_overrides_are_merged_removed_read_back_and_laid_over_the_syste
     assert_eq!(set.json["effective"]["runs_max_per_pipeline"], 5);
     assert_eq!(set.json["system"], defaults());
 
-    let merged = app.put(path, json!({"logs_max_age_days": 7})).await;
-    assert_eq!(
-        merged.json["overrides"],
-        json!({"runs_max_per_pipeline": 5, "logs_max_age_days": 7}),
-        "missing keys keep their override"
-    );
-    assert_eq!(app.get(path).await.json, merged.json, "read back (ratd never does)");
+    // The portal's form: every field with a value, the Iceberg ones included.
+    let form = json!({"runs_max_per_pipeline": 5, "logs_max_age_days": 7, "iceberg_snapshot_max_age_days": 14});
+    let replaced = app.put(path, form.clone()).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    assert_eq!(replaced.json["overrides"], form);
+    assert_eq!(replaced.json["effective"]["iceberg_snapshot_max_age_days"], 14);
+    assert_eq!(app.get(path).await.json, replaced.json, "read back (ratd never does)");
     let pipeline = app.get("/api/v1/pipelines/default/silver/orders").await.json;
-    assert_eq!(
-        pipeline["retention_config"],
-        json!({"runs_max_per_pipeline": 5, "logs_max_age_days": 7})
-    );
+    assert_eq!(pipeline["retention_config"], form);
 
     // A system change shows through every key the pipeline does not override.
     app.put(CONFIG, json!({"logs_max_age_days": 60, "runs_max_age_days": 20}))
@@ -194,11 +191,20 @@ async fn pipeline_overrides_are_merged_removed_read_back_and_laid_over_the_syste
     assert_eq!(now["effective"]["logs_max_age_days"], 7);
     assert_eq!(now["effective"]["runs_max_age_days"], 20);
 
-    let removed = app.put(path, json!({"runs_max_per_pipeline": null})).await;
-    assert_eq!(removed.json["overrides"], json!({"logs_max_age_days": 7}));
-    assert_eq!(removed.json["effective"]["runs_max_per_pipeline"], 100);
-    let none = app.put(path, json!({"logs_max_age_days": null})).await;
+    // "Reset to system default" in the portal leaves the field out; `null`
+    // says the same.
+    let reset = app
+        .put(
+            path,
+            json!({"logs_max_age_days": 7, "iceberg_snapshot_max_age_days": null}),
+        )
+        .await;
+    assert_eq!(reset.json["overrides"], json!({"logs_max_age_days": 7}));
+    assert_eq!(reset.json["effective"]["runs_max_per_pipeline"], 100);
+    assert_eq!(reset.json["effective"]["iceberg_snapshot_max_age_days"], 7);
+    let none = app.put(path, json!({})).await;
     assert_eq!(none.json["overrides"], Value::Null);
+    assert_eq!(none.json["effective"], now["system"]);
     let pipeline = app.get("/api/v1/pipelines/default/silver/orders").await.json;
     assert_eq!(pipeline["retention_config"], Value::Null);
     assert_eq!(app.audit_rows().await[0].action, "pipeline.retention");

@@ -115,6 +115,31 @@ async fn cors_allows_the_configured_origin_only() {
         .await
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // A browser's preflight for a webhook call from the portal's origin.
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/webhooks", app.base))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-webhook-token,content-type,accept")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed_headers = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in [
+        "x-webhook-token",
+        "content-type",
+        "accept",
+        "authorization",
+        "x-request-id",
+    ] {
+        assert!(allowed_headers.contains(header), "{header} not in {allowed_headers}");
+    }
 }
 
 #[tokio::test]
@@ -238,10 +263,23 @@ async fn features_and_plugins_answer_what_the_portal_expects() {
     assert_eq!(features.json["edition"], "community");
     assert_eq!(features.json["namespaces"], true);
     assert_eq!(features.json["landing_zones"], true);
-    assert!(features.json["plugins"].is_object());
+    assert_eq!(features.json["plugins"], json!({}));
     let plugins = app.get("/api/v1/plugins?status=enabled").await;
     assert_eq!(plugins.status, 200);
     assert_eq!(plugins.json, json!([]), "a bare array");
+    let client = app.db.client().await;
+    let name = rat_domain::PluginName::parse("auth-oidc").unwrap();
+    rat_dao::plugins::register(&client, &name, "auth", "ghcr.io/rat/auth:1", &json!({}))
+        .await
+        .unwrap();
+    // ratd's `plugins` map: name → {enabled, type}.
+    assert_eq!(
+        app.get("/api/v1/features").await.json["plugins"],
+        json!({"auth-oidc": {"enabled": true, "type": "auth", "status": "unknown"}})
+    );
+    let plugins = app.get("/api/v1/plugins?status=enabled").await;
+    assert_eq!(plugins.json.as_array().map(Vec::len), Some(1), "{}", plugins.text);
+    assert_eq!(plugins.json[0]["name"], "auth-oidc");
     app.get("/api/v1/plugins?status=purple")
         .await
         .assert_error(400, "INVALID_ARGUMENT");

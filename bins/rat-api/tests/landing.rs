@@ -171,9 +171,15 @@ async fn zone_errors_answer_the_envelope() {
     app.get("/api/v1/landing-zones/default/Bad%20Name")
         .await
         .assert_error(400, "INVALID_ARGUMENT");
-    app.put("/api/v1/landing-zones/default/uploads", json!({"owner": ""}))
+    app.put("/api/v1/landing-zones/default/uploads", json!({"owner": " "}))
         .await
         .assert_error(400, "INVALID_ARGUMENT");
+    // The portal's zone editor sends `owner: ""` for "no owner": no change.
+    let kept = app
+        .put("/api/v1/landing-zones/default/uploads", json!({"owner": ""}))
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    assert_eq!(kept.json["owner"], "community");
     for bad in ["namespace=Bad", "limit=x", "limit=0", "offset=-1"] {
         app.get(&format!("/api/v1/landing-zones?{bad}"))
             .await

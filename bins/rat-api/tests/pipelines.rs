@@ -20,7 +20,7 @@ async fn create_returns_the_contract_shape_and_writes_starter_files() {
         json!({
             "namespace": "default", "layer": "silver", "name": "orders",
             "s3_path": "default/pipelines/silver/orders/",
-            "files_created": ["default/pipelines/silver/orders/pipeline.sql", "default/pipelines/silver/orders/config.yaml"]
+            "files_created": ["pipeline.sql", "config.yaml"]
         })
     );
     let python = app
@@ -29,10 +29,7 @@ async fn create_returns_the_contract_shape_and_writes_starter_files() {
             json!({"namespace": "default", "layer": "gold", "name": "model", "type": "python"}),
         )
         .await;
-    assert_eq!(
-        python.json["files_created"][0],
-        "default/pipelines/gold/model/pipeline.py"
-    );
+    assert_eq!(python.json["files_created"], json!(["pipeline.py", "config.yaml"]));
 
     let got = app.get("/api/v1/pipelines/default/silver/orders").await;
     assert_eq!(got.status, 200);
@@ -89,10 +86,31 @@ async fn create_errors() {
     app.post("/api/v1/pipelines", ghost_ns)
         .await
         .assert_error(404, "NOT_FOUND");
+    let mut unknown_field = base.clone();
+    unknown_field["color"] = json!("red");
+    app.post("/api/v1/pipelines", unknown_field)
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
     assert_eq!(app.post("/api/v1/pipelines", base.clone()).await.status, 201);
     app.post("/api/v1/pipelines", base)
         .await
         .assert_error(409, "ALREADY_EXISTS");
+}
+
+/// RAT's SDK may send `source` and `unique_key` (its `CreatePipelineRequest`):
+/// accepted, and ignored as ratd ignores them.
+#[tokio::test]
+async fn create_accepts_the_sdk_fields() {
+    let app = TestApp::new().await;
+    let created = app
+        .post(
+            "/api/v1/pipelines",
+            json!({"namespace": "default", "layer": "bronze", "name": "events", "source": "s3://raw/events",
+                   "unique_key": "event_id"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json["files_created"], json!(["pipeline.sql", "config.yaml"]));
 }
 
 #[tokio::test]
@@ -111,6 +129,14 @@ async fn update_keeps_absent_and_null_fields() {
     assert_eq!(updated.json["type"], "python");
     assert_eq!(updated.json["owner"], "alice");
     assert_eq!(updated.json["max_versions"], 5);
+    // The portal's settings form sends `owner: ""` for "no owner": no change.
+    let updated = app.put(path, json!({"description": "Newer", "owner": ""})).await;
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(updated.json["description"], "Newer");
+    assert_eq!(updated.json["owner"], "alice");
+    app.put(path, json!({"owner": " "}))
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
     app.put(path, json!({"max_versions": 0}))
         .await
         .assert_error(400, "INVALID_ARGUMENT");

@@ -401,3 +401,58 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
         .unwrap();
     assert_eq!(app.get(TESTS).await.json["total"], 1, "nothing changed while off");
 }
+
+/// RAT's TypeScript SDK calls `/api/v1/tests/{ns}/{layer}/{name}…`: the same
+/// operations, the same answers, behind the same feature flag.
+#[tokio::test]
+async fn the_sdk_paths_answer_like_the_contract_paths() {
+    const SDK: &str = "/api/v1/tests/default/silver/orders";
+    let app = TestApp::new().await;
+    app.pipeline("default", "silver", "orders").await;
+    let created = app.post(SDK, json!({"name": "no_nulls", "sql": "select 0"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.json,
+        json!({"name": "no_nulls", "severity": "error", "path": format!("{QUALITY_DIR}/no_nulls.sql")})
+    );
+    app.post(SDK, json!({"name": "no_nulls", "sql": "select 1"}))
+        .await
+        .assert_error(409, "ALREADY_EXISTS");
+    let listed = app.get(SDK).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json, app.get(TESTS).await.json);
+    assert_eq!(listed.json["total"], 1);
+    let ran = app.post(&format!("{SDK}/run"), json!({})).await;
+    assert_eq!(ran.status, 200, "{}", ran.text);
+    assert_eq!(
+        (ran.json["total"].clone(), ran.json["passed"].clone()),
+        (json!(1), json!(0))
+    );
+    app.get("/api/v1/tests/default/platinum/orders")
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
+    app.get("/api/v1/tests/default/silver/missing")
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    let client = app.db.client().await;
+    let off = FeatureFlags {
+        quality_tests: false,
+        ..FeatureFlags::default()
+    };
+    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    app.get(SDK).await.assert_error(404, "NOT_FOUND");
+    app.delete(&format!("{SDK}/no_nulls"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+        .await
+        .unwrap();
+
+    let deleted = app.delete(&format!("{SDK}/no_nulls")).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(test_rows(&app).await, 0);
+    app.delete(&format!("{SDK}/no_nulls"))
+        .await
+        .assert_error(404, "NOT_FOUND");
+}

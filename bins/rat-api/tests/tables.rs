@@ -120,7 +120,7 @@ async fn bad_paths_and_bodies_are_400() {
         json!({"column_descriptions": {"id": 1}}),
         json!({"column_descriptions": ["id"]}),
         json!({"column_descriptions": {"": "nameless"}}),
-        json!({"owner": ""}),
+        json!({"owner": " "}),
         json!({"owner": "a".repeat(256)}),
         json!({"description": 5}),
         json!({"tags": ["x"]}),

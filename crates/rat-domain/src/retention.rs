@@ -73,13 +73,18 @@ retention_settings! {
     iceberg_orphan_file_max_age_days: default 3, range 1..=36_500;
 }
 
-/// Keys a pipeline may override in `pipelines.retention_config`.
+/// Keys a pipeline may override in `pipelines.retention_config`. The two
+/// Iceberg keys are what RAT's portal offers per pipeline: they are stored,
+/// read back and laid over the system settings for the Iceberg maintenance
+/// (outside this metadata plane) to read; the reaper uses the others.
 pub const PIPELINE_OVERRIDE_KEYS: &[&str] = &[
     "runs_max_per_pipeline",
     "runs_max_age_days",
     "logs_max_age_days",
     "quality_results_max_per_test",
     "stuck_run_timeout_minutes",
+    "iceberg_snapshot_max_age_days",
+    "iceberg_orphan_file_max_age_days",
 ];
 
 fn range_of(key: &str) -> Option<(i64, i64)> {
@@ -183,7 +188,8 @@ impl RetentionSettings {
 pub struct RetentionOverrides(Vec<(&'static str, i64)>);
 
 impl RetentionOverrides {
-    /// Parses a client's override object. `null` for a key removes that override.
+    /// Parses a client's override object, the whole set: `null` for a key
+    /// means no override of that key.
     pub fn parse(value: &Value) -> Result<RetentionOverrides, DomainError> {
         let object = value
             .as_object()

@@ -7,7 +7,7 @@
 
 use rat_dao::{pipelines, reaper_status, settings};
 use rat_domain::{PipelineRef, ReaperStatus, RetentionOverrides, RetentionSettings};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -102,36 +102,24 @@ pub async fn pipeline_retention(services: &Services, address: &PipelineRef) -> R
     pipeline_retention_of(&client, pipeline.id, stored_overrides(&pipeline)).await
 }
 
-/// Applies a partial update of a pipeline's overrides: a key with a value
-/// sets that override, a key with `null` removes it, a missing key keeps it.
-/// `InvalidInput`, with nothing changed, for a non-object, a key that is not
-/// overridable per pipeline, or a value out of range.
-#[tracing::instrument(skip(services, patch), fields(pipeline = %address), err)]
-pub async fn update_pipeline_retention(
+/// Replaces a pipeline's overrides with `overrides`, the whole set: a key
+/// with a value overrides that setting, a key that is missing or `null` does
+/// not (the system setting applies), so `{}` removes every override. This is
+/// how ratd and its clients treat the resource (the portal's form sends the
+/// fields that have a value, and leaves out the ones reset to the system
+/// default). `InvalidInput`, with nothing changed, for a non-object, a key
+/// that is not overridable per pipeline, or a value out of range.
+#[tracing::instrument(skip(services, overrides), fields(pipeline = %address), err)]
+pub async fn set_pipeline_retention(
     services: &Services,
     address: &PipelineRef,
-    patch: &Value,
+    overrides: &Value,
 ) -> Result<PipelineRetention, ServiceError> {
     // Checks every key and value (nulls included) before anything is read.
-    let given = RetentionOverrides::parse(patch)?;
+    let overrides = RetentionOverrides::parse(overrides)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    // The row lock keeps two concurrent partial updates from losing each
-    // other's keys.
-    let pipeline = pipelines::get_by_ref_for_update(&transaction, address).await?;
-    let mut merged: Map<String, Value> = stored_overrides(&pipeline)
-        .iter()
-        .map(|(key, value)| (key.to_owned(), Value::from(value)))
-        .collect();
-    for (key, value) in patch.as_object().into_iter().flatten() {
-        if value.is_null() {
-            merged.remove(key);
-        }
-    }
-    for (key, value) in given.iter() {
-        merged.insert(key.to_owned(), Value::from(value));
-    }
-    let overrides = RetentionOverrides::parse(&Value::Object(merged))?;
+    let pipeline = pipelines::get_by_ref(&transaction, address).await?;
     pipelines::set_retention_config(&transaction, pipeline.id, overrides.to_json().as_ref()).await?;
     let retention = pipeline_retention_of(&transaction, pipeline.id, overrides).await?;
     transaction.commit().await?;

@@ -227,14 +227,18 @@ pub async fn get_pipeline_retention(
     Ok(Json(retention.into()))
 }
 
-/// Changes a pipeline's overrides: a key with a value sets it, a key with
-/// `null` removes it, a missing key keeps it. Only `runs_max_per_pipeline`,
-/// `runs_max_age_days`, `logs_max_age_days`, `quality_results_max_per_test`
-/// and `stuck_run_timeout_minutes` may be overridden, each range-checked.
-/// Answers like the `GET` (ratd answers 204).
+/// Replaces a pipeline's overrides with the body, the whole set (as ratd
+/// does, and as the portal's form expects): a key with a value overrides
+/// that setting, a missing or `null` key does not, so `{}` removes every
+/// override. `runs_max_per_pipeline`, `runs_max_age_days`,
+/// `logs_max_age_days`, `quality_results_max_per_test`,
+/// `stuck_run_timeout_minutes`, `iceberg_snapshot_max_age_days` and
+/// `iceberg_orphan_file_max_age_days` may be overridden, each range-checked;
+/// anything else is a 400 and changes nothing. Answers like the `GET` (ratd
+/// answers 204).
 #[utoipa::path(put, path = "/pipelines/{namespace}/{layer}/{name}/retention", tag = "retention",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
-    request_body(content = Object, description = "Overrides to set (or `null` to remove)"), responses(
+    request_body(content = Object, description = "The whole set of overrides (a missing or `null` key: the system setting applies)"), responses(
     (status = 200, body = PipelineRetentionDto), (status = 400, body = ErrorEnvelope),
     (status = 404, body = ErrorEnvelope)))]
 pub async fn put_pipeline_retention(
@@ -243,7 +247,7 @@ pub async fn put_pipeline_retention(
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
-    let retention = rat_service::retention::update_pipeline_retention(&state.services, &address, &body).await?;
+    let retention = rat_service::retention::set_pipeline_retention(&state.services, &address, &body).await?;
     Ok((
         Extension(AuditObject::new(
             "pipeline.retention",

@@ -210,7 +210,7 @@ pub struct UpdateZone {
     /// New description.
     #[serde(default)]
     pub description: Option<String>,
-    /// New owner.
+    /// New owner; empty keeps the current one (the portal sends `""` for none).
     #[serde(default)]
     pub owner: Option<String>,
     /// New expected schema.
@@ -230,7 +230,8 @@ pub async fn update_zone(
     let (namespace, name) = zone_address(&ns, &name)?;
     let changes = ZoneUpdate {
         description: body.description,
-        owner: body.owner,
+        // The portal sends `""` when there is no owner: no change.
+        owner: crate::extract::given(body.owner),
         expected_schema: body.expected_schema,
     };
     let zone = rat_service::landing::update_zone(&state.services, &namespace, &name, &changes).await?;

@@ -18,8 +18,8 @@ use crate::state::AppState;
 pub struct Features {
     /// `community`.
     pub edition: &'static str,
-    /// Registered plugins by name, with their health status.
-    pub plugins: BTreeMap<String, String>,
+    /// Registered plugins by name, in ratd's shape (`{enabled, type}`).
+    pub plugins: BTreeMap<String, PluginFeature>,
     /// Namespaces are supported.
     pub namespaces: bool,
     /// Several users with their own identities (Pro plugins).
@@ -36,6 +36,19 @@ pub struct Features {
     pub pipeline_versions: bool,
 }
 
+/// One registered plugin in [`Features`]: ratd's `PluginFeature`, plus its
+/// health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginFeature {
+    /// Registered plugins are enabled (as `GET /plugins?status=enabled` lists them).
+    pub enabled: bool,
+    /// The slot it fills (`auth`, `executor`, ...).
+    #[serde(rename = "type")]
+    pub slot: String,
+    /// Last known health: `healthy`, `degraded`, `down` or `unknown`.
+    pub status: String,
+}
+
 /// The edition and the features that are on.
 #[utoipa::path(get, path = "/features", tag = "platform", responses(
     (status = 200, body = Features), (status = 503, body = ErrorEnvelope)))]
@@ -46,7 +59,14 @@ pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>
         edition: "community",
         plugins: plugins
             .into_iter()
-            .map(|p| (p.name.into_string(), p.status.as_str().to_owned()))
+            .map(|p| {
+                let feature = PluginFeature {
+                    enabled: true,
+                    slot: p.slot,
+                    status: p.status.as_str().to_owned(),
+                };
+                (p.name.into_string(), feature)
+            })
             .collect(),
         namespaces: true,
         multi_user: false,

@@ -153,6 +153,14 @@ pub struct CreatePipeline {
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+    /// Sent by RAT's SDK (`CreatePipelineRequest.source`); accepted and
+    /// ignored, as ratd ignores it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Sent by RAT's SDK (`CreatePipelineRequest.unique_key`); accepted and
+    /// ignored, as ratd ignores it.
+    #[serde(default)]
+    pub unique_key: Option<String>,
 }
 
 /// Answer of `POST /pipelines`.
@@ -166,7 +174,8 @@ pub struct CreatedPipeline {
     pub name: String,
     /// `{ns}/pipelines/{layer}/{name}/`.
     pub s3_path: String,
-    /// Keys of the starter files written.
+    /// The starter files written, relative to `s3_path` (`pipeline.sql` or
+    /// `pipeline.py`, and `config.yaml`), as ratd names them.
     pub files_created: Vec<String>,
 }
 
@@ -196,6 +205,11 @@ pub async fn create(
     )
     .await?;
     let pipeline = created.pipeline;
+    let files_created = created
+        .files_created
+        .iter()
+        .map(|key| key.strip_prefix(pipeline.s3_path.as_str()).unwrap_or(key).to_owned())
+        .collect();
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new("pipeline.create", "pipeline", Some(pipeline.id))),
@@ -204,7 +218,7 @@ pub async fn create(
             layer: pipeline.address.layer.to_string(),
             name: pipeline.address.name.to_string(),
             s3_path: pipeline.s3_path,
-            files_created: created.files_created,
+            files_created,
         }),
     ))
 }
@@ -238,7 +252,7 @@ pub struct UpdatePipeline {
     /// New type.
     #[serde(rename = "type", default)]
     pub pipeline_type: Option<String>,
-    /// New owner.
+    /// New owner; empty keeps the current one (the portal sends `""` for none).
     #[serde(default)]
     pub owner: Option<String>,
     /// New history size (1..=10,000).
@@ -264,7 +278,8 @@ pub async fn update(
     let changes = PipelineUpdate {
         description: body.description,
         pipeline_type: body.pipeline_type.as_deref().map(str::parse).transpose()?,
-        owner: body.owner,
+        // The portal sends `""` when there is no owner: no change.
+        owner: crate::extract::given(body.owner),
         max_versions,
     };
     let pipeline = rat_service::pipelines::update(&state.services, &address, &changes).await?;

@@ -27,7 +27,10 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(run))
-        .routes(routes!(delete));
+        .routes(routes!(delete))
+        .routes(routes!(sdk_list, sdk_create))
+        .routes(routes!(sdk_run))
+        .routes(routes!(sdk_delete));
     crate::app::gated(Feature::QualityTests, state, routes)
 }
 
@@ -286,4 +289,68 @@ pub async fn run(
                 .collect(),
         }),
     ))
+}
+
+// RAT's TypeScript SDK (`QualityResource`) calls the same operations under
+// `/api/v1/tests/{ns}/{layer}/{name}`, a path ratd never served; these
+// aliases answer exactly as the routes above, so the SDK and the portal's
+// quality tab work unchanged.
+
+/// The pipeline's quality tests (the SDK's path for
+/// `GET /pipelines/{…}/tests`, answering the same).
+#[utoipa::path(get, path = "/tests/{namespace}/{layer}/{name}", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses(
+    (status = 200, body = TestList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn sdk_list(
+    state: State<AppState>,
+    path: PipelinePath,
+    page: ApiQuery<PageParams>,
+) -> ApiResult<Json<TestList>> {
+    list(state, path, page).await
+}
+
+/// Creates a quality test (the SDK's path for `POST /pipelines/{…}/tests`,
+/// answering the same).
+#[utoipa::path(post, path = "/tests/{namespace}/{layer}/{name}", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
+    request_body = CreateTest, responses(
+    (status = 201, body = CreatedTest), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn sdk_create(
+    state: State<AppState>,
+    path: PipelinePath,
+    body: ApiJson<CreateTest>,
+) -> ApiResult<impl IntoResponse> {
+    create(state, path, body).await
+}
+
+/// Deletes a quality test (the SDK's path for
+/// `DELETE /pipelines/{…}/tests/{test}`, answering the same).
+#[utoipa::path(delete, path = "/tests/{namespace}/{layer}/{name}/{test}", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
+        ("test" = String, Path)),
+    responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn sdk_delete(
+    state: State<AppState>,
+    path: Path<(String, String, String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    delete(state, path).await
+}
+
+/// The newest recorded result of each test (the SDK's path for
+/// `POST /pipelines/{…}/tests/run`, answering the same).
+#[utoipa::path(post, path = "/tests/{namespace}/{layer}/{name}/run", tag = "quality",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), PageParams),
+    responses(
+    (status = 200, body = TestRunDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn sdk_run(
+    state: State<AppState>,
+    path: PipelinePath,
+    page: ApiQuery<PageParams>,
+) -> ApiResult<impl IntoResponse> {
+    run(state, path, page).await
 }

@@ -97,7 +97,8 @@ pub struct PutMetadata {
     /// New description.
     #[serde(default)]
     pub description: Option<String>,
-    /// New owner (on creation, defaults to the caller).
+    /// New owner (on creation, defaults to the caller); empty keeps the
+    /// current one (the portal sends `""` for none).
     #[serde(default)]
     pub owner: Option<String>,
     /// `{column: description}`; replaces the whole map.
@@ -119,7 +120,8 @@ pub async fn put_metadata(
     let (namespace, layer, name) = table_address(&ns, &layer, &name)?;
     let changes = MetadataChanges {
         description: body.description,
-        owner: body.owner,
+        // The portal sends `""` when there is no owner: no change.
+        owner: crate::extract::given(body.owner),
         column_descriptions: body.column_descriptions,
     };
     let metadata =
