@@ -1,7 +1,8 @@
 //! `api`: `GET /api/v1/pipelines/{ns}/{layer}/{name}` under `wrk` at 32
 //! connections against the release `rat-api`, then `pgbench` running the
-//! same SELECT at 32 clients against the same server, one after the other,
-//! both over the same set of distinct pipelines (64 by default); and
+//! same SELECT at 32 clients against the same server, one after the other
+//! in alternating rounds (3 by default; medians reported), both over the
+//! same set of distinct pipelines (64 by default); and
 //! `GET /api/v1/runs?pipeline=…` over the seeded 100,000 runs.
 //! Prints requests/s, p50/p99, the ratio to pgbench, and `rat-api`'s peak RSS.
 
@@ -23,8 +24,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 32)]
     connections: u32,
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 8)]
     seconds: u32,
+    /// Rounds of the GET pipeline measurement, each rat-api then pgbench;
+    /// the figures are the rounds' medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// Distinct pipelines the GET measurement reads in turn (pgbench takes
     /// one script per pipeline, and accepts at most 128).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=128))]
@@ -99,6 +104,52 @@ fn wrk(url: &str, connections: u32, seconds: u32, script: Option<&Path>) -> anyh
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
 }
 
+/// `pgbench` running `scripts` (picked at random) at `clients`, prepared,
+/// for `seconds`: its transactions per second.
+fn pgbench_tps(url: &str, clients: u32, seconds: u32, scripts: &[PathBuf]) -> anyhow::Result<f64> {
+    let mut pgbench = Command::new("pgbench");
+    pgbench.args([
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        &clients.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &seconds.to_string(),
+    ]);
+    for script in scripts {
+        pgbench.arg("-f").arg(script);
+    }
+    let output = pgbench
+        .arg(url)
+        .output()
+        .context("running pgbench (Debian: apt-get install -y postgresql-contrib)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("could not read pgbench's output:\n{text}"))
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// A wrk script asking for `paths` in turn, each thread from its own offset.
 fn wrk_rotation(paths: &[String]) -> String {
     let list = paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(",\n  ");
@@ -165,33 +216,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let rotation = scratch.join("pipelines.lua");
     std::fs::write(&rotation, wrk_rotation(&paths))?;
 
-    println!(
-        "GET /api/v1/pipelines/{{ns}}/{{layer}}/{{name}} over {} distinct pipelines, {} connections, {} s:",
-        paths.len(),
-        args.connections,
-        args.seconds
-    );
-    wrk(&base, args.connections, 2, Some(&rotation))?; // warm-up
-    let api_result = wrk(&base, args.connections, args.seconds, Some(&rotation))?;
-    println!(
-        "  rat-api:  {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, non-2xx {}",
-        api_result.requests_per_sec, api_result.p50_ms, api_result.p99_ms, api_result.non_2xx
-    );
-
-    // The same SELECT through pgbench, prepared, at the same concurrency,
-    // over the same pipelines (one script each, picked at random).
-    let mut pgbench = Command::new("pgbench");
-    pgbench.args([
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        &args.connections.to_string(),
-        "-j",
-        "2",
-        "-T",
-        &args.seconds.to_string(),
-    ]);
+    // The same SELECT for pgbench, prepared, at the same concurrency, over
+    // the same pipelines (one script each, picked at random).
+    let mut scripts = Vec::with_capacity(addresses.len());
     for (i, (ns, layer, name)) in addresses.iter().enumerate() {
         let script = scratch.join(format!("select-{i}.sql"));
         std::fs::write(
@@ -203,30 +230,53 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                  AND deleted_at IS NULL;\n"
             ),
         )?;
-        pgbench.arg("-f").arg(&script);
+        scripts.push(script);
     }
-    let pgbench = pgbench
-        .arg(db.url())
-        .output()
-        .context("running pgbench (Debian: apt-get install -y postgresql-contrib)")?;
-    let text = String::from_utf8_lossy(&pgbench.stdout);
-    anyhow::ensure!(
-        pgbench.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&pgbench.stderr)
-    );
-    let tps: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("could not read pgbench's output:\n{text}"))?;
-    println!("  pgbench:  {tps:.0} transactions/s (same SELECT, prepared, same pipelines)");
-    println!(
-        "  ratio:    {:.0}% of pgbench (target >= 50%); p99 target < 5 ms",
-        api_result.requests_per_sec / tps * 100.0
-    );
 
+    println!(
+        "GET /api/v1/pipelines/{{ns}}/{{layer}}/{{name}} over {} distinct pipelines, {} connections, \
+         {} rounds of {} s rat-api then {} s pgbench:",
+        paths.len(),
+        args.connections,
+        args.rounds,
+        args.seconds,
+        args.seconds
+    );
+    wrk(&base, args.connections, 2, Some(&rotation))?; // warm-up
+    // Rounds alternate the two, so a slow spell of this shared machine
+    // weighs on both sides of the ratio rather than on one.
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let api_result = wrk(&base, args.connections, args.seconds, Some(&rotation))?;
+        let tps = pgbench_tps(db.url(), args.connections, args.seconds, &scripts)?;
+        println!(
+            "  round {round}: rat-api {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {}), \
+             pgbench {tps:.0} transactions/s, ratio {:.0}%",
+            api_result.requests_per_sec,
+            api_result.p50_ms,
+            api_result.p99_ms,
+            api_result.non_2xx,
+            api_result.requests_per_sec / tps * 100.0
+        );
+        rounds.push((api_result, tps));
+    }
+    let api_rps = median(rounds.iter().map(|(r, _)| r.requests_per_sec));
+    let tps = median(rounds.iter().map(|(_, tps)| *tps));
+    let p50 = median(rounds.iter().map(|(r, _)| r.p50_ms));
+    let worst_p99 = rounds.iter().map(|(r, _)| r.p99_ms).fold(0.0, f64::max);
+    let non_2xx: u64 = rounds.iter().map(|(r, _)| r.non_2xx).sum();
+    let ratios: Vec<f64> = rounds.iter().map(|(r, tps)| r.requests_per_sec / tps * 100.0).collect();
+    println!(
+        "  rat-api:  {api_rps:.0} requests/s (median), p50 {p50:.2} ms (median), p99 {worst_p99:.2} ms (worst round), \
+         non-2xx {non_2xx}"
+    );
+    println!("  pgbench:  {tps:.0} transactions/s (median; same SELECT, prepared, same pipelines)");
+    println!(
+        "  ratio:    {:.0}% of pgbench, medians (rounds {:.0}%..{:.0}%; target >= 50%); p99 target < 5 ms",
+        api_rps / tps * 100.0,
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max)
+    );
     if let Some(mb) = peak_rss_mb(api.pid()) {
         println!("  rat-api peak RSS so far: {mb:.1} MB");
     }
@@ -260,6 +310,13 @@ mod tests {
         assert!(script.contains("\"/a/b\""), "{script}");
         assert!(script.contains(r#""/c\"d""#), "{script}");
         assert!(script.contains("i = i % #paths + 1"), "{script}");
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.5);
+        assert!(median(std::iter::empty()).is_nan());
     }
 
     #[test]
