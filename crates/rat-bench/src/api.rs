@@ -192,6 +192,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    crate::settle(&client).await?;
     drop(client);
     anyhow::ensure!(!addresses.is_empty(), "the seeded database has no pipelines");
 

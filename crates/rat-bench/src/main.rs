@@ -55,6 +55,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Leaves a freshly seeded database as a long-running one would be, so that
+/// background work caused by the seed does not land inside a measurement:
+/// `VACUUM ANALYZE` (hint bits, visibility map and statistics, so autovacuum
+/// has nothing left to do) and a `CHECKPOINT` (the seed's dirty pages are
+/// written now). Returns whether the checkpoint ran: it needs a privilege the
+/// test cluster's user has but another server's may not.
+pub(crate) async fn settle(client: &rat_dao::PooledClient) -> anyhow::Result<bool> {
+    use anyhow::Context as _;
+    client.batch_execute("VACUUM ANALYZE").await.context("VACUUM ANALYZE")?;
+    Ok(client.batch_execute("CHECKPOINT").await.is_ok())
+}
+
 /// Median, 90th percentile, minimum and maximum of `samples` (milliseconds).
 pub(crate) fn summary(samples: &mut [f64]) -> String {
     samples.sort_by(f64::total_cmp);

@@ -196,19 +196,8 @@ async fn seed(db: &TestDatabase, args: &Args) -> anyhow::Result<()> {
         .context("seeding recent audit rows")?;
     let audit_secs = started.elapsed().as_secs_f64();
 
-    // VACUUM cannot run in a transaction block, so one statement per call.
     let started = Instant::now();
-    for statement in [
-        "VACUUM ANALYZE pipelines",
-        "VACUUM ANALYZE pipeline_versions",
-        "VACUUM ANALYZE runs",
-        "VACUUM ANALYZE audit_log",
-    ] {
-        client.batch_execute(statement).await.context(statement)?;
-    }
-    // The seed's dirty pages are written now rather than by a checkpoint in
-    // the middle of the pass; without the privilege the pass may pay for it.
-    let checkpoint = client.batch_execute("CHECKPOINT").await.is_ok();
+    let checkpoint = crate::settle(&client).await?;
     println!(
         "seeded {} pipelines, {} old + {} recent runs in {runs_secs:.1} s, {} old + {} recent audit rows in \
          {audit_secs:.1} s; VACUUM ANALYZE{} {:.1} s",
