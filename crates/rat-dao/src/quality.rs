@@ -98,6 +98,23 @@ pub async fn get_by_name(
     test_from_row(&row)
 }
 
+/// The pipeline's tests among `names`, in no particular order; names the
+/// pipeline has no test of are left out. One statement whatever the count
+/// (callers bound `names`).
+pub async fn get_by_names(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    names: &[&str],
+) -> Result<Vec<QualityTest>, DaoError> {
+    let rows = sql::query(
+        client,
+        &format!("SELECT {TEST_COLUMNS} FROM quality_tests WHERE pipeline_id = $1 AND name = ANY($2)"),
+        &[&pipeline_id, &names],
+    )
+    .await?;
+    rows.iter().map(test_from_row).collect()
+}
+
 /// Changes the description and/or severity of the pipeline's test `name`;
 /// `None` keeps the current value.
 pub async fn update(
@@ -203,6 +220,30 @@ pub async fn insert_result(client: &impl GenericClient, new: &NewQualityResult) 
     )
     .await?;
     result_from_row(&row)
+}
+
+/// Records `results` in one statement (callers bound how many); the number
+/// of rows written. `MissingReference { quality test }` or `{ run }` when one
+/// refers to an unknown test or run, and then none is written.
+pub async fn insert_results(client: &impl GenericClient, results: &[NewQualityResult]) -> Result<u64, DaoError> {
+    if results.is_empty() {
+        return Ok(0);
+    }
+    let test_ids: Vec<Uuid> = results.iter().map(|r| r.test_id).collect();
+    let run_ids: Vec<Option<Uuid>> = results.iter().map(|r| r.run_id).collect();
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    let values: Vec<Option<f64>> = results.iter().map(|r| r.value).collect();
+    let expected: Vec<Option<f64>> = results.iter().map(|r| r.expected).collect();
+    let durations: Vec<Option<i32>> = results.iter().map(|r| r.duration_ms).collect();
+    let ran_at: Vec<OffsetDateTime> = results.iter().map(|r| r.ran_at).collect();
+    sql::execute(
+        client,
+        "INSERT INTO quality_results (test_id, run_id, status, value, expected, duration_ms, ran_at) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::int4[], \
+                              $7::timestamptz[])",
+        &[&test_ids, &run_ids, &statuses, &values, &expected, &durations, &ran_at],
+    )
+    .await
 }
 
 /// The test's results, newest first, one page, with the total.

@@ -266,6 +266,127 @@ async fn results_round_trip_and_list() {
 }
 
 #[tokio::test]
+async fn tests_by_names_and_results_in_one_statement() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let orders = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let sales = fixtures::pipeline(&client, "default", "silver", "sales").await;
+    let row_count = quality::create(&client, &new_test(&orders, "row_count")).await.unwrap();
+    let freshness = quality::create(&client, &new_test(&orders, "freshness")).await.unwrap();
+    quality::create(&client, &new_test(&orders, "unasked")).await.unwrap();
+    quality::create(&client, &new_test(&sales, "other_pipeline"))
+        .await
+        .unwrap();
+
+    let mut found = quality::get_by_names(
+        &client,
+        orders.id,
+        &["row_count", "freshness", "other_pipeline", "ghost"],
+    )
+    .await
+    .unwrap();
+    found.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    assert_eq!(
+        found,
+        [freshness.clone(), row_count.clone()],
+        "only the pipeline's tests among the names"
+    );
+    assert!(quality::get_by_names(&client, orders.id, &[]).await.unwrap().is_empty());
+
+    let run = fixtures::run(&client, &orders).await;
+    assert_eq!(quality::insert_results(&client, &[]).await.unwrap(), 0);
+    let written = quality::insert_results(
+        &client,
+        &[
+            quality::NewQualityResult {
+                run_id: Some(run.id),
+                status: QualityStatus::Warned,
+                value: Some(12345.678),
+                expected: Some(0.1),
+                duration_ms: Some(850),
+                ..new_result(&row_count, minutes(1))
+            },
+            quality::NewQualityResult {
+                run_id: Some(run.id),
+                status: QualityStatus::Error,
+                value: None,
+                expected: None,
+                duration_ms: None,
+                ..new_result(&freshness, minutes(2))
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 2);
+    let of_run = quality::results_for_run(&client, run.id, 10).await.unwrap();
+    assert_eq!(of_run.len(), 2);
+    let (first, second) = (&of_run[0], &of_run[1]);
+    assert_eq!(
+        (
+            first.test_id,
+            first.run_id,
+            first.status,
+            first.value,
+            first.expected,
+            first.duration_ms,
+            first.ran_at
+        ),
+        (
+            row_count.id,
+            Some(run.id),
+            QualityStatus::Warned,
+            Some(12345.678),
+            Some(0.1),
+            Some(850),
+            minutes(1)
+        )
+    );
+    assert_eq!(
+        (
+            second.test_id,
+            second.status,
+            second.value,
+            second.expected,
+            second.duration_ms,
+            second.ran_at
+        ),
+        (freshness.id, QualityStatus::Error, None, None, None, minutes(2))
+    );
+    let stored: String = client
+        .query_one("SELECT value::text FROM quality_results WHERE id = $1", &[&first.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, "12345.678", "NUMERIC keeps the number");
+
+    // One unknown test refuses the whole statement: nothing of it is written.
+    let err = quality::insert_results(
+        &client,
+        &[
+            new_result(&row_count, minutes(3)),
+            quality::NewQualityResult {
+                test_id: Uuid::new_v4(),
+                ..new_result(&row_count, minutes(3))
+            },
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DaoError::MissingReference {
+                entity: "quality test",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(count_results(&client, row_count.id).await, 1);
+}
+
+#[tokio::test]
 async fn constraints_map_to_dao_errors() {
     let db = TestDatabase::new().await;
     let client = db.client().await;

@@ -18,12 +18,14 @@
 //! finished) is refused and changes nothing. Time is always passed in
 //! (`now`), so leases are testable with an injected clock.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use rat_dao::runs::{self, NotHeld, RunReport};
 use rat_dao::{DaoError, Transaction, pipelines, quality};
-use rat_domain::{LogEntry, PipelineRef, PipelineType, QualityStatus, Run, RunStatus, TestName, TestOutcome};
+use rat_domain::{
+    LogEntry, PipelineRef, PipelineType, QualityStatus, QualityTest, Run, RunStatus, TestName, TestOutcome,
+};
 use rat_versioning::{Object, ObjectKey, VersionId, VersionedStore};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
@@ -419,32 +421,34 @@ pub async fn complete(
     let run = runs::complete_held(&transaction, id, runner.as_str(), status, &completion.report, now)
         .await?
         .map_err(refused)?;
+    // Two statements whatever the count: the reported tests in one read,
+    // their results in one insert.
+    let names: Vec<&str> = results.iter().map(|r| r.test.as_str()).collect();
+    let tests: HashMap<String, QualityTest> = quality::get_by_names(&transaction, run.pipeline_id, &names)
+        .await?
+        .into_iter()
+        .map(|test| (test.name.as_str().to_owned(), test))
+        .collect();
+    let mut rows = Vec::with_capacity(results.len());
     for (result, outcome) in results.iter().zip(outcomes) {
-        let test = match quality::get_by_name(&transaction, run.pipeline_id, &result.test).await {
-            Ok(test) => test,
+        let Some(test) = tests.get(result.test.as_str()) else {
             // Dropping the transaction rolls the status change back too.
-            Err(DaoError::NotFound { .. }) => {
-                return Err(ServiceError::invalid(format!(
-                    "the run's pipeline has no quality test {}",
-                    result.test
-                )));
-            }
-            Err(other) => return Err(other.into()),
+            return Err(ServiceError::invalid(format!(
+                "the run's pipeline has no quality test {}",
+                result.test
+            )));
         };
-        quality::insert_result(
-            &transaction,
-            &quality::NewQualityResult {
-                test_id: test.id,
-                run_id: Some(run.id),
-                status: QualityStatus::evaluate(test.severity, outcome),
-                value: result.value,
-                expected: result.expected,
-                duration_ms: result.duration_ms,
-                ran_at: now,
-            },
-        )
-        .await?;
+        rows.push(quality::NewQualityResult {
+            test_id: test.id,
+            run_id: Some(run.id),
+            status: QualityStatus::evaluate(test.severity, outcome),
+            value: result.value,
+            expected: result.expected,
+            duration_ms: result.duration_ms,
+            ran_at: now,
+        });
     }
+    quality::insert_results(&transaction, &rows).await?;
     if status == RunStatus::Success {
         on_success(&mut transaction, &run, now).await?;
     }
