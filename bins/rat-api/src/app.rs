@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -98,7 +98,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
         .expose_headers([HeaderName::from_static("x-request-id")])
         .allow_credentials(true);
     let router = with_error_fallbacks(router.merge(spec).merge(extra)).layer(cors);
-    let router = outer_layers(router).with_state(state);
+    let router = outer_layers(router, &state).with_state(state);
     (router, openapi)
 }
 
@@ -119,10 +119,10 @@ pub(crate) fn with_error_fallbacks(router: Router<AppState>) -> Router<AppState>
 /// The outermost layers of every listener, around the listener's own ones:
 /// a panicking handler answers 500, and [`middleware::frame`] gives each
 /// request its id, envelope, security headers, metrics and log line.
-pub(crate) fn outer_layers(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn outer_layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     router
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn(middleware::frame))
+        .layer(from_fn_with_state(state.clone(), middleware::frame))
 }
 
 /// `GET /api/v1/openapi.json`, behind the same authentication as the API.

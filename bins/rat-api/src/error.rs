@@ -70,13 +70,28 @@ pub fn default_code(status: StatusCode) -> &'static str {
     }
 }
 
+/// Longest message an error answer carries, in characters: messages quote
+/// what the client sent (a path, a name), and a client sending megabytes
+/// must not get them echoed back.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters, marked when cut.
+fn bounded(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push_str("… (truncated)");
+    }
+    message
+}
+
 impl ApiError {
-    /// An error with an explicit status, code and message.
+    /// An error with an explicit status, code and message (cut to
+    /// [`MAX_MESSAGE_CHARS`]).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
-            message: message.into(),
+            message: bounded(message.into()),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use bytes::Bytes;
 use rat_domain::{PageRequest, PipelineRef};
@@ -13,10 +14,41 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 /// A JSON body. An empty body reads as `{}` (ratd's clients send no body for
-/// requests whose fields are all optional). Malformed JSON and wrong shapes
-/// are 400, an oversized body 413, all with the envelope.
+/// requests whose fields are all optional, and no content type with it). A
+/// body with content must be sent as `application/json` (415 otherwise):
+/// browsers send `text/plain` and form bodies to any site without asking
+/// it first, so accepting them would let any page post JSON here. Malformed
+/// JSON and wrong shapes are 400, an oversized body 413, a body that stops
+/// arriving 408, all with the envelope.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
+
+/// Whether a `Content-Type` value names JSON (`application/json`, or any
+/// `application/*+json`), parameters such as `charset` aside.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The answer to a body that could not be read: 413 over the limit, 408
+/// when it stopped arriving, 400 otherwise.
+pub fn body_read_error(status: StatusCode, error: &(dyn std::error::Error + 'static)) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RESOURCE_EXHAUSTED",
+            "request body is too large",
+        )
+    } else if crate::body::is_timeout(error) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "DEADLINE_EXCEEDED",
+            "the request body did not arrive in time",
+        )
+    } else {
+        ApiError::invalid("cannot read the request body")
+    }
+}
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
@@ -26,19 +58,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RESOURCE_EXHAUSTED",
-                    "request body is too large",
-                )
-            } else {
-                ApiError::invalid("cannot read the request body")
-            }
-        })?;
+        let json_declared = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_content_type);
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_read_error(rejection.status(), &rejection))?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
+        } else if !json_declared {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "INVALID_ARGUMENT",
+                "a request body must be sent as Content-Type: application/json",
+            ));
         } else {
             &bytes
         };

@@ -112,7 +112,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         // Around the fallback too: an unauthenticated caller learns nothing
         // about which routes exist.
         .layer(from_fn_with_state(state.clone(), authenticate_runner));
-    let router = crate::app::outer_layers(router).with_state(state);
+    let router = crate::app::outer_layers(router, &state).with_state(state);
     (router, openapi)
 }
 
@@ -125,16 +125,18 @@ pub fn router(state: AppState) -> Router {
 /// Without a configured token, lets requests through only when the listener
 /// is open ([`open_without_token`]); otherwise refuses every request.
 pub async fn authenticate_runner(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match &state.settings.runner_token {
-        Some(token) => {
-            if !middleware::bearer_matches(&request, token) {
-                return middleware::unauthorized("missing or invalid runner token");
-            }
-        }
-        None if state.settings.runner_open => {}
-        None => {
-            return middleware::unauthorized("the runner listener has no runner token configured (RAT_RUNNER_TOKEN)");
-        }
+    let refusal = match &state.settings.runner_token {
+        Some(token) if middleware::bearer_matches(&request, token) => None,
+        Some(_) => Some("missing or invalid runner token"),
+        None if state.settings.runner_open => None,
+        None => Some("the runner listener has no runner token configured (RAT_RUNNER_TOKEN)"),
+    };
+    if let Some(message) = refusal {
+        state.refusals.record(
+            crate::refusals::Refusal::Unauthenticated,
+            middleware::client_ip(&request),
+        );
+        return middleware::unauthorized(message);
     }
     next.run(request).await
 }

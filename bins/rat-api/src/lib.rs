@@ -9,13 +9,18 @@
 //! `/metrics`.
 
 pub mod app;
+pub mod body;
 pub mod error;
 pub mod extract;
 pub mod internal;
 pub mod live;
 pub mod middleware;
+pub mod refusals;
 pub mod routes;
+pub mod security;
+pub mod server;
 pub mod state;
+pub mod uploads;
 
 use std::sync::OnceLock;
 

@@ -17,8 +17,20 @@
 //! - `RAT_WEBHOOK_RATE_PER_SEC`, `RAT_WEBHOOK_BURST`, `RAT_WEBHOOK_MAX_CLIENTS`: the webhook
 //!   rate limit per client IP (10/s, bursts of 20, 10,000 clients tracked)
 //! - `RAT_WORKER_THREADS`: async worker threads (default one per core)
+//! - `RAT_ALLOWED_HOSTS`: host names served besides loopback ones when the api
+//!   has no key and listens on loopback (DNS-rebinding protection)
+//! - `RAT_METRICS_TOKEN` / `RAT_METRICS_TOKEN_FILE`: bearer token opening `/metrics`
+//!   (besides the API key; without either, `/metrics` is open)
+//! - `RAT_MAX_CONNECTIONS`: connections served at once per listener (1024)
+//! - `RAT_HEADER_READ_TIMEOUT_SECS`: time to send a request head, also the idle
+//!   keep-alive timeout (15)
+//! - `RAT_BODY_IDLE_TIMEOUT_SECS`, `RAT_BODY_READ_TIMEOUT_SECS`: longest pause in,
+//!   and longest time of, a request body (30, 300)
+//! - `RAT_MAX_URI_BYTES`, `RAT_MAX_HEADER_BYTES`: request URI and header limits (8 KiB, 32 KiB)
+//! - `RAT_MAX_CONCURRENT_UPLOADS`, `RAT_UPLOAD_SLOT_WAIT_SECS`: uploads received at once
+//!   and how long another waits for a slot (4, 30)
+//! - `RAT_MAX_EDITOR_BYTES`: largest file shown as text by `GET /files/{path}` (1 MiB)
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -108,6 +120,52 @@ struct Cli {
     #[arg(long, env = "RAT_WEBHOOK_MAX_CLIENTS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     webhook_max_clients: u64,
+    /// Host names served besides loopback ones while the api has no key and
+    /// listens on a loopback address (comma-separated).
+    #[arg(long, env = "RAT_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Bearer token that opens `/metrics` (the API key does too).
+    #[arg(long, env = "RAT_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// File holding the metrics token.
+    #[arg(long, env = "RAT_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Connections each listener serves at once; further clients wait to be accepted.
+    #[arg(long, env = "RAT_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Seconds a connection has to send a request head (also the idle keep-alive timeout).
+    #[arg(long, env = "RAT_HEADER_READ_TIMEOUT_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Longest pause, in seconds, between two pieces of a request body.
+    #[arg(long, env = "RAT_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_idle_timeout_secs: u64,
+    /// Longest time, in seconds, a whole request body may take.
+    #[arg(long, env = "RAT_BODY_READ_TIMEOUT_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    body_read_timeout_secs: u64,
+    /// Longest request URI (path and query), in bytes.
+    #[arg(long, env = "RAT_MAX_URI_BYTES", default_value_t = 8 * 1024,
+          value_parser = clap::value_parser!(u64).range(256..=32 * 1024))]
+    max_uri_bytes: u64,
+    /// Largest total size of a request's headers, in bytes.
+    #[arg(long, env = "RAT_MAX_HEADER_BYTES", default_value_t = 32 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=48 * 1024))]
+    max_header_bytes: u64,
+    /// Uploads received at once (files, landing files, samples).
+    #[arg(long, env = "RAT_MAX_CONCURRENT_UPLOADS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_concurrent_uploads: u64,
+    /// Seconds an upload waits for a slot before it is refused with 503.
+    #[arg(long, env = "RAT_UPLOAD_SLOT_WAIT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    upload_slot_wait_secs: u64,
+    /// Largest file `GET /files/{path}` shows as text, in bytes.
+    #[arg(long, env = "RAT_MAX_EDITOR_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    max_editor_bytes: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -178,11 +236,13 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         cli.runner_token.as_deref(),
         cli.runner_token_file.as_ref(),
     )?;
+    let metrics_token = rat_cli::secret(
+        "RAT_METRICS_TOKEN",
+        cli.metrics_token.as_deref(),
+        cli.metrics_token_file.as_ref(),
+    )?;
     if let Some(token) = &runner_token {
         use secrecy::ExposeSecret;
-        if token.expose_secret().is_empty() {
-            bail!("RAT_RUNNER_TOKEN must not be empty");
-        }
         // The runner token must never open /api/v1, nor a user key the runner listener.
         if api_key
             .as_ref()
@@ -229,6 +289,30 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     settings.webhook_rate_per_second = cli.webhook_rate_per_sec;
     settings.webhook_burst = cli.webhook_burst;
     settings.webhook_max_clients = usize::try_from(cli.webhook_max_clients).unwrap_or(usize::MAX);
+    settings.metrics_token = metrics_token;
+    settings.allowed_hosts = rat_api::security::allowed_hosts(
+        settings.api_key.is_some(),
+        cli.listen_addr.ip().is_loopback(),
+        &[&settings.public_url, &settings.internal_public_url],
+        &cli.allowed_hosts,
+    );
+    settings.max_uri_bytes = usize::try_from(cli.max_uri_bytes).unwrap_or(usize::MAX);
+    settings.max_header_bytes = usize::try_from(cli.max_header_bytes).unwrap_or(usize::MAX);
+    settings.body_deadlines = rat_api::body::BodyDeadlines {
+        idle: Duration::from_secs(cli.body_idle_timeout_secs),
+        total: Duration::from_secs(cli.body_read_timeout_secs),
+    };
+    settings.max_concurrent_uploads = usize::try_from(cli.max_concurrent_uploads).unwrap_or(usize::MAX);
+    settings.upload_slot_wait = Duration::from_secs(cli.upload_slot_wait_secs);
+    settings.max_editor_bytes = cli.max_editor_bytes;
+    let limits = rat_api::server::ServeLimits {
+        max_connections: usize::try_from(cli.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(cli.header_read_timeout_secs),
+        // Room for the URI and headers we check ourselves, so requests over
+        // our limits get our answer (with the envelope) rather than hyper's.
+        max_head_bytes: settings.max_uri_bytes + settings.max_header_bytes + 4 * 1024,
+    };
+    raise_open_files_limit(limits.max_connections);
     let state = AppState::new(
         Services::new(pool, store),
         settings,
@@ -249,6 +333,20 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    // Requests refused before they did anything are summed into one audit
+    // row per kind and minute, not written one row each.
+    let refusals = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(REFUSALS_FLUSH_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(e) = refusals.flush_refusals().await {
+                tracing::warn!(error = %e, "could not record the refused requests in the audit log");
+            }
+        }
+    });
+    let final_flush = state.clone();
     let runner_auth = if state.settings.runner_token.is_some() {
         "token"
     } else if state.settings.runner_open {
@@ -256,13 +354,24 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     } else {
         "refusing every request (no RAT_RUNNER_TOKEN)"
     };
+    let state_has_key = state.settings.api_key.is_some();
+    let allowed_hosts_note = match &state.settings.allowed_hosts {
+        None => "any".to_owned(),
+        Some(extra) if extra.is_empty() => "loopback names".to_owned(),
+        Some(extra) => format!("loopback names, {}", extra.join(", ")),
+    };
     let internal_app = rat_api::internal::router(state.clone());
     let app = rat_api::app::router(state);
 
     let listener = tokio::net::TcpListener::bind(cli.listen_addr)
         .await
         .with_context(|| format!("binding {}", cli.listen_addr))?;
-    tracing::info!(addr = %cli.listen_addr, auth = cli.api_key.is_some() || cli.api_key_file.is_some(), "rat-api listening");
+    tracing::info!(
+        addr = %cli.listen_addr,
+        auth = if state_has_key { "api key" } else { "none (community mode)" },
+        hosts = allowed_hosts_note,
+        "rat-api listening"
+    );
     let internal_listener = tokio::net::TcpListener::bind(cli.internal_listen_addr)
         .await
         .with_context(|| format!("binding the runner listener {}", cli.internal_listen_addr))?;
@@ -278,17 +387,12 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let public = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(stopped(stopping_rx.clone()));
-    let internal = axum::serve(
-        internal_listener,
-        internal_app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stopping_rx.clone()));
+    let public = rat_api::server::serve(listener, app, limits, stopped(stopping_rx.clone()));
+    let internal = rat_api::server::serve(internal_listener, internal_app, limits, stopped(stopping_rx.clone()));
     let grace = Duration::from_secs(cli.shutdown_timeout_secs);
     let mut grace_rx = stopping_rx;
     tokio::select! {
-        result = async { tokio::try_join!(public.into_future(), internal.into_future()) } => {
+        result = async { tokio::try_join!(public, internal) } => {
             result.context("serving")?;
         }
         () = async {
@@ -298,6 +402,44 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; exiting");
         }
     }
+    if let Err(e) = final_flush.flush_refusals().await {
+        tracing::warn!(error = %e, "could not record the refused requests in the audit log");
+    }
     tracing::info!("rat-api stopped");
     Ok(())
+}
+
+/// How often refused requests are summed into the audit log.
+const REFUSALS_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Raises this process's soft limit of open files to its hard limit (as Go
+/// programs do at start), so the connection cap, not the descriptor limit,
+/// is what bounds the connections; warns when even the hard limit is below
+/// what two listeners at the cap need.
+fn raise_open_files_limit(max_connections: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+            return;
+        };
+        if soft < hard
+            && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        {
+            tracing::warn!(error = %e, "could not raise the open files limit");
+        }
+        let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |(soft, _)| soft);
+        // Both listeners at the cap, the pool, the store's connections and spare.
+        let needed = (2 * max_connections as u64).saturating_add(256);
+        if limit < needed {
+            tracing::warn!(
+                open_files_limit = limit,
+                needed,
+                "the open files limit is below what RAT_MAX_CONNECTIONS needs on both listeners; \
+                 lower RAT_MAX_CONNECTIONS or raise the limit (ulimit -n)"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = max_connections;
 }

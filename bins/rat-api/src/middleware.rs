@@ -1,26 +1,29 @@
 //! Cross-cutting layers: request ids, the error envelope on every error,
 //! authentication, audit, metrics and feature flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, OriginalUri, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CONTENT_TYPE, REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use rat_dao::audit::{self, NewAuditEntry};
 use rat_domain::FeatureFlags;
+use rat_service::audit::NewAuditEntry;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::body::DeadlineBody;
 use crate::error::{ApiError, default_code};
 use crate::extract::{Identity, RequestId};
+use crate::refusals::Refusal;
 use crate::state::AppState;
 
 /// The request-id header, accepted from the client or generated.
@@ -45,13 +48,19 @@ fn valid_request_id(value: &HeaderValue) -> Option<String> {
 ///
 /// - takes the client's `X-Request-ID` (at most 128 printable characters) or
 ///   generates one, makes it available to handlers and logs, and echoes it;
+/// - refuses, before anything else runs, a URI or headers over their limits
+///   (414, 431), a `Host` this server does not serve and a state-changing
+///   request from a foreign `Origin` (403; [`screen`]);
+/// - puts the body under its deadlines ([`crate::body`]);
 /// - replaces any error answer that is not already JSON (axum's own
 ///   rejections, 404/405 of the router, limits of tower layers, a panic's
 ///   500) by the envelope, so no error ever reaches a client in another shape;
 /// - sets the security headers;
-/// - counts the request and records its latency by method, route and status;
+/// - counts the request and records its latency by method, route and status
+///   (methods outside the standard ones, and unmatched routes, share one
+///   label each, so invented ones cannot grow the metrics);
 /// - logs one line per request.
-pub async fn frame(mut request: Request, next: Next) -> Response {
+pub async fn frame(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -60,23 +69,33 @@ pub async fn frame(mut request: Request, next: Next) -> Response {
         // randomness on every call, a syscall per request.
         .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
     let header = HeaderValue::from_str(&id).ok();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().cloned();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        %method,
-        route = %route.as_ref().map_or_else(|| request.uri().path(), |r| r.as_str()),
+        method = %request.method(),
+        route = %route.as_ref().map_or("unmatched", |r| r.as_str()),
     );
     request.extensions_mut().insert(RequestId(id));
     let started = Instant::now();
-    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let response = match screen(&state, &request) {
+        Some(refused) => refused,
+        None => {
+            // Most requests (every GET) have no body: nothing to time.
+            if !http_body::Body::is_end_stream(request.body()) {
+                let deadlines = state.settings.body_deadlines;
+                request = request.map(|body| Body::new(DeadlineBody::new(body, deadlines)));
+            }
+            tracing::Instrument::instrument(next.run(request), span.clone()).await
+        }
+    };
     let mut response = envelope_errors(response).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request"));
     let labels = [
-        ("method", method.as_str().to_owned()),
+        ("method", method.to_owned()),
         (
             "route",
             route.map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned()),
@@ -93,6 +112,113 @@ pub async fn frame(mut request: Request, next: Next) -> Response {
         headers.insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The metrics label of a method: the standard ones by name, any other as
+/// `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The client address of a request, when the listener recorded it.
+pub(crate) fn client_ip(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// Whether `method` changes state (every method but the safe ones).
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// The answer refusing `request` before any handler runs, or `None`:
+/// - 414 for a URI longer than `max_uri_bytes`, 431 for headers larger than
+///   `max_header_bytes` (both with the envelope);
+/// - 403 for a `Host` outside `allowed_hosts` (when set: a loopback server
+///   without authentication serves only loopback names, so a page whose
+///   name was rebound to 127.0.0.1 cannot read its answers);
+/// - 403 for a state-changing request whose `Origin` is present and not
+///   trusted (`cors_origins`, or the origin of `public_url`): browsers send
+///   form, `text/plain` and multipart bodies cross-site without asking, so
+///   this is what keeps another site's page from changing the platform.
+///   Requests without `Origin` (curl, SDKs outside browsers, runners) pass.
+fn screen(state: &AppState, request: &Request) -> Option<Response> {
+    let settings = &state.settings;
+    let uri_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > settings.max_uri_bytes {
+        return Some(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "INVALID_ARGUMENT",
+                format!("request URI is too long (at most {} bytes)", settings.max_uri_bytes),
+            )
+            .into_response(),
+        );
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > settings.max_header_bytes {
+        return Some(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "INVALID_ARGUMENT",
+                format!(
+                    "request headers are too large (at most {} bytes)",
+                    settings.max_header_bytes
+                ),
+            )
+            .into_response(),
+        );
+    }
+    if let Some(allowed) = &settings.allowed_hosts {
+        let host = request.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
+            request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+        if let Some(host) = host
+            && !crate::security::host_allowed(&host, allowed)
+        {
+            state.refusals.record(Refusal::ForeignHost, client_ip(request));
+            return Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "this host name is not served here (a loopback server without authentication serves \
+                     loopback names and RAT_ALLOWED_HOSTS only)",
+                )
+                .into_response(),
+            );
+        }
+    }
+    if is_state_changing(request.method())
+        && let Some(origin) = request.headers().get(ORIGIN)
+        && !crate::security::origin_trusted(origin, settings)
+    {
+        state.refusals.record(Refusal::ForeignOrigin, client_ip(request));
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "cross-origin request refused: its Origin is not one of RAT_CORS_ORIGINS",
+            )
+            .into_response(),
+        );
+    }
+    None
 }
 
 /// The envelope instead of any error answer that is not already JSON.
@@ -146,16 +272,26 @@ fn is_webhook_call(request: &Request) -> bool {
     request.method() == Method::POST && path == WEBHOOK_PATH
 }
 
-/// Whether `request` bears `Authorization: Bearer <secret>`, compared in
-/// constant time so the answer's timing reveals nothing about the secret.
+/// Whether `request` bears `Authorization: Bearer <secret>` (the scheme in
+/// any case, RFC 7235), compared in constant time so the answer's timing
+/// reveals nothing about the secret. A missing or empty credential never
+/// matches, nor does an empty secret.
 pub(crate) fn bearer_matches(request: &Request, secret: &SecretString) -> bool {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_credential)
         .unwrap_or("");
-    presented.as_bytes().ct_eq(secret.expose_secret().as_bytes()).into()
+    let secret = secret.expose_secret().as_bytes();
+    !presented.is_empty() && !secret.is_empty() && bool::from(presented.as_bytes().ct_eq(secret))
+}
+
+/// The credential of an `Authorization: Bearer <credential>` value, the
+/// scheme matched case-insensitively.
+pub fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credential.trim())
 }
 
 /// 401 `UNAUTHENTICATED` with `WWW-Authenticate: Bearer`.
@@ -182,33 +318,26 @@ fn actor_of(state: &AppState, request: &Request) -> Option<&'static str> {
     }
 }
 
-/// Runs the request as `actor` ([`Identity`] for the handler), or answers
-/// 401 when there is none.
-async fn run_as(actor: Option<&'static str>, mut request: Request, next: Next) -> Response {
-    match actor {
-        Some(actor) => {
-            request.extensions_mut().insert(Identity {
-                actor: actor.to_owned(),
-            });
-            next.run(request).await
-        }
-        None => unauthorized("missing or invalid API key"),
-    }
-}
-
 /// Authentication, then the audit row: the one layer `/api/v1` routes sit
 /// behind. Every request authenticates ([`actor_of`]); every POST, PUT and
-/// DELETE writes one `audit_log` row after the handler ran (or after it was
-/// refused), so the outcome (status code) is recorded — failed and rejected
-/// requests included. Rows are not written while the `audit_log` feature
-/// flag is off.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let actor = actor_of(&state, &request);
+/// DELETE writes one `audit_log` row after the handler ran, so the outcome
+/// (status code) is recorded — failed requests included. Requests refused
+/// before they did anything (401 here, a webhook caller over its rate) are
+/// counted in [`crate::refusals`] instead of one row each. Rows are not
+/// written while the `audit_log` feature flag is off.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(actor) = actor_of(&state, &request) else {
+        state.refusals.record(Refusal::Unauthenticated, client_ip(&request));
+        return unauthorized("missing or invalid API key");
+    };
+    request.extensions_mut().insert(Identity {
+        actor: actor.to_owned(),
+    });
     if !matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
     ) {
-        return run_as(actor, request, next).await;
+        return next.run(request).await;
     }
     let method = request.method().clone();
     // Inside a nested router the URI has lost its prefix; the original has it.
@@ -218,40 +347,47 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .map_or_else(|| request.uri().path().to_owned(), |uri| uri.path().to_owned());
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let client_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let client = client_ip(&request);
 
-    let response = run_as(actor, request, next).await;
+    let response = next.run(request).await;
 
+    if let Some(RefusedBefore(refusal)) = response.extensions().get::<RefusedBefore>() {
+        state.refusals.record(*refusal, client);
+        return response;
+    }
     let noted = response.extensions().get::<AuditObject>().cloned().unwrap_or_default();
     let action = match noted.action {
         Some(action) => action.to_owned(),
-        None => format!("{method} {}", route.as_deref().unwrap_or(&path)),
+        None => format!("{method} {}", route.as_deref().unwrap_or("unmatched")),
     };
     let entry = NewAuditEntry {
-        actor: actor.unwrap_or("unauthenticated").to_owned(),
+        actor: actor.to_owned(),
         action: action.chars().take(100).collect(),
         object_type: noted.object_type.map(str::to_owned),
         object_id: noted.object_id,
         details: Some(serde_json::json!({
             "method": method.as_str(),
-            "path": path,
+            "path": path.chars().take(1024).collect::<String>(),
             "route": route,
             "status": response.status().as_u16(),
             "request_id": request_id,
-            "client_ip": client_ip,
+            "client_ip": client.map(|ip| ip.to_string()),
         })),
     };
-    if let Err(e) = write_audit(&state, &entry).await {
+    if let Err(e) = rat_service::audit::record(&state.services, &[entry], time::OffsetDateTime::now_utc()).await {
         // The action itself happened (or was refused); failing the answer now
         // would mislead the client. The gap is logged and counted instead.
         metrics::counter!("rat_audit_write_failures_total").increment(1);
-        tracing::error!(error = %e, action = %entry.action, "could not write the audit row");
+        tracing::error!(error = %e, action = %action, "could not write the audit row");
     }
     response
 }
+
+/// Marks an answer as a refusal made before the request did anything (a
+/// webhook caller over its rate): [`guard`] counts it in
+/// [`crate::refusals`] instead of writing an audit row.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedBefore(pub Refusal);
 
 /// What a handler tells the audit layer about the object it acted on.
 #[derive(Debug, Clone, Default)]
@@ -273,15 +409,6 @@ impl AuditObject {
             object_id,
         }
     }
-}
-
-async fn write_audit(state: &AppState, entry: &NewAuditEntry) -> Result<(), rat_service::ServiceError> {
-    let client = state.services.pool.get().await?;
-    let flags = rat_dao::settings::feature_flags(&client).await?;
-    if flags.audit_log {
-        audit::insert(&client, entry, time::OffsetDateTime::now_utc()).await?;
-    }
-    Ok(())
 }
 
 /// An optional feature whose routes answer 404 when it is off.

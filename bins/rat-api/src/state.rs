@@ -54,6 +54,27 @@ pub struct ApiSettings {
     pub webhook_burst: u32,
     /// Clients the webhook rate limiter tracks at once (bounds its memory).
     pub webhook_max_clients: usize,
+    /// Bearer token `/metrics` requires besides the API key; without either,
+    /// `/metrics` is open.
+    pub metrics_token: Option<SecretString>,
+    /// `Host` names served besides loopback ones; `None` serves every name.
+    /// `main` restricts a server without an API key on a loopback address
+    /// ([`crate::security::allowed_hosts`]).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Longest request URI (path and query) in bytes; longer ones are 414.
+    pub max_uri_bytes: usize,
+    /// Largest total size of a request's headers in bytes; larger are 431.
+    pub max_header_bytes: usize,
+    /// How long a request body may pause and take in all (408 after).
+    pub body_deadlines: crate::body::BodyDeadlines,
+    /// Uploads (files, landing files, samples) received at once; more wait
+    /// for a slot, at most `upload_slot_wait`.
+    pub max_concurrent_uploads: usize,
+    /// How long an upload waits for a slot before it is refused with 503.
+    pub upload_slot_wait: std::time::Duration,
+    /// Largest file `GET /files/{path}` returns as editable text; larger
+    /// ones, and binary ones, are downloaded with `?download=true`.
+    pub max_editor_bytes: u64,
 }
 
 /// Version information of this build.
@@ -85,7 +106,10 @@ impl ApiSettings {
     /// listener refuses every request until a runner token is set (or
     /// `runner_open`), its URL is the default `http://127.0.0.1:8090`,
     /// presigned URLs live 15 minutes, and each client may call the webhook
-    /// route 10 times a second (bursts of 20), 10,000 clients tracked.
+    /// route 10 times a second (bursts of 20), 10,000 clients tracked; URIs
+    /// up to 8 KiB, headers up to 32 KiB, bodies pausing at most 30 s and
+    /// taking at most 300 s; 4 uploads at once (others wait up to 30 s);
+    /// files up to 1 MiB shown as text; every `Host` served.
     pub fn new(public_url: impl Into<String>) -> Self {
         ApiSettings {
             api_key: None,
@@ -106,6 +130,17 @@ impl ApiSettings {
             webhook_rate_per_second: 10.0,
             webhook_burst: 20,
             webhook_max_clients: 10_000,
+            metrics_token: None,
+            allowed_hosts: None,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            body_deadlines: crate::body::BodyDeadlines {
+                idle: std::time::Duration::from_secs(30),
+                total: std::time::Duration::from_secs(300),
+            },
+            max_concurrent_uploads: 4,
+            upload_slot_wait: std::time::Duration::from_secs(30),
+            max_editor_bytes: 1024 * 1024,
         }
     }
 }
@@ -123,11 +158,14 @@ impl AppState {
         metrics: PrometheusHandle,
         live: crate::live::LiveLogs,
     ) -> Self {
+        let uploads = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_uploads.max(1)));
         AppState(Arc::new(AppStateParts {
             services,
             settings: Arc::new(settings),
             metrics,
             live,
+            refusals: crate::refusals::Refusals::default(),
+            uploads,
         }))
     }
 }
@@ -150,4 +188,20 @@ pub struct AppStateParts {
     pub metrics: PrometheusHandle,
     /// Live log streams: the notifier, the stream counters, the shutdown signal.
     pub live: crate::live::LiveLogs,
+    /// Requests refused before they did anything, to be summed into the
+    /// audit log ([`AppState::flush_refusals`]).
+    pub refusals: crate::refusals::Refusals,
+    /// Upload slots ([`ApiSettings::max_concurrent_uploads`]).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Writes the summary audit rows of the refusals counted since the last
+    /// call ([`crate::refusals`]); `main` calls it every minute and at
+    /// shutdown. Returns how many rows were written.
+    pub async fn flush_refusals(&self) -> Result<usize, rat_service::ServiceError> {
+        let now = time::OffsetDateTime::now_utc();
+        let entries = self.refusals.take(now);
+        rat_service::audit::record(&self.services, &entries, now).await
+    }
 }

@@ -207,8 +207,8 @@ async fn mutations_are_audited_after_the_handler_with_their_outcome() {
     app.get("/api/v1/namespaces").await;
 
     let rows = app.audit_rows().await;
-    assert_eq!(rows.len(), 3, "{rows:#?}");
-    let (denied, conflict, success) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(rows.len(), 2, "a refused request is counted, not written: {rows:#?}");
+    let (conflict, success) = (&rows[0], &rows[1]);
     assert_eq!(success.actor, "api-key");
     assert_eq!(success.action, "namespace.create");
     assert_eq!(success.object_type.as_deref(), Some("namespace"));
@@ -220,10 +220,17 @@ async fn mutations_are_audited_after_the_handler_with_their_outcome() {
     assert!(details["request_id"].is_string());
     assert_eq!(details["client_ip"], "127.0.0.1");
     assert_eq!(conflict.details.as_ref().unwrap()["status"], 409);
+
+    // Refusals are summed into one row per kind when flushed.
+    assert_eq!(app.state.flush_refusals().await.unwrap(), 1);
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let denied = &rows[0];
     assert_eq!(denied.actor, "unauthenticated");
-    assert_eq!(denied.details.as_ref().unwrap()["status"], 401);
-    assert_eq!(denied.details.as_ref().unwrap()["request_id"], "req-401");
-    assert_eq!(denied.action, "DELETE /api/v1/namespaces/{name}");
+    assert_eq!(denied.action, "request.unauthenticated");
+    let details = denied.details.as_ref().unwrap();
+    assert_eq!(details["count"], 1);
+    assert_eq!(details["clients"], json!([{"client_ip": "127.0.0.1", "count": 1}]));
 }
 
 #[tokio::test]

@@ -205,6 +205,7 @@ async fn an_upload_writes_the_object_then_the_row_under_a_timestamped_safe_name(
             "filename",
             "id",
             "s3_path",
+            "s3_version_id",
             "size_bytes",
             "uploaded_at",
             "uploaded_by",
@@ -213,6 +214,11 @@ async fn an_upload_writes_the_object_then_the_row_under_a_timestamped_safe_name(
     );
     let filename = f["filename"].as_str().unwrap();
     let (stamp, rest) = filename.split_at(16);
+    let (token, rest) = rest.split_once('_').unwrap();
+    assert!(
+        token.len() == 8 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{filename}"
+    );
     assert_eq!(
         rest, "Q1_report.csv",
         "basename only, unsafe characters replaced: {filename}"
@@ -236,6 +242,11 @@ async fn an_upload_writes_the_object_then_the_row_under_a_timestamped_safe_name(
     let key = ObjectKey::parse(f["s3_path"].as_str().unwrap()).unwrap();
     let object = app.services.store.get(&key, None).await.unwrap();
     assert_eq!(object.body, b"id,amount\n1,10\n");
+    assert_eq!(
+        f["s3_version_id"],
+        object.version_id.as_str(),
+        "the row pins the version written"
+    );
 
     let listed = app.get(files).await;
     assert_eq!(listed.status, 200);

@@ -272,7 +272,20 @@ impl rat_versioning::VersionedStore for NoStore {
         Self::refuse()
     }
 
+    async fn put_stream(
+        &self,
+        _: &ObjectKey,
+        _: rat_versioning::ByteSource<'_>,
+        _: &str,
+    ) -> Result<rat_versioning::Written, StoreError> {
+        Self::refuse()
+    }
+
     async fn get(&self, _: &ObjectKey, _: Option<&VersionId>) -> Result<Object, StoreError> {
+        Self::refuse()
+    }
+
+    async fn open(&self, _: &ObjectKey, _: Option<&VersionId>) -> Result<rat_versioning::Download, StoreError> {
         Self::refuse()
     }
 

@@ -100,18 +100,30 @@ impl LogArgs {
 }
 
 /// Reads a secret given directly or through a `*_FILE` path (trailing
-/// newline removed). Giving both is an error.
+/// newline removed). Giving both is an error, and so is an empty or
+/// whitespace-only secret: it would match an absent credential, or be taken
+/// for "no secret" by one reader and for "a secret" by another.
 pub fn secret(name: &str, value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Option<SecretString>> {
-    match (value, file) {
+    let text = match (value, file) {
         (Some(_), Some(_)) => bail!("give {name} or {name}_FILE, not both"),
-        (Some(value), None) => Ok(Some(SecretString::from(value.to_owned()))),
+        (Some(value), None) => value.to_owned(),
         (None, Some(path)) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("reading {name}_FILE {}", path.display()))?;
-            Ok(Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())))
+            text.trim_end_matches(['\n', '\r']).to_owned()
         }
-        (None, None) => Ok(None),
+        (None, None) => return Ok(None),
+    };
+    if text.trim().is_empty() {
+        match file {
+            Some(path) => bail!(
+                "{name}_FILE {} holds an empty secret: put the secret in it, or unset {name}_FILE",
+                path.display()
+            ),
+            None => bail!("{name} is set but empty: set it to the secret, or unset it"),
+        }
     }
+    Ok(Some(SecretString::from(text)))
 }
 
 /// Where pipeline code is stored.

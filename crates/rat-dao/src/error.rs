@@ -197,14 +197,13 @@ impl From<tokio_postgres::Error> for DaoError {
     }
 }
 
+/// Every failure to get a pooled connection is `Unavailable`: the database
+/// is down, restarting, out of connection slots, or refusing this role (a
+/// rejected login is a configuration problem of the operator's, not of the
+/// request, and the request may succeed once it is fixed).
 impl From<deadpool_postgres::PoolError> for DaoError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        match err {
-            deadpool_postgres::PoolError::Backend(pg) => DaoError::from(pg),
-            other => DaoError::Unavailable {
-                source: Box::new(other),
-            },
-        }
+        DaoError::Unavailable { source: Box::new(err) }
     }
 }
 

@@ -34,7 +34,8 @@ macro_rules! file_stats {
 
 const SUMMARY_FROM: &str = concat!("landing_zones z ", file_stats!());
 
-const FILE_COLUMNS: &str = "id, zone_id, filename, s3_path, size_bytes, content_type, uploaded_by, uploaded_at";
+const FILE_COLUMNS: &str =
+    "id, zone_id, filename, s3_path, s3_version_id, size_bytes, content_type, uploaded_by, uploaded_at";
 
 fn zone_from_row(row: &Row) -> Result<LandingZone, DaoError> {
     Ok(LandingZone {
@@ -65,6 +66,7 @@ fn file_from_row(row: &Row) -> Result<LandingFile, DaoError> {
         zone_id: row.try_get("zone_id")?,
         filename: row.try_get("filename")?,
         s3_path: row.try_get("s3_path")?,
+        s3_version_id: row.try_get("s3_version_id")?,
         size_bytes: row.try_get("size_bytes")?,
         content_type: row.try_get("content_type")?,
         uploaded_by: row.try_get("uploaded_by")?,
@@ -135,10 +137,30 @@ pub async fn get_without_stats(
     namespace: &NamespaceName,
     name: &ZoneName,
 ) -> Result<LandingZone, DaoError> {
+    zone_by_name(client, namespace, name, "").await
+}
+
+/// [`get_without_stats`], locking the row until the transaction ends (a
+/// change that depends on what the row says, such as its owner).
+pub async fn get_without_stats_for_update(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+) -> Result<LandingZone, DaoError> {
+    zone_by_name(client, namespace, name, " FOR UPDATE").await
+}
+
+/// The zone row `ns/name`; `lock` is `""` or a fixed locking clause.
+async fn zone_by_name(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    lock: &'static str,
+) -> Result<LandingZone, DaoError> {
     let row = sql::query_one(
         client,
         "landing zone",
-        &format!("SELECT {ZONE_COLUMNS} FROM landing_zones WHERE namespace = $1 AND name = $2"),
+        &format!("SELECT {ZONE_COLUMNS} FROM landing_zones WHERE namespace = $1 AND name = $2{lock}"),
         &[&namespace.as_str(), &name.as_str()],
     )
     .await?;
@@ -282,10 +304,12 @@ pub async fn delete(client: &impl GenericClient, namespace: &NamespaceName, name
 pub struct NewLandingFile {
     /// The zone.
     pub zone_id: Uuid,
-    /// Stored filename (`YYYYMMDD_HHMMSS_<basename>`).
+    /// Stored filename (`YYYYMMDD_HHMMSS_<token>_<basename>`).
     pub filename: String,
     /// Object key.
     pub s3_path: String,
+    /// The version of the object written for this upload.
+    pub s3_version_id: Option<String>,
     /// Size.
     pub size_bytes: i64,
     /// MIME type as uploaded.
@@ -305,8 +329,9 @@ pub async fn insert_file(
         client,
         "landing file",
         &format!(
-            "INSERT INTO landing_files (zone_id, filename, s3_path, size_bytes, content_type, uploaded_by, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FILE_COLUMNS}"
+            "INSERT INTO landing_files (zone_id, filename, s3_path, size_bytes, content_type, uploaded_by, uploaded_at, \
+                 s3_version_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FILE_COLUMNS}"
         ),
         &[
             &new.zone_id,
@@ -316,6 +341,7 @@ pub async fn insert_file(
             &new.content_type,
             &new.uploaded_by,
             &now,
+            &new.s3_version_id,
         ],
     )
     .await?;

@@ -226,6 +226,7 @@ pub const CLAIM_SQL: &str = concat!(
     "WITH picked AS ( \
          SELECT id AS picked_id FROM runs \
          WHERE status = 'pending' \
+           AND EXISTS (SELECT 1 FROM pipelines p WHERE p.id = runs.pipeline_id AND p.deleted_at IS NULL) \
          ORDER BY created_at, id \
          LIMIT $1 \
          FOR UPDATE SKIP LOCKED \
@@ -635,6 +636,46 @@ pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<(), DaoErro
         return Err(DaoError::NotFound { entity: "run" });
     }
     Ok(())
+}
+
+/// Cancels every pending or running run of the pipeline at `now`, with
+/// `error` as their reason (runners holding one learn it at their next
+/// heartbeat), and announces each on [`STATUS_CHANNEL`]. Returns their ids.
+pub async fn cancel_active_of_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: Uuid,
+    error: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Uuid>, DaoError> {
+    let rows = sql::query(
+        client,
+        "UPDATE runs SET status = 'cancelled', finished_at = $2, error = COALESCE(error, $3) \
+         WHERE pipeline_id = $1 AND status IN ('pending', 'running') \
+         RETURNING id",
+        &[&pipeline_id, &now, &error],
+    )
+    .await?;
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<Vec<Uuid>, _>>()?;
+    sql::notify_each(client, STATUS_CHANNEL, &ids).await?;
+    Ok(ids)
+}
+
+/// Which of `pipeline_ids` have a pending or running run (one statement, off
+/// the small partial index of active runs).
+pub async fn with_active_run(client: &impl GenericClient, pipeline_ids: &[Uuid]) -> Result<Vec<Uuid>, DaoError> {
+    if pipeline_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sql::query(
+        client,
+        "SELECT DISTINCT pipeline_id FROM runs WHERE status IN ('pending', 'running') AND pipeline_id = ANY($1)",
+        &[&pipeline_ids],
+    )
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
 /// Whether the pipeline has a pending or running run.

@@ -533,6 +533,18 @@ pub async fn earliest_slot(client: &impl GenericClient) -> Result<Option<OffsetD
 /// `NOTIFY` [`CHANGED_CHANNEL`] with the schedule's id as payload, delivered
 /// when the caller's transaction commits (at once outside a transaction), so
 /// sleeping schedulers recompute when to wake up.
+/// Disables every schedule of the pipeline (and clears their next slot).
+/// Returns how many were enabled.
+pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid) -> Result<u64, DaoError> {
+    sql::execute(
+        client,
+        "UPDATE schedules SET enabled = false, next_run_at = NULL WHERE pipeline_id = $1 AND enabled",
+        &[&pipeline_id],
+    )
+    .await
+}
+
+/// Sends the schedules-changed notification for `id` (delivered at commit).
 pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
     sql::notify(client, CHANGED_CHANNEL, id).await
 }

@@ -150,6 +150,18 @@ pub async fn delete(
     Ok(())
 }
 
+/// Deletes the metadata of every table of `namespace` (triggers remove their
+/// ownership, shares and project memberships). Returns how many rows went.
+pub async fn delete_namespace(client: &impl GenericClient, namespace: &NamespaceName) -> Result<u64, DaoError> {
+    sql::execute(
+        client,
+        "DELETE FROM table_metadata WHERE namespace = $1",
+        &[&namespace.as_str()],
+    )
+    .await
+    .map_err(DaoError::on_delete)
+}
+
 /// Metadata rows (of one namespace, or of all), ordered by namespace, layer
 /// and name (all three as text, so `bronze`, `gold`, `silver`), one page, with
 /// the total.

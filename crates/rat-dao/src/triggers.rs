@@ -414,6 +414,18 @@ pub async fn set_missing_next_fire_at(
 /// `NOTIFY rat_schedules, '<trigger id>'` ([`crate::schedules::CHANGED_CHANNEL`]),
 /// delivered when the caller's transaction commits: schedulers wake up and
 /// re-read the earliest slot.
+/// Disables every trigger of the pipeline (and clears their next slot).
+/// Returns how many were enabled.
+pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid) -> Result<u64, DaoError> {
+    sql::execute(
+        client,
+        "UPDATE pipeline_triggers SET enabled = false, next_fire_at = NULL WHERE pipeline_id = $1 AND enabled",
+        &[&pipeline_id],
+    )
+    .await
+}
+
+/// Sends the schedules-changed notification for trigger `id` (delivered at commit).
 pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
     sql::notify(client, crate::schedules::CHANGED_CHANNEL, id).await
 }

@@ -27,6 +27,7 @@ fn new_zone(namespace: &str, name: &str) -> landing::NewLandingZone {
 
 fn new_file(zone_id: Uuid, filename: &str, size_bytes: i64) -> landing::NewLandingFile {
     landing::NewLandingFile {
+        s3_version_id: None,
         zone_id,
         filename: filename.to_owned(),
         s3_path: format!("default/landing/uploads/{filename}"),

@@ -36,7 +36,8 @@ landing_zones: id uuid | namespace varchar(63) | name varchar(255) | description
   | expected_schema text | processed_max_age_days integer null | auto_purge boolean | created_at timestamptz \
   | updated_at timestamptz
 landing_files: id uuid | zone_id uuid | filename varchar(1024) | s3_path varchar(1024) | size_bytes bigint \
-  | content_type varchar(128) | uploaded_by varchar(255) null | uploaded_at timestamptz
+  | content_type varchar(128) | uploaded_by varchar(255) null | uploaded_at timestamptz \
+  | s3_version_id varchar(1024) null
 ownership: id uuid | object_type varchar(20) | object_id uuid | owner varchar(255) | created_at timestamptz
 shares: id uuid | object_type varchar(20) | object_id uuid | shared_with varchar(255) | access_level varchar(10) \
   | granted_by varchar(255) | granted_at timestamptz

@@ -55,10 +55,13 @@ pub struct LandingFile {
     pub id: Uuid,
     /// The zone.
     pub zone_id: Uuid,
-    /// Stored filename (`YYYYMMDD_HHMMSS_<basename>`).
+    /// Stored filename (`YYYYMMDD_HHMMSS_<token>_<basename>`).
     pub filename: String,
     /// Object key.
     pub s3_path: String,
+    /// The version of the object this row describes (`None` for rows
+    /// written before versions were recorded: they describe HEAD).
+    pub s3_version_id: Option<String>,
     /// Size.
     pub size_bytes: i64,
     /// MIME type as uploaded.

@@ -28,6 +28,7 @@ mod retention;
 mod run;
 mod schedule;
 mod table;
+pub mod text;
 mod trigger;
 mod versions;
 

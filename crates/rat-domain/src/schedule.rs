@@ -52,6 +52,20 @@ impl CronExpr {
         })
     }
 
+    /// `Invalid { cron }` when the expression can never fire (`0 0 30 2 *`:
+    /// February has no 30th). Every expression that fires at all fires
+    /// within 28 years of any instant (the cycle of weekdays and leap
+    /// years), so one search from a fixed instant settles it. Applied to new
+    /// expressions, not to stored ones (so a row stored before this check
+    /// still reads back).
+    pub fn check_fires(&self) -> Result<(), DomainError> {
+        let reference = chrono::DateTime::from_timestamp(946_684_800, 0).expect("2000-01-01T00:00:00Z is valid");
+        match self.cron.find_next_occurrence(&reference, true) {
+            Ok(next) if next.timestamp() - reference.timestamp() <= 29 * 366 * 86_400 => Ok(()),
+            _ => Err(DomainError::invalid("cron", "it can never fire (no date matches it)")),
+        }
+    }
+
     /// The expression as written (trimmed).
     pub fn as_str(&self) -> &str {
         &self.text
@@ -159,6 +173,27 @@ pub struct Schedule {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expressions_that_can_never_fire_are_told_apart() {
+        for never in ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 6,9,11 *"] {
+            let err = CronExpr::parse(never).unwrap().check_fires().unwrap_err();
+            assert!(err.to_string().contains("never fire"), "{never}: {err}");
+        }
+        for fires in [
+            "0 0 29 2 *",
+            "0 0 29 2 1",
+            "* * * * *",
+            "@yearly",
+            "*/5 * * * * *",
+            "0 0 31 * *",
+        ] {
+            CronExpr::parse(fires)
+                .unwrap()
+                .check_fires()
+                .unwrap_or_else(|e| panic!("{fires}: {e}"));
+        }
+    }
     use super::*;
     use time::macros::datetime;
 

@@ -1,7 +1,10 @@
-//! Reading the audit log (rows are written by the api's audit layer).
+//! The audit log: recording what was done (the api's audit layer calls
+//! [`record`] once per mutation) and reading it back.
 
+pub use rat_dao::audit::NewAuditEntry;
 use rat_dao::audit::{self, AuditFilter};
 use rat_domain::{AuditEntry, Page, PageRequest};
+use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
 
@@ -13,4 +16,25 @@ pub async fn list(
 ) -> Result<Page<AuditEntry>, ServiceError> {
     let client = services.pool.get().await?;
     Ok(audit::list(&client, filter, page).await?)
+}
+
+/// Records `entries` stamped `now`, on one connection, unless the
+/// `audit_log` feature flag is off (then nothing is written). Returns how
+/// many rows were written.
+pub async fn record(
+    services: &Services,
+    entries: &[NewAuditEntry],
+    now: OffsetDateTime,
+) -> Result<usize, ServiceError> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let client = services.pool.get().await?;
+    if !rat_dao::settings::feature_flags(&client).await?.audit_log {
+        return Ok(0);
+    }
+    for entry in entries {
+        audit::insert(&client, entry, now).await?;
+    }
+    Ok(entries.len())
 }

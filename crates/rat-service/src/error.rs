@@ -170,6 +170,9 @@ impl From<StoreError> for ServiceError {
         match err {
             StoreError::InvalidKey { .. } | StoreError::InvalidVersion { .. } => ServiceError::invalid(err.to_string()),
             StoreError::NotFound { .. } => ServiceError::NotFound { entity: "file" },
+            // The client's content stopped arriving; the api answers with
+            // what it knows of why (too large, too slow).
+            StoreError::BodyFailed { .. } => ServiceError::invalid("the uploaded content could not be read"),
             StoreError::NotVersioned { .. } | StoreError::Unavailable { .. } | StoreError::Config { .. } => {
                 ServiceError::Unavailable {
                     message: err.to_string(),

@@ -1,9 +1,12 @@
 //! Reading and changing files through the store, keeping each pipeline's
 //! `draft_dirty` true whenever its HEAD may differ from what is published.
 
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
 use rat_dao::pipelines;
 use rat_domain::PipelineRef;
-use rat_versioning::{KeyPrefix, Object, ObjectHead, ObjectKey, VersionId};
+use rat_versioning::{ByteSource, Download, KeyPrefix, Object, ObjectHead, ObjectKey, VersionId, VersionedStore};
 use uuid::Uuid;
 
 use crate::pipelines::content_type;
@@ -16,63 +19,106 @@ pub struct WrittenFile {
     pub key: ObjectKey,
     /// The version just written.
     pub version_id: VersionId,
-    /// The live pipeline whose directory holds the file, if any.
-    pub pipeline_id: Option<Uuid>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The live pipeline whose directory holds the file.
+    pub pipeline_id: Uuid,
 }
 
-/// Marks the live pipeline owning `key` (if any) dirty. Returns the id of
-/// the pipeline marked.
-async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<Option<Uuid>, ServiceError> {
-    let Some((address, _)) = PipelineRef::from_file_key(key.as_str()) else {
-        return Ok(None);
-    };
+/// The pipeline whose directory holds `key`. Keys outside every pipeline
+/// directory are refused: landing zone files and samples are changed through
+/// their own routes (which keep their rows and fire their triggers), and
+/// nothing else belongs in the store.
+fn pipeline_of(key: &ObjectKey) -> Result<PipelineRef, ServiceError> {
+    PipelineRef::from_file_key(key.as_str())
+        .map(|(address, _)| address)
+        .ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "{key} is not inside a pipeline's directory: files are written at \
+                 {{namespace}}/pipelines/{{layer}}/{{name}}/..., landing zone files through /landing-zones"
+            ))
+        })
+}
+
+/// The live pipeline whose directory holds `key` ([`pipeline_of`]), marked
+/// dirty. One connection, held only for this.
+async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<Uuid, ServiceError> {
+    let address = pipeline_of(key)?;
     let client = services.pool.get().await?;
-    match pipelines::get_by_ref(&client, &address).await {
-        Ok(pipeline) => {
-            pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
-            Ok(Some(pipeline.id))
-        }
-        Err(rat_dao::DaoError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    let pipeline = pipelines::get_by_ref(&client, &address).await?;
+    pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
+    Ok(pipeline.id)
 }
 
-/// Writes a new version of the file at `path`.
-///
-/// Inside a pipeline directory the pipeline is marked dirty before the write
-/// (so a crash after the write never leaves it clean) and again after it (so
-/// a publish that listed the files before the write landed cannot leave it
-/// clean either; see [`crate::versions::publish`]).
+/// Changes a file of a live pipeline with `change`, keeping its
+/// `draft_dirty` true whenever HEAD may differ from what is published: the
+/// pipeline is marked dirty before the change (so a crash after it never
+/// leaves it clean) and again after it (so a publish that listed the files
+/// before the change landed cannot leave it clean either; see
+/// [`crate::versions::publish`]). No connection is held during the change.
+async fn change_in_pipeline<T>(
+    services: &Services,
+    key: &ObjectKey,
+    change: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<(Uuid, T), ServiceError> {
+    let pipeline_id = mark_dirty(services, key).await?;
+    let changed = change.await?;
+    mark_dirty(services, key).await?;
+    Ok((pipeline_id, changed))
+}
+
+/// Writes a new version of the file at `path`, inside a live pipeline's
+/// directory (`InvalidInput` outside one, `NotFound` for an unknown
+/// pipeline); the pipeline's draft turns dirty.
 #[tracing::instrument(skip(services, body), fields(size = body.len()), err)]
 pub async fn write_file(services: &Services, path: &str, body: Vec<u8>) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
-    let pipeline_id = mark_dirty(services, &key).await?;
-    let version_id = services.store.put(&key, body, content_type(key.file_name())).await?;
-    if pipeline_id.is_some() {
-        mark_dirty(services, &key).await?;
-    }
+    let size = body.len() as u64;
+    let put = async { Ok(services.store.put(&key, body, content_type(key.file_name())).await?) };
+    let (pipeline_id, version_id) = change_in_pipeline(services, &key, put).await?;
     Ok(WrittenFile {
         key,
         version_id,
+        size,
         pipeline_id,
     })
 }
 
-/// Deletes the file at `path` (a delete marker: older versions, and any
-/// publish pinning them, stay readable). Marks its pipeline dirty like
-/// [`write_file`]. `NotFound` when the file does not exist at HEAD. Returns
-/// the id of the live pipeline whose directory held the file, if any.
-#[tracing::instrument(skip(services), err)]
-pub async fn delete_file(services: &Services, path: &str) -> Result<Option<Uuid>, ServiceError> {
+/// [`write_file`] with the content as it arrives (an upload), never held
+/// whole in memory. When `body` fails nothing is written
+/// (`StoreError::BodyFailed` becomes `InvalidInput`; the caller knows why).
+#[tracing::instrument(skip(services, body), err)]
+pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
+    let put = async {
+        Ok(services
+            .store
+            .put_stream(&key, body, content_type(key.file_name()))
+            .await?)
+    };
+    let (pipeline_id, written) = change_in_pipeline(services, &key, put).await?;
+    Ok(WrittenFile {
+        key,
+        version_id: written.version_id,
+        size: written.size,
+        pipeline_id,
+    })
+}
+
+/// Deletes the file at `path` inside a live pipeline's directory (a delete
+/// marker: older versions, and any publish pinning them, stay readable);
+/// the pipeline's draft turns dirty. `NotFound` when the file does not exist
+/// at HEAD. Returns the pipeline's id.
+#[tracing::instrument(skip(services), err)]
+pub async fn delete_file(services: &Services, path: &str) -> Result<Uuid, ServiceError> {
+    let key = ObjectKey::parse(path)?;
+    // Keys outside pipelines are refused before the store is asked.
+    pipeline_of(&key)?;
     if services.store.head(&key).await?.is_none() {
         return Err(ServiceError::NotFound { entity: "file" });
     }
-    let pipeline_id = mark_dirty(services, &key).await?;
-    services.store.delete(&key).await?;
-    if pipeline_id.is_some() {
-        mark_dirty(services, &key).await?;
-    }
+    let delete = async { Ok(services.store.delete(&key).await?) };
+    let (pipeline_id, _) = change_in_pipeline(services, &key, delete).await?;
     Ok(pipeline_id)
 }
 
@@ -81,6 +127,98 @@ pub async fn read_file(services: &Services, path: &str, version: Option<&str>) -
     let key = ObjectKey::parse(path)?;
     let version = version.map(VersionId::new).transpose()?;
     Ok(services.store.get(&key, version.as_ref()).await?)
+}
+
+/// A file read to be shown and edited as text ([`read_text`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextFile {
+    /// The file, as text.
+    Text(Object),
+    /// Larger than the limit asked for: not read.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// Not text: not valid UTF-8, or holding control characters other than
+    /// tab, line and form feed and carriage return.
+    Binary {
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+/// Whether `bytes` is text an editor can show and save back unchanged.
+pub fn is_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|text| {
+        !text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}'))
+    })
+}
+
+/// The file at `path` at HEAD as text, when it is text of at most
+/// `max_bytes`: a larger file is not read at all. `NotFound` when missing.
+pub async fn read_text(services: &Services, path: &str, max_bytes: u64) -> Result<TextFile, ServiceError> {
+    let key = ObjectKey::parse(path)?;
+    let head = services
+        .store
+        .head(&key)
+        .await?
+        .ok_or(ServiceError::NotFound { entity: "file" })?;
+    if head.size > max_bytes {
+        return Ok(TextFile::TooLarge { size: head.size });
+    }
+    let object = services.store.get(&key, Some(&head.version_id)).await?;
+    if !is_text(&object.body) {
+        return Ok(TextFile::Binary {
+            size: object.body.len() as u64,
+        });
+    }
+    Ok(TextFile::Text(object))
+}
+
+/// Opens the file at `path` (HEAD, or an exact version) to be read in
+/// pieces, whatever its size: downloads.
+pub async fn open_file(services: &Services, path: &str, version: Option<&str>) -> Result<Download, ServiceError> {
+    let key = ObjectKey::parse(path)?;
+    let version = version.map(VersionId::new).transpose()?;
+    Ok(services.store.open(&key, version.as_ref()).await?)
+}
+
+/// Objects deleted at once by [`delete_all_under`].
+const DELETE_CONCURRENCY: usize = 16;
+
+/// Most listing pages [`delete_all_under`] works through (of 1,000 objects).
+const MAX_DELETE_PAGES: usize = 10_000;
+
+/// Deletes every object at HEAD under `prefix` (delete markers: older
+/// versions, and publishes pinning them, stay readable), a page at a time
+/// and [`DELETE_CONCURRENCY`] at once. Returns how many were deleted.
+pub(crate) async fn delete_all_under(
+    store: &Arc<dyn VersionedStore>,
+    prefix: &KeyPrefix,
+) -> Result<usize, ServiceError> {
+    let mut deleted = 0;
+    for _ in 0..MAX_DELETE_PAGES {
+        // Deleted keys leave the listing, so the first page is always next.
+        let page = store.list_latest(prefix, None, LIST_PAGE_SIZE).await?;
+        if page.items.is_empty() {
+            return Ok(deleted);
+        }
+        let count = page.items.len();
+        futures_util::stream::iter(page.items)
+            .map(|head| {
+                let store = store.clone();
+                async move { store.delete(&head.key).await }
+            })
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?;
+        deleted += count;
+    }
+    Err(ServiceError::Internal {
+        source: format!("more than {} objects under {prefix}", MAX_DELETE_PAGES * LIST_PAGE_SIZE).into(),
+    })
 }
 
 /// The most files [`list_files`] returns in one answer.

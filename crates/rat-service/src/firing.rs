@@ -349,8 +349,26 @@ pub async fn fire_due_cron_triggers(
         more: i64::try_from(due.len()).is_ok_and(|n| n >= batch),
         ..CronTickReport::default()
     };
+    // The rule schedules follow: a slot whose pipeline had a run pending or
+    // running when the batch began is skipped, so a trigger firing faster
+    // than its pipeline runs does not pile runs up (an every-second cron
+    // would otherwise add one per second). As for schedules, the runs this
+    // batch creates do not count: two triggers of one pipeline due at one
+    // instant both fire.
+    let pipeline_ids: Vec<Uuid> = due.iter().map(|d| d.trigger.pipeline_id).collect();
+    let busy: std::collections::HashSet<Uuid> = runs::with_active_run(&transaction, &pipeline_ids)
+        .await?
+        .into_iter()
+        .collect();
     for triggers::DueTrigger { trigger, slot } in &due {
-        let outcome = fire_cron_slot(&mut transaction, trigger, *slot, now).await?;
+        let outcome = fire_cron_slot(
+            &mut transaction,
+            trigger,
+            *slot,
+            busy.contains(&trigger.pipeline_id),
+            now,
+        )
+        .await?;
         if outcome.run_id().is_some() {
             report.fired += 1;
         } else {
@@ -370,8 +388,19 @@ async fn fire_cron_slot(
     transaction: &mut Transaction<'_>,
     trigger: &Trigger,
     slot: OffsetDateTime,
+    pipeline_busy: bool,
     now: OffsetDateTime,
 ) -> Result<FireOutcome, ServiceError> {
+    if pipeline_busy
+        && let TriggerConfig::Cron { cron_expr } | TriggerConfig::CronDependency { cron_expr, .. } = &trigger.config
+    {
+        tracing::info!(trigger = %trigger.id, %slot, "cron trigger slot skipped: its pipeline has an active run");
+        let next = cron_expr.next_after(now, &ScheduleTimezone::UTC);
+        triggers::set_next_fire_at(&*transaction, trigger.id, next).await?;
+        return Ok(FireOutcome::NotRunnable(
+            "its pipeline has a run pending or running".to_owned(),
+        ));
+    }
     let (cron, outcome) = match &trigger.config {
         TriggerConfig::Cron { cron_expr } => {
             let label = trigger_label::cron(cron_expr.as_str());

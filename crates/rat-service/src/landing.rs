@@ -1,14 +1,17 @@
 //! Landing zones, their files (in the store), samples and lifecycle.
 //!
 //! A zone's objects live under `{ns}/landing/{zone}/`: uploaded files directly
-//! below it (`YYYYMMDD_HHMMSS_<name>`, one `landing_files` row each) and
-//! curated sample files under `_samples/` (objects only, no rows). The row and
-//! the object of an upload are written object first, so a row never points at
-//! nothing; a failed row write removes the object again.
+//! below it (`YYYYMMDD_HHMMSS_<token>_<name>`, a key of their own per upload,
+//! one `landing_files` row each, pinning the version written) and curated
+//! sample files under `_samples/` (objects only, no rows). The row and the
+//! object of an upload are written object first, so a row never points at
+//! nothing; a failed row write removes the version again. Uploads arrive as
+//! streams and are never held whole in memory.
 
 use rat_dao::landing::{self, NewLandingFile, NewLandingZone, ZoneUpdate};
+use rat_domain::text::{MAX_DESCRIPTION_CHARS, MAX_SCHEMA_NOTE_CHARS, check_text_len};
 use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
-use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
+use rat_versioning::{ByteSource, KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -56,12 +59,14 @@ pub fn original_basename(uploaded: &str) -> &str {
     uploaded.rsplit(['/', '\\']).next().unwrap_or(uploaded)
 }
 
-/// `basename` prefixed with the upload time, `YYYYMMDD_HHMMSS_` in UTC, so
-/// repeated uploads of one file keep their history side by side.
-pub fn timestamped(basename: &str, now: OffsetDateTime) -> String {
+/// `basename` prefixed with the upload time, `YYYYMMDD_HHMMSS_` in UTC, and
+/// `token` (8 hex digits), so repeated uploads of one file keep their history
+/// side by side, and two uploads of one name in the same second never share
+/// a key (the first would be silently replaced).
+pub fn stored_name(basename: &str, now: OffsetDateTime, token: u32) -> String {
     let t = now.to_offset(time::UtcOffset::UTC);
     format!(
-        "{:04}{:02}{:02}_{:02}{:02}{:02}_{basename}",
+        "{:04}{:02}{:02}_{:02}{:02}{:02}_{token:08x}_{basename}",
         t.year(),
         u8::from(t.month()),
         t.day(),
@@ -85,11 +90,7 @@ fn samples_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefi
 /// Deletes every object under `prefix` (delete markers; older versions stay
 /// readable). Returns how many were deleted.
 async fn delete_all_under(services: &Services, prefix: &KeyPrefix) -> Result<usize, ServiceError> {
-    let objects = list_all_latest(services.store.as_ref(), prefix).await?;
-    for object in &objects {
-        services.store.delete(&object.key).await?;
-    }
-    Ok(objects.len())
+    crate::files::delete_all_under(&services.store, prefix).await
 }
 
 /// Zones (of one namespace, or of all) by namespace then name, each with its
@@ -113,6 +114,8 @@ pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<Lan
     if let Some(owner) = &new.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
+    check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
+    check_text_len("expected_schema", &new.expected_schema, MAX_SCHEMA_NOTE_CHARS)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     // The insert takes the name: a concurrent create of the same zone waits
@@ -152,18 +155,37 @@ async fn existing_zone(
 }
 
 /// Changes a zone's description, owner or expected schema (absent fields keep
-/// their value).
+/// their value) on behalf of `actor`. A new owner is refused (`Forbidden`)
+/// unless `actor` is the zone's owner, as for pipelines and tables.
 pub async fn update_zone(
     services: &Services,
     namespace: &NamespaceName,
     name: &ZoneName,
     changes: &ZoneUpdate,
+    actor: &str,
 ) -> Result<LandingZoneSummary, ServiceError> {
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
-    let client = services.pool.get().await?;
-    Ok(landing::update(&client, namespace, name, changes).await?)
+    if let Some(description) = &changes.description {
+        check_text_len("description", description, MAX_DESCRIPTION_CHARS)?;
+    }
+    if let Some(schema) = &changes.expected_schema {
+        check_text_len("expected_schema", schema, MAX_SCHEMA_NOTE_CHARS)?;
+    }
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    if let Some(owner) = &changes.owner {
+        let zone = landing::get_without_stats_for_update(&transaction, namespace, name).await?;
+        if zone.owner.as_deref() != Some(owner.as_str()) && zone.owner.as_deref() != Some(actor) {
+            return Err(ServiceError::Forbidden {
+                message: "only the owner can change the owner".to_owned(),
+            });
+        }
+    }
+    let updated = landing::update(&transaction, namespace, name, changes).await?;
+    transaction.commit().await?;
+    Ok(updated)
 }
 
 /// Deletes a zone, its file rows, and every object under its prefix (files
@@ -201,19 +223,17 @@ pub async fn list_files(
     Ok(landing::list_files(&client, zone.id, page).await?)
 }
 
-/// A file to store in a zone.
+/// A file to store in a zone (its content comes as a stream beside it).
 #[derive(Debug, Clone)]
 pub struct Upload {
     /// The name to store it under, from [`stored_basename`]; an upload to the
-    /// zone's files also gets the [`timestamped`] prefix.
+    /// zone's files gets the [`stored_name`] prefix too.
     pub basename: String,
     /// The name the client gave, reduced to its last path segment only
     /// ([`original_basename`]); `file_pattern` triggers match it.
     pub original_name: String,
     /// MIME type as uploaded (at most 128 characters).
     pub content_type: String,
-    /// The content.
-    pub body: Vec<u8>,
 }
 
 /// Longest stored content type (`landing_files.content_type`).
@@ -228,39 +248,44 @@ fn checked_content_type(content_type: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Stores an uploaded file in the zone as `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<name>`
-/// and records it; returns the file row. The object is written first; then
-/// one transaction records the row and fires the zone's triggers
+/// Stores an uploaded file in the zone as
+/// `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<token>_<name>` and records it (with
+/// the version written); returns the file row. The object is written first,
+/// from `body` as it arrives, with no database connection held meanwhile;
+/// then one transaction records the row and fires the zone's triggers
 /// (`crate::firing::fire_upload`: its `landing_zone_upload` triggers, and its
 /// `file_pattern` triggers whose glob matches `upload.original_name`), so the
 /// runs exist if and only if the file is recorded. When that transaction
-/// fails (the zone was deleted meanwhile, the database failed) the object is
-/// deleted again. A trigger that cannot fire never fails the upload.
-#[tracing::instrument(skip(services, upload), fields(size = upload.body.len()), err)]
+/// fails (the zone was deleted meanwhile, the database failed) the version
+/// written is removed again. A trigger that cannot fire never fails the
+/// upload.
+#[tracing::instrument(skip(services, upload, body), err)]
 pub async fn upload_file(
     services: &Services,
     namespace: &NamespaceName,
     name: &ZoneName,
     upload: Upload,
+    body: ByteSource<'_>,
     uploaded_by: Option<String>,
     now: OffsetDateTime,
 ) -> Result<LandingFile, ServiceError> {
     checked_content_type(&upload.content_type)?;
-    let mut client = services.pool.get().await?;
-    let zone = landing::get_without_stats(&client, namespace, name).await?;
-    let filename = timestamped(&upload.basename, now);
+    let zone = existing_zone(services, namespace, name).await?;
+    let filename = stored_name(&upload.basename, now, rand::random());
     let key = zone_prefix(namespace, name)?.join(&filename)?;
-    let size_bytes = i64::try_from(upload.body.len()).map_err(|_| ServiceError::invalid("file is too large"))?;
-    services.store.put(&key, upload.body, &upload.content_type).await?;
+    let written = services.store.put_stream(&key, body, &upload.content_type).await?;
+    let size_bytes = i64::try_from(written.size).map_err(|_| ServiceError::invalid("file is too large"))?;
     let new = NewLandingFile {
         zone_id: zone.id,
         filename,
         s3_path: key.as_str().to_owned(),
+        s3_version_id: Some(written.version_id.as_str().to_owned()),
         size_bytes,
         content_type: upload.content_type,
         uploaded_by,
     };
     let recorded = async {
+        let mut client = services.pool.get().await?;
         let mut transaction = client.transaction().await?;
         let file = landing::insert_file(&transaction, &new, now).await?;
         // TRIGGER HOOK (uploads): the zone's triggers fire once the row exists,
@@ -273,7 +298,7 @@ pub async fn upload_file(
     match recorded {
         Ok(file) => Ok(file),
         Err(e) => {
-            if let Err(cleanup) = services.store.delete(&key).await {
+            if let Err(cleanup) = services.store.delete_version(&key, &written.version_id).await {
                 tracing::warn!(key = %key, error = %cleanup, "could not remove the object of a failed upload");
             }
             Err(e)
@@ -361,24 +386,24 @@ pub async fn list_samples(
 }
 
 /// Stores a sample file under `{ns}/landing/{zone}/_samples/<name>`, replacing
-/// (as a new version) a sample of the same name.
-#[tracing::instrument(skip(services, upload), fields(size = upload.body.len()), err)]
+/// (as a new version) a sample of the same name, from `body` as it arrives.
+#[tracing::instrument(skip(services, upload, body), err)]
 pub async fn upload_sample(
     services: &Services,
     namespace: &NamespaceName,
     name: &ZoneName,
     upload: Upload,
+    body: ByteSource<'_>,
     now: OffsetDateTime,
 ) -> Result<Sample, ServiceError> {
     checked_content_type(&upload.content_type)?;
     existing_zone(services, namespace, name).await?;
     let key = samples_prefix(namespace, name)?.join(&upload.basename)?;
-    let size = upload.body.len() as u64;
-    services.store.put(&key, upload.body, &upload.content_type).await?;
+    let written = services.store.put_stream(&key, body, &upload.content_type).await?;
     Ok(Sample {
         filename: upload.basename,
         key,
-        size,
+        size: written.size,
         modified: now,
     })
 }
@@ -445,8 +470,16 @@ mod tests {
     }
 
     #[test]
-    fn uploads_are_prefixed_with_their_utc_time() {
+    fn uploads_are_prefixed_with_their_utc_time_and_a_token() {
         let at = datetime!(2026-03-07 09:05:03 +02:00);
-        assert_eq!(timestamped("orders.csv", at), "20260307_070503_orders.csv");
+        assert_eq!(
+            stored_name("orders.csv", at, 0xbeef),
+            "20260307_070503_0000beef_orders.csv"
+        );
+        assert_ne!(
+            stored_name("orders.csv", at, 1),
+            stored_name("orders.csv", at, 2),
+            "two uploads in one second get two keys"
+        );
     }
 }

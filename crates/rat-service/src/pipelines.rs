@@ -2,6 +2,7 @@
 
 use rat_dao::access;
 use rat_dao::pipelines::{self, NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_domain::text::{MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
 use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
@@ -47,6 +48,7 @@ pub fn starter_files(address: &PipelineRef, pipeline_type: PipelineType) -> Vec<
 /// starts from its starter files only.
 #[tracing::instrument(skip(services, new), fields(pipeline = %new.address), err)]
 pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<CreatedPipeline, ServiceError> {
+    check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     // The insert takes the name: a concurrent create of the same name waits
@@ -125,12 +127,15 @@ pub async fn list(
 /// Most versions of history a pipeline may keep.
 pub const MAX_MAX_VERSIONS: i32 = 10_000;
 
-/// Applies `changes` (absent fields keep their value). `max_versions` must be
-/// 1..=10,000; lowering it takes effect at the next publish.
+/// Applies `changes` (absent fields keep their value) on behalf of `actor`.
+/// `max_versions` must be 1..=10,000; lowering it takes effect at the next
+/// publish. A new `owner` is a transfer: `Forbidden` unless `actor` owns the
+/// pipeline, as `POST /sharing/transfer` requires.
 pub async fn update(
     services: &Services,
     address: &PipelineRef,
     changes: &PipelineUpdate,
+    actor: &str,
 ) -> Result<Pipeline, ServiceError> {
     if let Some(max) = changes.max_versions
         && !(1..=MAX_MAX_VERSIONS).contains(&max)
@@ -142,22 +147,45 @@ pub async fn update(
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
+    if let Some(description) = &changes.description {
+        check_text_len("description", description, MAX_DESCRIPTION_CHARS)?;
+    }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let pipeline = pipelines::update(&transaction, address, changes).await?;
-    // The ownership row follows the owner column, so the two never drift.
     if let Some(owner) = &changes.owner {
-        access::set_owner(&transaction, ObjectType::Pipeline, pipeline.id, owner).await?;
+        let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
+        // The ownership row moves with the owner column, so the two never drift.
+        let (id, column) = (current.id, current.owner.as_deref());
+        crate::sharing::change_owner(&transaction, ObjectType::Pipeline, id, column, actor, owner).await?;
     }
+    let pipeline = pipelines::update(&transaction, address, changes).await?;
     transaction.commit().await?;
     Ok(pipeline)
 }
 
 /// Soft-deletes the live pipeline at `address`: its name is free again at
-/// once; the reaper purges the row, its history and its files later.
+/// once; the reaper purges the row, its history and its files later. In the
+/// same transaction its pending and running runs are cancelled (no runner
+/// claims them any more, and one holding a run learns at its next
+/// heartbeat) and its schedules and triggers disabled, so nothing of it
+/// keeps running or firing.
+#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
 pub async fn delete(services: &Services, address: &PipelineRef, now: OffsetDateTime) -> Result<Pipeline, ServiceError> {
-    let client = services.pool.get().await?;
-    Ok(pipelines::soft_delete(&client, address, now).await?)
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let deleted = pipelines::soft_delete(&transaction, address, now).await?;
+    let cancelled =
+        rat_dao::runs::cancel_active_of_pipeline(&transaction, deleted.id, "the pipeline was deleted", now).await?;
+    let schedules = rat_dao::schedules::disable_for_pipeline(&transaction, deleted.id).await?;
+    let triggers = rat_dao::triggers::disable_for_pipeline(&transaction, deleted.id).await?;
+    transaction.commit().await?;
+    tracing::info!(
+        runs_cancelled = cancelled.len(),
+        schedules,
+        triggers,
+        "pipeline deleted"
+    );
+    Ok(deleted)
 }
 
 /// The content type stored with a file, from its name.

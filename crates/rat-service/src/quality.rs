@@ -25,13 +25,14 @@ use rat_versioning::{KeyPrefix, ObjectKey, VersionedStore};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::{ServiceError, Services, files};
+use crate::pipelines::content_type;
+use crate::{ServiceError, Services};
 
 /// Largest SQL text of one test, in bytes.
 pub const MAX_TEST_SQL_BYTES: usize = 1024 * 1024;
 
 /// Longest description of one test, in characters (ratd's limit).
-pub const MAX_DESCRIPTION_CHARS: usize = 5000;
+pub const MAX_DESCRIPTION_CHARS: usize = rat_domain::text::MAX_DESCRIPTION_CHARS;
 
 /// Test SQL files read from the store at once by [`list_tests`].
 const SQL_READ_CONCURRENCY: usize = 8;
@@ -100,11 +101,7 @@ fn check_new_test(new: &NewTest) -> Result<(), ServiceError> {
             new.sql.len()
         )));
     }
-    if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ServiceError::invalid(format!(
-            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
-        )));
-    }
+    rat_domain::text::check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     Ok(())
 }
 
@@ -178,6 +175,10 @@ async fn read_text(store: &dyn VersionedStore, key: &str) -> Result<Option<Strin
 /// test of that name (its SQL is left untouched), `NotFound` for an unknown
 /// pipeline, `InvalidInput` for empty or oversized SQL, `Unavailable` when
 /// the store fails (nothing is created then).
+///
+/// One pooled connection throughout, never a second one while it is held
+/// (a request holding one connection and waiting for another would, under
+/// load, leave every connection held by a waiter).
 #[tracing::instrument(skip(services, new), fields(pipeline = %address, test = %new.name), err)]
 pub async fn create_test(
     services: &Services,
@@ -188,20 +189,18 @@ pub async fn create_test(
     let mut client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     let key = test_key(&KeyPrefix::parse(&pipeline.s3_path)?, &new.name)?;
+    // A duplicate is refused before anything changes (and again under the
+    // lock below, for one created meanwhile).
+    refuse_duplicate(&client, pipeline.id, &new.name).await?;
+    // Dirty before the file can change, committed at once: a crash after the
+    // write never leaves the pipeline clean.
+    pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
 
     let transaction = client.transaction().await?;
     // Held until commit: a concurrent create of the same name waits here and
     // then sees this one's row, so it never overwrites this test's SQL.
     quality::lock_test_name(&transaction, pipeline.id, &new.name).await?;
-    match quality::get_by_name(&transaction, pipeline.id, &new.name).await {
-        Ok(_) => return Err(ServiceError::AlreadyExists { entity: "quality test" }),
-        Err(rat_dao::DaoError::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    // The file first, the row last: the insert takes a key-share lock on the
-    // pipeline row, which must not be held while `write_file` updates that
-    // row from another connection (a publish waiting for the row in between
-    // would deadlock the two).
+    refuse_duplicate(&transaction, pipeline.id, &new.name).await?;
     let row = NewQualityTest {
         pipeline_id: pipeline.id,
         name: new.name,
@@ -210,7 +209,14 @@ pub async fn create_test(
         s3_path: key.as_str().to_owned(),
     };
     let created = async {
-        files::write_file(services, key.as_str(), new.sql.into_bytes()).await?;
+        services
+            .store
+            .put(&key, new.sql.into_bytes(), content_type(key.file_name()))
+            .await?;
+        // Dirty again after the write, in this transaction: a publish that
+        // listed the files before the write landed cannot leave it clean.
+        // The row lock this takes is held only until the commit below.
+        pipelines::set_draft_dirty(&transaction, pipeline.id, true).await?;
         Ok::<_, ServiceError>(quality::create(&transaction, &row).await?)
     }
     .await;
@@ -235,10 +241,23 @@ pub async fn create_test(
     Ok(created)
 }
 
+/// `AlreadyExists { quality test }` when the pipeline has a test `name`.
+async fn refuse_duplicate(
+    client: &impl rat_dao::GenericClient,
+    pipeline_id: Uuid,
+    name: &TestName,
+) -> Result<(), ServiceError> {
+    match quality::get_by_name(client, pipeline_id, name).await {
+        Ok(_) => Err(ServiceError::AlreadyExists { entity: "quality test" }),
+        Err(rat_dao::DaoError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Deletes the pipeline's test `name`: its row (with its results) and its
 /// SQL file (a delete marker; the pipeline turns dirty). Returns the deleted
 /// test. `NotFound` for an unknown pipeline or test; when the store fails the
-/// row is kept (`Unavailable`).
+/// row is kept (`Unavailable`). One pooled connection throughout.
 #[tracing::instrument(skip(services), fields(pipeline = %address), err)]
 pub async fn delete_test(
     services: &Services,
@@ -247,15 +266,19 @@ pub async fn delete_test(
 ) -> Result<QualityTest, ServiceError> {
     let mut client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    // An unknown test is refused before anything changes.
+    quality::get_by_name(&client, pipeline.id, name).await?;
+    pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
     let transaction = client.transaction().await?;
     quality::lock_test_name(&transaction, pipeline.id, name).await?;
     let test = quality::get_by_name(&transaction, pipeline.id, name).await?;
     quality::delete(&transaction, pipeline.id, name).await?;
-    match files::delete_file(services, &test.s3_path).await {
-        // A file already gone (deleted through the files API) is what we want.
-        Ok(_) | Err(ServiceError::NotFound { .. }) => {}
-        Err(e) => return Err(e),
+    let key = ObjectKey::parse(&test.s3_path)?;
+    // A file already gone (deleted through the files API) is what we want.
+    if services.store.head(&key).await?.is_some() {
+        services.store.delete(&key).await?;
     }
+    pipelines::set_draft_dirty(&transaction, pipeline.id, true).await?;
     transaction.commit().await?;
     Ok(test)
 }

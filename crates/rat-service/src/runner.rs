@@ -397,6 +397,9 @@ pub async fn complete(
     if !status.is_terminal() {
         return Err(ServiceError::invalid("status must be success, failed or cancelled"));
     }
+    if let Some(error) = &completion.report.error {
+        rat_domain::text::check_text_len("error", error, rat_domain::text::MAX_RUN_ERROR_CHARS)?;
+    }
     let results = &completion.quality_results;
     if results.len() > MAX_QUALITY_RESULTS {
         return Err(ServiceError::invalid(format!(
@@ -495,6 +498,9 @@ pub async fn callback_status(
         return Err(ServiceError::invalid(
             "status must be running, success, failed or cancelled",
         ));
+    }
+    if let Some(error) = &report.error {
+        rat_domain::text::check_text_len("error", error, rat_domain::text::MAX_RUN_ERROR_CHARS)?;
     }
     let mut client = services.pool.get().await?;
     let mut transaction = client.transaction().await?;

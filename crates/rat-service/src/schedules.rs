@@ -51,6 +51,7 @@ pub struct ScheduleSpec {
 /// slot computed at `now`. `NotFound` for an unknown pipeline.
 #[tracing::instrument(skip(services, spec), fields(pipeline = %spec.address), err)]
 pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTime) -> Result<Schedule, ServiceError> {
+    spec.cron.check_fires()?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref(&transaction, &spec.address).await?;
@@ -112,6 +113,9 @@ pub async fn update(
     changes: &ScheduleChanges,
     now: OffsetDateTime,
 ) -> Result<Schedule, ServiceError> {
+    if let Some(cron) = &changes.cron {
+        cron.check_fires()?;
+    }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let current = schedules::get_for_update(&transaction, id).await?;

@@ -21,9 +21,11 @@ fn not_owner() -> ServiceError {
     }
 }
 
-/// Moves the ownership row from `from` to `to`. An object without an
-/// ownership row (created before ownership was recorded) is transferable by
-/// the identity its `owner` column names, which then gets the row.
+/// Moves the ownership row from `from` to `to`: `Forbidden` unless `from`
+/// owns the object. An object without an ownership row (created before
+/// ownership was recorded) is transferable by the identity its `owner`
+/// column names, which then gets the row. Every change of an owner goes
+/// through here: a transfer, and a `PUT` that sets `owner`.
 async fn move_ownership(
     client: &impl rat_dao::GenericClient,
     object_type: ObjectType,
@@ -41,6 +43,24 @@ async fn move_ownership(
         Err(DaoError::NotFound { .. }) => Err(not_owner()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Makes `new_owner` the owner of an object whose owner column says
+/// `current`, on behalf of `actor`: nothing when it already is, else a
+/// transfer ([`move_ownership`]: `Forbidden` unless `actor` owns it). The
+/// caller then writes the column, in the same transaction.
+pub(crate) async fn change_owner(
+    client: &impl rat_dao::GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    current: Option<&str>,
+    actor: &str,
+    new_owner: &str,
+) -> Result<(), ServiceError> {
+    if current != Some(new_owner) {
+        move_ownership(client, object_type, object_id, current, actor, new_owner).await?;
+    }
+    Ok(())
 }
 
 /// Transfers the object `object_type`/`object_id` from `from` (the caller) to

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use rat_dao::{access, tables};
+use rat_domain::text::{MAX_COLUMN_DESCRIPTIONS, MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{Layer, NamespaceName, ObjectType, TableMetadata, TableName};
 
 use crate::{ServiceError, Services};
@@ -46,12 +47,28 @@ pub async fn put_metadata(
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
-    if let Some(columns) = &changes.column_descriptions
-        && columns.keys().any(|column| column.trim().is_empty())
-    {
-        return Err(ServiceError::invalid(
-            "column_descriptions: column names must not be empty",
-        ));
+    if let Some(description) = &changes.description {
+        check_text_len("description", description, MAX_DESCRIPTION_CHARS)?;
+    }
+    if let Some(columns) = &changes.column_descriptions {
+        if columns.keys().any(|column| column.trim().is_empty()) {
+            return Err(ServiceError::invalid(
+                "column_descriptions: column names must not be empty",
+            ));
+        }
+        if columns.len() > MAX_COLUMN_DESCRIPTIONS {
+            return Err(ServiceError::invalid(format!(
+                "column_descriptions may describe at most {MAX_COLUMN_DESCRIPTIONS} columns"
+            )));
+        }
+        for (column, description) in columns {
+            check_text_len(
+                "column_descriptions (column name)",
+                column,
+                rat_domain::TableName::MAX_LEN,
+            )?;
+            check_text_len("column_descriptions", description, MAX_DESCRIPTION_CHARS)?;
+        }
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -65,6 +82,12 @@ pub async fn put_metadata(
         (None, None) => Some(actor),
         (None, Some(_)) => None,
     };
+    // A new owner of existing metadata is a transfer: only its owner may
+    // make it, as `POST /sharing/transfer` requires.
+    if let (Some(owner), Some(row)) = (&changes.owner, &existing) {
+        let (id, column) = (row.id, row.owner.as_deref());
+        crate::sharing::change_owner(&transaction, ObjectType::Table, id, column, actor, owner).await?;
+    }
     let row = tables::upsert(
         &transaction,
         namespace,

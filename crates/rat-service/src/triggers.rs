@@ -67,9 +67,13 @@ pub struct CreatedTrigger {
 }
 
 /// Refuses what a config may not be beyond its shape: a `pipeline_success`
-/// trigger watching its own pipeline, a `file_pattern` that is not a glob.
+/// trigger watching its own pipeline, a `file_pattern` that is not a glob, a
+/// cron expression that can never fire.
 fn check_config(pipeline: &Pipeline, config: &TriggerConfig) -> Result<(), ServiceError> {
     match config {
+        TriggerConfig::Cron { cron_expr } | TriggerConfig::CronDependency { cron_expr, .. } => {
+            Ok(cron_expr.check_fires()?)
+        }
         TriggerConfig::PipelineSuccess { upstream } if *upstream == pipeline.address => Err(ServiceError::invalid(
             "a pipeline_success trigger cannot watch its own pipeline",
         )),

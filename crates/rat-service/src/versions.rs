@@ -14,6 +14,7 @@
 //! nothing, never "clean" when HEAD differs.
 
 use rat_dao::{pipeline_versions, pipelines};
+use rat_domain::text::{MAX_MESSAGE_CHARS, check_text_len};
 use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, PipelineVersion, PublishedVersions, parse_version_number};
 use rat_versioning::{KeyPrefix, Object, ObjectKey, VersionId, list_all_latest};
 use time::OffsetDateTime;
@@ -67,6 +68,7 @@ pub async fn publish(
     message: &str,
     now: OffsetDateTime,
 ) -> Result<Published, ServiceError> {
+    check_text_len("message", message, MAX_MESSAGE_CHARS)?;
     let client = services.pool.get().await?;
     let before = pipelines::get_by_ref(&client, address).await?;
     drop(client);
@@ -109,6 +111,9 @@ pub async fn rollback(
     now: OffsetDateTime,
 ) -> Result<RolledBack, ServiceError> {
     let target = parse_version_number(target)?;
+    if let Some(message) = message {
+        check_text_len("message", message, MAX_MESSAGE_CHARS)?;
+    }
     let client = services.pool.get().await?;
     let before = pipelines::get_by_ref(&client, address).await?;
     let target_version = pipeline_versions::get(&client, before.id, target).await?;

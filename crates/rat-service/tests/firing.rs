@@ -144,6 +144,16 @@ async fn succeed(world: &World, pipeline: &Pipeline, now: OffsetDateTime) -> Run
         .unwrap()
 }
 
+/// Runs `run` to success at `now` through ratd's callback.
+async fn finish(world: &World, run: &Run, now: OffsetDateTime) {
+    let report = RunReport::default();
+    for status in [RunStatus::Running, RunStatus::Success] {
+        runner::callback_status(&world.services, run.id, status, &report, now)
+            .await
+            .unwrap();
+    }
+}
+
 /// Asserts the run a trigger created: label, trigger, slot, creation time,
 /// the pipeline's published snapshot, and the trigger's record of the fire.
 #[track_caller]
@@ -326,9 +336,22 @@ async fn a_deleted_target_does_not_fire_and_says_why() {
     rat_service::pipelines::delete(&world.services, &orders.address, at(1))
         .await
         .unwrap();
+    // Deleting the pipeline disabled its triggers.
     let mut client = world.db.client().await;
     let mut transaction = client.transaction().await.unwrap();
     let outcome = firing::fire(&mut transaction, &hook, "trigger:pipeline_success:x", None, at(2))
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert!(matches!(&outcome, FireOutcome::Disabled), "{outcome:?}");
+    assert!(!stored(&world, hook.id).await.enabled);
+    // One enabled behind the service's back still does not fire, and says why.
+    client
+        .execute("UPDATE pipeline_triggers SET enabled = true WHERE id = $1", &[&hook.id])
+        .await
+        .unwrap();
+    let mut transaction = client.transaction().await.unwrap();
+    let outcome = firing::fire(&mut transaction, &hook, "trigger:pipeline_success:x", None, at(3))
         .await
         .unwrap();
     transaction.commit().await.unwrap();
@@ -441,8 +464,20 @@ fn upload(sent_name: &str) -> Upload {
         basename: landing::stored_basename(sent_name).unwrap(),
         original_name: landing::original_basename(sent_name).to_owned(),
         content_type: "text/csv".to_owned(),
-        body: b"id\n1\n".to_vec(),
     }
+}
+
+/// The content of every test upload, as the stream an upload arrives as.
+fn content() -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin {
+    futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"id\n1\n"))])
+}
+
+/// Whether `filename` is `{stamp}_{8 hex}_{name}`: an upload's stored name.
+fn is_stored_name(filename: &str, stamp: &str, name: &str) -> bool {
+    filename
+        .strip_prefix(&format!("{stamp}_"))
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(token, rest)| token.len() == 8 && token.bytes().all(|b| b.is_ascii_hexdigit()) && rest == name)
 }
 
 fn zone_config(zone: &str) -> serde_json::Value {
@@ -519,12 +554,21 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
     .await;
     disable(&world, &orders, &off).await;
 
-    let file = landing::upload_file(&world.services, &ns, &uploads, upload("orders.csv"), None, at(10))
-        .await
-        .unwrap();
-    assert_eq!(
-        file.filename, "20260401_080010_orders.csv",
-        "the upload itself is unaffected"
+    let file = landing::upload_file(
+        &world.services,
+        &ns,
+        &uploads,
+        upload("orders.csv"),
+        &mut content(),
+        None,
+        at(10),
+    )
+    .await
+    .unwrap();
+    assert!(
+        is_stored_name(&file.filename, "20260401_080010", "orders.csv"),
+        "the upload itself is unaffected: {}",
+        file.filename
     );
     let zone_label = "trigger:landing_zone_upload:default/uploads";
     let any_runs = runs_of(&world, &any).await;
@@ -556,12 +600,17 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
         &ns,
         &uploads,
         upload("C:\\exports\\Q1 report (final).xlsx"),
+        &mut content(),
         None,
         at(20),
     )
     .await
     .unwrap();
-    assert_eq!(file.filename, "20260401_080020_Q1_report__final_.xlsx");
+    assert!(
+        is_stored_name(&file.filename, "20260401_080020", "Q1_report__final_.xlsx"),
+        "{}",
+        file.filename
+    );
     let spaced_runs = runs_of(&world, &spaced).await;
     assert_eq!(spaced_runs.len(), 1);
     assert_fired(
@@ -875,20 +924,22 @@ async fn a_trigger_change_wakes_the_schedulers() {
 #[tokio::test]
 async fn a_cron_slot_fires_once_with_concurrent_callers() {
     let world = fs_world().await;
-    let orders = pipeline(&world, "silver", "orders", true).await;
+    // One pipeline each: a pipeline with an active run skips its slots.
     let mut all = Vec::new();
-    for _ in 0..20 {
-        all.push(
+    for i in 0..20 {
+        let target = pipeline(&world, "silver", &format!("orders_{i}"), true).await;
+        all.push((
+            target.clone(),
             trigger_at(
                 &world,
-                &orders,
+                &target,
                 TriggerType::Cron,
                 json!({"cron_expr": "*/5 * * * *"}),
                 0,
                 clock((12, 1, 0)),
             )
             .await,
-        );
+        ));
     }
     assert_eq!(
         tick(&world.services, clock((12, 4, 59))).await,
@@ -911,10 +962,10 @@ async fn a_cron_slot_fires_once_with_concurrent_callers() {
     };
     let (a, b) = tokio::join!(scheduler(world.services.clone()), scheduler(world.services.clone()));
     assert_eq!(a + b, 20, "every slot fired once: {a} + {b}");
-    for cron in &all {
+    for (target, cron) in &all {
         let created = runs_of(&world, cron).await;
         assert_eq!(created.len(), 1);
-        assert_fired(&created[0], cron, &orders, "trigger:cron:*/5 * * * *", now);
+        assert_fired(&created[0], cron, target, "trigger:cron:*/5 * * * *", now);
         assert_eq!(created[0].scheduled_for, Some(clock((12, 5, 0))), "the slot");
         let after = stored(&world, cron.id).await;
         assert_eq!(
@@ -949,6 +1000,7 @@ async fn missed_slots_collapse_into_one_fire() {
     assert_eq!(created.len(), 1, "one run, not ten");
     assert_eq!(created[0].scheduled_for, Some(clock((12, 1, 0))));
     assert_eq!(next_fire(&world, &every_minute).await, Some(clock((12, 11, 0))));
+    finish(&world, &created[0], clock((12, 10, 30))).await;
     assert_eq!(tick(&world.services, clock((12, 10, 50))).await.fired, 0);
     assert_eq!(tick(&world.services, clock((12, 11, 0))).await.fired, 1);
 }
@@ -989,6 +1041,8 @@ async fn cron_slots_respect_cooldowns_unpublished_targets_and_the_slot_index() {
         "advanced all the same"
     );
 
+    // Its run finished (a pipeline with an active run skips its slots).
+    finish(&world, &runs_of(&world, &cooled).await[0], clock((12, 1, 30))).await;
     // 12:02 and 12:03 are within the 150 s cooldown of the 12:01 fire.
     for slot in [clock((12, 2, 0)), clock((12, 3, 0))] {
         let report = tick(&world.services, slot).await;
@@ -996,6 +1050,7 @@ async fn cron_slots_respect_cooldowns_unpublished_targets_and_the_slot_index() {
     }
     assert_eq!(runs_of(&world, &cooled).await.len(), 1);
     assert_eq!(tick(&world.services, clock((12, 4, 0))).await.fired, 1);
+    finish(&world, &runs_of(&world, &cooled).await[1], clock((12, 4, 30))).await;
 
     // Even if a slot came due again (a claim gone wrong), its run is unique.
     triggers::set_next_fire_at(&world.db.client().await, cooled.id, Some(clock((12, 4, 0))))
@@ -1011,11 +1066,11 @@ async fn cron_slots_respect_cooldowns_unpublished_targets_and_the_slot_index() {
 #[tokio::test]
 async fn a_full_batch_says_there_is_more() {
     let world = fs_world().await;
-    let orders = pipeline(&world, "silver", "orders", true).await;
-    for _ in 0..3 {
+    for i in 0..3 {
+        let target = pipeline(&world, "silver", &format!("orders_{i}"), true).await;
         trigger_at(
             &world,
-            &orders,
+            &target,
             TriggerType::Cron,
             json!({"cron_expr": "0 * * * *"}),
             0,
@@ -1076,6 +1131,8 @@ async fn cron_dependency_fires_once_every_dependency_succeeded_since_its_previou
         stored(&world, dependent.id).await.last_triggered_at,
         Some(clock((12, 30, 0)))
     );
+    // Its run finished (a pipeline with an active run skips its slots).
+    finish(&world, &created[0], clock((12, 35, 0))).await;
     // 12:40: the successes before the previous fire do not count again.
     assert_eq!(tick_at(clock((12, 40, 0))).await.fired, 0);
     // 12:50: raw succeeded again, clean not yet.
@@ -1091,4 +1148,55 @@ async fn cron_dependency_fires_once_every_dependency_succeeded_since_its_previou
         "a dependency that does not exist is never met"
     );
     assert_eq!(stored(&world, never.id).await.last_triggered_at, None);
+}
+
+#[tokio::test]
+async fn cron_slots_are_skipped_while_the_pipeline_has_an_active_run() {
+    let world = fs_world().await;
+    let orders = pipeline(&world, "silver", "orders", true).await;
+    let every_second = trigger_at(
+        &world,
+        &orders,
+        TriggerType::Cron,
+        json!({"cron_expr": "* * * * * *"}),
+        0,
+        clock((12, 0, 0)),
+    )
+    .await;
+    assert_eq!(tick(&world.services, clock((12, 0, 1))).await.fired, 1);
+    // The run is still pending: the next slots do not pile runs up.
+    for second in 2..6 {
+        let report = tick(&world.services, clock((12, 0, second))).await;
+        assert_eq!((report.fired, report.skipped), (0, 1), "second {second}");
+    }
+    assert_eq!(runs_of(&world, &every_second).await.len(), 1);
+    assert_eq!(next_fire(&world, &every_second).await, Some(clock((12, 0, 6))));
+    // Once it finished, the next slot fires again.
+    finish(&world, &runs_of(&world, &every_second).await[0], clock((12, 0, 5))).await;
+    assert_eq!(tick(&world.services, clock((12, 0, 6))).await.fired, 1);
+    assert_eq!(runs_of(&world, &every_second).await.len(), 2);
+}
+
+#[tokio::test]
+async fn cron_expressions_that_can_never_fire_are_refused() {
+    let world = fs_world().await;
+    let orders = pipeline(&world, "silver", "orders", true).await;
+    for (trigger_type, config) in [
+        (TriggerType::Cron, json!({"cron_expr": "0 0 30 2 *"})),
+        (
+            TriggerType::CronDependency,
+            json!({"cron_expr": "0 0 30 2 *", "dependencies": ["default.bronze.raw"]}),
+        ),
+    ] {
+        let spec = TriggerSpec {
+            config: TriggerConfig::from_client(trigger_type, &config).unwrap(),
+            enabled: true,
+            cooldown_seconds: 0,
+        };
+        let refused = rat_service::triggers::create(&world.services, &orders.address, spec, T0).await;
+        assert!(
+            matches!(&refused, Err(rat_service::ServiceError::InvalidInput { message }) if message.contains("never fire")),
+            "{refused:?}"
+        );
+    }
 }

@@ -15,8 +15,12 @@ fn upload(name: &str) -> Upload {
         basename: name.to_owned(),
         original_name: name.to_owned(),
         content_type: "text/csv".to_owned(),
-        body: b"id\n1\n".to_vec(),
     }
+}
+
+/// The content of every test upload, as the stream an upload arrives as.
+fn content() -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin {
+    futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"id\n1\n"))])
 }
 
 #[tokio::test]
@@ -45,6 +49,7 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
         &ns,
         &zone,
         upload("a.csv"),
+        &mut content(),
         Some("x".repeat(300)),
         OffsetDateTime::now_utc(),
     )
@@ -65,6 +70,7 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
         &ns,
         &zone,
         upload("a.csv"),
+        &mut content(),
         Some("alice".to_owned()),
         OffsetDateTime::now_utc(),
     )
@@ -115,6 +121,7 @@ async fn an_upload_to_a_zone_deleted_meanwhile_leaves_no_object() {
             &ns2,
             &zone2,
             upload("late.csv"),
+            &mut content(),
             None,
             OffsetDateTime::now_utc(),
         )

@@ -74,7 +74,9 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
             description: Some(description.clone()),
             ..PipelineUpdate::default()
         };
-        pipelines::update(&world.services, &watched, &changes).await.unwrap();
+        pipelines::update(&world.services, &watched, &changes, "tester")
+            .await
+            .unwrap();
         let read = pipelines::get(&world.services, &watched).await.unwrap();
         assert_eq!(
             read.description, description,

@@ -245,9 +245,15 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
     let gone = schedule(&world, "gone", "0 10 * * *", "UTC", created_at).await;
     let draft = schedule(&world, "draft", "0 10 * * *", "UTC", created_at).await;
     let orders = schedule(&world, "orders", "0 10 * * *", "UTC", created_at).await;
-    rat_service::pipelines::delete(&world.services, &address("default", "silver", "gone"), created_at)
-        .await
-        .unwrap();
+    // Soft-deleted without the service's delete, which would also disable
+    // the schedule (as a delete racing with the tick, or an older api, may).
+    rat_dao::pipelines::soft_delete(
+        &world.db.client().await,
+        &address("default", "silver", "gone"),
+        created_at,
+    )
+    .await
+    .unwrap();
 
     let (buffer, guard) = capture_logs();
     let report = tick(&world, datetime!(2026-06-01 10:00:00.2 UTC)).await;

@@ -249,10 +249,14 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
     assert!(!rolled.draft_dirty);
     assert!(!dirty(&world, "orders").await, "HEAD equals the re-pinned v3");
 
-    // Files outside any pipeline do not touch any pipeline.
-    files::write_file(s, "default/landing/uploads/a.csv", b"x".to_vec())
-        .await
-        .unwrap();
+    // Files outside any pipeline are refused, and touch no pipeline.
+    let refused = files::write_file(s, "default/landing/uploads/a.csv", b"x".to_vec()).await;
+    assert!(matches!(refused, Err(ServiceError::InvalidInput { .. })), "{refused:?}");
+    let refused = files::write_file(s, "default/pipelines/silver/ghost/a.sql", b"x".to_vec()).await;
+    assert!(
+        matches!(refused, Err(ServiceError::NotFound { entity: "pipeline" })),
+        "{refused:?}"
+    );
     assert!(!dirty(&world, "orders").await);
 }
 
@@ -439,9 +443,7 @@ async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
             .collect()
     };
     // No trailing '/': still the directory, never `orders_old/`.
-    files::write_file(s, "default/pipelines/silver/orders_old/x.sql", b"x".to_vec())
-        .await
-        .unwrap();
+    create(s, "orders_old").await;
     let all = files::list_files(s, "default/pipelines/silver/orders", &[], 100)
         .await
         .unwrap();

@@ -51,8 +51,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::{
-    KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore,
-    invalid_token, page_size,
+    ByteSource, Download, KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId,
+    VersionedStore, Written, invalid_token, page_size,
 };
 
 /// The content of the `FORMAT` file of a store root.
@@ -522,10 +522,26 @@ fn append_entry(
     Ok(entry)
 }
 
-fn put_blocking(root: &Path, key: &ObjectKey, body: &[u8]) -> Result<VersionId, StoreError> {
-    let sha256 = sha256_hex(body);
-    write_blob(root, &sha256, body).map_err(io_error("put", key.as_str()))?;
-    let size = body.len() as u64;
+/// Moves the synced temporary file `temp` (in the blobs directory) into
+/// place as the blob of `sha256`, or removes it when that blob exists.
+fn install_blob(root: &Path, sha256: &str, size: u64, temp: &Path) -> io::Result<()> {
+    let path = blob_path(root, sha256).ok_or_else(|| io::Error::other("invalid blob hash"))?;
+    if let Ok(meta) = fs::metadata(&path)
+        && meta.len() == size
+    {
+        return fs::remove_file(temp);
+    }
+    let blobs = root.join(BLOBS_DIR);
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("blob path without a directory"))?;
+    create_dirs_under(&blobs, dir)?;
+    fs::rename(temp, &path)?;
+    sync_dir(dir)
+}
+
+/// Appends a version of `key` whose blob (of `sha256`, `size` bytes) is stored.
+fn append_version(root: &Path, key: &ObjectKey, sha256: String, size: u64) -> Result<VersionId, StoreError> {
     let entry = append_entry(root, key, "put", |existing| LogEntry {
         version_id: new_version_id(existing),
         sha256: Some(sha256),
@@ -534,6 +550,44 @@ fn put_blocking(root: &Path, key: &ObjectKey, body: &[u8]) -> Result<VersionId, 
         deleted: false,
     })?;
     entry.version()
+}
+
+/// The log entry of `key` at `version` (or HEAD) and its blob's path;
+/// `NotFound` for a missing version or a delete marker.
+fn find_version(
+    root: &Path,
+    key: &ObjectKey,
+    version: Option<&VersionId>,
+    operation: &'static str,
+) -> Result<(LogEntry, PathBuf), StoreError> {
+    let not_found = || StoreError::NotFound {
+        key: key.to_string(),
+        version: version.map(|v| v.to_string()),
+    };
+    let entries = read_log(&log_path(root, key)?, key.as_str(), operation)?.unwrap_or_default();
+    let entry = match version {
+        Some(version) => entries.iter().find(|e| e.version_id == version.as_str()),
+        None => entries.last(),
+    }
+    .ok_or_else(not_found)?;
+    if entry.deleted {
+        return Err(not_found());
+    }
+    let sha256 = entry.sha256.as_deref().unwrap_or_default();
+    let path = blob_path(root, sha256).ok_or_else(|| {
+        corrupt(
+            operation,
+            key.as_str(),
+            format!("invalid blob hash {sha256:?} in the version log"),
+        )
+    })?;
+    Ok((entry.clone(), path))
+}
+
+fn put_blocking(root: &Path, key: &ObjectKey, body: &[u8]) -> Result<VersionId, StoreError> {
+    let sha256 = sha256_hex(body);
+    write_blob(root, &sha256, body).map_err(io_error("put", key.as_str()))?;
+    append_version(root, key, sha256, body.len() as u64)
 }
 
 fn delete_blocking(root: &Path, key: &ObjectKey) -> Result<Option<VersionId>, StoreError> {
@@ -550,27 +604,8 @@ fn delete_blocking(root: &Path, key: &ObjectKey) -> Result<Option<VersionId>, St
 }
 
 fn get_blocking(root: &Path, key: &ObjectKey, version: Option<&VersionId>) -> Result<Object, StoreError> {
-    let not_found = || StoreError::NotFound {
-        key: key.to_string(),
-        version: version.map(|v| v.to_string()),
-    };
-    let entries = read_log(&log_path(root, key)?, key.as_str(), "get")?.unwrap_or_default();
-    let entry = match version {
-        Some(version) => entries.iter().find(|e| e.version_id == version.as_str()),
-        None => entries.last(),
-    }
-    .ok_or_else(not_found)?;
-    if entry.deleted {
-        return Err(not_found());
-    }
+    let (entry, path) = find_version(root, key, version, "get")?;
     let sha256 = entry.sha256.as_deref().unwrap_or_default();
-    let path = blob_path(root, sha256).ok_or_else(|| {
-        corrupt(
-            "get",
-            key.as_str(),
-            format!("invalid blob hash {sha256:?} in the version log"),
-        )
-    })?;
     let body = match fs::read(&path) {
         Ok(body) => body,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -857,8 +892,149 @@ fn check_blocking(root: &Path) -> Result<(), StoreError> {
     result.map_err(unavailable)
 }
 
+/// Pieces a streamed read of the filesystem store hands out.
+const READ_PIECE: usize = 64 * 1024;
+
 #[async_trait::async_trait]
 impl VersionedStore for FsStore {
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        body: ByteSource<'_>,
+        _content_type: &str,
+    ) -> Result<Written, StoreError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        // The key is checked before any byte is read.
+        log_path(&self.root, key)?;
+        let io = |e| io_error("put", key.as_str())(e);
+        let temp = self
+            .root
+            .join(BLOBS_DIR)
+            .join(format!(".upload.{:016x}{TMP_SUFFIX}", rand::random::<u64>()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0_u64;
+        let received = async {
+            while let Some(piece) = body.next().await {
+                let piece = piece.map_err(|source| StoreError::BodyFailed {
+                    key: key.to_string(),
+                    source,
+                })?;
+                hasher.update(&piece);
+                file.write_all(&piece).await.map_err(io)?;
+                size += piece.len() as u64;
+            }
+            file.sync_all().await.map_err(io)
+        }
+        .await;
+        drop(file);
+        if let Err(e) = received {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+        let sha256 = format!("{:x}", hasher.finalize());
+        let key = key.clone();
+        let version_id = self
+            .blocking("put", key.to_string(), move |root| {
+                if let Err(e) = install_blob(root, &sha256, size, &temp) {
+                    let _ = fs::remove_file(&temp);
+                    return Err(io_error("put", key.as_str())(e));
+                }
+                append_version(root, &key, sha256, size)
+            })
+            .await?;
+        Ok(Written { version_id, size })
+    }
+
+    async fn open(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Download, StoreError> {
+        let found_key = key.clone();
+        let version = version.cloned();
+        let (entry, path) = self
+            .blocking("get", key.to_string(), move |root| {
+                find_version(root, &found_key, version.as_ref(), "get")
+            })
+            .await?;
+        let name = key.to_string();
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(corrupt("get", &name, "the blob is missing".to_owned()));
+            }
+            Err(e) => return Err(io_error("get", &name)(e)),
+        };
+        // Checked as it is read: a blob that does not match its hash (or
+        // size) ends the read with an error instead of its last piece.
+        struct Reading {
+            file: tokio::fs::File,
+            hasher: Sha256,
+            left: u64,
+            expected: String,
+            name: String,
+        }
+        let reading = Reading {
+            file,
+            hasher: Sha256::new(),
+            left: entry.size,
+            expected: entry.sha256.clone().unwrap_or_default(),
+            name,
+        };
+        let body = futures_util::stream::unfold(Some(reading), |reading| async move {
+            use tokio::io::AsyncReadExt;
+            let mut reading = reading?;
+            let mut piece = vec![
+                0_u8;
+                READ_PIECE
+                    .min(usize::try_from(reading.left).unwrap_or(READ_PIECE))
+                    .max(1)
+            ];
+            let read = match reading.file.read(&mut piece).await {
+                Ok(read) => read,
+                Err(e) => return Some((Err(io_error("get", &reading.name)(e)), None)),
+            };
+            if read == 0 {
+                let whole = reading.left == 0 && format!("{:x}", reading.hasher.finalize()) == reading.expected;
+                return if whole {
+                    None
+                } else {
+                    Some((
+                        Err(corrupt(
+                            "get",
+                            &reading.name,
+                            "the blob does not match its hash".to_owned(),
+                        )),
+                        None,
+                    ))
+                };
+            }
+            if read as u64 > reading.left {
+                return Some((
+                    Err(corrupt(
+                        "get",
+                        &reading.name,
+                        "the blob is larger than recorded".to_owned(),
+                    )),
+                    None,
+                ));
+            }
+            piece.truncate(read);
+            reading.hasher.update(&piece);
+            reading.left = reading.left.saturating_sub(read as u64);
+            Some((Ok(bytes::Bytes::from(piece)), Some(reading)))
+        });
+        Ok(Download {
+            version_id: entry.version()?,
+            size: entry.size,
+            last_modified: entry.last_modified(),
+            body: Box::pin(body),
+        })
+    }
+
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, _content_type: &str) -> Result<VersionId, StoreError> {
         let key = key.clone();
         self.blocking("put", key.to_string(), move |root| put_blocking(root, &key, &body))

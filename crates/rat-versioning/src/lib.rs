@@ -17,8 +17,11 @@ pub mod fs;
 mod key;
 pub mod s3;
 
+use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::Stream;
 pub use key::{KeyPrefix, ObjectKey};
 use time::OffsetDateTime;
 
@@ -108,6 +111,46 @@ pub struct Object {
     pub last_modified: OffsetDateTime,
 }
 
+/// The content of a write arriving in pieces ([`VersionedStore::put_stream`]):
+/// an upload's body as it is received. An `Err` item ends the write with
+/// [`StoreError::BodyFailed`] and nothing written.
+pub type ByteSource<'a> = &'a mut (dyn Stream<Item = std::io::Result<Bytes>> + Send + Unpin);
+
+/// A file's content read in pieces ([`VersionedStore::open`]).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// A version written from a stream: its id and how many bytes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The version just written.
+    pub version_id: VersionId,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A file opened for reading in pieces.
+pub struct Download {
+    /// The version being read.
+    pub version_id: VersionId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When this version was written.
+    pub last_modified: OffsetDateTime,
+    /// The content; an `Err` item means the read broke off (the store
+    /// failed, or the bytes do not match what was stored).
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("version_id", &self.version_id)
+            .field("size", &self.size)
+            .field("last_modified", &self.last_modified)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One page of a listing; `next` continues it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage<T> {
@@ -141,6 +184,16 @@ pub enum StoreError {
         key: String,
         /// The version asked for, if any.
         version: Option<String>,
+    },
+    /// The content of a streamed write could not be read (the client went
+    /// away, sent too much, or too slowly): nothing was written.
+    #[error("the content of {key} could not be read; nothing was written")]
+    BodyFailed {
+        /// The file.
+        key: String,
+        /// Why the content stopped.
+        #[source]
+        source: std::io::Error,
     },
     /// The bucket answered without a version id: versioning is off, so
     /// nothing can be pinned.
@@ -186,9 +239,24 @@ pub trait VersionedStore: Send + Sync + std::fmt::Debug {
     /// Writes a new version of `key`; returns its version id.
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<VersionId, StoreError>;
 
+    /// Writes a new version of `key` from `body` as it arrives, holding only
+    /// a bounded part of it in memory (S3: multipart upload in parts of a
+    /// few MiB; filesystem: a temporary file). When `body` fails, nothing is
+    /// written and the error is [`StoreError::BodyFailed`].
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        body: ByteSource<'_>,
+        content_type: &str,
+    ) -> Result<Written, StoreError>;
+
     /// Reads `key` at `version`, or at HEAD when `None`. `NotFound` when the
     /// key (or that version) does not exist, or HEAD is a delete marker.
     async fn get(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Object, StoreError>;
+
+    /// Opens `key` at `version` (or HEAD) to read it in pieces, for files
+    /// too large to hold in memory. Errors as [`VersionedStore::get`].
+    async fn open(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Download, StoreError>;
 
     /// The HEAD version of one file; `None` when it does not exist or its
     /// latest entry is a delete marker.

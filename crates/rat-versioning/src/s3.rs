@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use s3::creds::Credentials;
 use s3::error::S3Error;
@@ -31,8 +32,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::{
-    KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore,
-    invalid_token, page_size,
+    ByteSource, Download, KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId,
+    VersionedStore, Written, invalid_token, page_size,
 };
 
 /// The most entries one listing page returns ([`crate::MAX_PAGE_SIZE`]).
@@ -99,7 +100,16 @@ pub struct S3Store {
     /// Entries asked of one ListObjectVersions request by [`list_latest`]'s
     /// fast path (see there).
     versions_page: usize,
+    /// Size of the parts of a streamed write ([`VersionedStore::put_stream`]):
+    /// content up to this size is one PutObject, larger content a multipart
+    /// upload of parts this size, so one write holds about one part in memory.
+    part_size: usize,
 }
+
+/// The default part size of streamed writes: 8 MiB.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// The smallest part S3 accepts (every part of a multipart upload but the last).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
 impl std::fmt::Debug for S3Store {
     // Bucket's own Debug would print the credentials.
@@ -110,6 +120,7 @@ impl std::fmt::Debug for S3Store {
             .field("path_style", &self.bucket.is_path_style())
             .field("call_timeout", &self.call_timeout)
             .field("versions_page", &self.versions_page)
+            .field("part_size", &self.part_size)
             .finish()
     }
 }
@@ -395,7 +406,15 @@ impl S3Store {
                 .saturating_mul(2)
                 .saturating_add(Duration::from_secs(2)),
             versions_page: MAX_PAGE_SIZE,
+            part_size: DEFAULT_PART_SIZE,
         })
+    }
+
+    /// Sets the part size of streamed writes (at least [`MIN_PART_SIZE`];
+    /// default [`DEFAULT_PART_SIZE`]).
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(MIN_PART_SIZE);
+        self
     }
 
     /// Sets how many entries `list_latest` asks of its one ListObjectVersions
@@ -603,8 +622,193 @@ impl S3Store {
     }
 }
 
+/// Reads from `body` until `buffer` holds `size` bytes or `body` ends;
+/// returns whether it ended. Keeps what goes beyond `size` in `spill`.
+async fn fill_part(
+    body: ByteSource<'_>,
+    buffer: &mut Vec<u8>,
+    spill: &mut Bytes,
+    size: usize,
+    key: &ObjectKey,
+) -> Result<bool, StoreError> {
+    loop {
+        if !spill.is_empty() {
+            let take = spill.len().min(size - buffer.len());
+            buffer.extend_from_slice(&spill.split_to(take));
+        }
+        if buffer.len() >= size {
+            return Ok(false);
+        }
+        match body.next().await {
+            None => return Ok(true),
+            Some(Ok(chunk)) => *spill = chunk,
+            Some(Err(source)) => {
+                return Err(StoreError::BodyFailed {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+impl S3Store {
+    /// The multipart part of [`VersionedStore::put_stream`]: `first` is the
+    /// first full part, the rest comes from `body`. Aborts the upload on any
+    /// failure, so no parts are left behind.
+    async fn put_multipart(
+        &self,
+        key: &ObjectKey,
+        body: ByteSource<'_>,
+        first: Vec<u8>,
+        mut spill: Bytes,
+        content_type: &str,
+    ) -> Result<Written, StoreError> {
+        let path = key.as_str();
+        let started = self
+            .call(
+                "put",
+                path,
+                None,
+                self.bucket.initiate_multipart_upload(path, content_type),
+            )
+            .await?;
+        let upload_id = started.upload_id;
+        let result = async {
+            let mut parts = Vec::new();
+            let mut size = 0_u64;
+            let mut part = first;
+            loop {
+                let ended = fill_part(body, &mut part, &mut spill, self.part_size, key).await?;
+                if part.is_empty() {
+                    break;
+                }
+                size += part.len() as u64;
+                let number = u32::try_from(parts.len() + 1).map_err(|_| StoreError::Internal {
+                    operation: "put",
+                    key: path.to_owned(),
+                    source: "too many parts".into(),
+                })?;
+                let chunk = std::mem::replace(&mut part, Vec::with_capacity(if ended { 0 } else { self.part_size }));
+                let uploaded = self
+                    .call(
+                        "put",
+                        path,
+                        None,
+                        self.bucket
+                            .put_multipart_chunk(chunk, path, number, &upload_id, content_type),
+                    )
+                    .await?;
+                parts.push(uploaded);
+                if ended {
+                    break;
+                }
+            }
+            let done = self
+                .call(
+                    "put",
+                    path,
+                    None,
+                    self.bucket.complete_multipart_upload(path, &upload_id, parts),
+                )
+                .await?;
+            Ok(Written {
+                version_id: version_from_headers(&done.headers(), key)?,
+                size,
+            })
+        }
+        .await;
+        if result.is_err()
+            && let Err(e) = self
+                .call("put", path, None, self.bucket.abort_upload(path, &upload_id))
+                .await
+        {
+            tracing::warn!(key = path, error = %e, "could not abort a failed multipart upload");
+        }
+        result
+    }
+}
+
 #[async_trait::async_trait]
 impl VersionedStore for S3Store {
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        body: ByteSource<'_>,
+        content_type: &str,
+    ) -> Result<Written, StoreError> {
+        let mut first = Vec::new();
+        let mut spill = Bytes::new();
+        let ended = fill_part(body, &mut first, &mut spill, self.part_size, key).await?;
+        if ended {
+            let size = first.len() as u64;
+            let version_id = self.put(key, first, content_type).await?;
+            return Ok(Written { version_id, size });
+        }
+        self.put_multipart(key, body, first, spill, content_type).await
+    }
+
+    async fn open(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Download, StoreError> {
+        // HEAD first, for the version id, size and time, then GET that exact
+        // version: the content is the one described even if HEAD moves meanwhile.
+        let head = match version {
+            Some(version) => {
+                let bucket = self.with_query(&[("versionId", version.as_str())]);
+                let (head, _) = self
+                    .call("get", key.as_str(), Some(version), bucket.head_object(key.as_str()))
+                    .await?;
+                ObjectHead {
+                    key: key.clone(),
+                    version_id: version_from(head.version_id.as_deref(), key)?,
+                    size: head.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    last_modified: timestamp_or_epoch(head.last_modified.as_deref(), key.as_str()),
+                }
+            }
+            None => self.head_key(key, "get").await?.ok_or_else(|| StoreError::NotFound {
+                key: key.to_string(),
+                version: None,
+            })?,
+        };
+        let bucket = self.with_query(&[("versionId", head.version_id.as_str())]);
+        let response = self
+            .call(
+                "get",
+                key.as_str(),
+                Some(&head.version_id),
+                bucket.get_object_stream(key.as_str()),
+            )
+            .await?;
+        // Each piece must come within the call timeout: a store that stops
+        // sending mid-file ends the read instead of holding it open.
+        let timeout = self.call_timeout;
+        let name = key.to_string();
+        let body = futures_util::stream::unfold(Some(response.bytes), move |stream| {
+            let name = name.clone();
+            async move {
+                let mut stream = stream?;
+                match tokio::time::timeout(timeout, stream.next()).await {
+                    Ok(None) => None,
+                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(stream))),
+                    Ok(Some(Err(e))) => Some((Err(map_error("get", &name, None, e)), None)),
+                    Err(_) => Some((
+                        Err(StoreError::Unavailable {
+                            operation: "get",
+                            key: name,
+                            source: format!("no data within {timeout:?}").into(),
+                        }),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(Download {
+            version_id: head.version_id,
+            size: head.size,
+            last_modified: head.last_modified,
+            body: Box::pin(body),
+        })
+    }
+
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, content_type: &str) -> Result<VersionId, StoreError> {
         let request = self
             .bucket

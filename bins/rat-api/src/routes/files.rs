@@ -5,10 +5,11 @@
 //! upload or delete inside a pipeline directory marks the pipeline's draft
 //! dirty (in the service) and names the pipeline in the audit row.
 
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_domain::PipelineRef;
 use rat_versioning::ObjectKey;
@@ -23,6 +24,8 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+use crate::uploads::{self, FieldSource, multipart_error};
+use rat_service::files::TextFile;
 
 /// The routes of this module. The upload route alone accepts bodies up to
 /// `max_upload` (32 MiB by default); the others keep the JSON limit.
@@ -93,16 +96,9 @@ pub fn file_key(path: &str) -> Result<ObjectKey, ApiError> {
     ObjectKey::parse(path).map_err(|e| ApiError::from(rat_service::ServiceError::from(e)))
 }
 
-/// The audit note of a file operation: the pipeline when the file is inside
-/// one, no object otherwise.
-fn audit_note(action: &'static str, pipeline_id: Option<Uuid>) -> AuditObject {
-    match pipeline_id {
-        Some(id) => AuditObject::new(action, "pipeline", Some(id)),
-        None => AuditObject {
-            action: Some(action),
-            ..AuditObject::default()
-        },
-    }
+/// The audit note of a file operation: the pipeline holding the file.
+fn audit_note(action: &'static str, pipeline_id: Uuid) -> AuditObject {
+    AuditObject::new(action, "pipeline", Some(pipeline_id))
 }
 
 /// The ratd file type of a key: `pipeline-sql` (`pipeline.sql`),
@@ -241,31 +237,97 @@ pub struct FileContent {
     pub modified: OffsetDateTime,
 }
 
-/// Reads a file at HEAD.
+/// Query of `GET /files/{path}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// `true`: the file's bytes as they are (`application/octet-stream`,
+    /// any size), instead of the JSON answer for the editor.
+    pub download: Option<String>,
+}
+
+/// Reads a file at HEAD, as text for the editor, or as bytes with
+/// `?download=true`.
 ///
-/// `content` is the file as UTF-8 text. A file that is not valid UTF-8
-/// (a binary upload) is refused with 400 rather than shown with replacement
-/// characters as ratd does: a client saving that text back would silently
-/// corrupt the file.
+/// `content` is the file as UTF-8 text. A file larger than the editor limit
+/// (`RAT_MAX_EDITOR_BYTES`, 1 MiB by default) is not read and answers 422,
+/// as does a file that is not text (not UTF-8, or with control characters
+/// other than tab, line and form feed and carriage return): ratd showed
+/// these with replacement characters, and a client saving that text back
+/// would silently corrupt the file. `?download=true` answers the bytes of
+/// any file, read from the store as they are sent, with its size, version
+/// (`x-version-id`) and name (`Content-Disposition`).
 #[utoipa::path(get, path = "/files/{*path}", tag = "files",
-    params(("path" = String, Path, description = "Full key of the file")), responses(
-    (status = 200, body = FileContent), (status = 400, body = ErrorEnvelope),
-    (status = 404, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
-pub async fn read(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Json<FileContent>> {
+    params(("path" = String, Path, description = "Full key of the file"), ReadQuery), responses(
+    (status = 200, description = "the file as JSON text, or its bytes with ?download=true", body = FileContent),
+    (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 422, description = "too large for the editor, or not text: download it", body = ErrorEnvelope),
+    (status = 503, body = ErrorEnvelope)))]
+pub async fn read(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> ApiResult<Response> {
     let key = file_key(&path)?;
-    let object = rat_service::files::read_file(&state.services, key.as_str(), None).await?;
+    let download = match query.download.as_deref() {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "download must be true or false, got {other:?}"
+            )));
+        }
+    };
+    if download {
+        return download_file(&state, &key).await;
+    }
+    let limit = state.settings.max_editor_bytes;
+    let object = match rat_service::files::read_text(&state.services, key.as_str(), limit).await? {
+        TextFile::Text(object) => object,
+        TextFile::TooLarge { size } => {
+            return Err(cannot_show(format!(
+                "file {key} is {size} bytes, more than the editor's {limit}; download it with ?download=true"
+            )));
+        }
+        TextFile::Binary { size } => {
+            return Err(cannot_show(format!(
+                "file {key} ({size} bytes) is not text; download it with ?download=true"
+            )));
+        }
+    };
     let size = object.body.len();
-    let content = String::from_utf8(object.body).map_err(|_| {
-        ApiError::invalid(format!(
-            "file {key} is not UTF-8 text ({size} bytes); it cannot be shown as content"
-        ))
-    })?;
+    let content = String::from_utf8(object.body).map_err(|_| cannot_show(format!("file {key} is not text")))?;
     Ok(Json(FileContent {
         path: key.as_str().to_owned(),
         content,
         size,
         modified: object.last_modified,
-    }))
+    })
+    .into_response())
+}
+
+fn cannot_show(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ARGUMENT", message)
+}
+
+/// The bytes of `key` at HEAD, streamed from the store.
+async fn download_file(state: &AppState, key: &ObjectKey) -> ApiResult<Response> {
+    let download = rat_service::files::open_file(&state.services, key.as_str(), None).await?;
+    let mut response = Body::from_stream(download.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(download.size));
+    // The name is one key segment: [A-Za-z0-9._-] only, nothing to escape.
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", key.file_name())) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(download.version_id.as_str()) {
+        headers.insert(HeaderName::from_static("x-version-id"), value);
+    }
+    Ok(response)
 }
 
 /// Body of `PUT /files/{path}`.
@@ -328,7 +390,8 @@ pub async fn delete(State(state): State<AppState>, Path(path): Path<String>) -> 
 /// Multipart body of `POST /files/upload` (documentation only).
 #[derive(Debug, ToSchema)]
 pub struct UploadForm {
-    /// Full key to write.
+    /// Full key to write, inside an existing pipeline's directory; sent
+    /// before `file` (the content streams to the store as it arrives).
     pub path: String,
     /// The content.
     #[schema(value_type = String, format = Binary)]
@@ -350,71 +413,66 @@ pub struct UploadedFile {
     pub version_id: String,
 }
 
-fn multipart_error(error: MultipartError) -> ApiError {
-    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RESOURCE_EXHAUSTED",
-            "upload is larger than the allowed size",
-        )
-    } else {
-        ApiError::invalid(format!("invalid multipart body: {}", error.body_text()))
-    }
-}
-
 /// Uploads a file: multipart fields `path` (the full key) and `file` (the
-/// content). Parts with other names are ignored, as ratd does. Bodies over
-/// the upload limit (32 MiB by default) are 413. Inside a pipeline, its
-/// draft turns dirty.
+/// content), `path` first. Parts with other names are ignored, as ratd does.
+/// The content goes to the store as it arrives, never whole in memory; at
+/// most `RAT_MAX_CONCURRENT_UPLOADS` uploads are received at once (others
+/// wait for a slot, then answer 503). Bodies over the upload limit (32 MiB
+/// by default) are 413. The pipeline's draft turns dirty.
 #[utoipa::path(post, path = "/files/upload", tag = "files",
     request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
     (status = 201, body = UploadedFile), (status = 400, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope), (status = 408, body = ErrorEnvelope),
     (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload(
     State(state): State<AppState>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let mut multipart =
         multipart.map_err(|e| ApiError::invalid(format!("expected a multipart/form-data body: {}", e.body_text())))?;
-    let mut path: Option<String> = None;
-    let mut file: Option<(Option<String>, Vec<u8>)> = None;
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    let _slot = match uploads::slot(&state).await {
+        Ok(slot) => slot,
+        Err(busy) => return Ok(busy),
+    };
+    let mut key: Option<ObjectKey> = None;
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
         match field.name() {
             Some("path") => {
-                if path.is_some() {
+                if key.is_some() {
                     return Err(ApiError::invalid("the path field is given twice"));
                 }
-                path = Some(field.text().await.map_err(multipart_error)?);
+                let path = field.text().await.map_err(|e| multipart_error(&e))?;
+                key = Some(file_key(&path)?);
             }
             Some("file") => {
-                if file.is_some() {
-                    return Err(ApiError::invalid("the file field is given twice"));
-                }
-                let filename = field.file_name().map(str::to_owned);
-                let bytes = field.bytes().await.map_err(multipart_error)?;
-                // Takes the buffer over when it is the only owner (no copy of up to 32 MiB).
-                file = Some((filename, Vec::from(bytes)));
+                let key = key.ok_or_else(|| ApiError::invalid("the path field is required, before the file field"))?;
+                let filename = field
+                    .file_name()
+                    .filter(|name| !name.is_empty())
+                    .map_or_else(|| key.file_name().to_owned(), str::to_owned);
+                let mut source = FieldSource::new(field);
+                let written = rat_service::files::upload_file(&state.services, key.as_str(), &mut source)
+                    .await
+                    .map_err(|e| uploads::upload_failed(&source, e))?;
+                return Ok((
+                    StatusCode::CREATED,
+                    Extension(audit_note("file.upload", written.pipeline_id)),
+                    Json(UploadedFile {
+                        path: written.key.as_str().to_owned(),
+                        filename,
+                        size: usize::try_from(written.size).unwrap_or(usize::MAX),
+                        status: "uploaded",
+                        version_id: written.version_id.as_str().to_owned(),
+                    }),
+                )
+                    .into_response());
             }
             _ => {}
         }
     }
-    let path = path.ok_or_else(|| ApiError::invalid("the path field is required"))?;
-    let (filename, body) = file.ok_or_else(|| ApiError::invalid("the file field is required"))?;
-    let key = file_key(&path)?;
-    let size = body.len();
-    let written = rat_service::files::write_file(&state.services, key.as_str(), body).await?;
-    let filename = filename
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| written.key.file_name().to_owned());
-    Ok((
-        StatusCode::CREATED,
-        Extension(audit_note("file.upload", written.pipeline_id)),
-        Json(UploadedFile {
-            path: written.key.as_str().to_owned(),
-            filename,
-            size,
-            status: "uploaded",
-            version_id: written.version_id.as_str().to_owned(),
-        }),
-    ))
+    Err(ApiError::invalid(if key.is_some() {
+        "the file field is required"
+    } else {
+        "the path field is required"
+    }))
 }

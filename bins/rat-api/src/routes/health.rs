@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -126,8 +126,17 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text exposition: request counts and latencies by route and
 /// status, and connection pool usage.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain"),
+    (status = 401, description = "a metrics token or the API key is set and was not presented",
+        body = crate::error::ErrorEnvelope)))]
+pub async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    if !metrics_allowed(&state, &request) {
+        state.refusals.record(
+            crate::refusals::Refusal::Unauthenticated,
+            crate::middleware::client_ip(&request),
+        );
+        return crate::middleware::unauthorized("/metrics needs the metrics token or the API key");
+    }
     let status = state.services.pool.status();
     metrics::gauge!("rat_db_pool_size").set(status.size as f64);
     metrics::gauge!("rat_db_pool_available").set(status.available as f64);
@@ -137,4 +146,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+        .into_response()
+}
+
+/// `/metrics` is open unless a metrics token or an API key is configured;
+/// then either one opens it (Prometheus sends it as a bearer token).
+fn metrics_allowed(state: &AppState, request: &Request) -> bool {
+    let settings = &state.settings;
+    let secrets = [&settings.metrics_token, &settings.api_key];
+    if secrets.iter().all(|secret| secret.is_none()) {
+        return true;
+    }
+    secrets
+        .into_iter()
+        .flatten()
+        .any(|secret| crate::middleware::bearer_matches(request, secret))
 }

@@ -6,10 +6,10 @@
 //! answers `{path, filename, size, status:"uploaded"}`. Uploads are multipart
 //! with a `file` part, limited to the configured upload size (413 above it).
 
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_dao::landing::{NewLandingZone, ZoneUpdate};
 use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, ZoneName};
@@ -25,6 +25,7 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
 use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
+use crate::uploads::{self, FieldSource, multipart_error};
 
 /// The routes of this module, answering 404 while the `landing_zones` feature is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -218,12 +219,15 @@ pub struct UpdateZone {
     pub expected_schema: Option<String>,
 }
 
-/// Changes a zone's description, owner or expected schema.
+/// Changes a zone's description, owner or expected schema. A new owner is
+/// 403 unless the caller owns the zone.
 #[utoipa::path(put, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)), request_body = UpdateZone, responses(
-    (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
 pub async fn update_zone(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name)): ZonePath,
     ApiJson(body): ApiJson<UpdateZone>,
 ) -> ApiResult<impl IntoResponse> {
@@ -234,7 +238,7 @@ pub async fn update_zone(
         owner: crate::extract::given(body.owner),
         expected_schema: body.expected_schema,
     };
-    let zone = rat_service::landing::update_zone(&state.services, &namespace, &name, &changes).await?;
+    let zone = rat_service::landing::update_zone(&state.services, &namespace, &name, &changes, &identity.actor).await?;
     Ok((
         Extension(AuditObject::new(
             "landing_zone.update",
@@ -266,10 +270,13 @@ pub struct FileDto {
     pub id: Uuid,
     /// The zone.
     pub zone_id: Uuid,
-    /// Stored name, `YYYYMMDD_HHMMSS_<name>`.
+    /// Stored name, `YYYYMMDD_HHMMSS_<token>_<name>`.
     pub filename: String,
     /// Object key, `{ns}/landing/{zone}/{filename}`.
     pub s3_path: String,
+    /// The version of the object this upload wrote (`null` for uploads
+    /// recorded before versions were).
+    pub s3_version_id: Option<String>,
     /// Size in bytes.
     pub size_bytes: i64,
     /// MIME type as uploaded.
@@ -288,6 +295,7 @@ impl From<LandingFile> for FileDto {
             zone_id: f.zone_id,
             filename: f.filename,
             s3_path: f.s3_path,
+            s3_version_id: f.s3_version_id,
             size_bytes: f.size_bytes,
             content_type: f.content_type,
             uploaded_by: f.uploaded_by,
@@ -330,33 +338,28 @@ pub async fn list_files(
     }))
 }
 
-/// 413: the upload went past the body limit.
-fn upload_too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "RESOURCE_EXHAUSTED",
-        "the upload is larger than the limit",
-    )
-}
-
-fn multipart_error(err: &MultipartError) -> ApiError {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        upload_too_large()
-    } else {
-        ApiError::invalid(format!("invalid multipart body: {}", err.body_text()))
-    }
-}
-
-/// Reads the `file` part of a multipart upload (other parts are ignored) into
-/// an [`Upload`] with a safe base name.
-async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Upload> {
-    let mut multipart = multipart.map_err(|rejection| {
+/// Opens the multipart body of an upload (400 for anything else).
+fn multipart_body(multipart: Result<Multipart, MultipartRejection>) -> ApiResult<Multipart> {
+    multipart.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            upload_too_large()
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RESOURCE_EXHAUSTED",
+                "upload is larger than the allowed size",
+            )
         } else {
             ApiError::invalid("the body must be multipart/form-data with a file part")
         }
-    })?;
+    })
+}
+
+/// Finds the `file` part of a multipart upload (other parts are ignored) and
+/// hands its name and type, and the part itself to be read as a stream, to
+/// `receive`.
+async fn with_file_part<T>(
+    multipart: &mut Multipart,
+    receive: impl AsyncFnOnce(Upload, FieldSource<'_>) -> ApiResult<T>,
+) -> ApiResult<T> {
     while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
             continue;
@@ -371,47 +374,58 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> ApiRes
             .filter(|t| !t.is_empty())
             .unwrap_or("application/octet-stream")
             .to_owned();
-        // Takes the buffer over when it is the only owner (no copy of up to 32 MiB).
-        let body = Vec::from(field.bytes().await.map_err(|e| multipart_error(&e))?);
-        return Ok(Upload {
+        let upload = Upload {
             basename,
             original_name: rat_service::landing::original_basename(&uploaded_name).to_owned(),
             content_type,
-            body,
-        });
+        };
+        return receive(upload, FieldSource::new(field)).await;
     }
     Err(ApiError::invalid("file form field is required"))
 }
 
 /// Uploads a file to the zone (multipart part `file`). It is stored as
-/// `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<base name>`.
+/// `{ns}/landing/{zone}/YYYYMMDD_HHMMSS_<token>_<base name>` (the token keeps
+/// two uploads of one name in one second apart), streamed to the store as it
+/// arrives; at most `RAT_MAX_CONCURRENT_UPLOADS` uploads are received at once
+/// (others wait for a slot, then answer 503).
 #[utoipa::path(post, path = "/landing-zones/{namespace}/{name}/files", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)),
     request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
     (status = 201, body = FileDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-    (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+    (status = 408, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_file(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, name)): ZonePath,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let upload = read_upload(multipart).await?;
-    let file = rat_service::landing::upload_file(
-        &state.services,
-        &namespace,
-        &name,
-        upload,
-        Some(identity.actor),
-        OffsetDateTime::now_utc(),
-    )
+    let mut multipart = multipart_body(multipart)?;
+    let _slot = match uploads::slot(&state).await {
+        Ok(slot) => slot,
+        Err(busy) => return Ok(busy),
+    };
+    let file = with_file_part(&mut multipart, async |upload, mut source| {
+        rat_service::landing::upload_file(
+            &state.services,
+            &namespace,
+            &name,
+            upload,
+            &mut source,
+            Some(identity.actor),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| uploads::upload_failed(&source, e))
+    })
     .await?;
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new("landing_file.upload", "landing_file", Some(file.id))),
         Json(FileDto::from(file)),
-    ))
+    )
+        .into_response())
 }
 
 /// `{namespace}/{name}/{id}` path of one file.
@@ -524,17 +538,31 @@ pub async fn list_samples(
     params(("namespace" = String, Path), ("name" = String, Path)),
     request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
     (status = 201, body = UploadedSample), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-    (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+    (status = 408, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_sample(
     State(state): State<AppState>,
     Path((ns, name)): ZonePath,
     multipart: Result<Multipart, MultipartRejection>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let upload = read_upload(multipart).await?;
-    let sample =
-        rat_service::landing::upload_sample(&state.services, &namespace, &name, upload, OffsetDateTime::now_utc())
-            .await?;
+    let mut multipart = multipart_body(multipart)?;
+    let _slot = match uploads::slot(&state).await {
+        Ok(slot) => slot,
+        Err(busy) => return Ok(busy),
+    };
+    let sample = with_file_part(&mut multipart, async |upload, mut source| {
+        rat_service::landing::upload_sample(
+            &state.services,
+            &namespace,
+            &name,
+            upload,
+            &mut source,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| uploads::upload_failed(&source, e))
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new("landing_sample.upload", "landing_zone", None)),
@@ -544,7 +572,8 @@ pub async fn upload_sample(
             size: sample.size,
             status: "uploaded",
         }),
-    ))
+    )
+        .into_response())
 }
 
 /// Deletes a sample file (older versions stay readable).

@@ -260,13 +260,17 @@ pub struct UpdatePipeline {
     pub max_versions: Option<i64>,
 }
 
-/// Changes a pipeline's description, type, owner or history size.
+/// Changes a pipeline's description, type, owner or history size. A new
+/// owner is a transfer: 403 unless the caller owns the pipeline, as
+/// `POST /sharing/transfer` requires.
 #[utoipa::path(put, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
     request_body = UpdatePipeline, responses(
-    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<UpdatePipeline>,
 ) -> ApiResult<impl IntoResponse> {
@@ -282,7 +286,7 @@ pub async fn update(
         owner: crate::extract::given(body.owner),
         max_versions,
     };
-    let pipeline = rat_service::pipelines::update(&state.services, &address, &changes).await?;
+    let pipeline = rat_service::pipelines::update(&state.services, &address, &changes, &identity.actor).await?;
     Ok((
         Extension(AuditObject::new("pipeline.update", "pipeline", Some(pipeline.id))),
         Json(PipelineDto::from(pipeline)),

@@ -110,7 +110,8 @@ pub struct PutMetadata {
 #[utoipa::path(put, path = "/tables/{namespace}/{layer}/{name}/metadata", tag = "tables",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
     request_body = PutMetadata, responses(
-    (status = 200, body = TableMetadataDto), (status = 400, body = ErrorEnvelope)))]
+    (status = 200, body = TableMetadataDto), (status = 400, body = ErrorEnvelope),
+    (status = 403, description = "a new owner, and the caller does not own the table", body = ErrorEnvelope)))]
 pub async fn put_metadata(
     State(state): State<AppState>,
     identity: Identity,

@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::middleware::{AuditObject, Feature};
+use crate::middleware::{AuditObject, Feature, RefusedBefore};
 use crate::state::AppState;
 
 /// The header carrying a webhook token.
@@ -69,7 +69,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::middleware::bearer_credential)
     };
     from_header
         .or_else(from_bearer)
@@ -206,7 +206,7 @@ impl RateLimiter {
         if self.allow(client, Instant::now()) {
             return next.run(request).await;
         }
-        tracing::warn!(%client, "webhook call refused: rate limit");
+        tracing::debug!(%client, "webhook call refused: rate limit");
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RESOURCE_EXHAUSTED",
@@ -216,6 +216,10 @@ impl RateLimiter {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // Counted by the audit layer, not written as a row of its own.
+        response
+            .extensions_mut()
+            .insert(RefusedBefore(crate::refusals::Refusal::WebhookRateLimited));
         response
     }
 }

@@ -3,7 +3,6 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -28,6 +27,8 @@ pub struct TestApp {
     pub api_key: Option<String>,
     /// The app's live log machinery (to end its streams as a shutdown would).
     pub live: rat_api::live::LiveLogs,
+    /// The app's state (settings, refusal counts, ...).
+    pub state: AppState,
     server: tokio::task::JoinHandle<()>,
     /// `http://127.0.0.1:<port>` of the internal (runner) listener, when served.
     pub internal_base: Option<String>,
@@ -58,7 +59,13 @@ pub struct Builder {
     configure: Option<ConfigureSettings>,
     internal: Option<Option<String>>,
     fs_store: bool,
+    pool: Option<(usize, std::time::Duration)>,
+    limits: Option<rat_api::server::ServeLimits>,
+    wrap_store: Option<WrapStore>,
 }
+
+/// Wraps the app's store (to observe or slow down what reaches it).
+type WrapStore = Box<dyn FnOnce(Arc<dyn VersionedStore>) -> Arc<dyn VersionedStore>>;
 
 impl Builder {
     /// Requires this bearer key on `/api/v1`.
@@ -93,6 +100,28 @@ impl Builder {
         self
     }
 
+    /// Serves from a pool of its own, of `size` connections, whose callers
+    /// wait at most `wait` for one (503 after).
+    pub fn pool(mut self, size: usize, wait: std::time::Duration) -> Self {
+        self.pool = Some((size, wait));
+        self
+    }
+
+    /// Serves both listeners with these connection limits.
+    pub fn limits(mut self, limits: rat_api::server::ServeLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Serves from `wrap(store)` instead of the fresh store.
+    pub fn wrap_store(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn VersionedStore>) -> Arc<dyn VersionedStore> + 'static,
+    ) -> Self {
+        self.wrap_store = Some(Box::new(wrap));
+        self
+    }
+
     /// Changes any setting before the app starts.
     pub fn settings(mut self, configure: impl FnOnce(&mut ApiSettings) + 'static) -> Self {
         self.configure = Some(Box::new(configure));
@@ -109,7 +138,20 @@ impl Builder {
         } else {
             (Arc::new(rat_testkit::s3::test_store().await), None)
         };
-        let services = Services::new(db.pool().clone(), store);
+        let pool = match self.pool {
+            Some((size, wait)) => {
+                let mut settings = rat_dao::PoolSettings::new(db.url());
+                settings.max_size = size;
+                settings.wait_timeout = wait;
+                rat_dao::create_pool(&settings).expect("pool")
+            }
+            None => db.pool().clone(),
+        };
+        let store = match self.wrap_store {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
+        let services = Services::new(pool, store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = ApiSettings::new(format!("http://{addr}"));
@@ -143,16 +185,17 @@ impl Builder {
             .as_ref()
             .map(|_| rat_api::internal::router(state.clone()));
         let internal_base = internal_listener.as_ref().map(|(_, addr)| format!("http://{addr}"));
+        let limits = self.limits.unwrap_or_default();
         let internal_server = internal_listener.zip(internal_server).map(|((listener, _), router)| {
             tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                rat_api::server::serve(listener, router, limits, std::future::pending())
                     .await
                     .unwrap();
             })
         });
-        let (router, _) = rat_api::app::router_with(state, self.extra.unwrap_or_default());
+        let (router, _) = rat_api::app::router_with(state.clone(), self.extra.unwrap_or_default());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            rat_api::server::serve(listener, router, limits, std::future::pending())
                 .await
                 .unwrap();
         });
@@ -163,6 +206,7 @@ impl Builder {
             http: reqwest::Client::new(),
             api_key: self.api_key,
             live,
+            state,
             server,
             internal_base,
             runner_token: self.internal.flatten(),
@@ -233,6 +277,19 @@ impl TestApp {
             request = request.json(&body);
         }
         Self::answer(request.send().await.expect("request sent")).await
+    }
+
+    /// `POST /api/v1/files/upload` of `content` at `path` (path field first).
+    pub async fn upload_file(&self, path: &str, content: &[u8]) -> Answer {
+        let form = reqwest::multipart::Form::new().text("path", path.to_owned()).part(
+            "file",
+            reqwest::multipart::Part::bytes(content.to_vec()).file_name("file"),
+        );
+        let request = self
+            .http
+            .post(format!("{}/api/v1/files/upload", self.base))
+            .multipart(form);
+        Self::answer(request.send().await.expect("upload sent")).await
     }
 
     /// Reads a response into an [`Answer`].

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::TryStreamExt;
 use rat_versioning::{
     KeyPrefix, ListPage, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId, VersionedStore,
 };
@@ -39,6 +41,9 @@ macro_rules! conformance_suite {
             deleting_a_missing_key_is_not_an_error,
             a_key_can_be_written_again_after_delete,
             check_succeeds,
+            put_stream_writes_small_and_multi_part_content,
+            a_failing_stream_writes_nothing,
+            open_reads_any_version_in_pieces,
         );
     };
     (@tests $fixture:path; $($check:ident),+ $(,)?) => {
@@ -502,4 +507,84 @@ pub async fn check_succeeds(store: Arc<dyn VersionedStore>) {
     store.check().await.unwrap();
     put(&store, "c/f", b"1").await;
     store.check().await.unwrap();
+}
+
+/// `total` bytes of a repeating pattern, as pieces of `piece` bytes.
+fn pieces(total: usize, piece: usize) -> (Vec<u8>, Vec<std::io::Result<Bytes>>) {
+    let content: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let chunks = content
+        .chunks(piece.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    (content, chunks)
+}
+
+async fn put_pieces(
+    store: &Arc<dyn VersionedStore>,
+    k: &str,
+    chunks: Vec<std::io::Result<Bytes>>,
+) -> Result<rat_versioning::Written, StoreError> {
+    let mut source = futures_util::stream::iter(chunks);
+    store.put_stream(&key(k), &mut source, "application/octet-stream").await
+}
+
+pub async fn put_stream_writes_small_and_multi_part_content(store: Arc<dyn VersionedStore>) {
+    // Empty, small, and larger than a part (S3 writes that as a multipart
+    // upload), in uneven pieces.
+    for (total, piece) in [(0, 1), (3, 1), (11 * 1024 * 1024 + 17, 300_001)] {
+        let (content, chunks) = pieces(total, piece);
+        let written = put_pieces(&store, "stream/file.bin", chunks).await.unwrap();
+        assert_eq!(written.size, total as u64);
+        let head = store.head(&key("stream/file.bin")).await.unwrap().unwrap();
+        assert_eq!(head.version_id, written.version_id, "{total} bytes");
+        assert_eq!(head.size, total as u64);
+        assert!(
+            body_at(&store, "stream/file.bin", Some(&written.version_id)).await == content,
+            "{total} bytes read back as written"
+        );
+    }
+    assert_eq!(versions(&store, "stream/").await.len(), 3);
+}
+
+pub async fn a_failing_stream_writes_nothing(store: Arc<dyn VersionedStore>) {
+    let before = put(&store, "stream/kept.csv", b"kept").await;
+    for total in [10, 9 * 1024 * 1024] {
+        let (_, mut chunks) = pieces(total, 1024 * 1024);
+        chunks.push(Err(std::io::Error::other("the client went away")));
+        let error = put_pieces(&store, "stream/kept.csv", chunks).await.unwrap_err();
+        assert!(matches!(error, StoreError::BodyFailed { .. }), "{error:?}");
+    }
+    let head = store.head(&key("stream/kept.csv")).await.unwrap().unwrap();
+    assert_eq!(head.version_id, before, "HEAD is still the version before");
+    assert_eq!(versions(&store, "stream/").await.len(), 1, "no version was added");
+    assert_eq!(body_at(&store, "stream/kept.csv", None).await, b"kept");
+}
+
+pub async fn open_reads_any_version_in_pieces(store: Arc<dyn VersionedStore>) {
+    let (content, chunks) = pieces(300 * 1024 + 5, 64 * 1024);
+    let first = put_pieces(&store, "open/data.bin", chunks).await.unwrap();
+    let second = put(&store, "open/data.bin", b"second").await;
+    let read = |version: Option<VersionId>| {
+        let store = store.clone();
+        async move {
+            let download = store.open(&key("open/data.bin"), version.as_ref()).await.unwrap();
+            let pieces: Vec<Bytes> = download.body.try_collect().await.unwrap();
+            (download.version_id, download.size, pieces.concat())
+        }
+    };
+    let (version, size, body) = read(Some(first.version_id.clone())).await;
+    assert_eq!((version, size), (first.version_id.clone(), content.len() as u64));
+    assert!(body == content, "the first version, whole");
+    assert_eq!(read(None).await, (second.clone(), 6, b"second".to_vec()));
+    store.delete(&key("open/data.bin")).await.unwrap();
+    assert_not_found(
+        store.open(&key("open/data.bin"), None).await.map(|d| d.size),
+        "deleted at HEAD",
+    );
+    assert_not_found(
+        store.open(&key("open/none.bin"), None).await.map(|d| d.size),
+        "never written",
+    );
+    let (version, _, _) = read(Some(second.clone())).await;
+    assert_eq!(version, second, "older versions stay readable");
 }
