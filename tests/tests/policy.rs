@@ -170,3 +170,32 @@ fn dependencies_point_one_way() {
         }
     }
 }
+
+#[test]
+fn service_functions_do_not_log_their_own_failures() {
+    // `#[instrument(err)]` logs every returned error at ERROR: each 404 and
+    // 409 of a request, and each 5xx twice (again where it is handled). A
+    // failure is logged once, by whoever handles it (the api, the loops).
+    let mut files = Vec::new();
+    rust_files(&workspace_root().join("crates/rat-service/src"), &mut files);
+    assert!(!files.is_empty(), "no sources found under crates/rat-service/src");
+    let offenders: Vec<String> = files
+        .into_iter()
+        .flat_map(|path| {
+            let text = fs::read_to_string(&path).unwrap();
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| {
+                    let line = line.trim();
+                    line.starts_with("#[tracing::instrument(") || line.starts_with("#[instrument(")
+                })
+                .filter(|(_, line)| {
+                    line.split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .any(|word| word == "err")
+                })
+                .map(|(n, _)| format!("{}:{}", path.display(), n + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(offenders.is_empty(), "instrument(err) in rat-service: {offenders:#?}");
+}

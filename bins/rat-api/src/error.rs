@@ -2,7 +2,9 @@
 //! `{"error":{"code":"…","type":"…","message":"…"}}`.
 //!
 //! Service errors map to HTTP in one exhaustive `match` ([`From<ServiceError>`]).
-//! 5xx messages are generic; the detail goes to the log with the request id.
+//! 5xx messages are generic; the detail goes to the log, once, at WARN, with
+//! the request id. Service functions log nothing of their own failures
+//! (their spans carry no `err`): whoever handles a failure logs it.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -142,13 +144,16 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "FAILED_PRECONDITION", message)
             }
             ServiceError::Forbidden { message } => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message),
+            // The one place a failure of a request is logged, once, at WARN,
+            // inside the request's span (so with its request id); the client
+            // gets none of the detail. 4xx answers are not logged beyond the
+            // request line.
             ServiceError::Unavailable { message, source } => {
                 tracing::warn!(error = ?source, "{message}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
             }
             ServiceError::Internal { source } => {
-                // The one place internal detail is logged; the client gets none of it.
-                tracing::error!(error = %source, detail = ?source, "internal error");
+                tracing::warn!(error = %source, detail = ?source, "internal error");
                 ApiError::internal()
             }
         }

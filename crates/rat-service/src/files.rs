@@ -70,7 +70,7 @@ async fn change_in_pipeline<T>(
 /// Writes a new version of the file at `path`, inside a live pipeline's
 /// directory (`InvalidInput` outside one, `NotFound` for an unknown
 /// pipeline); the pipeline's draft turns dirty.
-#[tracing::instrument(skip(services, body), fields(size = body.len()), err)]
+#[tracing::instrument(skip(services, body), fields(size = body.len()))]
 pub async fn write_file(services: &Services, path: &str, body: Vec<u8>) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
     let size = body.len() as u64;
@@ -87,7 +87,7 @@ pub async fn write_file(services: &Services, path: &str, body: Vec<u8>) -> Resul
 /// [`write_file`] with the content as it arrives (an upload), never held
 /// whole in memory. When `body` fails nothing is written
 /// (`StoreError::BodyFailed` becomes `InvalidInput`; the caller knows why).
-#[tracing::instrument(skip(services, body), err)]
+#[tracing::instrument(skip(services, body))]
 pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
     let put = async {
@@ -109,7 +109,7 @@ pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) 
 /// marker: older versions, and any publish pinning them, stay readable);
 /// the pipeline's draft turns dirty. `NotFound` when the file does not exist
 /// at HEAD. Returns the pipeline's id.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn delete_file(services: &Services, path: &str) -> Result<Uuid, ServiceError> {
     let key = ObjectKey::parse(path)?;
     // Keys outside pipelines are refused before the store is asked.
@@ -256,7 +256,7 @@ pub struct FileListing {
 /// work (and after [`MAX_SCANNED_FILES`] read, excluded or not);
 /// [`FileListing::truncated`] says so. `InvalidInput` for an empty or
 /// invalid prefix.
-#[tracing::instrument(skip(services, exclude), err)]
+#[tracing::instrument(skip(services, exclude))]
 pub async fn list_files(
     services: &Services,
     prefix: &str,

@@ -284,7 +284,7 @@ pub async fn fire_upload(
 /// `NotFound { webhook trigger }` when no enabled webhook trigger has the
 /// token; otherwise the trigger and the outcome ([`FireOutcome::Cooldown`],
 /// [`FireOutcome::NotRunnable`] ... are answers, not errors).
-#[tracing::instrument(skip_all, err)]
+#[tracing::instrument(skip_all)]
 pub async fn fire_webhook(services: &Services, token: &str, now: OffsetDateTime) -> Result<TriggerFire, ServiceError> {
     let token_hash = crate::triggers::webhook_token_hash(token);
     let mut client = services.pool.get().await?;

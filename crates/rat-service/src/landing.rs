@@ -109,7 +109,7 @@ pub async fn list_zones(
 /// same name (deleting a namespace leaves its objects) are deleted before the
 /// row commits, so the new zone starts empty: pipelines read a zone by its
 /// prefix and would otherwise ingest the old files.
-#[tracing::instrument(skip(services, new), fields(zone = %format!("{}/{}", new.namespace, new.name)), err)]
+#[tracing::instrument(skip(services, new), fields(zone = %format!("{}/{}", new.namespace, new.name)))]
 pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<LandingZoneSummary, ServiceError> {
     if let Some(owner) = &new.owner {
         rat_domain::parse_principal("owner", owner)?;
@@ -193,7 +193,7 @@ pub async fn update_zone(
 /// uncommitted: a store failure rolls the rows back and the request can be
 /// retried, so a successful answer never leaves objects behind. Returns the
 /// deleted zone.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn delete_zone(
     services: &Services,
     namespace: &NamespaceName,
@@ -259,7 +259,7 @@ fn checked_content_type(content_type: &str) -> Result<(), ServiceError> {
 /// fails (the zone was deleted meanwhile, the database failed) the version
 /// written is removed again. A trigger that cannot fire never fails the
 /// upload.
-#[tracing::instrument(skip(services, upload, body), err)]
+#[tracing::instrument(skip(services, upload, body))]
 pub async fn upload_file(
     services: &Services,
     namespace: &NamespaceName,
@@ -323,7 +323,7 @@ pub async fn get_file(
 /// marker), then the row, so a failure in between leaves a row whose delete
 /// can simply be retried (deleting a missing object is not an error). Returns
 /// the deleted row.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn delete_file(
     services: &Services,
     namespace: &NamespaceName,
@@ -387,7 +387,7 @@ pub async fn list_samples(
 
 /// Stores a sample file under `{ns}/landing/{zone}/_samples/<name>`, replacing
 /// (as a new version) a sample of the same name, from `body` as it arrives.
-#[tracing::instrument(skip(services, upload, body), err)]
+#[tracing::instrument(skip(services, upload, body))]
 pub async fn upload_sample(
     services: &Services,
     namespace: &NamespaceName,
@@ -411,7 +411,7 @@ pub async fn upload_sample(
 /// Deletes the sample `filename` of the zone (a delete marker). `filename`
 /// must be a stored sample name (see [`stored_basename`]); `NotFound` when
 /// there is no such sample.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn delete_sample(
     services: &Services,
     namespace: &NamespaceName,

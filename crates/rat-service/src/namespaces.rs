@@ -63,7 +63,7 @@ pub async fn update_description(
 /// and the delete can be retried, so a successful answer never leaves
 /// objects behind. `Forbidden` for `default`, `NotFound` for an unknown
 /// namespace.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn delete(services: &Services, name: &NamespaceName) -> Result<(), ServiceError> {
     if name.is_default() {
         return Err(ServiceError::Forbidden {

@@ -46,7 +46,7 @@ pub fn starter_files(address: &PipelineRef, pipeline_type: PipelineType) -> Vec<
 /// visible. Files left at the pipeline's prefix by a deleted pipeline of the
 /// same name are deleted (their versions stay readable), so the new pipeline
 /// starts from its starter files only.
-#[tracing::instrument(skip(services, new), fields(pipeline = %new.address), err)]
+#[tracing::instrument(skip(services, new), fields(pipeline = %new.address))]
 pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<CreatedPipeline, ServiceError> {
     check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     let mut client = services.pool.get().await?;
@@ -169,7 +169,7 @@ pub async fn update(
 /// claims them any more, and one holding a run learns at its next
 /// heartbeat) and its schedules and triggers disabled, so nothing of it
 /// keeps running or firing.
-#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services), fields(pipeline = %address))]
 pub async fn delete(services: &Services, address: &PipelineRef, now: OffsetDateTime) -> Result<Pipeline, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;

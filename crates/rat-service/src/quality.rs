@@ -108,7 +108,7 @@ fn check_new_test(new: &NewTest) -> Result<(), ServiceError> {
 /// The pipeline's tests by name, one page with the total, each with its SQL
 /// read at HEAD (a few files at a time) and whether it is published.
 /// `NotFound` for an unknown pipeline; `Unavailable` when the store fails.
-#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services), fields(pipeline = %address))]
 pub async fn list_tests(
     services: &Services,
     address: &PipelineRef,
@@ -179,7 +179,7 @@ async fn read_text(store: &dyn VersionedStore, key: &str) -> Result<Option<Strin
 /// One pooled connection throughout, never a second one while it is held
 /// (a request holding one connection and waiting for another would, under
 /// load, leave every connection held by a waiter).
-#[tracing::instrument(skip(services, new), fields(pipeline = %address, test = %new.name), err)]
+#[tracing::instrument(skip(services, new), fields(pipeline = %address, test = %new.name))]
 pub async fn create_test(
     services: &Services,
     address: &PipelineRef,
@@ -258,7 +258,7 @@ async fn refuse_duplicate(
 /// SQL file (a delete marker; the pipeline turns dirty). Returns the deleted
 /// test. `NotFound` for an unknown pipeline or test; when the store fails the
 /// row is kept (`Unavailable`). One pooled connection throughout.
-#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services), fields(pipeline = %address))]
 pub async fn delete_test(
     services: &Services,
     address: &PipelineRef,

@@ -554,7 +554,7 @@ pub async fn next_pass(services: &Services, now: OffsetDateTime) -> Result<NextP
 /// done are added to `reaper_status` at the end of every pass that can reach
 /// the database, and `last_run_at` is set to the pass's start unless the
 /// pass was interrupted.
-#[tracing::instrument(skip(services, policy, lost), err)]
+#[tracing::instrument(skip(services, policy, lost))]
 pub async fn run_pass(
     services: &Services,
     now: OffsetDateTime,

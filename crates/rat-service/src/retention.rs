@@ -31,7 +31,7 @@ pub async fn config(services: &Services) -> Result<RetentionSettings, ServiceErr
 /// keep their value) and returns the result. `InvalidInput`, with nothing
 /// changed, for a non-object, an unknown key, a non-integer or a value out of
 /// its range (zero and negative values included).
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn update_config(services: &Services, patch: &Value) -> Result<RetentionSettings, ServiceError> {
     let mut client = services.pool.get().await?;
     // The row lock taken by update_retention lasts until this commit, so two
@@ -51,7 +51,7 @@ pub async fn status(services: &Services) -> Result<ReaperStatus, ServiceError> {
 /// Asks the reaper for a pass (from any api replica): records the request
 /// time in the status row and notifies the reaper, in one transaction.
 /// Returns the status with the pending request.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn request_run(services: &Services, now: OffsetDateTime) -> Result<ReaperStatus, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -109,7 +109,7 @@ pub async fn pipeline_retention(services: &Services, address: &PipelineRef) -> R
 /// fields that have a value, and leaves out the ones reset to the system
 /// default). `InvalidInput`, with nothing changed, for a non-object, a key
 /// that is not overridable per pipeline, or a value out of range.
-#[tracing::instrument(skip(services, overrides), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services, overrides), fields(pipeline = %address))]
 pub async fn set_pipeline_retention(
     services: &Services,
     address: &PipelineRef,

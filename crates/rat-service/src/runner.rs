@@ -143,7 +143,7 @@ const PRESIGN_CONCURRENCY: usize = 16;
 /// anything fails (the store cannot presign), or the caller goes away before
 /// the commit, the runs stay pending for another claim; no run is left
 /// leased to a runner that never heard of it.
-#[tracing::instrument(skip(services), fields(runner = runner.as_str()), err)]
+#[tracing::instrument(skip(services), fields(runner = runner.as_str()))]
 pub async fn claim(
     services: &Services,
     runner: &RunnerId,
@@ -265,7 +265,7 @@ pub struct HeartbeatAnswer {
 /// while the runner held it answers `stop: true` (nothing changes);
 /// `FailedPrecondition` when the runner does not hold it (another runner's,
 /// lease expired, finished), `NotFound` for an unknown run.
-#[tracing::instrument(skip(services), fields(runner = runner.as_str()), err)]
+#[tracing::instrument(skip(services), fields(runner = runner.as_str()))]
 pub async fn heartbeat(
     services: &Services,
     id: Uuid,
@@ -301,7 +301,7 @@ pub async fn heartbeat(
 /// never land after a completion or cancel that committed first. An empty
 /// batch only checks the hold. `FailedPrecondition` when the runner does not
 /// hold the run, `NotFound` for an unknown run.
-#[tracing::instrument(skip(services, entries), fields(runner = runner.as_str(), entries = entries.len()), err)]
+#[tracing::instrument(skip(services, entries), fields(runner = runner.as_str(), entries = entries.len()))]
 pub async fn append_logs(
     services: &Services,
     id: Uuid,
@@ -385,7 +385,7 @@ pub struct Completion {
 /// recorded then, and the run stays running); `FailedPrecondition` when the
 /// runner does not hold the run (nothing changes); `NotFound` for an unknown
 /// run.
-#[tracing::instrument(skip(services, completion), fields(runner = runner.as_str()), err)]
+#[tracing::instrument(skip(services, completion), fields(runner = runner.as_str()))]
 pub async fn complete(
     services: &Services,
     id: Uuid,
@@ -486,7 +486,7 @@ async fn on_success(transaction: &mut Transaction<'_>, run: &Run, now: OffsetDat
 /// [`complete`] does on success, in the same transaction.
 /// `FailedPrecondition` when the state machine refuses (the run already
 /// finished, or `success` of a pending run); `NotFound` for an unknown run.
-#[tracing::instrument(skip(services, report), err)]
+#[tracing::instrument(skip(services, report))]
 pub async fn callback_status(
     services: &Services,
     id: Uuid,

@@ -23,7 +23,7 @@ use crate::{ServiceError, Services, versions};
 /// one transaction. Publish and rollback take the same row lock, so the run
 /// records exactly the version that is the latest when it commits, and a
 /// concurrent delete of the pipeline waits until the run is recorded.
-#[tracing::instrument(skip(services), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services), fields(pipeline = %address))]
 pub async fn create(
     services: &Services,
     address: &PipelineRef,
@@ -73,7 +73,7 @@ pub async fn get(services: &Services, id: Uuid) -> Result<Run, ServiceError> {
 /// Cancels a pending or running run. `NotFound` for an unknown run,
 /// `FailedPrecondition` ("run is already success") for a terminal one, which
 /// is left exactly as it was.
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn cancel(services: &Services, id: Uuid, now: OffsetDateTime) -> Result<Run, ServiceError> {
     let client = services.pool.get().await?;
     match runs::transition(&client, id, RunStatus::Cancelled, &RunReport::default(), now).await {

@@ -49,7 +49,7 @@ pub struct ScheduleSpec {
 
 /// Creates a schedule of the live pipeline at `spec.address` with its first
 /// slot computed at `now`. `NotFound` for an unknown pipeline.
-#[tracing::instrument(skip(services, spec), fields(pipeline = %spec.address), err)]
+#[tracing::instrument(skip(services, spec), fields(pipeline = %spec.address))]
 pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTime) -> Result<Schedule, ServiceError> {
     spec.cron.check_fires()?;
     let mut client = services.pool.get().await?;
@@ -106,7 +106,7 @@ pub struct ScheduleChanges {
 /// expression, time zone and enabled flag. The row is locked while it is read
 /// and rewritten, so two concurrent updates cannot leave a `next_run_at`
 /// computed from an expression that is no longer the stored one.
-#[tracing::instrument(skip(services, changes), err)]
+#[tracing::instrument(skip(services, changes))]
 pub async fn update(
     services: &Services,
     id: Uuid,

@@ -69,7 +69,7 @@ pub(crate) async fn change_owner(
 /// (or deleted) object, `InvalidInput` for a bad `to` or an object type
 /// whose ownership cannot be transferred (namespaces have no owner column
 /// here; ratd transfers pipelines only).
-#[tracing::instrument(skip(services), err)]
+#[tracing::instrument(skip(services))]
 pub async fn transfer(
     services: &Services,
     object_type: ObjectType,

@@ -35,7 +35,7 @@ pub async fn get(
 /// is `changes.owner` or else `actor`, and the ownership row of the table is
 /// written with it (in the same transaction), so the owner can later transfer
 /// it; on update absent fields keep their value.
-#[tracing::instrument(skip(services, changes), err)]
+#[tracing::instrument(skip(services, changes))]
 pub async fn put_metadata(
     services: &Services,
     namespace: &NamespaceName,

@@ -115,7 +115,7 @@ async fn reschedule(
 /// Creates a trigger of the live pipeline at `address`; a cron type gets its
 /// first slot after `now`. `NotFound` for an unknown pipeline, `InvalidInput`
 /// for a trigger watching its own pipeline or a pattern that is no glob.
-#[tracing::instrument(skip(services, spec), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services, spec), fields(pipeline = %address))]
 pub async fn create(
     services: &Services,
     address: &PipelineRef,
@@ -189,7 +189,7 @@ pub struct TriggerChanges {
 /// a cron type's slot is recomputed at `now` (cleared when it is disabled).
 /// `InvalidInput` for a change of type or a config that does not fit the
 /// trigger's type; `NotFound` as for [`get`].
-#[tracing::instrument(skip(services, changes), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services, changes), fields(pipeline = %address))]
 pub async fn update(
     services: &Services,
     address: &PipelineRef,

@@ -61,7 +61,7 @@ async fn head_snapshot(services: &Services, pipeline: &Pipeline) -> Result<Publi
 /// prefix as the next version. `NotFound` for an unknown pipeline,
 /// `FailedPrecondition` when it has no file, `Unavailable` when the store
 /// fails or answers without version ids (nothing is recorded then).
-#[tracing::instrument(skip(services, message), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services, message), fields(pipeline = %address))]
 pub async fn publish(
     services: &Services,
     address: &PipelineRef,
@@ -102,7 +102,7 @@ pub async fn publish(
 /// message defaults to `Rollback to v{N}`. `InvalidInput` for a number below
 /// 1, `NotFound` for an unknown or pruned version. When the store cannot be
 /// listed the rollback still happens and `draft_dirty` is set (it may be).
-#[tracing::instrument(skip(services, message), fields(pipeline = %address), err)]
+#[tracing::instrument(skip(services, message), fields(pipeline = %address))]
 pub async fn rollback(
     services: &Services,
     address: &PipelineRef,
