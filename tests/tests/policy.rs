@@ -199,3 +199,45 @@ fn service_functions_do_not_log_their_own_failures() {
         .collect();
     assert!(offenders.is_empty(), "instrument(err) in rat-service: {offenders:#?}");
 }
+
+#[test]
+fn only_the_service_layer_reaches_the_repositories() {
+    // Binaries (and the crates only they use) reach the database through
+    // `rat-service`, so no rule of it can be gone around. Tests and tools
+    // that arrange rows directly name the repositories through the dev-only
+    // `rat-testkit` (`rat_testkit::dao`).
+    let root = workspace_root();
+    let allowed = ["crates/rat-dao", "crates/rat-service", "crates/rat-testkit"];
+    let mut manifests = Vec::new();
+    for dir in ["crates", "bins"] {
+        for entry in fs::read_dir(root.join(dir)).unwrap() {
+            manifests.push(entry.unwrap().path().join("Cargo.toml"));
+        }
+    }
+    manifests.push(root.join("xtask/Cargo.toml"));
+    manifests.push(root.join("tests/Cargo.toml"));
+    let mut checked = 0;
+    let mut offenders = Vec::new();
+    for manifest in manifests.iter().filter(|m| m.exists()) {
+        let package = manifest
+            .parent()
+            .unwrap()
+            .strip_prefix(&root)
+            .unwrap()
+            .display()
+            .to_string();
+        if allowed.contains(&package.as_str()) {
+            continue;
+        }
+        checked += 1;
+        let text = fs::read_to_string(manifest).unwrap();
+        if text
+            .lines()
+            .any(|line| line.trim_start().starts_with("rat-dao") || line.contains("\"rat-dao\""))
+        {
+            offenders.push(package);
+        }
+    }
+    assert!(checked >= 8, "only {checked} manifests checked");
+    assert!(offenders.is_empty(), "these name rat-dao: {offenders:#?}");
+}

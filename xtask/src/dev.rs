@@ -114,7 +114,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     rat_versioning::fs::FsStore::open(store_dir.clone())
         .await
         .with_context(|| format!("opening the file store in {}", store_dir.display()))?;
-    let report = rat_dao::migrate(&url).await.context("migrating the dev database")?;
+    let report = rat_testkit::dao::migrate(&url)
+        .await
+        .context("migrating the dev database")?;
     if !report.applied.is_empty() {
         println!("applied {} migration(s)", report.applied.len());
     }

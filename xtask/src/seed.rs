@@ -27,7 +27,9 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
         Some(url) => url,
         None => crate::dev::ensure_dev_database(&crate::dev::DevPaths::default()).await?,
     };
-    rat_dao::migrate(&url).await.context("migrating before seeding")?;
+    rat_testkit::dao::migrate(&url)
+        .await
+        .context("migrating before seeding")?;
     if !args.append && !is_empty(&url).await? {
         bail!("the database already holds pipelines; seed an empty database, or pass --append");
     }

@@ -31,9 +31,9 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use rat_dao::runs::RunReport;
 use rat_domain::{LogEntry, LogLevel, RunStatus, TestName};
 use rat_service::runner::{self, ClaimedRun, Completion, Lease, QualityReport, RunnerId};
+use rat_service::runs::RunReport;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::{Rfc2822, Rfc3339};
@@ -373,10 +373,10 @@ pub async fn append_logs(
 ) -> ApiResult<StatusCode> {
     let id = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
-    if body.entries.len() > rat_dao::runs::MAX_LOG_BATCH {
+    if body.entries.len() > rat_service::runner::MAX_LOG_BATCH {
         return Err(ApiError::invalid(format!(
             "at most {} log entries per request, got {}",
-            rat_dao::runs::MAX_LOG_BATCH,
+            rat_service::runner::MAX_LOG_BATCH,
             body.entries.len()
         )));
     }

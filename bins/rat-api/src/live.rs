@@ -3,7 +3,7 @@
 //! the limits on concurrent streams, and the stream of SSE events itself.
 //!
 //! One dedicated connection per process `LISTEN`s on the log and status
-//! channels ([`rat_dao::runs::RunEvents`]); each notification (a run id) is
+//! channels ([`rat_service::db::RunEvents`]); each notification (a run id) is
 //! broadcast to every open stream, and the streams of that run re-read their
 //! entries after their cursor. Notifications only wake streams up: what is
 //! sent always comes from Postgres, so a missed notification delays an entry
@@ -239,7 +239,7 @@ async fn listen(
             return;
         }
         let connected = tokio::select! {
-            connected = rat_dao::runs::RunEvents::connect(&database_url, APPLICATION_NAME) => connected,
+            connected = rat_service::db::RunEvents::connect(&database_url, APPLICATION_NAME) => connected,
             () = stopped(&mut stopping) => return,
         };
         match connected {

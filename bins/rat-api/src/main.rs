@@ -266,7 +266,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     cli.database.migrate_unless_disabled().await?;
-    let pool = rat_dao::create_pool(&cli.database.pool_settings("rat-api")).context("creating the pool")?;
+    let pool = rat_service::db::create_pool(&cli.database.pool_settings("rat-api")).context("creating the pool")?;
     let store = cli.store.open().await?;
     let mut settings = ApiSettings::new(
         cli.public_url

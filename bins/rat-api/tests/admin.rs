@@ -48,7 +48,10 @@ async fn config_is_read_and_partially_updated_in_both_body_shapes() {
     assert_eq!(app.get(CONFIG).await.json, wrapped.json);
 
     let client = app.db.client().await;
-    let stored = rat_dao::settings::get(&client, "retention").await.unwrap().unwrap();
+    let stored = rat_testkit::dao::settings::get(&client, "retention")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, expected, "stored complete, never with a missing key");
     assert_eq!(app.audit_rows().await[0].action, "retention.update");
 }
@@ -116,7 +119,7 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
         audit_pruned: 9,
         ..Default::default()
     };
-    rat_dao::reaper_status::record_pass(&client, &pass, finished)
+    rat_testkit::dao::reaper_status::record_pass(&client, &pass, finished)
         .await
         .unwrap();
     let status = app.get("/api/v1/admin/retention/status").await.json;
@@ -137,7 +140,7 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
     assert!(requested >= before - time::Duration::seconds(1), "{requested}");
     assert_eq!(run.json["runs_pruned"], 4, "the current status, not a pass");
     assert_eq!(run.json["last_run_at"], "2026-03-01T00:00:00Z");
-    let stored = rat_dao::reaper_status::get(&client).await.unwrap();
+    let stored = rat_testkit::dao::reaper_status::get(&client).await.unwrap();
     assert!(stored.run_requested(), "the reaper owes a pass");
     assert_eq!(
         app.get("/api/v1/admin/retention/status").await.json["run_requested_at"],
@@ -274,7 +277,10 @@ async fn retention_routes_require_the_api_key_when_one_is_set() {
     }
     let client = app.db.client().await;
     assert_eq!(
-        rat_dao::reaper_status::get(&client).await.unwrap().run_requested_at,
+        rat_testkit::dao::reaper_status::get(&client)
+            .await
+            .unwrap()
+            .run_requested_at,
         None,
         "a refused run request asks nothing"
     );

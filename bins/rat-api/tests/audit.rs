@@ -4,8 +4,8 @@
 mod common;
 
 use common::TestApp;
-use rat_dao::audit::NewAuditEntry;
 use rat_domain::FeatureFlags;
+use rat_testkit::dao::audit::NewAuditEntry;
 use serde_json::json;
 use time::macros::datetime;
 
@@ -98,7 +98,7 @@ async fn filters_and_time_windows_are_applied_in_sql() {
             object_id: None,
             details: None,
         };
-        rat_dao::audit::insert(&client, &entry, at).await.unwrap();
+        rat_testkit::dao::audit::insert(&client, &entry, at).await.unwrap();
     }
     let count = |query: &'static str| {
         let app = &app;
@@ -160,7 +160,7 @@ async fn bad_parameters_are_400() {
 async fn the_route_answers_404_while_the_audit_log_is_off() {
     let app = TestApp::new().await;
     let client = app.db.client().await;
-    rat_dao::settings::put_feature_flags(
+    rat_testkit::dao::settings::put_feature_flags(
         &client,
         &FeatureFlags {
             audit_log: false,

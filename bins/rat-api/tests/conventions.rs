@@ -276,7 +276,7 @@ async fn features_and_plugins_answer_what_the_portal_expects() {
     assert_eq!(plugins.json, json!([]), "a bare array");
     let client = app.db.client().await;
     let name = rat_domain::PluginName::parse("auth-oidc").unwrap();
-    rat_dao::plugins::register(&client, &name, "auth", "ghcr.io/rat/auth:1", &json!({}))
+    rat_testkit::dao::plugins::register(&client, &name, "auth", "ghcr.io/rat/auth:1", &json!({}))
         .await
         .unwrap();
     // ratd's `plugins` map: name → {enabled, type}.
@@ -327,7 +327,9 @@ async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enable
         pipeline_triggers: false,
         pipeline_versions: false,
     };
-    rat_dao::settings::put_feature_flags(&client, &all_off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &all_off)
+        .await
+        .unwrap();
     for path in gated {
         let message = app.get(path).await.assert_error(404, "NOT_FOUND");
         assert!(message.contains("FEATURE_DISABLED"), "{path}: {message}");
@@ -337,7 +339,7 @@ async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enable
     assert_eq!(features.json["landing_zones"], false);
     assert_eq!(app.get("/api/v1/pipelines").await.status, 200);
     // Every replica reads the flags from Postgres: turning them on takes effect at once.
-    rat_dao::settings::put_feature_flags(&client, &rat_domain::FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &rat_domain::FeatureFlags::default())
         .await
         .unwrap();
     for path in gated {
@@ -360,7 +362,9 @@ async fn disabled_features_answer_404_feature_disabled_and_come_back_when_enable
             landing_zones: off != 3,
             audit_log: off != 4,
         };
-        rat_dao::settings::put_feature_flags(&client, &flags).await.unwrap();
+        rat_testkit::dao::settings::put_feature_flags(&client, &flags)
+            .await
+            .unwrap();
         for (i, path) in gated.iter().enumerate() {
             let answer = app.get(path).await;
             if i == off {

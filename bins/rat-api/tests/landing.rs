@@ -603,7 +603,7 @@ async fn landing_routes_answer_404_while_the_feature_is_off() {
     let app = TestApp::new().await;
     zone(&app, "default", "uploads").await;
     let client = app.db.client().await;
-    rat_dao::settings::put_feature_flags(
+    rat_testkit::dao::settings::put_feature_flags(
         &client,
         &FeatureFlags {
             landing_zones: false,

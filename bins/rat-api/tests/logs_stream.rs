@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::TestApp;
-use rat_dao::runs;
 use rat_domain::{LogEntry, LogLevel, RunStatus};
+use rat_testkit::dao::runs;
 use rat_testkit::fixtures;
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Answer, TestApp};
-use rat_dao::quality::{self, NewQualityResult};
 use rat_domain::{FeatureFlags, QualityStatus, TestName};
+use rat_testkit::dao::quality::{self, NewQualityResult};
 use serde_json::{Value, json};
 use time::macros::datetime;
 use uuid::Uuid;
@@ -386,7 +386,9 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
         quality_tests: false,
         ..FeatureFlags::default()
     };
-    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &off)
+        .await
+        .unwrap();
     let message = app.get(TESTS).await.assert_error(404, "NOT_FOUND");
     assert!(message.contains("quality_tests"), "{message}");
     create(&app, json!({"name": "u", "sql": "select 0"}))
@@ -396,7 +398,7 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
     app.post(&format!("{TESTS}/run"), json!({}))
         .await
         .assert_error(404, "NOT_FOUND");
-    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &FeatureFlags::default())
         .await
         .unwrap();
     assert_eq!(app.get(TESTS).await.json["total"], 1, "nothing changed while off");
@@ -440,12 +442,14 @@ async fn the_sdk_paths_answer_like_the_contract_paths() {
         quality_tests: false,
         ..FeatureFlags::default()
     };
-    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &off)
+        .await
+        .unwrap();
     app.get(SDK).await.assert_error(404, "NOT_FOUND");
     app.delete(&format!("{SDK}/no_nulls"))
         .await
         .assert_error(404, "NOT_FOUND");
-    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &FeatureFlags::default())
         .await
         .unwrap();
 

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{Answer, TestApp};
-use rat_dao::quality::{self, NewQualityTest};
 use rat_domain::{PipelineRef, Severity, TestName};
+use rat_testkit::dao::quality::{self, NewQualityTest};
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -77,9 +77,10 @@ async fn claim(app: &TestApp, runner: &str) -> Answer {
 
 async fn quality_test(app: &TestApp, name: &str, severity: Severity) {
     let client = app.db.client().await;
-    let pipeline = rat_dao::pipelines::get_by_ref(&client, &PipelineRef::parse("default", "silver", "orders").unwrap())
-        .await
-        .unwrap();
+    let pipeline =
+        rat_testkit::dao::pipelines::get_by_ref(&client, &PipelineRef::parse("default", "silver", "orders").unwrap())
+            .await
+            .unwrap();
     quality::create(
         &client,
         &NewQualityTest {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::TestApp;
-use rat_dao::{pipeline_versions, pipelines, runs};
 use rat_domain::{PipelineRef, RunStatus};
+use rat_testkit::dao::{pipeline_versions, pipelines, runs};
 use rat_testkit::fixtures;
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -451,9 +451,9 @@ async fn app_on(
     database_url: &str,
     store: std::sync::Arc<dyn rat_versioning::VersionedStore>,
 ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let mut settings = rat_dao::PoolSettings::new(database_url);
+    let mut settings = rat_testkit::dao::PoolSettings::new(database_url);
     settings.connect_timeout = Duration::from_secs(2);
-    let pool = rat_dao::create_pool(&settings).unwrap();
+    let pool = rat_testkit::dao::create_pool(&settings).unwrap();
     let state = rat_api::state::AppState::new(
         rat_service::Services::new(pool, store),
         rat_api::state::ApiSettings::new("http://127.0.0.1"),

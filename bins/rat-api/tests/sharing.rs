@@ -12,7 +12,7 @@ const TRANSFER: &str = "/api/v1/sharing/transfer";
 
 async fn owner_row(app: &TestApp, object_type: ObjectType, id: Uuid) -> Option<String> {
     let client = app.db.client().await;
-    rat_dao::access::get_owner(&client, object_type, id)
+    rat_testkit::dao::access::get_owner(&client, object_type, id)
         .await
         .unwrap()
         .map(|o| o.owner)
@@ -88,20 +88,22 @@ async fn ratd_sdk_field_name_new_owner_is_accepted() {
 async fn a_pipeline_without_an_ownership_row_is_transferable_by_its_owner_column() {
     let app = TestApp::new().await;
     let client = app.db.client().await;
-    let new = |name: &str, owner: Option<&str>| rat_dao::pipelines::NewPipeline {
+    let new = |name: &str, owner: Option<&str>| rat_testkit::dao::pipelines::NewPipeline {
         address: PipelineRef::parse("default", "silver", name).unwrap(),
         pipeline_type: PipelineType::Sql,
         description: String::new(),
         owner: owner.map(str::to_owned),
         max_versions: None,
     };
-    let mine = rat_dao::pipelines::create(&client, &new("mine", Some("community")))
+    let mine = rat_testkit::dao::pipelines::create(&client, &new("mine", Some("community")))
         .await
         .unwrap();
-    let theirs = rat_dao::pipelines::create(&client, &new("theirs", Some("alice")))
+    let theirs = rat_testkit::dao::pipelines::create(&client, &new("theirs", Some("alice")))
         .await
         .unwrap();
-    let nobody = rat_dao::pipelines::create(&client, &new("nobody", None)).await.unwrap();
+    let nobody = rat_testkit::dao::pipelines::create(&client, &new("nobody", None))
+        .await
+        .unwrap();
 
     let answer = app
         .post(

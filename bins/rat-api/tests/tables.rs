@@ -53,7 +53,7 @@ async fn put_creates_the_row_owned_by_the_caller_and_get_reads_it_back() {
 
     let id: uuid::Uuid = t["id"].as_str().unwrap().parse().unwrap();
     let client = app.db.client().await;
-    let ownership = rat_dao::access::get_owner(&client, ObjectType::Table, id)
+    let ownership = rat_testkit::dao::access::get_owner(&client, ObjectType::Table, id)
         .await
         .unwrap()
         .unwrap();

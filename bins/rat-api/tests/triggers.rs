@@ -413,7 +413,9 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
         pipeline_triggers: false,
         ..FeatureFlags::default()
     };
-    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &off)
+        .await
+        .unwrap();
     app.get(BASE).await.assert_error(404, "NOT_FOUND");
     app.post(BASE, json!({"type": "webhook"}))
         .await
@@ -425,7 +427,7 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
     let message = app.delete(&path).await.assert_error(404, "NOT_FOUND");
     assert!(message.contains("pipeline_triggers"), "{message}");
 
-    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &FeatureFlags::default())
         .await
         .unwrap();
     let back = app.get(&path).await;

@@ -400,7 +400,9 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
         pipeline_versions: false,
         ..FeatureFlags::default()
     };
-    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &off)
+        .await
+        .unwrap();
     let message = publish(&app, json!({})).await.assert_error(404, "NOT_FOUND");
     assert!(message.contains("pipeline_versions"), "{message}");
     app.get(&format!("{PIPELINE}/versions"))
@@ -413,7 +415,7 @@ async fn the_routes_are_gone_while_the_feature_is_off() {
         .await
         .assert_error(404, "NOT_FOUND");
 
-    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &FeatureFlags::default())
         .await
         .unwrap();
     assert_eq!(

@@ -225,10 +225,12 @@ async fn the_route_is_gone_while_the_feature_is_off() {
         pipeline_triggers: false,
         ..FeatureFlags::default()
     };
-    rat_dao::settings::put_feature_flags(&client, &off).await.unwrap();
+    rat_testkit::dao::settings::put_feature_flags(&client, &off)
+        .await
+        .unwrap();
     let message = with_token(&app, &token).await.assert_error(404, "NOT_FOUND");
     assert!(message.contains("pipeline_triggers"), "{message}");
-    rat_dao::settings::put_feature_flags(&client, &FeatureFlags::default())
+    rat_testkit::dao::settings::put_feature_flags(&client, &FeatureFlags::default())
         .await
         .unwrap();
     assert_eq!(with_token(&app, &token).await.status, 201);

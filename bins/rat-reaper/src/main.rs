@@ -22,12 +22,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rat_dao::reaper_status;
 use rat_domain::NextPass;
-use rat_service::reaper::{self, PassPolicy, PassReport};
-use rat_service::{ServiceError, Services};
+use rat_service::Services;
+use rat_service::reaper::{self, Attempt, PassPolicy};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -79,14 +77,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The `application_name` of the pooled connections.
 const APPLICATION_NAME: &str = "rat-reaper";
-/// The `application_name` of the connection holding the reaper lock.
-const LOCK_NAME: &str = "rat-reaper-lock";
 /// The `application_name` of the dedicated `LISTEN` connection.
 const LISTENER_NAME: &str = "rat-reaper-listener";
-/// How often the watchdog checks that the lock connection answers.
-const LOCK_PING_INTERVAL: Duration = Duration::from_secs(1);
-/// How long that check may take before the lock is taken as lost.
-const LOCK_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause before looking again when another replica holds the lock.
 const BUSY_PAUSE: Duration = Duration::from_secs(5);
 /// Pause before retrying after an error; doubles up to [`MAX_ERROR_BACKOFF`].
@@ -121,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::spawn(rat_cli::wake_on_notify(
                 cli.database.database_url.clone(),
                 LISTENER_NAME,
-                &[reaper_status::RUN_CHANNEL],
+                &[rat_service::db::REAPER_CHANNEL],
                 "pass requests",
                 wake.clone(),
                 stop.clone(),
@@ -141,20 +133,9 @@ struct Reaper {
     policy: PassPolicy,
 }
 
-/// What came of an attempt at a pass.
-enum Attempt {
-    /// This process ran it.
-    Done(Box<PassReport>),
-    /// Another process holds the lock (and is running one).
-    Busy,
-    /// Once the lock was taken, the pass was no longer owed: another
-    /// process had just run it.
-    NotDue,
-}
-
 impl Reaper {
     async fn open(cli: &Cli) -> anyhow::Result<Self> {
-        let pool = rat_dao::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
+        let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
         let store = cli.store.open().await?;
         Ok(Reaper {
             services: Services::new(pool, store),
@@ -217,84 +198,18 @@ impl Reaper {
         }
     }
 
-    /// Takes the lock and runs a pass; with `only_if_due`, skips it when
-    /// another process ran it between the caller's look and the lock.
+    /// Takes the lock and runs a pass ([`reaper::run_exclusive`]); with
+    /// `only_if_due`, skips it when another process ran it between the
+    /// caller's look and the lock.
     async fn pass(&self, stop: &watch::Receiver<bool>, only_if_due: bool) -> anyhow::Result<Attempt> {
-        let lock = rat_dao::connect_dedicated(&self.database_url, LOCK_NAME)
-            .await
-            .context("connecting for the reaper lock")?;
-        if !reaper_status::try_lock(&lock).await.context("taking the reaper lock")? {
-            tracing::debug!("another reaper holds the lock");
-            return Ok(Attempt::Busy);
-        }
-        if only_if_due
-            && matches!(
-                reaper::next_pass(&self.services, OffsetDateTime::now_utc()).await?,
-                NextPass::At(_)
-            )
-        {
-            // Dropping the connection releases the lock.
-            return Ok(Attempt::NotDue);
-        }
-        let report = self.pass_holding(&lock, stop.clone()).await?;
-        // Released with the session anyway; unlocking first lets a waiting
-        // replica in without waiting for the server to notice the close.
-        if let Err(e) = reaper_status::unlock(&lock).await {
-            tracing::warn!(error = %e, "releasing the reaper lock; closing its connection releases it");
-        }
-        Ok(Attempt::Done(Box::new(report)))
-    }
-
-    /// Runs a pass while a watchdog checks the lock connection (and the stop
-    /// flag), and logs its summary.
-    async fn pass_holding(
-        &self,
-        lock: &tokio_postgres::Client,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<PassReport, ServiceError> {
-        let started = std::time::Instant::now();
-        let (lost_sender, lost) = watch::channel(false);
-        tracing::info!("pass started");
-        let pass = reaper::run_pass(&self.services, OffsetDateTime::now_utc(), &self.policy, &lost);
-        let watchdog = async {
-            let mut ping = tokio::time::interval(LOCK_PING_INTERVAL);
-            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ping.tick() => {
-                        let answered = matches!(
-                            tokio::time::timeout(LOCK_PING_TIMEOUT, lock.batch_execute("SELECT 1")).await,
-                            Ok(Ok(()))
-                        );
-                        if !answered || lock.is_closed() {
-                            tracing::error!("the reaper lock connection stopped answering: the lock is lost; stopping the pass");
-                            break;
-                        }
-                    }
-                    () = rat_cli::stopped(&mut stop) => break,
-                }
-            }
-            lost_sender.send_replace(true);
-            std::future::pending::<()>().await;
-        };
-        let report = tokio::select! {
-            report = pass => report?,
-            () = watchdog => unreachable!("the watchdog never returns"),
-        };
-        let c = &report.counters;
-        tracing::info!(
-            runs_pruned = c.runs_pruned,
-            logs_pruned = c.logs_pruned,
-            quality_pruned = c.quality_pruned,
-            runs_failed = c.runs_failed,
-            pipelines_purged = c.pipelines_purged,
-            lz_files_cleaned = c.lz_files_cleaned,
-            audit_pruned = c.audit_pruned,
-            failed_tasks = report.tasks.iter().filter(|t| t.error.is_some()).count(),
-            interrupted = report.interrupted,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "pass finished"
-        );
-        Ok(report)
+        Ok(reaper::run_exclusive(
+            &self.services,
+            &self.database_url,
+            &self.policy,
+            stop,
+            only_if_due,
+            OffsetDateTime::now_utc(),
+        )
+        .await?)
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rat_dao::schedules;
+
 use rat_service::firing::{CronTickReport, fire_due_cron_triggers};
 use rat_service::scheduler::{self, TickOptions, TickReport};
 use rat_service::{ServiceError, Services};
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    let pool = rat_dao::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
+    let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
     let services = Services::new(pool, Arc::new(NoStore));
     let (_stop_sender, stop) = rat_cli::stop_on_signal();
     let wake = Arc::new(Notify::new());
@@ -98,7 +98,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     let listener = tokio::spawn(rat_cli::wake_on_notify(
         cli.database.database_url.clone(),
         LISTENER_NAME,
-        &[schedules::CHANGED_CHANNEL],
+        &[rat_service::db::SCHEDULES_CHANNEL],
         "schedule changes",
         wake.clone(),
         stop.clone(),

@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
 /// has nothing left to do) and a `CHECKPOINT` (the seed's dirty pages are
 /// written now). Returns whether the checkpoint ran: it needs a privilege the
 /// test cluster's user has but another server's may not.
-pub(crate) async fn settle(client: &rat_dao::PooledClient) -> anyhow::Result<bool> {
+pub(crate) async fn settle(client: &rat_testkit::dao::PooledClient) -> anyhow::Result<bool> {
     use anyhow::Context as _;
     client.batch_execute("VACUUM ANALYZE").await.context("VACUUM ANALYZE")?;
     Ok(client.batch_execute("CHECKPOINT").await.is_ok())

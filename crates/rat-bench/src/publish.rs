@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use rat_dao::pipelines::NewPipeline;
 use rat_domain::{PipelineRef, PipelineType};
+use rat_service::pipelines::NewPipeline;
 use rat_service::{Services, files, pipelines, versions};
 use rat_testkit::TestDatabase;
 use rat_testkit::s3::MotoServer;

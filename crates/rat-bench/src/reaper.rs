@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rat_dao::{PoolSettings, connect_dedicated, create_pool};
 use rat_service::Services;
 use rat_service::reaper::{PassPolicy, run_pass};
 use rat_testkit::TestDatabase;
+use rat_testkit::dao::{PoolSettings, connect_dedicated, create_pool};
 use rat_versioning::VersionedStore;
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rat_dao::GenericClient;
 use rat_testkit::TestDatabase;
+use rat_testkit::dao::GenericClient;
 use time::OffsetDateTime;
 
 /// Arguments of the scheduler benchmark.

@@ -37,8 +37,8 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     /// Pool settings for this process.
-    pub fn pool_settings(&self, application_name: &str) -> rat_dao::PoolSettings {
-        let mut settings = rat_dao::PoolSettings::new(self.database_url.clone());
+    pub fn pool_settings(&self, application_name: &str) -> rat_service::db::PoolSettings {
+        let mut settings = rat_service::db::PoolSettings::new(self.database_url.clone());
         settings.max_size = usize::from(self.db_pool_size);
         settings.application_name = application_name.to_owned();
         settings
@@ -56,7 +56,7 @@ impl DatabaseArgs {
 
 /// Applies pending migrations (under the migration advisory lock) and logs what was applied.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let report = rat_dao::migrate(database_url)
+    let report = rat_service::db::migrate(database_url)
         .await
         .context("applying schema migrations")?;
     tracing::info!(applied = report.applied.len(), "schema is up to date");
@@ -284,7 +284,7 @@ pub async fn wake_on_notify(
             return;
         }
         let connected = tokio::select! {
-            connected = rat_dao::listen::Listener::connect(&database_url, application_name, channels) => connected,
+            connected = rat_service::db::Listener::connect(&database_url, application_name, channels) => connected,
             () = stopped(&mut stop) => return,
         };
         match connected {

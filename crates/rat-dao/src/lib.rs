@@ -40,4 +40,6 @@ pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolErr
 pub use error::DaoError;
 pub use migrate::{MIGRATION_LOCK_KEY, MigrationReport, embedded_migrations, migrate, schema_fingerprint};
 pub use pool::{PoolSettings, connect_dedicated, create_pool, parse_database_url};
+/// A connection of its own, outside the pool ([`connect_dedicated`]).
+pub use tokio_postgres::Client as DedicatedConnection;
 pub use tokio_postgres::Error as PgError;

@@ -1,8 +1,9 @@
 //! The audit log: recording what was done (the api's audit layer calls
 //! [`record`] once per mutation) and reading it back.
 
+use rat_dao::audit;
+pub use rat_dao::audit::AuditFilter;
 pub use rat_dao::audit::NewAuditEntry;
-use rat_dao::audit::{self, AuditFilter};
 use rat_domain::{AuditEntry, Page, PageRequest};
 use time::OffsetDateTime;
 

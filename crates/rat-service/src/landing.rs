@@ -8,7 +8,8 @@
 //! nothing; a failed row write removes the version again. Uploads arrive as
 //! streams and are never held whole in memory.
 
-use rat_dao::landing::{self, NewLandingFile, NewLandingZone, ZoneUpdate};
+use rat_dao::landing::{self, NewLandingFile};
+pub use rat_dao::landing::{NewLandingZone, ZoneUpdate};
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, MAX_SCHEMA_NOTE_CHARS, check_text_len};
 use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
 use rat_versioning::{ByteSource, KeyPrefix, ObjectKey, list_all_latest};

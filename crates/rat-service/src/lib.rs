@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod coalesce;
+pub mod db;
 mod error;
 pub mod files;
 pub mod firing;

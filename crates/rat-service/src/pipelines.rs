@@ -1,7 +1,8 @@
 //! Creating pipelines: the row and its starter files, all or nothing.
 
 use rat_dao::access;
-use rat_dao::pipelines::{self, NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_dao::pipelines;
+pub use rat_dao::pipelines::{DEFAULT_SORT, NewPipeline, PipelineFilter, PipelineUpdate};
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
 use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};

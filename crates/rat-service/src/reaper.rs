@@ -661,6 +661,124 @@ pub async fn run_pass(
     })
 }
 
+/// The `application_name` of the connection holding the reaper lock.
+pub const LOCK_APPLICATION_NAME: &str = "rat-reaper-lock";
+/// How often the watchdog of [`run_exclusive`] checks that the lock
+/// connection answers.
+const LOCK_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long that check may take before the lock is taken as lost.
+const LOCK_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What came of [`run_exclusive`].
+#[derive(Debug)]
+pub enum Attempt {
+    /// This process ran the pass.
+    Done(Box<PassReport>),
+    /// Another process holds the reaper lock (and is running a pass).
+    Busy,
+    /// Once the lock was taken, the pass was no longer owed: another
+    /// process had just run it.
+    NotDue,
+}
+
+/// Resolves once `stop` turns true (never, if its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One pass at a time among any number of reapers: takes the reaper lock (a
+/// session advisory lock on a dedicated connection to `database_url`, never
+/// a pooled one, which could be recycled under it), runs [`run_pass`] at
+/// `now`, and releases the lock. With `only_if_due`, a pass another process
+/// ran between the caller's look and the lock is skipped ([`Attempt::NotDue`]).
+///
+/// A watchdog pings the lock connection every second while the pass runs;
+/// when it stops answering (the lock is gone: another reaper may take it),
+/// or `stop` turns true, the pass stops between two batches, so two passes
+/// never overlap for longer than one batch.
+pub async fn run_exclusive(
+    services: &Services,
+    database_url: &str,
+    policy: &PassPolicy,
+    stop: &watch::Receiver<bool>,
+    only_if_due: bool,
+    now: OffsetDateTime,
+) -> Result<Attempt, ServiceError> {
+    let lock = rat_dao::connect_dedicated(database_url, LOCK_APPLICATION_NAME).await?;
+    if !reaper_status::try_lock(&lock).await? {
+        tracing::debug!("another reaper holds the lock");
+        return Ok(Attempt::Busy);
+    }
+    if only_if_due && matches!(next_pass(services, now).await?, NextPass::At(_)) {
+        // Dropping the connection releases the lock.
+        return Ok(Attempt::NotDue);
+    }
+    let report = pass_holding(services, policy, &lock, stop.clone(), now).await?;
+    // Released with the session anyway; unlocking first lets a waiting
+    // replica in without waiting for the server to notice the close.
+    if let Err(e) = reaper_status::unlock(&lock).await {
+        tracing::warn!(error = %e, "releasing the reaper lock; closing its connection releases it");
+    }
+    Ok(Attempt::Done(Box::new(report)))
+}
+
+/// Runs a pass while a watchdog checks the lock connection (and `stop`),
+/// and logs its summary.
+async fn pass_holding(
+    services: &Services,
+    policy: &PassPolicy,
+    lock: &rat_dao::DedicatedConnection,
+    mut stop: watch::Receiver<bool>,
+    now: OffsetDateTime,
+) -> Result<PassReport, ServiceError> {
+    let started = Instant::now();
+    let (lost_sender, lost) = watch::channel(false);
+    tracing::info!("pass started");
+    let pass = run_pass(services, now, policy, &lost);
+    let watchdog = async {
+        let mut ping = tokio::time::interval(LOCK_PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ping.tick() => {
+                    let answered = matches!(
+                        tokio::time::timeout(LOCK_PING_TIMEOUT, lock.batch_execute("SELECT 1")).await,
+                        Ok(Ok(()))
+                    );
+                    if !answered || lock.is_closed() {
+                        tracing::error!("the reaper lock connection stopped answering: the lock is lost; stopping the pass");
+                        break;
+                    }
+                }
+                () = stopped(&mut stop) => break,
+            }
+        }
+        lost_sender.send_replace(true);
+        std::future::pending::<()>().await;
+    };
+    let report = tokio::select! {
+        report = pass => report?,
+        () = watchdog => unreachable!("the watchdog never returns"),
+    };
+    let c = &report.counters;
+    tracing::info!(
+        runs_pruned = c.runs_pruned,
+        logs_pruned = c.logs_pruned,
+        quality_pruned = c.quality_pruned,
+        runs_failed = c.runs_failed,
+        pipelines_purged = c.pipelines_purged,
+        lz_files_cleaned = c.lz_files_cleaned,
+        audit_pruned = c.audit_pruned,
+        failed_tasks = report.tasks.iter().filter(|t| t.error.is_some()).count(),
+        interrupted = report.interrupted,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "pass finished"
+    );
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+pub use rat_dao::runs::MAX_LOG_BATCH;
 use rat_dao::runs::{self, NotHeld, RunReport};
 use rat_dao::{DaoError, Transaction, pipelines, quality};
 use rat_domain::{

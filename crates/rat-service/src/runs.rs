@@ -6,7 +6,8 @@
 //! the guarded UPDATE of `rat_dao::runs::transition`, so a terminal run never
 //! changes again, whoever asks.
 
-use rat_dao::runs::{self, NewRun, RunFilter, RunReport};
+use rat_dao::runs::{self, NewRun};
+pub use rat_dao::runs::{DEFAULT_SORT, RunFilter, RunReport};
 use rat_dao::{DaoError, pipelines};
 use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
 use time::OffsetDateTime;

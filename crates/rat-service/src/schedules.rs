@@ -15,7 +15,8 @@
 //! their next wake-up at once (see `crate::scheduler`).
 
 use rat_dao::pipelines;
-use rat_dao::schedules::{self, NewSchedule, ScheduleFilter, ScheduleUpdate};
+pub use rat_dao::schedules::ScheduleFilter;
+use rat_dao::schedules::{self, NewSchedule, ScheduleUpdate};
 use rat_domain::{CronExpr, Page, PageRequest, PipelineRef, Schedule, ScheduleTimezone};
 use time::OffsetDateTime;
 use uuid::Uuid;

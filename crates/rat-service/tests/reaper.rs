@@ -528,3 +528,39 @@ async fn stored_zeros_never_delete_everything() {
     assert_eq!(report.counters.audit_pruned, 0);
     assert!(!report.settings_problems.is_empty());
 }
+
+#[tokio::test]
+async fn one_exclusive_pass_at_a_time_and_none_that_is_no_longer_owed() {
+    use rat_service::reaper::{Attempt, run_exclusive};
+    let world = fs_world().await;
+    let url = world.db.url().to_owned();
+    let stop = not_lost();
+    // Another process holds the reaper lock: this one does not run a pass.
+    let holder = rat_dao::connect_dedicated(&url, "holder").await.unwrap();
+    assert!(rat_dao::reaper_status::try_lock(&holder).await.unwrap());
+    let attempt = run_exclusive(&world.services, &url, &policy(), &stop, false, now())
+        .await
+        .unwrap();
+    assert!(matches!(attempt, Attempt::Busy), "{attempt:?}");
+    drop(holder);
+    // Two at once: exactly one runs it, the other finds the lock taken, or
+    // (if it came second) the pass no longer owed.
+    let policy = policy();
+    let (a, b) = tokio::join!(
+        run_exclusive(&world.services, &url, &policy, &stop, true, now()),
+        run_exclusive(&world.services, &url, &policy, &stop, true, now()),
+    );
+    let attempts = [a.unwrap(), b.unwrap()];
+    let done = attempts.iter().filter(|a| matches!(a, Attempt::Done(_))).count();
+    assert_eq!(done, 1, "{attempts:?}");
+    // Just run: no longer owed.
+    let again = run_exclusive(&world.services, &url, &policy, &stop, true, now())
+        .await
+        .unwrap();
+    assert!(matches!(again, Attempt::NotDue), "{again:?}");
+    // Asked for on the command line: runs all the same.
+    let forced = run_exclusive(&world.services, &url, &policy, &stop, false, now())
+        .await
+        .unwrap();
+    assert!(matches!(forced, Attempt::Done(_)), "{forced:?}");
+}

@@ -23,3 +23,7 @@ pub mod s3;
 pub mod seed;
 
 pub use database::{ADMIN_URL_ENV, TestDatabase};
+/// The repositories, for tests that arrange or check rows directly: the
+/// binaries themselves reach the database only through `rat-service`, so
+/// their tests name the repositories through this dev-only crate.
+pub use rat_dao as dao;

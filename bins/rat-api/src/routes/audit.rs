@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use rat_dao::audit::AuditFilter;
 use rat_domain::AuditEntry;
+use rat_service::audit::AuditFilter;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

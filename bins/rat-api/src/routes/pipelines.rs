@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_dao::pipelines::{NewPipeline, PipelineFilter, PipelineUpdate};
 use rat_domain::{Layer, NamespaceName, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
+use rat_service::pipelines::{NewPipeline, PipelineFilter, PipelineUpdate};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -127,7 +127,7 @@ pub async fn list(
         return Err(ApiError::invalid("search must be at most 255 characters"));
     }
     let sort = match query.sort.as_deref() {
-        None | Some("") => rat_dao::pipelines::DEFAULT_SORT,
+        None | Some("") => rat_service::pipelines::DEFAULT_SORT,
         Some(text) => Sort::<PipelineSortField>::parse(text)?,
     };
     let page = rat_service::pipelines::list(&state.services, &filter, sort, page).await?;

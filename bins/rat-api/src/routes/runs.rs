@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rat_dao::runs::RunFilter;
 use rat_domain::{Layer, NamespaceName, PipelineName, Run, RunSortField, RunStatus, Sort, trigger_label};
+use rat_service::runs::RunFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -157,7 +157,7 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<RunQu
         started_before: parse_time("started_before", query.started_before)?,
     };
     let sort = match given(query.sort) {
-        None => rat_dao::runs::DEFAULT_SORT,
+        None => rat_service::runs::DEFAULT_SORT,
         Some(text) => Sort::<RunSortField>::parse(&text)?,
     };
     let page = rat_service::runs::list(&state.services, &filter, sort, page).await?;

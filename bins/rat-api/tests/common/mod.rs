@@ -140,10 +140,10 @@ impl Builder {
         };
         let pool = match self.pool {
             Some((size, wait)) => {
-                let mut settings = rat_dao::PoolSettings::new(db.url());
+                let mut settings = rat_testkit::dao::PoolSettings::new(db.url());
                 settings.max_size = size;
                 settings.wait_timeout = wait;
-                rat_dao::create_pool(&settings).expect("pool")
+                rat_testkit::dao::create_pool(&settings).expect("pool")
             }
             None => db.pool().clone(),
         };
@@ -389,7 +389,7 @@ impl TestApp {
     /// Audit rows, newest first, straight from the database.
     pub async fn audit_rows(&self) -> Vec<rat_domain::AuditEntry> {
         let client = self.db.client().await;
-        rat_dao::audit::list(&client, &Default::default(), rat_domain::PageRequest::first(200))
+        rat_testkit::dao::audit::list(&client, &Default::default(), rat_domain::PageRequest::first(200))
             .await
             .unwrap()
             .items
