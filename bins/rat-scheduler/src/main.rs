@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use rat_service::ServiceError;
+use rat_service::db::Pool;
 use rat_service::firing::{CronTickReport, fire_due_cron_triggers};
 use rat_service::scheduler::{self, TickOptions, TickReport};
-use rat_service::{ServiceError, Services};
-use rat_versioning::{KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -87,8 +87,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    // The scheduler reads and writes rows only: a pool, no file store.
     let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
-    let services = Services::new(pool, Arc::new(NoStore));
     let (_stop_sender, stop) = rat_cli::stop_on_signal();
     let wake = Arc::new(Notify::new());
     // A dedicated connection LISTENs on `rat_schedules` (sent by schedule
@@ -112,7 +112,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         batch_size = cli.batch_size,
         "scheduler started"
     );
-    schedule_loop(&services, loop_config, &wake, stop).await;
+    schedule_loop(&pool, loop_config, &wake, stop).await;
     let _ = listener.await;
     tracing::info!("scheduler stopped");
     Ok(())
@@ -128,7 +128,7 @@ struct LoopConfig {
 /// transaction commits or fails on its own); shutdown is only noticed
 /// between ticks and while sleeping. Errors never end the loop: they are
 /// logged and the tick is retried after a bounded backoff.
-async fn schedule_loop(services: &Services, config: LoopConfig, wake: &Notify, mut stop: watch::Receiver<bool>) {
+async fn schedule_loop(pool: &Pool, config: LoopConfig, wake: &Notify, mut stop: watch::Receiver<bool>) {
     let mut backoff = MIN_ERROR_BACKOFF;
     let mut backfilled = false;
     loop {
@@ -138,7 +138,7 @@ async fn schedule_loop(services: &Services, config: LoopConfig, wake: &Notify, m
         if !backfilled {
             // Cron triggers written before they had a slot get one (once per
             // start; cheap when there are none).
-            match rat_service::triggers::backfill_cron_slots(services, OffsetDateTime::now_utc()).await {
+            match rat_service::triggers::backfill_cron_slots(pool, OffsetDateTime::now_utc()).await {
                 Ok(set) => {
                     backfilled = true;
                     if set > 0 {
@@ -148,7 +148,7 @@ async fn schedule_loop(services: &Services, config: LoopConfig, wake: &Notify, m
                 Err(e) => tracing::error!(error = %e, detail = ?e, "cannot give cron triggers their slot; will retry"),
             }
         }
-        let more = match tick(services, config.batch_size).await {
+        let more = match tick(pool, config.batch_size).await {
             Ok(more) => {
                 backoff = MIN_ERROR_BACKOFF;
                 more
@@ -170,7 +170,7 @@ async fn schedule_loop(services: &Services, config: LoopConfig, wake: &Notify, m
             // A full batch: more may be due. Go on at once.
             continue;
         }
-        let delay = match scheduler::next_wake(services, OffsetDateTime::now_utc(), max_sleep(config)).await {
+        let delay = match scheduler::next_wake(pool, OffsetDateTime::now_utc(), max_sleep(config)).await {
             Ok(at) => {
                 let delay = at - OffsetDateTime::now_utc();
                 if delay.is_positive() {
@@ -204,14 +204,14 @@ fn max_sleep(config: LoopConfig) -> time::Duration {
 /// really created and next slots are computed from the real time however
 /// long a backlog takes. `Ok(true)` when either batch was full (call again
 /// at once); `Err` when either failed (it is logged; the other still ran).
-async fn tick(services: &Services, batch_size: i64) -> Result<bool, ()> {
+async fn tick(pool: &Pool, batch_size: i64) -> Result<bool, ()> {
     let started = Instant::now();
     let options = TickOptions {
         batch_size,
         max_batches: 1,
     };
-    let schedules = scheduler::tick(services, OffsetDateTime::now_utc(), options).await;
-    let triggers = fire_due_cron_triggers(services, OffsetDateTime::now_utc(), batch_size).await;
+    let schedules = scheduler::tick(pool, OffsetDateTime::now_utc(), options).await;
+    let triggers = fire_due_cron_triggers(pool, OffsetDateTime::now_utc(), batch_size).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     log_tick(&schedules, &triggers, elapsed_ms);
     match (schedules, triggers) {
@@ -250,75 +250,4 @@ fn log_tick(
         elapsed_ms = format!("{elapsed_ms:.1}"),
         "tick"
     );
-}
-
-/// The scheduler reads and writes rows only; the service layer's
-/// [`Services`] carries a file store for the operations that need one, and
-/// none of the scheduler's does. Every call fails, should that ever change.
-#[derive(Debug)]
-struct NoStore;
-
-impl NoStore {
-    fn refuse<T>() -> Result<T, StoreError> {
-        Err(StoreError::Config {
-            reason: "rat-scheduler has no file store".to_owned(),
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl rat_versioning::VersionedStore for NoStore {
-    async fn put(&self, _: &ObjectKey, _: Vec<u8>, _: &str) -> Result<VersionId, StoreError> {
-        Self::refuse()
-    }
-
-    async fn put_stream(
-        &self,
-        _: &ObjectKey,
-        _: rat_versioning::ByteSource<'_>,
-        _: &str,
-    ) -> Result<rat_versioning::Written, StoreError> {
-        Self::refuse()
-    }
-
-    async fn get(&self, _: &ObjectKey, _: Option<&VersionId>) -> Result<Object, StoreError> {
-        Self::refuse()
-    }
-
-    async fn open(&self, _: &ObjectKey, _: Option<&VersionId>) -> Result<rat_versioning::Download, StoreError> {
-        Self::refuse()
-    }
-
-    async fn head(&self, _: &ObjectKey) -> Result<Option<ObjectHead>, StoreError> {
-        Self::refuse()
-    }
-
-    async fn list_latest(&self, _: &KeyPrefix, _: Option<&str>, _: usize) -> Result<ListPage<ObjectHead>, StoreError> {
-        Self::refuse()
-    }
-
-    async fn list_versions(
-        &self,
-        _: &KeyPrefix,
-        _: Option<&str>,
-        _: usize,
-    ) -> Result<ListPage<ObjectVersion>, StoreError> {
-        Self::refuse()
-    }
-
-    async fn delete(&self, _: &ObjectKey) -> Result<Option<VersionId>, StoreError> {
-        Self::refuse()
-    }
-
-    async fn delete_version(&self, _: &ObjectKey, _: &VersionId) -> Result<(), StoreError> {
-        Self::refuse()
-    }
-
-    async fn presign_get(&self, _: &ObjectKey, _: &VersionId, _: Duration) -> Result<Option<String>, StoreError> {
-        Self::refuse()
-    }
-
-    async fn check(&self) -> Result<(), StoreError> {
-        Self::refuse()
-    }
 }

@@ -23,7 +23,7 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 use rat_dao::runs::{self, NewRun};
-use rat_dao::{DaoError, Transaction, pipelines, triggers};
+use rat_dao::{DaoError, Pool, Transaction, pipelines, triggers};
 use rat_domain::{NamespaceName, Run, ScheduleTimezone, Trigger, TriggerConfig, ZoneName, trigger_label};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -337,12 +337,12 @@ pub struct CronTickReport {
 /// transaction, so slots missed while no scheduler ran collapse into the one
 /// fire. A crash before the commit leaves the slots due for the next call.
 pub async fn fire_due_cron_triggers(
-    services: &Services,
+    pool: &Pool,
     now: OffsetDateTime,
     batch: i64,
 ) -> Result<CronTickReport, ServiceError> {
     let batch = batch.clamp(1, MAX_CRON_BATCH);
-    let mut client = services.pool.get().await?;
+    let mut client = pool.get().await?;
     let mut transaction = client.transaction().await?;
     let due = triggers::due_for_update(&transaction, now, batch).await?;
     let mut report = CronTickReport {

@@ -28,12 +28,12 @@
 //! pipeline was deleted, was never published, or has a pending or running
 //! run; the reason is logged, and other schedules are not held up.
 
-use rat_dao::GenericClient;
 use rat_dao::schedules::{self, Advance, DueSchedule, NotFired, SlotToFire};
+use rat_dao::{GenericClient, Pool};
 use rat_domain::{CronExpr, ScheduleTimezone, trigger_label};
 use time::OffsetDateTime;
 
-use crate::{ServiceError, Services};
+use crate::ServiceError;
 
 /// Schedules one batch claims by default.
 pub const DEFAULT_BATCH_SIZE: i64 = 500;
@@ -111,10 +111,10 @@ impl TickReport {
 /// Returns what was done; [`TickReport::more`] when the last batch was full.
 /// `InvalidInput` for a batch size out of range. An error aborts only the
 /// batch in flight (its slots stay due); batches already committed stay.
-pub async fn tick(services: &Services, now: OffsetDateTime, options: TickOptions) -> Result<TickReport, ServiceError> {
+pub async fn tick(pool: &Pool, now: OffsetDateTime, options: TickOptions) -> Result<TickReport, ServiceError> {
     check_batch_size(options.batch_size)?;
     let mut report = TickReport::default();
-    let mut client = services.pool.get().await?;
+    let mut client = pool.get().await?;
     for _ in 0..options.max_batches.max(1) {
         let transaction = client.transaction().await?;
         let batch = fire_batch(&transaction, now, options.batch_size).await?;
@@ -265,11 +265,11 @@ fn next_slot(
 /// is corrected). The answer may be at or before `now`: a slot is due that
 /// another replica is firing at this moment.
 pub async fn next_wake(
-    services: &Services,
+    pool: &Pool,
     now: OffsetDateTime,
     max_sleep: time::Duration,
 ) -> Result<OffsetDateTime, ServiceError> {
-    let client = services.pool.get().await?;
+    let client = pool.get().await?;
     let latest = now + max_sleep;
     Ok(match schedules::earliest_slot(&client).await? {
         Some(earliest) => earliest.min(latest),

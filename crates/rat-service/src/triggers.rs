@@ -256,8 +256,8 @@ const BACKFILL_PAGE: i64 = 500;
 /// callers (a slot is only set where there is none); bounded: it pages
 /// through the triggers by id once. Returns how many got a slot; a trigger
 /// whose expression never matches again keeps none.
-pub async fn backfill_cron_slots(services: &Services, now: OffsetDateTime) -> Result<u64, ServiceError> {
-    let client = services.pool.get().await?;
+pub async fn backfill_cron_slots(pool: &rat_dao::Pool, now: OffsetDateTime) -> Result<u64, ServiceError> {
+    let client = pool.get().await?;
     let mut after = None;
     let mut set = 0;
     loop {

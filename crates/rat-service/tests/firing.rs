@@ -728,7 +728,7 @@ async fn next_fire(world: &World, trigger: &Trigger) -> Option<OffsetDateTime> {
 }
 
 async fn tick(services: &Services, now: OffsetDateTime) -> CronTickReport {
-    firing::fire_due_cron_triggers(services, now, 100).await.unwrap()
+    firing::fire_due_cron_triggers(&services.pool, now, 100).await.unwrap()
 }
 
 #[tokio::test]
@@ -860,7 +860,7 @@ async fn cron_triggers_without_a_slot_get_one_from_the_backfill() {
     );
 
     let now = clock((12, 31, 0));
-    let set = rat_service::triggers::backfill_cron_slots(&world.services, now)
+    let set = rat_service::triggers::backfill_cron_slots(&world.services.pool, now)
         .await
         .unwrap();
     assert_eq!(set, 2);
@@ -869,7 +869,7 @@ async fn cron_triggers_without_a_slot_get_one_from_the_backfill() {
     assert_eq!(next_fire(&world, &kept).await, None, "disabled: still no slot");
     assert_eq!(next_fire(&world, &hook).await, None, "not a cron type");
     assert_eq!(
-        rat_service::triggers::backfill_cron_slots(&world.services, clock((12, 45, 0)))
+        rat_service::triggers::backfill_cron_slots(&world.services.pool, clock((12, 45, 0)))
             .await
             .unwrap(),
         0,
@@ -952,7 +952,7 @@ async fn a_cron_slot_fires_once_with_concurrent_callers() {
     let scheduler = async |services: Services| {
         let mut fired = 0;
         loop {
-            let report = firing::fire_due_cron_triggers(&services, now, 3).await.unwrap();
+            let report = firing::fire_due_cron_triggers(&services.pool, now, 3).await.unwrap();
             fired += report.fired;
             assert_eq!(report.skipped, 0);
             if !report.more {
@@ -1079,9 +1079,13 @@ async fn a_full_batch_says_there_is_more() {
         .await;
     }
     let now = clock((13, 0, 0));
-    let first = firing::fire_due_cron_triggers(&world.services, now, 2).await.unwrap();
+    let first = firing::fire_due_cron_triggers(&world.services.pool, now, 2)
+        .await
+        .unwrap();
     assert_eq!((first.fired, first.more), (2, true));
-    let second = firing::fire_due_cron_triggers(&world.services, now, 2).await.unwrap();
+    let second = firing::fire_due_cron_triggers(&world.services.pool, now, 2)
+        .await
+        .unwrap();
     assert_eq!((second.fired, second.more), (1, false));
 }
 

@@ -52,7 +52,7 @@ async fn schedule(world: &World, pipeline: &str, cron: &str, zone: &str, now: Of
 }
 
 async fn tick(world: &World, now: OffsetDateTime) -> TickReport {
-    scheduler::tick(&world.services, now, TickOptions::default())
+    scheduler::tick(&world.services.pool, now, TickOptions::default())
         .await
         .unwrap()
 }
@@ -362,8 +362,8 @@ async fn two_concurrent_ticks_fire_every_slot_exactly_once() {
         max_batches: 100,
     };
     let (a, b) = tokio::join!(
-        scheduler::tick(&world.services, now, options),
-        scheduler::tick(&world.services, now, options)
+        scheduler::tick(&world.services.pool, now, options),
+        scheduler::tick(&world.services.pool, now, options)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.fired + b.fired, 300, "{a:?} {b:?}");
@@ -450,9 +450,9 @@ async fn a_tick_is_bounded_and_says_when_more_is_due() {
         batch_size: 3,
         max_batches: 2,
     };
-    let first = scheduler::tick(&world.services, now, options).await.unwrap();
+    let first = scheduler::tick(&world.services.pool, now, options).await.unwrap();
     assert_eq!((first.batches, first.claimed, first.fired, first.more), (2, 6, 6, true));
-    let second = scheduler::tick(&world.services, now, options).await.unwrap();
+    let second = scheduler::tick(&world.services.pool, now, options).await.unwrap();
     assert_eq!(
         (second.batches, second.claimed, second.fired, second.more),
         (1, 1, 1, false)
@@ -462,7 +462,7 @@ async fn a_tick_is_bounded_and_says_when_more_is_due() {
     }
     for bad in [0, scheduler::MAX_BATCH_SIZE + 1] {
         let err = scheduler::tick(
-            &world.services,
+            &world.services.pool,
             now,
             TickOptions {
                 batch_size: bad,
@@ -534,17 +534,17 @@ async fn next_wake_is_the_earliest_slot_within_the_longest_sleep() {
     let now = datetime!(2026-06-01 10:00:00 UTC);
     let max = time::Duration::seconds(30);
     assert_eq!(
-        scheduler::next_wake(&world.services, now, max).await.unwrap(),
+        scheduler::next_wake(&world.services.pool, now, max).await.unwrap(),
         now + max
     );
     schedule(&world, "orders", "0 11 * * *", "UTC", now).await;
     assert_eq!(
-        scheduler::next_wake(&world.services, now, max).await.unwrap(),
+        scheduler::next_wake(&world.services.pool, now, max).await.unwrap(),
         now + max
     );
     schedule(&world, "orders", "10 0 10 * * *", "UTC", now).await;
     assert_eq!(
-        scheduler::next_wake(&world.services, now, max).await.unwrap(),
+        scheduler::next_wake(&world.services.pool, now, max).await.unwrap(),
         datetime!(2026-06-01 10:00:10 UTC)
     );
     // A cron trigger's slot counts as well.
@@ -558,7 +558,7 @@ async fn next_wake_is_the_earliest_slot_within_the_longest_sleep() {
         .await
         .unwrap();
     assert_eq!(
-        scheduler::next_wake(&world.services, now, max).await.unwrap(),
+        scheduler::next_wake(&world.services.pool, now, max).await.unwrap(),
         datetime!(2026-06-01 10:00:02 UTC)
     );
 }
