@@ -2,7 +2,7 @@
 //! its settings, migrations, the `LISTEN` connection and the channels they
 //! wake on. Everything else they reach through the managers of this crate,
 //! so no rule of the service layer can be gone around (no binary depends on
-//! `rat-dao`; `tests/tests/policy.rs` checks).
+//! `rat-dao`; `tests/tests/it/policy.rs` checks).
 
 pub use rat_dao::listen::Listener;
 pub use rat_dao::runs::RunEvents;

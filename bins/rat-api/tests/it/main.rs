@@ -1,0 +1,30 @@
+//! The api, built in-process on a fresh database and bucket (and, in `process`, the real binary), one module per resource or concern.
+//!
+//! One test binary for the whole crate (each linking tokio, postgres and
+//! the rest once, not once per file).
+
+mod admin;
+mod audit;
+#[allow(dead_code, reason = "not every module uses every helper")]
+mod common;
+mod conventions;
+mod files;
+mod holes;
+mod landing;
+mod logs_stream;
+mod namespaces;
+mod openapi;
+mod pipelines;
+mod pools;
+mod process;
+mod quality;
+mod runner;
+mod runs;
+mod schedules;
+mod security;
+mod sharing;
+mod tables;
+mod triggers;
+mod uploads;
+mod versions;
+mod webhooks;

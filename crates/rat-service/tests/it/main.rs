@@ -1,0 +1,20 @@
+//! The managers against a real PostgreSQL and file store, one module per concern.
+//!
+//! One test binary for the whole crate (each linking tokio, postgres and
+//! the rest once, not once per file).
+
+mod admin;
+#[allow(dead_code, reason = "not every module uses every helper")]
+mod common;
+mod firing;
+mod landing;
+mod quality;
+mod reads;
+mod reaper;
+mod runner;
+mod runs;
+mod scheduler;
+mod schedules;
+mod sharing;
+mod triggers;
+mod versioning;

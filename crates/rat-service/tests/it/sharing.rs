@@ -1,0 +1,43 @@
+//! Ownership transfer against a real database.
+
+use rat_dao::access;
+use rat_domain::ObjectType;
+use rat_service::ServiceError;
+use rat_service::sharing;
+
+#[tokio::test]
+async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
+    let world = crate::common::fs_world().await;
+    let client = world.db.client().await;
+    let pipeline = rat_testkit::fixtures::pipeline(&client, "default", "silver", "orders").await;
+    access::set_owner(&client, ObjectType::Pipeline, pipeline.id, "alice")
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let (to_bob, to_carol) = tokio::join!(
+            sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, "alice", "bob"),
+            sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, "alice", "carol"),
+        );
+        let winner = match (&to_bob, &to_carol) {
+            (Ok(o), Err(ServiceError::Forbidden { .. })) | (Err(ServiceError::Forbidden { .. }), Ok(o)) => {
+                o.owner.clone()
+            }
+            other => panic!("round {round}: exactly one transfer must win: {other:?}"),
+        };
+        let stored = access::get_owner(&client, ObjectType::Pipeline, pipeline.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.owner, winner);
+        let column = rat_dao::pipelines::get(&client, pipeline.id).await.unwrap().owner;
+        assert_eq!(
+            column.as_deref(),
+            Some(winner.as_str()),
+            "the column agrees with the row"
+        );
+        // Hand it back for the next round.
+        sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, &winner, "alice")
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests that start the real binaries, and the repository policy checks.
+//!
+//! One test binary for the whole crate (each linking tokio, postgres and
+//! the rest once, not once per file).
+
+mod curl_tour;
+mod policy;
+mod reaper_replicas;
+mod scheduler_replicas;
