@@ -30,6 +30,15 @@ pub fn is_json_content_type(value: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// 408: the request body stopped arriving ([`crate::body`]).
+pub fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "DEADLINE_EXCEEDED",
+        "the request body did not arrive in time",
+    )
+}
+
 /// The answer to a body that could not be read: 413 over the limit, 408
 /// when it stopped arriving, 400 otherwise.
 pub fn body_read_error(status: StatusCode, error: &(dyn std::error::Error + 'static)) -> ApiError {
@@ -40,11 +49,7 @@ pub fn body_read_error(status: StatusCode, error: &(dyn std::error::Error + 'sta
             "request body is too large",
         )
     } else if crate::body::is_timeout(error) {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "DEADLINE_EXCEEDED",
-            "the request body did not arrive in time",
-        )
+        body_timeout()
     } else {
         ApiError::invalid("cannot read the request body")
     }

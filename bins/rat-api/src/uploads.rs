@@ -5,7 +5,6 @@
 //! body, which stays in the kernel's buffers.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::extract::multipart::{Field, MultipartError};
@@ -63,7 +62,7 @@ pub fn multipart_error(error: &MultipartError) -> ApiError {
             "upload is larger than the allowed size",
         )
     } else if crate::body::is_timeout(error) {
-        crate::extract::body_read_error(StatusCode::REQUEST_TIMEOUT, error)
+        crate::extract::body_timeout()
     } else {
         ApiError::invalid(format!("invalid multipart body: {}", error.body_text()))
     }
@@ -74,21 +73,18 @@ pub fn multipart_error(error: &MultipartError) -> ApiError {
 /// stopped (too large, too slow) rather than only that it did.
 pub struct FieldSource<'a> {
     field: Field<'a>,
-    failure: Arc<Mutex<Option<ApiError>>>,
+    failure: Option<ApiError>,
 }
 
 impl<'a> FieldSource<'a> {
     /// Reads `field`.
     pub fn new(field: Field<'a>) -> Self {
-        FieldSource {
-            field,
-            failure: Arc::default(),
-        }
+        FieldSource { field, failure: None }
     }
 
     /// The answer to the failure that ended the part, if one did.
-    pub fn failure(&self) -> Option<ApiError> {
-        self.failure.lock().unwrap_or_else(PoisonError::into_inner).take()
+    pub fn failure(&mut self) -> Option<ApiError> {
+        self.failure.take()
     }
 }
 
@@ -101,7 +97,7 @@ impl Stream for FieldSource<'_> {
             Poll::Ready(Some(Err(error))) => {
                 let answer = multipart_error(&error);
                 let text = answer.message.clone();
-                *this.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                this.failure = Some(answer);
                 Poll::Ready(Some(Err(std::io::Error::other(text))))
             }
             Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(bytes))),
@@ -113,6 +109,6 @@ impl Stream for FieldSource<'_> {
 
 /// The answer to a failed upload: why its content stopped, when it did, or
 /// the service's error.
-pub fn upload_failed(source: &FieldSource<'_>, error: rat_service::ServiceError) -> ApiError {
+pub fn upload_failed(source: &mut FieldSource<'_>, error: rat_service::ServiceError) -> ApiError {
     source.failure().unwrap_or_else(|| ApiError::from(error))
 }

@@ -249,11 +249,7 @@ pub fn stop_on_signal() -> (
 }
 
 /// Resolves once `stop` turns true (never, if its sender is gone).
-pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    if stop.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
+pub use rat_service::stopped;
 
 /// First delay before reconnecting a listener; doubles up to [`MAX_LISTEN_BACKOFF`].
 const MIN_LISTEN_BACKOFF: Duration = Duration::from_millis(100);

@@ -6,7 +6,7 @@
 
 pub use rat_dao::listen::Listener;
 pub use rat_dao::runs::RunEvents;
-pub use rat_dao::{MigrationReport, Pool, PoolSettings, create_pool, migrate, parse_database_url};
+pub use rat_dao::{Pool, PoolSettings, create_pool, migrate};
 
 /// The channel schedule and cron-trigger changes are announced on
 /// (`rat-scheduler` wakes on it).

@@ -133,7 +133,12 @@ pub async fn read_file(services: &Services, path: &str, version: Option<&str>) -
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextFile {
     /// The file, as text.
-    Text(Object),
+    Text {
+        /// The content.
+        content: String,
+        /// When the version read was written.
+        last_modified: time::OffsetDateTime,
+    },
     /// Larger than the limit asked for: not read.
     TooLarge {
         /// Its size in bytes.
@@ -147,13 +152,15 @@ pub enum TextFile {
     },
 }
 
-/// Whether `bytes` is text an editor can show and save back unchanged.
-pub fn is_text(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|text| {
-        !text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}'))
-    })
+/// `bytes` as text an editor can show and save back unchanged, or `None`
+/// when they are not UTF-8 or hold control characters other than tab, line
+/// and form feed and carriage return.
+pub fn as_text(bytes: Vec<u8>) -> Option<String> {
+    let text = String::from_utf8(bytes).ok()?;
+    let binary = text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}'));
+    (!binary).then_some(text)
 }
 
 /// The file at `path` at HEAD as text, when it is text of at most
@@ -169,12 +176,14 @@ pub async fn read_text(services: &Services, path: &str, max_bytes: u64) -> Resul
         return Ok(TextFile::TooLarge { size: head.size });
     }
     let object = services.store.get(&key, Some(&head.version_id)).await?;
-    if !is_text(&object.body) {
-        return Ok(TextFile::Binary {
-            size: object.body.len() as u64,
-        });
-    }
-    Ok(TextFile::Text(object))
+    let size = object.body.len() as u64;
+    Ok(match as_text(object.body) {
+        Some(content) => TextFile::Text {
+            content,
+            last_modified: object.last_modified,
+        },
+        None => TextFile::Binary { size },
+    })
 }
 
 /// Opens the file at `path` (HEAD, or an exact version) to be read in

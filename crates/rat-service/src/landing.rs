@@ -16,6 +16,7 @@ use rat_versioning::{ByteSource, KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::files::delete_all_under;
 use crate::{ServiceError, Services, firing};
 
 /// The folder of a zone's sample files, below the zone's prefix.
@@ -88,12 +89,6 @@ fn samples_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefi
     ))?)
 }
 
-/// Deletes every object under `prefix` (delete markers; older versions stay
-/// readable). Returns how many were deleted.
-async fn delete_all_under(services: &Services, prefix: &KeyPrefix) -> Result<usize, ServiceError> {
-    crate::files::delete_all_under(&services.store, prefix).await
-}
-
 /// Zones (of one namespace, or of all) by namespace then name, each with its
 /// file count and total size, one page, with the total.
 pub async fn list_zones(
@@ -122,7 +117,7 @@ pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<Lan
     // The insert takes the name: a concurrent create of the same zone waits
     // for this transaction, then fails as a duplicate.
     let zone = landing::create(&transaction, &new).await?;
-    let leftovers = delete_all_under(services, &zone_prefix(&zone.namespace, &zone.name)?).await?;
+    let leftovers = delete_all_under(&services.store, &zone_prefix(&zone.namespace, &zone.name)?).await?;
     if leftovers > 0 {
         tracing::info!(leftovers, "deleted objects left by an earlier zone of the same name");
     }
@@ -207,7 +202,7 @@ pub async fn delete_zone(
     // delete blocks on its file row's foreign key, then fails and removes the
     // object it wrote.
     landing::delete(&transaction, namespace, name).await?;
-    delete_all_under(services, &zone_prefix(namespace, name)?).await?;
+    delete_all_under(&services.store, &zone_prefix(namespace, name)?).await?;
     transaction.commit().await?;
     Ok(zone)
 }

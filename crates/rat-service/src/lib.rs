@@ -37,6 +37,15 @@ use rat_dao::Pool;
 use rat_domain::{Pipeline, PipelineRef};
 use rat_versioning::VersionedStore;
 
+/// Resolves once `stop` turns true (never, if its sender is gone): how a
+/// long-running loop (the reaper's watchdog, the binaries' loops) hears a
+/// shutdown.
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// What every operation needs: the database pool and the file store.
 #[derive(Clone, Debug)]
 pub struct Services {

@@ -681,13 +681,6 @@ pub enum Attempt {
     NotDue,
 }
 
-/// Resolves once `stop` turns true (never, if its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// One pass at a time among any number of reapers: takes the reaper lock (a
 /// session advisory lock on a dedicated connection to `database_url`, never
 /// a pooled one, which could be recycled under it), runs [`run_pass`] at
@@ -752,7 +745,7 @@ async fn pass_holding(
                         break;
                     }
                 }
-                () = stopped(&mut stop) => break,
+                () = crate::stopped(&mut stop) => break,
             }
         }
         lost_sender.send_replace(true);

@@ -604,10 +604,20 @@ impl S3Store {
         }
     }
 
-    /// HEAD of one key as an [`ObjectHead`]; `None` when missing or deleted.
-    async fn head_key(&self, key: &ObjectKey, operation: &'static str) -> Result<Option<ObjectHead>, StoreError> {
-        let request = self.bucket.head_object(key.as_str());
-        let head = match self.call(operation, key.as_str(), None, request).await {
+    /// HEAD of one key, at `version` or at HEAD, as an [`ObjectHead`];
+    /// `None` when missing or deleted (or that version is a delete marker).
+    async fn head_key(
+        &self,
+        key: &ObjectKey,
+        version: Option<&VersionId>,
+        operation: &'static str,
+    ) -> Result<Option<ObjectHead>, StoreError> {
+        let bucket = match version {
+            Some(version) => self.with_query(&[("versionId", version.as_str())]),
+            None => self.bucket.clone(),
+        };
+        let request = bucket.head_object(key.as_str());
+        let head = match self.call(operation, key.as_str(), version, request).await {
             Ok((head, _)) => head,
             Err(StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -751,24 +761,13 @@ impl VersionedStore for S3Store {
     async fn open(&self, key: &ObjectKey, version: Option<&VersionId>) -> Result<Download, StoreError> {
         // HEAD first, for the version id, size and time, then GET that exact
         // version: the content is the one described even if HEAD moves meanwhile.
-        let head = match version {
-            Some(version) => {
-                let bucket = self.with_query(&[("versionId", version.as_str())]);
-                let (head, _) = self
-                    .call("get", key.as_str(), Some(version), bucket.head_object(key.as_str()))
-                    .await?;
-                ObjectHead {
-                    key: key.clone(),
-                    version_id: version_from(head.version_id.as_deref(), key)?,
-                    size: head.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                    last_modified: timestamp_or_epoch(head.last_modified.as_deref(), key.as_str()),
-                }
-            }
-            None => self.head_key(key, "get").await?.ok_or_else(|| StoreError::NotFound {
+        let head = self
+            .head_key(key, version, "get")
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
                 key: key.to_string(),
-                version: None,
-            })?,
-        };
+                version: version.map(|v| v.to_string()),
+            })?;
         let bucket = self.with_query(&[("versionId", head.version_id.as_str())]);
         let response = self
             .call(
@@ -844,7 +843,7 @@ impl VersionedStore for S3Store {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, StoreError> {
-        self.head_key(key, "head").await
+        self.head_key(key, None, "head").await
     }
 
     async fn list_latest(
@@ -918,7 +917,7 @@ impl VersionedStore for S3Store {
             })
             .collect();
         let heads: Vec<Option<ObjectHead>> = stream::iter(keys)
-            .map(|key| async move { self.head_key(&key, "list").await })
+            .map(|key| async move { self.head_key(&key, None, "list").await })
             .buffered(LIST_HEAD_CONCURRENCY)
             .try_collect()
             .await?;

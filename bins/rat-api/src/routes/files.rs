@@ -282,8 +282,8 @@ pub async fn read(
         return download_file(&state, &key).await;
     }
     let limit = state.settings.max_editor_bytes;
-    let object = match rat_service::files::read_text(&state.services, key.as_str(), limit).await? {
-        TextFile::Text(object) => object,
+    let (content, last_modified) = match rat_service::files::read_text(&state.services, key.as_str(), limit).await? {
+        TextFile::Text { content, last_modified } => (content, last_modified),
         TextFile::TooLarge { size } => {
             return Err(cannot_show(format!(
                 "file {key} is {size} bytes, more than the editor's {limit}; download it with ?download=true"
@@ -295,13 +295,11 @@ pub async fn read(
             )));
         }
     };
-    let size = object.body.len();
-    let content = String::from_utf8(object.body).map_err(|_| cannot_show(format!("file {key} is not text")))?;
     Ok(Json(FileContent {
         path: key.as_str().to_owned(),
+        size: content.len(),
         content,
-        size,
-        modified: object.last_modified,
+        modified: last_modified,
     })
     .into_response())
 }
@@ -453,7 +451,7 @@ pub async fn upload(
                 let mut source = FieldSource::new(field);
                 let written = rat_service::files::upload_file(&state.services, key.as_str(), &mut source)
                     .await
-                    .map_err(|e| uploads::upload_failed(&source, e))?;
+                    .map_err(|e| uploads::upload_failed(&mut source, e))?;
                 return Ok((
                     StatusCode::CREATED,
                     Extension(audit_note("file.upload", written.pipeline_id)),

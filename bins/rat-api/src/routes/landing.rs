@@ -417,7 +417,7 @@ pub async fn upload_file(
             OffsetDateTime::now_utc(),
         )
         .await
-        .map_err(|e| uploads::upload_failed(&source, e))
+        .map_err(|e| uploads::upload_failed(&mut source, e))
     })
     .await?;
     Ok((
@@ -560,7 +560,7 @@ pub async fn upload_sample(
             OffsetDateTime::now_utc(),
         )
         .await
-        .map_err(|e| uploads::upload_failed(&source, e))
+        .map_err(|e| uploads::upload_failed(&mut source, e))
     })
     .await?;
     Ok((

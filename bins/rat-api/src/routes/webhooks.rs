@@ -10,11 +10,11 @@
 //! a token bucket in this process's memory, checked before any database work.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
@@ -199,10 +199,7 @@ impl RateLimiter {
     /// limit. Without connection info (an embedding that provides none),
     /// every client shares one bucket.
     async fn guard(&self, request: Request, next: Next) -> Response {
-        let client = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let client = crate::middleware::client_ip(&request).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if self.allow(client, Instant::now()) {
             return next.run(request).await;
         }

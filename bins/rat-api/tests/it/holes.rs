@@ -9,30 +9,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn upload(app: &TestApp, path: &str, filename: &str, body: &[u8]) -> Value {
-    let part = reqwest::multipart::Part::bytes(body.to_vec())
-        .file_name(filename.to_owned())
-        .mime_str("text/csv")
-        .unwrap();
-    let response = app
-        .http
-        .post(format!("{}{path}", app.base))
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    let answer = TestApp::answer(response).await;
+    let answer = app.upload_part(path, filename, body).await;
     assert_eq!(answer.status, 201, "{}", answer.text);
     answer.json
-}
-
-async fn keys_under(app: &TestApp, prefix: &str) -> Vec<String> {
-    let prefix = rat_versioning::KeyPrefix::parse(prefix).unwrap();
-    rat_versioning::list_all_latest(app.services.store.as_ref(), &prefix)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|head| head.key.as_str().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -51,11 +30,11 @@ async fn a_deleted_namespace_leaves_nothing_for_whoever_takes_its_name() {
     upload(&app, "/api/v1/landing-zones/shop/z/samples", "sample.csv", b"secret").await;
     let metadata = "/api/v1/tables/shop/gold/sales/metadata";
     assert_eq!(app.put(metadata, json!({"description": "secret"})).await.status, 200);
-    assert!(!keys_under(&app, "shop/").await.is_empty());
+    assert!(!app.keys_under("shop/").await.is_empty());
 
     assert_eq!(app.delete("/api/v1/namespaces/shop").await.status, 204);
     assert!(
-        keys_under(&app, "shop/").await.is_empty(),
+        app.keys_under("shop/").await.is_empty(),
         "every object is delete-marked"
     );
     app.namespace("shop").await;
@@ -73,7 +52,7 @@ async fn a_deleted_namespace_leaves_nothing_for_whoever_takes_its_name() {
         .await
         .unwrap();
     app.namespace("old").await;
-    assert!(keys_under(&app, "old/").await.is_empty());
+    assert!(app.keys_under("old/").await.is_empty());
 }
 
 #[tokio::test]

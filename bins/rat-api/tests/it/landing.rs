@@ -30,7 +30,7 @@ async fn upload_to(base: &str, path: &str, filename: &str, content_type: &str, b
 }
 
 async fn upload(app: &TestApp, path: &str, filename: &str, body: &[u8]) -> Answer {
-    upload_to(&app.base, path, filename, "text/csv", body).await
+    app.upload_part(path, filename, body).await
 }
 
 /// Creates the zone `ns/name` (the namespace must exist) and returns it.
@@ -38,15 +38,6 @@ async fn zone(app: &TestApp, ns: &str, name: &str) -> Value {
     let created = app.post(ZONES, json!({"namespace": ns, "name": name})).await;
     assert_eq!(created.status, 201, "{}", created.text);
     created.json
-}
-
-async fn keys_under(app: &TestApp, prefix: &str) -> Vec<String> {
-    list_all_latest(app.services.store.as_ref(), &KeyPrefix::parse(prefix).unwrap())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.key.as_str().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -301,7 +292,7 @@ async fn upload_errors_answer_the_envelope_and_store_nothing() {
     upload(&app, "/api/v1/landing-zones/default/BAD/files", "a.csv", b"x")
         .await
         .assert_error(400, "INVALID_ARGUMENT");
-    assert!(keys_under(&app, "default/landing/").await.is_empty());
+    assert!(app.keys_under("default/landing/").await.is_empty());
     assert_eq!(app.get(files).await.json["total"], 0);
 }
 
@@ -491,7 +482,7 @@ async fn samples_are_objects_under_samples_listed_uploaded_and_deleted() {
     let deleted = app.delete(&format!("{samples}/orders_sample.csv")).await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
     assert_eq!(
-        keys_under(&app, "default/landing/uploads/_samples/").await,
+        app.keys_under("default/landing/uploads/_samples/").await,
         ["default/landing/uploads/_samples/b.json"]
     );
     app.delete(&format!("{samples}/orders_sample.csv"))
@@ -572,12 +563,12 @@ async fn deleting_a_zone_removes_its_objects_and_a_new_zone_starts_empty() {
     upload(&app, "/api/v1/landing-zones/default/uploads/files", "a.csv", b"a").await;
     upload(&app, "/api/v1/landing-zones/default/uploads/samples", "s.csv", b"s").await;
     upload(&app, "/api/v1/landing-zones/default/uploads2/files", "keep.csv", b"k").await;
-    assert_eq!(keys_under(&app, "default/landing/uploads/").await.len(), 2);
+    assert_eq!(app.keys_under("default/landing/uploads/").await.len(), 2);
 
     assert_eq!(app.delete("/api/v1/landing-zones/default/uploads").await.status, 204);
-    assert!(keys_under(&app, "default/landing/uploads/").await.is_empty());
+    assert!(app.keys_under("default/landing/uploads/").await.is_empty());
     assert_eq!(
-        keys_under(&app, "default/landing/uploads2/").await.len(),
+        app.keys_under("default/landing/uploads2/").await.len(),
         1,
         "other zones keep theirs"
     );
@@ -591,7 +582,7 @@ async fn deleting_a_zone_removes_its_objects_and_a_new_zone_starts_empty() {
         .await
         .unwrap();
     zone(&app, "default", "uploads").await;
-    assert!(keys_under(&app, "default/landing/uploads/").await.is_empty());
+    assert!(app.keys_under("default/landing/uploads/").await.is_empty());
     let samples = app.get("/api/v1/landing-zones/default/uploads/samples").await;
     assert_eq!(samples.json["total"], 0);
 }

@@ -1,7 +1,7 @@
 //! Landing zone service rules against a real database and file store.
 
 use rat_dao::landing::NewLandingZone;
-use rat_domain::{NamespaceName, PageRequest, ZoneName};
+use rat_domain::{LandingZoneSummary, NamespaceName, PageRequest, ZoneName};
 use rat_service::ServiceError;
 use rat_service::landing::{self, Upload};
 use rat_versioning::{KeyPrefix, list_all_latest};
@@ -20,25 +20,27 @@ fn content() -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> 
     futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"id\n1\n"))])
 }
 
-#[tokio::test]
-async fn an_upload_whose_row_is_refused_leaves_no_object() {
-    let world = crate::common::fs_world().await;
+/// Creates the zone `default/uploads`.
+async fn uploads_zone(world: &crate::common::World) -> (NamespaceName, ZoneName, LandingZoneSummary) {
     let (ns, zone) = (
         NamespaceName::parse("default").unwrap(),
         ZoneName::parse("uploads").unwrap(),
     );
-    landing::create_zone(
-        &world.services,
-        NewLandingZone {
-            namespace: ns.clone(),
-            name: zone.clone(),
-            description: String::new(),
-            owner: None,
-            expected_schema: String::new(),
-        },
-    )
-    .await
-    .unwrap();
+    let new = NewLandingZone {
+        namespace: ns.clone(),
+        name: zone.clone(),
+        description: String::new(),
+        owner: None,
+        expected_schema: String::new(),
+    };
+    let created = landing::create_zone(&world.services, new).await.unwrap();
+    (ns, zone, created)
+}
+
+#[tokio::test]
+async fn an_upload_whose_row_is_refused_leaves_no_object() {
+    let world = crate::common::fs_world().await;
+    let (ns, zone, _) = uploads_zone(&world).await;
     // An uploader identity longer than its column makes the row insert fail
     // after the object was written.
     let err = landing::upload_file(
@@ -86,22 +88,7 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
 #[tokio::test]
 async fn an_upload_to_a_zone_deleted_meanwhile_leaves_no_object() {
     let world = crate::common::fs_world().await;
-    let (ns, zone) = (
-        NamespaceName::parse("default").unwrap(),
-        ZoneName::parse("uploads").unwrap(),
-    );
-    let created = landing::create_zone(
-        &world.services,
-        NewLandingZone {
-            namespace: ns.clone(),
-            name: zone.clone(),
-            description: String::new(),
-            owner: None,
-            expected_schema: String::new(),
-        },
-    )
-    .await
-    .unwrap();
+    let (ns, zone, created) = uploads_zone(&world).await;
     // Hold the zone's deletion open: the upload's row waits on the foreign
     // key, then fails once the deletion commits.
     let mut client = world.db.client().await;
@@ -142,4 +129,31 @@ async fn an_upload_to_a_zone_deleted_meanwhile_leaves_no_object() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn two_uploads_of_one_name_at_the_same_instant_keep_their_own_content() {
+    let world = crate::common::fs_world().await;
+    let (ns, zone, _) = uploads_zone(&world).await;
+    let at = OffsetDateTime::now_utc();
+    let mut files = Vec::new();
+    for content in [&b"first"[..], b"second"] {
+        let mut body = futures_util::stream::iter([Ok(bytes::Bytes::copy_from_slice(content))]);
+        let file = landing::upload_file(&world.services, &ns, &zone, upload("a.csv"), &mut body, None, at)
+            .await
+            .unwrap();
+        files.push((file, content));
+    }
+    assert_ne!(
+        files[0].0.s3_path, files[1].0.s3_path,
+        "one key per upload, even in one second"
+    );
+    for (file, content) in &files {
+        let key = rat_versioning::ObjectKey::parse(&file.s3_path).unwrap();
+        let pinned = rat_versioning::VersionId::new(file.s3_version_id.clone().unwrap()).unwrap();
+        let object = world.services.store.get(&key, Some(&pinned)).await.unwrap();
+        assert_eq!(object.body, *content);
+        let head = world.services.store.get(&key, None).await.unwrap();
+        assert_eq!(head.body, *content, "neither replaced the other");
+    }
 }

@@ -290,6 +290,31 @@ impl TestApp {
         Self::answer(request.send().await.expect("upload sent")).await
     }
 
+    /// POSTs a multipart body with one `file` part (`text/csv`, named
+    /// `filename`) to `path`: a landing file or sample upload.
+    pub async fn upload_part(&self, path: &str, filename: &str, body: &[u8]) -> Answer {
+        let part = reqwest::multipart::Part::bytes(body.to_vec())
+            .file_name(filename.to_owned())
+            .mime_str("text/csv")
+            .unwrap();
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .multipart(reqwest::multipart::Form::new().part("file", part));
+        Self::answer(request.send().await.expect("upload sent")).await
+    }
+
+    /// The keys at HEAD under `prefix` in the app's store.
+    pub async fn keys_under(&self, prefix: &str) -> Vec<String> {
+        let prefix = rat_versioning::KeyPrefix::parse(prefix).unwrap();
+        rat_versioning::list_all_latest(self.services.store.as_ref(), &prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|head| head.key.as_str().to_owned())
+            .collect()
+    }
+
     /// Reads a response into an [`Answer`].
     pub async fn answer(response: reqwest::Response) -> Answer {
         let status = response.status();
