@@ -157,8 +157,10 @@ pub fn given(value: Option<String>) -> Option<String> {
 
 /// An id from the path: a malformed id names no `entity`, so it is a 404
 /// like an unknown one (contract §7).
-pub fn path_id(text: &str, entity: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("{entity} not found")))
+pub fn path_id<Id: From<Uuid>>(text: &str, entity: &str) -> Result<Id, ApiError> {
+    Uuid::parse_str(text)
+        .map(Id::from)
+        .map_err(|_| ApiError::not_found(format!("{entity} not found")))
 }
 
 /// Who is calling, as established by the authentication middleware.

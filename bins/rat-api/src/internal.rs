@@ -31,6 +31,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use rat_domain::RunId;
 use rat_domain::{LogEntry, LogLevel, RunStatus, TestName};
 use rat_service::runner::{self, ClaimedRun, Completion, Lease, QualityReport, RunnerId};
 use rat_service::runs::RunReport;
@@ -235,13 +236,13 @@ pub struct ClaimAnswer {
 fn claimed_dto(state: &AppState, claimed: ClaimedRun) -> ClaimedRunDto {
     let base = state.settings.internal_public_url.trim_end_matches('/');
     ClaimedRunDto {
-        run_id: claimed.run.id,
+        run_id: claimed.run.id.into(),
         namespace: claimed.pipeline.namespace.as_str().to_owned(),
         layer: claimed.pipeline.layer.as_str().to_owned(),
         pipeline: claimed.pipeline.name.as_str().to_owned(),
         pipeline_type: claimed.pipeline_type.as_str().to_owned(),
         trigger: claimed.run.trigger,
-        version_number: claimed.run.version_number,
+        version_number: claimed.run.version_number.get(),
         lease_expires_at: claimed.run.lease_expires_at,
         files: claimed
             .files
@@ -250,14 +251,14 @@ fn claimed_dto(state: &AppState, claimed: ClaimedRun) -> ClaimedRunDto {
                 let url = file.url.unwrap_or_else(|| {
                     format!(
                         "{base}{FILES_PATH}?key={}&version={}",
-                        encode_query_value(&file.key),
-                        encode_query_value(&file.version_id)
+                        encode_query_value(file.key.as_str()),
+                        encode_query_value(file.version_id.as_str())
                     )
                 });
                 ClaimedFileDto {
-                    key: file.key,
+                    key: file.key.to_string(),
                     path: file.path,
-                    version_id: file.version_id,
+                    version_id: file.version_id.to_string(),
                     url,
                 }
             })
@@ -325,12 +326,12 @@ pub async fn heartbeat(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<HeartbeatBody>,
 ) -> ApiResult<Json<HeartbeatAnswer>> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     let lease = body.lease_seconds.map(Lease::seconds).transpose()?;
     let answer = runner::heartbeat(&state.services, id, &runner, lease, OffsetDateTime::now_utc()).await?;
     Ok(Json(HeartbeatAnswer {
-        run_id: answer.run_id,
+        run_id: answer.run_id.into(),
         status: answer.status.as_str().to_owned(),
         lease_expires_at: answer.lease_expires_at,
         stop: answer.stop,
@@ -371,7 +372,7 @@ pub async fn append_logs(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> ApiResult<StatusCode> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     if body.entries.len() > rat_service::runner::MAX_LOG_BATCH {
         return Err(ApiError::invalid(format!(
@@ -467,7 +468,7 @@ pub async fn complete(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> ApiResult<Json<RunStatusAnswer>> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     let status = terminal_status(&body.status)?;
     let quality_results = body
@@ -528,8 +529,8 @@ pub async fn callback_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CallbackBody>,
 ) -> ApiResult<Json<RunStatusAnswer>> {
-    let id = path_id(&id, "run")?;
-    if Uuid::parse_str(&body.run_id).ok() != Some(id) {
+    let id: RunId = path_id(&id, "run")?;
+    if body.run_id.parse::<RunId>().ok() != Some(id) {
         return Err(ApiError::invalid(
             "run_id in the body must equal the run id in the path",
         ));

@@ -3,7 +3,7 @@
 //! the limits on concurrent streams, and the stream of SSE events itself.
 //!
 //! One dedicated connection per process `LISTEN`s on the log and status
-//! channels ([`rat_service::db::RunEvents`]); each notification (a run id) is
+//! channels ([`rat_service::listen`]); each notification (a run id) is
 //! broadcast to every open stream, and the streams of that run re-read their
 //! entries after their cursor. Notifications only wake streams up: what is
 //! sent always comes from Postgres, so a missed notification delays an entry
@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -20,16 +21,18 @@ use std::time::Duration;
 use axum::response::sse::Event;
 use futures_util::Stream;
 use rat_cli::stopped;
+use rat_domain::RunId;
+use rat_service::db::RunEvent;
+use rat_service::listen::ListenEvent;
 use rat_service::{ServiceError, Services};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// What the notifier tells the streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
     /// Something happened to this run (new entries, or its end).
-    Run(Uuid),
+    Run(RunId),
     /// Notifications may have been missed (the listener (re)connected):
     /// every stream re-reads.
     All,
@@ -38,14 +41,6 @@ pub enum Wake {
 /// Wake-ups buffered per stream; a stream further behind re-reads once
 /// (its receiver reports the lag) instead of losing anything.
 const WAKE_BUFFER: usize = 1024;
-/// First delay before reconnecting the listener; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest delay between two connection attempts of the listener.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often the idle listener checks that its connection still answers.
-const PING_INTERVAL: Duration = Duration::from_secs(30);
-/// How long that check may take before the connection is given up.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often streams re-read while the listener is not connected: the same
 /// bound as notifications give, at the cost of one query per stream.
 const DISCONNECTED_POLL: Duration = Duration::from_secs(1);
@@ -222,70 +217,48 @@ impl LiveLogs {
     }
 }
 
-/// The listener task: connects, forwards notifications, reconnects with a
-/// capped exponential backoff, and announces [`Wake::All`] after every
-/// (re)connection since notifications sent meanwhile are lost. Ends on
-/// shutdown, or once the [`LiveLogs`] it serves is gone.
+/// The listener task ([`rat_service::listen`]): forwards every run event,
+/// and announces [`Wake::All`] after every (re)connection since
+/// notifications sent meanwhile are lost. Ends on shutdown, or once the
+/// [`LiveLogs`] it serves is gone.
 async fn listen(
     owner: Weak<Inner>,
     database_url: String,
     wakes: broadcast::Sender<Wake>,
     listening: Arc<AtomicBool>,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        if owner.strong_count() == 0 || *stopping.borrow() {
-            return;
-        }
-        let connected = tokio::select! {
-            connected = rat_service::db::RunEvents::connect(&database_url, APPLICATION_NAME) => connected,
-            () = stopped(&mut stopping) => return,
-        };
-        match connected {
-            Ok(mut events) => {
-                backoff = MIN_BACKOFF;
-                listening.store(true, Ordering::Relaxed);
-                tracing::info!("live log listener connected");
-                // Errors only mean no stream is open right now.
-                let _ = wakes.send(Wake::All);
-                let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
-                loop {
-                    tokio::select! {
-                        event = events.recv() => match event {
-                            Some(event) => {
-                                let _ = wakes.send(Wake::Run(event.run_id()));
-                            }
-                            None => break,
-                        },
-                        _ = ping.tick() => {
-                            if owner.strong_count() == 0 {
-                                listening.store(false, Ordering::Relaxed);
-                                return;
-                            }
-                            if !matches!(tokio::time::timeout(PING_TIMEOUT, events.ping()).await, Ok(Ok(()))) {
-                                break;
-                            }
-                        }
-                        () = stopped(&mut stopping) => {
-                            listening.store(false, Ordering::Relaxed);
-                            return;
-                        }
+    if owner.strong_count() == 0 {
+        return;
+    }
+    let channels = [rat_service::db::LOG_CHANNEL, rat_service::db::STATUS_CHANNEL];
+    rat_service::listen::listen_until(
+        &database_url,
+        APPLICATION_NAME,
+        &channels,
+        "live logs",
+        stopping,
+        |event| {
+            // Send errors only mean no stream is open right now.
+            match event {
+                ListenEvent::Connected => {
+                    listening.store(true, Ordering::Relaxed);
+                    let _ = wakes.send(Wake::All);
+                }
+                ListenEvent::Notification(notification) => {
+                    if let Some(event) = RunEvent::from_notification(notification) {
+                        let _ = wakes.send(Wake::Run(event.run_id()));
                     }
                 }
-                listening.store(false, Ordering::Relaxed);
-                tracing::warn!("live log listener lost its connection; reconnecting");
+                ListenEvent::Lost => listening.store(false, Ordering::Relaxed),
+                ListenEvent::Idle if owner.strong_count() == 0 => return ControlFlow::Break(()),
+                ListenEvent::Idle => {}
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "live log listener cannot connect");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stopped(&mut stopping) => return,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+            ControlFlow::Continue(())
+        },
+    )
+    .await;
+    listening.store(false, Ordering::Relaxed);
 }
 
 /// How a stream behaves.
@@ -299,7 +272,7 @@ pub struct StreamOptions {
 #[derive(Debug)]
 pub struct StreamStart {
     /// The run, known to exist.
-    pub run: Uuid,
+    pub run: RunId,
     /// Its legacy entries (`runs.logs`), as JSON text, sent first.
     pub legacy: Vec<String>,
     /// Id of the last appended entry the client already has (0: none).
@@ -351,7 +324,7 @@ struct LogStream {
     /// `None` once the notifier's channel closed: the stream then only polls.
     wakes: Option<broadcast::Receiver<Wake>>,
     _slot: StreamSlot,
-    run: Uuid,
+    run: RunId,
     /// Id of the last entry sent.
     cursor: i64,
     /// Events read but not sent yet.

@@ -12,12 +12,14 @@
 //!   `RAT_S3_SECRET_KEY_FILE`), `RAT_S3_PATH_STYLE`, `RAT_S3_CREATE_BUCKET`,
 //!   `RAT_S3_TIMEOUT_SECS`: the S3 store
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rat_service::listen::ListenEvent;
 use rat_versioning::VersionedStore;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -251,18 +253,9 @@ pub fn stop_on_signal() -> (
 /// Resolves once `stop` turns true (never, if its sender is gone).
 pub use rat_service::stopped;
 
-/// First delay before reconnecting a listener; doubles up to [`MAX_LISTEN_BACKOFF`].
-const MIN_LISTEN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest delay between two connection attempts of a listener.
-const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(30);
-/// How often an idle listener checks that its connection still answers.
-const LISTEN_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// How long that check may take before the connection is given up.
-const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A background loop's wake-up by Postgres: a dedicated connection
-/// (`application_name`) `LISTEN`ing on `channels`, notifying `wake` on every
-/// notification (a burst wakes it once) and after every (re)connection
+/// (`application_name`) `LISTEN`ing on `channels` ([`rat_service::listen`]),
+/// notifying `wake` on every notification (a burst wakes it once) and after every (re)connection
 /// (notifications sent meanwhile were not heard, so the loop must look
 /// again). Reconnects with a capped exponential backoff; returns once `stop`
 /// turns true. `what` names what is listened for in the log.
@@ -272,51 +265,14 @@ pub async fn wake_on_notify(
     channels: &'static [&'static str],
     what: &'static str,
     wake: Arc<tokio::sync::Notify>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut backoff = MIN_LISTEN_BACKOFF;
-    loop {
-        if *stop.borrow() {
-            return;
+    // A burst wakes the loop once: `Notify` keeps at most one permit.
+    rat_service::listen::listen_until(&database_url, application_name, channels, what, stop, |event| {
+        if matches!(event, ListenEvent::Connected | ListenEvent::Notification(_)) {
+            wake.notify_one();
         }
-        let connected = tokio::select! {
-            connected = rat_service::db::Listener::connect(&database_url, application_name, channels) => connected,
-            () = stopped(&mut stop) => return,
-        };
-        match connected {
-            Ok(mut listener) => {
-                backoff = MIN_LISTEN_BACKOFF;
-                tracing::info!(what, "listening");
-                wake.notify_one();
-                let mut ping =
-                    tokio::time::interval_at(tokio::time::Instant::now() + LISTEN_PING_INTERVAL, LISTEN_PING_INTERVAL);
-                loop {
-                    tokio::select! {
-                        notification = listener.recv() => match notification {
-                            Some(_) => {
-                                listener.drain();
-                                wake.notify_one();
-                            }
-                            None => break,
-                        },
-                        _ = ping.tick() => {
-                            if !matches!(tokio::time::timeout(LISTEN_PING_TIMEOUT, listener.ping()).await, Ok(Ok(()))) {
-                                break;
-                            }
-                        }
-                        () = stopped(&mut stop) => return,
-                    }
-                }
-                tracing::warn!(what, "the listener lost its connection; reconnecting");
-            }
-            Err(e) => {
-                tracing::warn!(what, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen");
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stopped(&mut stop) => return,
-        }
-        backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
-    }
+        ControlFlow::Continue(())
+    })
+    .await;
 }

@@ -4,7 +4,7 @@
 //! constraint or an entity at most. The driver error stays reachable through
 //! `source()` for logs.
 
-use rat_domain::{DomainError, RunStatus};
+use rat_domain::RunStatus;
 use tokio_postgres::error::SqlState;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -106,11 +106,30 @@ impl DaoError {
         }
     }
 
-    pub(crate) fn corrupt(column: &'static str, source: DomainError) -> Self {
+    pub(crate) fn corrupt(column: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         DaoError::Corrupt {
             column,
             source: Box::new(source),
         }
+    }
+}
+
+/// The entity a unique constraint keeps unique, named for clients (what
+/// already exists when a write hits [`DaoError::Conflict`]). With
+/// [`referenced_entity`], the one place the schema's constraint names are
+/// turned into words.
+pub fn conflicting_entity(constraint: &str) -> &'static str {
+    match constraint {
+        "uq_namespaces_name" => "namespace",
+        "uq_pipelines_namespace_layer_name" => "pipeline",
+        "uq_landing_zones_namespace_name" => "landing zone",
+        "uq_quality_tests_pipeline_name" => "quality test",
+        "uq_projects_name" => "project",
+        "uq_shares_object_shared_with" => "share",
+        "uq_ownership_object" => "owner",
+        "uq_runs_schedule_slot" | "uq_runs_trigger_slot" => "run for this slot",
+        "uq_pipeline_versions_pipeline_version" => "version",
+        _ => "object",
     }
 }
 

@@ -3,6 +3,7 @@
 //! them (the S3 objects themselves are the storage layer's business).
 
 use deadpool_postgres::GenericClient;
+use rat_domain::ZoneId;
 use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -65,8 +66,8 @@ fn file_from_row(row: &Row) -> Result<LandingFile, DaoError> {
         id: row.try_get("id")?,
         zone_id: row.try_get("zone_id")?,
         filename: row.try_get("filename")?,
-        s3_path: row.try_get("s3_path")?,
-        s3_version_id: row.try_get("s3_version_id")?,
+        s3_path: sql::parse_column(row, "s3_path")?,
+        s3_version_id: sql::parse_optional_column(row, "s3_version_id")?,
         size_bytes: row.try_get("size_bytes")?,
         content_type: row.try_get("content_type")?,
         uploaded_by: row.try_get("uploaded_by")?,
@@ -303,7 +304,7 @@ pub async fn delete(client: &impl GenericClient, namespace: &NamespaceName, name
 #[derive(Debug, Clone)]
 pub struct NewLandingFile {
     /// The zone.
-    pub zone_id: Uuid,
+    pub zone_id: ZoneId,
     /// Stored filename (`YYYYMMDD_HHMMSS_<token>_<basename>`).
     pub filename: String,
     /// Object key.
@@ -350,7 +351,7 @@ pub async fn insert_file(
 
 /// The file `id` of the zone `zone_id`; `NotFound { landing file }` also when
 /// the file exists but belongs to another zone.
-pub async fn get_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -> Result<LandingFile, DaoError> {
+pub async fn get_file(client: &impl GenericClient, zone_id: ZoneId, id: Uuid) -> Result<LandingFile, DaoError> {
     let row = sql::query_one(
         client,
         "landing file",
@@ -364,7 +365,7 @@ pub async fn get_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -> R
 /// The zone's files, newest first, one page, with the total.
 pub async fn list_files(
     client: &impl GenericClient,
-    zone_id: Uuid,
+    zone_id: ZoneId,
     page: PageRequest,
 ) -> Result<Page<LandingFile>, DaoError> {
     let mut conditions = Conditions::new();
@@ -388,7 +389,7 @@ pub async fn list_files(
 /// Deletes the file `id` of the zone `zone_id` and returns the deleted row, so
 /// the caller can remove the S3 object. `NotFound { landing file }` when the
 /// file does not exist or belongs to another zone.
-pub async fn delete_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -> Result<LandingFile, DaoError> {
+pub async fn delete_file(client: &impl GenericClient, zone_id: ZoneId, id: Uuid) -> Result<LandingFile, DaoError> {
     let row = sql::query_one(
         client,
         "landing file",
@@ -404,7 +405,7 @@ pub async fn delete_file(client: &impl GenericClient, zone_id: Uuid, id: Uuid) -
 /// Used by the reaper to purge processed files.
 pub async fn files_older_than(
     client: &impl GenericClient,
-    zone_id: Uuid,
+    zone_id: ZoneId,
     cutoff: OffsetDateTime,
     limit: i64,
 ) -> Result<Vec<LandingFile>, DaoError> {

@@ -16,6 +16,7 @@
 mod error;
 mod migrate;
 mod pool;
+#[macro_use]
 mod sql;
 
 pub mod access;
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod landing;
 pub mod listen;
 pub mod namespaces;
+#[macro_use]
 pub mod pipeline_versions;
 pub mod pipelines;
 pub mod plugins;
@@ -37,7 +39,7 @@ pub mod tables;
 pub mod triggers;
 
 pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolError, Transaction};
-pub use error::DaoError;
+pub use error::{DaoError, conflicting_entity};
 pub use migrate::{MIGRATION_LOCK_KEY, MigrationReport, embedded_migrations, migrate, schema_fingerprint};
 pub use pool::{PoolSettings, connect_dedicated, create_pool, parse_database_url};
 /// A connection of its own, outside the pool ([`connect_dedicated`]).

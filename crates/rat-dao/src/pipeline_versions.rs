@@ -5,9 +5,9 @@
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{Page, PageRequest, PipelineVersion, PublishedVersions};
+use rat_domain::{PipelineId, VersionNumber};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
@@ -39,7 +39,7 @@ fn from_row(row: &Row) -> Result<PipelineVersion, DaoError> {
 /// `MissingReference { pipeline }` for an unknown pipeline.
 pub async fn insert_next(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     message: &str,
     versions: &PublishedVersions,
     now: OffsetDateTime,
@@ -63,7 +63,11 @@ pub async fn insert_next(
 
 /// Version `number` of the pipeline; `NotFound { pipeline version }` when the
 /// pipeline has no such version (never published, pruned, or not yet reached).
-pub async fn get(client: &impl GenericClient, pipeline_id: Uuid, number: i32) -> Result<PipelineVersion, DaoError> {
+pub async fn get(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+    number: VersionNumber,
+) -> Result<PipelineVersion, DaoError> {
     let row = sql::query_one(
         client,
         "pipeline version",
@@ -74,8 +78,44 @@ pub async fn get(client: &impl GenericClient, pipeline_id: Uuid, number: i32) ->
     from_row(&row)
 }
 
+/// The run rule's half about versions, stated once: a run of a pipeline
+/// executes its latest version, and only when that version pins at least one
+/// file. A query over `pipeline_versions pv` giving `columns` of that version
+/// of `pipeline` (an SQL expression), or no row. Used by [`latest_runnable`]
+/// (manual runs and triggers) and by the scheduler's fire and its explanation.
+macro_rules! latest_runnable_version {
+    ($columns:literal, $pipeline:literal) => {
+        concat!(
+            "SELECT * FROM (SELECT ",
+            $columns,
+            " FROM pipeline_versions pv WHERE pv.pipeline_id = ",
+            $pipeline,
+            " ORDER BY pv.version_number DESC LIMIT 1) latest WHERE latest.published_versions <> '{}'::jsonb"
+        )
+    };
+}
+
+/// The version a run of the pipeline executes now: its latest, when that
+/// pins at least one file ([`latest_runnable_version!`]); `None` when it was
+/// never published.
+pub async fn latest_runnable(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+) -> Result<Option<PipelineVersion>, DaoError> {
+    let row = sql::query_opt(
+        client,
+        latest_runnable_version!(
+            "pv.id, pv.pipeline_id, pv.version_number, pv.message, pv.published_versions, pv.created_at",
+            "$1"
+        ),
+        &[&pipeline_id],
+    )
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The pipeline's newest version, `None` when it was never published.
-pub async fn latest(client: &impl GenericClient, pipeline_id: Uuid) -> Result<Option<PipelineVersion>, DaoError> {
+pub async fn latest(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<Option<PipelineVersion>, DaoError> {
     let row = sql::query_opt(
         client,
         &format!(
@@ -91,7 +131,7 @@ pub async fn latest(client: &impl GenericClient, pipeline_id: Uuid) -> Result<Op
 /// The pipeline's versions, newest first, one page, with the total.
 pub async fn list(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     page: PageRequest,
 ) -> Result<Page<PipelineVersion>, DaoError> {
     let mut conditions = Conditions::new();
@@ -105,7 +145,7 @@ pub async fn list(
 
 /// Deletes every version of the pipeline except the newest `keep`; returns how
 /// many were deleted. `Invalid { keep }` for a negative `keep`.
-pub async fn prune(client: &impl GenericClient, pipeline_id: Uuid, keep: i32) -> Result<u64, DaoError> {
+pub async fn prune(client: &impl GenericClient, pipeline_id: PipelineId, keep: i32) -> Result<u64, DaoError> {
     if keep < 0 {
         return Err(DaoError::Invalid {
             constraint: "keep".to_owned(),

@@ -3,13 +3,13 @@
 //! purges it, and its name is free again at once.
 
 use deadpool_postgres::GenericClient;
+use rat_domain::PipelineId;
 use rat_domain::{
     Layer, NamespaceName, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, PublishedVersions,
     Sort,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
@@ -52,7 +52,7 @@ pub(crate) fn from_row(row: &Row) -> Result<Pipeline, DaoError> {
             name: sql::parse_column(row, "name")?,
         },
         pipeline_type: sql::parse_column(row, "type")?,
-        s3_path: row.try_get("s3_path")?,
+        s3_path: sql::parse_column(row, "s3_path")?,
         description: row.try_get::<_, Option<String>>("description")?.unwrap_or_default(),
         owner: row.try_get("owner")?,
         published_at: row.try_get("published_at")?,
@@ -100,7 +100,7 @@ pub async fn create(client: &impl GenericClient, new: &NewPipeline) -> Result<Pi
             &address.layer.as_str(),
             &address.name.as_str(),
             &new.pipeline_type.as_str(),
-            &address.s3_prefix(),
+            &address.s3_prefix().as_str(),
             &new.description,
             &new.owner,
             &max_versions,
@@ -111,7 +111,7 @@ pub async fn create(client: &impl GenericClient, new: &NewPipeline) -> Result<Pi
 }
 
 /// The pipeline with this id, live or soft-deleted.
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Pipeline, DaoError> {
+pub async fn get(client: &impl GenericClient, id: PipelineId) -> Result<Pipeline, DaoError> {
     let row = sql::query_one(
         client,
         "pipeline",
@@ -253,7 +253,7 @@ pub async fn soft_delete(
 
 /// Deletes the row for good, with everything below it (runs, schedules,
 /// triggers, versions, quality tests and results). Used by the reaper.
-pub async fn purge(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+pub async fn purge(client: &impl GenericClient, id: PipelineId) -> Result<(), DaoError> {
     let deleted = sql::execute(client, "DELETE FROM pipelines WHERE id = $1", &[&id])
         .await
         .map_err(DaoError::on_delete)?;
@@ -282,7 +282,7 @@ pub async fn soft_deleted_before(
 }
 
 /// Sets `draft_dirty` of a live pipeline.
-pub async fn set_draft_dirty(client: &impl GenericClient, id: Uuid, dirty: bool) -> Result<(), DaoError> {
+pub async fn set_draft_dirty(client: &impl GenericClient, id: PipelineId, dirty: bool) -> Result<(), DaoError> {
     let updated = sql::execute(
         client,
         "UPDATE pipelines SET draft_dirty = $2 WHERE id = $1 AND deleted_at IS NULL",
@@ -298,7 +298,7 @@ pub async fn set_draft_dirty(client: &impl GenericClient, id: Uuid, dirty: bool)
 /// Records a publish (or rollback): the pinned map, its time and the draft state.
 pub async fn set_published(
     client: &impl GenericClient,
-    id: Uuid,
+    id: PipelineId,
     versions: &PublishedVersions,
     published_at: OffsetDateTime,
     draft_dirty: bool,
@@ -319,7 +319,7 @@ pub async fn set_published(
 /// Replaces the per-pipeline retention overrides (`None` removes them).
 pub async fn set_retention_config(
     client: &impl GenericClient,
-    id: Uuid,
+    id: PipelineId,
     config: Option<&serde_json::Value>,
 ) -> Result<Pipeline, DaoError> {
     let row = sql::query_one(

@@ -7,6 +7,7 @@
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{Page, PageRequest, QualityResult, QualityStatus, QualityTest, Severity, TestName};
+use rat_domain::{PipelineId, QualityTestId, RunId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -26,7 +27,7 @@ fn test_from_row(row: &Row) -> Result<QualityTest, DaoError> {
         name: sql::parse_column(row, "name")?,
         description: row.try_get::<_, Option<String>>("description")?.unwrap_or_default(),
         severity: sql::parse_column(row, "severity")?,
-        s3_path: row.try_get("s3_path")?,
+        s3_path: sql::parse_column(row, "s3_path")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -48,7 +49,7 @@ fn result_from_row(row: &Row) -> Result<QualityResult, DaoError> {
 #[derive(Debug, Clone)]
 pub struct NewQualityTest {
     /// The pipeline it checks.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// Unique within the pipeline.
     pub name: TestName,
     /// Free text.
@@ -85,7 +86,7 @@ pub async fn create(client: &impl GenericClient, new: &NewQualityTest) -> Result
 /// The pipeline's test called `name`.
 pub async fn get_by_name(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     name: &TestName,
 ) -> Result<QualityTest, DaoError> {
     let row = sql::query_one(
@@ -103,7 +104,7 @@ pub async fn get_by_name(
 /// (callers bound `names`).
 pub async fn get_by_names(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     names: &[&str],
 ) -> Result<Vec<QualityTest>, DaoError> {
     let rows = sql::query(
@@ -119,7 +120,7 @@ pub async fn get_by_names(
 /// `None` keeps the current value.
 pub async fn update(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     name: &TestName,
     description: Option<&str>,
     severity: Option<Severity>,
@@ -141,7 +142,7 @@ pub async fn update(
 }
 
 /// Deletes the pipeline's test `name` with all its results.
-pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, name: &TestName) -> Result<(), DaoError> {
+pub async fn delete(client: &impl GenericClient, pipeline_id: PipelineId, name: &TestName) -> Result<(), DaoError> {
     let deleted = sql::execute(
         client,
         "DELETE FROM quality_tests WHERE pipeline_id = $1 AND name = $2",
@@ -158,7 +159,7 @@ pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, name: &TestN
 /// The pipeline's tests by name, one page, with the total.
 pub async fn list_for_pipeline(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     page: PageRequest,
 ) -> Result<Page<QualityTest>, DaoError> {
     let mut conditions = Conditions::new();
@@ -183,9 +184,9 @@ pub async fn list_for_pipeline(
 #[derive(Debug, Clone)]
 pub struct NewQualityResult {
     /// The test.
-    pub test_id: Uuid,
+    pub test_id: QualityTestId,
     /// The run it belonged to.
-    pub run_id: Option<Uuid>,
+    pub run_id: Option<RunId>,
     /// Outcome.
     pub status: QualityStatus,
     /// Violations counted.
@@ -229,8 +230,8 @@ pub async fn insert_results(client: &impl GenericClient, results: &[NewQualityRe
     if results.is_empty() {
         return Ok(0);
     }
-    let test_ids: Vec<Uuid> = results.iter().map(|r| r.test_id).collect();
-    let run_ids: Vec<Option<Uuid>> = results.iter().map(|r| r.run_id).collect();
+    let test_ids: Vec<QualityTestId> = results.iter().map(|r| r.test_id).collect();
+    let run_ids: Vec<Option<RunId>> = results.iter().map(|r| r.run_id).collect();
     let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
     let values: Vec<Option<f64>> = results.iter().map(|r| r.value).collect();
     let expected: Vec<Option<f64>> = results.iter().map(|r| r.expected).collect();
@@ -249,7 +250,7 @@ pub async fn insert_results(client: &impl GenericClient, results: &[NewQualityRe
 /// The test's results, newest first, one page, with the total.
 pub async fn list_results_for_test(
     client: &impl GenericClient,
-    test_id: Uuid,
+    test_id: QualityTestId,
     page: PageRequest,
 ) -> Result<Page<QualityResult>, DaoError> {
     let mut conditions = Conditions::new();
@@ -273,7 +274,7 @@ pub async fn list_results_for_test(
 /// The results recorded for one run, in the order they ran, at most `limit`.
 pub async fn results_for_run(
     client: &impl GenericClient,
-    run_id: Uuid,
+    run_id: RunId,
     limit: i64,
 ) -> Result<Vec<QualityResult>, DaoError> {
     let rows = sql::query(
@@ -325,7 +326,11 @@ const TEST_NAME_LOCK_CLASS: i32 = 0x5154;
 /// this lock across both keeps two requests for one test from interleaving
 /// (a refused duplicate never overwrites the existing test's SQL). Call it
 /// inside a transaction: outside one it is released as soon as it is taken.
-pub async fn lock_test_name(client: &impl GenericClient, pipeline_id: Uuid, name: &TestName) -> Result<(), DaoError> {
+pub async fn lock_test_name(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+    name: &TestName,
+) -> Result<(), DaoError> {
     // The two-key form with a class of its own; `hashtext` folds the
     // pipeline and the name into the second key. A hash collision only makes
     // two unrelated tests wait for each other briefly.
@@ -385,7 +390,7 @@ fn with_latest_from_row(row: &Row) -> Result<TestWithLatestResult, DaoError> {
 /// the total count of the pipeline's tests.
 pub async fn list_with_latest_result(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     page: PageRequest,
 ) -> Result<Page<TestWithLatestResult>, DaoError> {
     let mut conditions = Conditions::new();
@@ -427,7 +432,7 @@ pub struct LatestStatusCounts {
 /// every test of the pipeline (not one page), in one query.
 pub async fn latest_status_counts(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
 ) -> Result<LatestStatusCounts, DaoError> {
     let row = sql::query_one(
         client,

@@ -4,18 +4,16 @@
 //! pass over a million rows never holds a lock long enough to block the api.
 
 use deadpool_postgres::GenericClient;
+use rat_domain::{PipelineId, QualityTestId, RunId, ZoneId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql;
 
-/// Statuses of finished runs, the only runs the reaper deletes.
-const TERMINAL: &[&str] = &["success", "failed", "cancelled"];
-
 /// Where [`delete_runs_older_than`] stopped: the `(created_at, id)` of the
 /// last run of its batch, in the order of `idx_runs_created_at`.
-pub type RunKey = (OffsetDateTime, Uuid);
+pub type RunKey = (OffsetDateTime, RunId);
 
 /// Deletes up to `batch` finished runs created before `cutoff`, oldest first,
 /// after `from` (a cursor: `None` on the first call, then the previous
@@ -33,13 +31,16 @@ pub type RunKey = (OffsetDateTime, Uuid);
 pub async fn delete_runs_older_than(
     client: &impl GenericClient,
     cutoff: OffsetDateTime,
-    excluded: &[Uuid],
+    excluded: &[PipelineId],
     from: Option<RunKey>,
     batch: i64,
 ) -> Result<(u64, Option<RunKey>), DaoError> {
     // The first call starts before any run (a bound rather than `IS NULL OR`,
     // so the row comparison always serves as the index condition).
-    let (after_at, after_id) = from.unwrap_or((time::macros::datetime!(1900-01-01 0:00 UTC), Uuid::nil()));
+    let (after_at, after_id) = from.unwrap_or((
+        time::macros::datetime!(1900-01-01 0:00 UTC),
+        RunId::from_uuid(Uuid::nil()),
+    ));
     let row = sql::query_one(
         client,
         "run",
@@ -52,14 +53,21 @@ pub async fn delete_runs_older_than(
          last AS (SELECT created_at, id FROM batch ORDER BY created_at DESC, id DESC LIMIT 1) \
          SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM batch) AS selected, \
                 (SELECT created_at FROM last) AS last_created_at, (SELECT id FROM last) AS last_id",
-        &[&cutoff, &after_at, &after_id, &TERMINAL, &excluded, &batch],
+        &[
+            &cutoff,
+            &after_at,
+            &after_id,
+            &sql::terminal_statuses(),
+            &excluded,
+            &batch,
+        ],
     )
     .await
     .map_err(DaoError::on_delete)?;
     let deleted: i64 = row.try_get("deleted")?;
     let selected: i64 = row.try_get("selected")?;
     let last_created_at: Option<OffsetDateTime> = row.try_get("last_created_at")?;
-    let last_id: Option<Uuid> = row.try_get("last_id")?;
+    let last_id: Option<RunId> = row.try_get("last_id")?;
     let next = match (last_created_at, last_id) {
         (Some(at), Some(id)) if selected >= batch => Some((at, id)),
         _ => None,
@@ -72,7 +80,7 @@ pub async fn delete_runs_older_than(
 /// runs are never deleted (and do not count towards `keep`).
 pub async fn delete_pipeline_runs(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     keep: i64,
     cutoff: OffsetDateTime,
     batch: i64,
@@ -86,18 +94,21 @@ pub async fn delete_pipeline_runs(
                  FROM runs WHERE pipeline_id = $1 AND status = ANY($2) \
              ) ranked WHERE newest > $3 OR created_at < $4 \
              ORDER BY created_at, id LIMIT $5)",
-        &[&pipeline_id, &TERMINAL, &keep, &cutoff, &batch],
+        &[&pipeline_id, &sql::terminal_statuses(), &keep, &cutoff, &batch],
     )
     .await
     .map_err(DaoError::on_delete)
 }
 
 /// Pipelines (any, live or deleted) with more than `keep` finished runs.
-pub async fn pipelines_with_more_runs_than(client: &impl GenericClient, keep: i64) -> Result<Vec<Uuid>, DaoError> {
+pub async fn pipelines_with_more_runs_than(
+    client: &impl GenericClient,
+    keep: i64,
+) -> Result<Vec<PipelineId>, DaoError> {
     let rows = sql::query(
         client,
         "SELECT pipeline_id FROM runs WHERE status = ANY($1) GROUP BY pipeline_id HAVING count(*) > $2",
-        &[&TERMINAL, &keep],
+        &[&sql::terminal_statuses(), &keep],
     )
     .await?;
     rows.iter().map(|r| r.try_get(0).map_err(DaoError::from)).collect()
@@ -109,7 +120,7 @@ pub async fn pipelines_with_more_runs_than(client: &impl GenericClient, keep: i6
 pub async fn clear_logs_older_than(
     client: &impl GenericClient,
     cutoff: OffsetDateTime,
-    excluded: &[Uuid],
+    excluded: &[PipelineId],
     batch: i64,
 ) -> Result<u64, DaoError> {
     clear_logs(client, None, cutoff, excluded, batch).await
@@ -118,7 +129,7 @@ pub async fn clear_logs_older_than(
 /// Like [`clear_logs_older_than`] for one pipeline's runs.
 pub async fn clear_pipeline_logs_older_than(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     cutoff: OffsetDateTime,
     batch: i64,
 ) -> Result<u64, DaoError> {
@@ -127,9 +138,9 @@ pub async fn clear_pipeline_logs_older_than(
 
 async fn clear_logs(
     client: &impl GenericClient,
-    pipeline_id: Option<Uuid>,
+    pipeline_id: Option<PipelineId>,
     cutoff: OffsetDateTime,
-    excluded: &[Uuid],
+    excluded: &[PipelineId],
     batch: i64,
 ) -> Result<u64, DaoError> {
     // Log rows are numbered in append order, so the oldest runs' entries come
@@ -161,8 +172,8 @@ async fn clear_logs(
 pub async fn tests_with_more_results_than(
     client: &impl GenericClient,
     keep: i64,
-    excluded: &[Uuid],
-) -> Result<Vec<Uuid>, DaoError> {
+    excluded: &[PipelineId],
+) -> Result<Vec<QualityTestId>, DaoError> {
     let rows = sql::query(
         client,
         "SELECT r.test_id FROM quality_results r JOIN quality_tests t ON t.id = r.test_id \
@@ -176,9 +187,9 @@ pub async fn tests_with_more_results_than(
 /// Tests of one pipeline with more than `keep` results.
 pub async fn pipeline_tests_with_more_results_than(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     keep: i64,
-) -> Result<Vec<Uuid>, DaoError> {
+) -> Result<Vec<QualityTestId>, DaoError> {
     let rows = sql::query(
         client,
         "SELECT r.test_id FROM quality_results r JOIN quality_tests t ON t.id = r.test_id \
@@ -192,7 +203,7 @@ pub async fn pipeline_tests_with_more_results_than(
 /// Deletes up to `batch` results of one test beyond its newest `keep`.
 pub async fn delete_test_results_beyond(
     client: &impl GenericClient,
-    test_id: Uuid,
+    test_id: QualityTestId,
     keep: i64,
     batch: i64,
 ) -> Result<u64, DaoError> {
@@ -211,7 +222,7 @@ pub async fn delete_test_results_beyond(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRun {
     /// The run.
-    pub run_id: Uuid,
+    pub run_id: RunId,
     /// The message recorded as its error.
     pub reason: String,
 }
@@ -220,8 +231,8 @@ pub struct FailedRun {
 /// any more, through the same status guard as every writer (a run that just
 /// finished is left alone):
 /// - running runs whose runner lease expired before `now` ("runner lost");
-/// - running runs started before their pipeline's stuck timeout (the
-///   pipeline's `stuck_run_timeout_minutes` override, else `default_timeout_minutes`);
+/// - running runs started before their pipeline's stuck timeout (its
+///   minutes in `own_timeouts`, else `default_timeout_minutes`);
 /// - pending runs created before `pending_cutoff` that no runner claimed.
 ///
 /// Each failed run is announced on the status channel (at commit).
@@ -229,12 +240,19 @@ pub async fn fail_stuck_runs(
     client: &impl GenericClient,
     now: OffsetDateTime,
     default_timeout_minutes: i64,
+    own_timeouts: &[(PipelineId, i64)],
     pending_cutoff: OffsetDateTime,
     batch: i64,
 ) -> Result<Vec<FailedRun>, DaoError> {
+    let pipelines: Vec<PipelineId> = own_timeouts.iter().map(|(id, _)| *id).collect();
+    let minutes: Vec<i32> = own_timeouts
+        .iter()
+        .map(|(_, minutes)| i32::try_from(*minutes).unwrap_or(i32::MAX))
+        .collect();
     let rows = sql::query(
         client,
-        "WITH stuck AS ( \
+        concat!(
+            "WITH stuck AS ( \
              SELECT r.id, CASE \
                  WHEN r.status = 'pending' THEN \
                      'not claimed by any runner within ' || \
@@ -244,21 +262,27 @@ pub async fn fail_stuck_runs(
                      to_char(r.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
                  ELSE 'stuck: running for longer than ' || t.minutes || ' minutes' \
                END AS reason \
-             FROM runs r JOIN pipelines p ON p.id = r.pipeline_id \
-             CROSS JOIN LATERAL (SELECT CASE \
-                 WHEN jsonb_typeof(p.retention_config -> 'stuck_run_timeout_minutes') = 'number' \
-                  AND (p.retention_config ->> 'stuck_run_timeout_minutes') ~ '^[0-9]{1,6}$' \
-                  AND (p.retention_config ->> 'stuck_run_timeout_minutes')::int BETWEEN 1 AND 525600 \
-                 THEN (p.retention_config ->> 'stuck_run_timeout_minutes')::int ELSE $2::int END AS minutes) t \
+             FROM runs r \
+             LEFT JOIN unnest($5::uuid[], $6::int[]) AS own(pipeline_id, minutes) ON own.pipeline_id = r.pipeline_id \
+             CROSS JOIN LATERAL (SELECT COALESCE(own.minutes, $2::int) AS minutes) t \
              WHERE (r.status = 'pending' AND r.created_at < $3) \
                 OR (r.status = 'running' AND ( \
                        (r.lease_expires_at IS NOT NULL AND r.lease_expires_at < $1) \
                     OR COALESCE(r.started_at, r.created_at) < $1 - make_interval(mins => t.minutes))) \
              ORDER BY r.created_at LIMIT $4 FOR UPDATE OF r SKIP LOCKED) \
          UPDATE runs SET status = 'failed', finished_at = $1, error = stuck.reason \
-         FROM stuck WHERE runs.id = stuck.id AND runs.status IN ('pending', 'running') \
-         RETURNING runs.id, stuck.reason",
-        &[&now, &(default_timeout_minutes as i32), &pending_cutoff, &batch],
+         FROM stuck WHERE runs.id = stuck.id AND runs.status IN ",
+            active_statuses!(),
+            " RETURNING runs.id, stuck.reason"
+        ),
+        &[
+            &now,
+            &(default_timeout_minutes as i32),
+            &pending_cutoff,
+            &batch,
+            &pipelines,
+            &minutes,
+        ],
     )
     .await?;
     let failed: Vec<FailedRun> = rows
@@ -270,7 +294,7 @@ pub async fn fail_stuck_runs(
             })
         })
         .collect::<Result<_, DaoError>>()?;
-    let ids: Vec<Uuid> = failed.iter().map(|run| run.run_id).collect();
+    let ids: Vec<RunId> = failed.iter().map(|run| run.run_id).collect();
     sql::notify_each(client, crate::runs::STATUS_CHANNEL, &ids).await?;
     Ok(failed)
 }
@@ -280,7 +304,7 @@ pub async fn fail_stuck_runs(
 pub async fn pipelines_with_overrides(
     client: &impl GenericClient,
     limit: i64,
-) -> Result<Vec<(Uuid, serde_json::Value)>, DaoError> {
+) -> Result<Vec<(PipelineId, serde_json::Value)>, DaoError> {
     let rows = sql::query(
         client,
         "SELECT id, retention_config FROM pipelines WHERE retention_config IS NOT NULL ORDER BY id LIMIT $1",
@@ -292,7 +316,7 @@ pub async fn pipelines_with_overrides(
 
 /// Zones whose processed files are purged automatically, with their maximum
 /// age in days (`None` = the system default), at most `limit`.
-pub async fn auto_purge_zones(client: &impl GenericClient, limit: i64) -> Result<Vec<(Uuid, Option<i32>)>, DaoError> {
+pub async fn auto_purge_zones(client: &impl GenericClient, limit: i64) -> Result<Vec<(ZoneId, Option<i32>)>, DaoError> {
     let rows = sql::query(
         client,
         "SELECT id, processed_max_age_days FROM landing_zones WHERE auto_purge ORDER BY id LIMIT $1",
@@ -312,15 +336,18 @@ pub async fn delete_landing_files(client: &impl GenericClient, ids: &[Uuid]) -> 
 /// by its current snapshot, or by one of its runs that has not finished.
 pub async fn pinned_versions(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
 ) -> Result<std::collections::HashSet<(String, String)>, DaoError> {
     let rows = sql::query(
         client,
-        "SELECT e.key, e.value FROM pipeline_versions v, jsonb_each_text(v.published_versions) e \
+        concat!(
+            "SELECT e.key, e.value FROM pipeline_versions v, jsonb_each_text(v.published_versions) e \
              WHERE v.pipeline_id = $1 \
          UNION SELECT e.key, e.value FROM pipelines p, jsonb_each_text(p.published_versions) e WHERE p.id = $1 \
          UNION SELECT e.key, e.value FROM runs r, jsonb_each_text(r.published_versions) e \
-             WHERE r.pipeline_id = $1 AND r.status IN ('pending', 'running')",
+             WHERE r.pipeline_id = $1 AND r.status IN ",
+            active_statuses!()
+        ),
         &[&pipeline_id],
     )
     .await?;

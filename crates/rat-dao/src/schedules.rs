@@ -8,9 +8,9 @@
 
 use deadpool_postgres::GenericClient;
 use rat_domain::{CronExpr, Layer, NamespaceName, Page, PageRequest, PipelineName, Schedule, ScheduleTimezone};
+use rat_domain::{PipelineId, RunId, ScheduleId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
@@ -63,7 +63,7 @@ fn from_row(row: &Row) -> Result<Schedule, DaoError> {
 #[derive(Debug, Clone)]
 pub struct NewSchedule {
     /// The pipeline it starts.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// When it fires.
     pub cron_expr: CronExpr,
     /// Time zone the expression is evaluated in.
@@ -96,7 +96,7 @@ pub async fn create(client: &impl GenericClient, new: &NewSchedule) -> Result<Sc
 }
 
 /// The schedule with this id.
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Schedule, DaoError> {
+pub async fn get(client: &impl GenericClient, id: ScheduleId) -> Result<Schedule, DaoError> {
     let row = sql::query_one(
         client,
         "schedule",
@@ -111,7 +111,7 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Schedule, DaoE
 /// caller's transaction. An update that recomputes `next_run_at` from the
 /// stored expression reads the row this way, so a concurrent update (or a
 /// scheduler recording a fire) cannot interleave between the read and the write.
-pub async fn get_for_update(client: &impl GenericClient, id: Uuid) -> Result<Schedule, DaoError> {
+pub async fn get_for_update(client: &impl GenericClient, id: ScheduleId) -> Result<Schedule, DaoError> {
     let row = sql::query_one(
         client,
         "schedule",
@@ -136,7 +136,11 @@ pub struct ScheduleUpdate {
 }
 
 /// Applies `changes` to the schedule with this id.
-pub async fn update(client: &impl GenericClient, id: Uuid, changes: &ScheduleUpdate) -> Result<Schedule, DaoError> {
+pub async fn update(
+    client: &impl GenericClient,
+    id: ScheduleId,
+    changes: &ScheduleUpdate,
+) -> Result<Schedule, DaoError> {
     let cron_expr = changes.cron_expr.as_ref().map(CronExpr::as_str);
     let timezone = changes.timezone.map(|tz| tz.name());
     // `next_run_at` can be set to NULL, so "keep" travels as its own flag
@@ -161,7 +165,7 @@ pub async fn update(client: &impl GenericClient, id: Uuid, changes: &ScheduleUpd
 }
 
 /// Deletes a schedule. The runs it created stay, with `schedule_id` NULL.
-pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+pub async fn delete(client: &impl GenericClient, id: ScheduleId) -> Result<(), DaoError> {
     let deleted = sql::execute(client, "DELETE FROM schedules WHERE id = $1", &[&id])
         .await
         .map_err(DaoError::on_delete)?;
@@ -175,7 +179,7 @@ pub async fn delete(client: &impl GenericClient, id: Uuid) -> Result<(), DaoErro
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleFilter {
     /// Only the schedules of this pipeline.
-    pub pipeline_id: Option<Uuid>,
+    pub pipeline_id: Option<PipelineId>,
     /// Only enabled (or only disabled) schedules.
     pub enabled: Option<bool>,
     /// Schedules of live pipelines in this namespace.
@@ -220,9 +224,9 @@ pub const MAX_CLAIM_BATCH: i64 = 5000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueSchedule {
     /// The schedule.
-    pub id: Uuid,
+    pub id: ScheduleId,
     /// The pipeline it starts.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// The slot that is due: the schedule's `next_run_at`.
     pub slot: OffsetDateTime,
     /// The cron expression as stored.
@@ -265,7 +269,7 @@ pub async fn claim_due(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotToFire {
     /// The schedule (claimed in the caller's transaction).
-    pub schedule_id: Uuid,
+    pub schedule_id: ScheduleId,
     /// The slot: the schedule's due `next_run_at`.
     pub slot: OffsetDateTime,
     /// The run's trigger label (`schedule:{cron}`, see `rat_domain::trigger_label`).
@@ -276,11 +280,11 @@ pub struct SlotToFire {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FiredSlot {
     /// The schedule.
-    pub schedule_id: Uuid,
+    pub schedule_id: ScheduleId,
     /// The slot.
     pub slot: OffsetDateTime,
     /// The pending run created for the slot.
-    pub run_id: Uuid,
+    pub run_id: RunId,
 }
 
 /// `active(pipeline_id, run_id)`: each pipeline with a pending or running
@@ -289,11 +293,14 @@ pub struct FiredSlot {
 /// number of active runs, not the size of the run history.
 macro_rules! active_pipelines_cte {
     () => {
-        "WITH active AS MATERIALIZED ( \
-             SELECT DISTINCT ON (r.pipeline_id) r.pipeline_id, r.id AS run_id FROM runs r \
-             WHERE r.status IN ('pending', 'running') \
-             ORDER BY r.pipeline_id, r.created_at, r.id \
-         ) "
+        concat!(
+            "WITH active AS MATERIALIZED ( \
+                 SELECT DISTINCT ON (r.pipeline_id) r.pipeline_id, r.id AS run_id FROM runs r \
+                 WHERE r.status IN ",
+            active_statuses!(),
+            " ORDER BY r.pipeline_id, r.created_at, r.id \
+             ) "
+        )
     };
 }
 
@@ -306,41 +313,72 @@ const LOCK_PIPELINES_SQL: &str = "SELECT p.id FROM pipelines p \
      WHERE p.id IN (SELECT s.pipeline_id FROM schedules s WHERE s.id = ANY($1)) AND p.deleted_at IS NULL \
      ORDER BY p.id FOR SHARE OF p";
 
-/// The set-based fire of [`fire_slots`] (the second of its two statements): `$1` schedule ids, `$2` slots, `$3`
-/// trigger labels (parallel arrays), `$4` the creation time.
-///
-/// A slot gets a run when its pipeline is live, its latest version pins at
-/// least one file (it was published), the pipeline has no pending or running
-/// run, and the slot has no run yet. `DISTINCT ON` keeps one slot per
-/// pipeline (the first in the batch's order): a second schedule of the same
-/// pipeline would otherwise start it again while the first run is pending.
-/// The unique index `uq_runs_schedule_slot` is the last word on duplicates:
-/// `ON CONFLICT DO NOTHING` turns a slot another transaction fired into a
-/// slot not fired here, never into an error that would abort the batch.
+/// The firing rule, stated once for [`FIRE_SQL`] and [`explain_unfired`]:
+/// the CTE `verdict` holds, for each slot of `$1` schedule ids and `$2`
+/// slots (parallel arrays, `n` their position), what the rule looks at:
+/// whether the pipeline is `live`, the version a run would execute
+/// (`version_number`, `published_versions`: its latest version, only when
+/// that pins at least one file, see [`crate::pipeline_versions::latest_runnable`]),
+/// its `active_run` if it has a pending or running one, and whether the slot
+/// `already_fired`. A slot may fire when [`may_fire!`] holds for it.
 ///
 /// The pipelines with an active run are read once per batch off the small
-/// partial index `idx_runs_status` (the `active` CTE) rather than
-/// probed per slot: a probe by pipeline would walk `idx_runs_pipeline`
-/// through the pipeline's whole run history whenever it has no active run
-/// (the common case), which grows by one run per slot. Exposed for plan tests.
+/// partial index `idx_runs_status` (the `active` CTE) rather than probed per
+/// slot: a probe by pipeline would walk `idx_runs_pipeline` through the
+/// pipeline's whole run history whenever it has no active run (the common
+/// case), which grows by one run per slot.
+macro_rules! slot_verdicts_cte {
+    () => {
+        concat!(
+            active_pipelines_cte!(),
+            ", verdict AS ( \
+                 SELECT d.schedule_id, d.slot, d.n, s.pipeline_id, \
+                     (p.id IS NOT NULL AND p.deleted_at IS NULL) AS live, \
+                     v.version_number, v.published_versions, a.run_id AS active_run, \
+                     EXISTS ( \
+                         SELECT 1 FROM runs r WHERE r.schedule_id = d.schedule_id AND r.scheduled_for = d.slot \
+                     ) AS already_fired \
+                 FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS d(schedule_id, slot, n) \
+                 JOIN schedules s ON s.id = d.schedule_id \
+                 LEFT JOIN pipelines p ON p.id = s.pipeline_id \
+                 LEFT JOIN LATERAL (",
+            latest_runnable_version!("pv.version_number, pv.published_versions", "s.pipeline_id"),
+            ") v ON true \
+                 LEFT JOIN active a ON a.pipeline_id = s.pipeline_id \
+             ) "
+        )
+    };
+}
+
+/// The predicate over a `verdict` row under which its slot fires: a live
+/// pipeline with a runnable version, no pending or running run, and no run
+/// for the slot yet. [`explain_unfired`] names the first part that fails.
+macro_rules! may_fire {
+    () => {
+        "live AND version_number IS NOT NULL AND active_run IS NULL AND NOT already_fired"
+    };
+}
+
+/// The set-based fire of [`fire_slots`] (the second of its two statements):
+/// `$1` schedule ids, `$2` slots, `$3` trigger labels (parallel arrays), `$4`
+/// the creation time. Every slot for which [`may_fire!`] holds in the
+/// `verdict` ([`slot_verdicts_cte!`]) gets a pending run executing that
+/// version. `DISTINCT ON` keeps one slot per pipeline (the first in the
+/// batch's order): a second schedule of the same pipeline would otherwise
+/// start it again while the first run is pending. The unique index
+/// `uq_runs_schedule_slot` is the last word on duplicates: `ON CONFLICT DO
+/// NOTHING` turns a slot another transaction fired into a slot not fired
+/// here, never into an error that would abort the batch. Exposed for plan tests.
 pub const FIRE_SQL: &str = concat!(
-    active_pipelines_cte!(),
+    slot_verdicts_cte!(),
     "INSERT INTO runs (pipeline_id, trigger, version_number, published_versions, schedule_id, \
                        scheduled_for, created_at) \
-     SELECT DISTINCT ON (s.pipeline_id) \
-            s.pipeline_id, d.trigger, v.version_number, v.published_versions, d.schedule_id, d.slot, \
+     SELECT DISTINCT ON (pipeline_id) \
+            pipeline_id, ($3::text[])[n], version_number, published_versions, schedule_id, slot, \
             $4::timestamptz \
-     FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) WITH ORDINALITY AS d(schedule_id, slot, trigger, n) \
-     JOIN schedules s ON s.id = d.schedule_id \
-     JOIN pipelines p ON p.id = s.pipeline_id AND p.deleted_at IS NULL \
-     JOIN LATERAL ( \
-         SELECT pv.version_number, pv.published_versions FROM pipeline_versions pv \
-         WHERE pv.pipeline_id = p.id ORDER BY pv.version_number DESC LIMIT 1 \
-     ) v ON v.published_versions <> '{}'::jsonb \
-     WHERE NOT EXISTS (SELECT 1 FROM active a WHERE a.pipeline_id = p.id) \
-       AND NOT EXISTS ( \
-             SELECT 1 FROM runs r WHERE r.schedule_id = d.schedule_id AND r.scheduled_for = d.slot) \
-     ORDER BY s.pipeline_id, d.n \
+     FROM verdict WHERE ",
+    may_fire!(),
+    " ORDER BY pipeline_id, n \
      ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING \
      RETURNING id, schedule_id, scheduled_for"
 );
@@ -360,7 +398,7 @@ pub async fn fire_slots(
     if slots.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = slots.iter().map(|s| s.schedule_id).collect();
+    let ids: Vec<ScheduleId> = slots.iter().map(|s| s.schedule_id).collect();
     let times: Vec<OffsetDateTime> = slots.iter().map(|s| s.slot).collect();
     let triggers: Vec<&str> = slots.iter().map(|s| s.trigger.as_str()).collect();
     sql::query(client, LOCK_PIPELINES_SQL, &[&ids]).await?;
@@ -380,12 +418,12 @@ pub async fn fire_slots(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advance {
     /// The schedule (claimed in the caller's transaction).
-    pub id: Uuid,
+    pub id: ScheduleId,
     /// Its next slot; `None` when the expression never matches again (or can
     /// no longer be evaluated): the schedule stays, and never fires.
     pub next_run_at: Option<OffsetDateTime>,
     /// The run it just created, if it fired: recorded as its last run, at `now`.
-    pub run_id: Option<Uuid>,
+    pub run_id: Option<RunId>,
 }
 
 /// Moves claimed schedules to their next slot in one statement, and records
@@ -395,9 +433,9 @@ pub async fn advance(client: &impl GenericClient, advances: &[Advance], now: Off
     if advances.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = advances.iter().map(|a| a.id).collect();
+    let ids: Vec<ScheduleId> = advances.iter().map(|a| a.id).collect();
     let next: Vec<Option<OffsetDateTime>> = advances.iter().map(|a| a.next_run_at).collect();
-    let runs: Vec<Option<Uuid>> = advances.iter().map(|a| a.run_id).collect();
+    let runs: Vec<Option<RunId>> = advances.iter().map(|a| a.run_id).collect();
     sql::execute(
         client,
         "UPDATE schedules s SET next_run_at = d.next_run_at, \
@@ -421,7 +459,7 @@ pub enum NotFired {
     /// by another of its schedules): it is not started again.
     ActiveRun {
         /// One of its active runs, when one is still active.
-        run_id: Option<Uuid>,
+        run_id: Option<RunId>,
     },
     /// The slot already has its run (fired by another transaction).
     AlreadyFired,
@@ -443,9 +481,9 @@ impl NotFired {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnfiredSlot {
     /// The schedule.
-    pub schedule_id: Uuid,
+    pub schedule_id: ScheduleId,
     /// Its pipeline.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// The slot.
     pub slot: OffsetDateTime,
     /// Why it did not fire.
@@ -458,41 +496,29 @@ pub struct UnfiredSlot {
 /// more lost to an active run that has finished since.
 pub async fn explain_unfired(
     client: &impl GenericClient,
-    slots: &[(Uuid, OffsetDateTime)],
+    slots: &[(ScheduleId, OffsetDateTime)],
 ) -> Result<Vec<UnfiredSlot>, DaoError> {
     if slots.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = slots.iter().map(|s| s.0).collect();
+    let ids: Vec<ScheduleId> = slots.iter().map(|s| s.0).collect();
     let times: Vec<OffsetDateTime> = slots.iter().map(|s| s.1).collect();
     let rows = sql::query(
         client,
         concat!(
-            active_pipelines_cte!(),
-            "SELECT d.schedule_id, d.slot, s.pipeline_id, \
-                (p.id IS NULL OR p.deleted_at IS NOT NULL) AS pipeline_deleted, \
-                COALESCE(( \
-                    SELECT pv.published_versions <> '{}'::jsonb FROM pipeline_versions pv \
-                    WHERE pv.pipeline_id = s.pipeline_id ORDER BY pv.version_number DESC LIMIT 1 \
-                ), false) AS published, \
-                EXISTS ( \
-                    SELECT 1 FROM runs r WHERE r.schedule_id = d.schedule_id AND r.scheduled_for = d.slot \
-                ) AS already_fired, \
-                a.run_id AS active_run \
-             FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS d(schedule_id, slot, n) \
-             JOIN schedules s ON s.id = d.schedule_id \
-             LEFT JOIN pipelines p ON p.id = s.pipeline_id \
-             LEFT JOIN active a ON a.pipeline_id = s.pipeline_id \
-             ORDER BY d.n"
+            slot_verdicts_cte!(),
+            "SELECT schedule_id, slot, pipeline_id, live, version_number IS NOT NULL AS runnable, \
+                    already_fired, active_run \
+             FROM verdict ORDER BY n"
         ),
         &[&ids, &times],
     )
     .await?;
     rows.iter()
         .map(|row| {
-            let reason = if row.try_get("pipeline_deleted")? {
+            let reason = if !row.try_get::<_, bool>("live")? {
                 NotFired::PipelineDeleted
-            } else if !row.try_get::<_, bool>("published")? {
+            } else if !row.try_get::<_, bool>("runnable")? {
                 NotFired::NeverPublished
             } else if row.try_get("already_fired")? {
                 NotFired::AlreadyFired
@@ -535,7 +561,7 @@ pub async fn earliest_slot(client: &impl GenericClient) -> Result<Option<OffsetD
 /// sleeping schedulers recompute when to wake up.
 /// Disables every schedule of the pipeline (and clears their next slot).
 /// Returns how many were enabled.
-pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid) -> Result<u64, DaoError> {
+pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<u64, DaoError> {
     sql::execute(
         client,
         "UPDATE schedules SET enabled = false, next_run_at = NULL WHERE pipeline_id = $1 AND enabled",
@@ -545,6 +571,6 @@ pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid
 }
 
 /// Sends the schedules-changed notification for `id` (delivered at commit).
-pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+pub async fn notify_changed(client: &impl GenericClient, id: ScheduleId) -> Result<(), DaoError> {
     sql::notify(client, CHANGED_CHANNEL, id).await
 }

@@ -7,11 +7,22 @@
 use std::str::FromStr;
 
 use deadpool_postgres::GenericClient;
-use rat_domain::{DomainError, Page, PageRequest};
+use rat_domain::{Page, PageRequest};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::DaoError;
+
+/// The statuses of a run that may still change (pending, running), as the
+/// SQL `IN` list every query about active runs uses. It is a literal, not a
+/// parameter, so that the planner can use the partial index
+/// `idx_runs_status`, whose predicate it is; a unit test checks it against
+/// [`rat_domain::RunStatus::is_terminal`].
+macro_rules! active_statuses {
+    () => {
+        "('pending', 'running')"
+    };
+}
 
 /// A bind parameter.
 pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
@@ -133,12 +144,15 @@ pub(crate) async fn fetch_page<T>(
 }
 
 /// The `id`s of at most `limit` rows of `from` matching `conditions`.
-pub(crate) async fn select_ids(
+pub(crate) async fn select_ids<T>(
     client: &impl GenericClient,
     from: &'static str,
     conditions: &Conditions<'_>,
     limit: usize,
-) -> Result<Vec<uuid::Uuid>, DaoError> {
+) -> Result<Vec<T>, DaoError>
+where
+    T: for<'r> tokio_postgres::types::FromSql<'r>,
+{
     let n = conditions.params.len();
     let sql = format!("SELECT id FROM {from}{} LIMIT ${}", conditions.render(), n + 1);
     let limit = limit as i64;
@@ -185,7 +199,11 @@ pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: &[Pa
 /// `NOTIFY channel, '<id>'`, delivered when the caller's transaction commits
 /// (at once outside a transaction). `pg_notify` takes the channel as a value,
 /// so it is a bind parameter like the payload.
-pub(crate) async fn notify(client: &impl GenericClient, channel: &'static str, id: uuid::Uuid) -> Result<(), DaoError> {
+pub(crate) async fn notify(
+    client: &impl GenericClient,
+    channel: &'static str,
+    id: impl std::fmt::Display,
+) -> Result<(), DaoError> {
     let payload = id.to_string();
     query(client, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
     Ok(())
@@ -195,7 +213,7 @@ pub(crate) async fn notify(client: &impl GenericClient, channel: &'static str, i
 pub(crate) async fn notify_each(
     client: &impl GenericClient,
     channel: &'static str,
-    ids: &[uuid::Uuid],
+    ids: &[impl tokio_postgres::types::ToSql + Sync],
 ) -> Result<(), DaoError> {
     if ids.is_empty() {
         return Ok(());
@@ -233,10 +251,26 @@ pub(crate) fn push_pipeline_address<'a>(
     );
 }
 
-/// Reads a text column into a parsed domain type.
-pub(crate) fn parse_column<T: FromStr<Err = DomainError>>(row: &Row, column: &'static str) -> Result<T, DaoError> {
+/// Reads a text column into a parsed domain type; a stored value that does
+/// not parse is [`DaoError::Corrupt`], naming the column.
+pub(crate) fn parse_column<T>(row: &Row, column: &'static str) -> Result<T, DaoError>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     let text: &str = row.try_get(column)?;
     text.parse().map_err(|e| DaoError::corrupt(column, e))
+}
+
+/// [`parse_column`] for a nullable column.
+pub(crate) fn parse_optional_column<T>(row: &Row, column: &'static str) -> Result<Option<T>, DaoError>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: Option<&str> = row.try_get(column)?;
+    text.map(|text| text.parse().map_err(|e| DaoError::corrupt(column, e)))
+        .transpose()
 }
 
 /// A `LIKE` pattern matching `needle` anywhere, with `%`, `_` and `\` escaped.
@@ -274,5 +308,31 @@ mod tests {
     #[test]
     fn like_wildcards_are_escaped() {
         assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}
+
+/// The statuses of finished runs ([`rat_domain::RunStatus::is_terminal`]),
+/// as a query parameter.
+pub(crate) fn terminal_statuses() -> Vec<&'static str> {
+    rat_domain::RunStatus::ALL
+        .iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| status.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod status_tests {
+    use rat_domain::RunStatus;
+
+    #[test]
+    fn the_active_list_is_every_status_that_is_not_terminal() {
+        let active: Vec<String> = RunStatus::ALL
+            .iter()
+            .filter(|status| !status.is_terminal())
+            .map(|status| format!("'{status}'"))
+            .collect();
+        assert_eq!(active_statuses!(), format!("({})", active.join(", ")));
+        assert_eq!(super::terminal_statuses().len() + active.len(), RunStatus::ALL.len());
     }
 }

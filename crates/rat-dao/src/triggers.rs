@@ -15,9 +15,9 @@ use deadpool_postgres::GenericClient;
 use rat_domain::{
     NamespaceName, Page, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName,
 };
+use rat_domain::{PipelineId, RunId, TriggerId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use crate::DaoError;
 use crate::sql::{self, Conditions, OrderBy};
@@ -78,7 +78,7 @@ fn from_row(row: &Row) -> Result<Trigger, DaoError> {
 #[derive(Debug, Clone)]
 pub struct NewTrigger {
     /// The pipeline it starts.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// Type and typed config (a webhook's config holds the token hash).
     pub config: TriggerConfig,
     /// Disabled triggers never fire.
@@ -110,7 +110,7 @@ pub async fn create(client: &impl GenericClient, new: &NewTrigger) -> Result<Tri
 }
 
 /// The trigger with this id, whatever its pipeline (for the event paths).
-pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Trigger, DaoError> {
+pub async fn get(client: &impl GenericClient, id: TriggerId) -> Result<Trigger, DaoError> {
     let row = sql::query_one(
         client,
         "trigger",
@@ -123,7 +123,11 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Trigger, DaoEr
 
 /// The trigger with this id if it belongs to `pipeline_id`; `NotFound
 /// { trigger }` otherwise, so a path naming another pipeline sees nothing.
-pub async fn get_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid, id: Uuid) -> Result<Trigger, DaoError> {
+pub async fn get_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+    id: TriggerId,
+) -> Result<Trigger, DaoError> {
     let row = sql::query_one(
         client,
         "trigger",
@@ -151,8 +155,8 @@ pub struct TriggerUpdate {
 /// trigger does not exist or belongs to another pipeline.
 pub async fn update(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
-    id: Uuid,
+    pipeline_id: PipelineId,
+    id: TriggerId,
     changes: &TriggerUpdate,
 ) -> Result<Trigger, DaoError> {
     let config = changes.config.as_ref().map(TriggerConfig::to_json);
@@ -192,7 +196,7 @@ pub async fn update(
 
 /// Deletes the trigger `id` of `pipeline_id`. The runs it created stay, with
 /// `trigger_id` NULL.
-pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, id: Uuid) -> Result<(), DaoError> {
+pub async fn delete(client: &impl GenericClient, pipeline_id: PipelineId, id: TriggerId) -> Result<(), DaoError> {
     let deleted = sql::execute(
         client,
         "DELETE FROM pipeline_triggers WHERE id = $1 AND pipeline_id = $2",
@@ -209,7 +213,7 @@ pub async fn delete(client: &impl GenericClient, pipeline_id: Uuid, id: Uuid) ->
 /// The pipeline's triggers, oldest first, one page, with the total.
 pub async fn list_for_pipeline(
     client: &impl GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     page: PageRequest,
 ) -> Result<Page<Trigger>, DaoError> {
     let mut conditions = Conditions::new();
@@ -278,7 +282,7 @@ pub async fn for_zone(
 /// one UPDATE, so of concurrent claims within one cooldown window exactly one
 /// wins: a second claimer waits for the first one's row lock and then
 /// re-checks the condition against the committed `last_triggered_at`.
-pub async fn try_claim_fire(client: &impl GenericClient, id: Uuid, now: OffsetDateTime) -> Result<bool, DaoError> {
+pub async fn try_claim_fire(client: &impl GenericClient, id: TriggerId, now: OffsetDateTime) -> Result<bool, DaoError> {
     let claimed = sql::query_opt(
         client,
         "UPDATE pipeline_triggers SET last_triggered_at = $2 \
@@ -293,7 +297,7 @@ pub async fn try_claim_fire(client: &impl GenericClient, id: Uuid, now: OffsetDa
 }
 
 /// Records the run the trigger's last fire created.
-pub async fn set_last_run(client: &impl GenericClient, id: Uuid, run_id: Uuid) -> Result<(), DaoError> {
+pub async fn set_last_run(client: &impl GenericClient, id: TriggerId, run_id: RunId) -> Result<(), DaoError> {
     let updated = sql::execute(
         client,
         "UPDATE pipeline_triggers SET last_run_id = $2 WHERE id = $1",
@@ -341,7 +345,7 @@ pub async fn due_for_update(
 /// { trigger }` for an unknown trigger.
 pub async fn set_next_fire_at(
     client: &impl GenericClient,
-    id: Uuid,
+    id: TriggerId,
     next_fire_at: Option<OffsetDateTime>,
 ) -> Result<(), DaoError> {
     let updated = sql::execute(
@@ -359,7 +363,7 @@ pub async fn set_next_fire_at(
 /// The trigger's next cron slot (`None` for other types, disabled triggers,
 /// or an expression that never matches again). `NotFound { trigger }` for an
 /// unknown trigger.
-pub async fn next_fire_at(client: &impl GenericClient, id: Uuid) -> Result<Option<OffsetDateTime>, DaoError> {
+pub async fn next_fire_at(client: &impl GenericClient, id: TriggerId) -> Result<Option<OffsetDateTime>, DaoError> {
     let row = sql::query_one(
         client,
         "trigger",
@@ -376,7 +380,7 @@ pub async fn next_fire_at(client: &impl GenericClient, id: Uuid) -> Result<Optio
 /// service's back); [`set_missing_next_fire_at`] gives it its slot.
 pub async fn without_slot(
     client: &impl GenericClient,
-    after: Option<Uuid>,
+    after: Option<TriggerId>,
     limit: i64,
 ) -> Result<Vec<Trigger>, DaoError> {
     let rows = sql::query(
@@ -399,7 +403,7 @@ pub async fn without_slot(
 /// that set one wins). Whether it was set.
 pub async fn set_missing_next_fire_at(
     client: &impl GenericClient,
-    id: Uuid,
+    id: TriggerId,
     next_fire_at: OffsetDateTime,
 ) -> Result<bool, DaoError> {
     let updated = sql::execute(
@@ -416,7 +420,7 @@ pub async fn set_missing_next_fire_at(
 /// re-read the earliest slot.
 /// Disables every trigger of the pipeline (and clears their next slot).
 /// Returns how many were enabled.
-pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid) -> Result<u64, DaoError> {
+pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<u64, DaoError> {
     sql::execute(
         client,
         "UPDATE pipeline_triggers SET enabled = false, next_fire_at = NULL WHERE pipeline_id = $1 AND enabled",
@@ -426,7 +430,7 @@ pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: Uuid
 }
 
 /// Sends the schedules-changed notification for trigger `id` (delivered at commit).
-pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+pub async fn notify_changed(client: &impl GenericClient, id: TriggerId) -> Result<(), DaoError> {
     sql::notify(client, crate::schedules::CHANGED_CHANNEL, id).await
 }
 
@@ -436,7 +440,7 @@ pub async fn notify_changed(client: &impl GenericClient, id: Uuid) -> Result<(),
 /// delete lock the row `FOR UPDATE` and wait. Concurrent fires of one
 /// pipeline do not block each other. `None` when the pipeline is gone or
 /// soft-deleted.
-pub async fn fire_target(client: &impl GenericClient, pipeline_id: Uuid) -> Result<Option<Pipeline>, DaoError> {
+pub async fn fire_target(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<Option<Pipeline>, DaoError> {
     // Every column, decoded by name with the pipelines repository's decoder.
     let row = sql::query_opt(
         client,

@@ -3,13 +3,15 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::ids::ZoneId;
+use crate::object::{KeyPrefix, ObjectKey, VersionId};
 use crate::{DomainError, NamespaceName, ZoneName};
 
 /// A landing zone as stored in `landing_zones`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LandingZone {
     /// Primary key.
-    pub id: Uuid,
+    pub id: ZoneId,
     /// Namespace.
     pub namespace: NamespaceName,
     /// Unique within the namespace.
@@ -32,8 +34,8 @@ pub struct LandingZone {
 
 impl LandingZone {
     /// The S3 key prefix of the zone's files: `{ns}/landing/{zone}/`.
-    pub fn s3_prefix(namespace: &NamespaceName, zone: &ZoneName) -> String {
-        format!("{namespace}/landing/{zone}/")
+    pub fn s3_prefix(namespace: &NamespaceName, zone: &ZoneName) -> KeyPrefix {
+        KeyPrefix::from_names(&[namespace.as_str(), "landing", zone.as_str()])
     }
 }
 
@@ -54,14 +56,14 @@ pub struct LandingFile {
     /// Primary key.
     pub id: Uuid,
     /// The zone.
-    pub zone_id: Uuid,
+    pub zone_id: ZoneId,
     /// Stored filename (`YYYYMMDD_HHMMSS_<token>_<basename>`).
     pub filename: String,
     /// Object key.
-    pub s3_path: String,
+    pub s3_path: ObjectKey,
     /// The version of the object this row describes (`None` for rows
     /// written before versions were recorded: they describe HEAD).
-    pub s3_version_id: Option<String>,
+    pub s3_version_id: Option<VersionId>,
     /// Size.
     pub size_bytes: i64,
     /// MIME type as uploaded.

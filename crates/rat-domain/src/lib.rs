@@ -16,9 +16,11 @@ mod access;
 mod audit;
 mod error;
 mod features;
+mod ids;
 mod landing;
 mod names;
 mod namespace;
+pub mod object;
 mod page;
 mod pipeline;
 mod plugin;
@@ -36,17 +38,21 @@ pub use access::{AccessLevel, MemberType, ObjectType, Ownership, Project, Projec
 pub use audit::AuditEntry;
 pub use error::DomainError;
 pub use features::FeatureFlags;
+pub use ids::{PipelineId, QualityTestId, RunId, ScheduleId, TriggerId, VersionNumber, ZoneId};
 pub use landing::{LandingFile, LandingZone, LandingZoneSummary, parse_processed_max_age_days};
 pub use names::{NamespaceName, PipelineName, PluginName, TableName, TestName, ZoneName};
 pub use namespace::Namespace;
+pub use object::{KeyPrefix, ObjectError, ObjectKey, VersionId};
 pub use page::{Page, PageRequest, Sort};
 pub use pipeline::{Layer, Pipeline, PipelineRef, PipelineSortField, PipelineType};
 pub use plugin::{Plugin, PluginStatus};
 pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestOutcome};
 pub use reaper::{NextPass, ReaperCounters, ReaperStatus};
 pub use retention::{PIPELINE_OVERRIDE_KEYS, RetentionOverrides, RetentionSettings};
-pub use run::{LogEntry, LogLevel, Run, RunSortField, RunStatus, RunSummary, trigger_label};
+pub use run::{
+    LogEntry, LogLevel, MAX_RUNNER_ID_LEN, Run, RunSortField, RunStatus, RunSummary, RunnerId, trigger_label,
+};
 pub use schedule::{CronExpr, Schedule, ScheduleTimezone};
 pub use table::TableMetadata;
 pub use trigger::{MAX_DEPENDENCIES, MAX_PATTERN_LEN, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
-pub use versions::{PipelineVersion, PublishedVersions, parse_version_number};
+pub use versions::{PipelineVersion, PublishedVersions};

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::ids::PipelineId;
+use crate::object::KeyPrefix;
 use crate::{DomainError, NamespaceName, PipelineName, PublishedVersions};
 
 string_enum!(
@@ -77,8 +78,13 @@ impl PipelineRef {
     }
 
     /// The S3 key prefix of the pipeline's files: `{ns}/pipelines/{layer}/{name}/`.
-    pub fn s3_prefix(&self) -> String {
-        format!("{}/pipelines/{}/{}/", self.namespace, self.layer, self.name)
+    pub fn s3_prefix(&self) -> KeyPrefix {
+        KeyPrefix::from_names(&[
+            self.namespace.as_str(),
+            "pipelines",
+            self.layer.as_str(),
+            self.name.as_str(),
+        ])
     }
 
     /// The pipeline a file key belongs to, and the key's path inside the
@@ -111,13 +117,13 @@ impl std::fmt::Display for PipelineRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     /// Primary key.
-    pub id: Uuid,
+    pub id: PipelineId,
     /// Namespace, layer and name.
     pub address: PipelineRef,
     /// Language.
     pub pipeline_type: PipelineType,
     /// S3 key prefix of the pipeline directory.
-    pub s3_path: String,
+    pub s3_path: KeyPrefix,
     /// Free text (empty when never set).
     pub description: String,
     /// Owner's identity; `None` in Community mode.

@@ -4,6 +4,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::TestName;
+use crate::ids::{PipelineId, QualityTestId, RunId};
+use crate::object::ObjectKey;
 
 string_enum!(
     /// How much a failing test matters.
@@ -59,9 +61,9 @@ impl QualityStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityTest {
     /// Primary key.
-    pub id: Uuid,
+    pub id: QualityTestId,
     /// The pipeline it checks.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// Unique within the pipeline.
     pub name: TestName,
     /// Free text.
@@ -69,7 +71,7 @@ pub struct QualityTest {
     /// How much a failure matters.
     pub severity: Severity,
     /// Key of the test's SQL file.
-    pub s3_path: String,
+    pub s3_path: ObjectKey,
     /// Creation time.
     pub created_at: OffsetDateTime,
 }
@@ -80,9 +82,9 @@ pub struct QualityResult {
     /// Primary key.
     pub id: Uuid,
     /// The test.
-    pub test_id: Uuid,
+    pub test_id: QualityTestId,
     /// The run it belonged to (cleared when the run is pruned).
-    pub run_id: Option<Uuid>,
+    pub run_id: Option<RunId>,
     /// Outcome.
     pub status: QualityStatus,
     /// Violations counted.

@@ -7,8 +7,8 @@
 //! A terminal run never changes again, whoever asks and however late.
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::ids::{PipelineId, RunId, ScheduleId, TriggerId, VersionNumber};
 use crate::{DomainError, NamespaceName, PipelineRef, PublishedVersions, ZoneName};
 
 string_enum!(
@@ -70,9 +70,9 @@ impl RunStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run<Snapshot = PublishedVersions> {
     /// Primary key.
-    pub id: Uuid,
+    pub id: RunId,
     /// The pipeline it runs.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// Current status.
     pub status: RunStatus,
     /// How it was started (`manual`, `schedule:{cron}`, `trigger:...`).
@@ -94,13 +94,13 @@ pub struct Run<Snapshot = PublishedVersions> {
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// The schedule that created it, if any.
-    pub schedule_id: Option<Uuid>,
+    pub schedule_id: Option<ScheduleId>,
     /// The trigger that created it, if any.
-    pub trigger_id: Option<Uuid>,
+    pub trigger_id: Option<TriggerId>,
     /// The cron slot it was created for, if any.
     pub scheduled_for: Option<OffsetDateTime>,
     /// The published version it executes.
-    pub version_number: i32,
+    pub version_number: VersionNumber,
     /// The pinned `{key: version id}` map it executes (`()` when not loaded).
     pub published_versions: Snapshot,
     /// The runner holding the lease.
@@ -279,6 +279,44 @@ pub mod trigger_label {
             return Err(DomainError::invalid("trigger", "must not contain control characters"));
         }
         Ok(label.to_owned())
+    }
+}
+
+/// Longest runner id (`runs.runner_id` is `VARCHAR(255)`).
+pub const MAX_RUNNER_ID_LEN: usize = 255;
+
+/// A runner's name as it reports it: non-empty, at most
+/// [`MAX_RUNNER_ID_LEN`] characters, none of them a control character.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunnerId(String);
+
+impl RunnerId {
+    /// Checks a runner id given by a runner.
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        if Self::is_valid(text) {
+            Ok(RunnerId(text.to_owned()))
+        } else {
+            Err(DomainError::invalid(
+                "runner_id",
+                format!("must be 1 to {MAX_RUNNER_ID_LEN} characters without control characters"),
+            ))
+        }
+    }
+
+    /// The rule [`RunnerId::parse`] checks.
+    pub fn is_valid(text: &str) -> bool {
+        !text.is_empty() && text.chars().count() <= MAX_RUNNER_ID_LEN && !text.chars().any(char::is_control)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RunnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

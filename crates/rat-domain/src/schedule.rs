@@ -4,9 +4,9 @@ use std::str::FromStr;
 
 use croner::parser::{CronParser, Seconds, Year};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::DomainError;
+use crate::ids::{PipelineId, RunId, ScheduleId};
 
 /// A validated cron expression: 5 fields, or 6 with leading seconds
 /// (`@hourly`-style aliases are accepted too). At most 100 characters, the
@@ -150,9 +150,9 @@ impl std::fmt::Display for ScheduleTimezone {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// Primary key.
-    pub id: Uuid,
+    pub id: ScheduleId,
     /// The pipeline it starts.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// When it fires.
     pub cron_expr: CronExpr,
     /// Time zone the expression is evaluated in.
@@ -160,7 +160,7 @@ pub struct Schedule {
     /// Disabled schedules never fire.
     pub enabled: bool,
     /// The last run it created.
-    pub last_run_id: Option<Uuid>,
+    pub last_run_id: Option<RunId>,
     /// When it last fired.
     pub last_run_at: Option<OffsetDateTime>,
     /// The next slot, pre-computed.

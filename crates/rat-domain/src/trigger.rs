@@ -3,8 +3,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::ids::{PipelineId, RunId, TriggerId};
 use crate::{CronExpr, DomainError, NamespaceName, PipelineRef, ZoneName};
 
 string_enum!(
@@ -289,9 +289,9 @@ fn check_token_hash(hash: &str) -> Result<String, DomainError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     /// Primary key.
-    pub id: Uuid,
+    pub id: TriggerId,
     /// The pipeline it starts.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// Type and typed config.
     pub config: TriggerConfig,
     /// Disabled triggers never fire.
@@ -301,7 +301,7 @@ pub struct Trigger {
     /// When it last fired.
     pub last_triggered_at: Option<OffsetDateTime>,
     /// The last run it created.
-    pub last_run_id: Option<Uuid>,
+    pub last_run_id: Option<RunId>,
     /// Creation time.
     pub created_at: OffsetDateTime,
     /// Last modification time.

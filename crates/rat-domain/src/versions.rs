@@ -6,14 +6,17 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::DomainError;
+use crate::ids::{PipelineId, VersionNumber};
+use crate::object::{ObjectKey, VersionId};
 
 /// A pinned snapshot: for every file of a pipeline, the exact S3 version id.
 ///
 /// Keys are full object keys (`{ns}/pipelines/{layer}/{name}/pipeline.sql`).
-/// Ordered, so equal snapshots compare and serialize equal.
+/// Ordered, so equal snapshots compare and serialize equal. Keys and ids are
+/// parsed once, when the map is built; readers get typed values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
-pub struct PublishedVersions(BTreeMap<String, String>);
+pub struct PublishedVersions(BTreeMap<ObjectKey, VersionId>);
 
 impl PublishedVersions {
     /// The empty map of a never-published pipeline.
@@ -21,8 +24,9 @@ impl PublishedVersions {
         Self::default()
     }
 
-    /// Builds a map, refusing empty keys or version ids (an object without a
-    /// version id must never be pinned as an empty string).
+    /// Builds a map from text, refusing keys that break the key rules and
+    /// empty or impossible version ids (an object without a version id must
+    /// never be pinned as an empty string).
     pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, DomainError>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -41,6 +45,9 @@ impl PublishedVersions {
                     format!("object {key:?} has no version id"),
                 ));
             }
+            let key = ObjectKey::parse(&key).map_err(|e| DomainError::invalid("published_versions", e.to_string()))?;
+            let version =
+                VersionId::new(version).map_err(|e| DomainError::invalid("published_versions", e.to_string()))?;
             map.insert(key, version);
         }
         Ok(PublishedVersions(map))
@@ -64,19 +71,19 @@ impl PublishedVersions {
         serde_json::Value::Object(
             self.0
                 .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v.as_str().to_owned())))
                 .collect(),
         )
     }
 
     /// The pinned version of one key.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+    pub fn get(&self, key: &str) -> Option<&VersionId> {
+        self.0.get(key)
     }
 
     /// `(key, version id)` pairs in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&ObjectKey, &VersionId)> {
+        self.0.iter()
     }
 
     /// Number of pinned files.
@@ -90,34 +97,28 @@ impl PublishedVersions {
     }
 }
 
+/// A map of already-parsed pins (a store listing's heads).
+impl FromIterator<(ObjectKey, VersionId)> for PublishedVersions {
+    fn from_iter<I: IntoIterator<Item = (ObjectKey, VersionId)>>(pairs: I) -> Self {
+        PublishedVersions(pairs.into_iter().collect())
+    }
+}
+
 /// One entry of a pipeline's publish history (`pipeline_versions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineVersion {
     /// Primary key.
     pub id: Uuid,
     /// The pipeline.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// 1, 2, 3, ... per pipeline.
-    pub version_number: i32,
+    pub version_number: VersionNumber,
     /// The publish message.
     pub message: String,
     /// The snapshot this version pins.
     pub published_versions: PublishedVersions,
     /// Publish time.
     pub created_at: OffsetDateTime,
-}
-
-/// Checks a version number given by a client: versions start at 1.
-pub fn parse_version_number(number: i64) -> Result<i32, DomainError> {
-    if number < 1 || number > i64::from(i32::MAX) {
-        return Err(DomainError::OutOfRange {
-            field: "version",
-            value: number,
-            min: 1,
-            max: i64::from(i32::MAX),
-        });
-    }
-    Ok(number as i32)
 }
 
 #[cfg(test)]
@@ -129,7 +130,7 @@ mod tests {
         let map = PublishedVersions::from_pairs([("a/pipeline.sql", "v1"), ("a/config.yaml", "v2")]).unwrap();
         let back = PublishedVersions::from_json(&map.to_json()).unwrap();
         assert_eq!(back, map);
-        assert_eq!(back.get("a/config.yaml"), Some("v2"));
+        assert_eq!(back.get("a/config.yaml").map(VersionId::as_str), Some("v2"));
         assert_eq!(back.len(), 2);
     }
 
@@ -142,8 +143,8 @@ mod tests {
 
     #[test]
     fn version_numbers_start_at_one() {
-        assert!(parse_version_number(0).is_err());
-        assert!(parse_version_number(-3).is_err());
-        assert_eq!(parse_version_number(7).unwrap(), 7);
+        assert!(VersionNumber::parse(0).is_err());
+        assert!(VersionNumber::parse(-3).is_err());
+        assert_eq!(VersionNumber::parse(7).unwrap().get(), 7);
     }
 }

@@ -5,7 +5,7 @@
 //! `rat-dao`; `tests/tests/it/policy.rs` checks).
 
 pub use rat_dao::listen::Listener;
-pub use rat_dao::runs::RunEvents;
+pub use rat_dao::runs::{LOG_CHANNEL, RunEvent, RunEvents, STATUS_CHANNEL};
 pub use rat_dao::{Pool, PoolSettings, create_pool, migrate};
 
 /// The channel schedule and cron-trigger changes are announced on

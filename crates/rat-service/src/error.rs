@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rat_dao::DaoError;
 use rat_domain::DomainError;
+use rat_domain::ObjectError;
 use rat_versioning::StoreError;
 
 /// Why a service call failed.
@@ -116,22 +117,6 @@ impl std::error::Error for SharedError {
     }
 }
 
-/// Names a unique constraint for clients.
-fn conflicting_entity(constraint: &str) -> &'static str {
-    match constraint {
-        "uq_namespaces_name" => "namespace",
-        "uq_pipelines_namespace_layer_name" => "pipeline",
-        "uq_landing_zones_namespace_name" => "landing zone",
-        "uq_quality_tests_pipeline_name" => "quality test",
-        "uq_projects_name" => "project",
-        "uq_shares_object_shared_with" => "share",
-        "uq_ownership_object" => "owner",
-        "uq_runs_schedule_slot" | "uq_runs_trigger_slot" => "run for this slot",
-        "uq_pipeline_versions_pipeline_version" => "version",
-        _ => "object",
-    }
-}
-
 impl From<DomainError> for ServiceError {
     fn from(err: DomainError) -> Self {
         match err {
@@ -148,7 +133,7 @@ impl From<DaoError> for ServiceError {
                 ServiceError::NotFound { entity }
             }
             DaoError::Conflict { ref constraint } => ServiceError::AlreadyExists {
-                entity: conflicting_entity(constraint),
+                entity: rat_dao::conflicting_entity(constraint),
             },
             DaoError::Invalid { ref constraint } => ServiceError::invalid(format!("invalid value ({constraint})")),
             DaoError::InvalidTransition { from, to } => {
@@ -162,6 +147,12 @@ impl From<DaoError> for ServiceError {
                 source: Box::new(other),
             },
         }
+    }
+}
+
+impl From<ObjectError> for ServiceError {
+    fn from(err: ObjectError) -> Self {
+        ServiceError::invalid(err.to_string())
     }
 }
 

@@ -1,13 +1,12 @@
 //! Reading and changing files through the store, keeping each pipeline's
 //! `draft_dirty` true whenever its HEAD may differ from what is published.
 
+use rat_domain::PipelineId;
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
 use rat_dao::pipelines;
 use rat_domain::PipelineRef;
 use rat_versioning::{ByteSource, Download, KeyPrefix, Object, ObjectHead, ObjectKey, VersionId, VersionedStore};
-use uuid::Uuid;
 
 use crate::pipelines::content_type;
 use crate::{ServiceError, Services};
@@ -22,7 +21,7 @@ pub struct WrittenFile {
     /// Its size in bytes.
     pub size: u64,
     /// The live pipeline whose directory holds the file.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
 }
 
 /// The pipeline whose directory holds `key`. Keys outside every pipeline
@@ -42,7 +41,7 @@ fn pipeline_of(key: &ObjectKey) -> Result<PipelineRef, ServiceError> {
 
 /// The live pipeline whose directory holds `key` ([`pipeline_of`]), marked
 /// dirty. One connection, held only for this.
-async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<Uuid, ServiceError> {
+async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<PipelineId, ServiceError> {
     let address = pipeline_of(key)?;
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, &address).await?;
@@ -60,7 +59,7 @@ async fn change_in_pipeline<T>(
     services: &Services,
     key: &ObjectKey,
     change: impl std::future::Future<Output = Result<T, ServiceError>>,
-) -> Result<(Uuid, T), ServiceError> {
+) -> Result<(PipelineId, T), ServiceError> {
     let pipeline_id = mark_dirty(services, key).await?;
     let changed = change.await?;
     mark_dirty(services, key).await?;
@@ -110,7 +109,7 @@ pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) 
 /// the pipeline's draft turns dirty. `NotFound` when the file does not exist
 /// at HEAD. Returns the pipeline's id.
 #[tracing::instrument(skip(services))]
-pub async fn delete_file(services: &Services, path: &str) -> Result<Uuid, ServiceError> {
+pub async fn delete_file(services: &Services, path: &str) -> Result<PipelineId, ServiceError> {
     let key = ObjectKey::parse(path)?;
     // Keys outside pipelines are refused before the store is asked.
     pipeline_of(&key)?;
@@ -215,14 +214,7 @@ pub(crate) async fn delete_all_under(
             return Ok(deleted);
         }
         let count = page.items.len();
-        futures_util::stream::iter(page.items)
-            .map(|head| {
-                let store = store.clone();
-                async move { store.delete(&head.key).await }
-            })
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .try_collect::<Vec<_>>()
-            .await?;
+        crate::concurrent::try_map_bounded(&page.items, DELETE_CONCURRENCY, |head| store.delete(&head.key)).await?;
         deleted += count;
     }
     Err(ServiceError::Internal {

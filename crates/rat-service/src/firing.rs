@@ -25,8 +25,8 @@ use globset::{GlobBuilder, GlobMatcher};
 use rat_dao::runs::{self, NewRun};
 use rat_dao::{DaoError, Pool, Transaction, pipelines, triggers};
 use rat_domain::{NamespaceName, Run, ScheduleTimezone, Trigger, TriggerConfig, ZoneName, trigger_label};
+use rat_domain::{PipelineId, RunId, TriggerId};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services, versions};
 
@@ -44,7 +44,7 @@ pub const MAX_CRON_BATCH: i64 = 1000;
 pub enum FireOutcome {
     /// A run was created (its id); `last_triggered_at` and `last_run_id` were
     /// set in the same transaction.
-    Fired(Uuid),
+    Fired(RunId),
     /// The trigger fired less than `cooldown_seconds` ago; nothing changed.
     Cooldown,
     /// The trigger was disabled or deleted since it was read; nothing changed.
@@ -61,7 +61,7 @@ pub enum FireOutcome {
 
 impl FireOutcome {
     /// The created run, when the trigger fired.
-    pub fn run_id(&self) -> Option<Uuid> {
+    pub fn run_id(&self) -> Option<RunId> {
         match self {
             FireOutcome::Fired(id) => Some(*id),
             _ => None,
@@ -73,7 +73,7 @@ impl FireOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerFire {
     /// The trigger.
-    pub trigger_id: Uuid,
+    pub trigger_id: TriggerId,
     /// What happened.
     pub outcome: FireOutcome,
 }
@@ -355,8 +355,8 @@ pub async fn fire_due_cron_triggers(
     // would otherwise add one per second). As for schedules, the runs this
     // batch creates do not count: two triggers of one pipeline due at one
     // instant both fire.
-    let pipeline_ids: Vec<Uuid> = due.iter().map(|d| d.trigger.pipeline_id).collect();
-    let busy: std::collections::HashSet<Uuid> = runs::with_active_run(&transaction, &pipeline_ids)
+    let pipeline_ids: Vec<PipelineId> = due.iter().map(|d| d.trigger.pipeline_id).collect();
+    let busy: std::collections::HashSet<PipelineId> = runs::with_active_run(&transaction, &pipeline_ids)
         .await?
         .into_iter()
         .collect();

@@ -79,7 +79,7 @@ pub fn stored_name(basename: &str, now: OffsetDateTime, token: u32) -> String {
 }
 
 fn zone_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefix, ServiceError> {
-    Ok(KeyPrefix::parse(&LandingZone::s3_prefix(namespace, zone))?)
+    Ok(LandingZone::s3_prefix(namespace, zone))
 }
 
 fn samples_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefix, ServiceError> {
@@ -329,7 +329,7 @@ pub async fn delete_file(
     let client = services.pool.get().await?;
     let zone = landing::get_without_stats(&client, namespace, name).await?;
     let file = landing::get_file(&client, zone.id, id).await?;
-    let key = ObjectKey::parse(&file.s3_path)?;
+    let key = file.s3_path.clone();
     services.store.delete(&key).await?;
     Ok(landing::delete_file(&client, zone.id, id).await?)
 }

@@ -9,11 +9,13 @@
 
 pub mod audit;
 pub mod coalesce;
+mod concurrent;
 pub mod db;
 mod error;
 pub mod files;
 pub mod firing;
 pub mod landing;
+pub mod listen;
 pub mod namespaces;
 pub mod pipelines;
 pub mod platform;

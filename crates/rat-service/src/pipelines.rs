@@ -5,7 +5,7 @@ use rat_dao::pipelines;
 pub use rat_dao::pipelines::{DEFAULT_SORT, NewPipeline, PipelineFilter, PipelineUpdate};
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
-use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
+use rat_versioning::{ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
@@ -56,10 +56,10 @@ pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<Cr
     // for this transaction and then fails as a duplicate.
     let pipeline = pipelines::create(&transaction, &new).await?;
     if let Some(owner) = &new.owner {
-        access::set_owner(&transaction, ObjectType::Pipeline, pipeline.id, owner).await?;
+        access::set_owner(&transaction, ObjectType::Pipeline, pipeline.id.into(), owner).await?;
     }
 
-    let prefix = KeyPrefix::parse(&pipeline.s3_path)?;
+    let prefix = pipeline.s3_path.clone();
     let files = starter_files(&new.address, new.pipeline_type);
     let mut written: Vec<ObjectKey> = Vec::with_capacity(files.len());
     let result: Result<(), ServiceError> = async {
@@ -157,7 +157,7 @@ pub async fn update(
         let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
         // The ownership row moves with the owner column, so the two never drift.
         let (id, column) = (current.id, current.owner.as_deref());
-        crate::sharing::change_owner(&transaction, ObjectType::Pipeline, id, column, actor, owner).await?;
+        crate::sharing::change_owner(&transaction, ObjectType::Pipeline, id.into(), column, actor, owner).await?;
     }
     let pipeline = pipelines::update(&transaction, address, changes).await?;
     transaction.commit().await?;

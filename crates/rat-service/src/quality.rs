@@ -16,14 +16,12 @@
 //! per test and run in `quality_results`. [`latest_results`] reports the
 //! newest of them.
 
-use std::sync::Arc;
+use rat_domain::PipelineId;
 
 use rat_dao::pipelines;
 use rat_dao::quality::{self, LatestStatusCounts, NewQualityTest, TestWithLatestResult};
 use rat_domain::{Page, PageRequest, PipelineRef, QualityTest, Severity, TestName};
 use rat_versioning::{KeyPrefix, ObjectKey, VersionedStore};
-use tokio::task::JoinSet;
-use uuid::Uuid;
 
 use crate::pipelines::content_type;
 use crate::{ServiceError, Services};
@@ -66,7 +64,7 @@ pub struct TestDefinition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatestResults {
     /// The pipeline.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// One page of tests (by name) with their newest result.
     pub results: Vec<TestWithLatestResult>,
     /// Counts over every test of the pipeline, not only this page.
@@ -118,14 +116,14 @@ pub async fn list_tests(
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     let tests = quality::list_for_pipeline(&client, pipeline.id, page).await?;
     drop(client);
-    let keys: Vec<String> = tests.items.iter().map(|t| t.s3_path.clone()).collect();
-    let sql = read_heads(services.store.clone(), keys).await?;
+    let keys: Vec<&ObjectKey> = tests.items.iter().map(|t| &t.s3_path).collect();
+    let sql = read_heads(services.store.as_ref(), &keys).await?;
     let items = tests
         .items
         .into_iter()
         .zip(sql)
         .map(|(test, sql)| TestDefinition {
-            published: pipeline.published_versions.get(&test.s3_path).is_some(),
+            published: pipeline.published_versions.get(test.s3_path.as_str()).is_some(),
             test,
             sql,
         })
@@ -138,30 +136,15 @@ pub async fn list_tests(
 
 /// Reads every key at HEAD as text, at most [`SQL_READ_CONCURRENCY`] at a
 /// time, keeping the order of `keys`. A missing file reads as empty.
-async fn read_heads(store: Arc<dyn VersionedStore>, keys: Vec<String>) -> Result<Vec<String>, ServiceError> {
-    let mut contents = vec![String::new(); keys.len()];
-    let mut pending = keys.into_iter().enumerate();
-    // Dropping the set on an early return aborts the reads still running.
-    let mut reads: JoinSet<(usize, Result<Option<String>, ServiceError>)> = JoinSet::new();
-    loop {
-        while reads.len() < SQL_READ_CONCURRENCY {
-            let Some((index, key)) = pending.next() else { break };
-            let store = store.clone();
-            reads.spawn(async move { (index, read_text(store.as_ref(), &key).await) });
-        }
-        let Some(joined) = reads.join_next().await else {
-            return Ok(contents);
-        };
-        let (index, text) = joined.map_err(|e| ServiceError::Internal { source: Box::new(e) })?;
-        if let Some(text) = text? {
-            contents[index] = text;
-        }
-    }
+async fn read_heads(store: &dyn VersionedStore, keys: &[&ObjectKey]) -> Result<Vec<String>, ServiceError> {
+    crate::concurrent::try_map_bounded(keys, SQL_READ_CONCURRENCY, |key| async move {
+        Ok(read_text(store, key).await?.unwrap_or_default())
+    })
+    .await
 }
 
-async fn read_text(store: &dyn VersionedStore, key: &str) -> Result<Option<String>, ServiceError> {
-    let key = ObjectKey::parse(key)?;
-    match store.get(&key, None).await {
+async fn read_text(store: &dyn VersionedStore, key: &ObjectKey) -> Result<Option<String>, ServiceError> {
+    match store.get(key, None).await {
         // Test SQL is text; anything else was written behind our back and
         // is shown as well as it can be rather than failing the whole list.
         Ok(object) => Ok(Some(String::from_utf8_lossy(&object.body).into_owned())),
@@ -188,7 +171,7 @@ pub async fn create_test(
     check_new_test(&new)?;
     let mut client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
-    let key = test_key(&KeyPrefix::parse(&pipeline.s3_path)?, &new.name)?;
+    let key = test_key(&pipeline.s3_path, &new.name)?;
     // A duplicate is refused before anything changes (and again under the
     // lock below, for one created meanwhile).
     refuse_duplicate(&client, pipeline.id, &new.name).await?;
@@ -244,7 +227,7 @@ pub async fn create_test(
 /// `AlreadyExists { quality test }` when the pipeline has a test `name`.
 async fn refuse_duplicate(
     client: &impl rat_dao::GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     name: &TestName,
 ) -> Result<(), ServiceError> {
     match quality::get_by_name(client, pipeline_id, name).await {
@@ -273,7 +256,7 @@ pub async fn delete_test(
     quality::lock_test_name(&transaction, pipeline.id, name).await?;
     let test = quality::get_by_name(&transaction, pipeline.id, name).await?;
     quality::delete(&transaction, pipeline.id, name).await?;
-    let key = ObjectKey::parse(&test.s3_path)?;
+    let key = test.s3_path.clone();
     // A file already gone (deleted through the files API) is what we want.
     if services.store.head(&key).await?.is_some() {
         services.store.delete(&key).await?;

@@ -6,10 +6,10 @@
 //! changes).
 
 use rat_dao::{pipelines, reaper_status, settings};
+use rat_domain::PipelineId;
 use rat_domain::{PipelineRef, ReaperStatus, RetentionOverrides, RetentionSettings};
 use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services};
 
@@ -65,7 +65,7 @@ pub async fn request_run(services: &Services, now: OffsetDateTime) -> Result<Rea
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineRetention {
     /// The pipeline's id.
-    pub pipeline_id: Uuid,
+    pub pipeline_id: PipelineId,
     /// The system settings.
     pub system: RetentionSettings,
     /// The pipeline's overrides.
@@ -82,7 +82,7 @@ fn stored_overrides(pipeline: &rat_domain::Pipeline) -> RetentionOverrides {
 
 async fn pipeline_retention_of(
     client: &impl rat_dao::GenericClient,
-    pipeline_id: Uuid,
+    pipeline_id: PipelineId,
     overrides: RetentionOverrides,
 ) -> Result<PipelineRetention, ServiceError> {
     let (system, problems) = settings::retention(client).await?;

@@ -18,8 +18,8 @@
 //! finished) is refused and changes nothing. Time is always passed in
 //! (`now`), so leases are testable with an injected clock.
 
+use rat_domain::RunId;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 pub use rat_dao::runs::MAX_LOG_BATCH;
 use rat_dao::runs::{self, NotHeld, RunReport};
@@ -27,36 +27,13 @@ use rat_dao::{DaoError, Transaction, pipelines, quality};
 use rat_domain::{
     LogEntry, PipelineRef, PipelineType, QualityStatus, QualityTest, Run, RunStatus, TestName, TestOutcome,
 };
-use rat_versioning::{Object, ObjectKey, VersionId, VersionedStore};
+use rat_versioning::{KeyPrefix, Object, ObjectKey, VersionId, VersionedStore};
 use time::OffsetDateTime;
-use tokio::task::JoinSet;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services, firing, versions};
 
-/// A runner's name as it reports it: non-empty, at most 255 characters, no
-/// control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunnerId(String);
-
-impl RunnerId {
-    /// Checks a runner id given by a runner.
-    pub fn parse(text: &str) -> Result<Self, ServiceError> {
-        if runs::is_valid_runner_id(text) {
-            Ok(RunnerId(text.to_owned()))
-        } else {
-            Err(ServiceError::invalid(format!(
-                "runner_id must be 1 to {} characters without control characters",
-                runs::MAX_RUNNER_ID_LEN
-            )))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// A runner's name as it reports it (the rule is the domain's).
+pub use rat_domain::RunnerId;
 
 /// Shortest lease a runner may ask for, in seconds.
 pub const MIN_LEASE_SECONDS: i64 = 10;
@@ -109,11 +86,11 @@ pub fn claim_size(max_runs: Option<i64>) -> Result<i64, ServiceError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedFile {
     /// The full key in the store.
-    pub key: String,
+    pub key: ObjectKey,
     /// The key relative to the pipeline's directory (`pipeline.sql`).
     pub path: String,
     /// The pinned version.
-    pub version_id: String,
+    pub version_id: VersionId,
     /// A presigned URL for exactly that version, or `None` when the store
     /// cannot presign (the filesystem store): the caller then points the
     /// runner at its own file route.
@@ -169,7 +146,7 @@ pub async fn claim(
     let mut answers = Vec::with_capacity(claimed.len());
     for run in claimed {
         let pipeline = &pipelines_by_id[&run.pipeline_id];
-        let files = presign_files(services.store.clone(), &pipeline.s3_path, &run, presign_ttl).await?;
+        let files = presign_files(services.store.as_ref(), &pipeline.s3_path, &run, presign_ttl).await?;
         answers.push(ClaimedRun {
             pipeline: pipeline.address.clone(),
             pipeline_type: pipeline.pipeline_type,
@@ -185,60 +162,24 @@ pub async fn claim(
 /// The run's pinned files with their URLs, presigned at most
 /// [`PRESIGN_CONCURRENCY`] at a time, in key order.
 async fn presign_files(
-    store: Arc<dyn VersionedStore>,
-    prefix: &str,
+    store: &dyn VersionedStore,
+    prefix: &KeyPrefix,
     run: &Run,
     ttl: std::time::Duration,
 ) -> Result<Vec<ClaimedFile>, ServiceError> {
-    let mut files: Vec<ClaimedFile> = run
-        .published_versions
-        .iter()
-        .map(|(key, version)| ClaimedFile {
-            key: key.to_owned(),
-            path: key.strip_prefix(prefix).unwrap_or(key).to_owned(),
-            version_id: version.to_owned(),
-            url: None,
-        })
-        .collect();
-    let requests: Vec<(usize, String, String)> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (i, f.key.clone(), f.version_id.clone()))
-        .collect();
-    let mut pending = requests.into_iter();
-    // Dropping the set on an early return aborts the presigning still running.
-    let mut tasks: JoinSet<(usize, Result<Option<String>, ServiceError>)> = JoinSet::new();
-    loop {
-        while tasks.len() < PRESIGN_CONCURRENCY {
-            let Some((index, key, version)) = pending.next() else {
-                break;
-            };
-            let store = store.clone();
-            tasks.spawn(async move { (index, presign_one(store.as_ref(), &key, &version, ttl).await) });
-        }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
-        let (index, url) = joined.map_err(|e| ServiceError::Internal { source: Box::new(e) })?;
-        files[index].url = url?;
-    }
-    Ok(files)
-}
-
-async fn presign_one(
-    store: &dyn VersionedStore,
-    key: &str,
-    version: &str,
-    ttl: std::time::Duration,
-) -> Result<Option<String>, ServiceError> {
-    // Pins were checked when they were published; one that no longer parses
-    // was written behind the service's back.
-    let corrupt = |e: rat_versioning::StoreError| ServiceError::Internal {
-        source: format!("pinned file {key:?} at {version:?} is unusable: {e}").into(),
-    };
-    let object_key = ObjectKey::parse(key).map_err(corrupt)?;
-    let version_id = VersionId::new(version).map_err(corrupt)?;
-    Ok(store.presign_get(&object_key, &version_id, ttl).await?)
+    crate::concurrent::try_map_bounded(
+        run.published_versions.iter(),
+        PRESIGN_CONCURRENCY,
+        |(key, version)| async move {
+            Ok::<_, ServiceError>(ClaimedFile {
+                key: key.clone(),
+                path: key.strip_prefix(prefix).unwrap_or(key.as_str()).to_owned(),
+                version_id: version.clone(),
+                url: store.presign_get(key, version, ttl).await?,
+            })
+        },
+    )
+    .await
 }
 
 /// The conflict a refused report answers with (409 on the wire).
@@ -250,7 +191,7 @@ fn refused(reason: NotHeld) -> ServiceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartbeatAnswer {
     /// The run.
-    pub run_id: Uuid,
+    pub run_id: RunId,
     /// Its status (`running`, or `cancelled` when the runner must stop).
     pub status: RunStatus,
     /// When the lease now ends.
@@ -269,7 +210,7 @@ pub struct HeartbeatAnswer {
 #[tracing::instrument(skip(services), fields(runner = runner.as_str()))]
 pub async fn heartbeat(
     services: &Services,
-    id: Uuid,
+    id: RunId,
     runner: &RunnerId,
     lease: Option<Lease>,
     now: OffsetDateTime,
@@ -305,7 +246,7 @@ pub async fn heartbeat(
 #[tracing::instrument(skip(services, entries), fields(runner = runner.as_str(), entries = entries.len()))]
 pub async fn append_logs(
     services: &Services,
-    id: Uuid,
+    id: RunId,
     runner: &RunnerId,
     entries: &[LogEntry],
     now: OffsetDateTime,
@@ -389,7 +330,7 @@ pub struct Completion {
 #[tracing::instrument(skip(services, completion), fields(runner = runner.as_str()))]
 pub async fn complete(
     services: &Services,
-    id: Uuid,
+    id: RunId,
     runner: &RunnerId,
     completion: &Completion,
     now: OffsetDateTime,
@@ -490,7 +431,7 @@ async fn on_success(transaction: &mut Transaction<'_>, run: &Run, now: OffsetDat
 #[tracing::instrument(skip(services, report))]
 pub async fn callback_status(
     services: &Services,
-    id: Uuid,
+    id: RunId,
     status: RunStatus,
     report: &RunReport,
     now: OffsetDateTime,

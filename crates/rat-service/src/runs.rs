@@ -9,9 +9,9 @@
 use rat_dao::runs::{self, NewRun};
 pub use rat_dao::runs::{DEFAULT_SORT, RunFilter, RunReport};
 use rat_dao::{DaoError, pipelines};
+use rat_domain::RunId;
 use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services, versions};
 
@@ -50,7 +50,7 @@ pub async fn create(
     )
     .await?;
     transaction.commit().await?;
-    tracing::info!(run = %run.id, version = run.version_number, "run created");
+    tracing::info!(run = %run.id, version = run.version_number.get(), "run created");
     Ok(run)
 }
 
@@ -66,7 +66,7 @@ pub async fn list(
 }
 
 /// The run with this id; `NotFound` when there is none.
-pub async fn get(services: &Services, id: Uuid) -> Result<Run, ServiceError> {
+pub async fn get(services: &Services, id: RunId) -> Result<Run, ServiceError> {
     let client = services.pool.get().await?;
     Ok(runs::get(&client, id).await?)
 }
@@ -75,7 +75,7 @@ pub async fn get(services: &Services, id: Uuid) -> Result<Run, ServiceError> {
 /// `FailedPrecondition` ("run is already success") for a terminal one, which
 /// is left exactly as it was.
 #[tracing::instrument(skip(services))]
-pub async fn cancel(services: &Services, id: Uuid, now: OffsetDateTime) -> Result<Run, ServiceError> {
+pub async fn cancel(services: &Services, id: RunId, now: OffsetDateTime) -> Result<Run, ServiceError> {
     let client = services.pool.get().await?;
     match runs::transition(&client, id, RunStatus::Cancelled, &RunReport::default(), now).await {
         Ok(run) => Ok(run),
@@ -104,7 +104,7 @@ pub const MAX_LOG_ENTRIES: i64 = 10_000;
 /// The run's log entries (empty when none) and its status: entries kept in
 /// the seed's shape (`runs.logs`) first, then those appended by runners, in
 /// order, at most [`MAX_LOG_ENTRIES`].
-pub async fn logs(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
+pub async fn logs(services: &Services, id: RunId) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
     let RunLogs { mut entries, status } = read_legacy_logs(&client, id).await?;
     let appended = runs::log_entries_after(&client, id, 0, MAX_LOG_ENTRIES).await?;
@@ -116,12 +116,12 @@ pub async fn logs(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError
 /// (`runs.logs`, which carry no id and never grow) and the run's status.
 /// `NotFound` for an unknown run. The entries appended by runners follow,
 /// page by page, from [`log_tail`].
-pub async fn legacy_log_entries(services: &Services, id: Uuid) -> Result<RunLogs, ServiceError> {
+pub async fn legacy_log_entries(services: &Services, id: RunId) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
     read_legacy_logs(&client, id).await
 }
 
-async fn read_legacy_logs(client: &impl rat_dao::GenericClient, id: Uuid) -> Result<RunLogs, ServiceError> {
+async fn read_legacy_logs(client: &impl rat_dao::GenericClient, id: RunId) -> Result<RunLogs, ServiceError> {
     let (legacy, status) = runs::legacy_logs(client, id).await?;
     match legacy {
         serde_json::Value::Array(entries) => Ok(RunLogs { entries, status }),
@@ -152,7 +152,7 @@ pub const MAX_LOG_TAIL: i64 = 1000;
 /// The status is read first on purpose: entries are committed before the
 /// status that ends the run, so once a terminal status has been read, a
 /// later read of the entries sees every entry the run will ever have.
-pub async fn log_tail(services: &Services, id: Uuid, after: i64, limit: i64) -> Result<LogTail, ServiceError> {
+pub async fn log_tail(services: &Services, id: RunId, after: i64, limit: i64) -> Result<LogTail, ServiceError> {
     let client = services.pool.get().await?;
     let status = runs::status(&client, id).await?;
     let entries = runs::log_entries_after(&client, id, after, limit.clamp(1, MAX_LOG_TAIL)).await?;

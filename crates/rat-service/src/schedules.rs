@@ -17,9 +17,9 @@
 use rat_dao::pipelines;
 pub use rat_dao::schedules::ScheduleFilter;
 use rat_dao::schedules::{self, NewSchedule, ScheduleUpdate};
+use rat_domain::ScheduleId;
 use rat_domain::{CronExpr, Page, PageRequest, PipelineRef, Schedule, ScheduleTimezone};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services};
 
@@ -77,7 +77,7 @@ pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTim
 }
 
 /// The schedule with this id.
-pub async fn get(services: &Services, id: Uuid) -> Result<Schedule, ServiceError> {
+pub async fn get(services: &Services, id: ScheduleId) -> Result<Schedule, ServiceError> {
     let client = services.pool.get().await?;
     Ok(schedules::get(&client, id).await?)
 }
@@ -110,7 +110,7 @@ pub struct ScheduleChanges {
 #[tracing::instrument(skip(services, changes))]
 pub async fn update(
     services: &Services,
-    id: Uuid,
+    id: ScheduleId,
     changes: &ScheduleChanges,
     now: OffsetDateTime,
 ) -> Result<Schedule, ServiceError> {
@@ -140,7 +140,7 @@ pub async fn update(
 }
 
 /// Deletes a schedule; the runs it created stay.
-pub async fn delete(services: &Services, id: Uuid) -> Result<(), ServiceError> {
+pub async fn delete(services: &Services, id: ScheduleId) -> Result<(), ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     schedules::delete(&transaction, id).await?;

@@ -85,7 +85,7 @@ pub async fn transfer(
     let transaction = client.transaction().await?;
     let ownership = match object_type {
         ObjectType::Pipeline => {
-            let pipeline = pipelines::get(&transaction, object_id).await?;
+            let pipeline = pipelines::get(&transaction, object_id.into()).await?;
             if pipeline.deleted_at.is_some() {
                 return Err(ServiceError::NotFound { entity: "pipeline" });
             }

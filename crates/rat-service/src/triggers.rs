@@ -21,10 +21,10 @@
 
 use rat_dao::triggers::{self, NewTrigger, TriggerUpdate};
 use rat_dao::{DaoError, pipelines};
+use rat_domain::TriggerId;
 use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, ScheduleTimezone, Trigger, TriggerConfig, TriggerType};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::{ServiceError, Services, firing};
 
@@ -165,7 +165,7 @@ pub async fn list(
 
 /// The trigger `id` of the live pipeline at `address`; `NotFound` when the
 /// pipeline is unknown or the trigger is not one of its triggers.
-pub async fn get(services: &Services, address: &PipelineRef, id: Uuid) -> Result<Trigger, ServiceError> {
+pub async fn get(services: &Services, address: &PipelineRef, id: TriggerId) -> Result<Trigger, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     Ok(triggers::get_for_pipeline(&client, pipeline.id, id).await?)
@@ -193,7 +193,7 @@ pub struct TriggerChanges {
 pub async fn update(
     services: &Services,
     address: &PipelineRef,
-    id: Uuid,
+    id: TriggerId,
     changes: &TriggerChanges,
     now: OffsetDateTime,
 ) -> Result<Trigger, ServiceError> {
@@ -239,7 +239,7 @@ pub async fn update(
 
 /// Deletes the trigger `id` of the live pipeline at `address`; the runs it
 /// created stay.
-pub async fn delete(services: &Services, address: &PipelineRef, id: Uuid) -> Result<(), ServiceError> {
+pub async fn delete(services: &Services, address: &PipelineRef, id: TriggerId) -> Result<(), ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     Ok(triggers::delete(&client, pipeline.id, id).await?)

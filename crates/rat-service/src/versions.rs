@@ -15,8 +15,10 @@
 
 use rat_dao::{pipeline_versions, pipelines};
 use rat_domain::text::{MAX_MESSAGE_CHARS, check_text_len};
-use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, PipelineVersion, PublishedVersions, parse_version_number};
-use rat_versioning::{KeyPrefix, Object, ObjectKey, VersionId, list_all_latest};
+use rat_domain::{
+    ObjectKey, Page, PageRequest, Pipeline, PipelineRef, PipelineVersion, PublishedVersions, VersionId, VersionNumber,
+};
+use rat_versioning::{Object, list_all_latest};
 use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
@@ -32,7 +34,7 @@ pub struct Published {
 #[derive(Debug, Clone)]
 pub struct RolledBack {
     /// The version whose snapshot was re-pinned.
-    pub from_version: i32,
+    pub from_version: VersionNumber,
     /// The new history entry re-pinning it.
     pub version: PipelineVersion,
     /// Whether HEAD differs from the re-pinned snapshot.
@@ -43,18 +45,15 @@ pub struct RolledBack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSnapshot {
     /// The published version number.
-    pub version_number: i32,
+    pub version_number: VersionNumber,
     /// `{full key: version id}` of every file of that version.
     pub published_versions: PublishedVersions,
 }
 
 /// HEAD of the pipeline's directory as a pinned map.
 async fn head_snapshot(services: &Services, pipeline: &Pipeline) -> Result<PublishedVersions, ServiceError> {
-    let prefix = KeyPrefix::parse(&pipeline.s3_path)?;
-    let heads = list_all_latest(services.store.as_ref(), &prefix).await?;
-    Ok(PublishedVersions::from_pairs(heads.into_iter().map(|h| {
-        (h.key.as_str().to_owned(), h.version_id.as_str().to_owned())
-    }))?)
+    let heads = list_all_latest(services.store.as_ref(), &pipeline.s3_path).await?;
+    Ok(heads.into_iter().map(|head| (head.key, head.version_id)).collect())
 }
 
 /// Publishes the pipeline at `address`: pins HEAD of every file under its
@@ -78,22 +77,14 @@ pub async fn publish(
             "pipeline {address} has no files to publish"
         )));
     }
-
-    let mut client = services.pool.get().await?;
-    let transaction = client.transaction().await?;
-    let locked = pipelines::get_by_ref_for_update(&transaction, address).await?;
-    if locked.id != before.id {
-        // Deleted and re-created while we listed: the listing was of the new one's files.
-        return Err(ServiceError::precondition(format!(
-            "pipeline {address} was replaced during the publish; retry"
-        )));
-    }
-    let touched_since_listing = locked.updated_at != before.updated_at;
-    let version = pipeline_versions::insert_next(&transaction, locked.id, message, &snapshot, now).await?;
-    pipelines::set_published(&transaction, locked.id, &snapshot, now, touched_since_listing).await?;
-    pipeline_versions::prune(&transaction, locked.id, locked.max_versions).await?;
-    transaction.commit().await?;
-    tracing::info!(version = version.version_number, files = snapshot.len(), "published");
+    // The snapshot is HEAD as listed: the draft is clean unless something
+    // touched the pipeline since.
+    let (version, _) = record_version(services, "publish", &before, &snapshot, message, false, now).await?;
+    tracing::info!(
+        version = version.version_number.get(),
+        files = snapshot.len(),
+        "published"
+    );
     Ok(Published { version })
 }
 
@@ -110,7 +101,7 @@ pub async fn rollback(
     message: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<RolledBack, ServiceError> {
-    let target = parse_version_number(target)?;
+    let target = VersionNumber::parse(target)?;
     if let Some(message) = message {
         check_text_len("message", message, MAX_MESSAGE_CHARS)?;
     }
@@ -125,30 +116,56 @@ pub async fn rollback(
             None
         }
     };
-
-    let mut client = services.pool.get().await?;
-    let transaction = client.transaction().await?;
-    let locked = pipelines::get_by_ref_for_update(&transaction, address).await?;
-    if locked.id != before.id {
-        return Err(ServiceError::precondition(format!(
-            "pipeline {address} was replaced during the rollback; retry"
-        )));
-    }
     let pins = target_version.published_versions;
-    let draft_dirty = locked.updated_at != before.updated_at || head.as_ref() != Some(&pins);
     let message = message
         .filter(|m| !m.trim().is_empty())
         .map_or_else(|| format!("Rollback to v{target}"), str::to_owned);
-    let version = pipeline_versions::insert_next(&transaction, locked.id, &message, &pins, now).await?;
-    pipelines::set_published(&transaction, locked.id, &pins, now, draft_dirty).await?;
-    pipeline_versions::prune(&transaction, locked.id, locked.max_versions).await?;
-    transaction.commit().await?;
-    tracing::info!(from = target, version = version.version_number, "rolled back");
+    let head_differs = head.as_ref() != Some(&pins);
+    let (version, draft_dirty) =
+        record_version(services, "rollback", &before, &pins, &message, head_differs, now).await?;
+    tracing::info!(
+        from = target.get(),
+        version = version.version_number.get(),
+        "rolled back"
+    );
     Ok(RolledBack {
         from_version: target,
         version,
         draft_dirty,
     })
+}
+
+/// The one transaction of a publish or a rollback (`operation`): locks the pipeline `before`
+/// was read from, records `pins` as its next version and its published
+/// snapshot, and prunes history beyond `max_versions`. The draft is marked
+/// dirty when `head_differs`, or when anything touched the pipeline since
+/// `before` was read (a file write during the listing). Returns the new
+/// version and whether the draft is dirty.
+async fn record_version(
+    services: &Services,
+    operation: &str,
+    before: &Pipeline,
+    pins: &PublishedVersions,
+    message: &str,
+    head_differs: bool,
+    now: OffsetDateTime,
+) -> Result<(PipelineVersion, bool), ServiceError> {
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let locked = pipelines::get_by_ref_for_update(&transaction, &before.address).await?;
+    if locked.id != before.id {
+        // Deleted and re-created meanwhile: what was read was the old one's.
+        return Err(ServiceError::precondition(format!(
+            "pipeline {} was replaced during the {operation}; retry",
+            before.address
+        )));
+    }
+    let draft_dirty = head_differs || locked.updated_at != before.updated_at;
+    let version = pipeline_versions::insert_next(&transaction, locked.id, message, pins, now).await?;
+    pipelines::set_published(&transaction, locked.id, pins, now, draft_dirty).await?;
+    pipeline_versions::prune(&transaction, locked.id, locked.max_versions).await?;
+    transaction.commit().await?;
+    Ok((version, draft_dirty))
 }
 
 /// The pipeline's version history, newest first.
@@ -169,20 +186,20 @@ pub async fn get_version(
     address: &PipelineRef,
     number: i64,
 ) -> Result<PipelineVersion, ServiceError> {
-    let number = parse_version_number(number)?;
+    let number = VersionNumber::parse(number)?;
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
     Ok(pipeline_versions::get(&client, pipeline.id, number).await?)
 }
 
 /// What a run of `pipeline` executes now: the latest published version and
-/// its pinned map. `FailedPrecondition` for a pipeline never published.
+/// its pinned map (the rule is [`pipeline_versions::latest_runnable`]'s). `FailedPrecondition` for a pipeline never published.
 pub async fn run_snapshot(
     client: &impl rat_dao::GenericClient,
     pipeline: &Pipeline,
 ) -> Result<RunSnapshot, ServiceError> {
-    match pipeline_versions::latest(client, pipeline.id).await? {
-        Some(version) if !version.published_versions.is_empty() => Ok(RunSnapshot {
+    match pipeline_versions::latest_runnable(client, pipeline.id).await? {
+        Some(version) => Ok(RunSnapshot {
             version_number: version.version_number,
             published_versions: version.published_versions,
         }),

@@ -70,7 +70,7 @@ pub async fn run_at(client: &impl GenericClient, pipeline: &Pipeline, created_at
         &runs::NewRun {
             pipeline_id: pipeline.id,
             trigger: trigger_label::MANUAL.to_owned(),
-            version_number: 1,
+            version_number: rat_domain::VersionNumber::FIRST,
             published_versions: snapshot(pipeline),
             schedule_id: None,
             trigger_id: None,

@@ -243,7 +243,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         let ns: Vec<&str> = chunk.iter().map(|p| p.address.namespace.as_str()).collect();
         let layers: Vec<&str> = chunk.iter().map(|p| p.address.layer.as_str()).collect();
         let names: Vec<&str> = chunk.iter().map(|p| p.address.name.as_str()).collect();
-        let paths: Vec<String> = chunk.iter().map(|p| p.address.s3_prefix()).collect();
+        let paths: Vec<String> = chunk.iter().map(|p| p.address.s3_prefix().to_string()).collect();
         let descriptions: Vec<String> = chunk
             .iter()
             .map(|p| format!("Builds {} from upstream data", p.address.name))

@@ -100,7 +100,7 @@ struct LogEntry {
 
 impl LogEntry {
     fn version(&self) -> Result<VersionId, StoreError> {
-        VersionId::new(self.version_id.clone())
+        Ok(VersionId::new(self.version_id.clone())?)
     }
 
     fn last_modified(&self) -> OffsetDateTime {

@@ -10,11 +10,11 @@
 //!
 //! One conformance suite (`tests/`) runs unchanged against both.
 //!
-//! Architecture invariant: depends on `rat-domain` only among our crates (and
-//! today not even on that): it knows files and versions, not pipelines.
+//! Architecture invariant: depends on `rat-domain` only among our crates, and
+//! only for the store's vocabulary ([`ObjectKey`], [`KeyPrefix`],
+//! [`VersionId`]): it knows files and versions, not pipelines.
 
 pub mod fs;
-mod key;
 pub mod s3;
 
 use std::pin::Pin;
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-pub use key::{KeyPrefix, ObjectKey};
+pub use rat_domain::object::{KeyPrefix, MAX_KEY_LEN, ObjectError, ObjectKey, VersionId};
 use time::OffsetDateTime;
 
 /// The most entries one listing page returns, in every backend (S3's own
@@ -40,33 +40,6 @@ pub(crate) fn invalid_token(token: &str) -> StoreError {
     StoreError::InvalidKey {
         key: token.to_owned(),
         reason: "not a page token of this listing".to_owned(),
-    }
-}
-
-/// An opaque version id handed out by the store (S3's `x-amz-version-id`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VersionId(String);
-
-impl VersionId {
-    /// Wraps an id read from the store or from a pinned map. Refuses empty ids
-    /// and S3's `null` id of unversioned objects: those can never be pinned.
-    pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
-        let id = id.into();
-        if id.is_empty() || id == "null" || id.len() > 1024 || id.chars().any(char::is_control) {
-            return Err(StoreError::InvalidVersion { version: id });
-        }
-        Ok(VersionId(id))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for VersionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -158,6 +131,15 @@ pub struct ListPage<T> {
     pub items: Vec<T>,
     /// Opaque token for the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+impl From<ObjectError> for StoreError {
+    fn from(err: ObjectError) -> Self {
+        match err {
+            ObjectError::InvalidKey { key, reason } => StoreError::InvalidKey { key, reason },
+            ObjectError::InvalidVersion { version } => StoreError::InvalidVersion { version },
+        }
+    }
 }
 
 /// Why a store call failed. `Display` is safe to show to clients.
@@ -309,19 +291,49 @@ pub const MAX_LISTED_FILES: usize = 100_000;
 /// Every file under `prefix` with its HEAD version, following pages, at most
 /// [`MAX_LISTED_FILES`].
 pub async fn list_all_latest(store: &dyn VersionedStore, prefix: &KeyPrefix) -> Result<Vec<ObjectHead>, StoreError> {
+    collect_pages(prefix, MAX_LISTED_FILES, "files", |token| async move {
+        store.list_latest(prefix, token.as_deref(), MAX_PAGE_SIZE).await
+    })
+    .await
+}
+
+/// Every version and delete marker under `prefix`, following pages, at most
+/// ten times [`MAX_LISTED_FILES`].
+pub async fn list_all_versions(
+    store: &dyn VersionedStore,
+    prefix: &KeyPrefix,
+) -> Result<Vec<ObjectVersion>, StoreError> {
+    collect_pages(prefix, MAX_LISTED_FILES * 10, "versions", |token| async move {
+        store.list_versions(prefix, token.as_deref(), MAX_PAGE_SIZE).await
+    })
+    .await
+}
+
+/// "List every page": calls `page` with each page token in turn until the
+/// listing ends, refusing past `limit` entries (an unbounded listing is a bug).
+async fn collect_pages<T, F, Fut>(
+    prefix: &KeyPrefix,
+    limit: usize,
+    what: &str,
+    mut page: F,
+) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<ListPage<T>, StoreError>>,
+{
     let mut all = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = store.list_latest(prefix, token.as_deref(), 1000).await?;
-        all.extend(page.items);
-        if all.len() > MAX_LISTED_FILES {
+        let listed = page(token.take()).await?;
+        all.extend(listed.items);
+        if all.len() > limit {
             return Err(StoreError::Internal {
                 operation: "list",
                 key: prefix.to_string(),
-                source: format!("more than {MAX_LISTED_FILES} files under the prefix").into(),
+                source: format!("more than {limit} {what} under the prefix").into(),
             });
         }
-        match page.next {
+        match listed.next {
             Some(next) => token = Some(next),
             None => return Ok(all),
         }

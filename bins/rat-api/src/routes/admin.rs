@@ -252,7 +252,7 @@ pub async fn put_pipeline_retention(
         Extension(AuditObject::new(
             "pipeline.retention",
             "pipeline",
-            Some(retention.pipeline_id),
+            Some(retention.pipeline_id.into()),
         )),
         Json(PipelineRetentionDto::from(retention)),
     ))

@@ -360,7 +360,7 @@ pub async fn write(
     let key = file_key(&path)?;
     let written = rat_service::files::write_file(&state.services, key.as_str(), body.content.into_bytes()).await?;
     Ok((
-        Extension(audit_note("file.write", written.pipeline_id)),
+        Extension(audit_note("file.write", written.pipeline_id.into())),
         Json(WrittenFile {
             path: written.key.as_str().to_owned(),
             status: "written",
@@ -381,7 +381,7 @@ pub async fn delete(State(state): State<AppState>, Path(path): Path<String>) -> 
     let pipeline_id = rat_service::files::delete_file(&state.services, key.as_str()).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        Extension(audit_note("file.delete", pipeline_id)),
+        Extension(audit_note("file.delete", pipeline_id.into())),
     ))
 }
 
@@ -454,7 +454,7 @@ pub async fn upload(
                     .map_err(|e| uploads::upload_failed(&mut source, e))?;
                 return Ok((
                     StatusCode::CREATED,
-                    Extension(audit_note("file.upload", written.pipeline_id)),
+                    Extension(audit_note("file.upload", written.pipeline_id.into())),
                     Json(UploadedFile {
                         path: written.key.as_str().to_owned(),
                         filename,

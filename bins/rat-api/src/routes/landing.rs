@@ -80,7 +80,7 @@ impl From<LandingZoneSummary> for ZoneDto {
     fn from(summary: LandingZoneSummary) -> Self {
         let z = summary.zone;
         ZoneDto {
-            id: z.id,
+            id: z.id.into(),
             namespace: z.namespace.into_string(),
             name: z.name.into_string(),
             description: z.description,
@@ -188,7 +188,7 @@ pub async fn create_zone(
         Extension(AuditObject::new(
             "landing_zone.create",
             "landing_zone",
-            Some(zone.zone.id),
+            Some(zone.zone.id.into()),
         )),
         Json(ZoneDto::from(zone)),
     ))
@@ -243,7 +243,7 @@ pub async fn update_zone(
         Extension(AuditObject::new(
             "landing_zone.update",
             "landing_zone",
-            Some(zone.zone.id),
+            Some(zone.zone.id.into()),
         )),
         Json(ZoneDto::from(zone)),
     ))
@@ -259,7 +259,11 @@ pub async fn delete_zone(State(state): State<AppState>, Path((ns, name)): ZonePa
     let zone = rat_service::landing::delete_zone(&state.services, &namespace, &name).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        Extension(AuditObject::new("landing_zone.delete", "landing_zone", Some(zone.id))),
+        Extension(AuditObject::new(
+            "landing_zone.delete",
+            "landing_zone",
+            Some(zone.id.into()),
+        )),
     ))
 }
 
@@ -292,10 +296,10 @@ impl From<LandingFile> for FileDto {
     fn from(f: LandingFile) -> Self {
         FileDto {
             id: f.id,
-            zone_id: f.zone_id,
+            zone_id: f.zone_id.into(),
             filename: f.filename,
-            s3_path: f.s3_path,
-            s3_version_id: f.s3_version_id,
+            s3_path: f.s3_path.to_string(),
+            s3_version_id: f.s3_version_id.map(|v| v.to_string()),
             size_bytes: f.size_bytes,
             content_type: f.content_type,
             uploaded_by: f.uploaded_by,
@@ -660,7 +664,7 @@ pub async fn update_lifecycle(
         Extension(AuditObject::new(
             "landing_zone.lifecycle",
             "landing_zone",
-            Some(zone.id),
+            Some(zone.id.into()),
         )),
         Json(LifecycleDto::from(&zone)),
     ))

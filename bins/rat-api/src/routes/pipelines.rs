@@ -60,12 +60,12 @@ pub struct PipelineDto {
 impl From<Pipeline> for PipelineDto {
     fn from(p: Pipeline) -> Self {
         PipelineDto {
-            id: p.id,
+            id: p.id.into(),
             namespace: p.address.namespace.into_string(),
             layer: p.address.layer.as_str().to_owned(),
             name: p.address.name.into_string(),
             pipeline_type: p.pipeline_type.as_str().to_owned(),
-            s3_path: p.s3_path,
+            s3_path: p.s3_path.to_string(),
             description: p.description,
             owner: p.owner,
             published_at: p.published_at,
@@ -212,12 +212,16 @@ pub async fn create(
         .collect();
     Ok((
         StatusCode::CREATED,
-        Extension(AuditObject::new("pipeline.create", "pipeline", Some(pipeline.id))),
+        Extension(AuditObject::new(
+            "pipeline.create",
+            "pipeline",
+            Some(pipeline.id.into()),
+        )),
         Json(CreatedPipeline {
             namespace: pipeline.address.namespace.to_string(),
             layer: pipeline.address.layer.to_string(),
             name: pipeline.address.name.to_string(),
-            s3_path: pipeline.s3_path,
+            s3_path: pipeline.s3_path.to_string(),
             files_created,
         }),
     ))
@@ -288,7 +292,11 @@ pub async fn update(
     };
     let pipeline = rat_service::pipelines::update(&state.services, &address, &changes, &identity.actor).await?;
     Ok((
-        Extension(AuditObject::new("pipeline.update", "pipeline", Some(pipeline.id))),
+        Extension(AuditObject::new(
+            "pipeline.update",
+            "pipeline",
+            Some(pipeline.id.into()),
+        )),
         Json(PipelineDto::from(pipeline)),
     ))
 }
@@ -302,6 +310,6 @@ pub async fn delete(State(state): State<AppState>, path: PipelinePath) -> ApiRes
     let deleted = rat_service::pipelines::delete(&state.services, &address, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id))),
+        Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id.into()))),
     ))
 }

@@ -161,12 +161,12 @@ pub async fn create(
         Extension(AuditObject::new(
             "quality_test.create",
             "pipeline",
-            Some(created.pipeline_id),
+            Some(created.pipeline_id.into()),
         )),
         Json(CreatedTest {
             name: created.name.into_string(),
             severity: created.severity.as_str().to_owned(),
-            path: created.s3_path,
+            path: created.s3_path.to_string(),
         }),
     ))
 }
@@ -191,7 +191,7 @@ pub async fn delete(
         Extension(AuditObject::new(
             "quality_test.delete",
             "pipeline",
-            Some(deleted.pipeline_id),
+            Some(deleted.pipeline_id.into()),
         )),
     ))
 }
@@ -267,7 +267,7 @@ pub async fn run(
         Extension(AuditObject::new(
             "quality_test.run",
             "pipeline",
-            Some(latest.pipeline_id),
+            Some(latest.pipeline_id.into()),
         )),
         Json(TestRunDto {
             passed,
@@ -284,7 +284,7 @@ pub async fn run(
                     expected: t.latest.as_ref().and_then(|r| r.expected),
                     duration_ms: t.latest.as_ref().and_then(|r| r.duration_ms),
                     ran_at: t.latest.as_ref().map(|r| r.ran_at),
-                    run_id: t.latest.as_ref().and_then(|r| r.run_id),
+                    run_id: t.latest.as_ref().and_then(|r| r.run_id).map(Into::into),
                 })
                 .collect(),
         }),

@@ -4,6 +4,7 @@
 //! a live SSE stream (see [`crate::live`]): existing entries, new ones as
 //! they are appended, then `event: status` and the end of the stream.
 
+use rat_domain::RunId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -71,8 +72,8 @@ pub struct RunDto {
 impl<S> From<Run<S>> for RunDto {
     fn from(r: Run<S>) -> Self {
         RunDto {
-            id: r.id,
-            pipeline_id: r.pipeline_id,
+            id: r.id.into(),
+            pipeline_id: r.pipeline_id.into(),
             status: r.status.as_str().to_owned(),
             trigger: r.trigger,
             started_at: r.started_at,
@@ -82,7 +83,7 @@ impl<S> From<Run<S>> for RunDto {
             error: r.error,
             logs_s3_path: r.logs_s3_path,
             created_at: r.created_at,
-            version_number: r.version_number,
+            version_number: r.version_number.get(),
         }
     }
 }
@@ -195,7 +196,7 @@ pub struct RunStatusAnswer {
 impl<S> From<&Run<S>> for RunStatusAnswer {
     fn from(run: &Run<S>) -> Self {
         RunStatusAnswer {
-            run_id: run.id,
+            run_id: run.id.into(),
             status: run.status.as_str().to_owned(),
         }
     }
@@ -215,7 +216,7 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
     let run = rat_service::runs::create(&state.services, &address, &trigger, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Extension(AuditObject::new("run.create", "run", Some(run.id))),
+        Extension(AuditObject::new("run.create", "run", Some(run.id.into()))),
         Json(RunStatusAnswer::from(&run)),
     ))
 }
@@ -224,7 +225,7 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id")),
     responses((status = 200, body = RunDto), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunDto>> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     Ok(Json(rat_service::runs::get(&state.services, id).await?.into()))
 }
 
@@ -233,10 +234,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     responses((status = 200, body = RunStatusAnswer), (status = 404, body = ErrorEnvelope),
     (status = 409, description = "the run already finished", body = ErrorEnvelope)))]
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     let run = rat_service::runs::cancel(&state.services, id, OffsetDateTime::now_utc()).await?;
     Ok((
-        Extension(AuditObject::new("run.cancel", "run", Some(run.id))),
+        Extension(AuditObject::new("run.cancel", "run", Some(run.id.into()))),
         Json(RunStatusAnswer::from(&run)),
     ))
 }
@@ -314,7 +315,7 @@ pub async fn logs(
     connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let id = path_id(&id, "run")?;
+    let id: RunId = path_id(&id, "run")?;
     if wants_event_stream(&headers) {
         // Without connection info (an embedding that does not provide it),
         // every client shares one allowance.
@@ -357,7 +358,7 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 
 /// Opens the live stream: a slot first (429 beyond the limits), then the
 /// run (404, before anything is streamed), then the events.
-async fn stream_logs(state: AppState, id: Uuid, client: IpAddr, resume_after: Option<i64>) -> ApiResult<Response> {
+async fn stream_logs(state: AppState, id: RunId, client: IpAddr, resume_after: Option<i64>) -> ApiResult<Response> {
     let settings = &state.settings;
     let slot = state
         .live

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
+use rat_domain::ScheduleId;
 use rat_domain::{CronExpr, Layer, NamespaceName, PipelineName, Schedule, ScheduleTimezone};
 use rat_service::schedules::ScheduleFilter;
 use rat_service::schedules::{ScheduleChanges, ScheduleSpec};
@@ -62,12 +63,12 @@ pub struct ScheduleDto {
 impl From<Schedule> for ScheduleDto {
     fn from(s: Schedule) -> Self {
         ScheduleDto {
-            id: s.id,
-            pipeline_id: s.pipeline_id,
+            id: s.id.into(),
+            pipeline_id: s.pipeline_id.into(),
             cron: s.cron_expr.as_str().to_owned(),
             timezone: s.timezone.name().to_owned(),
             enabled: s.enabled,
-            last_run_id: s.last_run_id,
+            last_run_id: s.last_run_id.map(Into::into),
             last_run_at: s.last_run_at,
             next_run_at: s.next_run_at,
             created_at: s.created_at,
@@ -193,9 +194,13 @@ pub async fn create(
     let schedule = rat_service::schedules::create(&state.services, &spec, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::CREATED,
-        Extension(AuditObject::new("schedule.create", "schedule", Some(schedule.id))),
+        Extension(AuditObject::new(
+            "schedule.create",
+            "schedule",
+            Some(schedule.id.into()),
+        )),
         Json(CreatedSchedule {
-            id: schedule.id,
+            id: schedule.id.into(),
             cron: schedule.cron_expr.as_str().to_owned(),
             enabled: schedule.enabled,
         }),
@@ -207,7 +212,7 @@ pub async fn create(
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 200, body = ScheduleDto), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleDto>> {
-    let id = path_id(&id, "schedule")?;
+    let id: ScheduleId = path_id(&id, "schedule")?;
     Ok(Json(rat_service::schedules::get(&state.services, id).await?.into()))
 }
 
@@ -236,7 +241,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateSchedule>,
 ) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id, "schedule")?;
+    let id: ScheduleId = path_id(&id, "schedule")?;
     let changes = ScheduleChanges {
         cron: body.cron.as_deref().map(CronExpr::parse).transpose()?,
         timezone: parse_timezone(body.timezone)?,
@@ -244,7 +249,11 @@ pub async fn update(
     };
     let schedule = rat_service::schedules::update(&state.services, id, &changes, OffsetDateTime::now_utc()).await?;
     Ok((
-        Extension(AuditObject::new("schedule.update", "schedule", Some(schedule.id))),
+        Extension(AuditObject::new(
+            "schedule.update",
+            "schedule",
+            Some(schedule.id.into()),
+        )),
         Json(ScheduleDto::from(schedule)),
     ))
 }
@@ -254,10 +263,10 @@ pub async fn update(
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let id = path_id(&id, "schedule")?;
+    let id: ScheduleId = path_id(&id, "schedule")?;
     rat_service::schedules::delete(&state.services, id).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        Extension(AuditObject::new("schedule.delete", "schedule", Some(id))),
+        Extension(AuditObject::new("schedule.delete", "schedule", Some(id.into()))),
     ))
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
+use rat_domain::TriggerId;
 use rat_domain::{PipelineRef, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
 use rat_service::triggers::{TriggerChanges, TriggerSpec};
 use serde::{Deserialize, Serialize};
@@ -76,14 +77,14 @@ impl TriggerDto {
         let webhook_url = matches!(trigger.config, TriggerConfig::Webhook { .. })
             .then(|| format!("{}/api/v1/webhooks", public_url.trim_end_matches('/')));
         TriggerDto {
-            id: trigger.id,
-            pipeline_id: trigger.pipeline_id,
+            id: trigger.id.into(),
+            pipeline_id: trigger.pipeline_id.into(),
             trigger_type: trigger.trigger_type().as_str().to_owned(),
             config: trigger.config.to_public_json(),
             enabled: trigger.enabled,
             cooldown_seconds: trigger.cooldown_seconds,
             last_triggered_at: trigger.last_triggered_at,
-            last_run_id: trigger.last_run_id,
+            last_run_id: trigger.last_run_id.map(Into::into),
             created_at: trigger.created_at,
             updated_at: trigger.updated_at,
             webhook_url,
@@ -106,7 +107,7 @@ type TriggerPath = Path<(String, String, String, String)>;
 
 /// The pipeline address (bad names are 400) and the trigger id (a malformed
 /// id names no trigger, so it is a 404).
-fn trigger_path(Path((namespace, layer, name, id)): TriggerPath) -> Result<(PipelineRef, Uuid), ApiError> {
+fn trigger_path(Path((namespace, layer, name, id)): TriggerPath) -> Result<(PipelineRef, TriggerId), ApiError> {
     let address = pipeline_ref(&namespace, &layer, &name)?;
     let id = path_id(&id, "trigger")?;
     Ok((address, id))
@@ -246,7 +247,7 @@ pub async fn update(
     let trigger =
         rat_service::triggers::update(&state.services, &address, id, &changes, OffsetDateTime::now_utc()).await?;
     Ok((
-        Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id))),
+        Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id.into()))),
         Json(TriggerDto::new(trigger, &state.settings.public_url)),
     ))
 }
@@ -261,6 +262,6 @@ pub async fn delete(State(state): State<AppState>, path: TriggerPath) -> ApiResu
     rat_service::triggers::delete(&state.services, &address, id).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        Extension(AuditObject::new("trigger.delete", "trigger", Some(id))),
+        Extension(AuditObject::new("trigger.delete", "trigger", Some(id.into()))),
     ))
 }

@@ -56,7 +56,7 @@ fn pins(version: &PipelineVersion) -> BTreeMap<String, String> {
     version
         .published_versions
         .iter()
-        .map(|(key, id)| (key.to_owned(), id.to_owned()))
+        .map(|(key, id)| (key.to_string(), id.to_string()))
         .collect()
 }
 
@@ -84,11 +84,11 @@ pub async fn publish(
         Extension(AuditObject::new(
             "pipeline.publish",
             "pipeline",
-            Some(version.pipeline_id),
+            Some(version.pipeline_id.into()),
         )),
         Json(PublishedDto {
             status: "published",
-            version: version.version_number,
+            version: version.version_number.get(),
             versions: pins(&version),
             message: version.message,
         }),
@@ -118,8 +118,8 @@ impl From<PipelineVersion> for VersionDto {
         VersionDto {
             published_versions: pins(&version),
             id: version.id,
-            pipeline_id: version.pipeline_id,
-            version_number: version.version_number,
+            pipeline_id: version.pipeline_id.into(),
+            version_number: version.version_number.get(),
             message: version.message,
             created_at: version.created_at,
         }
@@ -230,12 +230,12 @@ pub async fn rollback(
         Extension(AuditObject::new(
             "pipeline.rollback",
             "pipeline",
-            Some(rolled.version.pipeline_id),
+            Some(rolled.version.pipeline_id.into()),
         )),
         Json(RolledBackDto {
             status: "rolled_back",
-            from_version: rolled.from_version,
-            new_version: rolled.version.version_number,
+            from_version: rolled.from_version.get(),
+            new_version: rolled.version.version_number.get(),
             message: rolled.version.message,
         }),
     ))

@@ -100,10 +100,14 @@ pub async fn fire(State(state): State<AppState>, headers: HeaderMap) -> ApiResul
         )
     })?;
     let fired = rat_service::firing::fire_webhook(&state.services, token, OffsetDateTime::now_utc()).await?;
-    let audit = Extension(AuditObject::new("webhook.fire", "trigger", Some(fired.trigger_id)));
+    let audit = Extension(AuditObject::new(
+        "webhook.fire",
+        "trigger",
+        Some(fired.trigger_id.into()),
+    ));
     let answer = match fired.outcome {
         FireOutcome::Fired(run_id) => {
-            return Ok((StatusCode::CREATED, audit, Json(WebhookFired { run_id })).into_response());
+            return Ok((StatusCode::CREATED, audit, Json(WebhookFired { run_id: run_id.into() })).into_response());
         }
         FireOutcome::Cooldown => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -185,7 +185,7 @@ async fn a_deleted_pipeline_stops_running_and_firing() {
     );
     let client = app.db.client().await;
     let id: uuid::Uuid = schedule_id.parse().unwrap();
-    let schedule = rat_testkit::dao::schedules::get(&client, id).await.unwrap();
+    let schedule = rat_testkit::dao::schedules::get(&client, id.into()).await.unwrap();
     assert!(!schedule.enabled && schedule.next_run_at.is_none(), "{schedule:?}");
     let fired = app.request(Method::POST, "/api/v1/webhooks", None).await;
     assert_eq!(fired.status, 401, "{}", fired.text);

@@ -128,20 +128,26 @@ fn entry(message: &str) -> LogEntry {
 async fn pending_run(app: &TestApp) -> Uuid {
     let client = app.db.client().await;
     let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
-    fixtures::run(&client, &pipeline).await.id
+    fixtures::run(&client, &pipeline).await.id.into()
 }
 
 async fn move_to(app: &TestApp, run: Uuid, status: RunStatus) {
     let client = app.db.client().await;
-    runs::transition(&client, run, status, &Default::default(), OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    runs::transition(
+        &client,
+        run.into(),
+        status,
+        &Default::default(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn append(app: &TestApp, run: Uuid, messages: &[&str]) -> i64 {
     let client = app.db.client().await;
     let entries: Vec<LogEntry> = messages.iter().map(|m| entry(m)).collect();
-    runs::append_log_entries(&client, run, &entries).await.unwrap()
+    runs::append_log_entries(&client, run.into(), &entries).await.unwrap()
 }
 
 #[tokio::test]
@@ -274,7 +280,7 @@ async fn a_finished_run_sends_everything_then_its_status_and_closes() {
 async fn pending_run_named(app: &TestApp, name: &str) -> Uuid {
     let client = app.db.client().await;
     let pipeline = fixtures::published_pipeline(&client, "default", "gold", name).await;
-    fixtures::run(&client, &pipeline).await.id
+    fixtures::run(&client, &pipeline).await.id.into()
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ async fn create_writes_the_sql_file_and_the_row() {
 
     let client = app.db.client().await;
     let pipeline_id: Uuid = app.get(PIPELINE).await.json["id"].as_str().unwrap().parse().unwrap();
-    let row = quality::get_by_name(&client, pipeline_id, &TestName::parse("fresh").unwrap())
+    let row = quality::get_by_name(&client, pipeline_id.into(), &TestName::parse("fresh").unwrap())
         .await
         .unwrap();
     assert_eq!(row.description, "updated today");
@@ -234,7 +234,7 @@ async fn delete_removes_the_row_results_and_file() {
     publish(&app).await;
     let client = app.db.client().await;
     let pipeline_id: Uuid = app.get(PIPELINE).await.json["id"].as_str().unwrap().parse().unwrap();
-    let test = quality::get_by_name(&client, pipeline_id, &TestName::parse("t").unwrap())
+    let test = quality::get_by_name(&client, pipeline_id.into(), &TestName::parse("t").unwrap())
         .await
         .unwrap();
     quality::insert_result(
@@ -309,7 +309,7 @@ async fn run_answers_the_newest_recorded_result_of_each_test() {
     let id_of = |name: &'static str| {
         let client = &client;
         async move {
-            quality::get_by_name(client, pipeline_id, &TestName::parse(name).unwrap())
+            quality::get_by_name(client, pipeline_id.into(), &TestName::parse(name).unwrap())
                 .await
                 .unwrap()
                 .id

@@ -264,7 +264,7 @@ async fn the_whole_life_of_a_run_through_the_internal_listener_on_s3() {
     );
     assert!(done["finished_at"].is_string());
     let client = app.db.client().await;
-    let results = quality::results_for_run(&client, run_id, 10).await.unwrap();
+    let results = quality::results_for_run(&client, run_id.into(), 10).await.unwrap();
     let mut statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, ["passed", "warned"]);
@@ -296,7 +296,13 @@ async fn the_whole_life_of_a_run_through_the_internal_listener_on_s3() {
             .len(),
         2
     );
-    assert_eq!(quality::results_for_run(&client, run_id, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        quality::results_for_run(&client, run_id.into(), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]

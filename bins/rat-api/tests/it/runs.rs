@@ -100,8 +100,10 @@ async fn create_records_the_published_snapshot_and_answers_202() {
     assert!((OffsetDateTime::now_utc() - created_at).whole_seconds().abs() < 60);
 
     // The run pins exactly what version 1 pinned.
-    let stored = runs::get(&client, id).await.unwrap();
-    let v1 = pipeline_versions::get(&client, pipeline.id, 1).await.unwrap();
+    let stored = runs::get(&client, id.into()).await.unwrap();
+    let v1 = pipeline_versions::get(&client, pipeline.id, rat_domain::VersionNumber::parse(1).unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored.published_versions, v1.published_versions);
     assert!(!stored.published_versions.is_empty());
 
@@ -128,21 +130,23 @@ async fn create_records_the_published_snapshot_and_answers_202() {
     labelled["trigger"] = json!("ci:deploy-42");
     let second = app.post("/api/v1/runs", labelled).await;
     assert_eq!(second.status, 202, "{}", second.text);
-    let second = runs::get(&client, run_id(&second)).await.unwrap();
+    let second = runs::get(&client, run_id(&second).into()).await.unwrap();
     assert_eq!(second.version_number, 2);
     assert_eq!(second.trigger, "ci:deploy-42");
-    let v2 = pipeline_versions::get(&client, pipeline.id, 2).await.unwrap();
+    let v2 = pipeline_versions::get(&client, pipeline.id, rat_domain::VersionNumber::parse(2).unwrap())
+        .await
+        .unwrap();
     assert_eq!(second.published_versions, v2.published_versions);
     assert_ne!(second.published_versions.get(key), stored.published_versions.get(key));
     assert_eq!(
-        runs::get(&client, id).await.unwrap().published_versions,
+        runs::get(&client, id.into()).await.unwrap().published_versions,
         stored.published_versions
     );
 
     let audit = app.audit_rows().await;
     let row = audit.iter().find(|r| r.action == "run.create").expect("audited");
     assert_eq!(row.object_type.as_deref(), Some("run"));
-    assert_eq!(row.object_id, Some(second.id));
+    assert_eq!(row.object_id, Some(second.id.into()));
 }
 
 #[tokio::test]
@@ -230,21 +234,21 @@ async fn cancel_moves_live_runs_and_refuses_terminal_ones() {
     let client = app.db.client().await;
     let now = OffsetDateTime::now_utc();
     let running = run_id(&app.post("/api/v1/runs", body.clone()).await);
-    runs::transition(&client, running, RunStatus::Running, &Default::default(), now)
+    runs::transition(&client, running.into(), RunStatus::Running, &Default::default(), now)
         .await
         .unwrap();
     let answer = app.post(&format!("/api/v1/runs/{running}/cancel"), json!({})).await;
     assert_eq!(answer.json["status"], "cancelled", "{}", answer.text);
 
     let done = run_id(&app.post("/api/v1/runs", body).await);
-    runs::transition(&client, done, RunStatus::Running, &Default::default(), now)
+    runs::transition(&client, done.into(), RunStatus::Running, &Default::default(), now)
         .await
         .unwrap();
     let report = runs::RunReport {
         duration_ms: Some(10),
         ..Default::default()
     };
-    let before = runs::transition(&client, done, RunStatus::Success, &report, now)
+    let before = runs::transition(&client, done.into(), RunStatus::Success, &report, now)
         .await
         .unwrap();
     let message = app
@@ -253,7 +257,7 @@ async fn cancel_moves_live_runs_and_refuses_terminal_ones() {
         .assert_error(409, "FAILED_PRECONDITION");
     assert_eq!(message, "run is already success");
     assert_eq!(
-        runs::get(&client, done).await.unwrap(),
+        runs::get(&client, done.into()).await.unwrap(),
         before,
         "a terminal run never changes"
     );
@@ -287,7 +291,7 @@ async fn logs_answer_entries_in_order_with_the_status() {
     };
     runs::append_log_entries(
         &client,
-        id,
+        id.into(),
         &[
             entry("2026-06-01T10:00:00Z", rat_domain::LogLevel::Info, "reading"),
             entry("2026-06-01T10:00:01Z", rat_domain::LogLevel::Warn, "slow"),
@@ -297,14 +301,14 @@ async fn logs_answer_entries_in_order_with_the_status() {
     .unwrap();
     runs::append_log_entries(
         &client,
-        id,
+        id.into(),
         &[entry("2026-06-01T10:00:02Z", rat_domain::LogLevel::Error, "boom")],
     )
     .await
     .unwrap();
     runs::transition(
         &client,
-        id,
+        id.into(),
         RunStatus::Failed,
         &Default::default(),
         OffsetDateTime::now_utc(),
@@ -395,7 +399,7 @@ async fn list_filters_sorts_and_pages_in_sql() {
         .await
         .unwrap();
 
-    let ids = |answer: &crate::common::Answer| -> Vec<Uuid> {
+    let ids = |answer: &crate::common::Answer| -> Vec<rat_domain::RunId> {
         assert_eq!(answer.status, 200, "{}", answer.text);
         answer.json["runs"]
             .as_array()

@@ -111,7 +111,7 @@ async fn a_pipeline_without_an_ownership_row_is_transferable_by_its_owner_column
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(
-        owner_row(&app, ObjectType::Pipeline, mine.id).await.as_deref(),
+        owner_row(&app, ObjectType::Pipeline, mine.id.into()).await.as_deref(),
         Some("bob")
     );
     for other in [theirs.id, nobody.id] {
@@ -121,7 +121,7 @@ async fn a_pipeline_without_an_ownership_row_is_transferable_by_its_owner_column
         )
         .await
         .assert_error(403, "FORBIDDEN");
-        assert_eq!(owner_row(&app, ObjectType::Pipeline, other).await, None);
+        assert_eq!(owner_row(&app, ObjectType::Pipeline, other.into()).await, None);
     }
 }
 

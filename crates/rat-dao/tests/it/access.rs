@@ -361,13 +361,13 @@ async fn purging_a_pipeline_forgets_its_grants_only() {
     let gone = fixtures::pipeline(&client, "default", "silver", "gone").await;
     let kept = fixtures::pipeline(&client, "default", "silver", "kept").await;
     for p in [&gone, &kept] {
-        access::set_owner(&client, ObjectType::Pipeline, p.id, "alice")
+        access::set_owner(&client, ObjectType::Pipeline, p.id.into(), "alice")
             .await
             .unwrap();
         access::grant(
             &client,
             ObjectType::Pipeline,
-            p.id,
+            p.id.into(),
             "bob",
             AccessLevel::Read,
             "alice",
@@ -377,29 +377,31 @@ async fn purging_a_pipeline_forgets_its_grants_only() {
         .unwrap();
     }
     // A table that happens to carry the same id is a different object.
-    access::set_owner(&client, ObjectType::Table, gone.id, "carol")
+    access::set_owner(&client, ObjectType::Table, gone.id.into(), "carol")
         .await
         .unwrap();
 
     // Soft delete keeps the grants: the pipeline can still be restored or purged.
     pipelines::soft_delete(&client, &gone.address, now).await.unwrap();
-    assert_eq!(grants_of(&client, gone.id).await, (2, 1));
+    assert_eq!(grants_of(&client, gone.id.into()).await, (2, 1));
 
     pipelines::purge(&client, gone.id).await.unwrap();
     assert_eq!(
-        access::get_owner(&client, ObjectType::Pipeline, gone.id).await.unwrap(),
+        access::get_owner(&client, ObjectType::Pipeline, gone.id.into())
+            .await
+            .unwrap(),
         None
     );
-    assert_eq!(grants_of(&client, gone.id).await, (1, 0));
+    assert_eq!(grants_of(&client, gone.id.into()).await, (1, 0));
     assert_eq!(
-        access::get_owner(&client, ObjectType::Table, gone.id)
+        access::get_owner(&client, ObjectType::Table, gone.id.into())
             .await
             .unwrap()
             .unwrap()
             .owner,
         "carol"
     );
-    assert_eq!(grants_of(&client, kept.id).await, (1, 1));
+    assert_eq!(grants_of(&client, kept.id.into()).await, (1, 1));
 }
 
 #[tokio::test]
@@ -417,9 +419,9 @@ async fn deleting_a_namespace_forgets_its_grants_and_those_of_its_pipelines() {
         .unwrap();
     for (object_type, id) in [
         (ObjectType::Namespace, sales_ns.id),
-        (ObjectType::Pipeline, sales.id),
+        (ObjectType::Pipeline, sales.id.into()),
         (ObjectType::Namespace, default_ns.id),
-        (ObjectType::Pipeline, kept.id),
+        (ObjectType::Pipeline, kept.id.into()),
     ] {
         access::set_owner(&client, object_type, id, "alice").await.unwrap();
         access::grant(&client, object_type, id, "bob", AccessLevel::Write, "alice", now)
@@ -431,9 +433,9 @@ async fn deleting_a_namespace_forgets_its_grants_and_those_of_its_pipelines() {
         .await
         .unwrap();
     assert_eq!(grants_of(&client, sales_ns.id).await, (0, 0));
-    assert_eq!(grants_of(&client, sales.id).await, (0, 0));
+    assert_eq!(grants_of(&client, sales.id.into()).await, (0, 0));
     assert_eq!(grants_of(&client, default_ns.id).await, (1, 1));
-    assert_eq!(grants_of(&client, kept.id).await, (1, 1));
+    assert_eq!(grants_of(&client, kept.id.into()).await, (1, 1));
 }
 
 #[tokio::test]

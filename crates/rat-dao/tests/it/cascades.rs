@@ -84,7 +84,7 @@ async fn populate(client: &impl rat_dao::GenericClient, ns: &str) -> Uuid {
         )
         .await
         .unwrap();
-    run.id
+    run.id.into()
 }
 
 #[tokio::test]
@@ -131,7 +131,7 @@ async fn deleting_a_referenced_run_clears_the_references() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
     let run_id = populate(&client, "shop").await;
-    runs::delete(&client, run_id).await.unwrap();
+    runs::delete(&client, run_id.into()).await.unwrap();
     for sql in [
         "SELECT count(*) FROM schedules WHERE last_run_id IS NULL",
         "SELECT count(*) FROM pipeline_triggers WHERE last_run_id IS NULL",
@@ -188,9 +188,9 @@ async fn a_schedule_slot_has_at_most_one_run() {
     let new = runs::NewRun {
         pipeline_id: pipeline.id,
         trigger: "schedule:0 0 * * *".to_owned(),
-        version_number: 1,
+        version_number: rat_domain::VersionNumber::parse(1).unwrap(),
         published_versions: fixtures::snapshot(&pipeline),
-        schedule_id: Some(schedule),
+        schedule_id: Some(schedule.into()),
         trigger_id: None,
         scheduled_for: Some(slot),
     };

@@ -25,7 +25,7 @@ fn new_zone(namespace: &str, name: &str) -> landing::NewLandingZone {
     }
 }
 
-fn new_file(zone_id: Uuid, filename: &str, size_bytes: i64) -> landing::NewLandingFile {
+fn new_file(zone_id: rat_domain::ZoneId, filename: &str, size_bytes: i64) -> landing::NewLandingFile {
     landing::NewLandingFile {
         s3_version_id: None,
         zone_id,
@@ -226,7 +226,7 @@ async fn file_constraints_map_to_their_errors() {
         matches!(&err, DaoError::Invalid { constraint } if constraint == "ck_landing_files_size_bytes"),
         "{err:?}"
     );
-    let err = landing::insert_file(&client, &new_file(Uuid::new_v4(), "a.csv", 1), now)
+    let err = landing::insert_file(&client, &new_file(Uuid::new_v4().into(), "a.csv", 1), now)
         .await
         .unwrap_err();
     assert!(
@@ -313,7 +313,7 @@ async fn list_files_is_newest_first_with_total() {
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.total, 3, "total counts the whole zone, not the page");
 
-    let empty = landing::list_files(&client, Uuid::new_v4(), PageRequest::default())
+    let empty = landing::list_files(&client, Uuid::new_v4().into(), PageRequest::default())
         .await
         .unwrap();
     assert!(empty.items.is_empty());

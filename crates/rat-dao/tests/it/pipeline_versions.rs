@@ -19,7 +19,7 @@ fn pins(version: &str) -> PublishedVersions {
 }
 
 fn numbers(versions: &[rat_domain::PipelineVersion]) -> Vec<i32> {
-    versions.iter().map(|v| v.version_number).collect()
+    versions.iter().map(|v| v.version_number.get()).collect()
 }
 
 /// Waits until the backend `pid` waits for a lock held by another session.
@@ -72,16 +72,27 @@ async fn numbers_are_consecutive_per_pipeline_and_every_column_round_trips() {
     assert_eq!(first_other.version_number, 1);
     assert!(first_other.published_versions.is_empty());
 
-    assert_eq!(&pipeline_versions::get(&client, orders.id, 2).await.unwrap(), second);
+    assert_eq!(
+        &pipeline_versions::get(&client, orders.id, rat_domain::VersionNumber::parse(2).unwrap())
+            .await
+            .unwrap(),
+        second
+    );
     assert_eq!(
         pipeline_versions::latest(&client, orders.id).await.unwrap().as_ref(),
         created.last()
     );
     for err in [
-        pipeline_versions::get(&client, orders.id, 4).await.unwrap_err(),
-        pipeline_versions::get(&client, uuid::Uuid::new_v4(), 1)
+        pipeline_versions::get(&client, orders.id, rat_domain::VersionNumber::parse(4).unwrap())
             .await
             .unwrap_err(),
+        pipeline_versions::get(
+            &client,
+            uuid::Uuid::new_v4().into(),
+            rat_domain::VersionNumber::parse(1).unwrap(),
+        )
+        .await
+        .unwrap_err(),
     ] {
         assert!(
             matches!(
@@ -121,7 +132,7 @@ async fn list_is_newest_first_with_a_total() {
         .unwrap();
     assert_eq!(numbers(&page.items), [1]);
     assert_eq!(page.total, 3);
-    let page = pipeline_versions::list(&client, uuid::Uuid::new_v4(), PageRequest::default())
+    let page = pipeline_versions::list(&client, uuid::Uuid::new_v4().into(), PageRequest::default())
         .await
         .unwrap();
     assert!(page.items.is_empty());
@@ -278,7 +289,7 @@ async fn constraints_map_to_dao_errors() {
     let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
     let err = pipeline_versions::insert_next(
         &client,
-        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4().into(),
         "",
         &PublishedVersions::new(),
         OffsetDateTime::now_utc(),
@@ -320,7 +331,9 @@ async fn a_stored_snapshot_that_does_not_parse_is_corrupt() {
         )
         .await
         .unwrap();
-    let err = pipeline_versions::get(&client, pipeline.id, 1).await.unwrap_err();
+    let err = pipeline_versions::get(&client, pipeline.id, rat_domain::VersionNumber::parse(1).unwrap())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,

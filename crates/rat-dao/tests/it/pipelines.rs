@@ -220,9 +220,11 @@ async fn missing_pipelines_are_not_found() {
             .await
             .unwrap_err(),
         pipelines::soft_delete(&client, &ghost, now).await.unwrap_err(),
-        pipelines::get(&client, uuid::Uuid::new_v4()).await.unwrap_err(),
-        pipelines::purge(&client, uuid::Uuid::new_v4()).await.unwrap_err(),
-        pipelines::set_draft_dirty(&client, uuid::Uuid::new_v4(), true)
+        pipelines::get(&client, uuid::Uuid::new_v4().into()).await.unwrap_err(),
+        pipelines::purge(&client, uuid::Uuid::new_v4().into())
+            .await
+            .unwrap_err(),
+        pipelines::set_draft_dirty(&client, uuid::Uuid::new_v4().into(), true)
             .await
             .unwrap_err(),
     ] {

@@ -292,12 +292,12 @@ async fn purging_a_pipeline_removes_its_memberships() {
     let gone = fixtures::pipeline(&client, "default", "gold", "gone").await;
     let kept = fixtures::pipeline(&client, "default", "gold", "kept").await;
     for p in [&gone, &kept] {
-        projects::add_member(&client, project.id, MemberType::Pipeline, p.id, now)
+        projects::add_member(&client, project.id, MemberType::Pipeline, p.id.into(), now)
             .await
             .unwrap();
     }
     // A table member carrying the same id is a different object and stays.
-    projects::add_member(&client, project.id, MemberType::Table, gone.id, now)
+    projects::add_member(&client, project.id, MemberType::Table, gone.id.into(), now)
         .await
         .unwrap();
 
@@ -307,7 +307,7 @@ async fn purging_a_pipeline_removes_its_memberships() {
         .unwrap();
     let left: Vec<(MemberType, Uuid)> = members.items.iter().map(|m| (m.object_type, m.object_id)).collect();
     assert_eq!(left.len(), 2);
-    assert!(left.contains(&(MemberType::Pipeline, kept.id)));
-    assert!(left.contains(&(MemberType::Table, gone.id)));
-    assert_eq!(memberships_of(&client, gone.id).await, 1);
+    assert!(left.contains(&(MemberType::Pipeline, kept.id.into())));
+    assert!(left.contains(&(MemberType::Table, gone.id.into())));
+    assert_eq!(memberships_of(&client, gone.id.into()).await, 1);
 }

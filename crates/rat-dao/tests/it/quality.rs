@@ -130,7 +130,7 @@ async fn names_are_unique_per_pipeline() {
     );
 
     let mut ghost = new_test(&orders, "x");
-    ghost.pipeline_id = Uuid::new_v4();
+    ghost.pipeline_id = Uuid::new_v4().into();
     let err = quality::create(&client, &ghost).await.unwrap_err();
     assert!(
         matches!(&err, DaoError::MissingReference { entity: "pipeline", constraint } if constraint == "fk_quality_tests_pipeline"),
@@ -366,7 +366,7 @@ async fn tests_by_names_and_results_in_one_statement() {
         &[
             new_result(&row_count, minutes(3)),
             quality::NewQualityResult {
-                test_id: Uuid::new_v4(),
+                test_id: Uuid::new_v4().into(),
                 ..new_result(&row_count, minutes(3))
             },
         ],
@@ -383,7 +383,7 @@ async fn tests_by_names_and_results_in_one_statement() {
         ),
         "{err:?}"
     );
-    assert_eq!(count_results(&client, row_count.id).await, 1);
+    assert_eq!(count_results(&client, row_count.id.into()).await, 1);
 }
 
 #[tokio::test]
@@ -411,7 +411,7 @@ async fn constraints_map_to_dao_errors() {
     let err = quality::insert_result(
         &client,
         &quality::NewQualityResult {
-            test_id: Uuid::new_v4(),
+            test_id: Uuid::new_v4().into(),
             ..new_result(&test, minutes(0))
         },
     )
@@ -424,7 +424,7 @@ async fn constraints_map_to_dao_errors() {
     let err = quality::insert_result(
         &client,
         &quality::NewQualityResult {
-            run_id: Some(Uuid::new_v4()),
+            run_id: Some(Uuid::new_v4().into()),
             ..new_result(&test, minutes(0))
         },
     )
@@ -502,7 +502,7 @@ async fn results_outlive_their_run_but_not_their_test() {
     assert!(quality::results_for_run(&client, run.id, 10).await.unwrap().is_empty());
 
     quality::delete(&client, pipeline.id, &test.name).await.unwrap();
-    assert_eq!(count_results(&client, test.id).await, 0);
+    assert_eq!(count_results(&client, test.id.into()).await, 0);
 
     // Purging the pipeline takes its tests and their results with it.
     let again = quality::create(&client, &new_test(&pipeline, "row_count"))
@@ -512,7 +512,7 @@ async fn results_outlive_their_run_but_not_their_test() {
         .await
         .unwrap();
     pipelines::purge(&client, pipeline.id).await.unwrap();
-    assert_eq!(count_results(&client, again.id).await, 0);
+    assert_eq!(count_results(&client, again.id.into()).await, 0);
     let tests: i64 = client
         .query_one(
             "SELECT count(*) FROM quality_tests WHERE pipeline_id = $1",
@@ -554,7 +554,7 @@ async fn prune_keeps_the_newest_results_per_test_in_bounded_batches() {
         2,
         "bounded by the batch"
     );
-    assert_eq!(count_results(&client, busy.id).await, 4);
+    assert_eq!(count_results(&client, busy.id.into()).await, 4);
     assert_eq!(quality::prune_results_per_test(&client, 3, 2).await.unwrap(), 1);
     assert_eq!(quality::prune_results_per_test(&client, 3, 2).await.unwrap(), 0);
 
@@ -564,7 +564,7 @@ async fn prune_keeps_the_newest_results_per_test_in_bounded_batches() {
     busy_results.sort_by_key(|(m, _)| std::cmp::Reverse(*m));
     let newest: Vec<Uuid> = busy_results.iter().take(3).map(|(_, id)| *id).collect();
     assert_eq!(result_ids(&kept.items), newest);
-    assert_eq!(count_results(&client, quiet.id).await, 2);
+    assert_eq!(count_results(&client, quiet.id.into()).await, 2);
 
     // Equal times are ranked by id, so exactly `keep` rows survive.
     for _ in 0..3 {
@@ -573,8 +573,8 @@ async fn prune_keeps_the_newest_results_per_test_in_bounded_batches() {
             .unwrap();
     }
     assert_eq!(quality::prune_results_per_test(&client, 2, 100).await.unwrap(), 1 + 3);
-    assert_eq!(count_results(&client, quiet.id).await, 2);
-    assert_eq!(count_results(&client, busy.id).await, 2);
+    assert_eq!(count_results(&client, quiet.id.into()).await, 2);
+    assert_eq!(count_results(&client, busy.id.into()).await, 2);
 
     for (keep, batch, constraint) in [(-1, 10, "keep"), (3, 0, "batch")] {
         let err = quality::prune_results_per_test(&client, keep, batch).await.unwrap_err();
@@ -604,7 +604,7 @@ async fn the_test_name_lock_serialises_one_test_until_commit() {
     quality::lock_test_name(&other_tx, orders.id, &name("freshness"))
         .await
         .unwrap();
-    quality::lock_test_name(&other_tx, Uuid::new_v4(), &name("row_count"))
+    quality::lock_test_name(&other_tx, Uuid::new_v4().into(), &name("row_count"))
         .await
         .unwrap();
     other_tx.rollback().await.unwrap();
@@ -648,11 +648,13 @@ async fn tests_list_with_their_newest_result_and_counts() {
     }
     let elsewhere = quality::create(&client, &new_test(&sales, "z_other")).await.unwrap();
     let run = fixtures::run(&client, &orders).await;
-    let record = |test: &QualityTest, status: QualityStatus, at: i64, run_id: Option<Uuid>| quality::NewQualityResult {
-        status,
-        run_id,
-        value: Some(at as f64),
-        ..new_result(test, minutes(at))
+    let record = |test: &QualityTest, status: QualityStatus, at: i64, run_id: Option<rat_domain::RunId>| {
+        quality::NewQualityResult {
+            status,
+            run_id,
+            value: Some(at as f64),
+            ..new_result(test, minutes(at))
+        }
     };
     // Older results of other statuses must not count: only the newest does.
     for new in [
@@ -726,6 +728,8 @@ async fn tests_list_with_their_newest_result_and_counts() {
             never_run: 1,
         }
     );
-    let none = quality::latest_status_counts(&client, Uuid::new_v4()).await.unwrap();
+    let none = quality::latest_status_counts(&client, Uuid::new_v4().into())
+        .await
+        .unwrap();
     assert_eq!(none, quality::LatestStatusCounts::default());
 }

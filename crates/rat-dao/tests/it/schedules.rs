@@ -4,6 +4,7 @@
 
 use rat_dao::{DaoError, GenericClient, pipelines, runs, schedules};
 use rat_domain::{CronExpr, PageRequest, Schedule, ScheduleTimezone};
+use rat_domain::{PipelineId, RunId, ScheduleId};
 use rat_testkit::{TestDatabase, fixtures};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -13,7 +14,7 @@ fn cron(text: &str) -> CronExpr {
     CronExpr::parse(text).unwrap()
 }
 
-fn new_schedule(pipeline_id: Uuid, next_run_at: Option<OffsetDateTime>, enabled: bool) -> schedules::NewSchedule {
+fn new_schedule(pipeline_id: PipelineId, next_run_at: Option<OffsetDateTime>, enabled: bool) -> schedules::NewSchedule {
     schedules::NewSchedule {
         pipeline_id,
         cron_expr: cron("*/5 * * * *"),
@@ -23,19 +24,19 @@ fn new_schedule(pipeline_id: Uuid, next_run_at: Option<OffsetDateTime>, enabled:
     }
 }
 
-fn ids(schedules: &[Schedule]) -> Vec<Uuid> {
+fn ids(schedules: &[Schedule]) -> Vec<ScheduleId> {
     schedules.iter().map(|s| s.id).collect()
 }
 
-fn claimed_ids(claimed: &[schedules::DueSchedule]) -> Vec<Uuid> {
+fn claimed_ids(claimed: &[schedules::DueSchedule]) -> Vec<ScheduleId> {
     claimed.iter().map(|s| s.id).collect()
 }
 
 /// Records that `id` fired `run_id` at `at`, moving it to `next`.
 async fn record_fire(
     client: &impl GenericClient,
-    id: Uuid,
-    run_id: Uuid,
+    id: ScheduleId,
+    run_id: RunId,
     at: OffsetDateTime,
     next: Option<OffsetDateTime>,
 ) {
@@ -168,7 +169,7 @@ async fn update_keeps_absent_fields() {
 async fn missing_rows_and_references() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    let err = schedules::create(&client, &new_schedule(Uuid::new_v4(), None, true))
+    let err = schedules::create(&client, &new_schedule(Uuid::new_v4().into(), None, true))
         .await
         .unwrap_err();
     assert!(
@@ -177,11 +178,11 @@ async fn missing_rows_and_references() {
     );
     let now = OffsetDateTime::now_utc();
     for err in [
-        schedules::get(&client, Uuid::new_v4()).await.unwrap_err(),
-        schedules::update(&client, Uuid::new_v4(), &Default::default())
+        schedules::get(&client, Uuid::new_v4().into()).await.unwrap_err(),
+        schedules::update(&client, Uuid::new_v4().into(), &Default::default())
             .await
             .unwrap_err(),
-        schedules::delete(&client, Uuid::new_v4()).await.unwrap_err(),
+        schedules::delete(&client, Uuid::new_v4().into()).await.unwrap_err(),
     ] {
         assert!(matches!(err, DaoError::NotFound { entity: "schedule" }), "{err:?}");
     }
@@ -194,7 +195,7 @@ async fn missing_rows_and_references() {
     let advance = schedules::Advance {
         id: schedule.id,
         next_run_at: None,
-        run_id: Some(Uuid::new_v4()),
+        run_id: Some(Uuid::new_v4().into()),
     };
     let err = schedules::advance(&client, &[advance], now).await.unwrap_err();
     assert!(
@@ -216,7 +217,7 @@ async fn delete_removes_the_schedule_and_unlinks_its_runs() {
         &runs::NewRun {
             pipeline_id: pipeline.id,
             trigger: "schedule:*/5 * * * *".to_owned(),
-            version_number: 1,
+            version_number: rat_domain::VersionNumber::parse(1).unwrap(),
             published_versions: fixtures::snapshot(&pipeline),
             schedule_id: Some(schedule.id),
             trigger_id: None,
@@ -363,7 +364,7 @@ async fn concurrent_claims_never_share_a_schedule() {
     let (a, b) = tokio::join!(schedules::claim_due(&tx1, now, 2), schedules::claim_due(&tx2, now, 2));
     let (a, b) = (claimed_ids(&a.unwrap()), claimed_ids(&b.unwrap()));
     assert!(a.iter().all(|id| !b.contains(id)), "{a:?} {b:?}");
-    let mut union: Vec<Uuid> = a.into_iter().chain(b).collect();
+    let mut union: Vec<ScheduleId> = a.into_iter().chain(b).collect();
     union.sort();
     let mut expected = all.clone();
     expected.sort();
@@ -546,7 +547,9 @@ async fn get_for_update_locks_the_row_until_the_transaction_ends() {
         .await
         .unwrap();
     assert!(matches!(
-        schedules::get_for_update(&first, Uuid::new_v4()).await.unwrap_err(),
+        schedules::get_for_update(&first, Uuid::new_v4().into())
+            .await
+            .unwrap_err(),
         DaoError::NotFound { entity: "schedule" }
     ));
 
@@ -583,7 +586,7 @@ async fn with_versions(client: &impl GenericClient, name: &str, versions: i32) -
     pipeline
 }
 
-fn slot_to_fire(schedule_id: Uuid, slot: OffsetDateTime) -> schedules::SlotToFire {
+fn slot_to_fire(schedule_id: ScheduleId, slot: OffsetDateTime) -> schedules::SlotToFire {
     schedules::SlotToFire {
         schedule_id,
         slot,
@@ -743,7 +746,7 @@ async fn slots_that_may_not_fire_are_left_and_explained() {
     ];
     let slots: Vec<_> = order.iter().map(|id| slot_to_fire(*id, slot)).collect();
     let fired = schedules::fire_slots(&client, &slots, now).await.unwrap();
-    let mut fired_ids: Vec<Uuid> = fired.iter().map(|f| f.schedule_id).collect();
+    let mut fired_ids: Vec<ScheduleId> = fired.iter().map(|f| f.schedule_id).collect();
     fired_ids.sort();
     let mut expected = vec![first_of_twice, free_schedule];
     expected.sort();
@@ -759,7 +762,7 @@ async fn slots_that_may_not_fire_are_left_and_explained() {
         .map(|id| (*id, slot))
         .collect();
     let explained = schedules::explain_unfired(&client, &unfired).await.unwrap();
-    let reasons: Vec<(Uuid, Uuid, schedules::NotFired)> = explained
+    let reasons: Vec<(ScheduleId, PipelineId, schedules::NotFired)> = explained
         .iter()
         .map(|u| (u.schedule_id, u.pipeline_id, u.reason))
         .collect();
@@ -847,7 +850,7 @@ async fn a_slot_fired_by_a_concurrent_transaction_is_not_fired_again() {
         &runs::NewRun {
             pipeline_id: pipeline.id,
             trigger: "schedule:*/5 * * * *".to_owned(),
-            version_number: 1,
+            version_number: rat_domain::VersionNumber::parse(1).unwrap(),
             published_versions: fixtures::snapshot(&pipeline),
             schedule_id: Some(schedule.id),
             trigger_id: None,
@@ -1012,7 +1015,7 @@ async fn changes_are_announced_to_listeners_on_commit() {
         .unwrap();
     let id = Uuid::new_v4();
     let tx = client.transaction().await.unwrap();
-    schedules::notify_changed(&tx, id).await.unwrap();
+    schedules::notify_changed(&tx, id.into()).await.unwrap();
     let early = tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
     assert!(early.is_err(), "nothing is announced before the commit");
     tx.commit().await.unwrap();

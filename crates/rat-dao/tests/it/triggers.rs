@@ -2,6 +2,7 @@
 //! fixed type, pipeline scoping, the event lookups (and the GIN index they
 //! rely on), the atomic cooldown claim and the constraints.
 
+use rat_domain::TriggerId;
 use std::time::Duration;
 
 use rat_dao::{DaoError, GenericClient, pipelines, runs, schedules, triggers};
@@ -59,7 +60,7 @@ async fn create(client: &impl GenericClient, pipeline: &Pipeline, config: Trigge
         .unwrap()
 }
 
-fn ids(triggers: &[Trigger]) -> Vec<Uuid> {
+fn ids(triggers: &[Trigger]) -> Vec<TriggerId> {
     triggers.iter().map(|t| t.id).collect()
 }
 
@@ -233,8 +234,8 @@ async fn a_trigger_is_only_reachable_through_its_own_pipeline() {
         .await
         .unwrap_err(),
         triggers::delete(&client, stranger.id, trigger.id).await.unwrap_err(),
-        triggers::get(&client, Uuid::new_v4()).await.unwrap_err(),
-        triggers::set_last_run(&client, Uuid::new_v4(), Uuid::new_v4())
+        triggers::get(&client, Uuid::new_v4().into()).await.unwrap_err(),
+        triggers::set_last_run(&client, Uuid::new_v4().into(), Uuid::new_v4().into())
             .await
             .unwrap_err(),
     ] {
@@ -482,7 +483,11 @@ async fn claims_respect_the_cooldown() {
     assert!(triggers::try_claim_fire(&client, eager.id, t).await.unwrap());
     let disabled = create(&client, &pipeline, success_of("raw"), false).await;
     assert!(!triggers::try_claim_fire(&client, disabled.id, t).await.unwrap());
-    assert!(!triggers::try_claim_fire(&client, Uuid::new_v4(), t).await.unwrap());
+    assert!(
+        !triggers::try_claim_fire(&client, Uuid::new_v4().into(), t)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -567,7 +572,7 @@ async fn constraints_map_to_dao_errors() {
     );
 
     let ghost = Pipeline {
-        id: Uuid::new_v4(),
+        id: Uuid::new_v4().into(),
         ..pipeline.clone()
     };
     let err = triggers::create(&client, &new_trigger(&ghost, success_of("raw"), true))
@@ -577,7 +582,7 @@ async fn constraints_map_to_dao_errors() {
         matches!(&err, DaoError::MissingReference { entity: "pipeline", constraint } if constraint == "fk_pipeline_triggers_pipeline"),
         "{err:?}"
     );
-    let err = triggers::set_last_run(&client, trigger.id, Uuid::new_v4())
+    let err = triggers::set_last_run(&client, trigger.id, Uuid::new_v4().into())
         .await
         .unwrap_err();
     assert!(
@@ -652,7 +657,7 @@ async fn deleting_a_trigger_unlinks_its_runs_and_purging_the_pipeline_removes_it
         &runs::NewRun {
             pipeline_id: pipeline.id,
             trigger: "trigger:pipeline_success:default/bronze/raw".to_owned(),
-            version_number: 1,
+            version_number: rat_domain::VersionNumber::parse(1).unwrap(),
             published_versions: fixtures::snapshot(&pipeline),
             schedule_id: None,
             trigger_id: Some(trigger.id),
@@ -734,7 +739,7 @@ async fn due_cron_triggers_are_claimed_in_slot_order_and_once_across_transaction
     slotted(&first, &pipeline, success_of("raw"), true, Some(minutes(-5))).await;
 
     let due = triggers::due_for_update(&first, NOW, 10).await.unwrap();
-    let claimed: Vec<(Uuid, OffsetDateTime)> = due.iter().map(|d| (d.trigger.id, d.slot)).collect();
+    let claimed: Vec<(TriggerId, OffsetDateTime)> = due.iter().map(|d| (d.trigger.id, d.slot)).collect();
     assert_eq!(
         claimed,
         [
@@ -764,13 +769,13 @@ async fn due_cron_triggers_are_claimed_in_slot_order_and_once_across_transaction
     // are skipped by the other.
     let tx1 = first.transaction().await.unwrap();
     let tx2 = second.transaction().await.unwrap();
-    let a: Vec<Uuid> = triggers::due_for_update(&tx1, NOW, 2)
+    let a: Vec<TriggerId> = triggers::due_for_update(&tx1, NOW, 2)
         .await
         .unwrap()
         .iter()
         .map(|d| d.trigger.id)
         .collect();
-    let b: Vec<Uuid> = triggers::due_for_update(&tx2, NOW, 10)
+    let b: Vec<TriggerId> = triggers::due_for_update(&tx2, NOW, 10)
         .await
         .unwrap()
         .iter()
@@ -844,11 +849,11 @@ async fn next_fire_at_is_set_read_and_cleared_and_the_earliest_is_found() {
 
     let ghost = Uuid::new_v4();
     assert!(matches!(
-        triggers::set_next_fire_at(&client, ghost, Some(NOW)).await,
+        triggers::set_next_fire_at(&client, ghost.into(), Some(NOW)).await,
         Err(DaoError::NotFound { entity: "trigger" })
     ));
     assert!(matches!(
-        triggers::next_fire_at(&client, ghost).await,
+        triggers::next_fire_at(&client, ghost.into()).await,
         Err(DaoError::NotFound { entity: "trigger" })
     ));
 }
@@ -934,7 +939,10 @@ async fn the_fire_target_is_the_live_pipeline_held_for_share() {
         None,
         "a soft-deleted pipeline is no target"
     );
-    assert_eq!(triggers::fire_target(&client, Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        triggers::fire_target(&client, Uuid::new_v4().into()).await.unwrap(),
+        None
+    );
 }
 
 /// A run of `pipeline` that reached `status` at `finished_at`.

@@ -98,7 +98,7 @@ async fn disable(world: &World, target: &Pipeline, trigger: &Trigger) {
 }
 
 async fn stored(world: &World, id: Uuid) -> Trigger {
-    triggers::get(&world.db.client().await, id).await.unwrap()
+    triggers::get(&world.db.client().await, id.into()).await.unwrap()
 }
 
 /// The runs a trigger created, oldest first.
@@ -246,14 +246,14 @@ async fn a_success_fires_its_watchers_in_the_transaction_recording_it() {
         let created = runs_of(&world, fired).await;
         assert_eq!(created.len(), 1);
         assert_fired(&created[0], fired, target, label, at(20));
-        let after = stored(&world, fired.id).await;
+        let after = stored(&world, fired.id.into()).await;
         assert_eq!(after.last_triggered_at, Some(at(20)));
         assert_eq!(after.last_run_id, Some(created[0].id));
     }
     // The never-published target fired nothing, and its cooldown claim was
     // rolled back with its savepoint.
     assert!(runs_of(&world, &unpublished).await.is_empty());
-    let untouched = stored(&world, unpublished.id).await;
+    let untouched = stored(&world, unpublished.id.into()).await;
     assert_eq!((untouched.last_triggered_at, untouched.last_run_id), (None, None));
     assert!(runs_of(&world, &off).await.is_empty(), "a disabled trigger never fires");
     assert!(
@@ -265,7 +265,10 @@ async fn a_success_fires_its_watchers_in_the_transaction_recording_it() {
     // Through ratd's callback, the same.
     succeed(&world, &raw, at(30)).await;
     assert_eq!(runs_of(&world, &downstream).await.len(), 2);
-    assert_eq!(stored(&world, downstream.id).await.last_triggered_at, Some(at(30)));
+    assert_eq!(
+        stored(&world, downstream.id.into()).await.last_triggered_at,
+        Some(at(30))
+    );
     // A failure fires nothing.
     let failing = pending_run(&world, &raw, at(40)).await;
     runner::callback_status(
@@ -310,7 +313,7 @@ async fn a_fire_is_part_of_the_callers_transaction() {
     );
     // ... and a rollback of the caller's work takes all of it back.
     transaction.rollback().await.unwrap();
-    let after = stored(&world, downstream.id).await;
+    let after = stored(&world, downstream.id.into()).await;
     assert_eq!((after.last_triggered_at, after.last_run_id), (None, None));
     assert!(matches!(
         runs::get(&client, run_id).await,
@@ -341,7 +344,7 @@ async fn a_deleted_target_does_not_fire_and_says_why() {
         .unwrap();
     transaction.commit().await.unwrap();
     assert!(matches!(&outcome, FireOutcome::Disabled), "{outcome:?}");
-    assert!(!stored(&world, hook.id).await.enabled);
+    assert!(!stored(&world, hook.id.into()).await.enabled);
     // One enabled behind the service's back still does not fire, and says why.
     client
         .execute("UPDATE pipeline_triggers SET enabled = true WHERE id = $1", &[&hook.id])
@@ -356,7 +359,7 @@ async fn a_deleted_target_does_not_fire_and_says_why() {
         matches!(&outcome, FireOutcome::NotRunnable(reason) if reason.contains("deleted")),
         "{outcome:?}"
     );
-    assert_eq!(stored(&world, hook.id).await.last_triggered_at, None);
+    assert_eq!(stored(&world, hook.id.into()).await.last_triggered_at, None);
 }
 
 #[tokio::test]
@@ -400,7 +403,7 @@ async fn concurrent_events_within_a_cooldown_create_one_run() {
     );
     let created = runs_of(&world, &cooled).await;
     assert_eq!(created.len(), 1, "one run per cooldown window");
-    let fired_at = stored(&world, cooled.id).await.last_triggered_at.unwrap();
+    let fired_at = stored(&world, cooled.id.into()).await.last_triggered_at.unwrap();
     assert_eq!(created[0].created_at, fired_at);
 
     // Still within the window: nothing. Outside it: a second run.
@@ -580,7 +583,7 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
         "trigger:file_pattern:default/uploads:*.csv",
         at(10),
     );
-    let after = stored(&world, csv.id).await;
+    let after = stored(&world, csv.id.into()).await;
     assert_eq!(
         (after.last_triggered_at, after.last_run_id),
         (Some(at(10)), Some(csv_runs[0].id))
@@ -588,7 +591,7 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
     assert!(runs_of(&world, &upper).await.is_empty(), "patterns are case-sensitive");
     assert!(runs_of(&world, &spaced).await.is_empty());
     assert!(runs_of(&world, &unpublished).await.is_empty());
-    assert_eq!(stored(&world, unpublished.id).await.last_triggered_at, None);
+    assert_eq!(stored(&world, unpublished.id.into()).await.last_triggered_at, None);
 
     // The client's name has directories, spaces and parentheses: the stored
     // name is reduced, but the pattern matches the name as the client sent it.
@@ -678,7 +681,7 @@ async fn webhooks_fire_by_token_hash() {
         &format!("trigger:webhook:{}", &hash[..8]),
         at(5),
     );
-    let after = stored(&world, hook.trigger.id).await;
+    let after = stored(&world, hook.trigger.id.into()).await;
     assert_eq!(
         (after.last_triggered_at, after.last_run_id),
         (Some(at(5)), Some(run_id))
@@ -706,7 +709,10 @@ async fn webhooks_fire_by_token_hash() {
         matches!(&refused.outcome, FireOutcome::NotRunnable(reason) if reason.contains("never been published")),
         "{refused:?}"
     );
-    assert_eq!(stored(&world, unpublished.trigger.id).await.last_triggered_at, None);
+    assert_eq!(
+        stored(&world, unpublished.trigger.id.into()).await.last_triggered_at,
+        None
+    );
 }
 
 // ---- cron and cron_dependency ----
@@ -964,7 +970,7 @@ async fn a_cron_slot_fires_once_with_concurrent_callers() {
         assert_eq!(created.len(), 1);
         assert_fired(&created[0], cron, target, "trigger:cron:*/5 * * * *", now);
         assert_eq!(created[0].scheduled_for, Some(clock((12, 5, 0))), "the slot");
-        let after = stored(&world, cron.id).await;
+        let after = stored(&world, cron.id.into()).await;
         assert_eq!(
             (after.last_triggered_at, after.last_run_id),
             (Some(now), Some(created[0].id))
@@ -1031,7 +1037,7 @@ async fn cron_slots_respect_cooldowns_unpublished_targets_and_the_slot_index() {
     assert_eq!((report.fired, report.skipped), (1, 1));
     assert_eq!(runs_of(&world, &cooled).await.len(), 1);
     assert!(runs_of(&world, &unpublished).await.is_empty());
-    assert_eq!(stored(&world, unpublished.id).await.last_triggered_at, None);
+    assert_eq!(stored(&world, unpublished.id.into()).await.last_triggered_at, None);
     assert_eq!(
         next_fire(&world, &unpublished).await,
         Some(clock((12, 2, 0))),
@@ -1129,7 +1135,7 @@ async fn cron_dependency_fires_once_every_dependency_succeeded_since_its_previou
     );
     assert_eq!(created[0].scheduled_for, Some(clock((12, 30, 0))));
     assert_eq!(
-        stored(&world, dependent.id).await.last_triggered_at,
+        stored(&world, dependent.id.into()).await.last_triggered_at,
         Some(clock((12, 30, 0)))
     );
     // Its run finished (a pipeline with an active run skips its slots).
@@ -1148,7 +1154,7 @@ async fn cron_dependency_fires_once_every_dependency_succeeded_since_its_previou
         runs_of(&world, &never).await.is_empty(),
         "a dependency that does not exist is never met"
     );
-    assert_eq!(stored(&world, never.id).await.last_triggered_at, None);
+    assert_eq!(stored(&world, never.id.into()).await.last_triggered_at, None);
 }
 
 #[tokio::test]

@@ -149,11 +149,14 @@ async fn two_uploads_of_one_name_at_the_same_instant_keep_their_own_content() {
         "one key per upload, even in one second"
     );
     for (file, content) in &files {
-        let key = rat_versioning::ObjectKey::parse(&file.s3_path).unwrap();
-        let pinned = rat_versioning::VersionId::new(file.s3_version_id.clone().unwrap()).unwrap();
-        let object = world.services.store.get(&key, Some(&pinned)).await.unwrap();
+        let object = world
+            .services
+            .store
+            .get(&file.s3_path, file.s3_version_id.as_ref())
+            .await
+            .unwrap();
         assert_eq!(object.body, *content);
-        let head = world.services.store.get(&key, None).await.unwrap();
+        let head = world.services.store.get(&file.s3_path, None).await.unwrap();
         assert_eq!(head.body, *content, "neither replaced the other");
     }
 }

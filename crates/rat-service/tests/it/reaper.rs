@@ -43,7 +43,7 @@ async fn finished_run(world: &World, pipeline: &Pipeline, age: Duration) -> Uuid
     runs::transition(&client, run.id, RunStatus::Success, &Default::default(), at)
         .await
         .unwrap();
-    run.id
+    run.id.into()
 }
 
 async fn exists(world: &World, table: &str, id: Uuid) -> bool {
@@ -88,10 +88,13 @@ async fn runs_beyond_the_count_and_past_the_age_go_active_runs_never() {
         );
     }
     assert!(
-        exists(&world, "runs", pending).await,
+        exists(&world, "runs", pending.into()).await,
         "pending runs are never deleted, however old"
     );
-    assert!(exists(&world, "runs", running).await, "running runs are never deleted");
+    assert!(
+        exists(&world, "runs", running.into()).await,
+        "running runs are never deleted"
+    );
     assert!(exists(&world, "runs", recent).await);
     assert!(!exists(&world, "runs", old).await, "past runs_max_age_days");
     assert_eq!(report.counters.runs_pruned, 3);
@@ -140,7 +143,7 @@ async fn old_logs_are_cleared_and_their_runs_stay() {
     let young = finished_run(&world, &pipeline, Duration::days(5)).await;
     let entry = rat_domain::LogEntry::new(now(), rat_domain::LogLevel::Info, "hello").unwrap();
     for id in [old, young] {
-        runs::append_log_entries(&client, id, &[entry.clone(), entry.clone()])
+        runs::append_log_entries(&client, id.into(), &[entry.clone(), entry.clone()])
             .await
             .unwrap();
         client
@@ -153,11 +156,25 @@ async fn old_logs_are_cleared_and_their_runs_stay() {
     }
     let report = run_pass(&world.services, now(), &policy(), &not_lost()).await.unwrap();
     assert!(exists(&world, "runs", old).await, "the run row stays");
-    assert!(runs::log_entries_after(&client, old, 0, 10).await.unwrap().is_empty());
-    assert_eq!(runs::legacy_logs(&client, old).await.unwrap().0, serde_json::json!([]));
-    assert_eq!(runs::log_entries_after(&client, young, 0, 10).await.unwrap().len(), 2);
+    assert!(
+        runs::log_entries_after(&client, old.into(), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        runs::legacy_logs(&client, old.into()).await.unwrap().0,
+        serde_json::json!([])
+    );
+    assert_eq!(
+        runs::log_entries_after(&client, young.into(), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert_ne!(
-        runs::legacy_logs(&client, young).await.unwrap().0,
+        runs::legacy_logs(&client, young.into()).await.unwrap().0,
         serde_json::json!([])
     );
     assert!(report.counters.logs_pruned >= 1);
@@ -277,36 +294,36 @@ async fn runs_that_cannot_finish_are_failed_with_the_reason() {
     let report = run_pass(&world.services, now(), &policy(), &not_lost()).await.unwrap();
     let status = |id: Uuid| {
         let client = &client;
-        async move { runs::get(client, id).await.unwrap() }
+        async move { runs::get(client, id.into()).await.unwrap() }
     };
-    let lost = status(lease_lost).await;
+    let lost = status(lease_lost.into()).await;
     assert_eq!(lost.status, RunStatus::Failed);
     assert!(
         lost.error.as_deref().unwrap().contains("runner lost"),
         "{:?}",
         lost.error
     );
-    let stuck = status(too_long).await;
+    let stuck = status(too_long.into()).await;
     assert_eq!(stuck.status, RunStatus::Failed);
     assert!(
         stuck.error.as_deref().unwrap().contains("longer than 120 minutes"),
         "{:?}",
         stuck.error
     );
-    let unclaimed = status(forgotten).await;
+    let unclaimed = status(forgotten.into()).await;
     assert_eq!(unclaimed.status, RunStatus::Failed);
     assert!(
         unclaimed.error.as_deref().unwrap().contains("not claimed"),
         "{:?}",
         unclaimed.error
     );
-    assert_eq!(status(healthy).await.status, RunStatus::Running);
+    assert_eq!(status(healthy.into()).await.status, RunStatus::Running);
     assert_eq!(
-        status(long_but_allowed).await.status,
+        status(long_but_allowed.into()).await.status,
         RunStatus::Running,
         "its pipeline allows 600 minutes"
     );
-    assert_eq!(status(waiting).await.status, RunStatus::Pending);
+    assert_eq!(status(waiting.into()).await.status, RunStatus::Pending);
     assert_eq!(status(done).await.status, RunStatus::Success);
     assert_eq!(report.counters.runs_failed, 3);
     // The old holder can no longer report: the run is failed already (an
@@ -322,7 +339,7 @@ async fn runs_that_cannot_finish_are_failed_with_the_reason() {
     .await
     .unwrap();
     assert_eq!(late, Err(runs::NotHeld::Finished(RunStatus::Failed)));
-    assert_eq!(status(lease_lost).await.status, RunStatus::Failed);
+    assert_eq!(status(lease_lost.into()).await.status, RunStatus::Failed);
 }
 
 async fn write(world: &World, key: &str, body: &str) -> rat_versioning::VersionId {
@@ -385,16 +402,16 @@ async fn deleted_pipelines_are_purged_files_first_and_a_live_successor_keeps_its
 
     let report = run_pass(&world.services, now(), &policy(), &not_lost()).await.unwrap();
     assert!(report.tasks.iter().all(|t| t.error.is_none()), "{report:#?}");
-    assert!(!exists(&world, "pipelines", gone.id).await);
+    assert!(!exists(&world, "pipelines", gone.id.into()).await);
     assert_eq!(
         versions_under(&world, "default/pipelines/bronze/gone/").await,
         0,
         "every version deleted"
     );
-    assert!(exists(&world, "pipelines", recent.id).await);
+    assert!(exists(&world, "pipelines", recent.id.into()).await);
     assert_eq!(versions_under(&world, "default/pipelines/bronze/recent/").await, 1);
-    assert!(!exists(&world, "pipelines", reused.id).await);
-    assert!(exists(&world, "pipelines", successor.id).await);
+    assert!(!exists(&world, "pipelines", reused.id.into()).await);
+    assert!(exists(&world, "pipelines", successor.id.into()).await);
     let key = rat_versioning::ObjectKey::parse("default/pipelines/bronze/reused/pipeline.sql").unwrap();
     let still = world.services.store.get(&key, Some(&head)).await.unwrap();
     assert_eq!(still.body, b"new");

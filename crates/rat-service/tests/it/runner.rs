@@ -64,11 +64,11 @@ async fn pending_runs(world: &World, n: i64) -> (Pipeline, Vec<Run>) {
 }
 
 async fn stored(world: &World, id: Uuid) -> Run {
-    run_rows::get(&world.db.client().await, id).await.unwrap()
+    run_rows::get(&world.db.client().await, id.into()).await.unwrap()
 }
 
 async fn log_count(world: &World, id: Uuid) -> usize {
-    run_rows::log_entries_after(&world.db.client().await, id, 0, 10_000)
+    run_rows::log_entries_after(&world.db.client().await, id.into(), 0, 10_000)
         .await
         .unwrap()
         .len()
@@ -123,7 +123,10 @@ async fn a_claim_answers_what_the_runner_needs_and_validates_its_arguments() {
     assert_eq!(Lease::parse(None).unwrap().until(T0), T0 + Duration::seconds(60));
     for bad in ["", "a\tb", &"x".repeat(256)] {
         assert!(
-            matches!(RunnerId::parse(bad), Err(ServiceError::InvalidInput { .. })),
+            matches!(
+                RunnerId::parse(bad).map_err(ServiceError::from),
+                Err(ServiceError::InvalidInput { .. })
+            ),
             "{bad:?}"
         );
     }
@@ -153,7 +156,7 @@ async fn two_runners_claiming_a_thousand_runs_concurrently_get_each_exactly_once
         let batch = if name == "runner-a" { 7 } else { 13 };
         tokio::spawn(async move {
             let runner = runner_id(name);
-            let mut got: Vec<Uuid> = Vec::new();
+            let mut got: Vec<rat_domain::RunId> = Vec::new();
             start.wait().await;
             // Bounded: 1000 runs cannot take more than 1000 non-empty claims.
             for _ in 0..1000 {
@@ -177,7 +180,7 @@ async fn two_runners_claiming_a_thousand_runs_concurrently_get_each_exactly_once
         a.len(),
         b.len()
     );
-    let mut all: HashSet<Uuid> = HashSet::new();
+    let mut all: HashSet<rat_domain::RunId> = HashSet::new();
     for id in a.iter().chain(&b) {
         assert!(all.insert(*id), "run {id} was handed out twice");
     }
@@ -238,7 +241,7 @@ async fn a_cancel_racing_a_completion_ends_in_exactly_one_terminal_state() {
         };
         // Two readers on two connections agree with the winner.
         let through_service = rat_service::runs::get(&world.services, run.id).await.unwrap();
-        let direct = stored(&world, run.id).await;
+        let direct = stored(&world, run.id.into()).await;
         assert_eq!(through_service.status, winner);
         assert_eq!(direct, through_service);
         assert_eq!(direct.finished_at, Some(now));
@@ -267,7 +270,7 @@ async fn an_expired_lease_refuses_the_old_holder_and_the_run_is_never_claimed_ag
         .unwrap();
 
     let after = T0 + Duration::seconds(16);
-    let before = stored(&world, id).await;
+    let before = stored(&world, id.into()).await;
     assert_refused(
         runner::heartbeat(&world.services, id, &old, Some(lease(60)), after).await,
         "lease",
@@ -280,8 +283,8 @@ async fn an_expired_lease_refuses_the_old_holder_and_the_run_is_never_claimed_ag
         runner::complete(&world.services, id, &old, &success(), after).await,
         "lease",
     );
-    assert_eq!(stored(&world, id).await, before, "nothing changed");
-    assert_eq!(log_count(&world, id).await, 1);
+    assert_eq!(stored(&world, id.into()).await, before, "nothing changed");
+    assert_eq!(log_count(&world, id.into()).await, 1);
 
     // Another runner never gets it: it is not pending. A new run it does get.
     let client = world.db.client().await;
@@ -290,7 +293,7 @@ async fn an_expired_lease_refuses_the_old_holder_and_the_run_is_never_claimed_ag
         .await
         .unwrap();
     assert_eq!(other.iter().map(|c| c.run.id).collect::<Vec<_>>(), vec![fresh.id]);
-    assert_eq!(stored(&world, id).await, before);
+    assert_eq!(stored(&world, id.into()).await, before);
 }
 
 #[tokio::test]
@@ -347,9 +350,9 @@ async fn late_reports_after_completion_are_refused_and_change_nothing() {
         runner::complete(&world.services, id, &runner_id("r2"), &failed, late).await,
         "already success",
     );
-    assert_eq!(stored(&world, id).await, done);
-    assert_eq!(log_count(&world, id).await, 2);
-    let err = runner::heartbeat(&world.services, Uuid::new_v4(), &holder, Some(lease(60)), late)
+    assert_eq!(stored(&world, id.into()).await, done);
+    assert_eq!(log_count(&world, id.into()).await, 2);
+    let err = runner::heartbeat(&world.services, Uuid::new_v4().into(), &holder, Some(lease(60)), late)
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "run" }), "{err:?}");
@@ -368,7 +371,7 @@ async fn a_heartbeat_on_a_cancelled_run_tells_its_holder_to_stop() {
     rat_service::runs::cancel(&world.services, id, T0 + Duration::seconds(1))
         .await
         .unwrap();
-    let before = stored(&world, id).await;
+    let before = stored(&world, id.into()).await;
     let beat = runner::heartbeat(&world.services, id, &holder, Some(lease(60)), T0 + Duration::seconds(2))
         .await
         .unwrap();
@@ -378,7 +381,7 @@ async fn a_heartbeat_on_a_cancelled_run_tells_its_holder_to_stop() {
         beat.lease_expires_at, before.lease_expires_at,
         "the lease is not extended"
     );
-    assert_eq!(stored(&world, id).await, before);
+    assert_eq!(stored(&world, id.into()).await, before);
     // Another runner is simply refused.
     assert_refused(
         runner::heartbeat(&world.services, id, &runner_id("r2"), None, T0 + Duration::seconds(2)).await,
@@ -453,7 +456,7 @@ async fn a_completion_records_one_quality_result_per_test_in_its_transaction() {
             matches!(&err, ServiceError::InvalidInput { message } if message.contains(expected)),
             "{err:?}"
         );
-        assert_eq!(stored(&world, first).await.status, RunStatus::Running);
+        assert_eq!(stored(&world, first.into()).await.status, RunStatus::Running);
         let client = world.db.client().await;
         assert!(quality::results_for_run(&client, first, 100).await.unwrap().is_empty());
     }
@@ -553,7 +556,7 @@ async fn logs_are_appended_in_order_by_the_holder_only() {
         runner::append_logs(&world.services, id, &holder, &too_many, T0).await,
         Err(ServiceError::InvalidInput { .. })
     ));
-    assert_eq!(log_count(&world, id).await, 3);
+    assert_eq!(log_count(&world, id.into()).await, 3);
 }
 
 #[tokio::test]
@@ -600,7 +603,7 @@ async fn the_ratd_callback_moves_runs_through_the_state_machine_whoever_holds_th
         runner::callback_status(&world.services, created[0].id, RunStatus::Failed, &report, now).await,
         "already success",
     );
-    assert_eq!(stored(&world, created[0].id).await, done);
+    assert_eq!(stored(&world, created[0].id.into()).await, done);
 
     // A run held by a lease-runner is completed all the same.
     let held = runner::claim(&world.services, &runner_id("r1"), 1, lease(60), TTL, now)
@@ -617,7 +620,7 @@ async fn the_ratd_callback_moves_runs_through_the_state_machine_whoever_holds_th
         runner::callback_status(&world.services, created[2].id, RunStatus::Success, &report, now).await,
         "cannot move from pending to success",
     );
-    assert_eq!(stored(&world, created[2].id).await.status, RunStatus::Pending);
+    assert_eq!(stored(&world, created[2].id.into()).await.status, RunStatus::Pending);
     let cancelled = runner::callback_status(&world.services, created[2].id, RunStatus::Cancelled, &report, now)
         .await
         .unwrap();

@@ -116,7 +116,7 @@ async fn cancel_refuses_finished_runs_and_names_their_status() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "run is already failed");
-    let err = rat_service::runs::cancel(&world.services, uuid::Uuid::new_v4(), later)
+    let err = rat_service::runs::cancel(&world.services, uuid::Uuid::new_v4().into(), later)
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "run" }), "{err:?}");
@@ -187,10 +187,10 @@ async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
     assert_eq!(ended.status, RunStatus::Cancelled);
 
     for err in [
-        rat_service::runs::log_tail(&world.services, uuid::Uuid::new_v4(), 0, 500)
+        rat_service::runs::log_tail(&world.services, uuid::Uuid::new_v4().into(), 0, 500)
             .await
             .unwrap_err(),
-        rat_service::runs::legacy_log_entries(&world.services, uuid::Uuid::new_v4())
+        rat_service::runs::legacy_log_entries(&world.services, uuid::Uuid::new_v4().into())
             .await
             .unwrap_err(),
     ] {

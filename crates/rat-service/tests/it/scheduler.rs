@@ -55,7 +55,7 @@ async fn tick(world: &World, now: OffsetDateTime) -> TickReport {
 }
 
 async fn get(world: &World, id: Uuid) -> Schedule {
-    rat_service::schedules::get(&world.services, id).await.unwrap()
+    rat_service::schedules::get(&world.services, id.into()).await.unwrap()
 }
 
 /// Every run a schedule created, by slot.
@@ -73,7 +73,7 @@ async fn runs_of(world: &World, schedule: Uuid) -> Vec<Run> {
         .collect();
     let mut found = Vec::new();
     for id in ids {
-        found.push(runs::get(&client, id).await.unwrap());
+        found.push(runs::get(&client, id.into()).await.unwrap());
     }
     found
 }
@@ -123,7 +123,7 @@ async fn a_due_slot_fires_once_and_the_schedule_advances_from_now() {
     let early = tick(&world, datetime!(2026-06-01 10:04:59.999 UTC)).await;
     assert_eq!((early.claimed, early.fired, early.more), (0, 0, false));
     assert!(
-        runs_of(&world, created.id).await.is_empty(),
+        runs_of(&world, created.id.into()).await.is_empty(),
         "nothing fires before its slot"
     );
 
@@ -138,7 +138,7 @@ async fn a_due_slot_fires_once_and_the_schedule_advances_from_now() {
             ..TickReport::default()
         }
     );
-    let fired = runs_of(&world, created.id).await;
+    let fired = runs_of(&world, created.id.into()).await;
     assert_eq!(fired.len(), 1);
     let run = &fired[0];
     assert_eq!(run.trigger, "schedule:*/5 * * * *");
@@ -146,14 +146,14 @@ async fn a_due_slot_fires_once_and_the_schedule_advances_from_now() {
     assert_eq!(run.scheduled_for, Some(datetime!(2026-06-01 10:05:00 UTC)));
     assert_eq!(run.created_at, now, "created at the tick's clock");
     assert_eq!(run.version_number, 1);
-    let advanced = get(&world, created.id).await;
+    let advanced = get(&world, created.id.into()).await;
     assert_eq!(advanced.next_run_at, Some(datetime!(2026-06-01 10:10:00 UTC)));
     assert_eq!((advanced.last_run_id, advanced.last_run_at), (Some(run.id), Some(now)));
 
     // The same instant again: the slot is done.
     let again = tick(&world, now).await;
     assert_eq!((again.claimed, again.fired), (0, 0));
-    assert_eq!(runs_of(&world, created.id).await.len(), 1);
+    assert_eq!(runs_of(&world, created.id.into()).await.len(), 1);
 }
 
 #[tokio::test]
@@ -173,11 +173,11 @@ async fn missed_slots_fire_once_then_wait_for_the_next_future_slot() {
     let now = datetime!(2026-06-01 13:02:30 UTC);
     let report = tick(&world, now).await;
     assert_eq!((report.claimed, report.fired), (1, 1));
-    let fired = runs_of(&world, created.id).await;
+    let fired = runs_of(&world, created.id.into()).await;
     assert_eq!(fired.len(), 1, "no backfill storm");
     assert_eq!(fired[0].scheduled_for, Some(datetime!(2026-06-01 10:05:00 UTC)));
     assert_eq!(
-        get(&world, created.id).await.next_run_at,
+        get(&world, created.id.into()).await.next_run_at,
         Some(datetime!(2026-06-01 13:05:00 UTC)),
         "advanced to the future, not to the next missed slot"
     );
@@ -194,13 +194,13 @@ async fn a_pipeline_with_a_pending_or_running_run_is_not_fired_again() {
     let at = |s: i64| datetime!(2026-06-01 10:00:00 UTC) + time::Duration::seconds(s);
 
     assert_eq!(tick(&world, at(1)).await.fired, 1);
-    let first = runs_of(&world, every_second.id).await[0].id;
+    let first = runs_of(&world, every_second.id.into()).await[0].id;
     let (buffer, guard) = capture_logs();
     // Pending: slot 2 is skipped, and the schedule still moves on.
     let pending = tick(&world, at(2)).await;
     assert_eq!((pending.claimed, pending.fired, pending.active_run), (1, 0, 1));
     assert_eq!(pending.skipped(), 1);
-    assert_eq!(get(&world, every_second.id).await.next_run_at, Some(at(3)));
+    assert_eq!(get(&world, every_second.id.into()).await.next_run_at, Some(at(3)));
     // Running: same.
     let client = world.db.client().await;
     runs::transition(&client, first, RunStatus::Running, &Default::default(), at(2))
@@ -223,7 +223,7 @@ async fn a_pipeline_with_a_pending_or_running_run_is_not_fired_again() {
         .await
         .unwrap();
     assert_eq!(tick(&world, at(4)).await.fired, 1);
-    let slots: Vec<_> = runs_of(&world, every_second.id)
+    let slots: Vec<_> = runs_of(&world, every_second.id.into())
         .await
         .iter()
         .map(|r| r.scheduled_for.unwrap())
@@ -264,9 +264,9 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
         ),
         (3, 1, 1, 1)
     );
-    assert_eq!(runs_of(&world, orders.id).await.len(), 1);
-    assert!(runs_of(&world, gone.id).await.is_empty());
-    assert!(runs_of(&world, draft.id).await.is_empty());
+    assert_eq!(runs_of(&world, orders.id.into()).await.len(), 1);
+    assert!(runs_of(&world, gone.id.into()).await.is_empty());
+    assert!(runs_of(&world, draft.id.into()).await.is_empty());
     let logs = text(&buffer);
     let line_of = |id: Uuid| {
         logs.lines()
@@ -274,12 +274,12 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
             .unwrap_or_else(|| panic!("no log line for {id}: {logs}"))
             .to_owned()
     };
-    assert!(line_of(gone.id).contains("its pipeline is deleted"), "{logs}");
-    assert!(line_of(draft.id).contains("never published"), "{logs}");
+    assert!(line_of(gone.id.into()).contains("its pipeline is deleted"), "{logs}");
+    assert!(line_of(draft.id.into()).contains("never published"), "{logs}");
     // All three moved on to tomorrow's slot: nothing is retried every tick.
     for id in [gone.id, draft.id, orders.id] {
         assert_eq!(
-            get(&world, id).await.next_run_at,
+            get(&world, id.into()).await.next_run_at,
             Some(datetime!(2026-06-02 10:00:00 UTC))
         );
     }
@@ -287,7 +287,7 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
     // Published later, the draft's pipeline fires at its next slot (and
     // orders again, its first run being done by then).
     let client = world.db.client().await;
-    let orders_run = runs_of(&world, orders.id).await[0].id;
+    let orders_run = runs_of(&world, orders.id.into()).await[0].id;
     for to in [RunStatus::Running, RunStatus::Success] {
         runs::transition(&client, orders_run, to, &Default::default(), created_at)
             .await
@@ -303,7 +303,7 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
     .unwrap();
     let tomorrow = tick(&world, datetime!(2026-06-02 10:00:01 UTC)).await;
     assert_eq!((tomorrow.fired, tomorrow.pipeline_deleted), (2, 1));
-    assert_eq!(runs_of(&world, draft.id).await.len(), 1);
+    assert_eq!(runs_of(&world, draft.id.into()).await.len(), 1);
 }
 
 #[tokio::test]
@@ -325,7 +325,7 @@ async fn an_expression_that_no_longer_parses_is_set_aside_without_blocking_other
 
     let report = tick(&world, datetime!(2026-06-01 10:00:00.2 UTC)).await;
     assert_eq!((report.claimed, report.fired, report.invalid), (2, 1, 1));
-    assert_eq!(runs_of(&world, healthy.id).await.len(), 1);
+    assert_eq!(runs_of(&world, healthy.id.into()).await.len(), 1);
     let row = client
         .query_one("SELECT next_run_at FROM schedules WHERE id = $1", &[&broken.id])
         .await
@@ -410,7 +410,7 @@ async fn a_tick_that_crashes_before_its_commit_leaves_the_slot_to_the_next_tick(
         let report = scheduler::fire_batch(&transaction, now, 10).await.unwrap();
         assert_eq!((report.claimed, report.fired), (1, 1));
         assert_eq!(
-            runs_of(&world, created.id).await.len(),
+            runs_of(&world, created.id.into()).await.len(),
             0,
             "not visible before the commit"
         );
@@ -419,17 +419,21 @@ async fn a_tick_that_crashes_before_its_commit_leaves_the_slot_to_the_next_tick(
         assert_eq!((other.claimed, other.fired), (0, 0));
         drop(transaction);
     }
-    assert!(runs_of(&world, created.id).await.is_empty());
-    assert_eq!(get(&world, created.id).await, created, "the schedule is as it was");
+    assert!(runs_of(&world, created.id.into()).await.is_empty());
+    assert_eq!(
+        get(&world, created.id.into()).await,
+        created,
+        "the schedule is as it was"
+    );
 
     let later = now + time::Duration::SECOND;
     let report = tick(&world, later).await;
     assert_eq!((report.claimed, report.fired), (1, 1));
-    let fired = runs_of(&world, created.id).await;
+    let fired = runs_of(&world, created.id.into()).await;
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].scheduled_for, Some(datetime!(2026-06-01 10:00:00 UTC)));
     assert_eq!(tick(&world, later).await.claimed, 0);
-    assert_eq!(runs_of(&world, created.id).await.len(), 1);
+    assert_eq!(runs_of(&world, created.id.into()).await.len(), 1);
 }
 
 #[tokio::test]
@@ -455,7 +459,7 @@ async fn a_tick_is_bounded_and_says_when_more_is_due() {
         (1, 1, 1, false)
     );
     for id in ids {
-        assert_eq!(runs_of(&world, id).await.len(), 1);
+        assert_eq!(runs_of(&world, id.into()).await.len(), 1);
     }
     for bad in [0, scheduler::MAX_BATCH_SIZE + 1] {
         let err = scheduler::tick(
@@ -491,10 +495,10 @@ async fn a_local_time_that_does_not_exist_fires_once_after_the_gap() {
     assert_eq!(tick(&world, gap + time::Duration::milliseconds(5)).await.fired, 1);
     // The day after, 02:30 exists again: 02:30 CEST = 00:30 UTC.
     assert_eq!(
-        get(&world, created.id).await.next_run_at,
+        get(&world, created.id.into()).await.next_run_at,
         Some(datetime!(2026-03-30 00:30:00 UTC))
     );
-    let fired = runs_of(&world, created.id).await;
+    let fired = runs_of(&world, created.id.into()).await;
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].scheduled_for, Some(gap));
 }
@@ -516,12 +520,12 @@ async fn a_local_time_that_occurs_twice_fires_once() {
     let first = datetime!(2026-10-25 00:30:00 UTC);
     assert_eq!(created.next_run_at, Some(first));
     assert_eq!(tick(&world, first).await.fired, 1);
-    let next = get(&world, created.id).await.next_run_at;
+    let next = get(&world, created.id.into()).await.next_run_at;
     assert_eq!(next, Some(datetime!(2026-10-26 01:30:00 UTC)), "tomorrow's 02:30 CET");
     // The second 02:30 passes without a fire.
     let second = datetime!(2026-10-25 01:30:00 UTC);
     assert_eq!(tick(&world, second).await.claimed, 0);
-    assert_eq!(runs_of(&world, created.id).await.len(), 1);
+    assert_eq!(runs_of(&world, created.id.into()).await.len(), 1);
 }
 
 #[tokio::test]
@@ -573,7 +577,7 @@ async fn creating_updating_and_deleting_a_schedule_wakes_the_schedulers() {
             .expect("a notification")
             .expect("connected");
         assert_eq!(heard.channel, CHANGED_CHANNEL);
-        Uuid::parse_str(&heard.payload).ok()
+        heard.payload.parse::<rat_domain::ScheduleId>().ok()
     };
     let now = datetime!(2026-06-01 10:00:00 UTC);
     let created = schedule(&world, "orders", "0 11 * * *", "UTC", now).await;

@@ -120,7 +120,7 @@ async fn every_update_recomputes_from_now() {
     assert_eq!(utc.next_run_at, Some(datetime!(2026-06-10 09:00:00 UTC)));
     assert_eq!(utc.cron_expr.as_str(), "0 9 * * *", "absent fields are kept");
 
-    let err = rat_service::schedules::update(&world.services, uuid::Uuid::new_v4(), &Default::default(), now)
+    let err = rat_service::schedules::update(&world.services, uuid::Uuid::new_v4().into(), &Default::default(), now)
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "schedule" }), "{err:?}");

@@ -10,13 +10,25 @@ async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
     let world = crate::common::fs_world().await;
     let client = world.db.client().await;
     let pipeline = rat_testkit::fixtures::pipeline(&client, "default", "silver", "orders").await;
-    access::set_owner(&client, ObjectType::Pipeline, pipeline.id, "alice")
+    access::set_owner(&client, ObjectType::Pipeline, pipeline.id.into(), "alice")
         .await
         .unwrap();
     for round in 0..5 {
         let (to_bob, to_carol) = tokio::join!(
-            sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, "alice", "bob"),
-            sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, "alice", "carol"),
+            sharing::transfer(
+                &world.services,
+                ObjectType::Pipeline,
+                pipeline.id.into(),
+                "alice",
+                "bob"
+            ),
+            sharing::transfer(
+                &world.services,
+                ObjectType::Pipeline,
+                pipeline.id.into(),
+                "alice",
+                "carol"
+            ),
         );
         let winner = match (&to_bob, &to_carol) {
             (Ok(o), Err(ServiceError::Forbidden { .. })) | (Err(ServiceError::Forbidden { .. }), Ok(o)) => {
@@ -24,7 +36,7 @@ async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
             }
             other => panic!("round {round}: exactly one transfer must win: {other:?}"),
         };
-        let stored = access::get_owner(&client, ObjectType::Pipeline, pipeline.id)
+        let stored = access::get_owner(&client, ObjectType::Pipeline, pipeline.id.into())
             .await
             .unwrap()
             .unwrap();
@@ -36,8 +48,14 @@ async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
             "the column agrees with the row"
         );
         // Hand it back for the next round.
-        sharing::transfer(&world.services, ObjectType::Pipeline, pipeline.id, &winner, "alice")
-            .await
-            .unwrap();
+        sharing::transfer(
+            &world.services,
+            ObjectType::Pipeline,
+            pipeline.id.into(),
+            &winner,
+            "alice",
+        )
+        .await
+        .unwrap();
     }
 }

@@ -126,7 +126,7 @@ async fn a_recreated_name_starts_from_its_starter_files(world: World) {
         .await
         .unwrap();
     let again = create(&world.services, "orders").await;
-    let prefix = rat_versioning::KeyPrefix::parse(&again.pipeline.s3_path).unwrap();
+    let prefix = again.pipeline.s3_path.clone();
     let heads = rat_versioning::list_all_latest(world.services.store.as_ref(), &prefix)
         .await
         .unwrap();
@@ -150,7 +150,7 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     // The pinned file of v1 still reads as v1 after the edit.
     let pinned_v1 = v1.published_versions.get(&sql).unwrap();
     assert_eq!(
-        versions::read_pinned(s, &sql, pinned_v1).await.unwrap().body,
+        versions::read_pinned(s, &sql, pinned_v1.as_str()).await.unwrap().body,
         b"SELECT 1"
     );
     assert_eq!(read_head(&world, &sql).await, b"SELECT 2");
@@ -160,7 +160,7 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     let pinned_v2 = v2.published_versions.get(&sql).unwrap();
     assert_ne!(pinned_v1, pinned_v2);
     assert_eq!(
-        versions::read_pinned(s, &sql, pinned_v2).await.unwrap().body,
+        versions::read_pinned(s, &sql, pinned_v2.as_str()).await.unwrap().body,
         b"SELECT 2"
     );
 
@@ -171,11 +171,11 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
         Err(ServiceError::NotFound { .. })
     ));
     assert_eq!(
-        versions::read_pinned(s, &sql, pinned_v1).await.unwrap().body,
+        versions::read_pinned(s, &sql, pinned_v1.as_str()).await.unwrap().body,
         b"SELECT 1"
     );
     assert_eq!(
-        versions::read_pinned(s, &sql, pinned_v2).await.unwrap().body,
+        versions::read_pinned(s, &sql, pinned_v2.as_str()).await.unwrap().body,
         b"SELECT 2"
     );
 
@@ -192,7 +192,7 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     let history = versions::list_versions(s, &address, PageRequest::default())
         .await
         .unwrap();
-    let numbers: Vec<i32> = history.items.iter().map(|v| v.version_number).collect();
+    let numbers: Vec<i32> = history.items.iter().map(|v| v.version_number.get()).collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert_eq!(history.total, 3);
     assert_eq!(versions::get_version(s, &address, 2).await.unwrap(), v2);
@@ -365,7 +365,7 @@ async fn never_published_pipelines_cannot_run(world: World) {
         "edits after a publish do not change what runs execute"
     );
     let pinned = snapshot.published_versions.get(&key("orders", "pipeline.sql")).unwrap();
-    let body = versions::read_pinned(&world.services, &key("orders", "pipeline.sql"), pinned)
+    let body = versions::read_pinned(&world.services, &key("orders", "pipeline.sql"), pinned.as_str())
         .await
         .unwrap()
         .body;
