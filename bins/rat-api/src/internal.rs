@@ -31,6 +31,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rat_domain::RunId;
 use rat_domain::{LogEntry, LogLevel, RunStatus, TestName};
 use rat_service::runner::{self, ClaimedRun, Completion, Lease, QualityReport, RunnerId};
@@ -160,17 +161,13 @@ fn rows_written(value: Option<i64>) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// What a query value keeps unescaped: RFC 3986's unreserved characters
+/// (ASCII letters and digits, `-`, `.`, `_`, `~`).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
 fn encode_query_value(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// Body of `POST /internal/v1/runs/claim`.
