@@ -196,8 +196,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(client);
     anyhow::ensure!(!addresses.is_empty(), "the seeded database has no pipelines");
 
-    let store_dir = std::env::temp_dir().join(format!("rat-bench-store-{}", std::process::id()));
-    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 32, &[]).await?;
+    let store_dir = tempfile::Builder::new().prefix("rat-bench-store-").tempdir()?;
+    let api = ReleaseApi::start(&args.api_bin, db.url(), store_dir.path(), 32, &[]).await?;
     if let Some(mb) = peak_rss_mb(api.pid()) {
         println!("rat-api peak RSS at start: {mb:.1} MB");
     }
@@ -212,16 +212,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let check = http.get(format!("{base}{path}")).send().await?;
         anyhow::ensure!(check.status().is_success(), "GET {path} answered {}", check.status());
     }
-    let scratch = std::env::temp_dir().join(format!("rat-bench-api-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let rotation = scratch.join("pipelines.lua");
+    let scratch = tempfile::Builder::new().prefix("rat-bench-api-").tempdir()?;
+    let rotation = scratch.path().join("pipelines.lua");
     std::fs::write(&rotation, wrk_rotation(&paths))?;
 
     // The same SELECT for pgbench, prepared, at the same concurrency, over
     // the same pipelines (one script each, picked at random).
     let mut scripts = Vec::with_capacity(addresses.len());
     for (i, (ns, layer, name)) in addresses.iter().enumerate() {
-        let script = scratch.join(format!("select-{i}.sql"));
+        let script = scratch.path().join(format!("select-{i}.sql"));
         std::fs::write(
             &script,
             format!(
@@ -296,8 +295,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None => println!("rat-api peak RSS: unknown"),
     }
     drop(api);
-    let _ = std::fs::remove_dir_all(&store_dir);
-    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

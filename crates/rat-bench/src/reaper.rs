@@ -75,15 +75,6 @@ const IDLE: u8 = 1;
 const PASS: u8 = 2;
 const STOP: u8 = 3;
 
-/// Removes a directory when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `1234567` as `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -571,8 +562,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         (row.get(0), row.get(1))
     };
 
-    let store_dir = TempDir(std::env::temp_dir().join(format!("rat-bench-reaper-{}", std::process::id())));
-    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir.0, (args.clients * 2).max(4), &[]).await?;
+    let store_dir = tempfile::Builder::new().prefix("rat-bench-reaper-").tempdir()?;
+    let api = ReleaseApi::start(
+        &args.api_bin,
+        db.url(),
+        store_dir.path(),
+        (args.clients * 2).max(4),
+        &[],
+    )
+    .await?;
     let base = api.base.clone();
     let url = format!("{base}/api/v1/pipelines/default/silver/reap_001");
     let check = reqwest::get(&url).await?;
@@ -584,7 +582,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         application_name: REAPER_APP.to_owned(),
         ..PoolSettings::new(db.url())
     })?;
-    let store = rat_versioning::fs::FsStore::open(store_dir.0.clone()).await?;
+    let store = rat_versioning::fs::FsStore::open(store_dir.path().to_path_buf()).await?;
     let services = Services::new(pool, Arc::new(store) as Arc<dyn VersionedStore>);
 
     // Every loop stops at STOP, and in any case by this deadline.

@@ -49,8 +49,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(client);
 
     let token = "bench-runner-token";
-    let store_dir = std::env::temp_dir().join(format!("rat-bench-runs-{}", std::process::id()));
-    let api = ReleaseApi::start(&args.api_bin, db.url(), &store_dir, 16, &[("RAT_RUNNER_TOKEN", token)]).await?;
+    let store_dir = tempfile::Builder::new().prefix("rat-bench-runs-").tempdir()?;
+    let api = ReleaseApi::start(
+        &args.api_bin,
+        db.url(),
+        store_dir.path(),
+        16,
+        &[("RAT_RUNNER_TOKEN", token)],
+    )
+    .await?;
     let http = reqwest::Client::new();
     let base = api.internal_base.clone();
 
@@ -107,6 +114,5 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         done as f64 / elapsed,
         claims.load(Ordering::Relaxed)
     );
-    let _ = std::fs::remove_dir_all(&store_dir);
     Ok(())
 }

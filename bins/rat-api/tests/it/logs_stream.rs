@@ -493,10 +493,13 @@ async fn sigterm_ends_open_streams_and_the_process_exits_well_before_the_grace_p
         .await
         .unwrap();
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("rat-api-logs-stream-{}", Uuid::new_v4()));
+    let dir = tempfile::Builder::new()
+        .prefix("rat-api-logs-stream-")
+        .tempdir()
+        .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rat-api"))
         .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_STORE", format!("fs:{}", dir.display()))
+        .env("RAT_STORE", format!("fs:{}", dir.path().display()))
         .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("RAT_SHUTDOWN_TIMEOUT_SECS", "60")
@@ -543,7 +546,6 @@ async fn sigterm_ends_open_streams_and_the_process_exits_well_before_the_grace_p
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(0), "clean exit");
 }
 

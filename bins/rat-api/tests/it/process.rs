@@ -16,8 +16,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn store_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("rat-api-process-{}", uuid::Uuid::new_v4()))
+/// A fresh directory (a filesystem store's, or a test's files), removed on drop.
+fn store_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rat-api-process-").tempdir().unwrap()
 }
 
 #[test]
@@ -60,7 +61,7 @@ async fn a_public_address_without_auth_is_refused() {
     let db = TestDatabase::new().await;
     let output = Command::new(BIN)
         .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_STORE", format!("fs:{}", store_dir().display()))
+        .env("RAT_STORE", format!("fs:{}", store_dir().path().display()))
         .env("RAT_LISTEN_ADDR", format!("0.0.0.0:{}", free_port()))
         .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
         .env_remove("RAT_API_KEY")
@@ -78,7 +79,7 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
     let dir = store_dir();
     let mut child = Command::new(BIN)
         .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_STORE", format!("fs:{}", dir.display()))
+        .env("RAT_STORE", format!("fs:{}", dir.path().display()))
         .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("RAT_LOG_FORMAT", "json")
@@ -114,7 +115,6 @@ async fn sigterm_stops_the_server_cleanly_with_exit_code_zero() {
         assert!(Instant::now() < deadline, "rat-api did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(0), "clean exit");
     let mut logs = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
@@ -151,7 +151,7 @@ fn command(db: &TestDatabase, dir: &std::path::Path, port: u16, envs: &[(&str, &
 async fn run_to_exit(envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let db = TestDatabase::new().await;
     let dir = store_dir();
-    let mut child = command(&db, &dir, free_port(), envs)
+    let mut child = command(&db, dir.path(), free_port(), envs)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,12 +164,10 @@ async fn run_to_exit(envs: &[(&str, &str)]) -> (std::process::ExitStatus, String
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let _ = std::fs::remove_dir_all(&dir);
             panic!("rat-api started with {envs:?}: it must refuse to");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = std::fs::remove_dir_all(&dir);
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     (status, stderr)
@@ -178,10 +176,9 @@ async fn run_to_exit(envs: &[(&str, &str)]) -> (std::process::ExitStatus, String
 #[tokio::test]
 async fn an_empty_api_key_is_refused_at_start_never_taken_for_auth() {
     let dir = store_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let empty_file = dir.join("empty-key");
+    let empty_file = dir.path().join("empty-key");
     std::fs::write(&empty_file, "").unwrap();
-    let newline_file = dir.join("newline-key");
+    let newline_file = dir.path().join("newline-key");
     std::fs::write(&newline_file, "\n").unwrap();
     let public = format!("0.0.0.0:{}", free_port());
     let cases: Vec<Vec<(&str, &str)>> = vec![
@@ -198,14 +195,14 @@ async fn an_empty_api_key_is_refused_at_start_never_taken_for_auth() {
         assert!(!status.success(), "{envs:?}");
         assert!(stderr.contains("empty"), "{envs:?}: {stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The binary, started with `envs` on `port` (no API key unless given),
 /// and waited for until it answers.
 struct Running {
     child: std::process::Child,
-    dir: std::path::PathBuf,
+    /// Removed after the child is killed (fields drop after `drop`).
+    _dir: tempfile::TempDir,
     _db: TestDatabase,
 }
 
@@ -213,12 +210,16 @@ impl Running {
     async fn start(port: u16, envs: &[(&str, &str)]) -> Running {
         let db = TestDatabase::new().await;
         let dir = store_dir();
-        let child = command(&db, &dir, port, envs)
+        let child = command(&db, dir.path(), port, envs)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let running = Running { child, dir, _db: db };
+        let running = Running {
+            child,
+            _dir: dir,
+            _db: db,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !reqwest::get(format!("http://127.0.0.1:{port}/health/live"))
             .await
@@ -235,7 +236,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -749,11 +749,11 @@ impl Drop for Child {
 #[tokio::test]
 async fn the_binary_serves_both_listeners_and_stops_both_on_sigterm() {
     let db = rat_testkit::TestDatabase::new().await;
-    let dir = std::env::temp_dir().join(format!("rat-api-runner-{}", Uuid::new_v4()));
+    let dir = tempfile::Builder::new().prefix("rat-api-runner-").tempdir().unwrap();
     let (public_port, internal_port) = (free_port(), free_port());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_rat-api"))
         .env("RAT_DATABASE_URL", db.url())
-        .env("RAT_STORE", format!("fs:{}", dir.display()))
+        .env("RAT_STORE", format!("fs:{}", dir.path().display()))
         .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{public_port}"))
         .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
         .env("RAT_API_KEY", API_KEY)
@@ -806,7 +806,6 @@ async fn the_binary_serves_both_listeners_and_stops_both_on_sigterm() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(0), "clean exit");
     assert!(
         http.get(format!("{internal}/internal/v1/openapi.json"))

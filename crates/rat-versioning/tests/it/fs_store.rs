@@ -7,10 +7,10 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rat_versioning::fs::FsStore;
 use rat_versioning::{KeyPrefix, ObjectKey, StoreError, VersionId, VersionedStore};
+use tempfile::TempDir;
 
 /// Set in the environment of the child processes of
 /// `concurrent_processes_writing_one_key_lose_no_version`.
@@ -18,35 +18,16 @@ const CHILD_ROOT_ENV: &str = "RAT_FS_STORE_CHILD_ROOT";
 const CHILD_TAG_ENV: &str = "RAT_FS_STORE_CHILD_TAG";
 const CHILD_PUTS: usize = 40;
 
-/// A directory under cargo's per-target temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "fs-store-{}-{}-{:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        ));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under cargo's per-target temporary directory, removed on drop.
+fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("fs-store-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 async fn fresh_store() -> crate::conformance::Fixture {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     (Arc::new(store), Box::new(dir))
 }
@@ -82,7 +63,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_with_separate_instances_lose_no_version() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let root = dir.path().join("store");
     FsStore::open(root.clone()).await.unwrap();
     let mut tasks = Vec::new();
@@ -113,7 +94,7 @@ async fn concurrent_writers_with_separate_instances_lose_no_version() {
 async fn concurrent_writers_repairing_a_torn_tail_lose_no_version() {
     // Only the lock keeps a writer that cuts off a torn tail from cutting off
     // the line another writer appended after that tail was seen.
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let root = dir.path().join("store");
     let stores: Vec<FsStore> = (0..4).map(|_| FsStore::open_blocking(root.clone()).unwrap()).collect();
     let log = stores[0].root().join("keys/torn.d/f.v");
@@ -171,7 +152,7 @@ async fn fs_store_child_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_processes_writing_one_key_lose_no_version() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let root = dir.path().join("store");
     let store = FsStore::open(root.clone()).await.unwrap();
     let exe = std::env::current_exe().unwrap();
@@ -225,7 +206,7 @@ async fn concurrent_processes_writing_one_key_lose_no_version() {
 async fn removing_versions_while_others_append_loses_nothing() {
     // delete_version replaces the log by rename while appenders wait for the
     // lock of the old file: they must notice and append to the new one.
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let root = dir.path().join("store");
     let store = FsStore::open(root.clone()).await.unwrap();
     let mut old = Vec::new();
@@ -269,7 +250,7 @@ async fn removing_versions_while_others_append_loses_nothing() {
 
 #[tokio::test]
 async fn a_torn_last_line_is_ignored_and_repaired_by_the_next_append() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     let v1 = store.put(&key("t/f"), b"one".to_vec(), "text/plain").await.unwrap();
     let log = store.root().join("keys/t.d/f.v");
@@ -308,7 +289,7 @@ async fn a_torn_last_line_is_ignored_and_repaired_by_the_next_append() {
 
 #[tokio::test]
 async fn a_corrupt_line_inside_a_log_is_an_error_not_a_guess() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     store.put(&key("c/f"), b"one".to_vec(), "text/plain").await.unwrap();
     let log = store.root().join("keys/c.d/f.v");
@@ -344,7 +325,7 @@ async fn no_key_leaves_the_root_and_lookalike_names_stay_apart() {
         assert!(ObjectKey::parse(bad).is_err(), "{bad:?} was accepted");
         assert!(KeyPrefix::parse(&format!("{bad}/")).is_err(), "{bad:?}/ was accepted");
     }
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     // Names that look like our own suffixes, temporary files or dot entries.
     let keys = [
@@ -408,7 +389,7 @@ async fn no_key_leaves_the_root_and_lookalike_names_stay_apart() {
 
 #[tokio::test]
 async fn stray_files_in_key_directories_are_not_listed() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     store.put(&key("s/f"), b"1".to_vec(), "text/plain").await.unwrap();
     let keys_dir = store.root().join("keys/s.d");
@@ -429,7 +410,7 @@ async fn stray_files_in_key_directories_are_not_listed() {
 async fn versions_and_markers_are_listed_strictly_newest_first() {
     // S3 servers order markers among older versions only as exactly as their
     // timestamps allow; the log order here is exact.
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     let k = key("h/f");
     let v1 = store.put(&k, b"1".to_vec(), "text/plain").await.unwrap();
@@ -461,7 +442,7 @@ async fn versions_and_markers_are_listed_strictly_newest_first() {
 
 #[tokio::test]
 async fn everything_survives_reopening_the_store() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let root = dir.path().join("store");
     let (v1, v2, marker) = {
         let store = FsStore::open(root.clone()).await.unwrap();
@@ -478,7 +459,7 @@ async fn everything_survives_reopening_the_store() {
 
 #[tokio::test]
 async fn identical_bodies_share_one_blob_that_outlives_its_versions() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     let va = store.put(&key("b/a"), b"same".to_vec(), "text/plain").await.unwrap();
     store.put(&key("b/b"), b"same".to_vec(), "text/plain").await.unwrap();
@@ -493,7 +474,7 @@ async fn identical_bodies_share_one_blob_that_outlives_its_versions() {
 
 #[tokio::test]
 async fn open_refuses_unusable_directories() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let foreign = dir.path().join("foreign");
     fs::create_dir(&foreign).unwrap();
     fs::write(foreign.join("notes.txt"), b"mine").unwrap();
@@ -517,7 +498,7 @@ async fn open_refuses_unusable_directories() {
 
 #[tokio::test]
 async fn presign_is_not_supported_and_check_notices_a_vanished_root() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     let version = store.put(&key("p/f"), b"1".to_vec(), "text/plain").await.unwrap();
     let url = store
@@ -532,7 +513,7 @@ async fn presign_is_not_supported_and_check_notices_a_vanished_root() {
 
 #[tokio::test]
 async fn page_tokens_are_checked() {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let store = FsStore::open(dir.path().join("store")).await.unwrap();
     for bad in ["../x", "a b"] {
         assert!(matches!(

@@ -33,16 +33,8 @@ pub struct TestApp {
     /// The runner token the internal listener requires, if any.
     pub runner_token: Option<String>,
     internal_server: Option<tokio::task::JoinHandle<()>>,
-    _store_dir: Option<StoreDir>,
-}
-
-/// A filesystem store's directory, removed with the app.
-struct StoreDir(std::path::PathBuf);
-
-impl Drop for StoreDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// A filesystem store's directory, removed with the app.
+    _store_dir: Option<tempfile::TempDir>,
 }
 
 /// A change to the settings, applied before the app starts.
@@ -129,10 +121,15 @@ impl Builder {
     /// Builds and serves the app.
     pub async fn start(self) -> TestApp {
         let db = TestDatabase::new().await;
-        let (store, store_dir): (Arc<dyn VersionedStore>, Option<StoreDir>) = if self.fs_store {
-            let dir = std::env::temp_dir().join(format!("rat-api-test-{}", uuid::Uuid::new_v4()));
-            let store = rat_versioning::fs::FsStore::open(dir.clone()).await.expect("fs store");
-            (Arc::new(store), Some(StoreDir(dir)))
+        let (store, store_dir): (Arc<dyn VersionedStore>, Option<tempfile::TempDir>) = if self.fs_store {
+            let dir = tempfile::Builder::new()
+                .prefix("rat-api-test-")
+                .tempdir()
+                .expect("temporary directory");
+            let store = rat_versioning::fs::FsStore::open(dir.path().to_path_buf())
+                .await
+                .expect("fs store");
+            (Arc::new(store), Some(dir))
         } else {
             (Arc::new(rat_testkit::s3::test_store().await), None)
         };

@@ -16,28 +16,24 @@ pub struct World {
     /// The pool and store under test.
     pub services: Services,
     /// Keeps a temporary store directory alive.
-    pub _dir: Option<TempDir>,
-}
-
-/// A directory removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 /// A world on the filesystem store.
 pub async fn fs_world() -> World {
     let db = TestDatabase::new().await;
-    let dir = std::env::temp_dir().join(format!("rat-service-test-{}", uuid::Uuid::new_v4()));
-    let store = rat_versioning::fs::FsStore::open(dir.clone()).await.expect("fs store");
+    let dir = tempfile::Builder::new()
+        .prefix("rat-service-test-")
+        .tempdir()
+        .expect("temporary directory");
+    let store = rat_versioning::fs::FsStore::open(dir.path().to_path_buf())
+        .await
+        .expect("fs store");
     let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
     World {
         db,
         services,
-        _dir: Some(TempDir(dir)),
+        _dir: Some(dir),
     }
 }
 
