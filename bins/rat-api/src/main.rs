@@ -38,7 +38,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::http::HeaderValue;
 use clap::{Parser, Subcommand};
-use rat_api::state::{ApiSettings, AppState};
+use rat_api::state::{ApiSettings, AppState, defaults};
 use rat_service::Services;
 
 /// The RAT metadata REST API (ratd-compatible `/api/v1`).
@@ -67,7 +67,7 @@ struct Cli {
     #[arg(long, env = "RAT_PUBLIC_URL")]
     public_url: Option<String>,
     /// Address of the internal listener runners talk to (the runner protocol).
-    #[arg(long, env = "RAT_INTERNAL_LISTEN_ADDR", default_value = "127.0.0.1:8090")]
+    #[arg(long, env = "RAT_INTERNAL_LISTEN_ADDR", default_value = defaults::INTERNAL_LISTEN_ADDR)]
     internal_listen_addr: SocketAddr,
     /// Bearer token runners must present on the internal listener.
     #[arg(long, env = "RAT_RUNNER_TOKEN", hide_env_values = true)]
@@ -79,7 +79,7 @@ struct Cli {
     #[arg(long, env = "RAT_INTERNAL_PUBLIC_URL")]
     internal_public_url: Option<String>,
     /// Lifetime of the presigned file URLs handed to runners, in seconds.
-    #[arg(long, env = "RAT_PRESIGN_TTL_SECS", default_value_t = 900,
+    #[arg(long, env = "RAT_PRESIGN_TTL_SECS", default_value_t = defaults::PRESIGN_TTL_SECS,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     presign_ttl_secs: u64,
     /// Origins allowed by CORS, comma-separated (exact matches).
@@ -87,14 +87,14 @@ struct Cli {
         long,
         env = "RAT_CORS_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:3000"
+        default_value = defaults::CORS_ORIGINS
     )]
     cors_origins: Vec<String>,
     /// Largest JSON request body, in bytes.
-    #[arg(long, env = "RAT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "RAT_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Largest multipart upload, in bytes.
-    #[arg(long, env = "RAT_MAX_UPLOAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = "RAT_MAX_UPLOAD_BYTES", default_value_t = defaults::MAX_UPLOAD_BYTES)]
     max_upload_bytes: usize,
     /// Async worker threads (default: one per CPU core).
     #[arg(long, env = "RAT_WORKER_THREADS")]
@@ -103,21 +103,21 @@ struct Cli {
     #[arg(long, env = "RAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     shutdown_timeout_secs: u64,
     /// Live log streams (SSE) one client IP address may hold open at once.
-    #[arg(long, env = "RAT_SSE_MAX_PER_CLIENT", default_value_t = 8)]
+    #[arg(long, env = "RAT_SSE_MAX_PER_CLIENT", default_value_t = defaults::SSE_MAX_PER_CLIENT)]
     sse_max_per_client: usize,
     /// Live log streams (SSE) this process serves at once.
-    #[arg(long, env = "RAT_SSE_MAX_TOTAL", default_value_t = 256)]
+    #[arg(long, env = "RAT_SSE_MAX_TOTAL", default_value_t = defaults::SSE_MAX_TOTAL)]
     sse_max_total: usize,
     /// Sustained `POST /api/v1/webhooks` calls per second one client IP may make.
-    #[arg(long, env = "RAT_WEBHOOK_RATE_PER_SEC", default_value_t = 10.0,
+    #[arg(long, env = "RAT_WEBHOOK_RATE_PER_SEC", default_value_t = defaults::WEBHOOK_RATE_PER_SEC,
           value_parser = positive_rate)]
     webhook_rate_per_sec: f64,
     /// Webhook calls one client IP may make at once before its rate applies.
-    #[arg(long, env = "RAT_WEBHOOK_BURST", default_value_t = 20,
+    #[arg(long, env = "RAT_WEBHOOK_BURST", default_value_t = defaults::WEBHOOK_BURST,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     webhook_burst: u32,
     /// Client IPs the webhook rate limiter tracks at once (bounds its memory).
-    #[arg(long, env = "RAT_WEBHOOK_MAX_CLIENTS", default_value_t = 10_000,
+    #[arg(long, env = "RAT_WEBHOOK_MAX_CLIENTS", default_value_t = defaults::WEBHOOK_MAX_CLIENTS as u64,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     webhook_max_clients: u64,
     /// Host names served besides loopback ones while the api has no key and
@@ -139,31 +139,31 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout_secs: u64,
     /// Longest pause, in seconds, between two pieces of a request body.
-    #[arg(long, env = "RAT_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30,
+    #[arg(long, env = "RAT_BODY_IDLE_TIMEOUT_SECS", default_value_t = defaults::BODY_IDLE_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_idle_timeout_secs: u64,
     /// Longest time, in seconds, a whole request body may take.
-    #[arg(long, env = "RAT_BODY_READ_TIMEOUT_SECS", default_value_t = 300,
+    #[arg(long, env = "RAT_BODY_READ_TIMEOUT_SECS", default_value_t = defaults::BODY_READ_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     body_read_timeout_secs: u64,
     /// Longest request URI (path and query), in bytes.
-    #[arg(long, env = "RAT_MAX_URI_BYTES", default_value_t = 8 * 1024,
+    #[arg(long, env = "RAT_MAX_URI_BYTES", default_value_t = defaults::MAX_URI_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(256..=32 * 1024))]
     max_uri_bytes: u64,
     /// Largest total size of a request's headers, in bytes.
-    #[arg(long, env = "RAT_MAX_HEADER_BYTES", default_value_t = 32 * 1024,
+    #[arg(long, env = "RAT_MAX_HEADER_BYTES", default_value_t = defaults::MAX_HEADER_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1024..=48 * 1024))]
     max_header_bytes: u64,
     /// Uploads received at once (files, landing files, samples).
-    #[arg(long, env = "RAT_MAX_CONCURRENT_UPLOADS", default_value_t = 4,
+    #[arg(long, env = "RAT_MAX_CONCURRENT_UPLOADS", default_value_t = defaults::MAX_CONCURRENT_UPLOADS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_concurrent_uploads: u64,
     /// Seconds an upload waits for a slot before it is refused with 503.
-    #[arg(long, env = "RAT_UPLOAD_SLOT_WAIT_SECS", default_value_t = 30,
+    #[arg(long, env = "RAT_UPLOAD_SLOT_WAIT_SECS", default_value_t = defaults::UPLOAD_SLOT_WAIT_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     upload_slot_wait_secs: u64,
     /// Largest file `GET /files/{path}` shows as text, in bytes.
-    #[arg(long, env = "RAT_MAX_EDITOR_BYTES", default_value_t = 1024 * 1024,
+    #[arg(long, env = "RAT_MAX_EDITOR_BYTES", default_value_t = defaults::MAX_EDITOR_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     max_editor_bytes: u64,
     #[command(subcommand)]

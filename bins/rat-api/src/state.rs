@@ -9,6 +9,47 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rat_service::Services;
 use secrecy::SecretString;
 
+/// The defaults of the settings that are also flags of `rat-api`, stated
+/// once: [`ApiSettings::new`] starts from them, and `main`'s flags show them
+/// in `--help`.
+pub mod defaults {
+    /// Largest JSON request body, in bytes (`RAT_MAX_BODY_BYTES`).
+    pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+    /// Largest multipart upload, in bytes (`RAT_MAX_UPLOAD_BYTES`).
+    pub const MAX_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
+    /// The origin allowed by CORS: the portal (`RAT_CORS_ORIGINS`).
+    pub const CORS_ORIGINS: &str = "http://localhost:3000";
+    /// Address of the internal (runner) listener (`RAT_INTERNAL_LISTEN_ADDR`);
+    /// the runners' URL of it is `http://` and this.
+    pub const INTERNAL_LISTEN_ADDR: &str = "127.0.0.1:8090";
+    /// Lifetime of presigned file URLs, in seconds (`RAT_PRESIGN_TTL_SECS`).
+    pub const PRESIGN_TTL_SECS: u64 = 900;
+    /// Live log streams per client IP (`RAT_SSE_MAX_PER_CLIENT`).
+    pub const SSE_MAX_PER_CLIENT: usize = 8;
+    /// Live log streams per process (`RAT_SSE_MAX_TOTAL`).
+    pub const SSE_MAX_TOTAL: usize = 256;
+    /// Webhook calls per second per client IP (`RAT_WEBHOOK_RATE_PER_SEC`).
+    pub const WEBHOOK_RATE_PER_SEC: f64 = 10.0;
+    /// Webhook calls at once per client IP (`RAT_WEBHOOK_BURST`).
+    pub const WEBHOOK_BURST: u32 = 20;
+    /// Client IPs the webhook rate limiter tracks (`RAT_WEBHOOK_MAX_CLIENTS`).
+    pub const WEBHOOK_MAX_CLIENTS: usize = 10_000;
+    /// Longest request URI, in bytes (`RAT_MAX_URI_BYTES`).
+    pub const MAX_URI_BYTES: usize = 8 * 1024;
+    /// Largest total size of a request's headers, in bytes (`RAT_MAX_HEADER_BYTES`).
+    pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+    /// Longest pause in a request body, in seconds (`RAT_BODY_IDLE_TIMEOUT_SECS`).
+    pub const BODY_IDLE_TIMEOUT_SECS: u64 = 30;
+    /// Longest time of a whole request body, in seconds (`RAT_BODY_READ_TIMEOUT_SECS`).
+    pub const BODY_READ_TIMEOUT_SECS: u64 = 300;
+    /// Uploads received at once (`RAT_MAX_CONCURRENT_UPLOADS`).
+    pub const MAX_CONCURRENT_UPLOADS: usize = 4;
+    /// Seconds an upload waits for a slot (`RAT_UPLOAD_SLOT_WAIT_SECS`).
+    pub const UPLOAD_SLOT_WAIT_SECS: u64 = 30;
+    /// Largest file shown as text, in bytes (`RAT_MAX_EDITOR_BYTES`).
+    pub const MAX_EDITOR_BYTES: u64 = 1024 * 1024;
+}
+
 /// Settings the handlers need, built by `main` from flags and variables.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -101,46 +142,41 @@ impl BuildInfo {
 }
 
 impl ApiSettings {
-    /// Defaults of the contract: 1 MiB JSON, 32 MiB uploads, CORS for the
-    /// portal on `http://localhost:3000`, no auth on `/api/v1`; the runner
-    /// listener refuses every request until a runner token is set (or
-    /// `runner_open`), its URL is the default `http://127.0.0.1:8090`,
-    /// presigned URLs live 15 minutes, and each client may call the webhook
-    /// route 10 times a second (bursts of 20), 10,000 clients tracked; URIs
-    /// up to 8 KiB, headers up to 32 KiB, bodies pausing at most 30 s and
-    /// taking at most 300 s; 4 uploads at once (others wait up to 30 s);
-    /// files up to 1 MiB shown as text; every `Host` served.
+    /// Defaults of the contract: those of [`defaults`] (the runner
+    /// listener's URL from its default address), no auth on `/api/v1`; the
+    /// runner listener refuses every request until a runner token is set
+    /// (or `runner_open`); every `Host` served.
     pub fn new(public_url: impl Into<String>) -> Self {
         ApiSettings {
             api_key: None,
-            max_json_body: 1024 * 1024,
-            max_upload: 32 * 1024 * 1024,
-            cors_origins: vec![HeaderValue::from_static("http://localhost:3000")],
+            max_json_body: defaults::MAX_BODY_BYTES,
+            max_upload: defaults::MAX_UPLOAD_BYTES,
+            cors_origins: vec![HeaderValue::from_static(defaults::CORS_ORIGINS)],
             public_url: public_url.into(),
             build: BuildInfo::current(),
             readiness_timeout: std::time::Duration::from_secs(2),
-            sse_max_per_client: 8,
-            sse_max_total: 256,
+            sse_max_per_client: defaults::SSE_MAX_PER_CLIENT,
+            sse_max_total: defaults::SSE_MAX_TOTAL,
             sse_keep_alive: std::time::Duration::from_secs(15),
             sse_poll_interval: std::time::Duration::from_secs(5),
             runner_token: None,
             runner_open: false,
-            internal_public_url: "http://127.0.0.1:8090".to_owned(),
-            presign_ttl: std::time::Duration::from_secs(15 * 60),
-            webhook_rate_per_second: 10.0,
-            webhook_burst: 20,
-            webhook_max_clients: 10_000,
+            internal_public_url: format!("http://{}", defaults::INTERNAL_LISTEN_ADDR),
+            presign_ttl: std::time::Duration::from_secs(defaults::PRESIGN_TTL_SECS),
+            webhook_rate_per_second: defaults::WEBHOOK_RATE_PER_SEC,
+            webhook_burst: defaults::WEBHOOK_BURST,
+            webhook_max_clients: defaults::WEBHOOK_MAX_CLIENTS,
             metrics_token: None,
             allowed_hosts: None,
-            max_uri_bytes: 8 * 1024,
-            max_header_bytes: 32 * 1024,
+            max_uri_bytes: defaults::MAX_URI_BYTES,
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
             body_deadlines: crate::body::BodyDeadlines {
-                idle: std::time::Duration::from_secs(30),
-                total: std::time::Duration::from_secs(300),
+                idle: std::time::Duration::from_secs(defaults::BODY_IDLE_TIMEOUT_SECS),
+                total: std::time::Duration::from_secs(defaults::BODY_READ_TIMEOUT_SECS),
             },
-            max_concurrent_uploads: 4,
-            upload_slot_wait: std::time::Duration::from_secs(30),
-            max_editor_bytes: 1024 * 1024,
+            max_concurrent_uploads: defaults::MAX_CONCURRENT_UPLOADS,
+            upload_slot_wait: std::time::Duration::from_secs(defaults::UPLOAD_SLOT_WAIT_SECS),
+            max_editor_bytes: defaults::MAX_EDITOR_BYTES,
         }
     }
 }
