@@ -441,23 +441,19 @@ mod tests {
 
     #[test]
     fn missing_binaries_fail_with_the_install_hint() {
-        let empty = std::env::temp_dir().join(format!("rat-no-pg-{}", std::process::id()));
-        fs::create_dir_all(&empty).unwrap();
-        let message = find_in(vec![empty.clone()]).unwrap_err().to_string();
-        fs::remove_dir_all(&empty).unwrap();
+        let empty = tempfile::Builder::new().prefix("rat-no-pg-").tempdir().unwrap();
+        let message = find_in(vec![empty.path().to_owned()]).unwrap_err().to_string();
         assert!(message.contains("apt-get install -y postgresql"), "{message}");
         assert!(message.contains("RAT_TEST_DATABASE_URL"), "{message}");
     }
 
     #[test]
     fn a_directory_with_every_binary_is_found() {
-        let dir = std::env::temp_dir().join(format!("rat-fake-pg-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new().prefix("rat-fake-pg-").tempdir().unwrap();
         for binary in ["initdb", "pg_ctl", "postgres", "pg_isready"] {
-            fs::write(dir.join(binary), "").unwrap();
+            fs::write(dir.path().join(binary), "").unwrap();
         }
-        let found = find_in(vec![PathBuf::from("/nonexistent"), dir.clone()]);
-        fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(found.unwrap(), dir);
+        let found = find_in(vec![PathBuf::from("/nonexistent"), dir.path().to_owned()]);
+        assert_eq!(found.unwrap(), dir.path());
     }
 }

@@ -138,6 +138,15 @@ struct Bucket {
 /// dropped (a full bucket answers exactly as a missing one, so this changes
 /// no answer); if every tracked client is still active, the new client is
 /// refused until one of them goes idle.
+///
+/// Why not the `governor` crate (tried, issue 14): its keyed limiter adds
+/// every address it is asked about and cannot say whether one is already
+/// tracked, so the bound above needs a lock and a handle on its store around
+/// every check; and its `retain_recent` keeps a fully refilled client for one
+/// more refill interval, so `memory_is_bounded_and_idle_clients_are_evicted`
+/// fails unless the eviction is called with a clock moved ahead, which
+/// depends on how the crate computes its cut-off. The result was 130 lines
+/// longer than this bucket and fragile across upgrades.
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
