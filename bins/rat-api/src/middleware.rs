@@ -374,7 +374,10 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             "client_ip": client.map(|ip| ip.to_string()),
         })),
     };
-    if let Err(e) = rat_service::audit::record(&state.services, &[entry], time::OffsetDateTime::now_utc()).await {
+    // A feature-gated route already read the flags for this request.
+    let flags = response.extensions().get::<FlagsRead>().map(|read| &read.0);
+    if let Err(e) = rat_service::audit::record(&state.services, &[entry], flags, time::OffsetDateTime::now_utc()).await
+    {
         // The action itself happened (or was refused); failing the answer now
         // would mislead the client. The gap is logged and counted instead.
         metrics::counter!("rat_audit_write_failures_total").increment(1);
@@ -448,11 +451,20 @@ impl Feature {
     }
 }
 
+/// The feature flags [`require_feature`] read for this request.
+#[derive(Debug, Clone)]
+struct FlagsRead(rat_domain::FeatureFlags);
+
 /// Answers 404 (`FEATURE_DISABLED`) when `feature` is off in
 /// `platform_settings.feature_flags`, read from Postgres on each request.
 pub async fn require_feature(feature: Feature, state: AppState, request: Request, next: Next) -> Response {
     match rat_service::platform::feature_flags(&state.services).await {
-        Ok(flags) if feature.enabled(&flags) => next.run(request).await,
+        Ok(flags) if feature.enabled(&flags) => {
+            let mut response = next.run(request).await;
+            // Handed to the audit layer, so the request reads the flags once.
+            response.extensions_mut().insert(FlagsRead(flags));
+            response
+        }
         Ok(_) => {
             ApiError::not_found(format!("FEATURE_DISABLED: the {} feature is disabled", feature.name())).into_response()
         }

@@ -238,6 +238,6 @@ impl AppState {
     pub async fn flush_refusals(&self) -> Result<usize, rat_service::ServiceError> {
         let now = time::OffsetDateTime::now_utc();
         let entries = self.refusals.take(now);
-        rat_service::audit::record(&self.services, &entries, now).await
+        rat_service::audit::record(&self.services, &entries, None, now).await
     }
 }

@@ -4,7 +4,7 @@
 use rat_dao::audit;
 pub use rat_dao::audit::AuditFilter;
 pub use rat_dao::audit::NewAuditEntry;
-use rat_domain::{AuditEntry, Page, PageRequest};
+use rat_domain::{AuditEntry, FeatureFlags, Page, PageRequest};
 use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
@@ -20,18 +20,25 @@ pub async fn list(
 }
 
 /// Records `entries` stamped `now`, on one connection, unless the
-/// `audit_log` feature flag is off (then nothing is written). Returns how
-/// many rows were written.
+/// `audit_log` feature flag is off (then nothing is written). `flags` are
+/// the feature flags when the caller already read them for this request
+/// (so a write reads them once); `None` reads them. Returns how many rows
+/// were written.
 pub async fn record(
     services: &Services,
     entries: &[NewAuditEntry],
+    flags: Option<&FeatureFlags>,
     now: OffsetDateTime,
 ) -> Result<usize, ServiceError> {
     if entries.is_empty() {
         return Ok(0);
     }
     let client = services.pool.get().await?;
-    if !rat_dao::settings::feature_flags(&client).await?.audit_log {
+    let audit_log = match flags {
+        Some(flags) => flags.audit_log,
+        None => rat_dao::settings::feature_flags(&client).await?.audit_log,
+    };
+    if !audit_log {
         return Ok(0);
     }
     for entry in entries {

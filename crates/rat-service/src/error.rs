@@ -159,7 +159,7 @@ impl From<ObjectError> for ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::InvalidKey { .. } | StoreError::InvalidVersion { .. } => ServiceError::invalid(err.to_string()),
+            StoreError::Invalid(invalid) => invalid.into(),
             StoreError::NotFound { .. } => ServiceError::NotFound { entity: "file" },
             // The client's content stopped arriving; the api answers with
             // what it knows of why (too large, too slow).

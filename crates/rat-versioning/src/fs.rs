@@ -51,8 +51,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::{
-    ByteSource, Download, KeyPrefix, ListPage, Object, ObjectHead, ObjectKey, ObjectVersion, StoreError, VersionId,
-    VersionedStore, Written, invalid_token, page_size,
+    ByteSource, Download, KeyPrefix, ListPage, Object, ObjectError, ObjectHead, ObjectKey, ObjectVersion, StoreError,
+    VersionId, VersionedStore, Written, invalid_token, page_size,
 };
 
 /// The content of the `FORMAT` file of a store root.
@@ -255,10 +255,10 @@ fn prefix_dir(root: &Path, prefix: &KeyPrefix) -> Result<PathBuf, StoreError> {
     if let Some(dirs) = prefix.as_str().strip_suffix('/') {
         for segment in dirs.split('/') {
             if !is_safe_segment(segment) {
-                return Err(StoreError::InvalidKey {
+                return Err(StoreError::Invalid(ObjectError::InvalidKey {
                     key: prefix.to_string(),
                     reason: format!("unsafe segment {segment:?}"),
-                });
+                }));
             }
             path.push(format!("{segment}{DIR_SUFFIX}"));
         }
@@ -272,10 +272,10 @@ fn log_path(root: &Path, key: &ObjectKey) -> Result<PathBuf, StoreError> {
     let mut segments = key.as_str().split('/').peekable();
     while let Some(segment) = segments.next() {
         if !is_safe_segment(segment) {
-            return Err(StoreError::InvalidKey {
+            return Err(StoreError::Invalid(ObjectError::InvalidKey {
                 key: key.to_string(),
                 reason: format!("unsafe segment {segment:?}"),
-            });
+            }));
         }
         let suffix = if segments.peek().is_some() {
             DIR_SUFFIX

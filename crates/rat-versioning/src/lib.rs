@@ -37,10 +37,10 @@ pub(crate) fn page_size(limit: usize) -> usize {
 
 /// The error for a page token this store did not hand out.
 pub(crate) fn invalid_token(token: &str) -> StoreError {
-    StoreError::InvalidKey {
+    StoreError::Invalid(ObjectError::InvalidKey {
         key: token.to_owned(),
         reason: "not a page token of this listing".to_owned(),
-    }
+    })
 }
 
 /// The current (HEAD) version of a file.
@@ -133,32 +133,13 @@ pub struct ListPage<T> {
     pub next: Option<String>,
 }
 
-impl From<ObjectError> for StoreError {
-    fn from(err: ObjectError) -> Self {
-        match err {
-            ObjectError::InvalidKey { key, reason } => StoreError::InvalidKey { key, reason },
-            ObjectError::InvalidVersion { version } => StoreError::InvalidVersion { version },
-        }
-    }
-}
-
 /// Why a store call failed. `Display` is safe to show to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A key breaks the key rules; nothing was sent to the store.
-    #[error("invalid file path {key:?}: {reason}")]
-    InvalidKey {
-        /// The refused key.
-        key: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-    /// A version id that cannot exist (empty, `null`, ...).
-    #[error("invalid version id {version:?}")]
-    InvalidVersion {
-        /// The refused id.
-        version: String,
-    },
+    /// A key or version id breaks the rules ([`ObjectError`]); nothing was
+    /// sent to the store.
+    #[error(transparent)]
+    Invalid(#[from] ObjectError),
     /// No such file (or no such version of it).
     #[error("{key} not found")]
     NotFound {

@@ -518,13 +518,13 @@ async fn page_tokens_are_checked() {
     for bad in ["../x", "a b"] {
         assert!(matches!(
             store.list_latest(&prefix(""), Some(bad), 10).await,
-            Err(StoreError::InvalidKey { .. })
+            Err(StoreError::Invalid(rat_versioning::ObjectError::InvalidKey { .. }))
         ));
     }
     for bad in ["no-separator", "a|", "a|null", "../x|v"] {
         assert!(matches!(
             store.list_versions(&prefix(""), Some(bad), 10).await,
-            Err(StoreError::InvalidKey { .. })
+            Err(StoreError::Invalid(rat_versioning::ObjectError::InvalidKey { .. }))
         ));
     }
 }
