@@ -73,8 +73,12 @@ call GET /health 200; check 'd["status"] == "ok" and {"version", "git_commit", "
 call GET /health/live 200
 call GET /health/ready 200; check 'd["status"] == "ready" and set(d["checks"]) == {"postgres", "s3"}'
 call GET /metrics 200; grep -q '^rat_http_requests_total' "$WORK/body" || { echo "FAILED: no request counter" >&2; exit 1; }
-call GET /api/v1/features 200; check 'd["namespaces"] is True and "edition" in d and isinstance(d["plugins"], dict)'
+call GET /api/v1/features 200; check 'd["namespaces"] is True and "edition" in d and isinstance(d["plugins"], dict) and d["multi_user"] is False'
 call GET '/api/v1/plugins?status=enabled' 200; check 'isinstance(d, list)'
+call GET /api/v1/me 200; check 'd["user_id"] in ("community", "api-key") and d["is_admin"] is True'
+# Personal access tokens need multi-user mode (RAT_OIDC_ISSUER); this tour runs without it.
+callj POST /api/v1/me/tokens 409 '{"name":"tour"}'
+call GET /api/v1/me/tokens 409
 call GET /api/v1/openapi.json 200; check 'd["openapi"].startswith("3")'
 call GET /api/v1/no-such-route 404; check 'd["error"]["type"] == "NOT_FOUND"'
 call PATCH /api/v1/namespaces 405

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::middleware::{self, Feature};
 use crate::routes::{
-    admin, audit, files, health, landing, meta, namespaces, pipelines, quality, runs, schedules, sharing, tables,
+    admin, audit, files, health, landing, me, meta, namespaces, pipelines, quality, runs, schedules, sharing, tables,
     triggers, versions, webhooks,
 };
 use crate::state::AppState;
@@ -47,6 +47,9 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(meta::features))
         .routes(routes!(meta::plugins))
+        .routes(routes!(me::me))
+        .routes(routes!(me::list_tokens, me::create_token))
+        .routes(routes!(me::revoke_token))
         .routes(routes!(namespaces::list, namespaces::create))
         .routes(routes!(namespaces::update, namespaces::delete))
         .routes(routes!(pipelines::list, pipelines::create))

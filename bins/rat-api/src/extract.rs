@@ -168,6 +168,8 @@ pub fn path_id<Id: From<Uuid>>(text: &str, entity: &str) -> Result<Id, ApiError>
 pub struct Identity {
     /// The actor recorded in audit rows and as owner of what it creates.
     pub actor: String,
+    /// The caller, with its roles and whether it is an admin.
+    pub caller: rat_service::identity::Caller,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Identity {

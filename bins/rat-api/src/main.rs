@@ -166,8 +166,66 @@ struct Cli {
     #[arg(long, env = "RAT_MAX_EDITOR_BYTES", default_value_t = defaults::MAX_EDITOR_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     max_editor_bytes: u64,
+    #[command(flatten)]
+    oidc: OidcArgs,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Sign-in with an OpenID Connect provider (multi-user mode).
+#[derive(Debug, clap::Args)]
+struct OidcArgs {
+    /// The issuer URL; setting it turns multi-user mode on. Its discovery
+    /// document (`{issuer}/.well-known/openid-configuration`) gives the JWKS.
+    #[arg(long = "oidc-issuer", env = "RAT_OIDC_ISSUER")]
+    issuer: Option<String>,
+    /// The audience an access token must name in `aud` (required with an issuer).
+    #[arg(long = "oidc-audience", env = "RAT_OIDC_AUDIENCE")]
+    audience: Option<String>,
+    /// The claim holding the user name (`sub` when a token lacks it).
+    #[arg(
+        long = "oidc-user-claim",
+        env = "RAT_OIDC_USER_CLAIM",
+        default_value = "preferred_username"
+    )]
+    user_claim: String,
+    /// The dotted path of the claim holding the roles (Keycloak: `realm_access.roles`).
+    #[arg(long = "oidc-roles-claim", env = "RAT_OIDC_ROLES_CLAIM", default_value = "groups")]
+    roles_claim: String,
+    /// The role that may do everything.
+    #[arg(long = "admin-role", env = "RAT_ADMIN_ROLE", default_value = "rat-admin")]
+    admin_role: String,
+    /// Seconds of clock skew tolerated on a token's `exp` and `nbf`.
+    #[arg(long = "oidc-leeway-secs", env = "RAT_OIDC_LEEWAY_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    leeway_secs: u64,
+    /// Least seconds between two JWKS fetches caused by unknown key ids.
+    #[arg(long = "oidc-jwks-refresh-secs", env = "RAT_OIDC_JWKS_REFRESH_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    jwks_refresh_secs: u64,
+}
+
+impl OidcArgs {
+    /// The issuer's verifier, discovered now; `None` without an issuer.
+    async fn verifier(&self) -> anyhow::Result<Option<std::sync::Arc<rat_service::identity::OidcVerifier>>> {
+        let Some(issuer) = self.issuer.as_deref().map(str::trim).filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(audience) = self.audience.as_deref().map(str::trim).filter(|a| !a.is_empty()) else {
+            bail!("RAT_OIDC_AUDIENCE must be set with RAT_OIDC_ISSUER: tokens are accepted only for this audience");
+        };
+        let mut settings = rat_service::identity::OidcSettings::new(issuer, audience);
+        settings.user_claim = self.user_claim.clone();
+        settings.roles_claim = self.roles_claim.clone();
+        settings.admin_role = self.admin_role.clone();
+        settings.leeway = Duration::from_secs(self.leeway_secs);
+        settings.jwks_refresh_interval = Duration::from_secs(self.jwks_refresh_secs);
+        let verifier = rat_service::identity::OidcVerifier::discover(settings)
+            .await
+            .with_context(|| format!("reading the OpenID configuration of {issuer}"))?;
+        tracing::info!(issuer, "multi-user mode: signing in with the issuer's access tokens");
+        Ok(Some(std::sync::Arc::new(verifier)))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,10 +282,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let api_key = rat_cli::secret("RAT_API_KEY", cli.api_key.as_deref(), cli.api_key_file.as_ref())?;
-    if api_key.is_none() && !cli.listen_addr.ip().is_loopback() && !cli.insecure_no_auth {
+    let oidc = cli.oidc.verifier().await?;
+    let authenticated = api_key.is_some() || oidc.is_some();
+    if !authenticated && !cli.listen_addr.ip().is_loopback() && !cli.insecure_no_auth {
         bail!(
-            "refusing to serve {} without authentication: set RAT_API_KEY, bind a loopback address, \
-             or pass --insecure-no-auth",
+            "refusing to serve {} without authentication: set RAT_API_KEY or RAT_OIDC_ISSUER, bind a \
+             loopback address, or pass --insecure-no-auth",
             cli.listen_addr
         );
     }
@@ -253,7 +313,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     }
     let runner_open = rat_api::internal::open_without_token(
         runner_token.is_some(),
-        api_key.is_some(),
+        authenticated,
         cli.internal_listen_addr,
         cli.insecure_no_auth,
     )
@@ -274,6 +334,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("http://{}", cli.listen_addr)),
     );
     settings.api_key = api_key;
+    settings.oidc = oidc;
     settings.cors_origins = cors_origins;
     settings.max_json_body = cli.max_body_bytes;
     settings.max_upload = cli.max_upload_bytes;
@@ -291,7 +352,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     settings.webhook_max_clients = usize::try_from(cli.webhook_max_clients).unwrap_or(usize::MAX);
     settings.metrics_token = metrics_token;
     settings.allowed_hosts = rat_api::security::allowed_hosts(
-        settings.api_key.is_some(),
+        authenticated,
         cli.listen_addr.ip().is_loopback(),
         &[&settings.public_url, &settings.internal_public_url],
         &cli.allowed_hosts,

@@ -25,16 +25,17 @@ use crate::error::{ApiError, default_code};
 use crate::extract::{Identity, RequestId};
 use crate::refusals::Refusal;
 use crate::state::AppState;
+use rat_service::identity::{Caller, Unauthenticated};
 
 /// The request-id header, accepted from the client or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Actor of requests in community mode (no authentication configured).
-pub const COMMUNITY_ACTOR: &str = "community";
+pub const COMMUNITY_ACTOR: &str = rat_service::identity::COMMUNITY_USER;
 /// Actor of requests authenticated with the API key.
-pub const API_KEY_ACTOR: &str = "api-key";
+pub const API_KEY_ACTOR: &str = rat_service::identity::API_KEY_USER;
 /// Actor of webhook calls, which authenticate with their trigger's token.
-pub const WEBHOOK_ACTOR: &str = "webhook";
+pub const WEBHOOK_ACTOR: &str = rat_service::identity::WEBHOOK_USER;
 /// The one route that needs no API key: its webhook token authenticates it.
 pub const WEBHOOK_PATH: &str = "/api/v1/webhooks";
 
@@ -303,19 +304,20 @@ pub(crate) fn unauthorized(message: &str) -> Response {
     response
 }
 
-/// The actor a request authenticates as, or `None` when it must be refused.
-/// With an API key configured, requires `Authorization: Bearer <key>`
-/// (compared in constant time); without one (community mode, loopback only
-/// unless `--insecure-no-auth`), every request is [`COMMUNITY_ACTOR`].
-/// Webhook calls ([`WEBHOOK_PATH`]) need no key: the webhook token they bear
-/// is their authentication, checked by their handler; their actor is
-/// [`WEBHOOK_ACTOR`].
-fn actor_of(state: &AppState, request: &Request) -> Option<&'static str> {
-    match &state.settings.api_key {
-        _ if is_webhook_call(request) => Some(WEBHOOK_ACTOR),
-        None => Some(COMMUNITY_ACTOR),
-        Some(key) => bearer_matches(request, key).then_some(API_KEY_ACTOR),
-    }
+/// The bearer credential of a request, if it has one. [`guard`] turns it into
+/// the caller ([`rat_service::identity::Authenticator`]): with an API key or
+/// an OIDC issuer configured, a request needs `Authorization: Bearer <key or
+/// access token>`; with neither (community mode, loopback only unless
+/// `--insecure-no-auth`), every request is [`COMMUNITY_ACTOR`]. Webhook calls
+/// ([`WEBHOOK_PATH`]) need no key: the webhook token they bear is their
+/// authentication, checked by their handler; their actor is [`WEBHOOK_ACTOR`].
+fn credential_of(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credential)
+        .map(str::to_owned)
 }
 
 /// Authentication, then the audit row: the one layer `/api/v1` routes sit
@@ -326,12 +328,40 @@ fn actor_of(state: &AppState, request: &Request) -> Option<&'static str> {
 /// counted in [`crate::refusals`] instead of one row each. Rows are not
 /// written while the `audit_log` feature flag is off.
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(actor) = actor_of(&state, &request) else {
-        state.refusals.record(Refusal::Unauthenticated, client_ip(&request));
-        return unauthorized("missing or invalid API key");
+    let authenticated = if is_webhook_call(&request) {
+        Ok(Caller::webhook())
+    } else {
+        let credential = credential_of(&request);
+        state
+            .auth
+            .authenticate(credential.as_deref(), time::OffsetDateTime::now_utc())
+            .await
     };
+    let caller = match authenticated {
+        Ok(caller) => caller,
+        Err(unavailable @ (Unauthenticated::ProviderUnavailable(_) | Unauthenticated::StoreUnavailable(_))) => {
+            let cause = std::error::Error::source(&unavailable).map(ToString::to_string);
+            tracing::warn!(error = %unavailable, cause, "cannot verify a credential");
+            return ApiError::from(rat_service::ServiceError::Unavailable {
+                message: format!("{unavailable}, retry later"),
+                source: None,
+            })
+            .into_response();
+        }
+        Err(refused) => {
+            tracing::debug!(reason = %refused, cause = ?std::error::Error::source(&refused).map(ToString::to_string), "refused a credential");
+            state.refusals.record(Refusal::Unauthenticated, client_ip(&request));
+            return unauthorized(if state.auth.multi_user() {
+                "missing or invalid credentials"
+            } else {
+                "missing or invalid API key"
+            });
+        }
+    };
+    let actor = caller.user.clone();
     request.extensions_mut().insert(Identity {
-        actor: actor.to_owned(),
+        actor: actor.clone(),
+        caller,
     });
     if !matches!(
         *request.method(),

@@ -55,6 +55,9 @@ pub mod defaults {
 pub struct ApiSettings {
     /// Bearer key required on `/api/v1` (except webhooks); `None` = no auth.
     pub api_key: Option<SecretString>,
+    /// The issuer's token verifier (`RAT_OIDC_ISSUER`): users sign in with
+    /// its access tokens (multi-user mode).
+    pub oidc: Option<Arc<rat_service::identity::OidcVerifier>>,
     /// Largest JSON body accepted.
     pub max_json_body: usize,
     /// Largest multipart upload accepted.
@@ -149,6 +152,7 @@ impl ApiSettings {
     pub fn new(public_url: impl Into<String>) -> Self {
         ApiSettings {
             api_key: None,
+            oidc: None,
             max_json_body: defaults::MAX_BODY_BYTES,
             max_upload: defaults::MAX_UPLOAD_BYTES,
             cors_origins: vec![HeaderValue::from_static(defaults::CORS_ORIGINS)],
@@ -195,7 +199,10 @@ impl AppState {
         live: crate::live::LiveLogs,
     ) -> Self {
         let uploads = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_uploads.max(1)));
+        let auth = rat_service::identity::Authenticator::new(settings.api_key.clone(), settings.oidc.clone())
+            .with_personal_tokens(services.pool.clone());
         AppState(Arc::new(AppStateParts {
+            auth,
             services,
             settings: Arc::new(settings),
             metrics,
@@ -229,6 +236,8 @@ pub struct AppStateParts {
     pub refusals: crate::refusals::Refusals,
     /// Upload slots ([`ApiSettings::max_concurrent_uploads`]).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Turns a request's credential into a caller.
+    pub auth: rat_service::identity::Authenticator,
 }
 
 impl AppState {

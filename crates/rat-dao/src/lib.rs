@@ -36,6 +36,7 @@ pub mod runs;
 pub mod schedules;
 pub mod settings;
 pub mod tables;
+pub mod tokens;
 pub mod triggers;
 
 pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolError, Transaction};

@@ -31,6 +31,7 @@ mod run;
 mod schedule;
 mod table;
 pub mod text;
+mod tokens;
 mod trigger;
 mod versions;
 
@@ -54,5 +55,6 @@ pub use run::{
 };
 pub use schedule::{CronExpr, Schedule, ScheduleTimezone};
 pub use table::TableMetadata;
+pub use tokens::{MAX_TOKEN_DAYS, MAX_TOKEN_NAME_CHARS, PersonalToken};
 pub use trigger::{MAX_DEPENDENCIES, MAX_PATTERN_LEN, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
 pub use versions::{PipelineVersion, PublishedVersions};

@@ -14,6 +14,7 @@ pub mod db;
 mod error;
 pub mod files;
 pub mod firing;
+pub mod identity;
 pub mod landing;
 pub mod listen;
 pub mod namespaces;

@@ -22,7 +22,7 @@ pub struct Features {
     pub plugins: BTreeMap<String, PluginFeature>,
     /// Namespaces are supported.
     pub namespaces: bool,
-    /// Several users with their own identities (Pro plugins).
+    /// Several users with their own identities (an OIDC issuer is configured).
     pub multi_user: bool,
     /// Landing zones (feature flag).
     pub landing_zones: bool,
@@ -69,7 +69,7 @@ pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>
             })
             .collect(),
         namespaces: true,
-        multi_user: false,
+        multi_user: state.auth.multi_user(),
         landing_zones: flags.landing_zones,
         quality_tests: flags.quality_tests,
         audit_log: flags.audit_log,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod files;
 pub mod health;
 pub mod landing;
+pub mod me;
 pub mod meta;
 pub mod namespaces;
 pub mod pipelines;

@@ -13,6 +13,7 @@ mod holes;
 mod landing;
 mod logs_stream;
 mod namespaces;
+mod oidc;
 mod openapi;
 mod pipelines;
 mod pools;

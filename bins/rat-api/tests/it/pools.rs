@@ -294,6 +294,20 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             "/api/v1/admin/retention/run",
             Body::None,
         ),
+        // Without an issuer these answer 409 before any connection is taken
+        // (tokens need multi-user mode); `oidc.rs` covers them signed in.
+        call(
+            Method::POST,
+            "/api/v1/me/tokens",
+            "/api/v1/me/tokens",
+            Body::Json(json!({"name": "pools"})),
+        ),
+        call(
+            Method::DELETE,
+            "/api/v1/me/tokens/{id}",
+            format!("/api/v1/me/tokens/{}", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
         call(
             Method::PUT,
             "/api/v1/admin/retention/config",

@@ -95,7 +95,10 @@ async fn six_processes_started_at_once_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(tables, 21, "19 seed tables, run_logs and refinery's history");
+    assert_eq!(
+        tables, 22,
+        "19 seed tables, run_logs, personal_access_tokens and refinery's history"
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 //! The migrated schema matches the seed: all 19 tables with every column,
+//! our two added tables (run_logs, personal_access_tokens),
 //! the seed's indexes (partial and GIN ones included), constraints and seed
 //! rows, plus the documented deviations (docs/schema.md).
 
@@ -49,6 +50,8 @@ audit_log: id uuid | actor varchar(255) | action varchar(100) | object_type varc
   | details jsonb null | timestamp timestamptz
 platform_settings: key varchar(63) | value jsonb | updated_at timestamptz
 run_logs: id bigint | run_id uuid | timestamp timestamptz | level varchar(10) | message text
+personal_access_tokens: id uuid | user_name varchar(255) | name varchar(100) | token_hash bytea | roles ARRAY \
+  | created_at timestamptz | expires_at timestamptz null | last_used_at timestamptz null | revoked_at timestamptz null
 reaper_status: id integer | last_run_at timestamptz null | runs_pruned integer | logs_pruned integer \
   | quality_pruned integer | pipelines_purged integer | runs_failed integer | branches_cleaned integer \
   | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz | run_requested_at timestamptz null
@@ -97,11 +100,11 @@ async fn all_19_tables_have_the_seed_columns() {
         actual.entry(row.get(0)).or_default().insert(row.get(1));
     }
     let expected = expected_columns();
-    assert_eq!(expected.len(), 20);
+    assert_eq!(expected.len(), 21);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
-        "the schema has exactly the 19 tables of the seed, and run_logs (docs/schema.md)"
+        "the schema has exactly the 19 tables of the seed, run_logs and personal_access_tokens (docs/schema.md)"
     );
     for (table, columns) in &expected {
         assert_eq!(&actual[table], columns, "columns of {table}");
