@@ -250,6 +250,13 @@ check 'd["description"] == "orders table" and d["column_descriptions"] == {"id":
 call GET "/api/v1/tables/$NS/bronze/orders/metadata" 200
 call GET "$P" 200
 PIPELINE_ID=$(field 'd["id"]')
+callj POST /api/v1/sharing 201 "{\"object_type\":\"pipeline\",\"object_id\":\"$PIPELINE_ID\",\"shared_with\":\"role:analysts\",\"access_level\":\"read\"}"
+check 'd["shared_with"] == "role:analysts" and d["access_level"] == "read" and d["granted_by"] in ("community", "api-key")'
+SHARE=$(field 'd["id"]')
+call GET "/api/v1/sharing?object_type=pipeline&object_id=$PIPELINE_ID" 200; check 'd["total"] == 1 and d["shares"][0]["id"] == "'"$SHARE"'"'
+call GET "/api/v1/sharing?object_type=pipeline" 400
+call DELETE "/api/v1/sharing/$SHARE" 204
+call DELETE "/api/v1/sharing/$SHARE" 404
 callj POST /api/v1/sharing/transfer 200 "{\"resource_type\":\"pipeline\",\"resource_id\":\"$PIPELINE_ID\",\"to_user_id\":\"alice\"}"
 check "d == {'transferred': True, 'resource_id': '$PIPELINE_ID', 'new_owner': 'alice'}"
 callj POST /api/v1/sharing/transfer 403 "{\"resource_type\":\"pipeline\",\"resource_id\":\"$PIPELINE_ID\",\"to_user_id\":\"bob\"}"

@@ -272,3 +272,63 @@ pub async fn access_level(
     .await?;
     row.map(|row| sql::parse_column(&row, "access_level")).transpose()
 }
+
+/// What the access rule reads of one object: its owner (the `ownership`
+/// row) and the shares naming any of `principals`, on the object itself or
+/// on the namespace called `namespace` (the one holding it; `None` for a
+/// namespace itself). One statement.
+pub async fn grants(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+    namespace: Option<&str>,
+    principals: &[String],
+) -> Result<(Option<String>, Vec<(String, AccessLevel)>), DaoError> {
+    let rows = sql::query(
+        client,
+        "SELECT true AS is_owner, owner AS who, NULL::text AS level FROM ownership \
+             WHERE object_type = $1 AND object_id = $2 \
+         UNION ALL \
+         SELECT false, shared_with, access_level FROM shares \
+             WHERE object_type = $1 AND object_id = $2 AND shared_with = ANY($4) \
+         UNION ALL \
+         SELECT false, s.shared_with, s.access_level FROM shares s JOIN namespaces n \
+             ON s.object_type = 'namespace' AND s.object_id = n.id \
+             WHERE n.name = $3 AND s.shared_with = ANY($4)",
+        &[&object_type.as_str(), &object_id, &namespace, &principals],
+    )
+    .await?;
+    let mut owner = None;
+    let mut shares = Vec::new();
+    for row in &rows {
+        if row.try_get("is_owner")? {
+            owner = Some(row.try_get("who")?);
+        } else {
+            shares.push((row.try_get("who")?, sql::parse_column(row, "level")?));
+        }
+    }
+    Ok((owner, shares))
+}
+
+/// The share with id `id`.
+pub async fn get_share(client: &impl GenericClient, id: Uuid) -> Result<Share, DaoError> {
+    let row = sql::query_one(
+        client,
+        "share",
+        &format!("SELECT {SHARE_COLUMNS} FROM shares WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    share_from_row(&row)
+}
+
+/// Removes the share with id `id`; `NotFound { share }` when there is none.
+pub async fn delete_share(client: &impl GenericClient, id: Uuid) -> Result<(), DaoError> {
+    let deleted = sql::execute(client, "DELETE FROM shares WHERE id = $1", &[&id])
+        .await
+        .map_err(DaoError::on_delete)?;
+    if deleted == 0 {
+        return Err(DaoError::NotFound { entity: "share" });
+    }
+    Ok(())
+}

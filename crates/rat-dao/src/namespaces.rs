@@ -49,6 +49,18 @@ pub async fn get(client: &impl GenericClient, name: &NamespaceName) -> Result<Na
     from_row(&row)
 }
 
+/// The namespace with id `id`.
+pub async fn get_by_id(client: &impl GenericClient, id: uuid::Uuid) -> Result<Namespace, DaoError> {
+    let row = sql::query_one(
+        client,
+        "namespace",
+        &format!("SELECT {COLUMNS} FROM namespaces WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
 /// Whether a namespace called `name` exists.
 pub async fn exists(client: &impl GenericClient, name: &NamespaceName) -> Result<bool, DaoError> {
     let row = sql::query_one(

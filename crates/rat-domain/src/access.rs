@@ -119,6 +119,68 @@ pub struct ProjectMember {
     pub added_at: OffsetDateTime,
 }
 
+/// What a caller may do with an object, in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    /// Nothing: the object is not even shown (404, like a missing one).
+    None,
+    /// Read it.
+    Read,
+    /// Read and change it (create inside it, run it, publish it, ...).
+    Write,
+    /// Everything, deleting, sharing and transferring it included.
+    Own,
+}
+
+/// Who is asking, as the access rule sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The roles the identity provider gave.
+    pub roles: &'a [String],
+    /// Whether the caller may do everything.
+    pub admin: bool,
+}
+
+impl Principal<'_> {
+    /// The share principals that name this caller: the user and `role:<name>`
+    /// for each role.
+    pub fn share_names(&self) -> Vec<String> {
+        std::iter::once(self.user.to_owned())
+            .chain(self.roles.iter().map(|role| format!("role:{role}")))
+            .collect()
+    }
+}
+
+/// The access rule, stated once: admins own everything; the owner owns the
+/// object; a share to the user, or to `role:<name>` of one of their roles,
+/// gives its level (the highest one counts; shares on the object's namespace
+/// count as shares on the object). An object without an owner (made before
+/// multi-user mode) may be read by everyone and changed by admins only,
+/// unless a share says more.
+pub fn permission(caller: &Principal<'_>, owner: Option<&str>, shares: &[(String, AccessLevel)]) -> Permission {
+    if caller.admin || owner == Some(caller.user) {
+        return Permission::Own;
+    }
+    let names = caller.share_names();
+    let shared = shares
+        .iter()
+        .filter(|(principal, _)| names.contains(principal))
+        .map(|(_, level)| match level {
+            AccessLevel::Read => Permission::Read,
+            AccessLevel::Write => Permission::Write,
+        })
+        .max()
+        .unwrap_or(Permission::None);
+    let unowned = if owner.is_none() {
+        Permission::Read
+    } else {
+        Permission::None
+    };
+    shared.max(unowned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +199,58 @@ mod tests {
         for member in MemberType::ALL {
             assert!(member.as_str().parse::<ObjectType>().is_ok());
         }
+    }
+
+    #[test]
+    fn the_access_rule() {
+        let roles = vec!["analysts".to_owned()];
+        let alice = Principal {
+            user: "alice",
+            roles: &roles,
+            admin: false,
+        };
+        let admin = Principal {
+            user: "root",
+            roles: &[],
+            admin: true,
+        };
+        let share = |who: &str, level| (who.to_owned(), level);
+        assert_eq!(permission(&admin, Some("bob"), &[]), Permission::Own);
+        assert_eq!(permission(&alice, Some("alice"), &[]), Permission::Own);
+        assert_eq!(permission(&alice, Some("bob"), &[]), Permission::None);
+        assert_eq!(
+            permission(&alice, Some("bob"), &[share("alice", AccessLevel::Read)]),
+            Permission::Read
+        );
+        assert_eq!(
+            permission(
+                &alice,
+                Some("bob"),
+                &[
+                    share("alice", AccessLevel::Read),
+                    share("role:analysts", AccessLevel::Write)
+                ]
+            ),
+            Permission::Write,
+            "the highest share counts, roles included"
+        );
+        assert_eq!(
+            permission(&alice, Some("bob"), &[share("role:others", AccessLevel::Write)]),
+            Permission::None
+        );
+        assert_eq!(
+            permission(&alice, Some("bob"), &[share("analysts", AccessLevel::Write)]),
+            Permission::None,
+            "a user named like a role is not the role"
+        );
+        assert_eq!(
+            permission(&alice, None, &[]),
+            Permission::Read,
+            "unowned: readable, changed by admins only"
+        );
+        assert_eq!(
+            permission(&alice, None, &[share("alice", AccessLevel::Write)]),
+            Permission::Write
+        );
     }
 }

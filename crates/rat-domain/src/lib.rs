@@ -35,7 +35,10 @@ mod tokens;
 mod trigger;
 mod versions;
 
-pub use access::{AccessLevel, MemberType, ObjectType, Ownership, Project, ProjectMember, Share, parse_principal};
+pub use access::{
+    AccessLevel, MemberType, ObjectType, Ownership, Permission, Principal, Project, ProjectMember, Share,
+    parse_principal, permission,
+};
 pub use audit::AuditEntry;
 pub use error::DomainError;
 pub use features::FeatureFlags;

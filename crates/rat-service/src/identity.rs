@@ -206,18 +206,20 @@ impl OidcSettings {
 /// How long one request to the issuer (discovery document, JWKS) may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The asymmetric algorithms a token may be signed with.
-const ACCEPTED: &[Algorithm] = &[
+/// The RSA and RSA-PSS algorithms an RSA key may verify.
+const RSA_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
 ];
+
+/// Whether a token may be signed with `alg`: asymmetric algorithms only.
+fn accepted(alg: Algorithm) -> bool {
+    RSA_ALGORITHMS.contains(&alg) || matches!(alg, Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA)
+}
 
 /// One signing key of the JWKS, with the algorithms it may verify.
 struct Key {
@@ -306,7 +308,7 @@ impl OidcVerifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Unauthenticated::Token(TokenRefused::Malformed(e.to_string())))?;
-        if !ACCEPTED.contains(&header.alg) {
+        if !accepted(header.alg) {
             return Err(Unauthenticated::Token(TokenRefused::Algorithm(header.alg)));
         }
         let claims = match self.check(token, &header, now).await {
@@ -505,14 +507,7 @@ async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<Vec<Key>, OidcE
         })
         .filter_map(|jwk| {
             let algorithms = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => vec![
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
+                AlgorithmParameters::RSA(_) => RSA_ALGORITHMS.to_vec(),
                 AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
                     EllipticCurve::P256 => vec![Algorithm::ES256],
                     EllipticCurve::P384 => vec![Algorithm::ES384],

@@ -440,3 +440,166 @@ async fn personal_tokens_need_multi_user_mode() {
         false
     );
 }
+
+#[tokio::test]
+async fn only_the_owner_or_an_admin_shares_and_a_stranger_sees_nothing() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = app_with(&issuer, Duration::from_secs(30)).await;
+    let alice = key.mint(&issuer.claims("alice", &[]));
+    let bob = key.mint(&issuer.claims("bob", &["analysts"]));
+
+    let created = call(
+        &app,
+        Method::POST,
+        "/api/v1/pipelines",
+        &alice,
+        Some(json!({"namespace": "default", "layer": "silver", "name": "orders"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let shown = call(
+        &app,
+        Method::GET,
+        "/api/v1/pipelines/default/silver/orders",
+        &alice,
+        None,
+    )
+    .await;
+    let pipeline_id = shown.json["id"].as_str().unwrap().to_owned();
+    let shares_of = format!("/api/v1/sharing?object_type=pipeline&object_id={pipeline_id}");
+
+    // Bob may not read alice's pipeline: its shares are a 404 to him, as if
+    // it did not exist, and he cannot share it.
+    assert_eq!(call(&app, Method::GET, &shares_of, &bob, None).await.status, 404);
+    let grant = |to: &str, level: &str| json!({"object_type": "pipeline", "object_id": pipeline_id, "shared_with": to, "access_level": level});
+    let refused = call(&app, Method::POST, "/api/v1/sharing", &bob, Some(grant("bob", "write"))).await;
+    assert_eq!(refused.status, 404, "{}", refused.text);
+
+    // Alice shares it: read with bob, write with a role.
+    let to_bob = call(
+        &app,
+        Method::POST,
+        "/api/v1/sharing",
+        &alice,
+        Some(grant("bob", "read")),
+    )
+    .await;
+    assert_eq!(to_bob.status, 201, "{}", to_bob.text);
+    assert_eq!(
+        (
+            to_bob.json["shared_with"].clone(),
+            to_bob.json["access_level"].clone(),
+            to_bob.json["granted_by"].clone()
+        ),
+        (json!("bob"), json!("read"), json!("alice"))
+    );
+    let share_id = to_bob.json["id"].as_str().unwrap().to_owned();
+    let to_role = call(
+        &app,
+        Method::POST,
+        "/api/v1/sharing",
+        &alice,
+        Some(grant("role:analysts", "write")),
+    )
+    .await;
+    assert_eq!(to_role.status, 201, "{}", to_role.text);
+
+    // Now bob may read (and, through his role, write), but not share: 403.
+    let listed_by_bob = call(&app, Method::GET, &shares_of, &bob, None).await;
+    assert_eq!(listed_by_bob.status, 403, "{}", listed_by_bob.text);
+    let bob_shares = call(
+        &app,
+        Method::POST,
+        "/api/v1/sharing",
+        &bob,
+        Some(grant("carol", "read")),
+    )
+    .await;
+    assert_eq!(bob_shares.status, 403, "{}", bob_shares.text);
+    let bob_removes = call(&app, Method::DELETE, &format!("/api/v1/sharing/{share_id}"), &bob, None).await;
+    assert_eq!(bob_removes.status, 403, "{}", bob_removes.text);
+
+    // The owner and the operator (an admin) list both; granting again replaces.
+    let listed = call(&app, Method::GET, &shares_of, &alice, None).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["total"], 2);
+    assert_eq!(
+        call(&app, Method::GET, &shares_of, "operator-key", None).await.json["total"],
+        2
+    );
+    let again = call(
+        &app,
+        Method::POST,
+        "/api/v1/sharing",
+        &alice,
+        Some(grant("bob", "write")),
+    )
+    .await;
+    assert_eq!(
+        (again.json["id"].clone(), again.json["access_level"].clone()),
+        (json!(share_id), json!("write"))
+    );
+
+    // Removing: the owner may; then the share is gone.
+    let removed = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/sharing/{share_id}"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    assert_eq!(call(&app, Method::GET, &shares_of, &alice, None).await.json["total"], 1);
+    let gone = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/sharing/{share_id}"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+
+    // Bad requests say what is wrong.
+    for (body, what) in [
+        (
+            json!({"object_type": "run", "object_id": pipeline_id, "shared_with": "x", "access_level": "read"}),
+            "object_type",
+        ),
+        (
+            json!({"object_type": "pipeline", "object_id": "nope", "shared_with": "x", "access_level": "read"}),
+            "object_id",
+        ),
+        (
+            json!({"object_type": "pipeline", "object_id": pipeline_id, "shared_with": " ", "access_level": "read"}),
+            "shared_with",
+        ),
+        (
+            json!({"object_type": "pipeline", "object_id": pipeline_id, "shared_with": "x", "access_level": "admin"}),
+            "access_level",
+        ),
+    ] {
+        let answer = call(&app, Method::POST, "/api/v1/sharing", &alice, Some(body)).await;
+        assert_eq!(answer.status, 400, "{what}: {}", answer.text);
+        assert!(answer.text.contains(what), "{what}: {}", answer.text);
+    }
+    let unknown = call(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/sharing?object_type=pipeline&object_id={}",
+            uuid::Uuid::new_v4()
+        ),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    // Every change was audited under its author's name.
+    let rows = app.audit_rows().await;
+    assert!(rows.iter().any(|r| r.action == "share.create" && r.actor == "alice"));
+    assert!(rows.iter().any(|r| r.action == "share.delete" && r.actor == "alice"));
+}

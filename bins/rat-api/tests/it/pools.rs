@@ -284,6 +284,20 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
         ),
         call(
             Method::POST,
+            "/api/v1/sharing",
+            "/api/v1/sharing",
+            Body::Json(
+                json!({"object_type": "pipeline", "object_id": pipeline_id, "shared_with": "role:analysts", "access_level": "read"}),
+            ),
+        ),
+        call(
+            Method::DELETE,
+            "/api/v1/sharing/{id}",
+            format!("/api/v1/sharing/{}", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
+        call(
+            Method::POST,
             "/api/v1/sharing/transfer",
             "/api/v1/sharing/transfer",
             Body::Json(json!({"resource_type": "pipeline", "resource_id": pipeline_id, "to_user_id": "community"})),
