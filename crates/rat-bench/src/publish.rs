@@ -53,6 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let address = PipelineRef::parse("default", "silver", "bench")?;
     pipelines::create_pipeline(
         &services,
+        &rat_service::identity::Caller::community(),
         NewPipeline {
             address: address.clone(),
             pipeline_type: PipelineType::Sql,

@@ -341,6 +341,9 @@ pub struct PipelineFilter {
     pub layer: Option<Layer>,
     /// Case-insensitive substring of name or description.
     pub search: Option<String>,
+    /// Only pipelines these share principals (a user and `role:NAME`s, the
+    /// user first) may read ([`rat_domain::permission`] in SQL); `None` = all.
+    pub readable_by: Option<Vec<String>>,
 }
 
 /// The default order of `GET /pipelines`: newest first.
@@ -359,11 +362,33 @@ pub async fn list(
     let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
     let layer = filter.layer.map(Layer::as_str);
     let search = filter.search.as_deref().map(sql::contains_pattern);
+    let readable = &filter.readable_by;
     let mut conditions = Conditions::new();
     conditions.push_fixed("deleted_at IS NULL");
     conditions.push_opt("namespace = $?", &namespace);
     conditions.push_opt("layer = $?", &layer);
     conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
+    // The access rule's read half, in SQL so that the page and its total
+    // count only readable pipelines: the owner (ownership row, else the
+    // owner column), an unowned pipeline (no owner, or a non-personal one),
+    // or a share to a principal on the pipeline or its namespace.
+    conditions.push_opt(
+        concat!(
+            "(EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = 'pipeline' AND o.object_id = pipelines.id \
+                     AND (o.owner = ANY($?) OR o.owner IN ",
+            non_personal_owners!(),
+            ")) \
+              OR (NOT EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = 'pipeline' AND o.object_id = pipelines.id) \
+                  AND (pipelines.owner IS NULL OR pipelines.owner = ANY($?) OR pipelines.owner IN ",
+            non_personal_owners!(),
+            ")) \
+              OR EXISTS (SELECT 1 FROM shares s WHERE s.shared_with = ANY($?) AND ( \
+                     (s.object_type = 'pipeline' AND s.object_id = pipelines.id) \
+                  OR (s.object_type = 'namespace' \
+                      AND s.object_id = (SELECT n.id FROM namespaces n WHERE n.name = pipelines.namespace)))))"
+        ),
+        readable,
+    );
     let order = OrderBy {
         columns: match sort.field {
             PipelineSortField::Name => &["name", "id"],

@@ -24,6 +24,15 @@ macro_rules! active_statuses {
     };
 }
 
+/// [`rat_domain::NON_PERSONAL_OWNERS`] as an SQL `IN` list (a literal, so a
+/// query reading the access rule stays one fixed statement); a unit test
+/// ties the two.
+macro_rules! non_personal_owners {
+    () => {
+        "('community', 'api-key')"
+    };
+}
+
 /// A bind parameter.
 pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -334,5 +343,14 @@ mod status_tests {
             .collect();
         assert_eq!(active_statuses!(), format!("({})", active.join(", ")));
         assert_eq!(super::terminal_statuses().len() + active.len(), RunStatus::ALL.len());
+    }
+
+    #[test]
+    fn the_non_personal_owners_list_is_the_domain_s() {
+        let owners: Vec<String> = rat_domain::NON_PERSONAL_OWNERS
+            .iter()
+            .map(|o| format!("'{o}'"))
+            .collect();
+        assert_eq!(non_personal_owners!(), format!("({})", owners.join(", ")));
     }
 }

@@ -153,13 +153,25 @@ impl Principal<'_> {
     }
 }
 
+/// Owners that are not people: what Community mode and the operator's key
+/// created. In multi-user mode such objects count as unowned.
+pub const NON_PERSONAL_OWNERS: &[&str] = &["community", "api-key"];
+
+/// Whether `user` may be a signed-in user's name: not empty, not one of the
+/// [`NON_PERSONAL_OWNERS`] or `webhook`, and not `role:…` (a share principal),
+/// so nobody can sign in as the owner of unowned objects or as a role.
+pub fn is_personal_name(user: &str) -> bool {
+    !user.trim().is_empty() && !NON_PERSONAL_OWNERS.contains(&user) && user != "webhook" && !user.starts_with("role:")
+}
+
 /// The access rule, stated once: admins own everything; the owner owns the
 /// object; a share to the user, or to `role:<name>` of one of their roles,
 /// gives its level (the highest one counts; shares on the object's namespace
-/// count as shares on the object). An object without an owner (made before
-/// multi-user mode) may be read by everyone and changed by admins only,
-/// unless a share says more.
+/// count as shares on the object). An object without a personal owner (none,
+/// or one of [`NON_PERSONAL_OWNERS`]: made before multi-user mode) may be
+/// read by everyone and changed by admins only, unless a share says more.
 pub fn permission(caller: &Principal<'_>, owner: Option<&str>, shares: &[(String, AccessLevel)]) -> Permission {
+    let owner = owner.filter(|owner| !NON_PERSONAL_OWNERS.contains(owner));
     if caller.admin || owner == Some(caller.user) {
         return Permission::Own;
     }

@@ -36,8 +36,8 @@ mod trigger;
 mod versions;
 
 pub use access::{
-    AccessLevel, MemberType, ObjectType, Ownership, Permission, Principal, Project, ProjectMember, Share,
-    parse_principal, permission,
+    AccessLevel, MemberType, NON_PERSONAL_OWNERS, ObjectType, Ownership, Permission, Principal, Project, ProjectMember,
+    Share, is_personal_name, parse_principal, permission,
 };
 pub use audit::AuditEntry;
 pub use error::DomainError;

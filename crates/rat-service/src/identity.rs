@@ -137,6 +137,10 @@ pub enum TokenRefused {
     /// The token names no user.
     #[error("the token has neither the user claim nor `sub`")]
     NoUser,
+    /// The token names a user that is not a person (`community`, `api-key`,
+    /// `webhook`, `role:…`): signing in as one would borrow its objects.
+    #[error("the user name {0:?} is reserved")]
+    ReservedUser(String),
 }
 
 /// Why the issuer's documents could not be read.
@@ -412,6 +416,9 @@ impl OidcVerifier {
             .or_else(|| claims.get("sub").and_then(Value::as_str))
             .filter(|user| !user.is_empty())
             .ok_or(TokenRefused::NoUser)?;
+        if !rat_domain::is_personal_name(user) {
+            return Err(TokenRefused::ReservedUser(user.to_owned()));
+        }
         let roles = roles_at(claims, &self.settings.roles_claim);
         let admin = roles.contains(&self.settings.admin_role);
         Ok(Caller {

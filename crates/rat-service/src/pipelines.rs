@@ -1,8 +1,11 @@
 //! Creating pipelines: the row and its starter files, all or nothing.
 
+use crate::identity::Caller;
+use crate::sharing::{self, Target};
 use rat_dao::access;
 use rat_dao::pipelines;
 pub use rat_dao::pipelines::{DEFAULT_SORT, NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_domain::Permission;
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
 use rat_versioning::{ObjectKey, list_all_latest};
@@ -48,9 +51,19 @@ pub fn starter_files(address: &PipelineRef, pipeline_type: PipelineType) -> Vec<
 /// same name are deleted (their versions stay readable), so the new pipeline
 /// starts from its starter files only.
 #[tracing::instrument(skip(services, new), fields(pipeline = %new.address))]
-pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<CreatedPipeline, ServiceError> {
+pub async fn create_pipeline(
+    services: &Services,
+    caller: &Caller,
+    new: NewPipeline,
+) -> Result<CreatedPipeline, ServiceError> {
     check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     let mut client = services.pool.get().await?;
+    if !caller.admin {
+        // Creating in a namespace needs write on it.
+        let namespace = rat_dao::namespaces::get(&client, &new.address.namespace).await?;
+        let target = sharing::target(&client, ObjectType::Namespace, namespace.id).await?;
+        sharing::require(&client, caller, &target, Permission::Write, "creating a pipeline in").await?;
+    }
     let transaction = client.transaction().await?;
     // The insert takes the name: a concurrent create of the same name waits
     // for this transaction and then fails as a duplicate.
@@ -102,27 +115,63 @@ pub async fn create_pipeline(services: &Services, new: NewPipeline) -> Result<Cr
     })
 }
 
-/// The live pipeline at `address`.
+/// The live pipeline at `address`, if `caller` may read it (`NotFound`
+/// otherwise, as if it did not exist).
 ///
 /// Concurrent calls share queries ([`crate::coalesce`]): each answer is as
 /// fresh as a query of its own, and under load one round trip answers many.
-pub async fn get(services: &Services, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
-    services
+/// Admins (Community mode's user, the operator's key) need no access query.
+pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
+    let pipeline = services
         .pipeline_reads
         .get(address.clone())
         .await?
-        .ok_or(ServiceError::NotFound { entity: "pipeline" })
+        .ok_or(ServiceError::NotFound { entity: "pipeline" })?;
+    if !caller.admin {
+        let client = services.pool.get().await?;
+        sharing::require(
+            &client,
+            caller,
+            &Target::of_pipeline(&pipeline),
+            Permission::Read,
+            "reading",
+        )
+        .await?;
+    }
+    Ok(pipeline)
 }
 
-/// Live pipelines matching `filter`, sorted, one page, with the total.
+/// Live pipelines matching `filter` that `caller` may read (filtered in
+/// SQL, so the page and its total count only those), sorted, one page.
 pub async fn list(
     services: &Services,
+    caller: &Caller,
     filter: &PipelineFilter,
     sort: Sort<PipelineSortField>,
     page: PageRequest,
 ) -> Result<Page<Pipeline>, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(pipelines::list(&client, filter, sort, page).await?)
+    let mut filter = filter.clone();
+    filter.readable_by = (!caller.admin).then(|| sharing::share_names(caller));
+    Ok(pipelines::list(&client, &filter, sort, page).await?)
+}
+
+/// Requires `needed` of `caller` on the live pipeline at `address`
+/// ([`sharing::require`]: `NotFound` when they may not read it, `Forbidden`
+/// when they may read but not `needed`); admins pass without a query. Every
+/// operation on a pipeline, or on what follows it, checks through here.
+pub(crate) async fn require_on(
+    client: &impl rat_dao::GenericClient,
+    caller: &Caller,
+    address: &PipelineRef,
+    needed: Permission,
+    doing: &str,
+) -> Result<(), ServiceError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let current = pipelines::get_by_ref(client, address).await?;
+    sharing::require(client, caller, &Target::of_pipeline(&current), needed, doing).await
 }
 
 /// Most versions of history a pipeline may keep.
@@ -134,10 +183,11 @@ pub const MAX_MAX_VERSIONS: i32 = 10_000;
 /// pipeline, as `POST /sharing/transfer` requires.
 pub async fn update(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     changes: &PipelineUpdate,
-    actor: &str,
 ) -> Result<Pipeline, ServiceError> {
+    let actor = caller.user.as_str();
     if let Some(max) = changes.max_versions
         && !(1..=MAX_MAX_VERSIONS).contains(&max)
     {
@@ -153,6 +203,7 @@ pub async fn update(
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
+    require_on(&transaction, caller, address, Permission::Write, "changing").await?;
     if let Some(owner) = &changes.owner {
         let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
         // The ownership row moves with the owner column, so the two never drift.
@@ -171,9 +222,15 @@ pub async fn update(
 /// heartbeat) and its schedules and triggers disabled, so nothing of it
 /// keeps running or firing.
 #[tracing::instrument(skip(services), fields(pipeline = %address))]
-pub async fn delete(services: &Services, address: &PipelineRef, now: OffsetDateTime) -> Result<Pipeline, ServiceError> {
+pub async fn delete(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    now: OffsetDateTime,
+) -> Result<Pipeline, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
+    require_on(&transaction, caller, address, Permission::Own, "deleting").await?;
     let deleted = pipelines::soft_delete(&transaction, address, now).await?;
     let cancelled =
         rat_dao::runs::cancel_active_of_pipeline(&transaction, deleted.id, "the pipeline was deleted", now).await?;

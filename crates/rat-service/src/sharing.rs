@@ -148,6 +148,25 @@ pub struct Target {
     pub entity: &'static str,
 }
 
+impl Target {
+    /// A pipeline as the rule sees it.
+    pub fn of_pipeline(pipeline: &rat_domain::Pipeline) -> Target {
+        Target {
+            object_type: ObjectType::Pipeline,
+            object_id: pipeline.id.into(),
+            namespace: Some(pipeline.address.namespace.as_str().to_owned()),
+            column_owner: pipeline.owner.clone(),
+            entity: "pipeline",
+        }
+    }
+}
+
+/// The share principals naming `caller` (the user, then `role:NAME`s), as
+/// lists filtered in SQL take them.
+pub fn share_names(caller: &Caller) -> Vec<String> {
+    principal(caller).share_names()
+}
+
 /// The live object `object_type`/`object_id`; `NotFound` when it does not
 /// exist or is deleted.
 pub async fn target(

@@ -111,6 +111,7 @@ pub struct PipelineList {
     (status = 200, body = PipelineList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     ApiQuery(query): ApiQuery<PipelineQuery>,
 ) -> ApiResult<Json<PipelineList>> {
     let page = PageParams {
@@ -122,6 +123,7 @@ pub async fn list(
         namespace: query.namespace.as_deref().map(NamespaceName::parse).transpose()?,
         layer: query.layer.as_deref().map(str::parse::<Layer>).transpose()?,
         search: query.search.filter(|s| !s.is_empty()),
+        readable_by: None,
     };
     if filter.search.as_ref().is_some_and(|s| s.len() > 255) {
         return Err(ApiError::invalid("search must be at most 255 characters"));
@@ -130,7 +132,7 @@ pub async fn list(
         None | Some("") => rat_service::pipelines::DEFAULT_SORT,
         Some(text) => Sort::<PipelineSortField>::parse(text)?,
     };
-    let page = rat_service::pipelines::list(&state.services, &filter, sort, page).await?;
+    let page = rat_service::pipelines::list(&state.services, &identity.caller, &filter, sort, page).await?;
     Ok(Json(PipelineList {
         pipelines: page.items.into_iter().map(PipelineDto::from).collect(),
         total: page.total,
@@ -195,6 +197,7 @@ pub async fn create(
     };
     let created = rat_service::pipelines::create_pipeline(
         &state.services,
+        &identity.caller,
         NewPipeline {
             address,
             pipeline_type,
@@ -239,10 +242,16 @@ pub fn address(Path((namespace, layer, name)): PipelinePath) -> Result<PipelineR
 #[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
     (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, path: PipelinePath) -> ApiResult<Json<PipelineDto>> {
+pub async fn get(
+    State(state): State<AppState>,
+    identity: Identity,
+    path: PipelinePath,
+) -> ApiResult<Json<PipelineDto>> {
     let address = address(path)?;
     Ok(Json(
-        rat_service::pipelines::get(&state.services, &address).await?.into(),
+        rat_service::pipelines::get(&state.services, &identity.caller, &address)
+            .await?
+            .into(),
     ))
 }
 
@@ -290,7 +299,7 @@ pub async fn update(
         owner: crate::extract::given(body.owner),
         max_versions,
     };
-    let pipeline = rat_service::pipelines::update(&state.services, &address, &changes, &identity.actor).await?;
+    let pipeline = rat_service::pipelines::update(&state.services, &identity.caller, &address, &changes).await?;
     Ok((
         Extension(AuditObject::new(
             "pipeline.update",
@@ -305,9 +314,14 @@ pub async fn update(
 #[utoipa::path(delete, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, path: PipelinePath) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    identity: Identity,
+    path: PipelinePath,
+) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
-    let deleted = rat_service::pipelines::delete(&state.services, &address, OffsetDateTime::now_utc()).await?;
+    let deleted =
+        rat_service::pipelines::delete(&state.services, &identity.caller, &address, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id.into()))),

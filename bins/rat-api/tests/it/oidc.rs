@@ -448,6 +448,7 @@ async fn only_the_owner_or_an_admin_shares_and_a_stranger_sees_nothing() {
     let app = app_with(&issuer, Duration::from_secs(30)).await;
     let alice = key.mint(&issuer.claims("alice", &[]));
     let bob = key.mint(&issuer.claims("bob", &["analysts"]));
+    let_alice_create_in_default(&app).await;
 
     let created = call(
         &app,
@@ -602,4 +603,109 @@ async fn only_the_owner_or_an_admin_shares_and_a_stranger_sees_nothing() {
     let rows = app.audit_rows().await;
     assert!(rows.iter().any(|r| r.action == "share.create" && r.actor == "alice"));
     assert!(rows.iter().any(|r| r.action == "share.delete" && r.actor == "alice"));
+}
+
+/// Creating in a namespace needs write on it: the operator shares the seeded
+/// `default` namespace (unowned) for writing with alice.
+async fn let_alice_create_in_default(app: &TestApp) {
+    let client = app.db.client().await;
+    let id: uuid::Uuid = client
+        .query_one("SELECT id FROM namespaces WHERE name = 'default'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let shared = call(
+        app,
+        Method::POST,
+        "/api/v1/sharing",
+        "operator-key",
+        Some(json!({"object_type": "namespace", "object_id": id, "shared_with": "alice", "access_level": "write"})),
+    )
+    .await;
+    assert_eq!(shared.status, 201, "{}", shared.text);
+}
+
+#[tokio::test]
+async fn pipelines_answer_each_user_by_what_they_own_and_were_given() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = app_with(&issuer, Duration::from_secs(30)).await;
+    let alice = key.mint(&issuer.claims("alice", &[]));
+    let bob = key.mint(&issuer.claims("bob", &["analysts"]));
+    let carol = key.mint(&issuer.claims("carol", &[]));
+    let pipeline = "/api/v1/pipelines/default/silver/orders";
+    let new = json!({"namespace": "default", "layer": "silver", "name": "orders"});
+
+    // Without write on the namespace nobody but an admin creates in it.
+    let refused = call(&app, Method::POST, "/api/v1/pipelines", &alice, Some(new.clone())).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let_alice_create_in_default(&app).await;
+    let created = call(&app, Method::POST, "/api/v1/pipelines", &alice, Some(new)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = call(&app, Method::GET, pipeline, &alice, None).await.json["id"].clone();
+
+    let list_total = |token: String| {
+        let app = &app;
+        async move { call(app, Method::GET, "/api/v1/pipelines", &token, None).await.json["total"].clone() }
+    };
+    // Bob sees nothing of it: 404 like a missing pipeline, and not listed.
+    assert_eq!(call(&app, Method::GET, pipeline, &bob, None).await.status, 404);
+    assert_eq!(list_total(bob.clone()).await, 0);
+    let change = json!({"description": "changed"});
+    assert_eq!(
+        call(&app, Method::PUT, pipeline, &bob, Some(change.clone()))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(call(&app, Method::DELETE, pipeline, &bob, None).await.status, 404);
+    assert_eq!(list_total(alice.clone()).await, 1);
+    assert_eq!(list_total("operator-key".to_owned()).await, 1);
+
+    // A read share: bob reads and lists it, but may not change it (403).
+    let grant = |to: &str, level: &str| json!({"object_type": "pipeline", "object_id": id, "shared_with": to, "access_level": level});
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/sharing",
+            &alice,
+            Some(grant("bob", "read"))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(call(&app, Method::GET, pipeline, &bob, None).await.status, 200);
+    assert_eq!(list_total(bob.clone()).await, 1);
+    let forbidden = call(&app, Method::PUT, pipeline, &bob, Some(change.clone())).await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.text);
+    assert_eq!(forbidden.json["error"]["code"], "FORBIDDEN");
+    // A write share to his role: he changes it, but deleting needs ownership.
+    let to_role = grant("role:analysts", "write");
+    assert_eq!(
+        call(&app, Method::POST, "/api/v1/sharing", &alice, Some(to_role))
+            .await
+            .status,
+        201
+    );
+    let changed = call(&app, Method::PUT, pipeline, &bob, Some(change)).await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert_eq!(call(&app, Method::DELETE, pipeline, &bob, None).await.status, 403);
+    // Carol, with neither, still sees nothing.
+    assert_eq!(call(&app, Method::GET, pipeline, &carol, None).await.status, 404);
+    assert_eq!(list_total(carol).await, 0);
+    // The owner deletes it.
+    assert_eq!(call(&app, Method::DELETE, pipeline, &alice, None).await.status, 204);
+}
+
+#[tokio::test]
+async fn reserved_names_cannot_sign_in() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = app_with(&issuer, Duration::from_secs(30)).await;
+    for reserved in ["community", "api-key", "webhook", "role:analysts"] {
+        let token = key.mint(&issuer.claims(reserved, &[]));
+        assert_eq!(me(&app, &token).await.status, 401, "{reserved}");
+    }
 }

@@ -35,6 +35,7 @@ fn at(seconds: i64) -> OffsetDateTime {
 async fn pipeline(world: &World, layer: &str, name: &str, publish: bool) -> Pipeline {
     let created = rat_service::pipelines::create_pipeline(
         &world.services,
+        &rat_service::identity::Caller::community(),
         NewPipeline {
             address: address("default", layer, name),
             pipeline_type: PipelineType::Sql,
@@ -333,9 +334,14 @@ async fn a_deleted_target_does_not_fire_and_says_why() {
         0,
     )
     .await;
-    rat_service::pipelines::delete(&world.services, &orders.address, at(1))
-        .await
-        .unwrap();
+    rat_service::pipelines::delete(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders.address,
+        at(1),
+    )
+    .await
+    .unwrap();
     // Deleting the pipeline disabled its triggers.
     let mut client = world.db.client().await;
     let mut transaction = client.transaction().await.unwrap();

@@ -25,7 +25,15 @@ async fn concurrent_reads_each_get_their_own_pipeline() {
                 } else {
                     format!("p{}", i % 21)
                 };
-                (i, pipelines::get(&services, &address("default", "silver", &name)).await)
+                (
+                    i,
+                    pipelines::get(
+                        &services,
+                        &rat_service::identity::Caller::community(),
+                        &address("default", "silver", &name),
+                    )
+                    .await,
+                )
             })
         })
         .collect();
@@ -58,7 +66,9 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
             tokio::spawn(async move {
                 let mut reads = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    pipelines::get(&services, &watched).await.unwrap();
+                    pipelines::get(&services, &rat_service::identity::Caller::community(), &watched)
+                        .await
+                        .unwrap();
                     reads += 1;
                 }
                 reads
@@ -71,10 +81,17 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
             description: Some(description.clone()),
             ..PipelineUpdate::default()
         };
-        pipelines::update(&world.services, &watched, &changes, "tester")
+        pipelines::update(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &watched,
+            &changes,
+        )
+        .await
+        .unwrap();
+        let read = pipelines::get(&world.services, &rat_service::identity::Caller::community(), &watched)
             .await
             .unwrap();
-        let read = pipelines::get(&world.services, &watched).await.unwrap();
         assert_eq!(
             read.description, description,
             "a read after round {round}'s change missed it"

@@ -54,6 +54,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     // A python pipeline gets pipeline.py.
     let py = rat_service::pipelines::create_pipeline(
         &world.services,
+        &rat_service::identity::Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("default", "gold", "model"),
             pipeline_type: PipelineType::Python,
@@ -72,6 +73,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
         .unwrap();
     let err = rat_service::pipelines::create_pipeline(
         &world.services,
+        &rat_service::identity::Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("default", "silver", "orders"),
             pipeline_type: PipelineType::Sql,
@@ -97,6 +99,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     // An unknown namespace writes nothing.
     let err = rat_service::pipelines::create_pipeline(
         &world.services,
+        &rat_service::identity::Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("nowhere", "silver", "orders"),
             pipeline_type: PipelineType::Sql,
@@ -608,6 +611,7 @@ mod s3_outage {
         moto.kill();
         let err = rat_service::pipelines::create_pipeline(
             &services,
+            &rat_service::identity::Caller::community(),
             rat_dao::pipelines::NewPipeline {
                 address: address("default", "silver", "orders"),
                 pipeline_type: PipelineType::Sql,

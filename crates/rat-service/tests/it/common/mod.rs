@@ -73,6 +73,7 @@ pub fn address(ns: &str, layer: &str, name: &str) -> PipelineRef {
 pub async fn create(services: &Services, name: &str) -> pipelines::CreatedPipeline {
     pipelines::create_pipeline(
         services,
+        &rat_service::identity::Caller::community(),
         NewPipeline {
             address: address("default", "silver", name),
             pipeline_type: PipelineType::Sql,
