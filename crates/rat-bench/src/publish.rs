@@ -32,7 +32,14 @@ async fn measure(services: &Services, address: &PipelineRef, runs: usize) -> any
     for run in 0..=runs {
         files::write_file(services, &edited, format!("SELECT {run}").into_bytes()).await?;
         let started = Instant::now();
-        versions::publish(services, address, &format!("run {run}"), OffsetDateTime::now_utc()).await?;
+        versions::publish(
+            services,
+            &rat_service::identity::Caller::community(),
+            address,
+            &format!("run {run}"),
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
         // The first publish warms connections and caches; it is not counted.
         if run > 0 {
             samples.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -23,8 +23,11 @@ use rat_dao::quality::{self, LatestStatusCounts, NewQualityTest, TestWithLatestR
 use rat_domain::{Page, PageRequest, PipelineRef, QualityTest, Severity, TestName};
 use rat_versioning::{KeyPrefix, ObjectKey, VersionedStore};
 
+use crate::identity::Caller;
 use crate::pipelines::content_type;
+use crate::pipelines::require_on_loaded;
 use crate::{ServiceError, Services};
+use rat_domain::Permission;
 
 /// Largest SQL text of one test, in bytes.
 pub const MAX_TEST_SQL_BYTES: usize = 1024 * 1024;
@@ -106,14 +109,16 @@ fn check_new_test(new: &NewTest) -> Result<(), ServiceError> {
 /// The pipeline's tests by name, one page with the total, each with its SQL
 /// read at HEAD (a few files at a time) and whether it is published.
 /// `NotFound` for an unknown pipeline; `Unavailable` when the store fails.
-#[tracing::instrument(skip(services), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller), fields(pipeline = %address))]
 pub async fn list_tests(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     page: PageRequest,
 ) -> Result<Page<TestDefinition>, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     let tests = quality::list_for_pipeline(&client, pipeline.id, page).await?;
     drop(client);
     let keys: Vec<&ObjectKey> = tests.items.iter().map(|t| &t.s3_path).collect();
@@ -162,15 +167,17 @@ async fn read_text(store: &dyn VersionedStore, key: &ObjectKey) -> Result<Option
 /// One pooled connection throughout, never a second one while it is held
 /// (a request holding one connection and waiting for another would, under
 /// load, leave every connection held by a waiter).
-#[tracing::instrument(skip(services, new), fields(pipeline = %address, test = %new.name))]
+#[tracing::instrument(skip(services, caller, new), fields(pipeline = %address, test = %new.name))]
 pub async fn create_test(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     new: NewTest,
 ) -> Result<QualityTest, ServiceError> {
     check_new_test(&new)?;
     let mut client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Write, "changing").await?;
     let key = test_key(&pipeline.s3_path, &new.name)?;
     // A duplicate is refused before anything changes (and again under the
     // lock below, for one created meanwhile).
@@ -241,14 +248,16 @@ async fn refuse_duplicate(
 /// SQL file (a delete marker; the pipeline turns dirty). Returns the deleted
 /// test. `NotFound` for an unknown pipeline or test; when the store fails the
 /// row is kept (`Unavailable`). One pooled connection throughout.
-#[tracing::instrument(skip(services), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller), fields(pipeline = %address))]
 pub async fn delete_test(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     name: &TestName,
 ) -> Result<QualityTest, ServiceError> {
     let mut client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Write, "changing").await?;
     // An unknown test is refused before anything changes.
     quality::get_by_name(&client, pipeline.id, name).await?;
     pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
@@ -272,11 +281,13 @@ pub async fn delete_test(
 /// `NotFound` for an unknown pipeline.
 pub async fn latest_results(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     page: PageRequest,
 ) -> Result<LatestResults, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     let results = quality::list_with_latest_result(&client, pipeline.id, page).await?;
     let counts = quality::latest_status_counts(&client, pipeline.id).await?;
     Ok(LatestResults {

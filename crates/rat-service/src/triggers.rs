@@ -26,7 +26,10 @@ use rat_domain::{Page, PageRequest, Pipeline, PipelineRef, ScheduleTimezone, Tri
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::identity::Caller;
+use crate::pipelines::require_on_loaded;
 use crate::{ServiceError, Services, firing};
+use rat_domain::Permission;
 
 /// Lowercase hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
@@ -115,9 +118,10 @@ async fn reschedule(
 /// Creates a trigger of the live pipeline at `address`; a cron type gets its
 /// first slot after `now`. `NotFound` for an unknown pipeline, `InvalidInput`
 /// for a trigger watching its own pipeline or a pattern that is no glob.
-#[tracing::instrument(skip(services, spec), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller, spec), fields(pipeline = %address))]
 pub async fn create(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     spec: TriggerSpec,
     now: OffsetDateTime,
@@ -135,6 +139,7 @@ pub async fn create(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref(&transaction, address).await?;
+    require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "changing").await?;
     check_config(&pipeline, &config)?;
     let trigger = triggers::create(
         &transaction,
@@ -155,19 +160,27 @@ pub async fn create(
 /// The triggers of the live pipeline at `address`, oldest first, one page.
 pub async fn list(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     page: PageRequest,
 ) -> Result<Page<Trigger>, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     Ok(triggers::list_for_pipeline(&client, pipeline.id, page).await?)
 }
 
 /// The trigger `id` of the live pipeline at `address`; `NotFound` when the
 /// pipeline is unknown or the trigger is not one of its triggers.
-pub async fn get(services: &Services, address: &PipelineRef, id: TriggerId) -> Result<Trigger, ServiceError> {
+pub async fn get(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    id: TriggerId,
+) -> Result<Trigger, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     Ok(triggers::get_for_pipeline(&client, pipeline.id, id).await?)
 }
 
@@ -189,9 +202,10 @@ pub struct TriggerChanges {
 /// a cron type's slot is recomputed at `now` (cleared when it is disabled).
 /// `InvalidInput` for a change of type or a config that does not fit the
 /// trigger's type; `NotFound` as for [`get`].
-#[tracing::instrument(skip(services, changes), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller, changes), fields(pipeline = %address))]
 pub async fn update(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     id: TriggerId,
     changes: &TriggerChanges,
@@ -200,6 +214,7 @@ pub async fn update(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref(&transaction, address).await?;
+    require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "changing").await?;
     let current = triggers::get_for_pipeline(&transaction, pipeline.id, id).await?;
     let trigger_type = current.trigger_type();
     if let Some(asked) = changes.trigger_type
@@ -239,9 +254,15 @@ pub async fn update(
 
 /// Deletes the trigger `id` of the live pipeline at `address`; the runs it
 /// created stay.
-pub async fn delete(services: &Services, address: &PipelineRef, id: TriggerId) -> Result<(), ServiceError> {
+pub async fn delete(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    id: TriggerId,
+) -> Result<(), ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Write, "changing").await?;
     Ok(triggers::delete(&client, pipeline.id, id).await?)
 }
 

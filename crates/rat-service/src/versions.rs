@@ -21,7 +21,10 @@ use rat_domain::{
 use rat_versioning::{Object, list_all_latest};
 use time::OffsetDateTime;
 
+use crate::identity::Caller;
+use crate::pipelines::require_on_loaded;
 use crate::{ServiceError, Services};
+use rat_domain::Permission;
 
 /// The answer to a publish.
 #[derive(Debug, Clone)]
@@ -60,9 +63,10 @@ async fn head_snapshot(services: &Services, pipeline: &Pipeline) -> Result<Publi
 /// prefix as the next version. `NotFound` for an unknown pipeline,
 /// `FailedPrecondition` when it has no file, `Unavailable` when the store
 /// fails or answers without version ids (nothing is recorded then).
-#[tracing::instrument(skip(services, message), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller, message), fields(pipeline = %address))]
 pub async fn publish(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     message: &str,
     now: OffsetDateTime,
@@ -70,6 +74,7 @@ pub async fn publish(
     check_text_len("message", message, MAX_MESSAGE_CHARS)?;
     let client = services.pool.get().await?;
     let before = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &before, Permission::Write, "publishing").await?;
     drop(client);
     let snapshot = head_snapshot(services, &before).await?;
     if snapshot.is_empty() {
@@ -93,9 +98,10 @@ pub async fn publish(
 /// message defaults to `Rollback to v{N}`. `InvalidInput` for a number below
 /// 1, `NotFound` for an unknown or pruned version. When the store cannot be
 /// listed the rollback still happens and `draft_dirty` is set (it may be).
-#[tracing::instrument(skip(services, message), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller, message), fields(pipeline = %address))]
 pub async fn rollback(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     target: i64,
     message: Option<&str>,
@@ -107,6 +113,7 @@ pub async fn rollback(
     }
     let client = services.pool.get().await?;
     let before = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &before, Permission::Write, "rolling back").await?;
     let target_version = pipeline_versions::get(&client, before.id, target).await?;
     drop(client);
     let head = match head_snapshot(services, &before).await {
@@ -171,11 +178,13 @@ async fn record_version(
 /// The pipeline's version history, newest first.
 pub async fn list_versions(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     page: PageRequest,
 ) -> Result<Page<PipelineVersion>, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     Ok(pipeline_versions::list(&client, pipeline.id, page).await?)
 }
 
@@ -183,12 +192,14 @@ pub async fn list_versions(
 /// for an unknown or pruned version.
 pub async fn get_version(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     number: i64,
 ) -> Result<PipelineVersion, ServiceError> {
     let number = VersionNumber::parse(number)?;
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     Ok(pipeline_versions::get(&client, pipeline.id, number).await?)
 }
 

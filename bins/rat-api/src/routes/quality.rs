@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
@@ -71,12 +71,13 @@ pub struct TestList {
     (status = 503, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<TestList>> {
     let address = address(path)?;
     let page = page.page()?;
-    let tests = rat_service::quality::list_tests(&state.services, &address, page).await?;
+    let tests = rat_service::quality::list_tests(&state.services, &identity.caller, &address, page).await?;
     Ok(Json(TestList {
         tests: tests
             .items
@@ -131,6 +132,7 @@ pub struct CreatedTest {
     (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<CreateTest>,
 ) -> ApiResult<impl IntoResponse> {
@@ -147,6 +149,7 @@ pub async fn create(
     };
     let created = rat_service::quality::create_test(
         &state.services,
+        &identity.caller,
         &address,
         NewTest {
             name,
@@ -181,11 +184,12 @@ pub async fn create(
     (status = 503, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
+    identity: Identity,
     Path((namespace, layer, name, test)): Path<(String, String, String, String)>,
 ) -> ApiResult<impl IntoResponse> {
     let address = pipeline_ref(&namespace, &layer, &name)?;
     let test = TestName::parse(&test)?;
-    let deleted = rat_service::quality::delete_test(&state.services, &address, &test).await?;
+    let deleted = rat_service::quality::delete_test(&state.services, &identity.caller, &address, &test).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new(
@@ -248,6 +252,7 @@ pub struct TestRunDto {
     (status = 200, body = TestRunDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn run(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<impl IntoResponse> {
@@ -261,7 +266,7 @@ pub async fn run(
         offset: page.offset,
     }
     .page()?;
-    let latest = rat_service::quality::latest_results(&state.services, &address, page).await?;
+    let latest = rat_service::quality::latest_results(&state.services, &identity.caller, &address, page).await?;
     let (passed, failed) = (latest.passed(), latest.failed());
     Ok((
         Extension(AuditObject::new(
@@ -305,10 +310,11 @@ pub async fn run(
     (status = 503, body = ErrorEnvelope)))]
 pub async fn sdk_list(
     state: State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     page: ApiQuery<PageParams>,
 ) -> ApiResult<Json<TestList>> {
-    list(state, path, page).await
+    list(state, identity, path, page).await
 }
 
 /// Creates a quality test (the SDK's path for `POST /pipelines/{…}/tests`,
@@ -320,10 +326,11 @@ pub async fn sdk_list(
     (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn sdk_create(
     state: State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     body: ApiJson<CreateTest>,
 ) -> ApiResult<impl IntoResponse> {
-    create(state, path, body).await
+    create(state, identity, path, body).await
 }
 
 /// Deletes a quality test (the SDK's path for
@@ -336,9 +343,10 @@ pub async fn sdk_create(
     (status = 503, body = ErrorEnvelope)))]
 pub async fn sdk_delete(
     state: State<AppState>,
+    identity: Identity,
     path: Path<(String, String, String, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    delete(state, path).await
+    delete(state, identity, path).await
 }
 
 /// The newest recorded result of each test (the SDK's path for
@@ -349,8 +357,9 @@ pub async fn sdk_delete(
     (status = 200, body = TestRunDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn sdk_run(
     state: State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     page: ApiQuery<PageParams>,
 ) -> ApiResult<impl IntoResponse> {
-    run(state, path, page).await
+    run(state, identity, path, page).await
 }

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, path_id, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, path_id, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
@@ -124,12 +124,13 @@ fn cooldown(value: Option<i64>) -> Result<Option<i32>, ApiError> {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiQuery(paging): ApiQuery<PageParams>,
 ) -> ApiResult<Json<TriggerList>> {
     let address = address(path)?;
     let page = paging.page()?;
-    let page = rat_service::triggers::list(&state.services, &address, page).await?;
+    let page = rat_service::triggers::list(&state.services, &identity.caller, &address, page).await?;
     Ok(Json(TriggerList {
         triggers: page
             .items
@@ -167,6 +168,7 @@ pub struct CreateTrigger {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<CreateTrigger>,
 ) -> ApiResult<impl IntoResponse> {
@@ -178,7 +180,14 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
         cooldown_seconds: cooldown(body.cooldown_seconds)?.unwrap_or(0),
     };
-    let created = rat_service::triggers::create(&state.services, &address, spec, OffsetDateTime::now_utc()).await?;
+    let created = rat_service::triggers::create(
+        &state.services,
+        &identity.caller,
+        &address,
+        spec,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     let mut dto = TriggerDto::new(created.trigger, &state.settings.public_url);
     dto.webhook_token = created.webhook_token;
     Ok((
@@ -194,9 +203,9 @@ pub async fn create(
         ("id" = String, Path, description = "trigger id")),
     responses((status = 200, body = TriggerDto), (status = 400, body = ErrorEnvelope),
     (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, path: TriggerPath) -> ApiResult<Json<TriggerDto>> {
+pub async fn get(State(state): State<AppState>, identity: Identity, path: TriggerPath) -> ApiResult<Json<TriggerDto>> {
     let (address, id) = trigger_path(path)?;
-    let trigger = rat_service::triggers::get(&state.services, &address, id).await?;
+    let trigger = rat_service::triggers::get(&state.services, &identity.caller, &address, id).await?;
     Ok(Json(TriggerDto::new(trigger, &state.settings.public_url)))
 }
 
@@ -228,6 +237,7 @@ pub struct UpdateTrigger {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
+    identity: Identity,
     path: TriggerPath,
     ApiJson(body): ApiJson<UpdateTrigger>,
 ) -> ApiResult<impl IntoResponse> {
@@ -244,8 +254,15 @@ pub async fn update(
         enabled: body.enabled,
         cooldown_seconds: cooldown(body.cooldown_seconds)?,
     };
-    let trigger =
-        rat_service::triggers::update(&state.services, &address, id, &changes, OffsetDateTime::now_utc()).await?;
+    let trigger = rat_service::triggers::update(
+        &state.services,
+        &identity.caller,
+        &address,
+        id,
+        &changes,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     Ok((
         Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id.into()))),
         Json(TriggerDto::new(trigger, &state.settings.public_url)),
@@ -257,9 +274,13 @@ pub async fn update(
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path),
         ("id" = String, Path, description = "trigger id")),
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, path: TriggerPath) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    identity: Identity,
+    path: TriggerPath,
+) -> ApiResult<impl IntoResponse> {
     let (address, id) = trigger_path(path)?;
-    rat_service::triggers::delete(&state.services, &address, id).await?;
+    rat_service::triggers::delete(&state.services, &identity.caller, &address, id).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("trigger.delete", "trigger", Some(id.into()))),

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
@@ -72,13 +72,20 @@ fn pins(version: &PipelineVersion) -> BTreeMap<String, String> {
     (status = 409, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn publish(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<PublishBody>,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
     let message = body.message.unwrap_or_default();
-    let published =
-        rat_service::versions::publish(&state.services, &address, &message, OffsetDateTime::now_utc()).await?;
+    let published = rat_service::versions::publish(
+        &state.services,
+        &identity.caller,
+        &address,
+        &message,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     let version = published.version;
     Ok((
         Extension(AuditObject::new(
@@ -142,12 +149,13 @@ pub struct VersionList {
     (status = 200, body = VersionList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<VersionList>> {
     let address = address(path)?;
     let page = page.page()?;
-    let versions = rat_service::versions::list_versions(&state.services, &address, page).await?;
+    let versions = rat_service::versions::list_versions(&state.services, &identity.caller, &address, page).await?;
     Ok(Json(VersionList {
         versions: versions.items.into_iter().map(VersionDto::from).collect(),
         total: versions.total,
@@ -171,11 +179,12 @@ fn version_number(text: &str) -> Result<i64, ApiError> {
     (status = 200, body = VersionDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
+    identity: Identity,
     Path((namespace, layer, name, number)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<VersionDto>> {
     let address = pipeline_ref(&namespace, &layer, &name)?;
     let number = version_number(&number)?;
-    let version = rat_service::versions::get_version(&state.services, &address, number).await?;
+    let version = rat_service::versions::get_version(&state.services, &identity.caller, &address, number).await?;
     Ok(Json(version.into()))
 }
 
@@ -214,12 +223,14 @@ pub struct RolledBackDto {
     (status = 409, body = ErrorEnvelope)))]
 pub async fn rollback(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<RollbackBody>,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
     let rolled = rat_service::versions::rollback(
         &state.services,
+        &identity.caller,
         &address,
         body.version,
         body.message.as_deref(),

@@ -659,6 +659,16 @@ async fn pipelines_answer_each_user_by_what_they_own_and_were_given() {
         404
     );
     assert_eq!(call(&app, Method::DELETE, pipeline, &bob, None).await.status, 404);
+    let versions = format!("{pipeline}/versions");
+    let publish = format!("{pipeline}/publish");
+    assert_eq!(call(&app, Method::GET, &versions, &bob, None).await.status, 404);
+    let (tests, triggers) = (format!("{pipeline}/tests"), format!("{pipeline}/triggers"));
+    assert_eq!(call(&app, Method::GET, &tests, &bob, None).await.status, 404);
+    assert_eq!(call(&app, Method::GET, &triggers, &bob, None).await.status, 404);
+    assert_eq!(
+        call(&app, Method::POST, &publish, &bob, Some(json!({}))).await.status,
+        404
+    );
     assert_eq!(list_total(alice.clone()).await, 1);
     assert_eq!(list_total("operator-key".to_owned()).await, 1);
 
@@ -681,6 +691,18 @@ async fn pipelines_answer_each_user_by_what_they_own_and_were_given() {
     let forbidden = call(&app, Method::PUT, pipeline, &bob, Some(change.clone())).await;
     assert_eq!(forbidden.status, 403, "{}", forbidden.text);
     assert_eq!(forbidden.json["error"]["code"], "FORBIDDEN");
+    assert_eq!(call(&app, Method::GET, &versions, &bob, None).await.status, 200);
+    assert_eq!(
+        call(&app, Method::POST, &publish, &bob, Some(json!({}))).await.status,
+        403
+    );
+    assert_eq!(call(&app, Method::GET, &tests, &bob, None).await.status, 200);
+    assert_eq!(call(&app, Method::GET, &triggers, &bob, None).await.status, 200);
+    let new_test = json!({"name": "not_null", "sql": "SELECT 1 WHERE false"});
+    let test_refused = call(&app, Method::POST, &tests, &bob, Some(new_test.clone())).await;
+    assert_eq!(test_refused.status, 403, "{}", test_refused.text);
+    let trigger_refused = call(&app, Method::POST, &triggers, &bob, Some(json!({"type": "webhook"}))).await;
+    assert_eq!(trigger_refused.status, 403, "{}", trigger_refused.text);
     // A write share to his role: he changes it, but deleting needs ownership.
     let to_role = grant("role:analysts", "write");
     assert_eq!(
@@ -691,6 +713,19 @@ async fn pipelines_answer_each_user_by_what_they_own_and_were_given() {
     );
     let changed = call(&app, Method::PUT, pipeline, &bob, Some(change)).await;
     assert_eq!(changed.status, 200, "{}", changed.text);
+    let test_created = call(&app, Method::POST, &tests, &bob, Some(new_test)).await;
+    assert_eq!(test_created.status, 201, "{}", test_created.text);
+    let published = call(&app, Method::POST, &publish, &bob, Some(json!({"message": "by bob"}))).await;
+    assert_eq!(published.status, 200, "{}", published.text);
+    let rolled = call(
+        &app,
+        Method::POST,
+        &format!("{pipeline}/rollback"),
+        &carol,
+        Some(json!({"version": 1})),
+    )
+    .await;
+    assert_eq!(rolled.status, 404, "a stranger cannot roll back: {}", rolled.text);
     assert_eq!(call(&app, Method::DELETE, pipeline, &bob, None).await.status, 403);
     // Carol, with neither, still sees nothing.
     assert_eq!(call(&app, Method::GET, pipeline, &carol, None).await.status, 404);

@@ -34,6 +34,7 @@ async fn published(app: &TestApp, name: &str) -> Value {
     let created = app.pipeline("default", "silver", name).await;
     rat_service::versions::publish(
         &app.services,
+        &rat_service::identity::Caller::community(),
         &address("default", "silver", name),
         "first",
         OffsetDateTime::now_utc(),
@@ -120,6 +121,7 @@ async fn create_records_the_published_snapshot_and_answers_202() {
         .unwrap();
     rat_service::versions::publish(
         &app.services,
+        &rat_service::identity::Caller::community(),
         &address("default", "silver", "orders"),
         "second",
         OffsetDateTime::now_utc(),

@@ -19,6 +19,7 @@ async fn hook(app: &TestApp, name: &str, publish: bool, cooldown_seconds: i64) -
     if publish {
         rat_service::versions::publish(
             &app.services,
+            &rat_service::identity::Caller::community(),
             &PipelineRef::parse("default", "silver", name).unwrap(),
             "first",
             OffsetDateTime::now_utc(),

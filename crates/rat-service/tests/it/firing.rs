@@ -47,9 +47,15 @@ async fn pipeline(world: &World, layer: &str, name: &str, publish: bool) -> Pipe
     .await
     .expect("create pipeline");
     if publish {
-        rat_service::versions::publish(&world.services, &created.pipeline.address, "v1", T0)
-            .await
-            .expect("publish");
+        rat_service::versions::publish(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &created.pipeline.address,
+            "v1",
+            T0,
+        )
+        .await
+        .expect("publish");
     }
     created.pipeline
 }
@@ -68,10 +74,16 @@ async fn trigger_at(
         enabled: true,
         cooldown_seconds,
     };
-    rat_service::triggers::create(&world.services, &target.address, spec, now)
-        .await
-        .expect("create trigger")
-        .trigger
+    rat_service::triggers::create(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &target.address,
+        spec,
+        now,
+    )
+    .await
+    .expect("create trigger")
+    .trigger
 }
 
 async fn trigger(
@@ -93,9 +105,16 @@ async fn disable(world: &World, target: &Pipeline, trigger: &Trigger) {
         enabled: Some(false),
         ..TriggerChanges::default()
     };
-    rat_service::triggers::update(&world.services, &target.address, trigger.id, &changes, T0)
-        .await
-        .unwrap();
+    rat_service::triggers::update(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &target.address,
+        trigger.id,
+        &changes,
+        T0,
+    )
+    .await
+    .unwrap();
 }
 
 async fn stored(world: &World, id: Uuid) -> Trigger {
@@ -647,9 +666,15 @@ async fn a_pattern_must_be_a_glob() {
         enabled: true,
         cooldown_seconds: 0,
     };
-    let err = rat_service::triggers::create(&world.services, &orders.address, spec, T0)
-        .await
-        .unwrap_err();
+    let err = rat_service::triggers::create(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders.address,
+        spec,
+        T0,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ServiceError::InvalidInput { message } if message.contains("pattern")),
         "{err:?}"
@@ -667,9 +692,15 @@ async fn webhooks_fire_by_token_hash() {
             enabled: true,
             cooldown_seconds,
         };
-        rat_service::triggers::create(&world.services, &target.address, spec, T0)
-            .await
-            .unwrap()
+        rat_service::triggers::create(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &target.address,
+            spec,
+            T0,
+        )
+        .await
+        .unwrap()
     };
     let hook = create_hook(&orders, 60).await;
     let token = hook.webhook_token.clone().unwrap();
@@ -768,9 +799,16 @@ async fn cron_triggers_get_their_slot_on_create_and_update() {
     assert_eq!(next_fire(&world, &hook).await, None, "only cron types have a slot");
 
     let update = async |changes: TriggerChanges, now: OffsetDateTime| {
-        rat_service::triggers::update(&world.services, &orders.address, every_5.id, &changes, now)
-            .await
-            .unwrap()
+        rat_service::triggers::update(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &orders.address,
+            every_5.id,
+            &changes,
+            now,
+        )
+        .await
+        .unwrap()
     };
     update(
         TriggerChanges {
@@ -811,10 +849,16 @@ async fn cron_triggers_get_their_slot_on_create_and_update() {
         enabled: false,
         cooldown_seconds: 0,
     };
-    let off = rat_service::triggers::create(&world.services, &orders.address, spec, NOON)
-        .await
-        .unwrap()
-        .trigger;
+    let off = rat_service::triggers::create(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders.address,
+        spec,
+        NOON,
+    )
+    .await
+    .unwrap()
+    .trigger;
     assert_eq!(next_fire(&world, &off).await, None);
 }
 
@@ -1206,7 +1250,14 @@ async fn cron_expressions_that_can_never_fire_are_refused() {
             enabled: true,
             cooldown_seconds: 0,
         };
-        let refused = rat_service::triggers::create(&world.services, &orders.address, spec, T0).await;
+        let refused = rat_service::triggers::create(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &orders.address,
+            spec,
+            T0,
+        )
+        .await;
         assert!(
             matches!(&refused, Err(rat_service::ServiceError::InvalidInput { message }) if message.contains("never fire")),
             "{refused:?}"

@@ -48,6 +48,7 @@ async fn create_list_publish_delete_round_trip(world: World) {
     create(s, "orders").await;
     let created = create_test(
         s,
+        &rat_service::identity::Caller::community(),
         &orders,
         new_test("not_null", "select count(*) from t where id is null"),
     )
@@ -62,17 +63,48 @@ async fn create_list_publish_delete_round_trip(world: World) {
     );
     assert!(dirty(&world).await);
 
-    let listed = list_tests(s, &orders, PageRequest::default()).await.unwrap();
+    let listed = list_tests(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(listed.total, 1);
     assert_eq!(listed.items[0].test, created);
     assert_eq!(listed.items[0].sql, "select count(*) from t where id is null");
     assert!(!listed.items[0].published);
-    versions::publish(s, &orders, "with the test", OffsetDateTime::now_utc())
+    versions::publish(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        "with the test",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        list_tests(
+            s,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            PageRequest::default()
+        )
         .await
-        .unwrap();
-    assert!(list_tests(s, &orders, PageRequest::default()).await.unwrap().items[0].published);
+        .unwrap()
+        .items[0]
+            .published
+    );
 
-    let deleted = delete_test(s, &orders, &name("not_null")).await.unwrap();
+    let deleted = delete_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        &name("not_null"),
+    )
+    .await
+    .unwrap();
     assert_eq!(deleted, created);
     assert_eq!(rows(&world).await, 0);
     assert!(matches!(
@@ -80,7 +112,14 @@ async fn create_list_publish_delete_round_trip(world: World) {
         Err(ServiceError::NotFound { .. })
     ));
     assert!(dirty(&world).await, "the deleted file dirties the draft");
-    let err = delete_test(s, &orders, &name("not_null")).await.unwrap_err();
+    let err = delete_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        &name("not_null"),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, ServiceError::NotFound { entity: "quality test" }),
         "{err:?}"
@@ -102,7 +141,9 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
         (new_test("not_null", &too_long), "at most"),
         (long_description, "description"),
     ] {
-        let err = create_test(s, &orders, new).await.unwrap_err();
+        let err = create_test(s, &rat_service::identity::Caller::community(), &orders, new)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, ServiceError::InvalidInput { message } if message.contains(why)),
             "{why}: {err:?}"
@@ -111,18 +152,28 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
     assert_eq!(rows(&world).await, 0, "no refused row");
     assert!(!dirty(&world).await, "no refused write dirties the draft");
     // Exactly the limit is accepted.
-    create_test(s, &orders, new_test("at_limit", &"x".repeat(MAX_TEST_SQL_BYTES)))
-        .await
-        .unwrap();
+    create_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        new_test("at_limit", &"x".repeat(MAX_TEST_SQL_BYTES)),
+    )
+    .await
+    .unwrap();
     assert_eq!(rows(&world).await, 1);
     assert!(matches!(
         files::read_file(s, SQL_KEY, None).await,
         Err(ServiceError::NotFound { .. })
     ));
 
-    let err = create_test(s, &address("default", "silver", "ghost"), new_test("t", "select 0"))
-        .await
-        .unwrap_err();
+    let err = create_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address("default", "silver", "ghost"),
+        new_test("t", "select 0"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
 }
 
@@ -130,11 +181,23 @@ async fn a_duplicate_never_touches_the_existing_sql(world: World) {
     let s = &world.services;
     let orders = address("default", "silver", "orders");
     create(s, "orders").await;
-    create_test(s, &orders, new_test("not_null", "select 1")).await.unwrap();
+    create_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        new_test("not_null", "select 1"),
+    )
+    .await
+    .unwrap();
     let before = files::read_file(s, SQL_KEY, None).await.unwrap();
-    let err = create_test(s, &orders, new_test("not_null", "select 2"))
-        .await
-        .unwrap_err();
+    let err = create_test(
+        s,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        new_test("not_null", "select 2"),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, ServiceError::AlreadyExists { entity: "quality test" }),
         "{err:?}"
@@ -210,18 +273,35 @@ mod s3_outage {
         let (db, services, moto) = world_with_own_moto().await;
         let orders = address("default", "silver", "orders");
         create(&services, "orders").await;
-        create_test(&services, &orders, new_test("kept", "select 0"))
-            .await
-            .unwrap();
+        create_test(
+            &services,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            new_test("kept", "select 0"),
+        )
+        .await
+        .unwrap();
         moto.kill();
 
-        let err = create_test(&services, &orders, new_test("not_null", "select 0"))
-            .await
-            .unwrap_err();
+        let err = create_test(
+            &services,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            new_test("not_null", "select 0"),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, ServiceError::Unavailable { .. }), "{err:?}");
         assert_eq!(test_names(&db).await, ["kept"], "no row without its file");
 
-        let err = delete_test(&services, &orders, &name("kept")).await.unwrap_err();
+        let err = delete_test(
+            &services,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            &name("kept"),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, ServiceError::Unavailable { .. }), "{err:?}");
         assert_eq!(
             test_names(&db).await,

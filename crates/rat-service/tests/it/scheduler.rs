@@ -24,6 +24,7 @@ async fn published(world: &World, name: &str) {
     create(&world.services, name).await;
     rat_service::versions::publish(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &address("default", "silver", name),
         "v1",
         OffsetDateTime::now_utc(),
@@ -295,6 +296,7 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
     }
     rat_service::versions::publish(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &address("default", "silver", "draft"),
         "v1",
         created_at,

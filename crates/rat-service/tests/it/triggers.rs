@@ -37,9 +37,15 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
         enabled: true,
         cooldown_seconds: 30,
     };
-    let created = rat_service::triggers::create(&world.services, &orders, spec, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let created = rat_service::triggers::create(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        spec,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     let token = created.webhook_token.expect("a webhook gets a token");
     assert_eq!(
         created.trigger.config,
@@ -60,9 +66,15 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
         enabled: false,
         cooldown_seconds: 0,
     };
-    let created = rat_service::triggers::create(&world.services, &orders, cron, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let created = rat_service::triggers::create(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        cron,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
     assert_eq!(created.webhook_token, None);
     assert!(!created.trigger.enabled);
 }
@@ -81,6 +93,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::create(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &orders,
         watch("default", "silver", "orders"),
         OffsetDateTime::now_utc(),
@@ -91,12 +104,18 @@ async fn self_watch_and_type_changes_are_refused() {
         matches!(&err, ServiceError::InvalidInput { message } if message.contains("its own pipeline")),
         "{err:?}"
     );
-    let stored = rat_service::triggers::list(&world.services, &orders, rat_domain::PageRequest::default())
-        .await
-        .unwrap();
+    let stored = rat_service::triggers::list(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &orders,
+        rat_domain::PageRequest::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(stored.total, 0, "a refused create stores nothing");
     let trigger = rat_service::triggers::create(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &orders,
         watch("default", "bronze", "raw"),
         OffsetDateTime::now_utc(),
@@ -111,6 +130,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::update(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -128,6 +148,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::update(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -140,9 +161,14 @@ async fn self_watch_and_type_changes_are_refused() {
         "{err:?}"
     );
     assert_eq!(
-        rat_service::triggers::get(&world.services, &orders, trigger.id)
-            .await
-            .unwrap(),
+        rat_service::triggers::get(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            trigger.id
+        )
+        .await
+        .unwrap(),
         trigger,
         "a refused update stores nothing"
     );
@@ -154,6 +180,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let updated = rat_service::triggers::update(
         &world.services,
+        &rat_service::identity::Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -169,9 +196,14 @@ async fn self_watch_and_type_changes_are_refused() {
     );
     assert_eq!((updated.enabled, updated.cooldown_seconds), (false, 5));
     assert_eq!(
-        rat_service::triggers::get(&world.services, &orders, trigger.id)
-            .await
-            .unwrap(),
+        rat_service::triggers::get(
+            &world.services,
+            &rat_service::identity::Caller::community(),
+            &orders,
+            trigger.id
+        )
+        .await
+        .unwrap(),
         updated
     );
 }

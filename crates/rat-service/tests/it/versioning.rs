@@ -144,7 +144,10 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     let address = address("default", "silver", "orders");
 
     files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
-    let v1 = versions::publish(s, &address, "first", now()).await.unwrap().version;
+    let v1 = versions::publish(s, &rat_service::identity::Caller::community(), &address, "first", now())
+        .await
+        .unwrap()
+        .version;
     assert_eq!(v1.version_number, 1);
     assert_eq!(v1.message, "first");
     assert_eq!(v1.published_versions.len(), 2);
@@ -158,7 +161,16 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     );
     assert_eq!(read_head(&world, &sql).await, b"SELECT 2");
 
-    let v2 = versions::publish(s, &address, "second", now()).await.unwrap().version;
+    let v2 = versions::publish(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address,
+        "second",
+        now(),
+    )
+    .await
+    .unwrap()
+    .version;
     assert_eq!(v2.version_number, 2);
     let pinned_v2 = v2.published_versions.get(&sql).unwrap();
     assert_ne!(pinned_v1, pinned_v2);
@@ -182,7 +194,9 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
         b"SELECT 2"
     );
 
-    let rolled = versions::rollback(s, &address, 1, None, now()).await.unwrap();
+    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 1, None, now())
+        .await
+        .unwrap();
     assert_eq!(rolled.from_version, 1);
     assert_eq!(rolled.version.version_number, 3);
     assert_eq!(rolled.version.message, "Rollback to v1");
@@ -192,13 +206,23 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     );
 
     // History is never rewritten.
-    let history = versions::list_versions(s, &address, PageRequest::default())
-        .await
-        .unwrap();
+    let history = versions::list_versions(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address,
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
     let numbers: Vec<i32> = history.items.iter().map(|v| v.version_number.get()).collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert_eq!(history.total, 3);
-    assert_eq!(versions::get_version(s, &address, 2).await.unwrap(), v2);
+    assert_eq!(
+        versions::get_version(s, &rat_service::identity::Caller::community(), &address, 2)
+            .await
+            .unwrap(),
+        v2
+    );
 
     // Runs execute the rolled-back snapshot.
     let client = world.db.client().await;
@@ -209,9 +233,16 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     assert_eq!(pipeline.published_versions, v1.published_versions);
 
     // A custom rollback message is kept.
-    let rolled = versions::rollback(s, &address, 2, Some("back to two"), now())
-        .await
-        .unwrap();
+    let rolled = versions::rollback(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address,
+        2,
+        Some("back to two"),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(rolled.version.message, "back to two");
 }
 
@@ -224,29 +255,39 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
 
     files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
     assert!(dirty(&world, "orders").await, "after a write");
-    versions::publish(s, &address, "v1", now()).await.unwrap();
+    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v1", now())
+        .await
+        .unwrap();
     assert!(!dirty(&world, "orders").await, "after publish");
 
     files::write_file(s, &key("orders", "tests/quality/not_null.sql"), b"select 0".to_vec())
         .await
         .unwrap();
     assert!(dirty(&world, "orders").await, "after adding a file");
-    versions::publish(s, &address, "v2", now()).await.unwrap();
+    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v2", now())
+        .await
+        .unwrap();
     assert!(!dirty(&world, "orders").await);
 
     files::delete_file(s, &key("orders", "tests/quality/not_null.sql"))
         .await
         .unwrap();
     assert!(dirty(&world, "orders").await, "after deleting a file");
-    versions::publish(s, &address, "v3", now()).await.unwrap();
+    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v3", now())
+        .await
+        .unwrap();
     assert!(!dirty(&world, "orders").await);
 
     // Rolling back to v2 (which has the test file): HEAD lacks it, so dirty.
-    let rolled = versions::rollback(s, &address, 2, None, now()).await.unwrap();
+    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 2, None, now())
+        .await
+        .unwrap();
     assert!(rolled.draft_dirty);
     assert!(dirty(&world, "orders").await, "HEAD differs from the re-pinned v2");
     // Rolling back to v3, whose map equals HEAD: clean.
-    let rolled = versions::rollback(s, &address, 3, None, now()).await.unwrap();
+    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 3, None, now())
+        .await
+        .unwrap();
     assert!(!rolled.draft_dirty);
     assert!(!dirty(&world, "orders").await, "HEAD equals the re-pinned v3");
 
@@ -280,15 +321,26 @@ async fn history_is_pruned_at_max_versions(world: World) {
         files::write_file(s, &key("orders", "pipeline.sql"), format!("SELECT {i}").into_bytes())
             .await
             .unwrap();
-        let v = versions::publish(s, &address, &format!("v{i}"), now())
-            .await
-            .unwrap()
-            .version;
+        let v = versions::publish(
+            s,
+            &rat_service::identity::Caller::community(),
+            &address,
+            &format!("v{i}"),
+            now(),
+        )
+        .await
+        .unwrap()
+        .version;
         assert_eq!(v.version_number, i);
     }
-    let history = versions::list_versions(s, &address, PageRequest::default())
-        .await
-        .unwrap();
+    let history = versions::list_versions(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address,
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         history.items.iter().map(|v| v.version_number).collect::<Vec<_>>(),
         [5, 4, 3]
@@ -297,7 +349,16 @@ async fn history_is_pruned_at_max_versions(world: World) {
 
     // Pruned, unknown and impossible versions.
     for (number, pruned) in [(1, true), (2, true), (99, false)] {
-        let err = versions::rollback(s, &address, number, None, now()).await.unwrap_err();
+        let err = versions::rollback(
+            s,
+            &rat_service::identity::Caller::community(),
+            &address,
+            number,
+            None,
+            now(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -309,9 +370,20 @@ async fn history_is_pruned_at_max_versions(world: World) {
         );
     }
     for number in [0, -1] {
-        let err = versions::rollback(s, &address, number, None, now()).await.unwrap_err();
+        let err = versions::rollback(
+            s,
+            &rat_service::identity::Caller::community(),
+            &address,
+            number,
+            None,
+            now(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{number}: {err:?}");
-        let err = versions::get_version(s, &address, number).await.unwrap_err();
+        let err = versions::get_version(s, &rat_service::identity::Caller::community(), &address, number)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{number}: {err:?}");
     }
     assert_eq!(
@@ -320,11 +392,18 @@ async fn history_is_pruned_at_max_versions(world: World) {
         "refused rollbacks record nothing"
     );
     // Rolling back to the oldest kept version prunes the next oldest.
-    let rolled = versions::rollback(s, &address, 3, None, now()).await.unwrap();
-    assert_eq!(rolled.version.version_number, 6);
-    let history = versions::list_versions(s, &address, PageRequest::default())
+    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 3, None, now())
         .await
         .unwrap();
+    assert_eq!(rolled.version.version_number, 6);
+    let history = versions::list_versions(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address,
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         history.items.iter().map(|v| v.version_number).collect::<Vec<_>>(),
         [6, 5, 4]
@@ -338,7 +417,16 @@ async fn concurrent_publishes_get_consecutive_numbers(world: World) {
         .map(|i| {
             let services = world.services.clone();
             let address = address.clone();
-            tokio::spawn(async move { versions::publish(&services, &address, &format!("p{i}"), now()).await })
+            tokio::spawn(async move {
+                versions::publish(
+                    &services,
+                    &rat_service::identity::Caller::community(),
+                    &address,
+                    &format!("p{i}"),
+                    now(),
+                )
+                .await
+            })
         })
         .collect();
     let mut numbers = Vec::new();
@@ -357,7 +445,15 @@ async fn never_published_pipelines_cannot_run(world: World) {
     assert!(err.to_string().contains("never been published"));
 
     let address = address("default", "silver", "orders");
-    versions::publish(&world.services, &address, "v1", now()).await.unwrap();
+    versions::publish(
+        &world.services,
+        &rat_service::identity::Caller::community(),
+        &address,
+        "v1",
+        now(),
+    )
+    .await
+    .unwrap();
     files::write_file(&world.services, &key("orders", "pipeline.sql"), b"SELECT 42".to_vec())
         .await
         .unwrap();
@@ -377,17 +473,29 @@ async fn never_published_pipelines_cannot_run(world: World) {
 
 async fn publishing_an_unknown_or_empty_pipeline_records_nothing(world: World) {
     let s = &world.services;
-    let err = versions::publish(s, &address("default", "silver", "ghost"), "x", now())
-        .await
-        .unwrap_err();
+    let err = versions::publish(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address("default", "silver", "ghost"),
+        "x",
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
 
     create(s, "orders").await;
     files::delete_file(s, &key("orders", "pipeline.sql")).await.unwrap();
     files::delete_file(s, &key("orders", "config.yaml")).await.unwrap();
-    let err = versions::publish(s, &address("default", "silver", "orders"), "x", now())
-        .await
-        .unwrap_err();
+    let err = versions::publish(
+        s,
+        &rat_service::identity::Caller::community(),
+        &address("default", "silver", "orders"),
+        "x",
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::FailedPrecondition { .. }), "{err:?}");
     assert_eq!(version_rows(&world, "orders").await, 0);
 }
@@ -549,6 +657,7 @@ mod s3_outage {
         moto.kill();
         let err = versions::publish(
             &services,
+            &rat_service::identity::Caller::community(),
             &address("default", "silver", "orders"),
             "v1",
             OffsetDateTime::now_utc(),
@@ -580,7 +689,16 @@ mod s3_outage {
         let publish = {
             let services = services.clone();
             let address = address.clone();
-            tokio::spawn(async move { versions::publish(&services, &address, "v1", OffsetDateTime::now_utc()).await })
+            tokio::spawn(async move {
+                versions::publish(
+                    &services,
+                    &rat_service::identity::Caller::community(),
+                    &address,
+                    "v1",
+                    OffsetDateTime::now_utc(),
+                )
+                .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(15)).await;
         moto.kill();
