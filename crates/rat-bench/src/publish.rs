@@ -2,6 +2,7 @@
 //! file and publishes, timing the publish alone (listing HEAD, one
 //! transaction, pruning).
 
+use rat_service::identity::Caller;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,7 +35,7 @@ async fn measure(services: &Services, address: &PipelineRef, runs: usize) -> any
         let started = Instant::now();
         versions::publish(
             services,
-            &rat_service::identity::Caller::community(),
+            &Caller::community(),
             address,
             &format!("run {run}"),
             OffsetDateTime::now_utc(),
@@ -60,7 +61,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let address = PipelineRef::parse("default", "silver", "bench")?;
     pipelines::create_pipeline(
         &services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         NewPipeline {
             address: address.clone(),
             pipeline_type: PipelineType::Sql,

@@ -3,6 +3,7 @@
 
 use crate::common::TestApp;
 use rat_domain::{PipelineRef, RunStatus};
+use rat_service::identity::Caller;
 use rat_testkit::dao::{pipeline_versions, pipelines, runs};
 use rat_testkit::fixtures;
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ async fn published(app: &TestApp, name: &str) -> Value {
     let created = app.pipeline("default", "silver", name).await;
     rat_service::versions::publish(
         &app.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", name),
         "first",
         OffsetDateTime::now_utc(),
@@ -121,7 +122,7 @@ async fn create_records_the_published_snapshot_and_answers_202() {
         .unwrap();
     rat_service::versions::publish(
         &app.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", "orders"),
         "second",
         OffsetDateTime::now_utc(),

@@ -6,6 +6,7 @@
 
 use crate::common::{Answer, TestApp};
 use rat_domain::{FeatureFlags, PipelineRef};
+use rat_service::identity::Caller;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -19,7 +20,7 @@ async fn hook(app: &TestApp, name: &str, publish: bool, cooldown_seconds: i64) -
     if publish {
         rat_service::versions::publish(
             &app.services,
-            &rat_service::identity::Caller::community(),
+            &Caller::community(),
             &PipelineRef::parse("default", "silver", name).unwrap(),
             "first",
             OffsetDateTime::now_utc(),

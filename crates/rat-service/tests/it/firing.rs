@@ -5,6 +5,7 @@
 //! match the original file name, cron slots fire once across concurrent
 //! callers and collapse when missed, and the cron_dependency rule.
 
+use rat_service::identity::Caller;
 use std::time::Duration as StdDuration;
 
 use crate::common::{World, address, fs_world};
@@ -35,7 +36,7 @@ fn at(seconds: i64) -> OffsetDateTime {
 async fn pipeline(world: &World, layer: &str, name: &str, publish: bool) -> Pipeline {
     let created = rat_service::pipelines::create_pipeline(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         NewPipeline {
             address: address("default", layer, name),
             pipeline_type: PipelineType::Sql,
@@ -49,7 +50,7 @@ async fn pipeline(world: &World, layer: &str, name: &str, publish: bool) -> Pipe
     if publish {
         rat_service::versions::publish(
             &world.services,
-            &rat_service::identity::Caller::community(),
+            &Caller::community(),
             &created.pipeline.address,
             "v1",
             T0,
@@ -74,16 +75,10 @@ async fn trigger_at(
         enabled: true,
         cooldown_seconds,
     };
-    rat_service::triggers::create(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &target.address,
-        spec,
-        now,
-    )
-    .await
-    .expect("create trigger")
-    .trigger
+    rat_service::triggers::create(&world.services, &Caller::community(), &target.address, spec, now)
+        .await
+        .expect("create trigger")
+        .trigger
 }
 
 async fn trigger(
@@ -107,7 +102,7 @@ async fn disable(world: &World, target: &Pipeline, trigger: &Trigger) {
     };
     rat_service::triggers::update(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &target.address,
         trigger.id,
         &changes,
@@ -353,14 +348,9 @@ async fn a_deleted_target_does_not_fire_and_says_why() {
         0,
     )
     .await;
-    rat_service::pipelines::delete(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders.address,
-        at(1),
-    )
-    .await
-    .unwrap();
+    rat_service::pipelines::delete(&world.services, &Caller::community(), &orders.address, at(1))
+        .await
+        .unwrap();
     // Deleting the pipeline disabled its triggers.
     let mut client = world.db.client().await;
     let mut transaction = client.transaction().await.unwrap();
@@ -666,15 +656,9 @@ async fn a_pattern_must_be_a_glob() {
         enabled: true,
         cooldown_seconds: 0,
     };
-    let err = rat_service::triggers::create(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders.address,
-        spec,
-        T0,
-    )
-    .await
-    .unwrap_err();
+    let err = rat_service::triggers::create(&world.services, &Caller::community(), &orders.address, spec, T0)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, ServiceError::InvalidInput { message } if message.contains("pattern")),
         "{err:?}"
@@ -692,15 +676,9 @@ async fn webhooks_fire_by_token_hash() {
             enabled: true,
             cooldown_seconds,
         };
-        rat_service::triggers::create(
-            &world.services,
-            &rat_service::identity::Caller::community(),
-            &target.address,
-            spec,
-            T0,
-        )
-        .await
-        .unwrap()
+        rat_service::triggers::create(&world.services, &Caller::community(), &target.address, spec, T0)
+            .await
+            .unwrap()
     };
     let hook = create_hook(&orders, 60).await;
     let token = hook.webhook_token.clone().unwrap();
@@ -801,7 +779,7 @@ async fn cron_triggers_get_their_slot_on_create_and_update() {
     let update = async |changes: TriggerChanges, now: OffsetDateTime| {
         rat_service::triggers::update(
             &world.services,
-            &rat_service::identity::Caller::community(),
+            &Caller::community(),
             &orders.address,
             every_5.id,
             &changes,
@@ -849,16 +827,10 @@ async fn cron_triggers_get_their_slot_on_create_and_update() {
         enabled: false,
         cooldown_seconds: 0,
     };
-    let off = rat_service::triggers::create(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders.address,
-        spec,
-        NOON,
-    )
-    .await
-    .unwrap()
-    .trigger;
+    let off = rat_service::triggers::create(&world.services, &Caller::community(), &orders.address, spec, NOON)
+        .await
+        .unwrap()
+        .trigger;
     assert_eq!(next_fire(&world, &off).await, None);
 }
 
@@ -1250,14 +1222,8 @@ async fn cron_expressions_that_can_never_fire_are_refused() {
             enabled: true,
             cooldown_seconds: 0,
         };
-        let refused = rat_service::triggers::create(
-            &world.services,
-            &rat_service::identity::Caller::community(),
-            &orders.address,
-            spec,
-            T0,
-        )
-        .await;
+        let refused =
+            rat_service::triggers::create(&world.services, &Caller::community(), &orders.address, spec, T0).await;
         assert!(
             matches!(&refused, Err(rat_service::ServiceError::InvalidInput { message }) if message.contains("never fire")),
             "{refused:?}"

@@ -6,6 +6,7 @@
 use crate::common::{World, address, create};
 use rat_dao::{pipelines, quality};
 use rat_domain::{PageRequest, Severity, TestName};
+use rat_service::identity::Caller;
 use rat_service::quality::{MAX_TEST_SQL_BYTES, NewTest, create_test, delete_test, list_tests};
 use rat_service::{ServiceError, files, versions};
 use time::OffsetDateTime;
@@ -48,7 +49,7 @@ async fn create_list_publish_delete_round_trip(world: World) {
     create(s, "orders").await;
     let created = create_test(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         new_test("not_null", "select count(*) from t where id is null"),
     )
@@ -63,21 +64,16 @@ async fn create_list_publish_delete_round_trip(world: World) {
     );
     assert!(dirty(&world).await);
 
-    let listed = list_tests(
-        s,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        PageRequest::default(),
-    )
-    .await
-    .unwrap();
+    let listed = list_tests(s, &Caller::community(), &orders, PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(listed.total, 1);
     assert_eq!(listed.items[0].test, created);
     assert_eq!(listed.items[0].sql, "select count(*) from t where id is null");
     assert!(!listed.items[0].published);
     versions::publish(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         "with the test",
         OffsetDateTime::now_utc(),
@@ -85,26 +81,16 @@ async fn create_list_publish_delete_round_trip(world: World) {
     .await
     .unwrap();
     assert!(
-        list_tests(
-            s,
-            &rat_service::identity::Caller::community(),
-            &orders,
-            PageRequest::default()
-        )
-        .await
-        .unwrap()
-        .items[0]
+        list_tests(s, &Caller::community(), &orders, PageRequest::default())
+            .await
+            .unwrap()
+            .items[0]
             .published
     );
 
-    let deleted = delete_test(
-        s,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        &name("not_null"),
-    )
-    .await
-    .unwrap();
+    let deleted = delete_test(s, &Caller::community(), &orders, &name("not_null"))
+        .await
+        .unwrap();
     assert_eq!(deleted, created);
     assert_eq!(rows(&world).await, 0);
     assert!(matches!(
@@ -112,14 +98,9 @@ async fn create_list_publish_delete_round_trip(world: World) {
         Err(ServiceError::NotFound { .. })
     ));
     assert!(dirty(&world).await, "the deleted file dirties the draft");
-    let err = delete_test(
-        s,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        &name("not_null"),
-    )
-    .await
-    .unwrap_err();
+    let err = delete_test(s, &Caller::community(), &orders, &name("not_null"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ServiceError::NotFound { entity: "quality test" }),
         "{err:?}"
@@ -141,9 +122,7 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
         (new_test("not_null", &too_long), "at most"),
         (long_description, "description"),
     ] {
-        let err = create_test(s, &rat_service::identity::Caller::community(), &orders, new)
-            .await
-            .unwrap_err();
+        let err = create_test(s, &Caller::community(), &orders, new).await.unwrap_err();
         assert!(
             matches!(&err, ServiceError::InvalidInput { message } if message.contains(why)),
             "{why}: {err:?}"
@@ -154,7 +133,7 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
     // Exactly the limit is accepted.
     create_test(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         new_test("at_limit", &"x".repeat(MAX_TEST_SQL_BYTES)),
     )
@@ -168,7 +147,7 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
 
     let err = create_test(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", "ghost"),
         new_test("t", "select 0"),
     )
@@ -181,23 +160,13 @@ async fn a_duplicate_never_touches_the_existing_sql(world: World) {
     let s = &world.services;
     let orders = address("default", "silver", "orders");
     create(s, "orders").await;
-    create_test(
-        s,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        new_test("not_null", "select 1"),
-    )
-    .await
-    .unwrap();
+    create_test(s, &Caller::community(), &orders, new_test("not_null", "select 1"))
+        .await
+        .unwrap();
     let before = files::read_file(s, SQL_KEY, None).await.unwrap();
-    let err = create_test(
-        s,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        new_test("not_null", "select 2"),
-    )
-    .await
-    .unwrap_err();
+    let err = create_test(s, &Caller::community(), &orders, new_test("not_null", "select 2"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ServiceError::AlreadyExists { entity: "quality test" }),
         "{err:?}"

@@ -2,6 +2,7 @@
 //! PostgreSQL: every caller gets its own pipeline, and no read is answered
 //! by a query sent before the read was made.
 
+use rat_service::identity::Caller;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,12 +28,7 @@ async fn concurrent_reads_each_get_their_own_pipeline() {
                 };
                 (
                     i,
-                    pipelines::get(
-                        &services,
-                        &rat_service::identity::Caller::community(),
-                        &address("default", "silver", &name),
-                    )
-                    .await,
+                    pipelines::get(&services, &Caller::community(), &address("default", "silver", &name)).await,
                 )
             })
         })
@@ -66,9 +62,7 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
             tokio::spawn(async move {
                 let mut reads = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    pipelines::get(&services, &rat_service::identity::Caller::community(), &watched)
-                        .await
-                        .unwrap();
+                    pipelines::get(&services, &Caller::community(), &watched).await.unwrap();
                     reads += 1;
                 }
                 reads
@@ -81,15 +75,10 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
             description: Some(description.clone()),
             ..PipelineUpdate::default()
         };
-        pipelines::update(
-            &world.services,
-            &rat_service::identity::Caller::community(),
-            &watched,
-            &changes,
-        )
-        .await
-        .unwrap();
-        let read = pipelines::get(&world.services, &rat_service::identity::Caller::community(), &watched)
+        pipelines::update(&world.services, &Caller::community(), &watched, &changes)
+            .await
+            .unwrap();
+        let read = pipelines::get(&world.services, &Caller::community(), &watched)
             .await
             .unwrap();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! versioned store: a run pins the published snapshot in force when it is
 //! created, even while a publish is in flight, and cancel refuses finished runs.
 
+use rat_service::identity::Caller;
 use std::time::Duration;
 
 use crate::common::{address, create, fs_world};
@@ -30,15 +31,9 @@ async fn a_run_pins_the_latest_published_version() {
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
 
-    let published = rat_service::versions::publish(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        "v1",
-        now,
-    )
-    .await
-    .unwrap();
+    let published = rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
+        .await
+        .unwrap();
     let run = rat_service::runs::create(&world.services, &orders, "ci", now)
         .await
         .unwrap();
@@ -57,15 +52,9 @@ async fn a_run_created_during_a_publish_waits_for_it_and_pins_the_new_version() 
     create(&world.services, "orders").await;
     let orders = address("default", "silver", "orders");
     let now = OffsetDateTime::now_utc();
-    rat_service::versions::publish(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        "v1",
-        now,
-    )
-    .await
-    .unwrap();
+    rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
+        .await
+        .unwrap();
 
     // Play a publish by hand: lock the pipeline row as publish does, and
     // record version 2 before committing.
@@ -100,15 +89,9 @@ async fn cancel_refuses_finished_runs_and_names_their_status() {
     create(&world.services, "orders").await;
     let orders = address("default", "silver", "orders");
     let now = datetime!(2026-06-01 10:00:00 UTC);
-    rat_service::versions::publish(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        "v1",
-        now,
-    )
-    .await
-    .unwrap();
+    rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
+        .await
+        .unwrap();
     let run = rat_service::runs::create(&world.services, &orders, "manual", now)
         .await
         .unwrap();
@@ -150,15 +133,9 @@ async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
     create(&world.services, "orders").await;
     let orders = address("default", "silver", "orders");
     let now = datetime!(2026-06-01 10:00:00 UTC);
-    rat_service::versions::publish(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &orders,
-        "v1",
-        now,
-    )
-    .await
-    .unwrap();
+    rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
+        .await
+        .unwrap();
     let run = rat_service::runs::create(&world.services, &orders, "manual", now)
         .await
         .unwrap();

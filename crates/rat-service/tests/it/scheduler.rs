@@ -6,6 +6,7 @@
 //! its commit still fire every slot exactly once; clock changes in the
 //! schedule's zone; the wake-up time; the change notifications.
 
+use rat_service::identity::Caller;
 use std::sync::{Arc, Mutex};
 
 use crate::common::{World, address, create, fs_world};
@@ -24,7 +25,7 @@ async fn published(world: &World, name: &str) {
     create(&world.services, name).await;
     rat_service::versions::publish(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", name),
         "v1",
         OffsetDateTime::now_utc(),
@@ -296,7 +297,7 @@ async fn deleted_and_unpublished_pipelines_do_not_fire_say_why_and_block_nothing
     }
     rat_service::versions::publish(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", "draft"),
         "v1",
         created_at,

@@ -4,6 +4,7 @@
 use crate::common::{address, create, fs_world};
 use rat_domain::{TriggerConfig, TriggerType};
 use rat_service::ServiceError;
+use rat_service::identity::Caller;
 use rat_service::triggers::{TriggerChanges, TriggerSpec, generate_webhook_token, webhook_token_hash};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -39,7 +40,7 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
     };
     let created = rat_service::triggers::create(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         spec,
         OffsetDateTime::now_utc(),
@@ -68,7 +69,7 @@ async fn a_webhook_is_stored_with_the_hash_of_the_token_it_returns() {
     };
     let created = rat_service::triggers::create(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         cron,
         OffsetDateTime::now_utc(),
@@ -93,7 +94,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::create(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         watch("default", "silver", "orders"),
         OffsetDateTime::now_utc(),
@@ -106,7 +107,7 @@ async fn self_watch_and_type_changes_are_refused() {
     );
     let stored = rat_service::triggers::list(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         rat_domain::PageRequest::default(),
     )
@@ -115,7 +116,7 @@ async fn self_watch_and_type_changes_are_refused() {
     assert_eq!(stored.total, 0, "a refused create stores nothing");
     let trigger = rat_service::triggers::create(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         watch("default", "bronze", "raw"),
         OffsetDateTime::now_utc(),
@@ -130,7 +131,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::update(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -148,7 +149,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let err = rat_service::triggers::update(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -161,14 +162,9 @@ async fn self_watch_and_type_changes_are_refused() {
         "{err:?}"
     );
     assert_eq!(
-        rat_service::triggers::get(
-            &world.services,
-            &rat_service::identity::Caller::community(),
-            &orders,
-            trigger.id
-        )
-        .await
-        .unwrap(),
+        rat_service::triggers::get(&world.services, &Caller::community(), &orders, trigger.id)
+            .await
+            .unwrap(),
         trigger,
         "a refused update stores nothing"
     );
@@ -180,7 +176,7 @@ async fn self_watch_and_type_changes_are_refused() {
     };
     let updated = rat_service::triggers::update(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &orders,
         trigger.id,
         &changes,
@@ -196,14 +192,9 @@ async fn self_watch_and_type_changes_are_refused() {
     );
     assert_eq!((updated.enabled, updated.cooldown_seconds), (false, 5));
     assert_eq!(
-        rat_service::triggers::get(
-            &world.services,
-            &rat_service::identity::Caller::community(),
-            &orders,
-            trigger.id
-        )
-        .await
-        .unwrap(),
+        rat_service::triggers::get(&world.services, &Caller::community(), &orders, trigger.id)
+            .await
+            .unwrap(),
         updated
     );
 }

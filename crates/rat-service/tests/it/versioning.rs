@@ -5,6 +5,7 @@
 use crate::common::{World, address, create};
 use rat_dao::{pipeline_versions, pipelines};
 use rat_domain::{PageRequest, PipelineType};
+use rat_service::identity::Caller;
 use rat_service::{ServiceError, files, versions};
 use time::OffsetDateTime;
 
@@ -54,7 +55,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     // A python pipeline gets pipeline.py.
     let py = rat_service::pipelines::create_pipeline(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("default", "gold", "model"),
             pipeline_type: PipelineType::Python,
@@ -73,7 +74,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
         .unwrap();
     let err = rat_service::pipelines::create_pipeline(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("default", "silver", "orders"),
             pipeline_type: PipelineType::Sql,
@@ -99,7 +100,7 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     // An unknown namespace writes nothing.
     let err = rat_service::pipelines::create_pipeline(
         &world.services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         rat_dao::pipelines::NewPipeline {
             address: address("nowhere", "silver", "orders"),
             pipeline_type: PipelineType::Sql,
@@ -144,7 +145,7 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     let address = address("default", "silver", "orders");
 
     files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
-    let v1 = versions::publish(s, &rat_service::identity::Caller::community(), &address, "first", now())
+    let v1 = versions::publish(s, &Caller::community(), &address, "first", now())
         .await
         .unwrap()
         .version;
@@ -161,16 +162,10 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     );
     assert_eq!(read_head(&world, &sql).await, b"SELECT 2");
 
-    let v2 = versions::publish(
-        s,
-        &rat_service::identity::Caller::community(),
-        &address,
-        "second",
-        now(),
-    )
-    .await
-    .unwrap()
-    .version;
+    let v2 = versions::publish(s, &Caller::community(), &address, "second", now())
+        .await
+        .unwrap()
+        .version;
     assert_eq!(v2.version_number, 2);
     let pinned_v2 = v2.published_versions.get(&sql).unwrap();
     assert_ne!(pinned_v1, pinned_v2);
@@ -194,7 +189,7 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
         b"SELECT 2"
     );
 
-    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 1, None, now())
+    let rolled = versions::rollback(s, &Caller::community(), &address, 1, None, now())
         .await
         .unwrap();
     assert_eq!(rolled.from_version, 1);
@@ -206,19 +201,14 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     );
 
     // History is never rewritten.
-    let history = versions::list_versions(
-        s,
-        &rat_service::identity::Caller::community(),
-        &address,
-        PageRequest::default(),
-    )
-    .await
-    .unwrap();
+    let history = versions::list_versions(s, &Caller::community(), &address, PageRequest::default())
+        .await
+        .unwrap();
     let numbers: Vec<i32> = history.items.iter().map(|v| v.version_number.get()).collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert_eq!(history.total, 3);
     assert_eq!(
-        versions::get_version(s, &rat_service::identity::Caller::community(), &address, 2)
+        versions::get_version(s, &Caller::community(), &address, 2)
             .await
             .unwrap(),
         v2
@@ -233,16 +223,9 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     assert_eq!(pipeline.published_versions, v1.published_versions);
 
     // A custom rollback message is kept.
-    let rolled = versions::rollback(
-        s,
-        &rat_service::identity::Caller::community(),
-        &address,
-        2,
-        Some("back to two"),
-        now(),
-    )
-    .await
-    .unwrap();
+    let rolled = versions::rollback(s, &Caller::community(), &address, 2, Some("back to two"), now())
+        .await
+        .unwrap();
     assert_eq!(rolled.version.message, "back to two");
 }
 
@@ -255,7 +238,7 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
 
     files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
     assert!(dirty(&world, "orders").await, "after a write");
-    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v1", now())
+    versions::publish(s, &Caller::community(), &address, "v1", now())
         .await
         .unwrap();
     assert!(!dirty(&world, "orders").await, "after publish");
@@ -264,7 +247,7 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
         .await
         .unwrap();
     assert!(dirty(&world, "orders").await, "after adding a file");
-    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v2", now())
+    versions::publish(s, &Caller::community(), &address, "v2", now())
         .await
         .unwrap();
     assert!(!dirty(&world, "orders").await);
@@ -273,19 +256,19 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
         .await
         .unwrap();
     assert!(dirty(&world, "orders").await, "after deleting a file");
-    versions::publish(s, &rat_service::identity::Caller::community(), &address, "v3", now())
+    versions::publish(s, &Caller::community(), &address, "v3", now())
         .await
         .unwrap();
     assert!(!dirty(&world, "orders").await);
 
     // Rolling back to v2 (which has the test file): HEAD lacks it, so dirty.
-    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 2, None, now())
+    let rolled = versions::rollback(s, &Caller::community(), &address, 2, None, now())
         .await
         .unwrap();
     assert!(rolled.draft_dirty);
     assert!(dirty(&world, "orders").await, "HEAD differs from the re-pinned v2");
     // Rolling back to v3, whose map equals HEAD: clean.
-    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 3, None, now())
+    let rolled = versions::rollback(s, &Caller::community(), &address, 3, None, now())
         .await
         .unwrap();
     assert!(!rolled.draft_dirty);
@@ -321,26 +304,15 @@ async fn history_is_pruned_at_max_versions(world: World) {
         files::write_file(s, &key("orders", "pipeline.sql"), format!("SELECT {i}").into_bytes())
             .await
             .unwrap();
-        let v = versions::publish(
-            s,
-            &rat_service::identity::Caller::community(),
-            &address,
-            &format!("v{i}"),
-            now(),
-        )
-        .await
-        .unwrap()
-        .version;
+        let v = versions::publish(s, &Caller::community(), &address, &format!("v{i}"), now())
+            .await
+            .unwrap()
+            .version;
         assert_eq!(v.version_number, i);
     }
-    let history = versions::list_versions(
-        s,
-        &rat_service::identity::Caller::community(),
-        &address,
-        PageRequest::default(),
-    )
-    .await
-    .unwrap();
+    let history = versions::list_versions(s, &Caller::community(), &address, PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(
         history.items.iter().map(|v| v.version_number).collect::<Vec<_>>(),
         [5, 4, 3]
@@ -349,16 +321,9 @@ async fn history_is_pruned_at_max_versions(world: World) {
 
     // Pruned, unknown and impossible versions.
     for (number, pruned) in [(1, true), (2, true), (99, false)] {
-        let err = versions::rollback(
-            s,
-            &rat_service::identity::Caller::community(),
-            &address,
-            number,
-            None,
-            now(),
-        )
-        .await
-        .unwrap_err();
+        let err = versions::rollback(s, &Caller::community(), &address, number, None, now())
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -370,18 +335,11 @@ async fn history_is_pruned_at_max_versions(world: World) {
         );
     }
     for number in [0, -1] {
-        let err = versions::rollback(
-            s,
-            &rat_service::identity::Caller::community(),
-            &address,
-            number,
-            None,
-            now(),
-        )
-        .await
-        .unwrap_err();
+        let err = versions::rollback(s, &Caller::community(), &address, number, None, now())
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{number}: {err:?}");
-        let err = versions::get_version(s, &rat_service::identity::Caller::community(), &address, number)
+        let err = versions::get_version(s, &Caller::community(), &address, number)
             .await
             .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{number}: {err:?}");
@@ -392,18 +350,13 @@ async fn history_is_pruned_at_max_versions(world: World) {
         "refused rollbacks record nothing"
     );
     // Rolling back to the oldest kept version prunes the next oldest.
-    let rolled = versions::rollback(s, &rat_service::identity::Caller::community(), &address, 3, None, now())
+    let rolled = versions::rollback(s, &Caller::community(), &address, 3, None, now())
         .await
         .unwrap();
     assert_eq!(rolled.version.version_number, 6);
-    let history = versions::list_versions(
-        s,
-        &rat_service::identity::Caller::community(),
-        &address,
-        PageRequest::default(),
-    )
-    .await
-    .unwrap();
+    let history = versions::list_versions(s, &Caller::community(), &address, PageRequest::default())
+        .await
+        .unwrap();
     assert_eq!(
         history.items.iter().map(|v| v.version_number).collect::<Vec<_>>(),
         [6, 5, 4]
@@ -418,14 +371,7 @@ async fn concurrent_publishes_get_consecutive_numbers(world: World) {
             let services = world.services.clone();
             let address = address.clone();
             tokio::spawn(async move {
-                versions::publish(
-                    &services,
-                    &rat_service::identity::Caller::community(),
-                    &address,
-                    &format!("p{i}"),
-                    now(),
-                )
-                .await
+                versions::publish(&services, &Caller::community(), &address, &format!("p{i}"), now()).await
             })
         })
         .collect();
@@ -445,15 +391,9 @@ async fn never_published_pipelines_cannot_run(world: World) {
     assert!(err.to_string().contains("never been published"));
 
     let address = address("default", "silver", "orders");
-    versions::publish(
-        &world.services,
-        &rat_service::identity::Caller::community(),
-        &address,
-        "v1",
-        now(),
-    )
-    .await
-    .unwrap();
+    versions::publish(&world.services, &Caller::community(), &address, "v1", now())
+        .await
+        .unwrap();
     files::write_file(&world.services, &key("orders", "pipeline.sql"), b"SELECT 42".to_vec())
         .await
         .unwrap();
@@ -475,7 +415,7 @@ async fn publishing_an_unknown_or_empty_pipeline_records_nothing(world: World) {
     let s = &world.services;
     let err = versions::publish(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", "ghost"),
         "x",
         now(),
@@ -489,7 +429,7 @@ async fn publishing_an_unknown_or_empty_pipeline_records_nothing(world: World) {
     files::delete_file(s, &key("orders", "config.yaml")).await.unwrap();
     let err = versions::publish(
         s,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         &address("default", "silver", "orders"),
         "x",
         now(),

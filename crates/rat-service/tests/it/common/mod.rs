@@ -1,6 +1,7 @@
 //! Shared fixtures of the service tests: a fresh database and a file store of
 //! either backend, bundled as [`Services`].
 
+use rat_service::identity::Caller;
 use std::sync::Arc;
 
 use rat_dao::pipelines::NewPipeline;
@@ -73,7 +74,7 @@ pub fn address(ns: &str, layer: &str, name: &str) -> PipelineRef {
 pub async fn create(services: &Services, name: &str) -> pipelines::CreatedPipeline {
     pipelines::create_pipeline(
         services,
-        &rat_service::identity::Caller::community(),
+        &Caller::community(),
         NewPipeline {
             address: address("default", "silver", name),
             pipeline_type: PipelineType::Sql,
