@@ -316,9 +316,12 @@ impl OidcVerifier {
             return Err(Unauthenticated::Token(TokenRefused::Algorithm(header.alg)));
         }
         let claims = match self.check(token, &header, now).await {
-            Err(TokenRefused::UnknownKey(_)) if self.refresh_allowed().await => {
-                self.refresh().await.map_err(Unauthenticated::ProviderUnavailable)?;
-                self.check(token, &header, now).await
+            Err(TokenRefused::UnknownKey(kid)) => {
+                if self.refresh().await.map_err(Unauthenticated::ProviderUnavailable)? {
+                    self.check(token, &header, now).await
+                } else {
+                    Err(TokenRefused::UnknownKey(kid))
+                }
             }
             other => other,
         }
@@ -341,8 +344,10 @@ impl OidcVerifier {
         validation.set_issuer(&[issuer.to_owned(), format!("{issuer}/")]);
         validation.set_audience(&[&self.settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.validate_nbf = true;
-        validation.leeway = self.settings.leeway.as_secs();
+        // Time is checked once, by `check_times`, against the caller's `now`
+        // (jsonwebtoken's own check reads the system clock).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         let keys = self.keys.read().await;
         let candidates: Vec<&Key> = keys
             .iter()
@@ -356,8 +361,6 @@ impl OidcVerifier {
         for key in candidates {
             match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => {
-                    // jsonwebtoken checks time against the system clock; the
-                    // caller's `now` must agree too (tests move it).
                     check_times(&data.claims, now, self.settings.leeway)?;
                     return Ok(data.claims);
                 }
@@ -367,25 +370,21 @@ impl OidcVerifier {
         Err(TokenRefused::Invalid(last.expect("at least one candidate was tried")))
     }
 
-    /// Whether an unknown key id may cause a JWKS fetch now.
-    async fn refresh_allowed(&self) -> bool {
-        self.fetched.lock().await.elapsed() >= self.settings.jwks_refresh_interval
-    }
-
-    /// Fetches the JWKS again; tokens verified with a key that is gone are
-    /// forgotten.
-    async fn refresh(&self) -> Result<(), OidcError> {
+    /// Fetches the JWKS again, unless the last fetch is more recent than
+    /// `jwks_refresh_interval` (another request may just have made it: the
+    /// keys are checked again either way). Tokens verified with a key that is
+    /// gone are forgotten. Whether the keys may have changed.
+    async fn refresh(&self) -> Result<bool, OidcError> {
         let mut fetched = self.fetched.lock().await;
         if fetched.elapsed() < self.settings.jwks_refresh_interval {
-            // Another request fetched it meanwhile.
-            return Ok(());
+            return Ok(false);
         }
         *fetched = Instant::now();
         let keys = fetch_keys(&self.http, &self.jwks_uri).await?;
         tracing::info!(keys = keys.len(), jwks_uri = %self.jwks_uri, "fetched the issuer's signing keys");
         *self.keys.write().await = keys;
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        Ok(())
+        Ok(true)
     }
 
     fn cached(&self, digest: &[u8; 32], now: OffsetDateTime) -> Option<Caller> {

@@ -180,13 +180,7 @@ pub async fn target(
             if pipeline.deleted_at.is_some() {
                 return Err(ServiceError::NotFound { entity: "pipeline" });
             }
-            Target {
-                object_type,
-                object_id,
-                namespace: Some(pipeline.address.namespace.as_str().to_owned()),
-                column_owner: pipeline.owner,
-                entity: "pipeline",
-            }
+            Target::of_pipeline(&pipeline)
         }
         ObjectType::Table => {
             let table = tables::get_by_id(client, object_id).await?;
