@@ -273,6 +273,9 @@ pub struct StreamOptions {
 pub struct StreamStart {
     /// The run, known to exist.
     pub run: RunId,
+    /// Who reads it (checked again at each page read: a share removed
+    /// while the stream is open ends it).
+    pub caller: rat_service::identity::Caller,
     /// Its legacy entries (`runs.logs`), as JSON text, sent first.
     pub legacy: Vec<String>,
     /// Id of the last appended entry the client already has (0: none).
@@ -303,6 +306,7 @@ pub fn log_events(
         wakes: Some(start.wakes),
         _slot: start.slot,
         run: start.run,
+        caller: start.caller,
         cursor: start.cursor,
         queue: start
             .legacy
@@ -325,6 +329,7 @@ struct LogStream {
     wakes: Option<broadcast::Receiver<Wake>>,
     _slot: StreamSlot,
     run: RunId,
+    caller: rat_service::identity::Caller,
     /// Id of the last entry sent.
     cursor: i64,
     /// Events read but not sent yet.
@@ -367,7 +372,7 @@ impl LogStream {
             self.options.poll_interval.min(DISCONNECTED_POLL)
         };
         self.next_poll = Instant::now() + poll;
-        match rat_service::runs::log_tail(&self.services, self.run, self.cursor, PAGE).await {
+        match rat_service::runs::log_tail(&self.services, &self.caller, self.run, self.cursor, PAGE).await {
             Ok(tail) => {
                 let full = tail.entries.len() as i64 >= PAGE;
                 for (id, entry) in &tail.entries {

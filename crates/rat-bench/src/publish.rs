@@ -31,7 +31,13 @@ async fn measure(services: &Services, address: &PipelineRef, runs: usize) -> any
     let edited = format!("{}pipeline.sql", address.s3_prefix());
     let mut samples = Vec::with_capacity(runs);
     for run in 0..=runs {
-        files::write_file(services, &edited, format!("SELECT {run}").into_bytes()).await?;
+        files::write_file(
+            services,
+            &Caller::community(),
+            &edited,
+            format!("SELECT {run}").into_bytes(),
+        )
+        .await?;
         let started = Instant::now();
         versions::publish(
             services,
@@ -73,7 +79,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     for i in 2..args.files {
         let path = format!("{}models/m{i:04}.sql", address.s3_prefix());
-        files::write_file(&services, &path, format!("SELECT {i} AS id").into_bytes()).await?;
+        files::write_file(
+            &services,
+            &Caller::community(),
+            &path,
+            format!("SELECT {i} AS id").into_bytes(),
+        )
+        .await?;
     }
 
     println!(

@@ -65,6 +65,25 @@ pub async fn set_owner(
     ownership_from_row(&row)
 }
 
+/// Locks the row of the object `object_type`/`object_id` until the
+/// transaction ends, so that changes of its owner (each checked against the
+/// owner it reads after taking this lock) happen one after the other.
+/// `NotFound` when there is no such object.
+pub async fn lock_object(
+    client: &impl GenericClient,
+    object_type: ObjectType,
+    object_id: Uuid,
+) -> Result<(), DaoError> {
+    let (entity, statement) = match object_type {
+        ObjectType::Pipeline => ("pipeline", "SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE"),
+        ObjectType::Table => ("table", "SELECT 1 FROM table_metadata WHERE id = $1 FOR UPDATE"),
+        ObjectType::Namespace => ("namespace", "SELECT 1 FROM namespaces WHERE id = $1 FOR UPDATE"),
+        ObjectType::LandingZone => ("landing zone", "SELECT 1 FROM landing_zones WHERE id = $1 FOR UPDATE"),
+    };
+    sql::query_one(client, entity, statement, &[&object_id]).await?;
+    Ok(())
+}
+
 /// The object's owner, if it has one.
 pub async fn get_owner(
     client: &impl GenericClient,
@@ -273,41 +292,57 @@ pub async fn access_level(
     row.map(|row| sql::parse_column(&row, "access_level")).transpose()
 }
 
-/// What the access rule reads of one object: its owner (the `ownership`
-/// row) and the shares naming any of `principals`, on the object itself or
-/// on the namespace called `namespace` (the one holding it; `None` for a
-/// namespace itself). One statement.
+/// What the access rule reads of one object ([`Grants`]): its owner (the
+/// `ownership` row), the owner of the namespace called `namespace` (the one
+/// holding it; `None` for a namespace itself), and the shares naming any of
+/// `principals`, on the object itself or on that namespace. One statement.
 pub async fn grants(
     client: &impl GenericClient,
     object_type: ObjectType,
     object_id: Uuid,
     namespace: Option<&str>,
     principals: &[String],
-) -> Result<(Option<String>, Vec<(String, AccessLevel)>), DaoError> {
+) -> Result<Grants, DaoError> {
     let rows = sql::query(
         client,
-        "SELECT true AS is_owner, owner AS who, NULL::text AS level FROM ownership \
+        "SELECT 'owner' AS kind, owner AS who, NULL::text AS level FROM ownership \
              WHERE object_type = $1 AND object_id = $2 \
          UNION ALL \
-         SELECT false, shared_with, access_level FROM shares \
+         SELECT 'namespace_owner', o.owner, NULL::text FROM ownership o JOIN namespaces n \
+             ON o.object_type = 'namespace' AND o.object_id = n.id \
+             WHERE n.name = $3 \
+         UNION ALL \
+         SELECT 'share', shared_with, access_level FROM shares \
              WHERE object_type = $1 AND object_id = $2 AND shared_with = ANY($4) \
          UNION ALL \
-         SELECT false, s.shared_with, s.access_level FROM shares s JOIN namespaces n \
+         SELECT 'share', s.shared_with, s.access_level FROM shares s JOIN namespaces n \
              ON s.object_type = 'namespace' AND s.object_id = n.id \
              WHERE n.name = $3 AND s.shared_with = ANY($4)",
         &[&object_type.as_str(), &object_id, &namespace, &principals],
     )
     .await?;
-    let mut owner = None;
-    let mut shares = Vec::new();
+    let mut grants = Grants::default();
     for row in &rows {
-        if row.try_get("is_owner")? {
-            owner = Some(row.try_get("who")?);
-        } else {
-            shares.push((row.try_get("who")?, sql::parse_column(row, "level")?));
+        match row.try_get::<_, &str>("kind")? {
+            "owner" => grants.owner = Some(row.try_get("who")?),
+            "namespace_owner" => grants.namespace_owner = Some(row.try_get("who")?),
+            _ => grants
+                .shares
+                .push((row.try_get("who")?, sql::parse_column(row, "level")?)),
         }
     }
-    Ok((owner, shares))
+    Ok(grants)
+}
+
+/// What [`grants`] read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// The object's owner (its `ownership` row).
+    pub owner: Option<String>,
+    /// The owner of the namespace holding it.
+    pub namespace_owner: Option<String>,
+    /// The shares naming the caller, on the object or its namespace.
+    pub shares: Vec<(String, AccessLevel)>,
 }
 
 /// The share with id `id`.

@@ -168,16 +168,35 @@ async fn zone_by_name(
     zone_from_row(&row)
 }
 
+/// The zone with this id, without its file statistics.
+pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> Result<LandingZone, DaoError> {
+    let row = sql::query_one(
+        client,
+        "landing zone",
+        &format!("SELECT {ZONE_COLUMNS} FROM landing_zones WHERE id = $1"),
+        &[&id],
+    )
+    .await?;
+    zone_from_row(&row)
+}
+
 /// Zones (of one namespace, or of all), ordered by namespace then name, each
 /// with its file count and total size, one page, with the total.
+/// `readable_by`: only zones these share principals (the user first, then
+/// `role:NAME`s) may read ([`readable_condition!`]); `None` = all.
 pub async fn list(
     client: &impl GenericClient,
     namespace: Option<&NamespaceName>,
+    readable_by: Option<&Vec<String>>,
     page: PageRequest,
 ) -> Result<Page<LandingZoneSummary>, DaoError> {
     let namespace = namespace.map(NamespaceName::as_str);
     let mut conditions = Conditions::new();
     conditions.push_opt("z.namespace = $?", &namespace);
+    conditions.push_opt(
+        readable_condition!("landing_zone", "z.id", "z.owner", "z.namespace"),
+        &readable_by,
+    );
     let order = OrderBy {
         columns: &["z.namespace", "z.name"],
         descending: false,

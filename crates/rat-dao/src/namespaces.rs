@@ -104,10 +104,22 @@ pub async fn delete(client: &impl GenericClient, name: &NamespaceName) -> Result
 }
 
 /// Namespaces ordered by creation time (oldest first), with the total count.
-pub async fn list(client: &impl GenericClient, page: PageRequest) -> Result<Page<Namespace>, DaoError> {
+/// `readable_by`: only namespaces these share principals (the user first,
+/// then `role:NAME`s) may read ([`readable_condition!`]; the owner column is
+/// `created_by`); `None` = all.
+pub async fn list(
+    client: &impl GenericClient,
+    readable_by: Option<&Vec<String>>,
+    page: PageRequest,
+) -> Result<Page<Namespace>, DaoError> {
     let order = OrderBy {
         columns: &["created_at", "name"],
         descending: false,
     };
-    sql::fetch_page(client, COLUMNS, "namespaces", &Conditions::new(), order, page, from_row).await
+    let mut conditions = Conditions::new();
+    conditions.push_opt(
+        readable_condition!("namespace", "namespaces.id", "namespaces.created_by", "namespaces.name"),
+        &readable_by,
+    );
+    sql::fetch_page(client, COLUMNS, "namespaces", &conditions, order, page, from_row).await
 }

@@ -372,23 +372,7 @@ pub async fn list(
     // count only readable pipelines: the owner (ownership row, else the
     // owner column), an unowned pipeline (no owner, or a non-personal one),
     // or a share to a principal on the pipeline or its namespace.
-    conditions.push_opt(
-        concat!(
-            "(EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = 'pipeline' AND o.object_id = pipelines.id \
-                     AND (o.owner = ANY($?) OR o.owner IN ",
-            non_personal_owners!(),
-            ")) \
-              OR (NOT EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = 'pipeline' AND o.object_id = pipelines.id) \
-                  AND (pipelines.owner IS NULL OR pipelines.owner = ANY($?) OR pipelines.owner IN ",
-            non_personal_owners!(),
-            ")) \
-              OR EXISTS (SELECT 1 FROM shares s WHERE s.shared_with = ANY($?) AND ( \
-                     (s.object_type = 'pipeline' AND s.object_id = pipelines.id) \
-                  OR (s.object_type = 'namespace' \
-                      AND s.object_id = (SELECT n.id FROM namespaces n WHERE n.name = pipelines.namespace)))))"
-        ),
-        readable,
-    );
+    conditions.push_opt(readable_pipeline!(), readable);
     let order = OrderBy {
         columns: match sort.field {
             PipelineSortField::Name => &["name", "id"],

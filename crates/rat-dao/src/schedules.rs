@@ -188,6 +188,9 @@ pub struct ScheduleFilter {
     pub layer: Option<Layer>,
     /// Schedules of live pipelines with this name.
     pub pipeline: Option<PipelineName>,
+    /// Only schedules of pipelines these share principals may read (the
+    /// access rule in SQL, [`readable_pipeline!`]); `None` = all.
+    pub readable_by: Option<Vec<String>>,
 }
 
 /// Schedules matching `filter`, oldest first, one page, with the total.
@@ -205,6 +208,7 @@ pub async fn list(
     // The same sub-selects as the run list: each name filter narrows to live
     // pipelines, and together they address one pipeline.
     sql::push_pipeline_address(&mut conditions, &namespace, &layer, &pipeline);
+    conditions.push_opt(of_readable_pipeline!(), &filter.readable_by);
     let order = OrderBy {
         columns: &["created_at", "id"],
         descending: false,

@@ -33,6 +33,72 @@ macro_rules! non_personal_owners {
     };
 }
 
+/// The read half of the access rule ([`rat_domain::permission`]) as one SQL
+/// condition on a row of an ownable table, so that a list filtered by it
+/// pages and counts only what the caller may read. Its `$?` placeholders all
+/// take one parameter: the caller's share principals (a `TEXT[]`, the user
+/// first, then `role:NAME`s).
+///
+/// Readable is: owned by the caller (the `ownership` row, else the row's own
+/// owner column), without a personal owner (none, or one of
+/// [`non_personal_owners!`]), in a namespace the caller owns, or shared with
+/// a principal, on the object itself or on the namespace holding it. The arguments are SQL literals:
+/// the object type, and the row's id, owner and namespace-name columns.
+macro_rules! readable_condition {
+    ($object_type:literal, $id:literal, $owner:literal, $namespace:literal) => {
+        concat!(
+            "(EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = '",
+            $object_type,
+            "' AND o.object_id = ",
+            $id,
+            " AND (o.owner = ANY($?) OR o.owner IN ",
+            non_personal_owners!(),
+            ")) OR (NOT EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = '",
+            $object_type,
+            "' AND o.object_id = ",
+            $id,
+            ") AND (",
+            $owner,
+            " IS NULL OR ",
+            $owner,
+            " = ANY($?) OR ",
+            $owner,
+            " IN ",
+            non_personal_owners!(),
+            ")) OR EXISTS (SELECT 1 FROM ownership o JOIN namespaces n ON o.object_type = 'namespace' \
+             AND o.object_id = n.id WHERE n.name = ",
+            $namespace,
+            " AND o.owner = ANY($?)) OR EXISTS (SELECT 1 FROM shares s WHERE s.shared_with = ANY($?) AND ((s.object_type = '",
+            $object_type,
+            "' AND s.object_id = ",
+            $id,
+            ") OR (s.object_type = 'namespace' AND s.object_id = \
+             (SELECT n.id FROM namespaces n WHERE n.name = ",
+            $namespace,
+            ")))))"
+        )
+    };
+}
+
+/// [`readable_condition!`] for a pipeline row of the table `pipelines`.
+macro_rules! readable_pipeline {
+    () => {
+        readable_condition!("pipeline", "pipelines.id", "pipelines.owner", "pipelines.namespace")
+    };
+}
+
+/// Rows whose `pipeline_id` names a pipeline the caller may read
+/// ([`readable_pipeline!`]); one parameter, the share principals.
+macro_rules! of_readable_pipeline {
+    () => {
+        concat!(
+            "pipeline_id IN (SELECT pipelines.id FROM pipelines WHERE ",
+            readable_pipeline!(),
+            ")"
+        )
+    };
+}
+
 /// A bind parameter.
 pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
 

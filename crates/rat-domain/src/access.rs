@@ -14,6 +14,8 @@ string_enum!(
         Table => "table",
         /// A namespace (`namespaces.id`).
         Namespace => "namespace",
+        /// A landing zone (`landing_zones.id`).
+        LandingZone => "landing_zone",
     }
 );
 
@@ -165,14 +167,24 @@ pub fn is_personal_name(user: &str) -> bool {
 }
 
 /// The access rule, stated once: admins own everything; the owner owns the
-/// object; a share to the user, or to `role:<name>` of one of their roles,
-/// gives its level (the highest one counts; shares on the object's namespace
-/// count as shares on the object). An object without a personal owner (none,
-/// or one of [`NON_PERSONAL_OWNERS`]: made before multi-user mode) may be
-/// read by everyone and changed by admins only, unless a share says more.
-pub fn permission(caller: &Principal<'_>, owner: Option<&str>, shares: &[(String, AccessLevel)]) -> Permission {
-    let owner = owner.filter(|owner| !NON_PERSONAL_OWNERS.contains(owner));
-    if caller.admin || owner == Some(caller.user) {
+/// object, and the owner of a namespace owns everything in it; a share to
+/// the user, or to `role:<name>` of one of their roles, gives its level (the
+/// highest one counts; shares on the object's namespace count as shares on
+/// the object). An object without a personal owner (none, or one of
+/// [`NON_PERSONAL_OWNERS`]: made before multi-user mode) may be read by
+/// everyone and changed by admins only, unless a share (or owning its
+/// namespace) says more.
+pub fn permission(
+    caller: &Principal<'_>,
+    owner: Option<&str>,
+    namespace_owner: Option<&str>,
+    shares: &[(String, AccessLevel)],
+) -> Permission {
+    fn personal(owner: Option<&str>) -> Option<&str> {
+        owner.filter(|owner| !NON_PERSONAL_OWNERS.contains(owner))
+    }
+    let owner = personal(owner);
+    if caller.admin || owner == Some(caller.user) || personal(namespace_owner) == Some(caller.user) {
         return Permission::Own;
     }
     let names = caller.share_names();
@@ -227,17 +239,18 @@ mod tests {
             admin: true,
         };
         let share = |who: &str, level| (who.to_owned(), level);
-        assert_eq!(permission(&admin, Some("bob"), &[]), Permission::Own);
-        assert_eq!(permission(&alice, Some("alice"), &[]), Permission::Own);
-        assert_eq!(permission(&alice, Some("bob"), &[]), Permission::None);
+        assert_eq!(permission(&admin, Some("bob"), None, &[]), Permission::Own);
+        assert_eq!(permission(&alice, Some("alice"), None, &[]), Permission::Own);
+        assert_eq!(permission(&alice, Some("bob"), None, &[]), Permission::None);
         assert_eq!(
-            permission(&alice, Some("bob"), &[share("alice", AccessLevel::Read)]),
+            permission(&alice, Some("bob"), None, &[share("alice", AccessLevel::Read)]),
             Permission::Read
         );
         assert_eq!(
             permission(
                 &alice,
                 Some("bob"),
+                None,
                 &[
                     share("alice", AccessLevel::Read),
                     share("role:analysts", AccessLevel::Write)
@@ -247,22 +260,32 @@ mod tests {
             "the highest share counts, roles included"
         );
         assert_eq!(
-            permission(&alice, Some("bob"), &[share("role:others", AccessLevel::Write)]),
+            permission(&alice, Some("bob"), None, &[share("role:others", AccessLevel::Write)]),
             Permission::None
         );
         assert_eq!(
-            permission(&alice, Some("bob"), &[share("analysts", AccessLevel::Write)]),
+            permission(&alice, Some("bob"), None, &[share("analysts", AccessLevel::Write)]),
             Permission::None,
             "a user named like a role is not the role"
         );
         assert_eq!(
-            permission(&alice, None, &[]),
+            permission(&alice, None, None, &[]),
             Permission::Read,
             "unowned: readable, changed by admins only"
         );
         assert_eq!(
-            permission(&alice, None, &[share("alice", AccessLevel::Write)]),
+            permission(&alice, None, None, &[share("alice", AccessLevel::Write)]),
             Permission::Write
+        );
+        assert_eq!(
+            permission(&alice, Some("bob"), Some("alice"), &[]),
+            Permission::Own,
+            "the owner of a namespace owns what is in it"
+        );
+        assert_eq!(
+            permission(&alice, Some("bob"), Some("community"), &[]),
+            Permission::None,
+            "a namespace without a personal owner gives nothing"
         );
     }
 }

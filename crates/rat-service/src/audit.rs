@@ -10,11 +10,14 @@ use time::OffsetDateTime;
 use crate::{ServiceError, Services};
 
 /// Entries matching `filter`, newest first, one page, with the total.
+/// Admins only: the log names every user and everything they did.
 pub async fn list(
     services: &Services,
+    caller: &crate::identity::Caller,
     filter: &AuditFilter,
     page: PageRequest,
 ) -> Result<Page<AuditEntry>, ServiceError> {
+    caller.require_admin("reading the audit log")?;
     let client = services.pool.get().await?;
     Ok(audit::list(&client, filter, page).await?)
 }

@@ -8,8 +8,10 @@ use rat_dao::pipelines;
 use rat_domain::PipelineRef;
 use rat_versioning::{ByteSource, Download, KeyPrefix, Object, ObjectHead, ObjectKey, VersionId, VersionedStore};
 
-use crate::pipelines::content_type;
+use crate::identity::Caller;
+use crate::pipelines::{content_type, require_on_loaded};
 use crate::{ServiceError, Services};
+use rat_domain::{NamespaceName, Permission, ZoneName};
 
 /// A file written: its key and the new version id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,59 @@ fn pipeline_of(key: &ObjectKey) -> Result<PipelineRef, ServiceError> {
         })
 }
 
+/// Whose access rule a store path follows: a pipeline's directory
+/// (`{ns}/pipelines/{layer}/{name}/…`), a landing zone's
+/// (`{ns}/landing/{zone}/…`), or neither. A directory prefix ends with `/`,
+/// so `ns/pipelines/silver/orders/` is the pipeline's directory, while the
+/// key `ns/pipelines/silver/orders` (a file beside the pipeline directories)
+/// belongs to no pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathOwner {
+    Pipeline(PipelineRef),
+    Zone(NamespaceName, ZoneName),
+    Nobody,
+}
+
+fn owner_of_path(path: &str) -> PathOwner {
+    let parts: Vec<&str> = path.splitn(5, '/').collect();
+    match parts.as_slice() {
+        [ns, "pipelines", layer, name, _] => PipelineRef::parse(ns, layer, name)
+            .map(PathOwner::Pipeline)
+            .unwrap_or(PathOwner::Nobody),
+        [ns, "landing", zone, _, ..] => match (NamespaceName::parse(ns), ZoneName::parse(zone)) {
+            (Ok(ns), Ok(zone)) => PathOwner::Zone(ns, zone),
+            _ => PathOwner::Nobody,
+        },
+        _ => PathOwner::Nobody,
+    }
+}
+
+/// Requires `needed` of `caller` on what `path` (a key or a directory
+/// prefix) belongs to ([`owner_of_path`]): the pipeline, the landing zone,
+/// or, for any other path, an admin. Admins pass without a query.
+async fn require_on_path(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    needed: Permission,
+) -> Result<(), ServiceError> {
+    if caller.admin {
+        return Ok(());
+    }
+    match owner_of_path(path) {
+        PathOwner::Pipeline(address) => {
+            let client = services.pool.get().await?;
+            crate::pipelines::require_on(&client, caller, &address, needed, "reading files of").await
+        }
+        PathOwner::Zone(namespace, zone) => {
+            let client = services.pool.get().await?;
+            crate::landing::zone_for(&client, caller, &namespace, &zone, needed, "reading files of").await?;
+            Ok(())
+        }
+        PathOwner::Nobody => caller.require_admin("reading files outside every pipeline and landing zone"),
+    }
+}
+
 /// The live pipeline whose directory holds `key` ([`pipeline_of`]), marked
 /// dirty. One connection, held only for this.
 async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<PipelineId, ServiceError> {
@@ -55,12 +110,22 @@ async fn mark_dirty(services: &Services, key: &ObjectKey) -> Result<PipelineId, 
 /// leaves it clean) and again after it (so a publish that listed the files
 /// before the change landed cannot leave it clean either; see
 /// [`crate::versions::publish`]). No connection is held during the change.
+///
+/// `caller` needs write on the pipeline.
 async fn change_in_pipeline<T>(
     services: &Services,
+    caller: &Caller,
     key: &ObjectKey,
     change: impl std::future::Future<Output = Result<T, ServiceError>>,
 ) -> Result<(PipelineId, T), ServiceError> {
-    let pipeline_id = mark_dirty(services, key).await?;
+    let address = pipeline_of(key)?;
+    let pipeline_id = {
+        let client = services.pool.get().await?;
+        let pipeline = pipelines::get_by_ref(&client, &address).await?;
+        require_on_loaded(&client, caller, &pipeline, Permission::Write, "changing files of").await?;
+        pipelines::set_draft_dirty(&client, pipeline.id, true).await?;
+        pipeline.id
+    };
     let changed = change.await?;
     mark_dirty(services, key).await?;
     Ok((pipeline_id, changed))
@@ -69,12 +134,17 @@ async fn change_in_pipeline<T>(
 /// Writes a new version of the file at `path`, inside a live pipeline's
 /// directory (`InvalidInput` outside one, `NotFound` for an unknown
 /// pipeline); the pipeline's draft turns dirty.
-#[tracing::instrument(skip(services, body), fields(size = body.len()))]
-pub async fn write_file(services: &Services, path: &str, body: Vec<u8>) -> Result<WrittenFile, ServiceError> {
+#[tracing::instrument(skip(services, caller, body), fields(size = body.len()))]
+pub async fn write_file(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
     let size = body.len() as u64;
     let put = async { Ok(services.store.put(&key, body, content_type(key.file_name())).await?) };
-    let (pipeline_id, version_id) = change_in_pipeline(services, &key, put).await?;
+    let (pipeline_id, version_id) = change_in_pipeline(services, caller, &key, put).await?;
     Ok(WrittenFile {
         key,
         version_id,
@@ -86,8 +156,13 @@ pub async fn write_file(services: &Services, path: &str, body: Vec<u8>) -> Resul
 /// [`write_file`] with the content as it arrives (an upload), never held
 /// whole in memory. When `body` fails nothing is written
 /// (`StoreError::BodyFailed` becomes `InvalidInput`; the caller knows why).
-#[tracing::instrument(skip(services, body))]
-pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) -> Result<WrittenFile, ServiceError> {
+#[tracing::instrument(skip(services, caller, body))]
+pub async fn upload_file(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    body: ByteSource<'_>,
+) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
     let put = async {
         Ok(services
@@ -95,7 +170,7 @@ pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) 
             .put_stream(&key, body, content_type(key.file_name()))
             .await?)
     };
-    let (pipeline_id, written) = change_in_pipeline(services, &key, put).await?;
+    let (pipeline_id, written) = change_in_pipeline(services, caller, &key, put).await?;
     Ok(WrittenFile {
         key,
         version_id: written.version_id,
@@ -108,22 +183,34 @@ pub async fn upload_file(services: &Services, path: &str, body: ByteSource<'_>) 
 /// marker: older versions, and any publish pinning them, stay readable);
 /// the pipeline's draft turns dirty. `NotFound` when the file does not exist
 /// at HEAD. Returns the pipeline's id.
-#[tracing::instrument(skip(services))]
-pub async fn delete_file(services: &Services, path: &str) -> Result<PipelineId, ServiceError> {
+#[tracing::instrument(skip(services, caller))]
+pub async fn delete_file(services: &Services, caller: &Caller, path: &str) -> Result<PipelineId, ServiceError> {
     let key = ObjectKey::parse(path)?;
-    // Keys outside pipelines are refused before the store is asked.
-    pipeline_of(&key)?;
+    // Keys outside pipelines, and pipelines the caller may not change, are
+    // refused before the store is asked.
+    let address = pipeline_of(&key)?;
+    if !caller.admin {
+        let client = services.pool.get().await?;
+        crate::pipelines::require_on(&client, caller, &address, Permission::Write, "changing files of").await?;
+    }
     if services.store.head(&key).await?.is_none() {
         return Err(ServiceError::NotFound { entity: "file" });
     }
     let delete = async { Ok(services.store.delete(&key).await?) };
-    let (pipeline_id, _) = change_in_pipeline(services, &key, delete).await?;
+    let (pipeline_id, _) = change_in_pipeline(services, caller, &key, delete).await?;
     Ok(pipeline_id)
 }
 
-/// Reads the file at `path`, at HEAD or at an exact version.
-pub async fn read_file(services: &Services, path: &str, version: Option<&str>) -> Result<Object, ServiceError> {
+/// Reads the file at `path`, at HEAD or at an exact version. Read on the
+/// pipeline or landing zone holding it needed; any other path is for admins.
+pub async fn read_file(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    version: Option<&str>,
+) -> Result<Object, ServiceError> {
     let key = ObjectKey::parse(path)?;
+    require_on_path(services, caller, key.as_str(), Permission::Read).await?;
     let version = version.map(VersionId::new).transpose()?;
     Ok(services.store.get(&key, version.as_ref()).await?)
 }
@@ -164,8 +251,15 @@ pub fn as_text(bytes: Vec<u8>) -> Option<String> {
 
 /// The file at `path` at HEAD as text, when it is text of at most
 /// `max_bytes`: a larger file is not read at all. `NotFound` when missing.
-pub async fn read_text(services: &Services, path: &str, max_bytes: u64) -> Result<TextFile, ServiceError> {
+/// Access as for [`read_file`].
+pub async fn read_text(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    max_bytes: u64,
+) -> Result<TextFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
+    require_on_path(services, caller, key.as_str(), Permission::Read).await?;
     let head = services
         .store
         .head(&key)
@@ -186,9 +280,15 @@ pub async fn read_text(services: &Services, path: &str, max_bytes: u64) -> Resul
 }
 
 /// Opens the file at `path` (HEAD, or an exact version) to be read in
-/// pieces, whatever its size: downloads.
-pub async fn open_file(services: &Services, path: &str, version: Option<&str>) -> Result<Download, ServiceError> {
+/// pieces, whatever its size: downloads. Access as for [`read_file`].
+pub async fn open_file(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    version: Option<&str>,
+) -> Result<Download, ServiceError> {
     let key = ObjectKey::parse(path)?;
+    require_on_path(services, caller, key.as_str(), Permission::Read).await?;
     let version = version.map(VersionId::new).transpose()?;
     Ok(services.store.open(&key, version.as_ref()).await?)
 }
@@ -256,10 +356,12 @@ pub struct FileListing {
 /// (at most [`MAX_LISTED_FILES`]), so a huge prefix costs a bounded amount of
 /// work (and after [`MAX_SCANNED_FILES`] read, excluded or not);
 /// [`FileListing::truncated`] says so. `InvalidInput` for an empty or
-/// invalid prefix.
-#[tracing::instrument(skip(services, exclude))]
+/// invalid prefix. Read on the pipeline or landing zone whose directory the
+/// prefix is (or is inside) needed; any other prefix is for admins.
+#[tracing::instrument(skip(services, caller, exclude))]
 pub async fn list_files(
     services: &Services,
+    caller: &Caller,
     prefix: &str,
     exclude: &[String],
     limit: usize,
@@ -272,6 +374,7 @@ pub async fn list_files(
     } else {
         KeyPrefix::parse(&format!("{prefix}/"))?
     };
+    require_on_path(services, caller, prefix.as_str(), Permission::Read).await?;
     let limit = limit.clamp(1, MAX_LISTED_FILES);
     // Matched as "/{entry}/" inside "/{relative path}", so only whole
     // segments match.

@@ -81,11 +81,39 @@ impl Caller {
         Caller::operator(COMMUNITY_USER, Via::Community)
     }
 
+    /// A signed-in user with these roles, not an admin: how a program
+    /// embedding the service acts on behalf of a user it has authenticated
+    /// itself (and how tests stand for one).
+    pub fn user(name: impl Into<String>, roles: &[&str]) -> Self {
+        Caller {
+            user: name.into(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            admin: false,
+            via: Via::Oidc,
+            email: None,
+            display_name: None,
+        }
+    }
+
     /// A webhook call (the token it bears is checked by its handler).
     pub fn webhook() -> Self {
         Caller {
             admin: false,
             ..Caller::operator(WEBHOOK_USER, Via::Webhook)
+        }
+    }
+
+    /// `Forbidden` unless the caller is an admin: the check of every
+    /// admin-only operation (system retention settings, the audit log, the
+    /// plugin registry, the reaper trigger, files outside any pipeline or
+    /// landing zone).
+    pub fn require_admin(&self, doing: &str) -> Result<(), crate::ServiceError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(crate::ServiceError::Forbidden {
+                message: format!("{doing} needs an admin"),
+            })
         }
     }
 

@@ -17,7 +17,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::files::delete_all_under;
+use crate::identity::Caller;
+use crate::sharing::{self, Target};
 use crate::{ServiceError, Services, firing};
+use rat_dao::access;
+use rat_domain::{ObjectType, Permission};
 
 /// The folder of a zone's sample files, below the zone's prefix.
 pub const SAMPLES_DIR: &str = "_samples";
@@ -91,13 +95,33 @@ fn samples_prefix(namespace: &NamespaceName, zone: &ZoneName) -> Result<KeyPrefi
 
 /// Zones (of one namespace, or of all) by namespace then name, each with its
 /// file count and total size, one page, with the total.
+/// Only zones `caller` may read are listed and counted (filtered in SQL).
 pub async fn list_zones(
     services: &Services,
+    caller: &Caller,
     namespace: Option<&NamespaceName>,
     page: PageRequest,
 ) -> Result<Page<LandingZoneSummary>, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(landing::list(&client, namespace, page).await?)
+    let readable = (!caller.admin).then(|| sharing::share_names(caller));
+    Ok(landing::list(&client, namespace, readable.as_ref(), page).await?)
+}
+
+/// The zone `ns/name` without its file statistics, when `caller` has
+/// `needed` on it ([`sharing::require`]: `NotFound` when there is none or
+/// they may not read it, `Forbidden` when they may read but not `needed`).
+/// Every operation on a zone or its files checks through here.
+pub(crate) async fn zone_for(
+    client: &impl rat_dao::GenericClient,
+    caller: &Caller,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    needed: Permission,
+    doing: &str,
+) -> Result<LandingZone, ServiceError> {
+    let zone = landing::get_without_stats(client, namespace, name).await?;
+    sharing::require(client, caller, &Target::of_zone(&zone), needed, doing).await?;
+    Ok(zone)
 }
 
 /// Creates a zone. `NotFound` for an unknown namespace, `AlreadyExists` for a
@@ -105,18 +129,30 @@ pub async fn list_zones(
 /// same name (deleting a namespace leaves its objects) are deleted before the
 /// row commits, so the new zone starts empty: pipelines read a zone by its
 /// prefix and would otherwise ingest the old files.
-#[tracing::instrument(skip(services, new), fields(zone = %format!("{}/{}", new.namespace, new.name)))]
-pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<LandingZoneSummary, ServiceError> {
+///
+/// Creating needs write on the namespace; the zone's owner is `new.owner`,
+/// else the caller, and its ownership row is written in the same
+/// transaction.
+#[tracing::instrument(skip(services, caller, new), fields(zone = %format!("{}/{}", new.namespace, new.name)))]
+pub async fn create_zone(
+    services: &Services,
+    caller: &Caller,
+    mut new: NewLandingZone,
+) -> Result<LandingZoneSummary, ServiceError> {
     if let Some(owner) = &new.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
+    let owner = new.owner.get_or_insert_with(|| caller.user.clone()).clone();
     check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     check_text_len("expected_schema", &new.expected_schema, MAX_SCHEMA_NOTE_CHARS)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
+    let doing = "creating a landing zone in";
+    crate::namespaces::require_on(&transaction, caller, &new.namespace, Permission::Write, doing).await?;
     // The insert takes the name: a concurrent create of the same zone waits
     // for this transaction, then fails as a duplicate.
     let zone = landing::create(&transaction, &new).await?;
+    access::set_owner(&transaction, ObjectType::LandingZone, zone.id.into(), &owner).await?;
     let leftovers = delete_all_under(&services.store, &zone_prefix(&zone.namespace, &zone.name)?).await?;
     if leftovers > 0 {
         tracing::info!(leftovers, "deleted objects left by an earlier zone of the same name");
@@ -129,36 +165,43 @@ pub async fn create_zone(services: &Services, new: NewLandingZone) -> Result<Lan
     })
 }
 
-/// The zone `ns/name` with its file statistics.
+/// The zone `ns/name` with its file statistics (read on it needed).
 pub async fn get_zone(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
 ) -> Result<LandingZoneSummary, ServiceError> {
     let client = services.pool.get().await?;
+    if !caller.admin {
+        zone_for(&client, caller, namespace, name, Permission::Read, "reading").await?;
+    }
     Ok(landing::get(&client, namespace, name).await?)
 }
 
-/// The zone `ns/name` without its file statistics: `NotFound` when there is
-/// none.
+/// [`zone_for`] on a connection of its own, held only for the check.
 async fn existing_zone(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
+    needed: Permission,
+    doing: &str,
 ) -> Result<LandingZone, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(landing::get_without_stats(&client, namespace, name).await?)
+    zone_for(&client, caller, namespace, name, needed, doing).await
 }
 
 /// Changes a zone's description, owner or expected schema (absent fields keep
-/// their value) on behalf of `actor`. A new owner is refused (`Forbidden`)
-/// unless `actor` is the zone's owner, as for pipelines and tables.
+/// their value) on behalf of `caller`, who needs write on it. A new owner is
+/// a transfer: refused (`Forbidden`) unless the caller owns the zone (or is
+/// an admin), as for pipelines and tables.
 pub async fn update_zone(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     changes: &ZoneUpdate,
-    actor: &str,
 ) -> Result<LandingZoneSummary, ServiceError> {
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
@@ -171,13 +214,13 @@ pub async fn update_zone(
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    if let Some(owner) = &changes.owner {
-        let zone = landing::get_without_stats_for_update(&transaction, namespace, name).await?;
-        if zone.owner.as_deref() != Some(owner.as_str()) && zone.owner.as_deref() != Some(actor) {
-            return Err(ServiceError::Forbidden {
-                message: "only the owner can change the owner".to_owned(),
-            });
-        }
+    let zone = landing::get_without_stats_for_update(&transaction, namespace, name).await?;
+    let target = Target::of_zone(&zone);
+    sharing::require(&transaction, caller, &target, Permission::Write, "changing").await?;
+    if let Some(owner) = &changes.owner
+        && zone.owner.as_deref() != Some(owner.as_str())
+    {
+        sharing::change_owner(&transaction, caller, &target, owner).await?;
     }
     let updated = landing::update(&transaction, namespace, name, changes).await?;
     transaction.commit().await?;
@@ -189,15 +232,17 @@ pub async fn update_zone(
 /// uncommitted: a store failure rolls the rows back and the request can be
 /// retried, so a successful answer never leaves objects behind. Returns the
 /// deleted zone.
-#[tracing::instrument(skip(services))]
+/// Ownership of the zone needed.
+#[tracing::instrument(skip(services, caller))]
 pub async fn delete_zone(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
 ) -> Result<LandingZone, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let zone = landing::get_without_stats(&transaction, namespace, name).await?;
+    let zone = zone_for(&transaction, caller, namespace, name, Permission::Own, "deleting").await?;
     // Deleting the row locks it until the commit: an upload racing with this
     // delete blocks on its file row's foreign key, then fails and removes the
     // object it wrote.
@@ -207,15 +252,17 @@ pub async fn delete_zone(
     Ok(zone)
 }
 
-/// The zone's files, newest first, one page, with the total.
+/// The zone's files, newest first, one page, with the total (read on the
+/// zone needed).
 pub async fn list_files(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     page: PageRequest,
 ) -> Result<Page<LandingFile>, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get_without_stats(&client, namespace, name).await?;
+    let zone = zone_for(&client, caller, namespace, name, Permission::Read, "reading").await?;
     Ok(landing::list_files(&client, zone.id, page).await?)
 }
 
@@ -254,19 +301,19 @@ fn checked_content_type(content_type: &str) -> Result<(), ServiceError> {
 /// runs exist if and only if the file is recorded. When that transaction
 /// fails (the zone was deleted meanwhile, the database failed) the version
 /// written is removed again. A trigger that cannot fire never fails the
-/// upload.
-#[tracing::instrument(skip(services, upload, body))]
+/// upload. Write on the zone needed.
+#[tracing::instrument(skip(services, caller, upload, body))]
 pub async fn upload_file(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     upload: Upload,
     body: ByteSource<'_>,
-    uploaded_by: Option<String>,
     now: OffsetDateTime,
 ) -> Result<LandingFile, ServiceError> {
     checked_content_type(&upload.content_type)?;
-    let zone = existing_zone(services, namespace, name).await?;
+    let zone = existing_zone(services, caller, namespace, name, Permission::Write, "uploading to").await?;
     let filename = stored_name(&upload.basename, now, rand::random());
     let key = zone_prefix(namespace, name)?.join(&filename)?;
     let written = services.store.put_stream(&key, body, &upload.content_type).await?;
@@ -278,7 +325,7 @@ pub async fn upload_file(
         s3_version_id: Some(written.version_id.as_str().to_owned()),
         size_bytes,
         content_type: upload.content_type,
-        uploaded_by,
+        uploaded_by: Some(caller.user.clone()),
     };
     let recorded = async {
         let mut client = services.pool.get().await?;
@@ -303,31 +350,41 @@ pub async fn upload_file(
 }
 
 /// The file `id` of the zone `ns/name`; `NotFound` also when it belongs to
-/// another zone.
+/// another zone. Read on the zone needed.
 pub async fn get_file(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     id: Uuid,
 ) -> Result<LandingFile, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get_without_stats(&client, namespace, name).await?;
+    let zone = zone_for(&client, caller, namespace, name, Permission::Read, "reading").await?;
     Ok(landing::get_file(&client, zone.id, id).await?)
 }
 
 /// Deletes the file `id` of the zone `ns/name`: the object first (a delete
 /// marker), then the row, so a failure in between leaves a row whose delete
 /// can simply be retried (deleting a missing object is not an error). Returns
-/// the deleted row.
-#[tracing::instrument(skip(services))]
+/// the deleted row. Write on the zone needed.
+#[tracing::instrument(skip(services, caller))]
 pub async fn delete_file(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     id: Uuid,
 ) -> Result<LandingFile, ServiceError> {
     let client = services.pool.get().await?;
-    let zone = landing::get_without_stats(&client, namespace, name).await?;
+    let zone = zone_for(
+        &client,
+        caller,
+        namespace,
+        name,
+        Permission::Write,
+        "deleting a file of",
+    )
+    .await?;
     let file = landing::get_file(&client, zone.id, id).await?;
     let key = file.s3_path.clone();
     services.store.delete(&key).await?;
@@ -348,14 +405,15 @@ pub struct Sample {
 }
 
 /// The zone's sample files by name, one page (sliced from the listing of the
-/// store), with the total.
+/// store), with the total. Read on the zone needed.
 pub async fn list_samples(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     page: PageRequest,
 ) -> Result<Page<Sample>, ServiceError> {
-    existing_zone(services, namespace, name).await?;
+    existing_zone(services, caller, namespace, name, Permission::Read, "reading").await?;
     let prefix = samples_prefix(namespace, name)?;
     let samples: Vec<Sample> = list_all_latest(services.store.as_ref(), &prefix)
         .await?
@@ -383,9 +441,11 @@ pub async fn list_samples(
 
 /// Stores a sample file under `{ns}/landing/{zone}/_samples/<name>`, replacing
 /// (as a new version) a sample of the same name, from `body` as it arrives.
-#[tracing::instrument(skip(services, upload, body))]
+/// Write on the zone needed.
+#[tracing::instrument(skip(services, caller, upload, body))]
 pub async fn upload_sample(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     upload: Upload,
@@ -393,7 +453,7 @@ pub async fn upload_sample(
     now: OffsetDateTime,
 ) -> Result<Sample, ServiceError> {
     checked_content_type(&upload.content_type)?;
-    existing_zone(services, namespace, name).await?;
+    existing_zone(services, caller, namespace, name, Permission::Write, "uploading to").await?;
     let key = samples_prefix(namespace, name)?.join(&upload.basename)?;
     let written = services.store.put_stream(&key, body, &upload.content_type).await?;
     Ok(Sample {
@@ -406,10 +466,11 @@ pub async fn upload_sample(
 
 /// Deletes the sample `filename` of the zone (a delete marker). `filename`
 /// must be a stored sample name (see [`stored_basename`]); `NotFound` when
-/// there is no such sample.
-#[tracing::instrument(skip(services))]
+/// there is no such sample. Write on the zone needed.
+#[tracing::instrument(skip(services, caller))]
 pub async fn delete_sample(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     filename: &str,
@@ -417,7 +478,15 @@ pub async fn delete_sample(
     if stored_basename(filename)? != filename {
         return Err(ServiceError::invalid(format!("invalid sample file name {filename:?}")));
     }
-    existing_zone(services, namespace, name).await?;
+    existing_zone(
+        services,
+        caller,
+        namespace,
+        name,
+        Permission::Write,
+        "deleting a sample of",
+    )
+    .await?;
     let key = samples_prefix(namespace, name)?.join(filename)?;
     if services.store.head(&key).await?.is_none() {
         return Err(ServiceError::NotFound { entity: "sample" });
@@ -430,15 +499,19 @@ pub async fn delete_sample(
 /// `Some(None)` clears it (the system default applies), `Some(Some(days))`
 /// sets it (1..=36,500, checked by the caller with
 /// [`rat_domain::parse_processed_max_age_days`] and again by the schema);
-/// `auto_purge` `None` keeps it. Returns the zone.
+/// `auto_purge` `None` keeps it. Returns the zone. Write on the zone needed.
 pub async fn update_lifecycle(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     name: &ZoneName,
     processed_max_age_days: Option<Option<i32>>,
     auto_purge: Option<bool>,
 ) -> Result<LandingZone, ServiceError> {
     let client = services.pool.get().await?;
+    if !caller.admin {
+        zone_for(&client, caller, namespace, name, Permission::Write, "changing").await?;
+    }
     Ok(landing::update_lifecycle(&client, namespace, name, processed_max_age_days, auto_purge).await?)
 }
 

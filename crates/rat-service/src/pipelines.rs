@@ -58,12 +58,9 @@ pub async fn create_pipeline(
 ) -> Result<CreatedPipeline, ServiceError> {
     check_text_len("description", &new.description, MAX_DESCRIPTION_CHARS)?;
     let mut client = services.pool.get().await?;
-    if !caller.admin {
-        // Creating in a namespace needs write on it.
-        let namespace = rat_dao::namespaces::get(&client, &new.address.namespace).await?;
-        let target = sharing::target(&client, ObjectType::Namespace, namespace.id).await?;
-        sharing::require(&client, caller, &target, Permission::Write, "creating a pipeline in").await?;
-    }
+    // Creating in a namespace needs write on it.
+    let doing = "creating a pipeline in";
+    crate::namespaces::require_on(&client, caller, &new.address.namespace, Permission::Write, doing).await?;
     let transaction = client.transaction().await?;
     // The insert takes the name: a concurrent create of the same name waits
     // for this transaction and then fails as a duplicate.
@@ -188,20 +185,43 @@ pub(crate) async fn require_on_loaded(
     sharing::require(client, caller, &Target::of_pipeline(pipeline), needed, doing).await
 }
 
+/// [`require_on`] for what belongs to the pipeline `id` (live or deleted):
+/// a run, a schedule. When the caller may not read the pipeline the answer
+/// is `NotFound` naming `entity`, exactly as for an unknown one.
+pub(crate) async fn require_on_id(
+    client: &impl rat_dao::GenericClient,
+    caller: &Caller,
+    id: rat_domain::PipelineId,
+    needed: Permission,
+    doing: &str,
+    entity: &'static str,
+) -> Result<(), ServiceError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let pipeline = pipelines::get(client, id).await.map_err(|e| match e {
+        rat_dao::DaoError::NotFound { .. } => ServiceError::NotFound { entity },
+        other => other.into(),
+    })?;
+    match require_on_loaded(client, caller, &pipeline, needed, doing).await {
+        Err(ServiceError::NotFound { .. }) => Err(ServiceError::NotFound { entity }),
+        other => other,
+    }
+}
+
 /// Most versions of history a pipeline may keep.
 pub const MAX_MAX_VERSIONS: i32 = 10_000;
 
-/// Applies `changes` (absent fields keep their value) on behalf of `actor`.
+/// Applies `changes` (absent fields keep their value) on behalf of `caller`.
 /// `max_versions` must be 1..=10,000; lowering it takes effect at the next
-/// publish. A new `owner` is a transfer: `Forbidden` unless `actor` owns the
-/// pipeline, as `POST /sharing/transfer` requires.
+/// publish. A new `owner` is a transfer: `Forbidden` unless `caller` owns the
+/// pipeline (or is an admin), as `POST /sharing/transfer` requires.
 pub async fn update(
     services: &Services,
     caller: &Caller,
     address: &PipelineRef,
     changes: &PipelineUpdate,
 ) -> Result<Pipeline, ServiceError> {
-    let actor = caller.user.as_str();
     if let Some(max) = changes.max_versions
         && !(1..=MAX_MAX_VERSIONS).contains(&max)
     {
@@ -220,9 +240,11 @@ pub async fn update(
     require_on(&transaction, caller, address, Permission::Write, "changing").await?;
     if let Some(owner) = &changes.owner {
         let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
-        // The ownership row moves with the owner column, so the two never drift.
-        let (id, column) = (current.id, current.owner.as_deref());
-        crate::sharing::change_owner(&transaction, ObjectType::Pipeline, id.into(), column, actor, owner).await?;
+        // A new owner is a transfer: the ownership row moves with the owner
+        // column, so the two never drift.
+        if current.owner.as_deref() != Some(owner.as_str()) {
+            sharing::change_owner(&transaction, caller, &Target::of_pipeline(&current), owner).await?;
+        }
     }
     let pipeline = pipelines::update(&transaction, address, changes).await?;
     transaction.commit().await?;

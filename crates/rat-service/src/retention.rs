@@ -11,7 +11,10 @@ use rat_domain::{PipelineRef, ReaperStatus, RetentionOverrides, RetentionSetting
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::identity::Caller;
+use crate::pipelines::require_on_loaded;
 use crate::{ServiceError, Services};
+use rat_domain::Permission;
 
 fn log_problems(what: &str, problems: &[String]) {
     for problem in problems {
@@ -31,8 +34,14 @@ pub async fn config(services: &Services) -> Result<RetentionSettings, ServiceErr
 /// keep their value) and returns the result. `InvalidInput`, with nothing
 /// changed, for a non-object, an unknown key, a non-integer or a value out of
 /// its range (zero and negative values included).
-#[tracing::instrument(skip(services))]
-pub async fn update_config(services: &Services, patch: &Value) -> Result<RetentionSettings, ServiceError> {
+/// Admins only.
+#[tracing::instrument(skip(services, caller))]
+pub async fn update_config(
+    services: &Services,
+    caller: &Caller,
+    patch: &Value,
+) -> Result<RetentionSettings, ServiceError> {
+    caller.require_admin("changing the retention settings")?;
     let mut client = services.pool.get().await?;
     // The row lock taken by update_retention lasts until this commit, so two
     // concurrent partial updates both keep each other's keys.
@@ -50,9 +59,14 @@ pub async fn status(services: &Services) -> Result<ReaperStatus, ServiceError> {
 
 /// Asks the reaper for a pass (from any api replica): records the request
 /// time in the status row and notifies the reaper, in one transaction.
-/// Returns the status with the pending request.
-#[tracing::instrument(skip(services))]
-pub async fn request_run(services: &Services, now: OffsetDateTime) -> Result<ReaperStatus, ServiceError> {
+/// Returns the status with the pending request. Admins only.
+#[tracing::instrument(skip(services, caller))]
+pub async fn request_run(
+    services: &Services,
+    caller: &Caller,
+    now: OffsetDateTime,
+) -> Result<ReaperStatus, ServiceError> {
+    caller.require_admin("starting a reaper pass")?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let status = reaper_status::request_run(&transaction, now).await?;
@@ -95,10 +109,15 @@ async fn pipeline_retention_of(
     })
 }
 
-/// The retention of the live pipeline at `address`.
-pub async fn pipeline_retention(services: &Services, address: &PipelineRef) -> Result<PipelineRetention, ServiceError> {
+/// The retention of the live pipeline at `address` (read on it needed).
+pub async fn pipeline_retention(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+) -> Result<PipelineRetention, ServiceError> {
     let client = services.pool.get().await?;
     let pipeline = pipelines::get_by_ref(&client, address).await?;
+    require_on_loaded(&client, caller, &pipeline, Permission::Read, "reading").await?;
     pipeline_retention_of(&client, pipeline.id, stored_overrides(&pipeline)).await
 }
 
@@ -109,9 +128,10 @@ pub async fn pipeline_retention(services: &Services, address: &PipelineRef) -> R
 /// fields that have a value, and leaves out the ones reset to the system
 /// default). `InvalidInput`, with nothing changed, for a non-object, a key
 /// that is not overridable per pipeline, or a value out of range.
-#[tracing::instrument(skip(services, overrides), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller, overrides), fields(pipeline = %address))]
 pub async fn set_pipeline_retention(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     overrides: &Value,
 ) -> Result<PipelineRetention, ServiceError> {
@@ -120,6 +140,7 @@ pub async fn set_pipeline_retention(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref(&transaction, address).await?;
+    require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "changing").await?;
     pipelines::set_retention_config(&transaction, pipeline.id, overrides.to_json().as_ref()).await?;
     let retention = pipeline_retention_of(&transaction, pipeline.id, overrides).await?;
     transaction.commit().await?;

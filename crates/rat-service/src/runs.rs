@@ -13,7 +13,26 @@ use rat_domain::RunId;
 use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
 use time::OffsetDateTime;
 
-use crate::{ServiceError, Services, versions};
+use crate::identity::Caller;
+use crate::pipelines::{require_on_id, require_on_loaded};
+use crate::{ServiceError, Services, sharing, versions};
+use rat_domain::Permission;
+
+/// Requires `needed` of `caller` on the pipeline of run `id`: `NotFound`
+/// ("run") when they may not read it, as for an unknown run.
+async fn require_on_run(
+    client: &impl rat_dao::GenericClient,
+    caller: &Caller,
+    id: RunId,
+    needed: Permission,
+    doing: &str,
+) -> Result<(), ServiceError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let pipeline_id = runs::pipeline_of(client, id).await?;
+    require_on_id(client, caller, pipeline_id, needed, doing, "run").await
+}
 
 /// Creates a pending run of the live pipeline at `address`, executing its
 /// latest published version. `trigger` is the run's label, already checked
@@ -24,9 +43,10 @@ use crate::{ServiceError, Services, versions};
 /// one transaction. Publish and rollback take the same row lock, so the run
 /// records exactly the version that is the latest when it commits, and a
 /// concurrent delete of the pipeline waits until the run is recorded.
-#[tracing::instrument(skip(services), fields(pipeline = %address))]
+#[tracing::instrument(skip(services, caller), fields(pipeline = %address))]
 pub async fn create(
     services: &Services,
+    caller: &Caller,
     address: &PipelineRef,
     trigger: &str,
     now: OffsetDateTime,
@@ -34,6 +54,7 @@ pub async fn create(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref_for_update(&transaction, address).await?;
+    require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "running").await?;
     let snapshot = versions::run_snapshot(&transaction, &pipeline).await?;
     let run = runs::create(
         &transaction,
@@ -54,29 +75,37 @@ pub async fn create(
     Ok(run)
 }
 
-/// Runs matching `filter`, sorted, one page, with the total (all in SQL).
+/// Runs matching `filter` of pipelines `caller` may read, sorted, one page,
+/// with the total (all in SQL, so the page and the total count only those).
 pub async fn list(
     services: &Services,
+    caller: &Caller,
     filter: &RunFilter,
     sort: Sort<RunSortField>,
     page: PageRequest,
 ) -> Result<Page<RunSummary>, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(runs::list(&client, filter, sort, page).await?)
+    let mut filter = filter.clone();
+    filter.readable_by = (!caller.admin).then(|| sharing::share_names(caller));
+    Ok(runs::list(&client, &filter, sort, page).await?)
 }
 
-/// The run with this id; `NotFound` when there is none.
-pub async fn get(services: &Services, id: RunId) -> Result<Run, ServiceError> {
+/// The run with this id; `NotFound` when there is none or `caller` may not
+/// read its pipeline.
+pub async fn get(services: &Services, caller: &Caller, id: RunId) -> Result<Run, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(runs::get(&client, id).await?)
+    let run = runs::get(&client, id).await?;
+    require_on_id(&client, caller, run.pipeline_id, Permission::Read, "reading", "run").await?;
+    Ok(run)
 }
 
 /// Cancels a pending or running run. `NotFound` for an unknown run,
 /// `FailedPrecondition` ("run is already success") for a terminal one, which
 /// is left exactly as it was.
-#[tracing::instrument(skip(services))]
-pub async fn cancel(services: &Services, id: RunId, now: OffsetDateTime) -> Result<Run, ServiceError> {
+#[tracing::instrument(skip(services, caller))]
+pub async fn cancel(services: &Services, caller: &Caller, id: RunId, now: OffsetDateTime) -> Result<Run, ServiceError> {
     let client = services.pool.get().await?;
+    require_on_run(&client, caller, id, Permission::Write, "cancelling a run of").await?;
     match runs::transition(&client, id, RunStatus::Cancelled, &RunReport::default(), now).await {
         Ok(run) => Ok(run),
         // Cancel is allowed from every non-terminal status, so a refusal
@@ -104,8 +133,9 @@ pub const MAX_LOG_ENTRIES: i64 = 10_000;
 /// The run's log entries (empty when none) and its status: entries kept in
 /// the seed's shape (`runs.logs`) first, then those appended by runners, in
 /// order, at most [`MAX_LOG_ENTRIES`].
-pub async fn logs(services: &Services, id: RunId) -> Result<RunLogs, ServiceError> {
+pub async fn logs(services: &Services, caller: &Caller, id: RunId) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
+    require_on_run(&client, caller, id, Permission::Read, "reading").await?;
     let RunLogs { mut entries, status } = read_legacy_logs(&client, id).await?;
     let appended = runs::log_entries_after(&client, id, 0, MAX_LOG_ENTRIES).await?;
     entries.extend(appended.into_iter().map(|(_, entry)| log_entry_json(&entry)));
@@ -116,8 +146,9 @@ pub async fn logs(services: &Services, id: RunId) -> Result<RunLogs, ServiceErro
 /// (`runs.logs`, which carry no id and never grow) and the run's status.
 /// `NotFound` for an unknown run. The entries appended by runners follow,
 /// page by page, from [`log_tail`].
-pub async fn legacy_log_entries(services: &Services, id: RunId) -> Result<RunLogs, ServiceError> {
+pub async fn legacy_log_entries(services: &Services, caller: &Caller, id: RunId) -> Result<RunLogs, ServiceError> {
     let client = services.pool.get().await?;
+    require_on_run(&client, caller, id, Permission::Read, "reading").await?;
     read_legacy_logs(&client, id).await
 }
 
@@ -152,8 +183,15 @@ pub const MAX_LOG_TAIL: i64 = 1000;
 /// The status is read first on purpose: entries are committed before the
 /// status that ends the run, so once a terminal status has been read, a
 /// later read of the entries sees every entry the run will ever have.
-pub async fn log_tail(services: &Services, id: RunId, after: i64, limit: i64) -> Result<LogTail, ServiceError> {
+pub async fn log_tail(
+    services: &Services,
+    caller: &Caller,
+    id: RunId,
+    after: i64,
+    limit: i64,
+) -> Result<LogTail, ServiceError> {
     let client = services.pool.get().await?;
+    require_on_run(&client, caller, id, Permission::Read, "reading").await?;
     let status = runs::status(&client, id).await?;
     let entries = runs::log_entries_after(&client, id, after, limit.clamp(1, MAX_LOG_TAIL)).await?;
     Ok(LogTail { status, entries })

@@ -21,7 +21,10 @@ use rat_domain::ScheduleId;
 use rat_domain::{CronExpr, Page, PageRequest, PipelineRef, Schedule, ScheduleTimezone};
 use time::OffsetDateTime;
 
-use crate::{ServiceError, Services};
+use crate::identity::Caller;
+use crate::pipelines::{require_on_id, require_on_loaded};
+use crate::{ServiceError, Services, sharing};
+use rat_domain::Permission;
 
 /// The `next_run_at` of a schedule with these settings, at `now`: the first
 /// slot after `now` in `timezone` when enabled, `None` when disabled (or when
@@ -50,12 +53,18 @@ pub struct ScheduleSpec {
 
 /// Creates a schedule of the live pipeline at `spec.address` with its first
 /// slot computed at `now`. `NotFound` for an unknown pipeline.
-#[tracing::instrument(skip(services, spec), fields(pipeline = %spec.address))]
-pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTime) -> Result<Schedule, ServiceError> {
+#[tracing::instrument(skip(services, caller, spec), fields(pipeline = %spec.address))]
+pub async fn create(
+    services: &Services,
+    caller: &Caller,
+    spec: &ScheduleSpec,
+    now: OffsetDateTime,
+) -> Result<Schedule, ServiceError> {
     spec.cron.check_fires()?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let pipeline = pipelines::get_by_ref(&transaction, &spec.address).await?;
+    require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "scheduling").await?;
     // A purge between the read and the insert surfaces as the foreign key's
     // `MissingReference { pipeline }`, i.e. the same 404.
     let schedule = schedules::create(
@@ -76,20 +85,35 @@ pub async fn create(services: &Services, spec: &ScheduleSpec, now: OffsetDateTim
     Ok(schedule)
 }
 
-/// The schedule with this id.
-pub async fn get(services: &Services, id: ScheduleId) -> Result<Schedule, ServiceError> {
+/// The schedule with this id; `NotFound` when there is none or `caller` may
+/// not read its pipeline.
+pub async fn get(services: &Services, caller: &Caller, id: ScheduleId) -> Result<Schedule, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(schedules::get(&client, id).await?)
+    let schedule = schedules::get(&client, id).await?;
+    require_on_id(
+        &client,
+        caller,
+        schedule.pipeline_id,
+        Permission::Read,
+        "reading",
+        "schedule",
+    )
+    .await?;
+    Ok(schedule)
 }
 
-/// Schedules matching `filter`, oldest first, one page, with the total.
+/// Schedules matching `filter` of pipelines `caller` may read, oldest first,
+/// one page, with the total (filtered in SQL).
 pub async fn list(
     services: &Services,
+    caller: &Caller,
     filter: &ScheduleFilter,
     page: PageRequest,
 ) -> Result<Page<Schedule>, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(schedules::list(&client, filter, page).await?)
+    let mut filter = filter.clone();
+    filter.readable_by = (!caller.admin).then(|| sharing::share_names(caller));
+    Ok(schedules::list(&client, &filter, page).await?)
 }
 
 /// Changes to a schedule, validated; `None` keeps the current value.
@@ -107,9 +131,10 @@ pub struct ScheduleChanges {
 /// expression, time zone and enabled flag. The row is locked while it is read
 /// and rewritten, so two concurrent updates cannot leave a `next_run_at`
 /// computed from an expression that is no longer the stored one.
-#[tracing::instrument(skip(services, changes))]
+#[tracing::instrument(skip(services, caller, changes))]
 pub async fn update(
     services: &Services,
+    caller: &Caller,
     id: ScheduleId,
     changes: &ScheduleChanges,
     now: OffsetDateTime,
@@ -120,6 +145,15 @@ pub async fn update(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let current = schedules::get_for_update(&transaction, id).await?;
+    require_on_id(
+        &transaction,
+        caller,
+        current.pipeline_id,
+        Permission::Write,
+        "scheduling",
+        "schedule",
+    )
+    .await?;
     let cron = changes.cron.as_ref().unwrap_or(&current.cron_expr);
     let timezone = changes.timezone.unwrap_or(current.timezone);
     let enabled = changes.enabled.unwrap_or(current.enabled);
@@ -140,9 +174,21 @@ pub async fn update(
 }
 
 /// Deletes a schedule; the runs it created stay.
-pub async fn delete(services: &Services, id: ScheduleId) -> Result<(), ServiceError> {
+pub async fn delete(services: &Services, caller: &Caller, id: ScheduleId) -> Result<(), ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
+    if !caller.admin {
+        let current = schedules::get_for_update(&transaction, id).await?;
+        require_on_id(
+            &transaction,
+            caller,
+            current.pipeline_id,
+            Permission::Write,
+            "scheduling",
+            "schedule",
+        )
+        .await?;
+    }
     schedules::delete(&transaction, id).await?;
     // A scheduler sleeping until this schedule's slot wakes up and
     // recomputes instead of waking for nothing.

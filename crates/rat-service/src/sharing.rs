@@ -1,13 +1,13 @@
 //! Ownership and its transfer, shares, and the access rule applied to an
 //! object ([`permission_on`], [`require`]): every access decision about a
-//! pipeline, a table's metadata or a namespace is made here.
+//! pipeline, a table's metadata, a landing zone or a namespace is made here.
 //!
 //! The `ownership` row is the authority on who owns an object; the object's
-//! own `owner` column (pipelines, table metadata) is kept equal to it by
-//! every transfer, in the same transaction.
+//! own `owner` column (pipelines, table metadata, landing zones) is kept
+//! equal to it by every transfer, in the same transaction.
 
 use rat_dao::pipelines::{self, PipelineUpdate};
-use rat_dao::{DaoError, access, tables};
+use rat_dao::{access, landing, tables};
 use rat_domain::{AccessLevel, ObjectType, Ownership, Page, PageRequest, Permission, Principal, Share};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -15,104 +15,55 @@ use uuid::Uuid;
 use crate::identity::Caller;
 use crate::{ServiceError, Services};
 
-fn not_transferable() -> ServiceError {
-    ServiceError::invalid("resource_type must be pipeline or table: namespace ownership cannot be transferred")
-}
-
-fn not_owner() -> ServiceError {
-    ServiceError::Forbidden {
-        message: "only the owner can transfer ownership".to_owned(),
-    }
-}
-
-/// Moves the ownership row from `from` to `to`: `Forbidden` unless `from`
-/// owns the object. An object without an ownership row (created before
-/// ownership was recorded) is transferable by the identity its `owner`
-/// column names, which then gets the row. Every change of an owner goes
+/// Makes `new_owner` the owner of `target` on behalf of `caller`, who must
+/// own it or be an admin ([`require`] with [`Permission::Own`]): the
+/// `ownership` row is written, and the caller then writes the object's own
+/// owner column in the same transaction, so the two never drift. Nothing
+/// happens when `new_owner` already owns it. Every change of an owner goes
 /// through here: a transfer, and a `PUT` that sets `owner`.
-async fn move_ownership(
-    client: &impl rat_dao::GenericClient,
-    object_type: ObjectType,
-    object_id: Uuid,
-    column_owner: Option<&str>,
-    from: &str,
-    to: &str,
-) -> Result<Ownership, ServiceError> {
-    match access::transfer(client, object_type, object_id, from, to).await {
-        Ok(ownership) => Ok(ownership),
-        Err(DaoError::Conflict { constraint }) if constraint == access::NOT_OWNER => Err(not_owner()),
-        Err(DaoError::NotFound { .. }) if column_owner == Some(from) => {
-            Ok(access::set_owner(client, object_type, object_id, to).await?)
-        }
-        Err(DaoError::NotFound { .. }) => Err(not_owner()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Makes `new_owner` the owner of an object whose owner column says
-/// `current`, on behalf of `actor`: nothing when it already is, else a
-/// transfer ([`move_ownership`]: `Forbidden` unless `actor` owns it). The
-/// caller then writes the column, in the same transaction.
 pub(crate) async fn change_owner(
     client: &impl rat_dao::GenericClient,
-    object_type: ObjectType,
-    object_id: Uuid,
-    current: Option<&str>,
-    actor: &str,
+    caller: &Caller,
+    target: &Target,
     new_owner: &str,
-) -> Result<(), ServiceError> {
-    if current != Some(new_owner) {
-        move_ownership(client, object_type, object_id, current, actor, new_owner).await?;
-    }
-    Ok(())
+) -> Result<Ownership, ServiceError> {
+    // Concurrent changes of the owner queue here; each then checks against
+    // the owner the one before it left.
+    access::lock_object(client, target.object_type, target.object_id).await?;
+    require(client, caller, target, Permission::Own, "transferring").await?;
+    Ok(access::set_owner(client, target.object_type, target.object_id, new_owner).await?)
 }
 
-/// Transfers the object `object_type`/`object_id` from `from` (the caller) to
-/// `to`, and sets the object's `owner` column to `to`, all in one
-/// transaction. `Forbidden` unless `from` owns it, `NotFound` for an unknown
-/// (or deleted) object, `InvalidInput` for a bad `to` or an object type
-/// whose ownership cannot be transferred (namespaces have no owner column
-/// here; ratd transfers pipelines only).
-#[tracing::instrument(skip(services))]
+/// Transfers the object `object_type`/`object_id` to `to` on behalf of
+/// `caller` (its owner, or an admin), and sets the object's own owner column
+/// to `to`, all in one transaction. `NotFound` for an unknown (or deleted)
+/// object or one the caller may not read, `Forbidden` for one they may read
+/// but do not own, `InvalidInput` for a bad `to`. A namespace keeps its
+/// `created_by` (who made it); its ownership row says who owns it.
+#[tracing::instrument(skip(services, caller))]
 pub async fn transfer(
     services: &Services,
+    caller: &Caller,
     object_type: ObjectType,
     object_id: Uuid,
-    from: &str,
     to: &str,
 ) -> Result<Ownership, ServiceError> {
     rat_domain::parse_principal("to_user_id", to)?;
-    if object_type == ObjectType::Namespace {
-        return Err(not_transferable());
-    }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let ownership = match object_type {
+    let target = target(&transaction, object_type, object_id).await?;
+    let ownership = change_owner(&transaction, caller, &target, to).await?;
+    match object_type {
         ObjectType::Pipeline => {
             let pipeline = pipelines::get(&transaction, object_id.into()).await?;
-            if pipeline.deleted_at.is_some() {
-                return Err(ServiceError::NotFound { entity: "pipeline" });
-            }
-            let ownership = move_ownership(
-                &transaction,
-                object_type,
-                object_id,
-                pipeline.owner.as_deref(),
-                from,
-                to,
-            )
-            .await?;
             let changes = PipelineUpdate {
                 owner: Some(to.to_owned()),
                 ..PipelineUpdate::default()
             };
             pipelines::update(&transaction, &pipeline.address, &changes).await?;
-            ownership
         }
         ObjectType::Table => {
             let table = tables::get_by_id(&transaction, object_id).await?;
-            let ownership =
-                move_ownership(&transaction, object_type, object_id, table.owner.as_deref(), from, to).await?;
             tables::upsert(
                 &transaction,
                 &table.namespace,
@@ -123,10 +74,17 @@ pub async fn transfer(
                 None,
             )
             .await?;
-            ownership
         }
-        ObjectType::Namespace => return Err(not_transferable()),
-    };
+        ObjectType::LandingZone => {
+            let zone = landing::get_by_id(&transaction, object_id).await?;
+            let changes = landing::ZoneUpdate {
+                owner: Some(to.to_owned()),
+                ..landing::ZoneUpdate::default()
+            };
+            landing::update(&transaction, &zone.namespace, &zone.name, &changes).await?;
+        }
+        ObjectType::Namespace => {}
+    }
     transaction.commit().await?;
     Ok(ownership)
 }
@@ -159,6 +117,40 @@ impl Target {
             entity: "pipeline",
         }
     }
+
+    /// A namespace as the rule sees it: its creator owns it when no
+    /// ownership row says otherwise (the seeded `default` has none).
+    pub fn of_namespace(namespace: &rat_domain::Namespace) -> Target {
+        Target {
+            object_type: ObjectType::Namespace,
+            object_id: namespace.id,
+            namespace: None,
+            column_owner: namespace.created_by.clone(),
+            entity: "namespace",
+        }
+    }
+
+    /// A table's metadata as the rule sees it.
+    pub fn of_table(table: &rat_domain::TableMetadata) -> Target {
+        Target {
+            object_type: ObjectType::Table,
+            object_id: table.id,
+            namespace: Some(table.namespace.as_str().to_owned()),
+            column_owner: table.owner.clone(),
+            entity: "table",
+        }
+    }
+
+    /// A landing zone as the rule sees it.
+    pub fn of_zone(zone: &rat_domain::LandingZone) -> Target {
+        Target {
+            object_type: ObjectType::LandingZone,
+            object_id: zone.id.into(),
+            namespace: Some(zone.namespace.as_str().to_owned()),
+            column_owner: zone.owner.clone(),
+            entity: "landing zone",
+        }
+    }
 }
 
 /// The share principals naming `caller` (the user, then `role:NAME`s), as
@@ -182,26 +174,12 @@ pub async fn target(
             }
             Target::of_pipeline(&pipeline)
         }
-        ObjectType::Table => {
-            let table = tables::get_by_id(client, object_id).await?;
-            Target {
-                object_type,
-                object_id,
-                namespace: Some(table.namespace.as_str().to_owned()),
-                column_owner: table.owner,
-                entity: "table",
-            }
-        }
+        ObjectType::Table => Target::of_table(&tables::get_by_id(client, object_id).await?),
         ObjectType::Namespace => {
-            rat_dao::namespaces::get_by_id(client, object_id).await?;
-            Target {
-                object_type,
-                object_id,
-                namespace: None,
-                column_owner: None,
-                entity: "namespace",
-            }
+            let namespace = rat_dao::namespaces::get_by_id(client, object_id).await?;
+            Target::of_namespace(&namespace)
         }
+        ObjectType::LandingZone => Target::of_zone(&landing::get_by_id(client, object_id).await?),
     })
 }
 
@@ -217,7 +195,7 @@ pub async fn permission_on(
         return Ok(Permission::Own);
     }
     let principal = principal(caller);
-    let (owner, shares) = access::grants(
+    let grants = access::grants(
         client,
         target.object_type,
         target.object_id,
@@ -225,8 +203,13 @@ pub async fn permission_on(
         &principal.share_names(),
     )
     .await?;
-    let owner = owner.or_else(|| target.column_owner.clone());
-    Ok(rat_domain::permission(&principal, owner.as_deref(), &shares))
+    let owner = grants.owner.or_else(|| target.column_owner.clone());
+    Ok(rat_domain::permission(
+        &principal,
+        owner.as_deref(),
+        grants.namespace_owner.as_deref(),
+        &grants.shares,
+    ))
 }
 
 fn principal(caller: &Caller) -> Principal<'_> {

@@ -7,7 +7,10 @@ use rat_dao::{access, tables};
 use rat_domain::text::{MAX_COLUMN_DESCRIPTIONS, MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{Layer, NamespaceName, ObjectType, TableMetadata, TableName};
 
+use crate::identity::Caller;
+use crate::sharing::{self, Target};
 use crate::{ServiceError, Services};
+use rat_domain::Permission;
 
 /// A change to a table's metadata; `None` keeps the stored value.
 #[derive(Debug, Clone, Default)]
@@ -20,30 +23,37 @@ pub struct MetadataChanges {
     pub column_descriptions: Option<BTreeMap<String, String>>,
 }
 
-/// The metadata of `ns/layer/name`; `NotFound` when none was written.
+/// The metadata of `ns/layer/name`; `NotFound` when none was written or
+/// `caller` may not read it.
 pub async fn get(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     layer: Layer,
     name: &TableName,
 ) -> Result<TableMetadata, ServiceError> {
     let client = services.pool.get().await?;
-    Ok(tables::get(&client, namespace, layer, name).await?)
+    let table = tables::get(&client, namespace, layer, name).await?;
+    sharing::require(&client, caller, &Target::of_table(&table), Permission::Read, "reading").await?;
+    Ok(table)
 }
 
-/// Creates or updates the metadata of `ns/layer/name`. On creation the owner
-/// is `changes.owner` or else `actor`, and the ownership row of the table is
-/// written with it (in the same transaction), so the owner can later transfer
-/// it; on update absent fields keep their value.
-#[tracing::instrument(skip(services, changes))]
+/// Creates or updates the metadata of `ns/layer/name` on behalf of `caller`.
+/// Creating needs write on the namespace; the owner is then `changes.owner`
+/// or else the caller, and the ownership row of the table is written with it
+/// (in the same transaction), so the owner can later transfer it. Updating
+/// needs write on the table (absent fields keep their value), and a new
+/// owner is a transfer (ownership needed).
+#[tracing::instrument(skip(services, caller, changes))]
 pub async fn put_metadata(
     services: &Services,
+    caller: &Caller,
     namespace: &NamespaceName,
     layer: Layer,
     name: &TableName,
     changes: &MetadataChanges,
-    actor: &str,
 ) -> Result<TableMetadata, ServiceError> {
+    let actor = caller.user.as_str();
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
@@ -77,6 +87,23 @@ pub async fn put_metadata(
         Err(rat_dao::DaoError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    // Admins pass both checks without a query.
+    match &existing {
+        Some(table) => {
+            sharing::require(
+                &transaction,
+                caller,
+                &Target::of_table(table),
+                Permission::Write,
+                "changing",
+            )
+            .await?
+        }
+        None => {
+            let doing = "creating a table's metadata in";
+            crate::namespaces::require_on(&transaction, caller, namespace, Permission::Write, doing).await?
+        }
+    }
     let owner = match (&changes.owner, &existing) {
         (Some(owner), _) => Some(owner.as_str()),
         (None, None) => Some(actor),
@@ -84,9 +111,10 @@ pub async fn put_metadata(
     };
     // A new owner of existing metadata is a transfer: only its owner may
     // make it, as `POST /sharing/transfer` requires.
-    if let (Some(owner), Some(row)) = (&changes.owner, &existing) {
-        let (id, column) = (row.id, row.owner.as_deref());
-        crate::sharing::change_owner(&transaction, ObjectType::Table, id, column, actor, owner).await?;
+    if let (Some(owner), Some(row)) = (&changes.owner, &existing)
+        && row.owner.as_deref() != Some(owner.as_str())
+    {
+        sharing::change_owner(&transaction, caller, &Target::of_table(row), owner).await?;
     }
     let row = tables::upsert(
         &transaction,

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Identity};
 use crate::middleware::AuditObject;
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
@@ -112,8 +112,13 @@ fn settings_patch(body: Value) -> Value {
 #[utoipa::path(put, path = "/admin/retention/config", tag = "retention",
     request_body(content = Object, description = "Some of the settings' keys, bare or as `{config:{…}}`"),
     responses((status = 200, body = RetentionConfigResponse), (status = 400, body = ErrorEnvelope)))]
-pub async fn put_config(State(state): State<AppState>, ApiJson(body): ApiJson<Value>) -> ApiResult<impl IntoResponse> {
-    let config = rat_service::retention::update_config(&state.services, &settings_patch(body)).await?;
+pub async fn put_config(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<impl IntoResponse> {
+    let config =
+        rat_service::retention::update_config(&state.services, &identity.caller, &settings_patch(body)).await?;
     Ok((
         Extension(AuditObject::new("retention.update", "settings", None)),
         Json(RetentionConfigResponse { config: config.into() }),
@@ -182,8 +187,9 @@ pub async fn get_status(State(state): State<AppState>) -> ApiResult<Json<ReaperS
 /// any api replica can; answers 202 with the status, the request included.
 #[utoipa::path(post, path = "/admin/retention/run", tag = "retention", responses(
     (status = 202, body = ReaperStatusDto), (status = 503, body = ErrorEnvelope)))]
-pub async fn run(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let status = rat_service::retention::request_run(&state.services, OffsetDateTime::now_utc()).await?;
+pub async fn run(State(state): State<AppState>, identity: Identity) -> ApiResult<impl IntoResponse> {
+    let status =
+        rat_service::retention::request_run(&state.services, &identity.caller, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Extension(AuditObject::new("retention.run", "reaper", None)),
@@ -220,10 +226,11 @@ impl From<PipelineRetention> for PipelineRetentionDto {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn get_pipeline_retention(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
 ) -> ApiResult<Json<PipelineRetentionDto>> {
     let address = address(path)?;
-    let retention = rat_service::retention::pipeline_retention(&state.services, &address).await?;
+    let retention = rat_service::retention::pipeline_retention(&state.services, &identity.caller, &address).await?;
     Ok(Json(retention.into()))
 }
 
@@ -243,11 +250,13 @@ pub async fn get_pipeline_retention(
     (status = 404, body = ErrorEnvelope)))]
 pub async fn put_pipeline_retention(
     State(state): State<AppState>,
+    identity: Identity,
     path: PipelinePath,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
-    let retention = rat_service::retention::set_pipeline_retention(&state.services, &address, &body).await?;
+    let retention =
+        rat_service::retention::set_pipeline_retention(&state.services, &identity.caller, &address, &body).await?;
     Ok((
         Extension(AuditObject::new(
             "pipeline.retention",

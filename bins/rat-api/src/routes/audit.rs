@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, PageParams, given};
+use crate::extract::{ApiQuery, Identity, PageParams, given};
 use crate::middleware::Feature;
 use crate::state::AppState;
 
@@ -99,7 +99,11 @@ fn time_param(name: &str, value: Option<&str>) -> ApiResult<Option<OffsetDateTim
 /// Audit entries, filtered in SQL, newest first.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses(
     (status = 200, body = AuditList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<AuditQuery>) -> ApiResult<Json<AuditList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditList>> {
     let page = PageParams {
         limit: query.limit,
         offset: query.offset,
@@ -112,7 +116,7 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<Audit
         action: given(query.action),
         object_type: given(query.object_type),
     };
-    let page = rat_service::audit::list(&state.services, &filter, page).await?;
+    let page = rat_service::audit::list(&state.services, &identity.caller, &filter, page).await?;
     Ok(Json(AuditList {
         entries: page.items.into_iter().map(AuditEntryDto::from).collect(),
         total: page.total,

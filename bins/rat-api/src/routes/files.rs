@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, Identity};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
@@ -166,7 +166,11 @@ const MAX_EXCLUDES: usize = 64;
 /// sends (it listed without bound).
 #[utoipa::path(get, path = "/files", tag = "files", params(FileQuery), responses(
     (status = 200, body = FileList), (status = 400, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
-pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<FileQuery>) -> ApiResult<Json<FileList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<FileQuery>,
+) -> ApiResult<Json<FileList>> {
     let prefix = query
         .prefix
         .filter(|p| !p.is_empty())
@@ -187,9 +191,14 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<FileQ
             "exclude may list at most {MAX_EXCLUDES} entries"
         )));
     }
-    let listing =
-        rat_service::files::list_files(&state.services, &prefix, &exclude, rat_service::files::MAX_LISTED_FILES)
-            .await?;
+    let listing = rat_service::files::list_files(
+        &state.services,
+        &identity.caller,
+        &prefix,
+        &exclude,
+        rat_service::files::MAX_LISTED_FILES,
+    )
+    .await?;
     Ok(Json(FileList {
         files: listing
             .files
@@ -247,6 +256,7 @@ pub struct ReadQuery {
     (status = 503, body = ErrorEnvelope)))]
 pub async fn read(
     State(state): State<AppState>,
+    identity: Identity,
     Path(path): Path<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> ApiResult<Response> {
@@ -261,22 +271,23 @@ pub async fn read(
         }
     };
     if download {
-        return download_file(&state, &key).await;
+        return download_file(&state, &identity, &key).await;
     }
     let limit = state.settings.max_editor_bytes;
-    let (content, last_modified) = match rat_service::files::read_text(&state.services, key.as_str(), limit).await? {
-        TextFile::Text { content, last_modified } => (content, last_modified),
-        TextFile::TooLarge { size } => {
-            return Err(cannot_show(format!(
-                "file {key} is {size} bytes, more than the editor's {limit}; download it with ?download=true"
-            )));
-        }
-        TextFile::Binary { size } => {
-            return Err(cannot_show(format!(
-                "file {key} ({size} bytes) is not text; download it with ?download=true"
-            )));
-        }
-    };
+    let (content, last_modified) =
+        match rat_service::files::read_text(&state.services, &identity.caller, key.as_str(), limit).await? {
+            TextFile::Text { content, last_modified } => (content, last_modified),
+            TextFile::TooLarge { size } => {
+                return Err(cannot_show(format!(
+                    "file {key} is {size} bytes, more than the editor's {limit}; download it with ?download=true"
+                )));
+            }
+            TextFile::Binary { size } => {
+                return Err(cannot_show(format!(
+                    "file {key} ({size} bytes) is not text; download it with ?download=true"
+                )));
+            }
+        };
     Ok(Json(FileContent {
         path: key.as_str().to_owned(),
         size: content.len(),
@@ -291,8 +302,8 @@ fn cannot_show(message: String) -> ApiError {
 }
 
 /// The bytes of `key` at HEAD, streamed from the store.
-async fn download_file(state: &AppState, key: &ObjectKey) -> ApiResult<Response> {
-    let download = rat_service::files::open_file(&state.services, key.as_str(), None).await?;
+async fn download_file(state: &AppState, identity: &Identity, key: &ObjectKey) -> ApiResult<Response> {
+    let download = rat_service::files::open_file(&state.services, &identity.caller, key.as_str(), None).await?;
     let mut response = Body::from_stream(download.body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -336,11 +347,18 @@ pub struct WrittenFile {
     (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn write(
     State(state): State<AppState>,
+    identity: Identity,
     Path(path): Path<String>,
     ApiJson(body): ApiJson<WriteFile>,
 ) -> ApiResult<impl IntoResponse> {
     let key = file_key(&path)?;
-    let written = rat_service::files::write_file(&state.services, key.as_str(), body.content.into_bytes()).await?;
+    let written = rat_service::files::write_file(
+        &state.services,
+        &identity.caller,
+        key.as_str(),
+        body.content.into_bytes(),
+    )
+    .await?;
     Ok((
         Extension(audit_note("file.write", written.pipeline_id.into())),
         Json(WrittenFile {
@@ -358,9 +376,13 @@ pub async fn write(
     params(("path" = String, Path, description = "Full key of the file")), responses(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     (status = 503, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(path): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let key = file_key(&path)?;
-    let pipeline_id = rat_service::files::delete_file(&state.services, key.as_str()).await?;
+    let pipeline_id = rat_service::files::delete_file(&state.services, &identity.caller, key.as_str()).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(audit_note("file.delete", pipeline_id.into())),
@@ -406,6 +428,7 @@ pub struct UploadedFile {
     (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload(
     State(state): State<AppState>,
+    identity: Identity,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     let mut multipart =
@@ -431,9 +454,10 @@ pub async fn upload(
                     .filter(|name| !name.is_empty())
                     .map_or_else(|| key.file_name().to_owned(), str::to_owned);
                 let mut source = FieldSource::new(field);
-                let written = rat_service::files::upload_file(&state.services, key.as_str(), &mut source)
-                    .await
-                    .map_err(|e| uploads::upload_failed(&mut source, e))?;
+                let written =
+                    rat_service::files::upload_file(&state.services, &identity.caller, key.as_str(), &mut source)
+                        .await
+                        .map_err(|e| uploads::upload_failed(&mut source, e))?;
                 return Ok((
                     StatusCode::CREATED,
                     Extension(audit_note("file.upload", written.pipeline_id.into())),

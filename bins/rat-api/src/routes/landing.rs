@@ -129,6 +129,7 @@ fn zone_address(namespace: &str, name: &str) -> ApiResult<(NamespaceName, ZoneNa
     (status = 200, body = ZoneList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_zones(
     State(state): State<AppState>,
+    identity: Identity,
     ApiQuery(query): ApiQuery<ZoneQuery>,
 ) -> ApiResult<Json<ZoneList>> {
     let page = PageParams {
@@ -142,7 +143,7 @@ pub async fn list_zones(
         .filter(|ns| !ns.is_empty())
         .map(NamespaceName::parse)
         .transpose()?;
-    let page = rat_service::landing::list_zones(&state.services, namespace.as_ref(), page).await?;
+    let page = rat_service::landing::list_zones(&state.services, &identity.caller, namespace.as_ref(), page).await?;
     Ok(Json(ZoneList {
         zones: page.items.into_iter().map(ZoneDto::from).collect(),
         total: page.total,
@@ -182,7 +183,7 @@ pub async fn create_zone(
         owner: Some(identity.actor),
         expected_schema: body.expected_schema.unwrap_or_default(),
     };
-    let zone = rat_service::landing::create_zone(&state.services, new).await?;
+    let zone = rat_service::landing::create_zone(&state.services, &identity.caller, new).await?;
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new(
@@ -198,9 +199,13 @@ pub async fn create_zone(
 #[utoipa::path(get, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)), responses(
     (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_zone(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<Json<ZoneDto>> {
+pub async fn get_zone(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, name)): ZonePath,
+) -> ApiResult<Json<ZoneDto>> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let zone = rat_service::landing::get_zone(&state.services, &namespace, &name).await?;
+    let zone = rat_service::landing::get_zone(&state.services, &identity.caller, &namespace, &name).await?;
     Ok(Json(zone.into()))
 }
 
@@ -238,7 +243,8 @@ pub async fn update_zone(
         owner: crate::extract::given(body.owner),
         expected_schema: body.expected_schema,
     };
-    let zone = rat_service::landing::update_zone(&state.services, &namespace, &name, &changes, &identity.actor).await?;
+    let zone =
+        rat_service::landing::update_zone(&state.services, &identity.caller, &namespace, &name, &changes).await?;
     Ok((
         Extension(AuditObject::new(
             "landing_zone.update",
@@ -254,9 +260,13 @@ pub async fn update_zone(
     params(("namespace" = String, Path), ("name" = String, Path)), responses(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     (status = 503, body = ErrorEnvelope)))]
-pub async fn delete_zone(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<impl IntoResponse> {
+pub async fn delete_zone(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, name)): ZonePath,
+) -> ApiResult<impl IntoResponse> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let zone = rat_service::landing::delete_zone(&state.services, &namespace, &name).await?;
+    let zone = rat_service::landing::delete_zone(&state.services, &identity.caller, &namespace, &name).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new(
@@ -331,11 +341,13 @@ pub struct UploadForm {
     (status = 200, body = FileList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_files(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name)): ZonePath,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<FileList>> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let page = rat_service::landing::list_files(&state.services, &namespace, &name, page.page()?).await?;
+    let page =
+        rat_service::landing::list_files(&state.services, &identity.caller, &namespace, &name, page.page()?).await?;
     Ok(Json(FileList {
         files: page.items.into_iter().map(FileDto::from).collect(),
         total: page.total,
@@ -413,11 +425,11 @@ pub async fn upload_file(
     let file = with_file_part(&mut multipart, async |upload, mut source| {
         rat_service::landing::upload_file(
             &state.services,
+            &identity.caller,
             &namespace,
             &name,
             upload,
             &mut source,
-            Some(identity.actor),
             OffsetDateTime::now_utc(),
         )
         .await
@@ -445,9 +457,13 @@ fn file_address(namespace: &str, name: &str, id: &str) -> ApiResult<(NamespaceNa
 #[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/files/{id}", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path), ("id" = Uuid, Path)), responses(
     (status = 200, body = FileDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_file(State(state): State<AppState>, Path((ns, name, id)): FilePath) -> ApiResult<Json<FileDto>> {
+pub async fn get_file(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, name, id)): FilePath,
+) -> ApiResult<Json<FileDto>> {
     let (namespace, name, id) = file_address(&ns, &name, &id)?;
-    let file = rat_service::landing::get_file(&state.services, &namespace, &name, id).await?;
+    let file = rat_service::landing::get_file(&state.services, &identity.caller, &namespace, &name, id).await?;
     Ok(Json(file.into()))
 }
 
@@ -458,10 +474,11 @@ pub async fn get_file(State(state): State<AppState>, Path((ns, name, id)): FileP
     (status = 503, body = ErrorEnvelope)))]
 pub async fn delete_file(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name, id)): FilePath,
 ) -> ApiResult<impl IntoResponse> {
     let (namespace, name, id) = file_address(&ns, &name, &id)?;
-    let file = rat_service::landing::delete_file(&state.services, &namespace, &name, id).await?;
+    let file = rat_service::landing::delete_file(&state.services, &identity.caller, &namespace, &name, id).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("landing_file.delete", "landing_file", Some(file.id))),
@@ -525,11 +542,13 @@ pub struct UploadedSample {
     (status = 200, body = SampleList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_samples(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name)): ZonePath,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<SampleList>> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let page = rat_service::landing::list_samples(&state.services, &namespace, &name, page.page()?).await?;
+    let page =
+        rat_service::landing::list_samples(&state.services, &identity.caller, &namespace, &name, page.page()?).await?;
     Ok(Json(SampleList {
         files: page.items.into_iter().map(SampleDto::from).collect(),
         total: page.total,
@@ -545,6 +564,7 @@ pub async fn list_samples(
     (status = 408, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_sample(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name)): ZonePath,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
@@ -557,6 +577,7 @@ pub async fn upload_sample(
     let sample = with_file_part(&mut multipart, async |upload, mut source| {
         rat_service::landing::upload_sample(
             &state.services,
+            &identity.caller,
             &namespace,
             &name,
             upload,
@@ -586,10 +607,11 @@ pub async fn upload_sample(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete_sample(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name, filename)): Path<(String, String, String)>,
 ) -> ApiResult<impl IntoResponse> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    rat_service::landing::delete_sample(&state.services, &namespace, &name, &filename).await?;
+    rat_service::landing::delete_sample(&state.services, &identity.caller, &namespace, &name, &filename).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("landing_sample.delete", "landing_zone", None)),
@@ -638,9 +660,13 @@ pub struct UpdateLifecycle {
 #[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/lifecycle", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)), responses(
     (status = 200, body = LifecycleDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_lifecycle(State(state): State<AppState>, Path((ns, name)): ZonePath) -> ApiResult<Json<LifecycleDto>> {
+pub async fn get_lifecycle(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, name)): ZonePath,
+) -> ApiResult<Json<LifecycleDto>> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let zone = rat_service::landing::get_zone(&state.services, &namespace, &name).await?;
+    let zone = rat_service::landing::get_zone(&state.services, &identity.caller, &namespace, &name).await?;
     Ok(Json(LifecycleDto::from(&zone.zone)))
 }
 
@@ -650,6 +676,7 @@ pub async fn get_lifecycle(State(state): State<AppState>, Path((ns, name)): Zone
     (status = 200, body = LifecycleDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update_lifecycle(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, name)): ZonePath,
     ApiJson(body): ApiJson<UpdateLifecycle>,
 ) -> ApiResult<impl IntoResponse> {
@@ -658,8 +685,15 @@ pub async fn update_lifecycle(
         .processed_max_age_days
         .map(|days| days.map(rat_domain::parse_processed_max_age_days).transpose())
         .transpose()?;
-    let zone =
-        rat_service::landing::update_lifecycle(&state.services, &namespace, &name, max_age, body.auto_purge).await?;
+    let zone = rat_service::landing::update_lifecycle(
+        &state.services,
+        &identity.caller,
+        &namespace,
+        &name,
+        max_age,
+        body.auto_purge,
+    )
+    .await?;
     Ok((
         Extension(AuditObject::new(
             "landing_zone.lifecycle",

@@ -8,6 +8,7 @@ use rat_domain::{Namespace, NamespaceName};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
@@ -17,6 +18,8 @@ use crate::state::AppState;
 /// A namespace.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NamespaceDto {
+    /// Primary key (the `object_id` to share it by).
+    pub id: Uuid,
     /// Unique slug.
     pub name: String,
     /// Free text.
@@ -31,6 +34,7 @@ pub struct NamespaceDto {
 impl From<Namespace> for NamespaceDto {
     fn from(n: Namespace) -> Self {
         NamespaceDto {
+            id: n.id,
             name: n.name.into_string(),
             description: n.description,
             created_by: n.created_by,
@@ -53,9 +57,10 @@ pub struct NamespaceList {
     (status = 200, body = NamespaceList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> ApiResult<Json<NamespaceList>> {
-    let page = rat_service::namespaces::list(&state.services, page.page()?).await?;
+    let page = rat_service::namespaces::list(&state.services, &identity.caller, page.page()?).await?;
     Ok(Json(NamespaceList {
         namespaces: page.items.into_iter().map(NamespaceDto::from).collect(),
         total: page.total,
@@ -76,6 +81,8 @@ pub struct CreateNamespace {
 /// Answer of `POST /namespaces`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedNamespace {
+    /// Primary key (the `object_id` to share it by).
+    pub id: Uuid,
     /// The new namespace's name.
     pub name: String,
 }
@@ -91,15 +98,16 @@ pub async fn create(
     let name = NamespaceName::parse(&body.name)?;
     let created = rat_service::namespaces::create(
         &state.services,
+        &identity.caller,
         &name,
         body.description.as_deref().unwrap_or(""),
-        Some(&identity.actor),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new("namespace.create", "namespace", Some(created.id))),
         Json(CreatedNamespace {
+            id: created.id,
             name: created.name.into_string(),
         }),
     ))
@@ -120,13 +128,18 @@ pub struct UpdateNamespace {
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
+    identity: Identity,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<UpdateNamespace>,
 ) -> ApiResult<impl IntoResponse> {
     let name = NamespaceName::parse(&name)?;
-    let updated =
-        rat_service::namespaces::update_description(&state.services, &name, body.description.as_deref().unwrap_or(""))
-            .await?;
+    let updated = rat_service::namespaces::update_description(
+        &state.services,
+        &identity.caller,
+        &name,
+        body.description.as_deref().unwrap_or(""),
+    )
+    .await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("namespace.update", "namespace", Some(updated.id))),
@@ -137,9 +150,13 @@ pub async fn update(
 #[utoipa::path(delete, path = "/namespaces/{name}", tag = "namespaces",
     params(("name" = String, Path, description = "Namespace name")), responses(
     (status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let name = NamespaceName::parse(&name)?;
-    rat_service::namespaces::delete(&state.services, &name).await?;
+    rat_service::namespaces::delete(&state.services, &identity.caller, &name).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("namespace.delete", "namespace", None)),

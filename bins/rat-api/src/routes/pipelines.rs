@@ -168,6 +168,8 @@ pub struct CreatePipeline {
 /// Answer of `POST /pipelines`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedPipeline {
+    /// Primary key (the `object_id` to share it by).
+    pub id: Uuid,
     /// Namespace.
     pub namespace: String,
     /// Layer.
@@ -221,6 +223,7 @@ pub async fn create(
             Some(pipeline.id.into()),
         )),
         Json(CreatedPipeline {
+            id: pipeline.id.into(),
             namespace: pipeline.address.namespace.to_string(),
             layer: pipeline.address.layer.to_string(),
             name: pipeline.address.name.to_string(),

@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, given, path_id, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 
@@ -136,7 +136,11 @@ fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime
 /// Runs, filtered, sorted and paged in SQL.
 #[utoipa::path(get, path = "/runs", tag = "runs", params(RunQuery), responses(
     (status = 200, body = RunList), (status = 400, body = ErrorEnvelope)))]
-pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<RunQuery>) -> ApiResult<Json<RunList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> ApiResult<Json<RunList>> {
     let page = PageParams {
         limit: query.limit,
         offset: query.offset,
@@ -156,12 +160,13 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<RunQu
             .transpose()?,
         started_after: parse_time("started_after", query.started_after)?,
         started_before: parse_time("started_before", query.started_before)?,
+        readable_by: None,
     };
     let sort = match given(query.sort) {
         None => rat_service::runs::DEFAULT_SORT,
         Some(text) => Sort::<RunSortField>::parse(&text)?,
     };
-    let page = rat_service::runs::list(&state.services, &filter, sort, page).await?;
+    let page = rat_service::runs::list(&state.services, &identity.caller, &filter, sort, page).await?;
     Ok(Json(RunList {
         runs: page.items.into_iter().map(RunDto::from).collect(),
         total: page.total,
@@ -207,13 +212,24 @@ impl<S> From<&Run<S>> for RunStatusAnswer {
     (status = 202, body = RunStatusAnswer), (status = 400, body = ErrorEnvelope),
     (status = 404, body = ErrorEnvelope),
     (status = 409, description = "the pipeline was never published", body = ErrorEnvelope)))]
-pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<CreateRun>) -> ApiResult<impl IntoResponse> {
+pub async fn create(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiJson(body): ApiJson<CreateRun>,
+) -> ApiResult<impl IntoResponse> {
     let address = pipeline_ref(&body.namespace, &body.layer, &body.pipeline)?;
     let trigger = match given(body.trigger) {
         None => trigger_label::MANUAL.to_owned(),
         Some(label) => trigger_label::parse_client_label(&label)?,
     };
-    let run = rat_service::runs::create(&state.services, &address, &trigger, OffsetDateTime::now_utc()).await?;
+    let run = rat_service::runs::create(
+        &state.services,
+        &identity.caller,
+        &address,
+        &trigger,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Extension(AuditObject::new("run.create", "run", Some(run.id.into()))),
@@ -224,18 +240,26 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<Create
 /// One run.
 #[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path, description = "run id")),
     responses((status = 200, body = RunDto), (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<RunDto>> {
+pub async fn get(State(state): State<AppState>, identity: Identity, Path(id): Path<String>) -> ApiResult<Json<RunDto>> {
     let id: RunId = path_id(&id, "run")?;
-    Ok(Json(rat_service::runs::get(&state.services, id).await?.into()))
+    Ok(Json(
+        rat_service::runs::get(&state.services, &identity.caller, id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Cancels a pending or running run.
 #[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "run id")),
     responses((status = 200, body = RunStatusAnswer), (status = 404, body = ErrorEnvelope),
     (status = 409, description = "the run already finished", body = ErrorEnvelope)))]
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id: RunId = path_id(&id, "run")?;
-    let run = rat_service::runs::cancel(&state.services, id, OffsetDateTime::now_utc()).await?;
+    let run = rat_service::runs::cancel(&state.services, &identity.caller, id, OffsetDateTime::now_utc()).await?;
     Ok((
         Extension(AuditObject::new("run.cancel", "run", Some(run.id.into()))),
         Json(RunStatusAnswer::from(&run)),
@@ -311,6 +335,7 @@ pub struct RunLogs {
             body = ErrorEnvelope)))]
 pub async fn logs(
     State(state): State<AppState>,
+    identity: Identity,
     Path(id): Path<String>,
     connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -320,9 +345,9 @@ pub async fn logs(
         // Without connection info (an embedding that does not provide it),
         // every client shares one allowance.
         let client = connection.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
-        return stream_logs(state, id, client, last_event_id(&headers)).await;
+        return stream_logs(state, identity, id, client, last_event_id(&headers)).await;
     }
-    let logs = rat_service::runs::logs(&state.services, id).await?;
+    let logs = rat_service::runs::logs(&state.services, &identity.caller, id).await?;
     Ok(Json(RunLogs {
         logs: logs.entries.into_iter().map(LogEntry::from_stored).collect(),
         status: logs.status.as_str().to_owned(),
@@ -358,7 +383,13 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
 
 /// Opens the live stream: a slot first (429 beyond the limits), then the
 /// run (404, before anything is streamed), then the events.
-async fn stream_logs(state: AppState, id: RunId, client: IpAddr, resume_after: Option<i64>) -> ApiResult<Response> {
+async fn stream_logs(
+    state: AppState,
+    identity: Identity,
+    id: RunId,
+    client: IpAddr,
+    resume_after: Option<i64>,
+) -> ApiResult<Response> {
     let settings = &state.settings;
     let slot = state
         .live
@@ -370,7 +401,7 @@ async fn stream_logs(state: AppState, id: RunId, client: IpAddr, resume_after: O
     // Subscribed before the first read: whatever is committed after that
     // read wakes the stream up.
     let wakes = state.live.subscribe();
-    let first = rat_service::runs::legacy_log_entries(&state.services, id).await?;
+    let first = rat_service::runs::legacy_log_entries(&state.services, &identity.caller, id).await?;
     // Legacy entries carry no id: a client resuming after an id has them.
     let legacy = match resume_after {
         Some(_) => Vec::new(),
@@ -385,6 +416,7 @@ async fn stream_logs(state: AppState, id: RunId, client: IpAddr, resume_after: O
         &state.live,
         crate::live::StreamStart {
             run: id,
+            caller: identity.caller,
             legacy,
             cursor: resume_after.unwrap_or(0),
             wakes,

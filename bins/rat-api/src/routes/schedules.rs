@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, PageParams, given, path_id, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 
@@ -109,6 +109,7 @@ pub struct ScheduleList {
     (status = 200, body = ScheduleList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
+    identity: Identity,
     ApiQuery(query): ApiQuery<ScheduleQuery>,
 ) -> ApiResult<Json<ScheduleList>> {
     let page = PageParams {
@@ -135,8 +136,9 @@ pub async fn list(
             .transpose()?,
         layer: given(query.layer).as_deref().map(str::parse::<Layer>).transpose()?,
         pipeline: given(query.pipeline).as_deref().map(PipelineName::parse).transpose()?,
+        readable_by: None,
     };
-    let page = rat_service::schedules::list(&state.services, &filter, page).await?;
+    let page = rat_service::schedules::list(&state.services, &identity.caller, &filter, page).await?;
     Ok(Json(ScheduleList {
         schedules: page.items.into_iter().map(ScheduleDto::from).collect(),
         total: page.total,
@@ -183,6 +185,7 @@ fn parse_timezone(value: Option<String>) -> Result<Option<ScheduleTimezone>, Api
     (status = 201, body = CreatedSchedule), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
+    identity: Identity,
     ApiJson(body): ApiJson<CreateSchedule>,
 ) -> ApiResult<impl IntoResponse> {
     let spec = ScheduleSpec {
@@ -191,7 +194,8 @@ pub async fn create(
         timezone: parse_timezone(body.timezone)?.unwrap_or_default(),
         enabled: body.enabled.unwrap_or(true),
     };
-    let schedule = rat_service::schedules::create(&state.services, &spec, OffsetDateTime::now_utc()).await?;
+    let schedule =
+        rat_service::schedules::create(&state.services, &identity.caller, &spec, OffsetDateTime::now_utc()).await?;
     Ok((
         StatusCode::CREATED,
         Extension(AuditObject::new(
@@ -211,9 +215,17 @@ pub async fn create(
 #[utoipa::path(get, path = "/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 200, body = ScheduleDto), (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ScheduleDto>> {
+pub async fn get(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScheduleDto>> {
     let id: ScheduleId = path_id(&id, "schedule")?;
-    Ok(Json(rat_service::schedules::get(&state.services, id).await?.into()))
+    Ok(Json(
+        rat_service::schedules::get(&state.services, &identity.caller, id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Body of `PUT /schedules/{id}`; absent or null fields keep their value.
@@ -238,6 +250,7 @@ pub struct UpdateSchedule {
     (status = 404, body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
+    identity: Identity,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateSchedule>,
 ) -> ApiResult<impl IntoResponse> {
@@ -247,7 +260,14 @@ pub async fn update(
         timezone: parse_timezone(body.timezone)?,
         enabled: body.enabled,
     };
-    let schedule = rat_service::schedules::update(&state.services, id, &changes, OffsetDateTime::now_utc()).await?;
+    let schedule = rat_service::schedules::update(
+        &state.services,
+        &identity.caller,
+        id,
+        &changes,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     Ok((
         Extension(AuditObject::new(
             "schedule.update",
@@ -262,9 +282,13 @@ pub async fn update(
 #[utoipa::path(delete, path = "/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "schedule id")),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub async fn delete(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let id: ScheduleId = path_id(&id, "schedule")?;
-    rat_service::schedules::delete(&state.services, id).await?;
+    rat_service::schedules::delete(&state.services, &identity.caller, id).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("schedule.delete", "schedule", Some(id.into()))),

@@ -62,9 +62,9 @@ pub async fn transfer(
         .map_err(|_| ApiError::invalid(format!("invalid resource_id {:?}: must be a UUID", body.resource_id)))?;
     let ownership = rat_service::sharing::transfer(
         &state.services,
+        &identity.caller,
         object_type,
         object_id,
-        &identity.actor,
         &body.to_user_id,
     )
     .await?;

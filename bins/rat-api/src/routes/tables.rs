@@ -83,10 +83,11 @@ fn table_address(namespace: &str, layer: &str, name: &str) -> ApiResult<(Namespa
     (status = 200, body = TableMetadataDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_metadata(
     State(state): State<AppState>,
+    identity: Identity,
     Path((ns, layer, name)): TablePath,
 ) -> ApiResult<Json<TableMetadataDto>> {
     let (namespace, layer, name) = table_address(&ns, &layer, &name)?;
-    let metadata = rat_service::tables::get(&state.services, &namespace, layer, &name).await?;
+    let metadata = rat_service::tables::get(&state.services, &identity.caller, &namespace, layer, &name).await?;
     Ok(Json(metadata.into()))
 }
 
@@ -126,7 +127,8 @@ pub async fn put_metadata(
         column_descriptions: body.column_descriptions,
     };
     let metadata =
-        rat_service::tables::put_metadata(&state.services, &namespace, layer, &name, &changes, &identity.actor).await?;
+        rat_service::tables::put_metadata(&state.services, &identity.caller, &namespace, layer, &name, &changes)
+            .await?;
     Ok((
         Extension(AuditObject::new("table.metadata", "table", Some(metadata.id))),
         Json(TableMetadataDto::from(metadata)),

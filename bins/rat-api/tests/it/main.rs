@@ -3,6 +3,7 @@
 //! One test binary for the whole crate (each linking tokio, postgres and
 //! the rest once, not once per file).
 
+mod access;
 mod admin;
 mod audit;
 #[allow(dead_code, reason = "not every module uses every helper")]

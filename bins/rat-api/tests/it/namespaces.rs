@@ -13,7 +13,8 @@ async fn create_list_update_delete() {
         )
         .await;
     assert_eq!(created.status, 201);
-    assert_eq!(created.json, json!({"name": "sales"}));
+    let id = created.json["id"].as_str().expect("the id to share it by").to_owned();
+    assert_eq!(created.json, json!({"id": id, "name": "sales"}));
 
     let list = app.get("/api/v1/namespaces").await;
     assert_eq!(list.status, 200);
@@ -28,6 +29,7 @@ async fn create_list_update_delete() {
     let sales = &list.json["namespaces"][1];
     assert_eq!(sales["description"], "Sales data");
     assert_eq!(sales["created_by"], "community");
+    assert_eq!(sales["id"], id.as_str());
     assert!(
         sales["created_at"].as_str().unwrap().ends_with('Z'),
         "RFC 3339 UTC: {}",

@@ -22,14 +22,14 @@ use crate::common::{Answer, TestApp};
 const AUDIENCE: &str = "rat-api";
 
 /// An ES256 signing key and its public JWK.
-struct SigningKey {
+pub(crate) struct SigningKey {
     kid: String,
     pkcs8: Vec<u8>,
     jwk: Value,
 }
 
 impl SigningKey {
-    fn new(kid: &str) -> SigningKey {
+    pub(crate) fn new(kid: &str) -> SigningKey {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
@@ -54,13 +54,13 @@ impl SigningKey {
         jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
     }
 
-    fn mint(&self, claims: &Value) -> String {
+    pub(crate) fn mint(&self, claims: &Value) -> String {
         self.sign(&self.kid, claims)
     }
 }
 
 /// The issuer: its base URL, and the keys its JWKS publishes (changeable).
-struct Issuer {
+pub(crate) struct Issuer {
     url: String,
     published: Arc<Mutex<Vec<Value>>>,
     server: tokio::task::JoinHandle<()>,
@@ -87,7 +87,7 @@ async fn jwks(State(state): State<IssuerState>) -> Json<Value> {
 }
 
 impl Issuer {
-    async fn start(keys: &[&SigningKey]) -> Issuer {
+    pub(crate) async fn start(keys: &[&SigningKey]) -> Issuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let published = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()));
@@ -110,7 +110,7 @@ impl Issuer {
     }
 
     /// Claims for `user` with `roles`, valid for an hour from now.
-    fn claims(&self, user: &str, roles: &[&str]) -> Value {
+    pub(crate) fn claims(&self, user: &str, roles: &[&str]) -> Value {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         json!({
             "iss": self.url, "aud": AUDIENCE, "sub": format!("id-{user}"),
@@ -127,7 +127,7 @@ impl Issuer {
     }
 }
 
-async fn app_with(issuer: &Issuer, refresh: Duration) -> TestApp {
+pub(crate) async fn app_with(issuer: &Issuer, refresh: Duration) -> TestApp {
     let verifier = Arc::new(issuer.verifier(refresh).await);
     TestApp::builder()
         .api_key("operator-key")
@@ -136,7 +136,7 @@ async fn app_with(issuer: &Issuer, refresh: Duration) -> TestApp {
         .await
 }
 
-async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
+pub(crate) async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
     let mut request = app
         .http
         .request(method, format!("{}{path}", app.base))

@@ -13,9 +13,11 @@ async fn create_returns_the_contract_shape_and_writes_starter_files() {
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().expect("the id to share it by").to_owned();
     assert_eq!(
         created.json,
         json!({
+            "id": id,
             "namespace": "default", "layer": "silver", "name": "orders",
             "s3_path": "default/pipelines/silver/orders/",
             "files_created": ["pipeline.sql", "config.yaml"]

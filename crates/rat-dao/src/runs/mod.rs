@@ -204,6 +204,12 @@ pub async fn status(client: &impl GenericClient, id: RunId) -> Result<RunStatus,
     sql::parse_column(&row, "status")
 }
 
+/// The pipeline a run belongs to. `NotFound` for an unknown run.
+pub async fn pipeline_of(client: &impl GenericClient, id: RunId) -> Result<PipelineId, DaoError> {
+    let row = sql::query_one(client, "run", "SELECT pipeline_id FROM runs WHERE id = $1", &[&id]).await?;
+    Ok(row.try_get("pipeline_id")?)
+}
+
 /// Deletes a run. References from schedules, triggers and quality results
 /// become NULL, so this never fails on a reference.
 pub async fn delete(client: &impl GenericClient, id: RunId) -> Result<(), DaoError> {
@@ -299,6 +305,9 @@ pub struct RunFilter {
     pub started_after: Option<OffsetDateTime>,
     /// Started before.
     pub started_before: Option<OffsetDateTime>,
+    /// Only runs of pipelines these share principals may read (the access
+    /// rule in SQL, [`readable_pipeline!`]); `None` = all.
+    pub readable_by: Option<Vec<String>>,
 }
 
 /// Pipelines an address filter may resolve to before the list falls back to
@@ -359,6 +368,7 @@ pub async fn list(
     conditions.push_opt("status = $?", &status);
     conditions.push_opt("started_at >= $?", &filter.started_after);
     conditions.push_opt("started_at < $?", &filter.started_before);
+    conditions.push_opt(of_readable_pipeline!(), &filter.readable_by);
     let order = OrderBy {
         columns: match sort.field {
             RunSortField::CreatedAt => &["created_at", "id"],

@@ -335,7 +335,9 @@ async fn list_counts_files_and_bytes_per_zone_and_filters_by_namespace() {
             .unwrap();
     }
 
-    let all = landing::list(&client, None, PageRequest::default()).await.unwrap();
+    let all = landing::list(&client, None, None, PageRequest::default())
+        .await
+        .unwrap();
     let rows: Vec<(&str, &str, i64, i64)> = all
         .items
         .iter()
@@ -359,14 +361,14 @@ async fn list_counts_files_and_bytes_per_zone_and_filters_by_namespace() {
     );
     assert_eq!(all.total, 4);
 
-    let default = landing::list(&client, Some(&ns("default")), PageRequest::default())
+    let default = landing::list(&client, Some(&ns("default")), None, PageRequest::default())
         .await
         .unwrap();
     let names: Vec<&str> = default.items.iter().map(|z| z.zone.name.as_str()).collect();
     assert_eq!(names, ["a-zone", "b-zone"]);
     assert_eq!(default.total, 2);
 
-    let page = landing::list(&client, None, PageRequest::new(Some(2), Some(1)).unwrap())
+    let page = landing::list(&client, None, None, PageRequest::new(Some(2), Some(1)).unwrap())
         .await
         .unwrap();
     let names: Vec<&str> = page.items.iter().map(|z| z.zone.name.as_str()).collect();

@@ -65,19 +65,19 @@ async fn list_is_ordered_by_creation_with_full_total() {
     for n in ["b-second", "a-third", "c-fourth"] {
         namespaces::create(&client, &name(n), "", None).await.unwrap();
     }
-    let all = namespaces::list(&client, PageRequest::default()).await.unwrap();
+    let all = namespaces::list(&client, None, PageRequest::default()).await.unwrap();
     let names: Vec<&str> = all.items.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["default", "b-second", "a-third", "c-fourth"]);
     assert_eq!(all.total, 4);
 
-    let page = namespaces::list(&client, PageRequest::new(Some(2), Some(1)).unwrap())
+    let page = namespaces::list(&client, None, PageRequest::new(Some(2), Some(1)).unwrap())
         .await
         .unwrap();
     let names: Vec<&str> = page.items.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["b-second", "a-third"]);
     assert_eq!(page.total, 4, "total counts the whole set, not the page");
 
-    let beyond = namespaces::list(&client, PageRequest::new(Some(2), Some(10)).unwrap())
+    let beyond = namespaces::list(&client, None, PageRequest::new(Some(2), Some(10)).unwrap())
         .await
         .unwrap();
     assert!(beyond.items.is_empty());

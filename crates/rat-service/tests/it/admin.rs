@@ -1,5 +1,6 @@
 //! Retention settings and per-pipeline overrides against a real database.
 
+use rat_service::identity::Caller;
 use rat_service::retention;
 use serde_json::json;
 
@@ -18,12 +19,14 @@ async fn concurrent_override_sets_leave_one_whole_set() {
         let services = world.services.clone();
         let address = address.clone();
         let set = set.clone();
-        async move { retention::set_pipeline_retention(&services, &address, &set).await }
+        async move { retention::set_pipeline_retention(&services, &Caller::community(), &address, &set).await }
     });
     for result in futures_util::future::join_all(writes).await {
         result.unwrap();
     }
-    let stored = retention::pipeline_retention(&world.services, &address).await.unwrap();
+    let stored = retention::pipeline_retention(&world.services, &Caller::community(), &address)
+        .await
+        .unwrap();
     let stored = stored.overrides.to_json().expect("overrides are set");
     assert!(sets.contains(&stored), "stored {stored} is not one writer's set");
 }
@@ -33,7 +36,9 @@ async fn a_run_request_is_pending_until_a_pass_ends_after_it() {
     let world = crate::common::fs_world().await;
     let client = world.db.client().await;
     let requested = time::macros::datetime!(2026-03-01 12:00:00 UTC);
-    let status = retention::request_run(&world.services, requested).await.unwrap();
+    let status = retention::request_run(&world.services, &Caller::community(), requested)
+        .await
+        .unwrap();
     assert!(status.run_requested());
     rat_dao::reaper_status::record_pass(
         &client,

@@ -460,6 +460,7 @@ async fn zone(world: &World, name: &str) -> (NamespaceName, ZoneName) {
     let (ns, zone) = (NamespaceName::parse("default").unwrap(), ZoneName::parse(name).unwrap());
     landing::create_zone(
         &world.services,
+        &Caller::community(),
         NewLandingZone {
             namespace: ns.clone(),
             name: zone.clone(),
@@ -571,11 +572,11 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
 
     let file = landing::upload_file(
         &world.services,
+        &Caller::community(),
         &ns,
         &uploads,
         upload("orders.csv"),
         &mut content(),
-        None,
         at(10),
     )
     .await
@@ -612,11 +613,11 @@ async fn uploads_fire_the_zone_triggers_and_the_patterns_matching_the_original_n
     // name is reduced, but the pattern matches the name as the client sent it.
     let file = landing::upload_file(
         &world.services,
+        &Caller::community(),
         &ns,
         &uploads,
         upload("C:\\exports\\Q1 report (final).xlsx"),
         &mut content(),
-        None,
         at(20),
     )
     .await

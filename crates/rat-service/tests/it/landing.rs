@@ -3,6 +3,7 @@
 use rat_dao::landing::NewLandingZone;
 use rat_domain::{LandingZoneSummary, NamespaceName, PageRequest, ZoneName};
 use rat_service::ServiceError;
+use rat_service::identity::Caller;
 use rat_service::landing::{self, Upload};
 use rat_versioning::{KeyPrefix, list_all_latest};
 use time::OffsetDateTime;
@@ -33,7 +34,9 @@ async fn uploads_zone(world: &crate::common::World) -> (NamespaceName, ZoneName,
         owner: None,
         expected_schema: String::new(),
     };
-    let created = landing::create_zone(&world.services, new).await.unwrap();
+    let created = landing::create_zone(&world.services, &Caller::community(), new)
+        .await
+        .unwrap();
     (ns, zone, created)
 }
 
@@ -45,11 +48,14 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
     // after the object was written.
     let err = landing::upload_file(
         &world.services,
+        &Caller {
+            admin: true,
+            ..Caller::user("x".repeat(300), &[])
+        },
         &ns,
         &zone,
         upload("a.csv"),
         &mut content(),
-        Some("x".repeat(300)),
         OffsetDateTime::now_utc(),
     )
     .await
@@ -58,19 +64,28 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
     let prefix = KeyPrefix::parse("default/landing/uploads/").unwrap();
     let left = list_all_latest(world.services.store.as_ref(), &prefix).await.unwrap();
     assert!(left.is_empty(), "the object was removed again: {left:?}");
-    let files = landing::list_files(&world.services, &ns, &zone, PageRequest::default())
-        .await
-        .unwrap();
+    let files = landing::list_files(
+        &world.services,
+        &Caller::community(),
+        &ns,
+        &zone,
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(files.total, 0);
 
     // The same upload with a valid identity goes through.
     let file = landing::upload_file(
         &world.services,
+        &Caller {
+            admin: true,
+            ..Caller::user("alice".to_owned(), &[])
+        },
         &ns,
         &zone,
         upload("a.csv"),
         &mut content(),
-        Some("alice".to_owned()),
         OffsetDateTime::now_utc(),
     )
     .await
@@ -102,11 +117,11 @@ async fn an_upload_to_a_zone_deleted_meanwhile_leaves_no_object() {
     let racing = tokio::spawn(async move {
         landing::upload_file(
             &services,
+            &Caller::community(),
             &ns2,
             &zone2,
             upload("late.csv"),
             &mut content(),
-            None,
             OffsetDateTime::now_utc(),
         )
         .await
@@ -139,9 +154,17 @@ async fn two_uploads_of_one_name_at_the_same_instant_keep_their_own_content() {
     let mut files = Vec::new();
     for content in [&b"first"[..], b"second"] {
         let mut body = futures_util::stream::iter([Ok(bytes::Bytes::copy_from_slice(content))]);
-        let file = landing::upload_file(&world.services, &ns, &zone, upload("a.csv"), &mut body, None, at)
-            .await
-            .unwrap();
+        let file = landing::upload_file(
+            &world.services,
+            &Caller::community(),
+            &ns,
+            &zone,
+            upload("a.csv"),
+            &mut body,
+            at,
+        )
+        .await
+        .unwrap();
         files.push((file, content));
     }
     assert_ne!(

@@ -59,7 +59,10 @@ async fn create_list_publish_delete_round_trip(world: World) {
     assert_eq!(created.severity, Severity::Warn);
     assert_eq!(created.description, "ids are never null");
     assert_eq!(
-        files::read_file(s, SQL_KEY, None).await.unwrap().body,
+        files::read_file(s, &Caller::community(), SQL_KEY, None)
+            .await
+            .unwrap()
+            .body,
         b"select count(*) from t where id is null"
     );
     assert!(dirty(&world).await);
@@ -94,7 +97,7 @@ async fn create_list_publish_delete_round_trip(world: World) {
     assert_eq!(deleted, created);
     assert_eq!(rows(&world).await, 0);
     assert!(matches!(
-        files::read_file(s, SQL_KEY, None).await,
+        files::read_file(s, &Caller::community(), SQL_KEY, None).await,
         Err(ServiceError::NotFound { .. })
     ));
     assert!(dirty(&world).await, "the deleted file dirties the draft");
@@ -141,7 +144,7 @@ async fn invalid_tests_are_refused_before_any_write(world: World) {
     .unwrap();
     assert_eq!(rows(&world).await, 1);
     assert!(matches!(
-        files::read_file(s, SQL_KEY, None).await,
+        files::read_file(s, &Caller::community(), SQL_KEY, None).await,
         Err(ServiceError::NotFound { .. })
     ));
 
@@ -163,7 +166,7 @@ async fn a_duplicate_never_touches_the_existing_sql(world: World) {
     create_test(s, &Caller::community(), &orders, new_test("not_null", "select 1"))
         .await
         .unwrap();
-    let before = files::read_file(s, SQL_KEY, None).await.unwrap();
+    let before = files::read_file(s, &Caller::community(), SQL_KEY, None).await.unwrap();
     let err = create_test(s, &Caller::community(), &orders, new_test("not_null", "select 2"))
         .await
         .unwrap_err();
@@ -171,7 +174,7 @@ async fn a_duplicate_never_touches_the_existing_sql(world: World) {
         matches!(err, ServiceError::AlreadyExists { entity: "quality test" }),
         "{err:?}"
     );
-    let after = files::read_file(s, SQL_KEY, None).await.unwrap();
+    let after = files::read_file(s, &Caller::community(), SQL_KEY, None).await.unwrap();
     assert_eq!(after.version_id, before.version_id, "no new version of the file");
     let client = world.db.client().await;
     let pipeline = pipelines::get_by_ref(&client, &orders).await.unwrap();

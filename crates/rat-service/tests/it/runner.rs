@@ -4,6 +4,7 @@
 //! every later report of its old holder, late reports change nothing, and
 //! quality results are recorded with the outcome in one transaction.
 
+use rat_service::identity::Caller;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -221,9 +222,10 @@ async fn a_cancel_racing_a_completion_ends_in_exactly_one_terminal_state() {
     assert_eq!(claimed.len(), 100);
     let mut outcomes = (0, 0);
     let completion = success();
+    let community = Caller::community();
     for run in &created {
         let now = T0 + Duration::seconds(1);
-        let cancel = rat_service::runs::cancel(&world.services, run.id, now);
+        let cancel = rat_service::runs::cancel(&world.services, &community, run.id, now);
         let complete = runner::complete(&world.services, run.id, &runner, &completion, now);
         let (cancel, complete) = tokio::join!(cancel, complete);
         let winner = match (&cancel, &complete) {
@@ -240,7 +242,9 @@ async fn a_cancel_racing_a_completion_ends_in_exactly_one_terminal_state() {
             other => panic!("exactly one writer must win: {other:?}"),
         };
         // Two readers on two connections agree with the winner.
-        let through_service = rat_service::runs::get(&world.services, run.id).await.unwrap();
+        let through_service = rat_service::runs::get(&world.services, &Caller::community(), run.id)
+            .await
+            .unwrap();
         let direct = stored(&world, run.id.into()).await;
         assert_eq!(through_service.status, winner);
         assert_eq!(direct, through_service);
@@ -368,7 +372,7 @@ async fn a_heartbeat_on_a_cancelled_run_tells_its_holder_to_stop() {
         .unwrap()[0]
         .run
         .id;
-    rat_service::runs::cancel(&world.services, id, T0 + Duration::seconds(1))
+    rat_service::runs::cancel(&world.services, &Caller::community(), id, T0 + Duration::seconds(1))
         .await
         .unwrap();
     let before = stored(&world, id.into()).await;

@@ -19,22 +19,34 @@ async fn a_run_pins_the_latest_published_version() {
     let orders = address("default", "silver", "orders");
     let now = datetime!(2026-06-01 10:00:00 UTC);
 
-    let err = rat_service::runs::create(&world.services, &orders, trigger_label::MANUAL, now)
-        .await
-        .unwrap_err();
+    let err = rat_service::runs::create(
+        &world.services,
+        &Caller::community(),
+        &orders,
+        trigger_label::MANUAL,
+        now,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ServiceError::FailedPrecondition { message } if message.contains("never been published")),
         "{err:?}"
     );
-    let err = rat_service::runs::create(&world.services, &address("default", "silver", "ghost"), "manual", now)
-        .await
-        .unwrap_err();
+    let err = rat_service::runs::create(
+        &world.services,
+        &Caller::community(),
+        &address("default", "silver", "ghost"),
+        "manual",
+        now,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
 
     let published = rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
         .await
         .unwrap();
-    let run = rat_service::runs::create(&world.services, &orders, "ci", now)
+    let run = rat_service::runs::create(&world.services, &Caller::community(), &orders, "ci", now)
         .await
         .unwrap();
     assert_eq!(run.status, RunStatus::Pending);
@@ -43,7 +55,12 @@ async fn a_run_pins_the_latest_published_version() {
     assert_eq!(run.version_number, 1);
     assert_eq!(run.published_versions, published.version.published_versions);
     assert_eq!((run.schedule_id, run.trigger_id, run.scheduled_for), (None, None, None));
-    assert_eq!(rat_service::runs::get(&world.services, run.id).await.unwrap(), run);
+    assert_eq!(
+        rat_service::runs::get(&world.services, &Caller::community(), run.id)
+            .await
+            .unwrap(),
+        run
+    );
 }
 
 #[tokio::test]
@@ -64,7 +81,9 @@ async fn a_run_created_during_a_publish_waits_for_it_and_pins_the_new_version() 
     let services = world.services.clone();
     let creating = {
         let orders = orders.clone();
-        tokio::spawn(async move { rat_service::runs::create(&services, &orders, "manual", now).await })
+        tokio::spawn(
+            async move { rat_service::runs::create(&services, &Caller::community(), &orders, "manual", now).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -92,14 +111,16 @@ async fn cancel_refuses_finished_runs_and_names_their_status() {
     rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
         .await
         .unwrap();
-    let run = rat_service::runs::create(&world.services, &orders, "manual", now)
+    let run = rat_service::runs::create(&world.services, &Caller::community(), &orders, "manual", now)
         .await
         .unwrap();
     let later = datetime!(2026-06-01 10:05:00 UTC);
-    let cancelled = rat_service::runs::cancel(&world.services, run.id, later).await.unwrap();
+    let cancelled = rat_service::runs::cancel(&world.services, &Caller::community(), run.id, later)
+        .await
+        .unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     assert_eq!(cancelled.finished_at, Some(later));
-    let err = rat_service::runs::cancel(&world.services, run.id, later)
+    let err = rat_service::runs::cancel(&world.services, &Caller::community(), run.id, later)
         .await
         .unwrap_err();
     assert!(
@@ -107,22 +128,29 @@ async fn cancel_refuses_finished_runs_and_names_their_status() {
         "{err:?}"
     );
     let client = world.db.client().await;
-    let failed = rat_service::runs::create(&world.services, &orders, "manual", now)
+    let failed = rat_service::runs::create(&world.services, &Caller::community(), &orders, "manual", now)
         .await
         .unwrap();
     runs::transition(&client, failed.id, RunStatus::Failed, &Default::default(), later)
         .await
         .unwrap();
-    let err = rat_service::runs::cancel(&world.services, failed.id, later)
+    let err = rat_service::runs::cancel(&world.services, &Caller::community(), failed.id, later)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "run is already failed");
-    let err = rat_service::runs::cancel(&world.services, uuid::Uuid::new_v4().into(), later)
-        .await
-        .unwrap_err();
+    let err = rat_service::runs::cancel(
+        &world.services,
+        &Caller::community(),
+        uuid::Uuid::new_v4().into(),
+        later,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "run" }), "{err:?}");
 
-    let logs = rat_service::runs::logs(&world.services, failed.id).await.unwrap();
+    let logs = rat_service::runs::logs(&world.services, &Caller::community(), failed.id)
+        .await
+        .unwrap();
     assert!(logs.entries.is_empty());
     assert_eq!(logs.status, RunStatus::Failed);
 }
@@ -136,7 +164,7 @@ async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
     rat_service::versions::publish(&world.services, &Caller::community(), &orders, "v1", now)
         .await
         .unwrap();
-    let run = rat_service::runs::create(&world.services, &orders, "manual", now)
+    let run = rat_service::runs::create(&world.services, &Caller::community(), &orders, "manual", now)
         .await
         .unwrap();
     let client = world.db.client().await;
@@ -153,7 +181,7 @@ async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
         .unwrap();
     let last = runs::append_log_entries(&client, run.id, &[entry("c")]).await.unwrap();
 
-    let legacy = rat_service::runs::legacy_log_entries(&world.services, run.id)
+    let legacy = rat_service::runs::legacy_log_entries(&world.services, &Caller::community(), run.id)
         .await
         .unwrap();
     assert_eq!(legacy.entries, vec![serde_json::json!({"message": "imported"})]);
@@ -162,36 +190,44 @@ async fn a_log_tail_reads_the_status_then_the_entries_after_a_cursor() {
     let messages = |tail: &rat_service::runs::LogTail| -> Vec<String> {
         tail.entries.iter().map(|(_, e)| e.message.clone()).collect()
     };
-    let all = rat_service::runs::log_tail(&world.services, run.id, 0, 500)
+    let all = rat_service::runs::log_tail(&world.services, &Caller::community(), run.id, 0, 500)
         .await
         .unwrap();
     assert_eq!(all.status, RunStatus::Pending);
     assert_eq!(messages(&all), ["a", "b", "c"]);
     assert_eq!(all.entries.last().unwrap().0, last);
-    let page = rat_service::runs::log_tail(&world.services, run.id, 0, 1)
+    let page = rat_service::runs::log_tail(&world.services, &Caller::community(), run.id, 0, 1)
         .await
         .unwrap();
     assert_eq!(messages(&page), ["a"]);
-    let after = rat_service::runs::log_tail(&world.services, run.id, first, 500)
+    let after = rat_service::runs::log_tail(&world.services, &Caller::community(), run.id, first, 500)
         .await
         .unwrap();
     assert_eq!(messages(&after), ["c"]);
-    let none = rat_service::runs::log_tail(&world.services, run.id, last, 500)
+    let none = rat_service::runs::log_tail(&world.services, &Caller::community(), run.id, last, 500)
         .await
         .unwrap();
     assert!(none.entries.is_empty());
 
-    rat_service::runs::cancel(&world.services, run.id, now).await.unwrap();
-    let ended = rat_service::runs::log_tail(&world.services, run.id, last, 500)
+    rat_service::runs::cancel(&world.services, &Caller::community(), run.id, now)
+        .await
+        .unwrap();
+    let ended = rat_service::runs::log_tail(&world.services, &Caller::community(), run.id, last, 500)
         .await
         .unwrap();
     assert_eq!(ended.status, RunStatus::Cancelled);
 
     for err in [
-        rat_service::runs::log_tail(&world.services, uuid::Uuid::new_v4().into(), 0, 500)
-            .await
-            .unwrap_err(),
-        rat_service::runs::legacy_log_entries(&world.services, uuid::Uuid::new_v4().into())
+        rat_service::runs::log_tail(
+            &world.services,
+            &Caller::community(),
+            uuid::Uuid::new_v4().into(),
+            0,
+            500,
+        )
+        .await
+        .unwrap_err(),
+        rat_service::runs::legacy_log_entries(&world.services, &Caller::community(), uuid::Uuid::new_v4().into())
             .await
             .unwrap_err(),
     ] {

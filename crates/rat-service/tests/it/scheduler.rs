@@ -38,6 +38,7 @@ async fn published(world: &World, name: &str) {
 async fn schedule(world: &World, pipeline: &str, cron: &str, zone: &str, now: OffsetDateTime) -> Schedule {
     rat_service::schedules::create(
         &world.services,
+        &Caller::community(),
         &ScheduleSpec {
             address: address("default", "silver", pipeline),
             cron: CronExpr::parse(cron).unwrap(),
@@ -57,7 +58,9 @@ async fn tick(world: &World, now: OffsetDateTime) -> TickReport {
 }
 
 async fn get(world: &World, id: Uuid) -> Schedule {
-    rat_service::schedules::get(&world.services, id.into()).await.unwrap()
+    rat_service::schedules::get(&world.services, &Caller::community(), id.into())
+        .await
+        .unwrap()
 }
 
 /// Every run a schedule created, by slot.
@@ -587,6 +590,7 @@ async fn creating_updating_and_deleting_a_schedule_wakes_the_schedulers() {
     assert_eq!(heard(&mut listener).await, Some(created.id));
     rat_service::schedules::update(
         &world.services,
+        &Caller::community(),
         created.id,
         &Changes {
             enabled: Some(false),
@@ -597,13 +601,13 @@ async fn creating_updating_and_deleting_a_schedule_wakes_the_schedulers() {
     .await
     .unwrap();
     assert_eq!(heard(&mut listener).await, Some(created.id));
-    rat_service::schedules::delete(&world.services, created.id)
+    rat_service::schedules::delete(&world.services, &Caller::community(), created.id)
         .await
         .unwrap();
     assert_eq!(heard(&mut listener).await, Some(created.id));
     // A refused change announces nothing: notifications arrive in commit
     // order, so the next one heard is a marker sent after the refusal.
-    rat_service::schedules::delete(&world.services, created.id)
+    rat_service::schedules::delete(&world.services, &Caller::community(), created.id)
         .await
         .unwrap_err();
     world

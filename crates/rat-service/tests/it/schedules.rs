@@ -5,6 +5,7 @@
 use crate::common::{address, create, fs_world};
 use rat_domain::{CronExpr, ScheduleTimezone};
 use rat_service::ServiceError;
+use rat_service::identity::Caller;
 use rat_service::schedules::{ScheduleChanges, ScheduleSpec};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -23,25 +24,40 @@ async fn create_computes_the_first_slot_in_the_schedule_zone() {
     let world = fs_world().await;
     create(&world.services, "orders").await;
     let now = datetime!(2026-01-15 10:03:10 UTC);
-    let every_five = rat_service::schedules::create(&world.services, &spec("*/5 * * * *", "UTC", true), now)
-        .await
-        .unwrap();
+    let every_five = rat_service::schedules::create(
+        &world.services,
+        &Caller::community(),
+        &spec("*/5 * * * *", "UTC", true),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(every_five.next_run_at, Some(datetime!(2026-01-15 10:05:00 UTC)));
     assert!(every_five.enabled);
-    let paris = rat_service::schedules::create(&world.services, &spec("0 9 * * *", "Europe/Paris", true), now)
-        .await
-        .unwrap();
+    let paris = rat_service::schedules::create(
+        &world.services,
+        &Caller::community(),
+        &spec("0 9 * * *", "Europe/Paris", true),
+        now,
+    )
+    .await
+    .unwrap();
     // 09:00 in Paris has passed at 11:03 local: the next is tomorrow, 08:00 UTC.
     assert_eq!(paris.next_run_at, Some(datetime!(2026-01-16 08:00:00 UTC)));
     assert_eq!(paris.timezone.name(), "Europe/Paris");
-    let off = rat_service::schedules::create(&world.services, &spec("0 9 * * *", "UTC", false), now)
-        .await
-        .unwrap();
+    let off = rat_service::schedules::create(
+        &world.services,
+        &Caller::community(),
+        &spec("0 9 * * *", "UTC", false),
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(off.next_run_at, None);
 
     let mut ghost = spec("* * * * *", "UTC", true);
     ghost.address = address("default", "silver", "ghost");
-    let err = rat_service::schedules::create(&world.services, &ghost, now)
+    let err = rat_service::schedules::create(&world.services, &Caller::community(), &ghost, now)
         .await
         .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
@@ -52,11 +68,16 @@ async fn every_update_recomputes_from_now() {
     let world = fs_world().await;
     create(&world.services, "orders").await;
     let created_at = datetime!(2026-06-01 10:00:00 UTC);
-    let schedule = rat_service::schedules::create(&world.services, &spec("*/5 * * * *", "UTC", true), created_at)
-        .await
-        .unwrap();
+    let schedule = rat_service::schedules::create(
+        &world.services,
+        &Caller::community(),
+        &spec("*/5 * * * *", "UTC", true),
+        created_at,
+    )
+    .await
+    .unwrap();
     let update = async |changes: ScheduleChanges, now: OffsetDateTime| {
-        rat_service::schedules::update(&world.services, schedule.id, &changes, now)
+        rat_service::schedules::update(&world.services, &Caller::community(), schedule.id, &changes, now)
             .await
             .unwrap()
     };
@@ -120,8 +141,14 @@ async fn every_update_recomputes_from_now() {
     assert_eq!(utc.next_run_at, Some(datetime!(2026-06-10 09:00:00 UTC)));
     assert_eq!(utc.cron_expr.as_str(), "0 9 * * *", "absent fields are kept");
 
-    let err = rat_service::schedules::update(&world.services, uuid::Uuid::new_v4().into(), &Default::default(), now)
-        .await
-        .unwrap_err();
+    let err = rat_service::schedules::update(
+        &world.services,
+        &Caller::community(),
+        uuid::Uuid::new_v4().into(),
+        &Default::default(),
+        now,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "schedule" }), "{err:?}");
 }

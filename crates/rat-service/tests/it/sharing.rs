@@ -3,6 +3,7 @@
 use rat_dao::access;
 use rat_domain::ObjectType;
 use rat_service::ServiceError;
+use rat_service::identity::Caller;
 use rat_service::sharing;
 
 #[tokio::test]
@@ -13,25 +14,22 @@ async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
     access::set_owner(&client, ObjectType::Pipeline, pipeline.id.into(), "alice")
         .await
         .unwrap();
+    let alice = Caller::user("alice", &[]);
     for round in 0..5 {
         let (to_bob, to_carol) = tokio::join!(
+            sharing::transfer(&world.services, &alice, ObjectType::Pipeline, pipeline.id.into(), "bob"),
             sharing::transfer(
                 &world.services,
+                &alice,
                 ObjectType::Pipeline,
                 pipeline.id.into(),
-                "alice",
-                "bob"
-            ),
-            sharing::transfer(
-                &world.services,
-                ObjectType::Pipeline,
-                pipeline.id.into(),
-                "alice",
                 "carol"
             ),
         );
+        // The loser no longer owns the pipeline, nor may it read it: it was
+        // transferred away from under it (the two queue on the row lock).
         let winner = match (&to_bob, &to_carol) {
-            (Ok(o), Err(ServiceError::Forbidden { .. })) | (Err(ServiceError::Forbidden { .. }), Ok(o)) => {
+            (Ok(o), Err(ServiceError::NotFound { .. })) | (Err(ServiceError::NotFound { .. }), Ok(o)) => {
                 o.owner.clone()
             }
             other => panic!("round {round}: exactly one transfer must win: {other:?}"),
@@ -50,9 +48,9 @@ async fn of_two_concurrent_transfers_by_the_owner_exactly_one_wins() {
         // Hand it back for the next round.
         sharing::transfer(
             &world.services,
+            &Caller::user(winner.clone(), &[]),
             ObjectType::Pipeline,
             pipeline.id.into(),
-            &winner,
             "alice",
         )
         .await

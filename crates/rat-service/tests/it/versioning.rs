@@ -37,7 +37,10 @@ fn key(name: &str, file: &str) -> String {
 }
 
 async fn read_head(world: &World, path: &str) -> Vec<u8> {
-    files::read_file(&world.services, path, None).await.unwrap().body
+    files::read_file(&world.services, &Caller::community(), path, None)
+        .await
+        .unwrap()
+        .body
 }
 
 async fn create_writes_the_row_and_starter_files(world: World) {
@@ -69,9 +72,14 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     assert_eq!(py.files_created[0], "default/pipelines/gold/model/pipeline.py");
 
     // A duplicate is refused before any file is written.
-    let before = files::read_file(&world.services, &key("orders", "pipeline.sql"), None)
-        .await
-        .unwrap();
+    let before = files::read_file(
+        &world.services,
+        &Caller::community(),
+        &key("orders", "pipeline.sql"),
+        None,
+    )
+    .await
+    .unwrap();
     let err = rat_service::pipelines::create_pipeline(
         &world.services,
         &Caller::community(),
@@ -89,9 +97,14 @@ async fn create_writes_the_row_and_starter_files(world: World) {
         matches!(err, ServiceError::AlreadyExists { entity: "pipeline" }),
         "{err:?}"
     );
-    let after = files::read_file(&world.services, &key("orders", "pipeline.sql"), None)
-        .await
-        .unwrap();
+    let after = files::read_file(
+        &world.services,
+        &Caller::community(),
+        &key("orders", "pipeline.sql"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         after.version_id, before.version_id,
         "no file rewritten by a refused create"
@@ -112,7 +125,13 @@ async fn create_writes_the_row_and_starter_files(world: World) {
     .await
     .unwrap_err();
     assert!(matches!(err, ServiceError::NotFound { entity: "namespace" }), "{err:?}");
-    let missing = files::read_file(&world.services, "nowhere/pipelines/silver/orders/pipeline.sql", None).await;
+    let missing = files::read_file(
+        &world.services,
+        &Caller::community(),
+        "nowhere/pipelines/silver/orders/pipeline.sql",
+        None,
+    )
+    .await;
     assert!(matches!(missing, Err(ServiceError::NotFound { .. })));
 }
 
@@ -120,6 +139,7 @@ async fn a_recreated_name_starts_from_its_starter_files(world: World) {
     create(&world.services, "orders").await;
     files::write_file(
         &world.services,
+        &Caller::community(),
         &key("orders", "tests/quality/old.sql"),
         b"select 1".to_vec(),
     )
@@ -144,7 +164,9 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     let sql = key("orders", "pipeline.sql");
     let address = address("default", "silver", "orders");
 
-    files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
+    files::write_file(s, &Caller::community(), &sql, b"SELECT 1".to_vec())
+        .await
+        .unwrap();
     let v1 = versions::publish(s, &Caller::community(), &address, "first", now())
         .await
         .unwrap()
@@ -153,7 +175,9 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     assert_eq!(v1.message, "first");
     assert_eq!(v1.published_versions.len(), 2);
 
-    files::write_file(s, &sql, b"SELECT 2".to_vec()).await.unwrap();
+    files::write_file(s, &Caller::community(), &sql, b"SELECT 2".to_vec())
+        .await
+        .unwrap();
     // The pinned file of v1 still reads as v1 after the edit.
     let pinned_v1 = v1.published_versions.get(&sql).unwrap();
     assert_eq!(
@@ -175,9 +199,9 @@ async fn publish_edit_publish_rollback_pins_exact_contents(world: World) {
     );
 
     // Deleted at HEAD: both pins still read.
-    files::delete_file(s, &sql).await.unwrap();
+    files::delete_file(s, &Caller::community(), &sql).await.unwrap();
     assert!(matches!(
-        files::read_file(s, &sql, None).await,
+        files::read_file(s, &Caller::community(), &sql, None).await,
         Err(ServiceError::NotFound { .. })
     ));
     assert_eq!(
@@ -236,23 +260,30 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
     let sql = key("orders", "pipeline.sql");
     assert!(!dirty(&world, "orders").await, "new pipeline");
 
-    files::write_file(s, &sql, b"SELECT 1".to_vec()).await.unwrap();
+    files::write_file(s, &Caller::community(), &sql, b"SELECT 1".to_vec())
+        .await
+        .unwrap();
     assert!(dirty(&world, "orders").await, "after a write");
     versions::publish(s, &Caller::community(), &address, "v1", now())
         .await
         .unwrap();
     assert!(!dirty(&world, "orders").await, "after publish");
 
-    files::write_file(s, &key("orders", "tests/quality/not_null.sql"), b"select 0".to_vec())
-        .await
-        .unwrap();
+    files::write_file(
+        s,
+        &Caller::community(),
+        &key("orders", "tests/quality/not_null.sql"),
+        b"select 0".to_vec(),
+    )
+    .await
+    .unwrap();
     assert!(dirty(&world, "orders").await, "after adding a file");
     versions::publish(s, &Caller::community(), &address, "v2", now())
         .await
         .unwrap();
     assert!(!dirty(&world, "orders").await);
 
-    files::delete_file(s, &key("orders", "tests/quality/not_null.sql"))
+    files::delete_file(s, &Caller::community(), &key("orders", "tests/quality/not_null.sql"))
         .await
         .unwrap();
     assert!(dirty(&world, "orders").await, "after deleting a file");
@@ -275,9 +306,15 @@ async fn draft_dirty_tells_the_truth_through_every_transition(world: World) {
     assert!(!dirty(&world, "orders").await, "HEAD equals the re-pinned v3");
 
     // Files outside any pipeline are refused, and touch no pipeline.
-    let refused = files::write_file(s, "default/landing/uploads/a.csv", b"x".to_vec()).await;
+    let refused = files::write_file(s, &Caller::community(), "default/landing/uploads/a.csv", b"x".to_vec()).await;
     assert!(matches!(refused, Err(ServiceError::InvalidInput { .. })), "{refused:?}");
-    let refused = files::write_file(s, "default/pipelines/silver/ghost/a.sql", b"x".to_vec()).await;
+    let refused = files::write_file(
+        s,
+        &Caller::community(),
+        "default/pipelines/silver/ghost/a.sql",
+        b"x".to_vec(),
+    )
+    .await;
     assert!(
         matches!(refused, Err(ServiceError::NotFound { entity: "pipeline" })),
         "{refused:?}"
@@ -301,9 +338,14 @@ async fn history_is_pruned_at_max_versions(world: World) {
     .await
     .unwrap();
     for i in 1..=5 {
-        files::write_file(s, &key("orders", "pipeline.sql"), format!("SELECT {i}").into_bytes())
-            .await
-            .unwrap();
+        files::write_file(
+            s,
+            &Caller::community(),
+            &key("orders", "pipeline.sql"),
+            format!("SELECT {i}").into_bytes(),
+        )
+        .await
+        .unwrap();
         let v = versions::publish(s, &Caller::community(), &address, &format!("v{i}"), now())
             .await
             .unwrap()
@@ -394,9 +436,14 @@ async fn never_published_pipelines_cannot_run(world: World) {
     versions::publish(&world.services, &Caller::community(), &address, "v1", now())
         .await
         .unwrap();
-    files::write_file(&world.services, &key("orders", "pipeline.sql"), b"SELECT 42".to_vec())
-        .await
-        .unwrap();
+    files::write_file(
+        &world.services,
+        &Caller::community(),
+        &key("orders", "pipeline.sql"),
+        b"SELECT 42".to_vec(),
+    )
+    .await
+    .unwrap();
     let pipeline = pipelines::get_by_ref(&client, &address).await.unwrap();
     let snapshot = versions::run_snapshot(&client, &pipeline).await.unwrap();
     assert_eq!(
@@ -425,8 +472,12 @@ async fn publishing_an_unknown_or_empty_pipeline_records_nothing(world: World) {
     assert!(matches!(err, ServiceError::NotFound { entity: "pipeline" }), "{err:?}");
 
     create(s, "orders").await;
-    files::delete_file(s, &key("orders", "pipeline.sql")).await.unwrap();
-    files::delete_file(s, &key("orders", "config.yaml")).await.unwrap();
+    files::delete_file(s, &Caller::community(), &key("orders", "pipeline.sql"))
+        .await
+        .unwrap();
+    files::delete_file(s, &Caller::community(), &key("orders", "config.yaml"))
+        .await
+        .unwrap();
     let err = versions::publish(
         s,
         &Caller::community(),
@@ -455,14 +506,16 @@ async fn traversal_and_forbidden_characters_are_refused(world: World) {
         "default/pipelines/silver/orders/./a.sql",
         "",
     ] {
-        let err = files::write_file(s, path, b"x".to_vec()).await.unwrap_err();
+        let err = files::write_file(s, &Caller::community(), path, b"x".to_vec())
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{path:?}: {err:?}");
         assert!(matches!(
-            files::read_file(s, path, None).await,
+            files::read_file(s, &Caller::community(), path, None).await,
             Err(ServiceError::InvalidInput { .. })
         ));
         assert!(matches!(
-            files::delete_file(s, path).await,
+            files::delete_file(s, &Caller::community(), path).await,
             Err(ServiceError::InvalidInput { .. })
         ));
     }
@@ -477,7 +530,9 @@ async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
     let s = &world.services;
     create(s, "orders").await;
     for file in ["data/a.csv", "data.md", "tests/quality/t.sql"] {
-        files::write_file(s, &key("orders", file), b"x".to_vec()).await.unwrap();
+        files::write_file(s, &Caller::community(), &key("orders", file), b"x".to_vec())
+            .await
+            .unwrap();
     }
     let paths = |listing: &files::FileListing| -> Vec<String> {
         listing
@@ -493,7 +548,7 @@ async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
     };
     // No trailing '/': still the directory, never `orders_old/`.
     create(s, "orders_old").await;
-    let all = files::list_files(s, "default/pipelines/silver/orders", &[], 100)
+    let all = files::list_files(s, &Caller::community(), "default/pipelines/silver/orders", &[], 100)
         .await
         .unwrap();
     assert_eq!(
@@ -507,17 +562,18 @@ async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
         ]
     );
     assert!(!all.truncated);
-    let exact = files::list_files(s, "default/pipelines/silver/orders/", &[], 5)
+    let exact = files::list_files(s, &Caller::community(), "default/pipelines/silver/orders/", &[], 5)
         .await
         .unwrap();
     assert!(!exact.truncated, "exactly the limit is not truncated");
-    let cut = files::list_files(s, "default/pipelines/silver/orders/", &[], 2)
+    let cut = files::list_files(s, &Caller::community(), "default/pipelines/silver/orders/", &[], 2)
         .await
         .unwrap();
     assert_eq!(paths(&cut), ["config.yaml", "data.md"]);
     assert!(cut.truncated);
     let excluded = files::list_files(
         s,
+        &Caller::community(),
         "default/pipelines/silver/orders/",
         &["data".to_owned(), "/tests/quality/".to_owned(), String::new()],
         100,
@@ -526,7 +582,9 @@ async fn file_listings_are_bounded_and_exclude_whole_segments(world: World) {
     .unwrap();
     assert_eq!(paths(&excluded), ["config.yaml", "data.md", "pipeline.sql"]);
     for bad in ["", "/abs", "a/../b", "a b"] {
-        let err = files::list_files(s, bad, &[], 10).await.unwrap_err();
+        let err = files::list_files(s, &Caller::community(), bad, &[], 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServiceError::InvalidInput { .. }), "{bad:?}: {err:?}");
     }
 }
@@ -621,9 +679,14 @@ mod s3_outage {
         // Enough files that listing them takes a while: the kill lands mid-publish.
         for i in 0..150 {
             let path = format!("default/pipelines/silver/orders/models/m{i:03}.sql");
-            files::write_file(&services, &path, format!("select {i}").into_bytes())
-                .await
-                .unwrap();
+            files::write_file(
+                &services,
+                &rat_service::identity::Caller::community(),
+                &path,
+                format!("select {i}").into_bytes(),
+            )
+            .await
+            .unwrap();
         }
         let address = address("default", "silver", "orders");
         let publish = {
