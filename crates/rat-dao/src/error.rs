@@ -125,6 +125,7 @@ pub fn conflicting_entity(constraint: &str) -> &'static str {
         "uq_landing_zones_namespace_name" => "landing zone",
         "uq_quality_tests_pipeline_name" => "quality test",
         "uq_projects_name" => "project",
+        "pk_project_members" => "project member",
         "uq_shares_object_shared_with" => "share",
         "uq_ownership_object" => "owner",
         "uq_runs_schedule_slot" | "uq_runs_trigger_slot" => "run for this slot",

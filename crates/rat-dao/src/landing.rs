@@ -194,7 +194,7 @@ pub async fn list(
     let mut conditions = Conditions::new();
     conditions.push_opt("z.namespace = $?", &namespace);
     conditions.push_opt(
-        readable_condition!("landing_zone", "z.id", "z.owner", "z.namespace"),
+        readable_condition!("'landing_zone'", "z.id", "z.owner", "z.namespace"),
         &readable_by,
     );
     let order = OrderBy {

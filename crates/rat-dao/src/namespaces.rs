@@ -118,7 +118,12 @@ pub async fn list(
     };
     let mut conditions = Conditions::new();
     conditions.push_opt(
-        readable_condition!("namespace", "namespaces.id", "namespaces.created_by", "namespaces.name"),
+        readable_condition!(
+            "'namespace'",
+            "namespaces.id",
+            "namespaces.created_by",
+            "namespaces.name"
+        ),
         &readable_by,
     );
     sql::fetch_page(client, COLUMNS, "namespaces", &conditions, order, page, from_row).await

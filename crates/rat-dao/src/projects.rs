@@ -2,9 +2,15 @@
 //!
 //! Project names are free text checked by the caller; the schema bounds their
 //! length (`Invalid { value }` beyond 255 characters) and uniqueness.
+//!
+//! A member's `object_id` has no foreign key (it points at a pipeline or a
+//! table's metadata row depending on `object_type`): [`lock_live_object`]
+//! checks and holds the object while a member is added, and
+//! [`list_live_members`] lists only members whose object is live, with where
+//! it is, filtered by the access rule in SQL.
 
 use deadpool_postgres::GenericClient;
-use rat_domain::{MemberType, Page, PageRequest, Project, ProjectMember};
+use rat_domain::{ListedMember, MemberType, Page, PageRequest, Project, ProjectMember};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -129,7 +135,8 @@ pub async fn list(
 
 /// Adds an object to a project, at `now`. `Conflict { pk_project_members }`
 /// when it is already a member; `MissingReference { project }` for an unknown
-/// project. The object itself is not checked (it has no foreign key).
+/// project. The object itself is not checked (it has no foreign key): callers
+/// hold it with [`lock_live_object`] first, in the same transaction.
 pub async fn add_member(
     client: &impl GenericClient,
     project_id: Uuid,
@@ -196,6 +203,88 @@ pub async fn list_members(
         order,
         page,
         member_from_row,
+    )
+    .await
+}
+
+/// Checks that the object a member would name exists and is live (a
+/// pipeline not deleted, a table metadata row), and holds it with a
+/// `FOR KEY SHARE` lock until the caller's transaction ends: a concurrent
+/// delete (whose trigger removes the object's memberships) waits, so a
+/// membership added in the same transaction never outlives its object.
+/// `NotFound { pipeline | table }` otherwise.
+pub async fn lock_live_object(
+    client: &impl GenericClient,
+    member_type: MemberType,
+    object_id: Uuid,
+) -> Result<(), DaoError> {
+    let (entity, statement) = match member_type {
+        MemberType::Pipeline => (
+            "pipeline",
+            "SELECT 1 FROM pipelines WHERE id = $1 AND deleted_at IS NULL FOR KEY SHARE",
+        ),
+        MemberType::Table => ("table", "SELECT 1 FROM table_metadata WHERE id = $1 FOR KEY SHARE"),
+    };
+    sql::query_one(client, entity, statement, &[&object_id]).await?;
+    Ok(())
+}
+
+/// A member joined to its object: the pipeline or table metadata row it
+/// names (at most one of `p`, `t` matches, by `object_type`).
+const LIVE_MEMBERS: &str = "project_members m \
+     LEFT JOIN pipelines p ON m.object_type = 'pipeline' AND p.id = m.object_id \
+     LEFT JOIN table_metadata t ON m.object_type = 'table' AND t.id = m.object_id";
+
+const LIVE_MEMBER_COLUMNS: &str = "m.project_id, m.object_type, m.object_id, m.added_at, \
+     COALESCE(p.namespace, t.namespace) AS namespace, COALESCE(p.layer, t.layer) AS layer, \
+     COALESCE(p.name, t.name) AS name";
+
+fn listed_member_from_row(row: &Row) -> Result<ListedMember, DaoError> {
+    Ok(ListedMember {
+        member: member_from_row(row)?,
+        namespace: sql::parse_column(row, "namespace")?,
+        layer: sql::parse_column(row, "layer")?,
+        name: row.try_get("name")?,
+    })
+}
+
+/// The project's members whose object is live (a pipeline not deleted, an
+/// existing table metadata row), with the object's namespace, layer and
+/// name, in the order they were added, one page, with the total. With
+/// `readable_by` (the share principals naming a caller), only members whose
+/// object that caller may read are in the page and the total: the access
+/// rule is applied in the query (`readable_condition!`, the condition pipeline
+/// lists use), never to a fetched page. An unknown project has no members.
+pub async fn list_live_members(
+    client: &impl GenericClient,
+    project_id: Uuid,
+    readable_by: Option<&[String]>,
+    page: PageRequest,
+) -> Result<Page<ListedMember>, DaoError> {
+    let mut conditions = Conditions::new();
+    conditions.push("m.project_id = $?", &project_id);
+    conditions.push_fixed("((p.id IS NOT NULL AND p.deleted_at IS NULL) OR t.id IS NOT NULL)");
+    conditions.push_opt(
+        readable_condition!(
+            "m.object_type",
+            "m.object_id",
+            "COALESCE(p.owner, t.owner)",
+            "COALESCE(p.namespace, t.namespace)"
+        ),
+        &readable_by,
+    );
+    let order = OrderBy {
+        columns: &["m.added_at", "m.object_type", "m.object_id"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        LIVE_MEMBER_COLUMNS,
+        LIVE_MEMBERS,
+        &conditions,
+        order,
+        page,
+        listed_member_from_row,
     )
     .await
 }

@@ -42,20 +42,23 @@ macro_rules! non_personal_owners {
 /// Readable is: owned by the caller (the `ownership` row, else the row's own
 /// owner column), without a personal owner (none, or one of
 /// [`non_personal_owners!`]), in a namespace the caller owns, or shared with
-/// a principal, on the object itself or on the namespace holding it. The arguments are SQL literals:
-/// the object type, and the row's id, owner and namespace-name columns.
+/// a principal, on the object itself or on the namespace holding it. The
+/// arguments are SQL expressions (fixed strings of this crate): the object
+/// type (`'pipeline'`, or a column when rows of several types are listed),
+/// and the row's id, owner and namespace-name columns. Admins are not
+/// filtered at all (callers leave the condition out).
 macro_rules! readable_condition {
     ($object_type:literal, $id:literal, $owner:literal, $namespace:literal) => {
         concat!(
-            "(EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = '",
+            "(EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = ",
             $object_type,
-            "' AND o.object_id = ",
+            " AND o.object_id = ",
             $id,
             " AND (o.owner = ANY($?) OR o.owner IN ",
             non_personal_owners!(),
-            ")) OR (NOT EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = '",
+            ")) OR (NOT EXISTS (SELECT 1 FROM ownership o WHERE o.object_type = ",
             $object_type,
-            "' AND o.object_id = ",
+            " AND o.object_id = ",
             $id,
             ") AND (",
             $owner,
@@ -68,9 +71,9 @@ macro_rules! readable_condition {
             ")) OR EXISTS (SELECT 1 FROM ownership o JOIN namespaces n ON o.object_type = 'namespace' \
              AND o.object_id = n.id WHERE n.name = ",
             $namespace,
-            " AND o.owner = ANY($?)) OR EXISTS (SELECT 1 FROM shares s WHERE s.shared_with = ANY($?) AND ((s.object_type = '",
+            " AND o.owner = ANY($?)) OR EXISTS (SELECT 1 FROM shares s WHERE s.shared_with = ANY($?) AND ((s.object_type = ",
             $object_type,
-            "' AND s.object_id = ",
+            " AND s.object_id = ",
             $id,
             ") OR (s.object_type = 'namespace' AND s.object_id = \
              (SELECT n.id FROM namespaces n WHERE n.name = ",
@@ -83,7 +86,7 @@ macro_rules! readable_condition {
 /// [`readable_condition!`] for a pipeline row of the table `pipelines`.
 macro_rules! readable_pipeline {
     () => {
-        readable_condition!("pipeline", "pipelines.id", "pipelines.owner", "pipelines.namespace")
+        readable_condition!("'pipeline'", "pipelines.id", "pipelines.owner", "pipelines.namespace")
     };
 }
 

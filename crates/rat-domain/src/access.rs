@@ -29,6 +29,15 @@ string_enum!(
     }
 );
 
+impl From<MemberType> for ObjectType {
+    fn from(member: MemberType) -> Self {
+        match member {
+            MemberType::Pipeline => ObjectType::Pipeline,
+            MemberType::Table => ObjectType::Table,
+        }
+    }
+}
+
 string_enum!(
     /// What a share allows.
     AccessLevel, "access_level" {
@@ -108,6 +117,25 @@ pub struct Project {
     pub created_at: OffsetDateTime,
 }
 
+/// The longest project name, in characters (`projects.name VARCHAR(255)`).
+pub const MAX_PROJECT_NAME_CHARS: usize = 255;
+
+/// Checks a project name and returns it trimmed: 1 to
+/// [`MAX_PROJECT_NAME_CHARS`] characters once surrounding whitespace is
+/// removed, no control characters. Project names are free text otherwise
+/// (spaces, capitals, punctuation), unique as stored.
+pub fn parse_project_name(value: &str) -> Result<String, DomainError> {
+    let name = value.trim();
+    if name.is_empty() {
+        return Err(DomainError::invalid("name", "must not be empty"));
+    }
+    crate::text::check_text_len("name", name, MAX_PROJECT_NAME_CHARS)?;
+    if name.chars().any(char::is_control) {
+        return Err(DomainError::invalid("name", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
 /// Membership of an object in a project (`project_members`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectMember {
@@ -119,6 +147,27 @@ pub struct ProjectMember {
     pub object_id: Uuid,
     /// When it was added.
     pub added_at: OffsetDateTime,
+}
+
+/// A project member as it is listed: the membership and where its (live)
+/// object is, so a client can show and open it without another request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedMember {
+    /// The membership.
+    pub member: ProjectMember,
+    /// The object's namespace.
+    pub namespace: crate::NamespaceName,
+    /// The object's layer.
+    pub layer: crate::Layer,
+    /// The pipeline's or table's name.
+    pub name: String,
+}
+
+impl ListedMember {
+    /// `namespace.layer.name`, how the platform names a pipeline or table.
+    pub fn display_name(&self) -> String {
+        format!("{}.{}.{}", self.namespace, self.layer, self.name)
+    }
 }
 
 /// What a caller may do with an object, in increasing order.
@@ -219,9 +268,21 @@ mod tests {
     }
 
     #[test]
+    fn project_names_are_trimmed_and_bounded() {
+        assert_eq!(parse_project_name("  Revenue reporting ").unwrap(), "Revenue reporting");
+        assert!(parse_project_name("").is_err());
+        assert!(parse_project_name(" \t ").is_err());
+        assert!(parse_project_name("a\u{0}b").is_err());
+        assert_eq!(parse_project_name(&"é".repeat(255)).unwrap().chars().count(), 255);
+        let err = parse_project_name(&"x".repeat(256)).unwrap_err();
+        assert_eq!(err.to_string(), "invalid name: must be at most 255 characters");
+    }
+
+    #[test]
     fn member_types_are_a_subset_of_object_types() {
         for member in MemberType::ALL {
             assert!(member.as_str().parse::<ObjectType>().is_ok());
+            assert_eq!(ObjectType::from(*member).as_str(), member.as_str());
         }
     }
 

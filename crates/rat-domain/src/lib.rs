@@ -36,8 +36,9 @@ mod trigger;
 mod versions;
 
 pub use access::{
-    AccessLevel, MemberType, NON_PERSONAL_OWNERS, ObjectType, Ownership, Permission, Principal, Project, ProjectMember,
-    Share, is_personal_name, parse_principal, permission,
+    AccessLevel, ListedMember, MAX_PROJECT_NAME_CHARS, MemberType, NON_PERSONAL_OWNERS, ObjectType, Ownership,
+    Permission, Principal, Project, ProjectMember, Share, is_personal_name, parse_principal, parse_project_name,
+    permission,
 };
 pub use audit::AuditEntry;
 pub use error::DomainError;

@@ -311,3 +311,126 @@ async fn purging_a_pipeline_removes_its_memberships() {
     assert!(left.contains(&(MemberType::Table, gone.id.into())));
     assert_eq!(memberships_of(&client, gone.id.into()).await, 1);
 }
+
+#[tokio::test]
+async fn a_member_s_object_is_held_until_the_membership_commits() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let other = db.client().await;
+    let project = projects::create(&client, "Revenue", "", None).await.unwrap();
+    let namespace = fixtures::namespace(&client, "default").await;
+    let table = rat_dao::tables::upsert(
+        &client,
+        &namespace,
+        rat_domain::Layer::Gold,
+        &rat_domain::TableName::parse("revenue").unwrap(),
+        None,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let gone = fixtures::pipeline(&client, "default", "gold", "gone").await;
+    pipelines::soft_delete(&client, &gone.address, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+
+    // Only live objects can be held: a deleted pipeline, an unknown id, or
+    // an id of the other kind is not found, named by the kind asked for.
+    for (member_type, id, entity) in [
+        (MemberType::Pipeline, gone.id.into(), "pipeline"),
+        (MemberType::Pipeline, table.id, "pipeline"),
+        (MemberType::Table, Uuid::new_v4(), "table"),
+    ] {
+        let err = projects::lock_live_object(&client, member_type, id).await.unwrap_err();
+        assert!(is_not_found(&err, entity), "{err:?}");
+    }
+
+    let transaction = client.transaction().await.unwrap();
+    projects::lock_live_object(&transaction, MemberType::Table, table.id)
+        .await
+        .unwrap();
+    projects::add_member(
+        &transaction,
+        project.id,
+        MemberType::Table,
+        table.id,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    // While the membership is uncommitted, deleting the table waits (here:
+    // gives up after its lock timeout) instead of slipping in between.
+    other.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    let blocked = other
+        .execute("DELETE FROM table_metadata WHERE id = $1", &[&table.id])
+        .await;
+    let code = blocked.unwrap_err().code().map(|code| code.code().to_owned());
+    assert_eq!(
+        code.as_deref(),
+        Some("55P03"),
+        "the delete must wait (lock_not_available)"
+    );
+    transaction.commit().await.unwrap();
+    assert_eq!(memberships_of(&other, table.id).await, 1);
+    // Once it commits, the delete goes through and takes the membership along.
+    let deleted = other
+        .execute("DELETE FROM table_metadata WHERE id = $1", &[&table.id])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(memberships_of(&other, table.id).await, 0);
+}
+
+#[tokio::test]
+async fn live_members_are_listed_with_where_they_are_and_only_where_readable() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let base = datetime!(2026-01-01 00:00:00 UTC);
+    let project = projects::create(&client, "Revenue", "", None).await.unwrap();
+    let open = fixtures::pipeline(&client, "default", "silver", "open").await;
+    let private = fixtures::pipeline(&client, "default", "silver", "private").await;
+    rat_dao::access::set_owner(&client, rat_domain::ObjectType::Pipeline, private.id.into(), "alice")
+        .await
+        .unwrap();
+    let deleted = fixtures::pipeline(&client, "default", "silver", "deleted").await;
+    for (i, pipeline) in [&open, &private, &deleted].into_iter().enumerate() {
+        projects::add_member(
+            &client,
+            project.id,
+            MemberType::Pipeline,
+            pipeline.id.into(),
+            base + Duration::seconds(i as i64),
+        )
+        .await
+        .unwrap();
+    }
+    // A membership of nothing (no such table) is never listed.
+    projects::add_member(&client, project.id, MemberType::Table, Uuid::new_v4(), base)
+        .await
+        .unwrap();
+    pipelines::soft_delete(&client, &deleted.address, base).await.unwrap();
+
+    let names = |page: &rat_domain::Page<rat_domain::ListedMember>| -> Vec<String> {
+        page.items.iter().map(rat_domain::ListedMember::display_name).collect()
+    };
+    let all = projects::list_live_members(&client, project.id, None, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&all), ["default.silver.open", "default.silver.private"]);
+    assert_eq!(all.total, 2);
+    let alice = ["alice".to_owned()];
+    let for_alice = projects::list_live_members(&client, project.id, Some(&alice), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((names(&for_alice), for_alice.total), (names(&all), 2));
+    let bob = ["bob".to_owned(), "role:analysts".to_owned()];
+    let first = PageRequest::new(Some(1), Some(0)).unwrap();
+    let for_bob = projects::list_live_members(&client, project.id, Some(&bob), first)
+        .await
+        .unwrap();
+    assert_eq!(
+        (names(&for_bob), for_bob.total),
+        (vec!["default.silver.open".to_owned()], 1)
+    );
+}
