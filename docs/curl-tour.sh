@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A tour of every route of the ratd contract (§2-§12) with curl, against a
-# running rat-api: `cargo xtask dev` in one terminal, then
+# A tour of every route of the ratd contract (§2-§12), and of projects
+# (beside the contract), with curl, against a running rat-api:
+# `cargo xtask dev` in one terminal, then
 #
 #     bash docs/curl-tour.sh                  # http://127.0.0.1:8080
 #     RAT_API=http://host:port RAT_API_KEY=... bash docs/curl-tour.sh
@@ -275,6 +276,35 @@ call GET "$P/retention" 200; check 'set(d) == {"system", "overrides", "effective
 callj PUT "$P/retention" 200 '{"runs_max_per_pipeline":10}'; check 'd["effective"]["runs_max_per_pipeline"] == 10'
 callj PUT "$P/retention" 200 '{"logs_max_age_days":3}'; check 'd["overrides"] == {"logs_max_age_days": 3}'
 callj PUT "$P/retention" 400 '{"audit_log_max_age_days":3}'
+
+echo "== projects (not in the ratd contract: groups of pipelines and tables, see docs/access.md)"
+PROJECT_NAME="Tour $NS"
+callj POST /api/v1/projects 201 "{\"name\":\"  $PROJECT_NAME \",\"description\":\"tour\"}"
+check 'd["name"] == "'"$PROJECT_NAME"'" and d["description"] == "tour" and d["created_by"] in ("community", "api-key")'
+PROJECT=$(field 'd["id"]')
+callj POST /api/v1/projects 409 "{\"name\":\"$PROJECT_NAME\"}"
+callj POST /api/v1/projects 400 '{"name":"  "}'
+call GET "/api/v1/projects?search=$NS" 200; check 'd["total"] == 1 and d["projects"][0]["id"] == "'"$PROJECT"'"'
+call GET "/api/v1/projects/$PROJECT" 200; check 'd["name"] == "'"$PROJECT_NAME"'"'
+call GET /api/v1/projects/not-a-uuid 404
+callj PUT "/api/v1/projects/$PROJECT" 200 '{"description":"changed"}'
+check 'd["description"] == "changed" and d["name"] == "'"$PROJECT_NAME"'"'
+call GET "/api/v1/tables/$NS/bronze/orders/metadata" 200
+TABLE_ID=$(field 'd["id"]')
+MEMBERS="/api/v1/projects/$PROJECT/members"
+callj POST "$MEMBERS" 201 "{\"object_type\":\"pipeline\",\"object_id\":\"$PIPELINE_ID\"}"
+check 'd["project_id"] == "'"$PROJECT"'" and d["object_type"] == "pipeline" and d["object_id"] == "'"$PIPELINE_ID"'"'
+callj POST "$MEMBERS" 409 "{\"object_type\":\"pipeline\",\"object_id\":\"$PIPELINE_ID\"}"
+callj POST "$MEMBERS" 201 "{\"object_type\":\"table\",\"object_id\":\"$TABLE_ID\"}"
+callj POST "$MEMBERS" 404 "{\"object_type\":\"table\",\"object_id\":\"$PIPELINE_ID\"}"
+callj POST "$MEMBERS" 400 '{"object_type":"namespace","object_id":"x"}'
+call GET "$MEMBERS?limit=1" 200
+check 'd["total"] == 2 and len(d["members"]) == 1 and d["members"][0]["display_name"] == "'"$NS"'.bronze.orders"'
+call DELETE "$MEMBERS/pipeline/$PIPELINE_ID" 204
+call DELETE "$MEMBERS/pipeline/$PIPELINE_ID" 404
+call GET "$MEMBERS" 200; check 'd["total"] == 1 and d["members"][0]["object_type"] == "table"'
+call DELETE "/api/v1/projects/$PROJECT" 204
+call GET "/api/v1/projects/$PROJECT" 404
 
 echo "== §1 body limits, then clean up"
 head -c 1100000 /dev/zero | tr '\0' 'a' > "$WORK/big"

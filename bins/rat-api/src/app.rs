@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::middleware::{self, Feature};
 use crate::routes::{
-    admin, audit, files, health, landing, me, meta, namespaces, pipelines, quality, runs, schedules, sharing, tables,
-    triggers, versions, webhooks,
+    admin, audit, files, health, landing, me, meta, namespaces, pipelines, projects, quality, runs, schedules, sharing,
+    tables, triggers, versions, webhooks,
 };
 use crate::state::AppState;
 
@@ -64,6 +64,7 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(landing::router(state))
         .merge(tables::router())
         .merge(sharing::router())
+        .merge(projects::router())
         .merge(audit::router(state))
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))

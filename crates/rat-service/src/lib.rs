@@ -20,6 +20,7 @@ pub mod listen;
 pub mod namespaces;
 pub mod pipelines;
 pub mod platform;
+pub mod projects;
 pub mod quality;
 pub mod reaper;
 pub mod retention;

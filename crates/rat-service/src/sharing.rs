@@ -212,7 +212,8 @@ pub async fn permission_on(
     ))
 }
 
-fn principal(caller: &Caller) -> Principal<'_> {
+/// `caller` as the access rule ([`rat_domain::permission`]) sees them.
+pub(crate) fn principal(caller: &Caller) -> Principal<'_> {
     Principal {
         user: &caller.user,
         roles: &caller.roles,

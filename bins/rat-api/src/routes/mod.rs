@@ -11,6 +11,7 @@ pub mod me;
 pub mod meta;
 pub mod namespaces;
 pub mod pipelines;
+pub mod projects;
 pub mod quality;
 pub mod runs;
 pub mod schedules;

@@ -19,6 +19,7 @@ mod openapi;
 mod pipelines;
 mod pools;
 mod process;
+mod projects;
 mod quality;
 mod runner;
 mod runs;

@@ -1,6 +1,8 @@
 //! Signing in with an OpenID Connect issuer's access tokens: a small issuer
 //! (discovery document and JWKS over real HTTP) whose keys the test mints
 //! tokens with, ES256 keys made by ring, and the api verifying them.
+//! The issuer and the helpers to call as a user are shared with the other
+//! modules' multi-user tests (`projects`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -607,7 +609,7 @@ async fn only_the_owner_or_an_admin_shares_and_a_stranger_sees_nothing() {
 
 /// Creating in a namespace needs write on it: the operator shares the seeded
 /// `default` namespace (unowned) for writing with alice.
-async fn let_alice_create_in_default(app: &TestApp) {
+pub(crate) async fn let_alice_create_in_default(app: &TestApp) {
     let client = app.db.client().await;
     let id: uuid::Uuid = client
         .query_one("SELECT id FROM namespaces WHERE name = 'default'", &[])

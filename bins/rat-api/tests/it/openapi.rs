@@ -113,6 +113,8 @@ fn concrete(template: &str) -> String {
         .replace("{name}", "x")
         .replace("{number}", "1")
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{object_type}", "pipeline")
+        .replace("{object_id}", "00000000-0000-0000-0000-000000000000")
         .replace("{test}", "t")
         .replace("{filename}", "f.csv")
         .replace("{path}", "default/pipelines/silver/x/pipeline.sql")

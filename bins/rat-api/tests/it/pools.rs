@@ -145,6 +145,8 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
     .await;
     let file_id = id_of(&uploaded, "id");
     let pipeline_id = app.get(ORDERS).await.json["id"].as_str().unwrap().to_owned();
+    let project = app.post("/api/v1/projects", json!({"name": "tmp"})).await;
+    let project_id = id_of(&project, "id");
     // A run held by the runner, for the runner protocol's reports.
     let held = app
         .post(
@@ -304,6 +306,24 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
         ),
         call(
             Method::POST,
+            "/api/v1/projects",
+            "/api/v1/projects",
+            Body::Json(json!({"name": "fresh"})),
+        ),
+        call(
+            Method::PUT,
+            "/api/v1/projects/{id}",
+            format!("/api/v1/projects/{project_id}"),
+            Body::Json(json!({"description": "d"})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/projects/{id}/members",
+            format!("/api/v1/projects/{project_id}/members"),
+            Body::Json(json!({"object_type": "pipeline", "object_id": pipeline_id})),
+        ),
+        call(
+            Method::POST,
             "/api/v1/admin/retention/run",
             "/api/v1/admin/retention/run",
             Body::None,
@@ -439,6 +459,18 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             Body::None,
         ),
         call(Method::DELETE, "/api/v1/files/{*path}", file, Body::None),
+        call(
+            Method::DELETE,
+            "/api/v1/projects/{id}/members/{object_type}/{object_id}",
+            format!("/api/v1/projects/{project_id}/members/pipeline/{pipeline_id}"),
+            Body::None,
+        ),
+        call(
+            Method::DELETE,
+            "/api/v1/projects/{id}",
+            format!("/api/v1/projects/{project_id}"),
+            Body::None,
+        ),
         call(
             Method::DELETE,
             "/api/v1/pipelines/{namespace}/{layer}/{name}",

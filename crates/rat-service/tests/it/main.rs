@@ -8,6 +8,7 @@ mod admin;
 mod common;
 mod firing;
 mod landing;
+mod projects;
 mod quality;
 mod reads;
 mod reaper;
