@@ -95,7 +95,7 @@ callj POST /api/v1/namespaces 201 "{\"name\":\"$NS\",\"description\":\"curl tour
 callj POST /api/v1/namespaces 409 "{\"name\":\"$NS\"}"; check 'd["error"]["code"] == "ALREADY_EXISTS"'
 callj POST /api/v1/namespaces 400 '{"name":"Bad Name"}'
 call POST /api/v1/namespaces 400 -H 'Content-Type: application/json' --data-binary '{"name":'
-call GET '/api/v1/namespaces?limit=200' 200; check "any(n['name'] == '$NS' for n in d['namespaces']) and d['total'] >= 1"
+call GET '/api/v1/namespaces?limit=200' 200; check "any(n['name'] == '$NS' and len(n['id']) == 36 for n in d['namespaces']) and d['total'] >= 1"
 call GET '/api/v1/namespaces?limit=abc' 400
 callj PUT "/api/v1/namespaces/$NS" 204 '{"description":"changed"}'
 callj PUT /api/v1/namespaces/no_such_namespace 404 '{"description":"x"}'
@@ -226,6 +226,12 @@ call GET "/api/v1/landing-zones?namespace=$NS" 200; check 'd["total"] == 1'
 call GET "$Z" 200
 check '{"id","namespace","name","description","owner","expected_schema","processed_max_age_days","auto_purge","created_at","updated_at","file_count","total_bytes"} <= set(d)'
 callj PUT "$Z" 200 '{"description":"all partner drops"}'
+ZONE_ID=$(field 'd["id"]')
+# Zones are shareable like pipelines, tables and namespaces.
+callj POST /api/v1/sharing 201 "{\"object_type\":\"landing_zone\",\"object_id\":\"$ZONE_ID\",\"shared_with\":\"role:partners\",\"access_level\":\"write\"}"
+ZONE_SHARE=$(field 'd["id"]')
+call GET "/api/v1/sharing?object_type=landing_zone&object_id=$ZONE_ID" 200; check 'd["total"] == 1 and d["shares"][0]["shared_with"] == "role:partners"'
+call DELETE "/api/v1/sharing/$ZONE_SHARE" 204
 callj POST "$P/triggers" 201 "{\"type\":\"file_pattern\",\"config\":{\"namespace\":\"$NS\",\"zone_name\":\"drops\",\"pattern\":\"*.csv\"}}"
 printf 'id\n1\n' > "$WORK/orders.csv"
 call POST "$Z/files" 201 -F "file=@$WORK/orders.csv"
