@@ -422,3 +422,37 @@ pub async fn list_files(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_follows_the_pipeline_or_zone_whose_directory_it_is_in() {
+        let pipeline = |ns, layer, name| PathOwner::Pipeline(PipelineRef::parse(ns, layer, name).unwrap());
+        let zone = |ns, name| PathOwner::Zone(NamespaceName::parse(ns).unwrap(), ZoneName::parse(name).unwrap());
+        for (path, owner) in [
+            (
+                "ns/pipelines/silver/orders/pipeline.sql",
+                pipeline("ns", "silver", "orders"),
+            ),
+            (
+                "ns/pipelines/silver/orders/tests/quality/t.sql",
+                pipeline("ns", "silver", "orders"),
+            ),
+            ("ns/pipelines/silver/orders/", pipeline("ns", "silver", "orders")),
+            ("ns/landing/drops/20260101_000000_ab_a.csv", zone("ns", "drops")),
+            ("ns/landing/drops/", zone("ns", "drops")),
+            ("ns/landing/drops/_samples/s.csv", zone("ns", "drops")),
+            // Beside the directories, above them, or not a valid name: nobody's.
+            ("ns/pipelines/silver/orders", PathOwner::Nobody),
+            ("ns/pipelines/silver/", PathOwner::Nobody),
+            ("ns/pipelines/platinum/orders/x.sql", PathOwner::Nobody),
+            ("ns/landing/drops", PathOwner::Nobody),
+            ("ns/", PathOwner::Nobody),
+            ("ns/other/a/b/c", PathOwner::Nobody),
+        ] {
+            assert_eq!(owner_of_path(path), owner, "{path}");
+        }
+    }
+}
