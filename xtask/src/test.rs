@@ -42,6 +42,9 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     // once here, so a missing Python fails with its hint before any test.
     let moto = rat_testkit::s3::ensure_moto_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("moto: {}", moto.display());
+    // Likewise the OpenID provider of the OIDC end-to-end tests (npm).
+    let oidc = rat_testkit::oidc::ensure_oidc_provider_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("oidc-provider: {}", oidc.display());
 
     // The end-to-end tests in tests/ start the real binaries: build them
     // first, and tell the tests where they are.

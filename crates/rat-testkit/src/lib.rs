@@ -7,6 +7,9 @@
 //! - [`fixtures`] creates ready-made rows through the real repositories.
 //! - [`s3`] runs moto (an S3 server with object versioning) for the file
 //!   store tests, installed on first use under `target/`.
+//! - [`oidc`] runs a real OpenID provider (the npm package `oidc-provider`)
+//!   for the end-to-end tests of signing in, installed on first use under
+//!   `target/`.
 //! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
 //!   template, dropped when the test ends; leftovers of crashed runs are swept.
 //!
@@ -19,6 +22,7 @@
 pub mod cluster;
 mod database;
 pub mod fixtures;
+pub mod oidc;
 pub mod s3;
 pub mod seed;
 

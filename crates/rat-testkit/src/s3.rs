@@ -202,7 +202,7 @@ impl MotoServer {
         let server = ensure_moto_installed()?;
         let logs = target_dir().join("moto-logs");
         fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
-        sweep_logs(&logs);
+        sweep_logs(&logs, "moto-");
         let mut last_error = String::new();
         // Another process may take the free port before moto binds it: try again.
         for _ in 0..5 {
@@ -385,8 +385,9 @@ impl Drop for MotoServer {
     }
 }
 
-/// Removes the logs (`moto-<pid>-<port>.log`) of test processes that are gone.
-fn sweep_logs(logs: &Path) {
+/// Removes the logs in `logs` named `<prefix><pid>-…` (`moto-<pid>-<port>.log`)
+/// whose test process is gone.
+pub(crate) fn sweep_logs(logs: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(logs) else {
         return;
     };
@@ -394,7 +395,7 @@ fn sweep_logs(logs: &Path) {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("moto-"))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
@@ -415,7 +416,8 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of the file at `path` (empty when unreadable).
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

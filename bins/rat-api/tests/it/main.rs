@@ -15,6 +15,7 @@ mod landing;
 mod logs_stream;
 mod namespaces;
 mod oidc;
+mod oidc_provider;
 mod openapi;
 mod pipelines;
 mod pools;

@@ -138,6 +138,7 @@ pub(crate) async fn app_with(issuer: &Issuer, refresh: Duration) -> TestApp {
         .await
 }
 
+/// `method path` with `token` as the bearer, and `body` as JSON.
 pub(crate) async fn call(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
     let mut request = app
         .http
@@ -149,7 +150,8 @@ pub(crate) async fn call(app: &TestApp, method: Method, path: &str, token: &str,
     TestApp::answer(request.send().await.unwrap()).await
 }
 
-async fn me(app: &TestApp, token: &str) -> Answer {
+/// `GET /api/v1/me` with `token` as the bearer.
+pub(crate) async fn me(app: &TestApp, token: &str) -> Answer {
     call(app, Method::GET, "/api/v1/me", token, None).await
 }
 
