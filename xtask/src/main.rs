@@ -13,7 +13,8 @@
 //! - `cargo xtask db url` — print the dev database's connection string
 //! - `cargo xtask bench <name>` — a benchmark of design §6, release build
 //!   (`publish`: a 100-file pipeline against moto; `api`: the api's read
-//!   path under wrk against pgbench, on the seeded volume; `runs`: 10,000
+//!   path under wrk, in Community mode and signed in with OIDC, against
+//!   pgbench, on the seeded volume; `runs`: 10,000
 //!   runs claimed and completed by 4 runner loops; `scheduler`: 10,000
 //!   schedules due at one instant with one and three `rat-scheduler`s, and
 //!   the fire latency of every-second schedules; `reaper`: one pass over
@@ -85,6 +86,10 @@ fn main() -> anyhow::Result<()> {
             if args.first().map(String::as_str) == Some("api") {
                 system::ensure_program("wrk", "wrk")?;
                 system::ensure_program("pgbench", "postgresql-contrib")?;
+                // The OIDC side signs in with a token of a real OpenID
+                // provider (rat_testkit::oidc), run with Node.js.
+                system::ensure_program("node", "nodejs")?;
+                system::ensure_program("npm", "npm")?;
             }
             if needs_api {
                 cargo(&["build", "--quiet", "--release", "--package", "rat-api"])?;

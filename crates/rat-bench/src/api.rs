@@ -1,18 +1,31 @@
 //! `api`: `GET /api/v1/pipelines/{ns}/{layer}/{name}` under `wrk` at 32
-//! connections against the release `rat-api`, then `pgbench` running the
-//! same SELECT at 32 clients against the same server, one after the other
-//! in alternating rounds (3 by default; medians reported), both over the
-//! same set of distinct pipelines (64 by default); and
-//! `GET /api/v1/runs?pipeline=…` over the seeded 100,000 runs.
-//! Prints requests/s, p50/p99, the ratio to pgbench, and `rat-api`'s peak RSS.
+//! connections against the release `rat-api`, in Community mode and, on a
+//! second `rat-api` with OIDC on, as a signed-in user who is not an admin
+//! (a token of a real OpenID provider, `rat_testkit::oidc`; the pipelines
+//! owned by someone else and readable through a share on their namespaces,
+//! so each request takes the access rule's real path); then `pgbench` running
+//! the same SELECT at 32 clients against the same server. One after the other
+//! in alternating rounds (3 by default; medians reported), all over the same
+//! set of distinct pipelines (64 by default); and `GET /api/v1/runs?pipeline=…`
+//! over the seeded 100,000 runs. Prints requests/s, p50/p99, the ratios
+//! OIDC/Community and to pgbench, and `rat-api`'s peak RSS.
 
 use crate::release_api::ReleaseApi;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use rat_service::identity::API_KEY_USER;
 use rat_testkit::TestDatabase;
+use rat_testkit::oidc::{OidcClient, OidcProvider};
 use rat_testkit::seed::{Scale, seed};
+
+/// The audience the OIDC `rat-api` accepts (`RAT_OIDC_AUDIENCE`).
+const AUDIENCE: &str = "rat-api";
+/// The signed-in user of the OIDC measurement: not an admin.
+const READER: &str = "bench-reader";
+/// The owner given to the measured pipelines: someone other than [`READER`].
+const OWNER: &str = "bench-owner";
 
 /// Arguments of the api benchmark.
 #[derive(Debug, clap::Args)]
@@ -26,7 +39,8 @@ pub(crate) struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 8)]
     seconds: u32,
-    /// Rounds of the GET pipeline measurement, each rat-api then pgbench;
+    /// Rounds of the GET pipeline measurement, each rat-api in Community
+    /// mode and with OIDC (in turns, first one then the other) then pgbench;
     /// the figures are the rounds' medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
@@ -150,12 +164,63 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// A wrk script asking for `paths` in turn, each thread from its own offset.
-fn wrk_rotation(paths: &[String]) -> String {
+/// A wrk script asking for `paths` in turn, each thread from its own offset,
+/// with `Authorization: Bearer <bearer>` when given.
+fn wrk_rotation(paths: &[String], bearer: Option<&str>) -> String {
     let list = paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(",\n  ");
+    let authorization = bearer.map_or_else(String::new, |token| {
+        format!("wrk.headers[\"Authorization\"] = {:?}\n", format!("Bearer {token}"))
+    });
     format!(
-        "local paths = {{\n  {list}\n}}\nlocal i = math.random(#paths)\n\
+        "{authorization}local paths = {{\n  {list}\n}}\nlocal i = math.random(#paths)\n\
          request = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n"
+    )
+}
+
+/// An access token for `client` from the provider's token endpoint (the
+/// `client_credentials` grant).
+async fn access_token(http: &reqwest::Client, provider: &OidcProvider, client: &OidcClient) -> anyhow::Result<String> {
+    let answer = http
+        .post(provider.token_endpoint())
+        .basic_auth(&client.id, Some(&client.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .context("asking the OpenID provider for an access token")?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.context("reading the token endpoint's answer")?;
+    anyhow::ensure!(status.is_success(), "the token endpoint answered {status}: {body}");
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("the token endpoint answered no access_token: {body}"))
+}
+
+/// One round's figures of one side.
+fn round_figures(result: &WrkResult) -> String {
+    format!(
+        "{:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {})",
+        result.requests_per_sec, result.p50_ms, result.p99_ms, result.non_2xx
+    )
+}
+
+/// The rounds' figures of one side: median throughput and p50, worst p99.
+fn summary_figures(results: &[&WrkResult]) -> String {
+    let rps = median(results.iter().map(|r| r.requests_per_sec));
+    let p50 = median(results.iter().map(|r| r.p50_ms));
+    let worst_p99 = results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
+    let non_2xx: u64 = results.iter().map(|r| r.non_2xx).sum();
+    format!(
+        "{rps:.0} requests/s (median), p50 {p50:.2} ms (median), p99 {worst_p99:.2} ms (worst round), non-2xx {non_2xx}"
+    )
+}
+
+/// `min%..max%` of `ratios` (percentages).
+fn span(ratios: &[f64]) -> String {
+    format!(
+        "{:.0}%..{:.0}%",
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max)
     )
 }
 
@@ -183,18 +248,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Distinct live pipelines, read in turn by both wrk and pgbench: the
     // api's coalesced reads then batch different rows, as real traffic would,
     // instead of answering many requests for one row with one lookup.
-    let addresses: Vec<(String, String, String)> = client
+    let rows = client
         .query(
-            "SELECT namespace, layer, name FROM pipelines WHERE deleted_at IS NULL ORDER BY md5(name) LIMIT $1",
+            "SELECT id, namespace, layer, name FROM pipelines WHERE deleted_at IS NULL ORDER BY md5(name) LIMIT $1",
             &[&i64::from(args.pipelines)],
         )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    crate::settle(&client).await?;
-    drop(client);
+        .await?;
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let addresses: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(1), r.get(2), r.get(3))).collect();
     anyhow::ensure!(!addresses.is_empty(), "the seeded database has no pipelines");
+    // The signed-in user reads pipelines someone else owns (the ownership
+    // row, and the owner column kept equal to it, as a transfer leaves them).
+    client
+        .execute(
+            "INSERT INTO ownership (object_type, object_id, owner) SELECT 'pipeline', id, $1 FROM unnest($2::uuid[]) id",
+            &[&OWNER, &ids],
+        )
+        .await?;
+    client
+        .execute("UPDATE pipelines SET owner = $1 WHERE id = ANY($2)", &[&OWNER, &ids])
+        .await?;
 
     let store_dir = tempfile::Builder::new().prefix("rat-bench-store-").tempdir()?;
     let api = ReleaseApi::start(&args.api_bin, db.url(), store_dir.path(), 32, &[]).await?;
@@ -204,17 +277,84 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let base = api.base.clone();
     let http = reqwest::Client::new();
 
+    // The OIDC side: a real OpenID provider, a second rat-api trusting it,
+    // and a token of a user who is not an admin.
+    let reader = OidcClient::user("bench-app", READER, &["analysts"]);
+    let clients = [reader.clone()];
+    let provider = tokio::task::spawn_blocking(move || OidcProvider::try_start(AUDIENCE, &clients))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let oidc_store_dir = tempfile::Builder::new().prefix("rat-bench-store-").tempdir()?;
+    let oidc_api = ReleaseApi::start(
+        &args.api_bin,
+        db.url(),
+        oidc_store_dir.path(),
+        32,
+        &[("RAT_OIDC_ISSUER", provider.issuer()), ("RAT_OIDC_AUDIENCE", AUDIENCE)],
+    )
+    .await?;
+    let oidc_base = oidc_api.base.clone();
+    let token = access_token(&http, &provider, &reader).await?;
+    let me: serde_json::Value = http
+        .get(format!("{oidc_base}/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(
+        me["user_id"] == READER && me["is_admin"] == false,
+        "the token should sign in {READER}, not an admin: {me}"
+    );
+
     let paths: Vec<String> = addresses
         .iter()
         .map(|(ns, layer, name)| format!("/api/v1/pipelines/{ns}/{layer}/{name}"))
         .collect();
+    // Before the share, the reader may not see the pipelines (404, as if
+    // they did not exist): the access rule is really in the path measured.
+    let hidden = http
+        .get(format!("{oidc_base}{}", paths[0]))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        hidden.status() == 404,
+        "GET {} as {READER} before any share answered {}, not 404",
+        paths[0],
+        hidden.status()
+    );
+    // A read share on each namespace holding a measured pipeline, as the
+    // operator (an admin) would grant it.
+    client
+        .execute(
+            "INSERT INTO shares (object_type, object_id, shared_with, access_level, granted_by) \
+             SELECT 'namespace', n.id, $1, 'read', $2 FROM namespaces n \
+             WHERE n.name IN (SELECT namespace FROM pipelines WHERE id = ANY($3))",
+            &[&READER, &API_KEY_USER, &ids],
+        )
+        .await?;
+    crate::settle(&client).await?;
+    drop(client);
     for path in &paths {
         let check = http.get(format!("{base}{path}")).send().await?;
         anyhow::ensure!(check.status().is_success(), "GET {path} answered {}", check.status());
+        let check = http
+            .get(format!("{oidc_base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            check.status().is_success(),
+            "GET {path} as {READER} answered {}",
+            check.status()
+        );
     }
     let scratch = tempfile::Builder::new().prefix("rat-bench-api-").tempdir()?;
     let rotation = scratch.path().join("pipelines.lua");
-    std::fs::write(&rotation, wrk_rotation(&paths))?;
+    std::fs::write(&rotation, wrk_rotation(&paths, None))?;
+    let oidc_rotation = scratch.path().join("pipelines-oidc.lua");
+    std::fs::write(&oidc_rotation, wrk_rotation(&paths, Some(&token)))?;
 
     // The same SELECT for pgbench, prepared, at the same concurrency, over
     // the same pipelines (one script each, picked at random).
@@ -235,51 +375,80 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     println!(
         "GET /api/v1/pipelines/{{ns}}/{{layer}}/{{name}} over {} distinct pipelines, {} connections, \
-         {} rounds of {} s rat-api then {} s pgbench:",
+         {} rounds of {} s each: rat-api in Community mode and with OIDC (signed in as {READER}, not an \
+         admin, reading through a namespace share), in turns, then pgbench:",
         paths.len(),
         args.connections,
         args.rounds,
         args.seconds,
-        args.seconds
     );
-    wrk(&base, args.connections, 2, Some(&rotation))?; // warm-up
-    // Rounds alternate the two, so a slow spell of this shared machine
-    // weighs on both sides of the ratio rather than on one.
+    // Warm-up of both.
+    wrk(&base, args.connections, 2, Some(&rotation))?;
+    wrk(&oidc_base, args.connections, 2, Some(&oidc_rotation))?;
+    // Rounds alternate the three, so a slow spell of this shared machine
+    // weighs on every side of the ratios rather than on one; which api goes
+    // first alternates too.
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let api_result = wrk(&base, args.connections, args.seconds, Some(&rotation))?;
+        let community_first = round % 2 == 1;
+        let first = if community_first {
+            wrk(&base, args.connections, args.seconds, Some(&rotation))?
+        } else {
+            wrk(&oidc_base, args.connections, args.seconds, Some(&oidc_rotation))?
+        };
+        let second = if community_first {
+            wrk(&oidc_base, args.connections, args.seconds, Some(&oidc_rotation))?
+        } else {
+            wrk(&base, args.connections, args.seconds, Some(&rotation))?
+        };
+        let (community, oidc) = if community_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
         let tps = pgbench_tps(db.url(), args.connections, args.seconds, &scripts)?;
         println!(
-            "  round {round}: rat-api {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {}), \
-             pgbench {tps:.0} transactions/s, ratio {:.0}%",
-            api_result.requests_per_sec,
-            api_result.p50_ms,
-            api_result.p99_ms,
-            api_result.non_2xx,
-            api_result.requests_per_sec / tps * 100.0
+            "  round {round}: Community {}, OIDC {} = {:.0}% of Community, pgbench {tps:.0} transactions/s",
+            round_figures(&community),
+            round_figures(&oidc),
+            oidc.requests_per_sec / community.requests_per_sec * 100.0
         );
-        rounds.push((api_result, tps));
+        rounds.push((community, oidc, tps));
     }
-    let api_rps = median(rounds.iter().map(|(r, _)| r.requests_per_sec));
-    let tps = median(rounds.iter().map(|(_, tps)| *tps));
-    let p50 = median(rounds.iter().map(|(r, _)| r.p50_ms));
-    let worst_p99 = rounds.iter().map(|(r, _)| r.p99_ms).fold(0.0, f64::max);
-    let non_2xx: u64 = rounds.iter().map(|(r, _)| r.non_2xx).sum();
-    let ratios: Vec<f64> = rounds.iter().map(|(r, tps)| r.requests_per_sec / tps * 100.0).collect();
+    let community: Vec<&WrkResult> = rounds.iter().map(|(c, _, _)| c).collect();
+    let oidc: Vec<&WrkResult> = rounds.iter().map(|(_, o, _)| o).collect();
+    let community_rps = median(community.iter().map(|r| r.requests_per_sec));
+    let oidc_rps = median(oidc.iter().map(|r| r.requests_per_sec));
+    let tps = median(rounds.iter().map(|(_, _, tps)| *tps));
+    println!("  Community: {}", summary_figures(&community));
+    println!("  OIDC:      {}", summary_figures(&oidc));
+    println!("  pgbench:   {tps:.0} transactions/s (median; same SELECT, prepared, same pipelines)");
+    let per_round = |f: &dyn Fn(&(WrkResult, WrkResult, f64)) -> f64| rounds.iter().map(f).collect::<Vec<f64>>();
     println!(
-        "  rat-api:  {api_rps:.0} requests/s (median), p50 {p50:.2} ms (median), p99 {worst_p99:.2} ms (worst round), \
-         non-2xx {non_2xx}"
+        "  OIDC/Community: {:.0}%, medians (rounds {}; target >= 85%)",
+        oidc_rps / community_rps * 100.0,
+        span(&per_round(&|(c, o, _)| o.requests_per_sec / c.requests_per_sec * 100.0))
     );
-    println!("  pgbench:  {tps:.0} transactions/s (median; same SELECT, prepared, same pipelines)");
     println!(
-        "  ratio:    {:.0}% of pgbench, medians (rounds {:.0}%..{:.0}%; target >= 50%); p99 target < 5 ms",
-        api_rps / tps * 100.0,
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(0.0, f64::max)
+        "  of pgbench: Community {:.0}% (rounds {}), OIDC {:.0}% (rounds {}), medians; target >= 50%",
+        community_rps / tps * 100.0,
+        span(&per_round(&|(c, _, tps)| c.requests_per_sec / tps * 100.0)),
+        oidc_rps / tps * 100.0,
+        span(&per_round(&|(_, o, tps)| o.requests_per_sec / tps * 100.0)),
+    );
+    println!(
+        "  p99 (worst round): Community {:.2} ms, OIDC {:.2} ms; target < 5 ms",
+        community.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+        oidc.iter().map(|r| r.p99_ms).fold(0.0, f64::max)
     );
     if let Some(mb) = peak_rss_mb(api.pid()) {
-        println!("  rat-api peak RSS so far: {mb:.1} MB");
+        println!("  rat-api peak RSS so far: {mb:.1} MB (Community)");
     }
+    if let Some(mb) = peak_rss_mb(oidc_api.pid()) {
+        println!("  rat-api peak RSS so far: {mb:.1} MB (OIDC)");
+    }
+    drop(oidc_api);
+    drop(provider);
 
     let runs_url = format!("{base}/api/v1/runs?pipeline={name}");
     // The first reads after the seed set hint bits and fill the caches.
@@ -304,10 +473,16 @@ mod tests {
 
     #[test]
     fn the_wrk_script_asks_for_every_path_in_turn() {
-        let script = wrk_rotation(&["/a/b".to_owned(), "/c\"d".to_owned()]);
+        let script = wrk_rotation(&["/a/b".to_owned(), "/c\"d".to_owned()], None);
         assert!(script.contains("\"/a/b\""), "{script}");
         assert!(script.contains(r#""/c\"d""#), "{script}");
         assert!(script.contains("i = i % #paths + 1"), "{script}");
+        assert!(!script.contains("Authorization"), "{script}");
+        let signed_in = wrk_rotation(&["/a/b".to_owned()], Some("x.y.z"));
+        assert!(
+            signed_in.starts_with("wrk.headers[\"Authorization\"] = \"Bearer x.y.z\"\n"),
+            "{signed_in}"
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! design §6; they are reported, never asserted.
 //!
 //! - `publish`: publish of a 100-file pipeline against moto, median of runs.
-//! - `api`: `GET` of one pipeline under `wrk` vs the same SELECT under
-//!   `pgbench`; `GET /runs?pipeline=` over 100,000 runs; peak RSS.
+//! - `api`: `GET` of one pipeline under `wrk`, in Community mode and as a
+//!   signed-in non-admin user with OIDC on (a real OpenID provider's token),
+//!   vs the same SELECT under `pgbench`; `GET /runs?pipeline=` over 100,000
+//!   runs; peak RSS.
 //! - `runs`: 10,000 pending runs claimed and completed by 4 runner loops.
 //! - `scheduler`: 10,000 schedules due at one instant (one scheduler, then
 //!   three), and fire latency of every-second schedules over a minute.
@@ -34,7 +36,7 @@ struct Cli {
 enum Bench {
     /// Publish of a pipeline with many files against moto (target < 300 ms).
     Publish(publish::Args),
-    /// The api's read throughput and latency against pgbench (needs wrk).
+    /// The api's read throughput and latency, Community mode and OIDC, against pgbench (needs wrk, node and npm).
     Api(api::Args),
     /// Runner protocol throughput: claim in batches and complete.
     Runs(runs::Args),
