@@ -292,10 +292,24 @@ pub async fn access_level(
     row.map(|row| sql::parse_column(&row, "access_level")).transpose()
 }
 
+/// One object and who asks about it: a question [`grants_of_many`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GrantsQuestion {
+    /// The object's kind.
+    pub object_type: ObjectType,
+    /// The object's id.
+    pub object_id: Uuid,
+    /// The namespace holding it (`None` for a namespace itself).
+    pub namespace: Option<String>,
+    /// The share principals naming the caller (the user, `role:NAME`s).
+    pub principals: Vec<String>,
+}
+
 /// What the access rule reads of one object ([`Grants`]): its owner (the
 /// `ownership` row), the owner of the namespace called `namespace` (the one
 /// holding it; `None` for a namespace itself), and the shares naming any of
-/// `principals`, on the object itself or on that namespace. One statement.
+/// `principals`, on the object itself or on that namespace. One statement,
+/// [`grants_of_many`]'s.
 pub async fn grants(
     client: &impl GenericClient,
     object_type: ObjectType,
@@ -303,35 +317,86 @@ pub async fn grants(
     namespace: Option<&str>,
     principals: &[String],
 ) -> Result<Grants, DaoError> {
+    let question = GrantsQuestion {
+        object_type,
+        object_id,
+        namespace: namespace.map(str::to_owned),
+        principals: principals.to_vec(),
+    };
+    let mut answers = grants_of_many(client, std::slice::from_ref(&question)).await?;
+    Ok(answers.pop().unwrap_or_default())
+}
+
+/// [`grants`] for each of `questions`, in their order, in one statement (so
+/// concurrent access checks can share a round trip).
+pub async fn grants_of_many(
+    client: &impl GenericClient,
+    questions: &[GrantsQuestion],
+) -> Result<Vec<Grants>, DaoError> {
+    // The questions as rows numbered by their index, and their principals as
+    // (index, name) rows; a name repeated within a question is sent once.
+    let mut index = Vec::with_capacity(questions.len());
+    let (mut types, mut ids, mut namespaces) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut asking, mut names) = (Vec::new(), Vec::new());
+    for (i, question) in questions.iter().enumerate() {
+        let i = i32::try_from(i).map_err(|_| DaoError::Invalid {
+            constraint: "questions".to_owned(),
+        })?;
+        index.push(i);
+        types.push(question.object_type.as_str());
+        ids.push(question.object_id);
+        namespaces.push(question.namespace.as_deref());
+        let mut principals: Vec<&str> = question.principals.iter().map(String::as_str).collect();
+        principals.sort_unstable();
+        principals.dedup();
+        for name in principals {
+            asking.push(i);
+            names.push(name);
+        }
+    }
     let rows = sql::query(
         client,
-        "SELECT 'owner' AS kind, owner AS who, NULL::text AS level FROM ownership \
-             WHERE object_type = $1 AND object_id = $2 \
+        "WITH q AS (SELECT * FROM unnest($1::int4[], $2::text[], $3::uuid[], $4::text[]) \
+                        AS q(i, object_type, object_id, namespace)), \
+              p AS (SELECT * FROM unnest($5::int4[], $6::text[]) AS p(i, name)) \
+         SELECT q.i, 'owner' AS kind, o.owner AS who, NULL::text AS level \
+             FROM q JOIN ownership o ON o.object_type = q.object_type AND o.object_id = q.object_id \
          UNION ALL \
-         SELECT 'namespace_owner', o.owner, NULL::text FROM ownership o JOIN namespaces n \
-             ON o.object_type = 'namespace' AND o.object_id = n.id \
-             WHERE n.name = $3 \
+         SELECT q.i, 'namespace_owner', o.owner, NULL::text \
+             FROM q JOIN namespaces n ON n.name = q.namespace \
+             JOIN ownership o ON o.object_type = 'namespace' AND o.object_id = n.id \
          UNION ALL \
-         SELECT 'share', shared_with, access_level FROM shares \
-             WHERE object_type = $1 AND object_id = $2 AND shared_with = ANY($4) \
+         SELECT q.i, 'share', s.shared_with, s.access_level \
+             FROM q JOIN p ON p.i = q.i \
+             JOIN shares s ON s.object_type = q.object_type AND s.object_id = q.object_id \
+                          AND s.shared_with = p.name \
          UNION ALL \
-         SELECT 'share', s.shared_with, s.access_level FROM shares s JOIN namespaces n \
-             ON s.object_type = 'namespace' AND s.object_id = n.id \
-             WHERE n.name = $3 AND s.shared_with = ANY($4)",
-        &[&object_type.as_str(), &object_id, &namespace, &principals],
+         SELECT q.i, 'share', s.shared_with, s.access_level \
+             FROM q JOIN p ON p.i = q.i \
+             JOIN namespaces n ON n.name = q.namespace \
+             JOIN shares s ON s.object_type = 'namespace' AND s.object_id = n.id AND s.shared_with = p.name",
+        &[&index, &types, &ids, &namespaces, &asking, &names],
     )
     .await?;
-    let mut grants = Grants::default();
+    let mut answers: Vec<Grants> = vec![Grants::default(); questions.len()];
     for row in &rows {
+        let i: i32 = row.try_get("i")?;
+        let answer = usize::try_from(i)
+            .ok()
+            .and_then(|i| answers.get_mut(i))
+            .ok_or_else(|| DaoError::Corrupt {
+                column: "i",
+                source: "an answer to no question".into(),
+            })?;
         match row.try_get::<_, &str>("kind")? {
-            "owner" => grants.owner = Some(row.try_get("who")?),
-            "namespace_owner" => grants.namespace_owner = Some(row.try_get("who")?),
-            _ => grants
+            "owner" => answer.owner = Some(row.try_get("who")?),
+            "namespace_owner" => answer.namespace_owner = Some(row.try_get("who")?),
+            _ => answer
                 .shares
                 .push((row.try_get("who")?, sql::parse_column(row, "level")?)),
         }
     }
-    Ok(grants)
+    Ok(answers)
 }
 
 /// What [`grants`] read.

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use coalesce::Coalescer;
 pub use error::ServiceError;
 use rat_dao::Pool;
+use rat_dao::access::{Grants, GrantsQuestion};
 use rat_domain::{Pipeline, PipelineRef};
 use rat_versioning::VersionedStore;
 
@@ -60,6 +61,10 @@ pub struct Services {
     /// Concurrent reads of live pipelines by address, sharing queries
     /// ([`pipelines::get`]).
     pipeline_reads: Coalescer<PipelineRef, Pipeline>,
+    /// Concurrent reads of what the access rule needs (owner, shares) for a
+    /// caller and an object, sharing queries ([`pipelines::get`] of a caller
+    /// who is not an admin).
+    access_reads: Coalescer<GrantsQuestion, Grants>,
 }
 
 /// Most addresses one coalesced pipeline read asks for.
@@ -68,6 +73,11 @@ const PIPELINE_READ_BATCH: usize = 256;
 /// makes the largest batches; two measured ~10% fewer requests per second
 /// under `cargo xtask bench api` (smaller batches, more round trips).
 const PIPELINE_READS_IN_FLIGHT: usize = 1;
+/// Most questions one coalesced read of the access rule's inputs asks.
+const ACCESS_READ_BATCH: usize = 256;
+/// Coalesced reads of the access rule's inputs running at once (each holds
+/// a connection).
+const ACCESS_READS_IN_FLIGHT: usize = 1;
 
 impl Services {
     /// Bundles a pool and a store.
@@ -85,10 +95,24 @@ impl Services {
                 })
             }),
         );
+        let access_pool = pool.clone();
+        let access_reads = Coalescer::new(
+            ACCESS_READ_BATCH,
+            ACCESS_READS_IN_FLIGHT,
+            Box::new(move |questions: Vec<GrantsQuestion>| {
+                let pool = access_pool.clone();
+                Box::pin(async move {
+                    let client = pool.get().await?;
+                    let answers = rat_dao::access::grants_of_many(&client, &questions).await?;
+                    Ok(questions.into_iter().zip(answers).collect())
+                })
+            }),
+        );
         Services {
             pool,
             store,
             pipeline_reads,
+            access_reads,
         }
     }
 }

@@ -115,7 +115,8 @@ pub async fn create_pipeline(
 /// The live pipeline at `address`, if `caller` may read it (`NotFound`
 /// otherwise, as if it did not exist).
 ///
-/// Concurrent calls share queries ([`crate::coalesce`]): each answer is as
+/// Concurrent calls share queries ([`crate::coalesce`]), the pipeline's and
+/// the access rule's ([`sharing::require_coalesced`]): each answer is as
 /// fresh as a query of its own, and under load one round trip answers many.
 /// Admins (Community mode's user, the operator's key) need no access query.
 pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
@@ -124,17 +125,14 @@ pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) ->
         .get(address.clone())
         .await?
         .ok_or(ServiceError::NotFound { entity: "pipeline" })?;
-    if !caller.admin {
-        let client = services.pool.get().await?;
-        sharing::require(
-            &client,
-            caller,
-            &Target::of_pipeline(&pipeline),
-            Permission::Read,
-            "reading",
-        )
-        .await?;
-    }
+    sharing::require_coalesced(
+        services,
+        caller,
+        &Target::of_pipeline(&pipeline),
+        Permission::Read,
+        "reading",
+    )
+    .await?;
     Ok(pipeline)
 }
 

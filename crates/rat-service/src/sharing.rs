@@ -6,6 +6,7 @@
 //! own `owner` column (pipelines, table metadata, landing zones) is kept
 //! equal to it by every transfer, in the same transaction.
 
+use rat_dao::access::{Grants, GrantsQuestion};
 use rat_dao::pipelines::{self, PipelineUpdate};
 use rat_dao::{access, landing, tables};
 use rat_domain::{AccessLevel, ObjectType, Ownership, Page, PageRequest, Permission, Principal, Share};
@@ -194,22 +195,39 @@ pub async fn permission_on(
     if caller.admin {
         return Ok(Permission::Own);
     }
-    let principal = principal(caller);
+    let question = question(caller, target);
     let grants = access::grants(
         client,
-        target.object_type,
-        target.object_id,
-        target.namespace.as_deref(),
-        &principal.share_names(),
+        question.object_type,
+        question.object_id,
+        question.namespace.as_deref(),
+        &question.principals,
     )
     .await?;
+    Ok(decide(caller, target, grants))
+}
+
+/// What the rule needs to read about `target` for `caller`.
+fn question(caller: &Caller, target: &Target) -> GrantsQuestion {
+    GrantsQuestion {
+        object_type: target.object_type,
+        object_id: target.object_id,
+        namespace: target.namespace.clone(),
+        principals: share_names(caller),
+    }
+}
+
+/// The rule applied to what was read of `target`: its owner (the ownership
+/// row, else its owner column), the owner of its namespace, and the shares
+/// naming `caller`.
+fn decide(caller: &Caller, target: &Target, grants: Grants) -> Permission {
     let owner = grants.owner.or_else(|| target.column_owner.clone());
-    Ok(rat_domain::permission(
-        &principal,
+    rat_domain::permission(
+        &principal(caller),
         owner.as_deref(),
         grants.namespace_owner.as_deref(),
         &grants.shares,
-    ))
+    )
 }
 
 /// `caller` as the access rule ([`rat_domain::permission`]) sees them.
@@ -232,6 +250,34 @@ pub async fn require(
     doing: &str,
 ) -> Result<(), ServiceError> {
     let has = permission_on(client, caller, target).await?;
+    enough(has, needed, target, doing)
+}
+
+/// [`require`] outside any transaction, its read shared with the concurrent
+/// checks of other requests (one query for a batch of them, each read still
+/// seeing every write committed before it was made: [`crate::coalesce`]).
+/// For the hot reads; admins need no query.
+pub(crate) async fn require_coalesced(
+    services: &Services,
+    caller: &Caller,
+    target: &Target,
+    needed: Permission,
+    doing: &str,
+) -> Result<(), ServiceError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let grants = services
+        .access_reads
+        .get(question(caller, target))
+        .await?
+        .unwrap_or_default();
+    enough(decide(caller, target, grants), needed, target, doing)
+}
+
+/// `NotFound` when `has` does not allow reading, `Forbidden` when it does
+/// not reach `needed`.
+fn enough(has: Permission, needed: Permission, target: &Target, doing: &str) -> Result<(), ServiceError> {
     if has == Permission::None {
         return Err(ServiceError::NotFound { entity: target.entity });
     }

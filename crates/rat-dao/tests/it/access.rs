@@ -326,6 +326,102 @@ async fn access_level_is_the_highest_level_of_any_principal() {
 }
 
 #[tokio::test]
+async fn grants_of_many_answers_each_question_as_grants_alone_would() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let now = OffsetDateTime::now_utc();
+    let orders = fixtures::pipeline(&client, "sales", "silver", "orders").await;
+    let other = fixtures::pipeline(&client, "default", "silver", "other").await;
+    let sales: Uuid = client
+        .query_one("SELECT id FROM namespaces WHERE name = 'sales'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    access::set_owner(&client, ObjectType::Pipeline, orders.id.into(), "olga")
+        .await
+        .unwrap();
+    access::set_owner(&client, ObjectType::Namespace, sales, "nora")
+        .await
+        .unwrap();
+    for (object_type, object_id, to, level) in [
+        (ObjectType::Pipeline, orders.id.into(), "alice", AccessLevel::Read),
+        (ObjectType::Namespace, sales, "role:analysts", AccessLevel::Write),
+        (ObjectType::Pipeline, other.id.into(), "alice", AccessLevel::Write),
+        // The same id as another kind of object is another object.
+        (ObjectType::Table, orders.id.into(), "alice", AccessLevel::Write),
+    ] {
+        access::grant(&client, object_type, object_id, to, level, "olga", now)
+            .await
+            .unwrap();
+    }
+    let question =
+        |object_type, object_id: Uuid, namespace: Option<&str>, principals: &[&str]| access::GrantsQuestion {
+            object_type,
+            object_id,
+            namespace: namespace.map(str::to_owned),
+            principals: principals.iter().map(|p| (*p).to_owned()).collect(),
+        };
+    let questions = [
+        // A name given twice counts once.
+        question(
+            ObjectType::Pipeline,
+            orders.id.into(),
+            Some("sales"),
+            &["alice", "role:analysts", "alice"],
+        ),
+        question(ObjectType::Pipeline, orders.id.into(), Some("sales"), &["bob"]),
+        question(ObjectType::Namespace, sales, None, &["role:analysts", "alice"]),
+        question(ObjectType::Pipeline, other.id.into(), Some("default"), &["alice"]),
+        question(ObjectType::Pipeline, Uuid::new_v4(), Some("nowhere"), &["alice"]),
+        question(ObjectType::Pipeline, other.id.into(), Some("default"), &[]),
+    ];
+    let sorted = |grants: access::Grants| {
+        let mut shares = grants.shares;
+        shares.sort();
+        (grants.owner, grants.namespace_owner, shares)
+    };
+    let together: Vec<_> = access::grants_of_many(&client, &questions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(sorted)
+        .collect();
+    let (olga, nora) = (Some("olga".to_owned()), Some("nora".to_owned()));
+    assert_eq!(
+        together,
+        vec![
+            (
+                olga.clone(),
+                nora.clone(),
+                vec![
+                    ("alice".to_owned(), AccessLevel::Read),
+                    ("role:analysts".to_owned(), AccessLevel::Write)
+                ]
+            ),
+            (olga, nora.clone(), vec![]),
+            // A namespace's own owner is its owner; it holds no namespace.
+            (nora, None, vec![("role:analysts".to_owned(), AccessLevel::Write)]),
+            (None, None, vec![("alice".to_owned(), AccessLevel::Write)]),
+            (None, None, vec![]),
+            (None, None, vec![]),
+        ]
+    );
+    for (question, answer) in questions.iter().zip(&together) {
+        let alone = access::grants(
+            &client,
+            question.object_type,
+            question.object_id,
+            question.namespace.as_deref(),
+            &question.principals,
+        )
+        .await
+        .unwrap();
+        assert_eq!(&sorted(alone), answer, "{question:?}");
+    }
+    assert!(access::grants_of_many(&client, &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn schema_checks_are_invalid_input() {
     let db = TestDatabase::new().await;
     let client = db.client().await;

@@ -1,14 +1,19 @@
 //! Coalesced pipeline reads (`rat_service::pipelines::get`) against a real
 //! PostgreSQL: every caller gets its own pipeline, and no read is answered
-//! by a query sent before the read was made.
+//! by a query sent before the read was made. The same for the access rule's
+//! reads of callers who are not admins: each gets what the rule gives them,
+//! as of a query sent after they asked.
 
-use rat_service::identity::Caller;
+use rat_service::identity::{Caller, Via};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::{address, create, fs_world};
+use rat_dao::access;
 use rat_dao::pipelines::PipelineUpdate;
+use rat_domain::{AccessLevel, ObjectType};
 use rat_service::{ServiceError, pipelines};
+use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_each_get_their_own_pipeline() {
@@ -84,6 +89,153 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
         assert_eq!(
             read.description, description,
             "a read after round {round}'s change missed it"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
+    }
+}
+
+/// A signed-in user who is not an admin.
+fn user(name: &str, roles: &[&str]) -> Caller {
+    Caller {
+        user: name.to_owned(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        admin: false,
+        via: Via::Oidc,
+        email: None,
+        display_name: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_by_users_each_get_what_the_rule_gives_them() {
+    let world = fs_world().await;
+    let client = world.db.client().await;
+    let now = OffsetDateTime::now_utc();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let id = create(&world.services, &format!("p{i}")).await.pipeline.id;
+        access::set_owner(&client, ObjectType::Pipeline, id.into(), "olga")
+            .await
+            .unwrap();
+        // Alice may read the even ones; bob, through his role, the third.
+        if i % 2 == 0 {
+            access::grant(
+                &client,
+                ObjectType::Pipeline,
+                id.into(),
+                "alice",
+                AccessLevel::Read,
+                "olga",
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        if i == 3 {
+            let to = "role:analysts";
+            access::grant(
+                &client,
+                ObjectType::Pipeline,
+                id.into(),
+                to,
+                AccessLevel::Read,
+                "olga",
+                now,
+            )
+            .await
+            .unwrap();
+        }
+        ids.push(id);
+    }
+    let callers = [
+        user("olga", &[]),
+        user("alice", &[]),
+        user("bob", &["analysts"]),
+        user("carol", &["engineers"]),
+    ];
+    let may_read = |caller: usize, i: usize| match caller {
+        0 => true,
+        1 => i.is_multiple_of(2),
+        2 => i == 3,
+        _ => false,
+    };
+    let reads: Vec<_> = (0..400)
+        .map(|n| {
+            let (services, caller) = (world.services.clone(), callers[n % 4].clone());
+            tokio::spawn(async move {
+                let i = (n / 4) % 10;
+                let answer = pipelines::get(&services, &caller, &address("default", "silver", &format!("p{i}"))).await;
+                (n % 4, i, answer)
+            })
+        })
+        .collect();
+    for read in reads {
+        let (caller, i, answer) = read.await.unwrap();
+        if may_read(caller, i) {
+            assert_eq!(answer.unwrap().id, ids[i], "caller {caller}, p{i}");
+        } else {
+            assert!(
+                matches!(answer, Err(ServiceError::NotFound { entity: "pipeline" })),
+                "caller {caller}, p{i}: {answer:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_made_after_a_share_changed_sees_it_even_with_reads_in_flight() {
+    let world = fs_world().await;
+    let client = world.db.client().await;
+    let id = create(&world.services, "watched").await.pipeline.id;
+    access::set_owner(&client, ObjectType::Pipeline, id.into(), "olga")
+        .await
+        .unwrap();
+    let watched = address("default", "silver", "watched");
+    // The owner reads it all the time, so alice's reads below often arrive
+    // while an older batch of access reads (sent before the change) runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (services, watched, stop) = (world.services.clone(), watched.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    pipelines::get(&services, &user("olga", &[]), &watched).await.unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let alice = user("alice", &[]);
+    for round in 0..50 {
+        let now = OffsetDateTime::now_utc();
+        access::grant(
+            &client,
+            ObjectType::Pipeline,
+            id.into(),
+            "alice",
+            AccessLevel::Read,
+            "olga",
+            now,
+        )
+        .await
+        .unwrap();
+        let read = pipelines::get(&world.services, &alice, &watched).await;
+        assert!(
+            read.is_ok(),
+            "round {round}: a read after the share missed it: {read:?}"
+        );
+        access::revoke(&client, ObjectType::Pipeline, id.into(), "alice")
+            .await
+            .unwrap();
+        let read = pipelines::get(&world.services, &alice, &watched).await;
+        assert!(
+            matches!(read, Err(ServiceError::NotFound { .. })),
+            "round {round}: a read after the share was removed still saw it: {read:?}"
         );
     }
     stop.store(true, Ordering::Relaxed);
