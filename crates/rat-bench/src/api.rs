@@ -7,8 +7,10 @@
 //! the same SELECT at 32 clients against the same server. One after the other
 //! in alternating rounds (3 by default; medians reported), all over the same
 //! set of distinct pipelines (64 by default); and `GET /api/v1/runs?pipeline=…`
-//! over the seeded 100,000 runs. Prints requests/s, p50/p99, the ratios
-//! OIDC/Community and to pgbench, and `rat-api`'s peak RSS.
+//! over the seeded 100,000 runs. Prints requests/s, p50/p99, the CPU time
+//! per request of `rat-api` and of PostgreSQL (from `/proc`, so where each
+//! side's cost goes shows), the ratios OIDC/Community and to pgbench, and
+//! `rat-api`'s peak RSS.
 
 use crate::release_api::ReleaseApi;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,9 @@ struct WrkResult {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
+    /// CPU time per request of the measured `rat-api` and of the PostgreSQL
+    /// server, in microseconds, when they could be read ([`measure`]).
+    cpu_us: Option<(f64, f64)>,
 }
 
 fn parse_duration_ms(text: &str) -> Option<f64> {
@@ -79,6 +84,7 @@ fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
         p50_ms: f64::NAN,
         p99_ms: f64::NAN,
         non_2xx: 0,
+        cpu_us: None,
     };
     for line in output.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -196,10 +202,90 @@ async fn access_token(http: &reqwest::Client, provider: &OidcProvider, client: &
         .with_context(|| format!("the token endpoint answered no access_token: {body}"))
 }
 
+/// Linux's `USER_HZ`, the unit of the CPU times in `/proc/<pid>/stat` (100
+/// on every architecture Linux runs this on).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold
+/// spaces), so that the state is `[0]`, the parent's pid `[1]`, utime
+/// `[11]`, stime `[12]`, and the reaped children's cutime and cstime `[13]`,
+/// `[14]`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU seconds (user and system) the process `pid` used so far, with those
+/// of its children it reaped when `with_reaped`.
+fn cpu_seconds(pid: u32, with_reaped: bool) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let mut total = ticks(11)? + ticks(12)?;
+    if with_reaped {
+        total += ticks(13)? + ticks(14)?;
+    }
+    Some(total / CLOCK_TICKS_PER_SEC)
+}
+
+/// CPU seconds a PostgreSQL server used so far: its postmaster, the
+/// backends it reaped, and those alive now.
+fn server_cpu_seconds(postmaster: u32) -> Option<f64> {
+    let mut total = cpu_seconds(postmaster, true)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let child = stat_fields(pid).is_some_and(|f| f.get(1).is_some_and(|ppid| *ppid == postmaster.to_string()));
+        if child {
+            total += cpu_seconds(pid, false).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+/// Which processes' CPU time a measurement reads: the `rat-api` measured
+/// and the PostgreSQL server's postmaster (`None` when it runs elsewhere).
+#[derive(Debug, Clone, Copy)]
+struct CpuOf {
+    api: u32,
+    postmaster: Option<u32>,
+}
+
+impl CpuOf {
+    fn now(self) -> Option<(f64, f64)> {
+        Some((cpu_seconds(self.api, false)?, server_cpu_seconds(self.postmaster?)?))
+    }
+}
+
+/// [`wrk`], also reading the CPU time per request of `cpu`'s processes.
+fn measure(url: &str, connections: u32, seconds: u32, script: &Path, cpu: CpuOf) -> anyhow::Result<WrkResult> {
+    let before = cpu.now();
+    let mut result = wrk(url, connections, seconds, Some(script))?;
+    let requests = result.requests_per_sec * f64::from(seconds);
+    if let (Some((api_before, db_before)), Some((api_after, db_after))) = (before, cpu.now())
+        && requests > 0.0
+    {
+        result.cpu_us = Some((
+            (api_after - api_before) / requests * 1e6,
+            (db_after - db_before) / requests * 1e6,
+        ));
+    }
+    Ok(result)
+}
+
+/// The CPU time per request `(rat-api, PostgreSQL)` as printed.
+fn cpu_figures((api, db): (f64, f64)) -> String {
+    format!("CPU per request: rat-api {api:.0} µs, PostgreSQL {db:.0} µs")
+}
+
 /// One round's figures of one side.
 fn round_figures(result: &WrkResult) -> String {
+    let cpu = result
+        .cpu_us
+        .map_or_else(String::new, |cpu| format!("; {}", cpu_figures(cpu)));
     format!(
-        "{:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {})",
+        "{:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {}{cpu})",
         result.requests_per_sec, result.p50_ms, result.p99_ms, result.non_2xx
     )
 }
@@ -210,8 +296,15 @@ fn summary_figures(results: &[&WrkResult]) -> String {
     let p50 = median(results.iter().map(|r| r.p50_ms));
     let worst_p99 = results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
     let non_2xx: u64 = results.iter().map(|r| r.non_2xx).sum();
+    let cpu: Option<Vec<(f64, f64)>> = results.iter().map(|r| r.cpu_us).collect();
+    let cpu = cpu.map_or_else(String::new, |cpu| {
+        let api = median(cpu.iter().map(|(api, _)| *api));
+        let db = median(cpu.iter().map(|(_, db)| *db));
+        format!("; {} (medians)", cpu_figures((api, db)))
+    });
     format!(
-        "{rps:.0} requests/s (median), p50 {p50:.2} ms (median), p99 {worst_p99:.2} ms (worst round), non-2xx {non_2xx}"
+        "{rps:.0} requests/s (median), p50 {p50:.2} ms (median), p99 {worst_p99:.2} ms (worst round), \
+         non-2xx {non_2xx}{cpu}"
     )
 }
 
@@ -334,6 +427,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             &[&READER, &API_KEY_USER, &ids],
         )
         .await?;
+    // The server's postmaster (the parent of this connection's backend), to
+    // read the server's CPU time; none when the server runs elsewhere (no
+    // local `postgres` process has the backend's pid).
+    let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+    let is_postgres =
+        |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|name| name.trim() == "postgres");
+    let postmaster = u32::try_from(backend)
+        .ok()
+        .filter(is_postgres)
+        .and_then(stat_fields)
+        .and_then(|f| f.get(1).and_then(|ppid| ppid.parse::<u32>().ok()))
+        .filter(is_postgres);
+    let community_cpu = CpuOf {
+        api: api.pid(),
+        postmaster,
+    };
+    let oidc_cpu = CpuOf {
+        api: oidc_api.pid(),
+        postmaster,
+    };
     crate::settle(&client).await?;
     drop(client);
     for path in &paths {
@@ -391,15 +504,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
         let community_first = round % 2 == 1;
+        let community_side = || measure(&base, args.connections, args.seconds, &rotation, community_cpu);
+        let oidc_side = || measure(&oidc_base, args.connections, args.seconds, &oidc_rotation, oidc_cpu);
         let first = if community_first {
-            wrk(&base, args.connections, args.seconds, Some(&rotation))?
+            community_side()?
         } else {
-            wrk(&oidc_base, args.connections, args.seconds, Some(&oidc_rotation))?
+            oidc_side()?
         };
         let second = if community_first {
-            wrk(&oidc_base, args.connections, args.seconds, Some(&oidc_rotation))?
+            oidc_side()?
         } else {
-            wrk(&base, args.connections, args.seconds, Some(&rotation))?
+            community_side()?
         };
         let (community, oidc) = if community_first {
             (first, second)
