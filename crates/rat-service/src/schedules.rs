@@ -116,6 +116,28 @@ pub async fn list(
     Ok(schedules::list(&client, &filter, page).await?)
 }
 
+/// The schedule `id`, locked until the transaction ends, when `caller` may
+/// change it (write on its pipeline); `NotFound` ("schedule") when there is
+/// none or they may not read its pipeline.
+async fn locked_for_change(
+    transaction: &impl rat_dao::GenericClient,
+    caller: &Caller,
+    id: ScheduleId,
+) -> Result<Schedule, ServiceError> {
+    let current = schedules::get_for_update(transaction, id).await?;
+    let pipeline = current.pipeline_id;
+    require_on_id(
+        transaction,
+        caller,
+        pipeline,
+        Permission::Write,
+        "scheduling",
+        "schedule",
+    )
+    .await?;
+    Ok(current)
+}
+
 /// Changes to a schedule, validated; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleChanges {
@@ -144,16 +166,7 @@ pub async fn update(
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let current = schedules::get_for_update(&transaction, id).await?;
-    require_on_id(
-        &transaction,
-        caller,
-        current.pipeline_id,
-        Permission::Write,
-        "scheduling",
-        "schedule",
-    )
-    .await?;
+    let current = locked_for_change(&transaction, caller, id).await?;
     let cron = changes.cron.as_ref().unwrap_or(&current.cron_expr);
     let timezone = changes.timezone.unwrap_or(current.timezone);
     let enabled = changes.enabled.unwrap_or(current.enabled);
@@ -177,18 +190,7 @@ pub async fn update(
 pub async fn delete(services: &Services, caller: &Caller, id: ScheduleId) -> Result<(), ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    if !caller.admin {
-        let current = schedules::get_for_update(&transaction, id).await?;
-        require_on_id(
-            &transaction,
-            caller,
-            current.pipeline_id,
-            Permission::Write,
-            "scheduling",
-            "schedule",
-        )
-        .await?;
-    }
+    locked_for_change(&transaction, caller, id).await?;
     schedules::delete(&transaction, id).await?;
     // A scheduler sleeping until this schedule's slot wakes up and
     // recomputes instead of waking for nothing.

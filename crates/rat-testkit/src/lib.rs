@@ -22,6 +22,7 @@
 pub mod cluster;
 mod database;
 pub mod fixtures;
+mod install;
 pub mod oidc;
 pub mod s3;
 pub mod seed;

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -95,68 +95,26 @@ impl OidcClient {
 /// `target/oidc-provider`; returns that directory. Installs it with npm when
 /// missing or incomplete, under a file lock shared by every process.
 pub fn ensure_oidc_provider_installed() -> Result<PathBuf, String> {
-    let target = target_dir();
-    let dir = target.join("oidc-provider");
-    // Written last, so a half-finished install is never taken for a good one;
-    // it names the package, so changing the pin installs again.
-    let marker = dir.join(".rat-installed");
-    let installed = || {
-        fs::read_to_string(&marker).is_ok_and(|text| text == OIDC_PROVIDER_PACKAGE)
-            && dir.join("node_modules/oidc-provider/package.json").is_file()
-    };
+    let dir = target_dir().join("oidc-provider");
     check_node()?;
-    if installed() {
-        return Ok(dir);
-    }
-    fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let lock_path = target.join("oidc-provider.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    if installed() {
-        return Ok(dir);
-    }
-    if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove the incomplete {}: {e}", dir.display()))?;
-    }
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let started = Instant::now();
-    let out = Command::new("npm")
-        .arg("install")
-        .arg("--prefix")
-        .arg(&dir)
-        .args(["--no-audit", "--no-fund", "--no-update-notifier", OIDC_PROVIDER_PACKAGE])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run npm ({e}); {OIDC_INSTALL_HINT}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        return Err(format!(
-            "installing {OIDC_PROVIDER_PACKAGE} with npm failed:\n{}\n{OIDC_INSTALL_HINT}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
-    }
-    if !dir.join("node_modules/oidc-provider/package.json").is_file() {
-        return Err(format!(
-            "npm installed {OIDC_PROVIDER_PACKAGE} but {} has no node_modules/oidc-provider; {OIDC_INSTALL_HINT}",
-            dir.display()
-        ));
-    }
-    let temp = dir.join(".rat-installed.tmp");
-    fs::write(&temp, OIDC_PROVIDER_PACKAGE)
-        .and_then(|()| fs::rename(&temp, &marker))
-        .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        "installed {OIDC_PROVIDER_PACKAGE} for the OpenID Connect tests"
-    );
-    drop(lock);
+    let complete = dir.join("node_modules/oidc-provider/package.json");
+    let (name, hint) = (OIDC_PROVIDER_PACKAGE, OIDC_INSTALL_HINT);
+    crate::install::install_once(&dir, "oidc-provider.lock", name, &complete, name, hint, || {
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let out = Command::new("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&dir)
+            .args(["--no-audit", "--no-fund", "--no-update-notifier", OIDC_PROVIDER_PACKAGE])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run npm ({e}); {OIDC_INSTALL_HINT}"))?;
+        if !out.status.success() {
+            let doing = format!("installing {OIDC_PROVIDER_PACKAGE} with npm");
+            return Err(crate::install::failed(&doing, &out.stderr, OIDC_INSTALL_HINT));
+        }
+        Ok(())
+    })?;
     Ok(dir)
 }
 
@@ -336,6 +294,7 @@ impl Drop for OidcProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn alive(pid: u32) -> bool {
         // A zombie (dead, not yet reaped) counts as gone.

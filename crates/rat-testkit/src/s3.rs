@@ -19,7 +19,7 @@
 //! Without python3 (with its venv module) or without access to PyPI, starting
 //! fails and the message says what to install; S3 tests never skip silently.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -77,81 +77,52 @@ pub fn ensure_moto_installed() -> Result<PathBuf, String> {
     let target = target_dir();
     let venv = target.join("moto-venv");
     let server = venv.join("bin").join("moto_server");
-    // Written last, so a half-finished install is never taken for a good one;
-    // it lists the packages, so changing a pin installs again.
-    let marker = venv.join(".rat-installed");
-    let expected = MOTO_PACKAGES.join("\n");
-    let installed = || fs::read_to_string(&marker).is_ok_and(|text| text == expected) && server.is_file();
-    if installed() {
-        return Ok(server);
-    }
-    fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-    let lock_path = target.join("moto-venv.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    if installed() {
-        return Ok(server);
-    }
-    if venv.exists() {
-        fs::remove_dir_all(&venv).map_err(|e| format!("cannot remove the incomplete {}: {e}", venv.display()))?;
-    }
-    let started = Instant::now();
-    let out = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run python3 ({e}); {MOTO_INSTALL_HINT}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`python3 -m venv {}` failed: {}; {MOTO_INSTALL_HINT}",
-            venv.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let out = Command::new(venv.join("bin").join("python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-        ])
-        .args(MOTO_PACKAGES)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run pip of {} ({e}); {MOTO_INSTALL_HINT}", venv.display()))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        return Err(format!(
-            "installing moto with pip failed:\n{}\n{MOTO_INSTALL_HINT}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
-    }
-    if !server.is_file() {
-        return Err(format!(
-            "pip installed moto but {} is missing; {MOTO_INSTALL_HINT}",
-            server.display()
-        ));
-    }
-    let temp = venv.join(".rat-installed.tmp");
-    fs::write(&temp, &expected)
-        .and_then(|()| fs::rename(&temp, &marker))
-        .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        "installed moto for the S3 tests"
-    );
-    drop(lock);
+    let pins = MOTO_PACKAGES.join("\n");
+    crate::install::install_once(
+        &venv,
+        "moto-venv.lock",
+        &pins,
+        &server,
+        "moto",
+        MOTO_INSTALL_HINT,
+        || {
+            let out = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run python3 ({e}); {MOTO_INSTALL_HINT}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "`python3 -m venv {}` failed: {}; {MOTO_INSTALL_HINT}",
+                    venv.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let out = Command::new(venv.join("bin").join("python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--quiet",
+                ])
+                .args(MOTO_PACKAGES)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run pip of {} ({e}); {MOTO_INSTALL_HINT}", venv.display()))?;
+            if !out.status.success() {
+                return Err(crate::install::failed(
+                    "installing moto with pip",
+                    &out.stderr,
+                    MOTO_INSTALL_HINT,
+                ));
+            }
+            Ok(())
+        },
+    )?;
     Ok(server)
 }
 
