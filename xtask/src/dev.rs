@@ -114,7 +114,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     rat_versioning::fs::FsStore::open(store_dir.clone())
         .await
         .with_context(|| format!("opening the file store in {}", store_dir.display()))?;
-    let report = rat_testkit::dao::migrate(&url)
+    let report = rat_testkit::dao::migrate(&url.as_str().into())
         .await
         .context("migrating the dev database")?;
     if !report.applied.is_empty() {

@@ -116,7 +116,9 @@ fn main() -> anyhow::Result<()> {
                         Some(url) => url,
                         None => dev::ensure_dev_database(&dev::DevPaths::default()).await?,
                     };
-                    let report = rat_testkit::dao::migrate(&url).await.context("applying migrations")?;
+                    let report = rat_testkit::dao::migrate(&url.as_str().into())
+                        .await
+                        .context("applying migrations")?;
                     println!("applied {} migration(s)", report.applied.len());
                     Ok(())
                 }

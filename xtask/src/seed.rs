@@ -27,7 +27,7 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
         Some(url) => url,
         None => crate::dev::ensure_dev_database(&crate::dev::DevPaths::default()).await?,
     };
-    rat_testkit::dao::migrate(&url)
+    rat_testkit::dao::migrate(&url.as_str().into())
         .await
         .context("migrating before seeding")?;
     if !args.append && !is_empty(&url).await? {

@@ -61,7 +61,7 @@ pub struct LiveLogs {
 }
 
 struct Inner {
-    database_url: String,
+    database: rat_service::db::Database,
     wakes: broadcast::Sender<Wake>,
     started: OnceLock<()>,
     listening: Arc<AtomicBool>,
@@ -138,14 +138,14 @@ impl Inner {
 }
 
 impl LiveLogs {
-    /// The machinery for a process whose database is at `database_url`.
+    /// The machinery for a process whose database is `database`.
     /// Opens nothing yet.
-    pub fn new(database_url: impl Into<String>) -> Self {
+    pub fn new(database: impl Into<rat_service::db::Database>) -> Self {
         let (wakes, _) = broadcast::channel(WAKE_BUFFER);
         let (stopping, _) = watch::channel(false);
         LiveLogs {
             inner: Arc::new(Inner {
-                database_url: database_url.into(),
+                database: database.into(),
                 wakes,
                 started: OnceLock::new(),
                 listening: Arc::new(AtomicBool::new(false)),
@@ -190,7 +190,7 @@ impl LiveLogs {
         self.inner.started.get_or_init(|| {
             tokio::spawn(listen(
                 Arc::downgrade(&self.inner),
-                self.inner.database_url.clone(),
+                self.inner.database.clone(),
                 self.inner.wakes.clone(),
                 self.inner.listening.clone(),
                 self.inner.stopping.subscribe(),
@@ -223,7 +223,7 @@ impl LiveLogs {
 /// [`LiveLogs`] it serves is gone.
 async fn listen(
     owner: Weak<Inner>,
-    database_url: String,
+    database: rat_service::db::Database,
     wakes: broadcast::Sender<Wake>,
     listening: Arc<AtomicBool>,
     stopping: watch::Receiver<bool>,
@@ -232,31 +232,24 @@ async fn listen(
         return;
     }
     let channels = [rat_service::db::LOG_CHANNEL, rat_service::db::STATUS_CHANNEL];
-    rat_service::listen::listen_until(
-        &database_url,
-        APPLICATION_NAME,
-        &channels,
-        "live logs",
-        stopping,
-        |event| {
-            // Send errors only mean no stream is open right now.
-            match event {
-                ListenEvent::Connected => {
-                    listening.store(true, Ordering::Relaxed);
-                    let _ = wakes.send(Wake::All);
-                }
-                ListenEvent::Notification(notification) => {
-                    if let Some(event) = RunEvent::from_notification(notification) {
-                        let _ = wakes.send(Wake::Run(event.run_id()));
-                    }
-                }
-                ListenEvent::Lost => listening.store(false, Ordering::Relaxed),
-                ListenEvent::Idle if owner.strong_count() == 0 => return ControlFlow::Break(()),
-                ListenEvent::Idle => {}
+    rat_service::listen::listen_until(&database, APPLICATION_NAME, &channels, "live logs", stopping, |event| {
+        // Send errors only mean no stream is open right now.
+        match event {
+            ListenEvent::Connected => {
+                listening.store(true, Ordering::Relaxed);
+                let _ = wakes.send(Wake::All);
             }
-            ControlFlow::Continue(())
-        },
-    )
+            ListenEvent::Notification(notification) => {
+                if let Some(event) = RunEvent::from_notification(notification) {
+                    let _ = wakes.send(Wake::Run(event.run_id()));
+                }
+            }
+            ListenEvent::Lost => listening.store(false, Ordering::Relaxed),
+            ListenEvent::Idle if owner.strong_count() == 0 => return ControlFlow::Break(()),
+            ListenEvent::Idle => {}
+        }
+        ControlFlow::Continue(())
+    })
     .await;
     listening.store(false, Ordering::Relaxed);
 }

@@ -274,7 +274,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = runtime.build().context("starting the async runtime")?;
     runtime.block_on(async {
         if let Some(Command::Migrate) = cli.command {
-            return rat_cli::migrate(&cli.database.database_url).await;
+            return rat_cli::migrate(&cli.database.migration_database()?).await;
         }
         serve(cli).await
     })
@@ -325,8 +325,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .map(|o| HeaderValue::from_str(o.trim()).with_context(|| format!("invalid CORS origin {o:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    cli.database.migrate_unless_disabled().await?;
-    let pool = rat_service::db::create_pool(&cli.database.pool_settings("rat-api")).context("creating the pool")?;
+    cli.database.prepare("rat-api").await?;
+    let pool = rat_service::db::create_pool(&cli.database.pool_settings("rat-api")?).context("creating the pool")?;
     let store = cli.store.open().await?;
     let mut settings = ApiSettings::new(
         cli.public_url
@@ -378,7 +378,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Services::new(pool, store),
         settings,
         rat_api::metrics_handle(),
-        rat_api::live::LiveLogs::new(cli.database.database_url.clone()),
+        rat_api::live::LiveLogs::new(cli.database.database()?),
     );
     // Live log streams never end on their own while their run is active:
     // they are ended when shutdown begins, so the graceful shutdown below

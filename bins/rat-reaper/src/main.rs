@@ -91,9 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_writer = cli.log.init();
     match cli.command {
-        Some(Command::Migrate) => rat_cli::migrate(&cli.database.database_url).await,
+        Some(Command::Migrate) => rat_cli::migrate(&cli.database.migration_database()?).await,
         Some(Command::Pass) => {
-            cli.database.migrate_unless_disabled().await?;
+            cli.database.prepare(APPLICATION_NAME).await?;
             let reaper = Reaper::open(&cli).await?;
             let (_stop_sender, stop) = rat_cli::stop_on_signal();
             match reaper.pass(&stop, false).await? {
@@ -106,12 +106,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         None => {
-            cli.database.migrate_unless_disabled().await?;
+            cli.database.prepare(APPLICATION_NAME).await?;
             let reaper = Reaper::open(&cli).await?;
             let (_stop_sender, stop) = rat_cli::stop_on_signal();
             let wake = Arc::new(Notify::new());
             let listener = tokio::spawn(rat_cli::wake_on_notify(
-                cli.database.database_url.clone(),
+                cli.database.database()?,
                 LISTENER_NAME,
                 &[rat_service::db::REAPER_CHANNEL],
                 "pass requests",
@@ -129,17 +129,17 @@ async fn main() -> anyhow::Result<()> {
 
 struct Reaper {
     services: Services,
-    database_url: String,
+    database: rat_service::db::Database,
     policy: PassPolicy,
 }
 
 impl Reaper {
     async fn open(cli: &Cli) -> anyhow::Result<Self> {
-        let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
+        let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME)?)?;
         let store = cli.store.open().await?;
         Ok(Reaper {
             services: Services::new(pool, store),
-            database_url: cli.database.database_url.clone(),
+            database: cli.database.database()?,
             policy: PassPolicy {
                 batch_size: cli.batch_size,
                 batch_target: Duration::from_millis(cli.batch_target_ms),
@@ -204,7 +204,7 @@ impl Reaper {
     async fn pass(&self, stop: &watch::Receiver<bool>, only_if_due: bool) -> anyhow::Result<Attempt> {
         Ok(reaper::run_exclusive(
             &self.services,
-            &self.database_url,
+            &self.database,
             &self.policy,
             stop,
             only_if_due,

@@ -78,9 +78,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_writer = cli.log.init();
     match cli.command {
-        Some(Command::Migrate) => rat_cli::migrate(&cli.database.database_url).await,
+        Some(Command::Migrate) => rat_cli::migrate(&cli.database.migration_database()?).await,
         None => {
-            cli.database.migrate_unless_disabled().await?;
+            cli.database.prepare(APPLICATION_NAME).await?;
             run(&cli).await
         }
     }
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     // The scheduler reads and writes rows only: a pool, no file store.
-    let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME))?;
+    let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME)?)?;
     let (_stop_sender, stop) = rat_cli::stop_on_signal();
     let wake = Arc::new(Notify::new());
     // A dedicated connection LISTENs on `rat_schedules` (sent by schedule
@@ -96,7 +96,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // disconnected the loop still wakes at the earliest slot it read, or
     // after the longest sleep.
     let listener = tokio::spawn(rat_cli::wake_on_notify(
-        cli.database.database_url.clone(),
+        cli.database.database()?,
         LISTENER_NAME,
         &[rat_service::db::SCHEDULES_CHANNEL],
         "schedule changes",

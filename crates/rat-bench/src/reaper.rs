@@ -275,7 +275,7 @@ async fn writer_loop(
     phase: Arc<AtomicU8>,
     deadline: Instant,
 ) -> anyhow::Result<[WriterPhase; 3]> {
-    let client = connect_dedicated(&url, WRITER_APP).await?;
+    let client = connect_dedicated(&url.as_str().into(), WRITER_APP).await?;
     let audit = client
         .prepare(
             "INSERT INTO audit_log (actor, action, object_type, object_id, details) \
@@ -379,7 +379,7 @@ struct Sampled {
 /// what it waits on, and the oldest snapshot held meanwhile (one keeps
 /// deleted index entries from being marked dead, so later batches walk them).
 async fn sampler_loop(url: String, phase: Arc<AtomicU8>, deadline: Instant) -> anyhow::Result<[Sampled; 3]> {
-    let client = connect_dedicated(&url, "rat-bench-sampler").await?;
+    let client = connect_dedicated(&url.as_str().into(), "rat-bench-sampler").await?;
     let query = client
         .prepare(
             "SELECT pid, coalesce(nullif(application_name, ''), backend_type), coalesce(state, ''), \

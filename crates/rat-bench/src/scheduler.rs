@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rat_testkit::TestDatabase;
-use rat_testkit::dao::GenericClient;
 use time::OffsetDateTime;
 
 /// Arguments of the scheduler benchmark.

@@ -3,7 +3,14 @@
 //! crate; library crates take typed config and never read the environment.
 //!
 //! Variables (each also a flag, `RAT_DATABASE_URL` = `--database-url`):
-//! - `RAT_DATABASE_URL`: Postgres connection string (`postgres://…` or `host=/path …`)
+//! - `RAT_DATABASE_URL`: Postgres connection string (`postgres://…` or
+//!   `host=/path …`; `sslmode` and `sslrootcert` are honoured), possibly a pooler
+//! - `RAT_DATABASE_DIRECT_URL`: straight to Postgres, for `LISTEN`, session
+//!   advisory locks and migrations (required with `RAT_DB_POOLER=transaction`)
+//! - `RAT_MIGRATE_DATABASE_URL`: the schema owner's connection, for migrations
+//! - `RAT_DB_SCHEMA`: the tenant schema (default `public`)
+//! - `RAT_DB_POOLER`: `session` (default: Postgres itself, or a session pooler)
+//!   or `transaction` (PgBouncer `pool_mode = transaction`)
 //! - `RAT_DB_POOL_SIZE`: pool size (default 16)
 //! - `RAT_LOG_FORMAT`: `text` (default) or `json`
 //! - `RAT_STORE`: `s3` or `fs:<dir>` (api, reaper)
@@ -19,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use rat_service::db::{Database, SchemaState};
 use rat_service::listen::ListenEvent;
 use rat_versioning::VersionedStore;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,42 +34,124 @@ use secrecy::{ExposeSecret, SecretString};
 /// Database flags every binary takes.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Postgres connection string (`postgres://user@host:port/db` or `host=/socket/dir dbname=rat`).
+    /// Postgres connection string (`postgres://user@host:port/db` or `host=/socket/dir dbname=rat`);
+    /// `sslmode` (disable, prefer, require, verify-ca, verify-full) and `sslrootcert` are honoured.
     #[arg(long, env = "RAT_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Straight to Postgres when `--database-url` is a pooler: `LISTEN`, session advisory locks
+    /// and migrations go here.
+    #[arg(long, env = "RAT_DATABASE_DIRECT_URL", hide_env_values = true)]
+    pub database_direct_url: Option<String>,
+    /// The schema owner's connection string, for migrations (default: the direct URL).
+    #[arg(long, env = "RAT_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub migrate_database_url: Option<String>,
+    /// The tenant schema every table, notification channel and lock lives in.
+    #[arg(long, env = "RAT_DB_SCHEMA", default_value = rat_service::db::DEFAULT_SCHEMA)]
+    pub db_schema: String,
+    /// What `--database-url` reaches: `session` (Postgres, or a session pooler) or
+    /// `transaction` (a transaction pooler such as PgBouncer in `pool_mode = transaction`).
+    #[arg(long, env = "RAT_DB_POOLER", default_value = "session")]
+    pub db_pooler: String,
     /// Most pooled connections this process opens.
     #[arg(long, env = "RAT_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub db_pool_size: u16,
-    /// Do not apply pending migrations at start.
+    /// Do not apply pending migrations at start (the services' role cannot: they then check
+    /// that the schema is the version they need).
     #[arg(long)]
     pub no_migrate: bool,
 }
 
 impl DatabaseArgs {
-    /// Pool settings for this process.
-    pub fn pool_settings(&self, application_name: &str) -> rat_service::db::PoolSettings {
-        let mut settings = rat_service::db::PoolSettings::new(self.database_url.clone());
-        settings.max_size = usize::from(self.db_pool_size);
-        settings.application_name = application_name.to_owned();
-        settings
+    /// The database as the flags describe it, validated (schema name, pooler
+    /// mode, connection strings).
+    pub fn database(&self) -> anyhow::Result<Database> {
+        let database = Database {
+            url: self.database_url.clone(),
+            direct_url: self.database_direct_url.clone(),
+            schema: self.db_schema.parse().context("RAT_DB_SCHEMA")?,
+            pooler: self.db_pooler.parse().context("RAT_DB_POOLER")?,
+        };
+        database.validate().context("database settings")?;
+        Ok(database)
     }
 
-    /// Applies pending migrations unless `--no-migrate` was given.
-    pub async fn migrate_unless_disabled(&self) -> anyhow::Result<()> {
+    /// The database migrations run against: the owner's URL when given,
+    /// else the direct one; always straight to Postgres, in the schema.
+    pub fn migration_database(&self) -> anyhow::Result<Database> {
+        let database = self.database()?;
+        let url = self
+            .migrate_database_url
+            .clone()
+            .unwrap_or_else(|| database.session_url().to_owned());
+        Ok(Database {
+            url,
+            direct_url: None,
+            schema: database.schema,
+            pooler: rat_service::db::PoolerMode::Session,
+        })
+    }
+
+    /// Pool settings for this process.
+    pub fn pool_settings(&self, application_name: &str) -> anyhow::Result<rat_service::db::PoolSettings> {
+        let mut settings = rat_service::db::PoolSettings::new(self.database()?);
+        settings.max_size = usize::from(self.db_pool_size);
+        settings.application_name = application_name.to_owned();
+        Ok(settings)
+    }
+
+    /// Prepares the database for a service at start: applies pending
+    /// migrations (as the owner) unless `--no-migrate` was given, then checks
+    /// that a connection works as the pool makes it (TLS, role, schema) and
+    /// that the schema is the version this build needs. An older schema is
+    /// refused, saying how to migrate; a newer one (an upgrade rolling out:
+    /// migrations only add) is logged and accepted.
+    pub async fn prepare(&self, application_name: &str) -> anyhow::Result<()> {
         if self.no_migrate {
             tracing::info!("--no-migrate: schema migrations skipped");
-            return Ok(());
+        } else {
+            migrate(&self.migration_database()?).await?;
         }
-        migrate(&self.database_url).await
+        let settings = self.pool_settings(application_name)?;
+        settings
+            .check_connection()
+            .await
+            .context("connecting to the database")?;
+        let database = self.database()?;
+        match rat_service::db::schema_state(&database)
+            .await
+            .context("reading the schema version")?
+        {
+            SchemaState::UpToDate { version } => {
+                tracing::info!(version, schema = %database.schema, "schema is the version this build needs");
+                Ok(())
+            }
+            SchemaState::Older { found, needed } => bail!(
+                "schema {} is at version {found}, this build needs version {needed}: apply the migrations as \
+                 the schema's owner first (`{application_name} migrate` with RAT_MIGRATE_DATABASE_URL set to the \
+                 owner's connection), then start the services",
+                database.schema
+            ),
+            SchemaState::Newer { found, known } => {
+                tracing::warn!(
+                    found,
+                    known,
+                    schema = %database.schema,
+                    "the schema was migrated by a newer build; running on it (migrations only add), \
+                     upgrade this binary"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
-/// Applies pending migrations (under the migration advisory lock) and logs what was applied.
-pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let report = rat_service::db::migrate(database_url)
+/// Applies pending migrations of `database` (under its migration advisory
+/// lock) and logs what was applied.
+pub async fn migrate(database: &Database) -> anyhow::Result<()> {
+    let report = rat_service::db::migrate(database)
         .await
         .context("applying schema migrations")?;
-    tracing::info!(applied = report.applied.len(), "schema is up to date");
+    tracing::info!(applied = report.applied.len(), schema = %database.schema, "schema is up to date");
     Ok(())
 }
 
@@ -260,7 +350,7 @@ pub use rat_service::stopped;
 /// again). Reconnects with a capped exponential backoff; returns once `stop`
 /// turns true. `what` names what is listened for in the log.
 pub async fn wake_on_notify(
-    database_url: String,
+    database: Database,
     application_name: &'static str,
     channels: &'static [&'static str],
     what: &'static str,
@@ -268,7 +358,7 @@ pub async fn wake_on_notify(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     // A burst wakes the loop once: `Notify` keeps at most one permit.
-    rat_service::listen::listen_until(&database_url, application_name, channels, what, stop, |event| {
+    rat_service::listen::listen_until(&database, application_name, channels, what, stop, |event| {
         if matches!(event, ListenEvent::Connected | ListenEvent::Notification(_)) {
             wake.notify_one();
         }

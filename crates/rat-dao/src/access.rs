@@ -4,7 +4,7 @@
 //! triggers of migration V6 remove an object's rows here when the pipeline,
 //! table metadata or namespace row is deleted.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{AccessLevel, ObjectType, Ownership, Page, PageRequest, Share};
 use time::OffsetDateTime;
 use tokio_postgres::Row;

@@ -1,7 +1,7 @@
 //! `audit_log`: the trail of state-changing requests, its filtered listing
 //! and its batched age-based pruning.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{AuditEntry, Page, PageRequest};
 use time::OffsetDateTime;
 use tokio_postgres::Row;

@@ -2,7 +2,7 @@
 //! sizes computed in SQL, their lifecycle settings, and the files uploaded to
 //! them (the S3 objects themselves are the storage layer's business).
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::ZoneId;
 use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
 use time::OffsetDateTime;

@@ -13,11 +13,13 @@
 //!   and every bulk operation is batched with a caller-given bound.
 //! - [`DaoError`]'s `Display` never contains SQL or driver text.
 
+#[macro_use]
+mod sql;
+mod client;
+mod connect;
 mod error;
 mod migrate;
 mod pool;
-#[macro_use]
-mod sql;
 
 pub mod access;
 pub mod audit;
@@ -39,9 +41,15 @@ pub mod tables;
 pub mod tokens;
 pub mod triggers;
 
-pub use deadpool_postgres::{GenericClient, Object as PooledClient, Pool, PoolError, Transaction};
+pub use client::{Driver, GenericClient, SqlArrayElement, SqlParam, SqlType};
+pub use connect::{
+    DEFAULT_SCHEMA, Database, Endpoint, MAX_SCHEMA_LEN, PoolerMode, SchemaName, SslMode, use_unnamed_statements,
+};
+pub use deadpool_postgres::{Object as PooledClient, Pool, PoolError, Transaction};
 pub use error::{DaoError, conflicting_entity};
-pub use migrate::{MIGRATION_LOCK_KEY, MigrationReport, embedded_migrations, migrate, schema_fingerprint};
+pub use migrate::{
+    MIGRATION_LOCK_KEY, MigrationReport, SchemaState, embedded_migrations, migrate, schema_fingerprint, schema_state,
+};
 pub use pool::{PoolSettings, connect_dedicated, create_pool, parse_database_url};
 /// A connection of its own, outside the pool ([`connect_dedicated`]).
 pub use tokio_postgres::Client as DedicatedConnection;

@@ -2,10 +2,6 @@
 //! when Postgres says something changed" of the binaries (run events, schedule
 //! changes, reaper requests).
 
-use std::time::Duration;
-
-use tokio_postgres::AsyncMessage;
-
 use crate::DaoError;
 
 /// Notifications buffered between the connection and the reader.
@@ -26,7 +22,9 @@ pub struct Notification {
 /// reconnects must re-read what it watches.
 pub struct Listener {
     client: tokio_postgres::Client,
-    notifications: tokio::sync::mpsc::Receiver<Notification>,
+    notifications: tokio::sync::mpsc::Receiver<tokio_postgres::Notification>,
+    /// `(scoped name, own name)` of each channel listened to.
+    channels: Vec<(String, &'static str)>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -40,52 +38,46 @@ impl Listener {
     /// this crate, never user input); once this returns, every notification
     /// committed later is delivered by [`Listener::recv`], in commit order.
     pub async fn connect(
-        database_url: &str,
+        database: &crate::Database,
         application_name: &str,
         channels: &[&'static str],
     ) -> Result<Self, DaoError> {
-        let mut config = crate::parse_database_url(database_url)?;
-        config.application_name(application_name);
-        config.connect_timeout(Duration::from_secs(10));
-        // The connection is idle most of the time: probe it, so a peer that
-        // vanished without closing the socket is noticed.
-        config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(30));
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-        let (sender, notifications) = tokio::sync::mpsc::channel(BUFFER);
-        let name = application_name.to_owned();
-        tokio::spawn(async move {
-            // Ends when the server closes the connection, on an error, or when
-            // the listener is dropped; the reader then sees the channel close.
-            loop {
-                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-                let notification = match message {
-                    Some(Ok(AsyncMessage::Notification(n))) => n,
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        tracing::warn!(listener = %name, error = %e, "listening connection ended with an error");
-                        return;
-                    }
-                    None => return,
-                };
-                let notification = Notification {
-                    channel: notification.channel().to_owned(),
-                    payload: notification.payload().to_owned(),
-                };
-                if sender.send(notification).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let statements: String = channels.iter().map(|channel| format!("LISTEN {channel};")).collect();
+        // The session is in the tenant's schema (checked), and its channels
+        // are the schema's: tenants sharing a database never hear each other.
+        let (client, notifications) = database.connect_session_notifying(application_name, BUFFER).await?;
+        let scoped: Vec<(String, &'static str)> = channels
+            .iter()
+            .map(|channel| (database.schema.channel(channel), *channel))
+            .collect();
+        // Channel names are fixed names of this crate scoped by a validated
+        // schema name: quoted, nothing in them comes from a request.
+        let statements: String = scoped
+            .iter()
+            .map(|(channel, _)| format!("LISTEN \"{channel}\";"))
+            .collect();
         client.batch_execute(&statements).await?;
-        Ok(Listener { client, notifications })
+        Ok(Listener {
+            client,
+            notifications,
+            channels: scoped,
+        })
     }
 
     /// The next notification; `None` once the connection has ended
     /// (reconnect with [`Listener::connect`]).
     pub async fn recv(&mut self) -> Option<Notification> {
-        self.notifications.recv().await
+        let notification = self.notifications.recv().await?;
+        // Delivered under the channel's own name (the constant the reader
+        // compares with), whatever schema it was scoped to.
+        let channel = self
+            .channels
+            .iter()
+            .find(|(scoped, _)| scoped == notification.channel())
+            .map_or_else(|| notification.channel().to_owned(), |(_, own)| (*own).to_owned());
+        Some(Notification {
+            channel,
+            payload: notification.payload().to_owned(),
+        })
     }
 
     /// Discards the notifications already received; returns how many. A

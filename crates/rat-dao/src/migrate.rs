@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use crate::{DaoError, connect_dedicated};
+use crate::DaoError;
+use crate::connect::{Database, SchemaName, check_schema};
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
@@ -57,28 +58,51 @@ pub fn schema_fingerprint() -> u64 {
     hash
 }
 
-/// Applies every pending migration, holding the migration advisory lock on a
-/// dedicated connection for the duration. All pending migrations apply in one
-/// transaction: a failure leaves the schema as it was.
-pub async fn migrate(database_url: &str) -> Result<MigrationReport, DaoError> {
-    let mut client = connect_dedicated(database_url, "rat-migrate").await?;
+/// Applies every pending migration of `database`'s schema (creating the
+/// schema when it is missing), holding the schema's migration advisory lock
+/// on a dedicated direct session for the duration: migrating one tenant
+/// never waits for another. All pending migrations apply in one
+/// transaction: a failure leaves the schema as it was. Run it as the role
+/// that owns the schema.
+pub async fn migrate(database: &Database) -> Result<MigrationReport, DaoError> {
+    let mut client = database.connect_session_unchecked("rat-migrate").await?;
     client
         .batch_execute(&format!("SET lock_timeout = '{}s'", LOCK_WAIT.as_secs()))
         .await?;
+    let schema = database.schema.as_str();
     client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .execute(
+            concat!(
+                "SELECT pg_advisory_lock(",
+                scoped_lock_key!("$1::int8", "$2::text"),
+                ")"
+            ),
+            &[&MIGRATION_LOCK_KEY, &schema],
+        )
         .await?;
-    let result = embedded::migrations::runner()
-        .set_grouped(true)
-        .set_abort_divergent(true)
-        .set_abort_missing(true)
-        .run_async(&mut client)
-        .await;
+    let result = async {
+        ensure_schema(&client, &database.schema).await?;
+        embedded::migrations::runner()
+            .set_grouped(true)
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .run_async(&mut client)
+            .await
+            .map_err(|e| DaoError::Migration { reason: e.to_string() })
+    }
+    .await;
     // Unlock explicitly; closing the connection would release the lock too.
     let unlock = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .execute(
+            concat!(
+                "SELECT pg_advisory_unlock(",
+                scoped_lock_key!("$1::int8", "$2::text"),
+                ")"
+            ),
+            &[&MIGRATION_LOCK_KEY, &schema],
+        )
         .await;
-    let report = result.map_err(|e| DaoError::Migration { reason: e.to_string() })?;
+    let report = result?;
     unlock?;
     let applied: Vec<(i32, String)> = report
         .applied_migrations()
@@ -86,7 +110,77 @@ pub async fn migrate(database_url: &str) -> Result<MigrationReport, DaoError> {
         .map(|m| (m.version(), m.name().to_owned()))
         .collect();
     for (version, name) in &applied {
-        tracing::info!(version, name = %name, "applied migration");
+        tracing::info!(version, name = %name, schema, "applied migration");
     }
     Ok(MigrationReport { applied })
+}
+
+/// Creates `schema` when it does not exist (owned by the role connected),
+/// then checks the session is in it.
+async fn ensure_schema(client: &tokio_postgres::Client, schema: &SchemaName) -> Result<(), DaoError> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema.as_str()])
+        .await?
+        .is_some();
+    if !exists {
+        // A validated name, quoted: nothing in it comes from a request.
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()))
+            .await
+            .map_err(|e| DaoError::Migration {
+                reason: format!(
+                    "schema {} does not exist and cannot be created by this role ({}): create it with \
+                     `cargo xtask db tenant create {}`, or migrate as a role that may",
+                    schema.as_str(),
+                    e.as_db_error().map_or("connection failed", |db| db.message()),
+                    schema.as_str()
+                ),
+            })?;
+        tracing::info!(schema = schema.as_str(), "created the schema");
+    }
+    check_schema(client, schema).await
+}
+
+/// How a database's schema compares with the migrations this build embeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// Every embedded migration is applied, and nothing newer.
+    UpToDate {
+        /// The schema's version.
+        version: i32,
+    },
+    /// Migrations this build needs are not applied yet.
+    Older {
+        /// The schema's version (0: none applied).
+        found: i32,
+        /// The version this build needs.
+        needed: i32,
+    },
+    /// The schema was migrated by a newer build.
+    Newer {
+        /// The schema's version.
+        found: i32,
+        /// The newest version this build knows.
+        known: i32,
+    },
+}
+
+/// The version of `database`'s schema against this build's migrations
+/// (read over a direct session, so it works before any pool exists).
+pub async fn schema_state(database: &Database) -> Result<SchemaState, DaoError> {
+    let client = database.connect_session("rat-schema-check").await?;
+    let found: i32 = client
+        .query_one(
+            "SELECT CASE WHEN to_regclass('refinery_schema_history') IS NULL THEN 0 \
+                    ELSE (SELECT coalesce(max(version), 0) FROM refinery_schema_history) END",
+            &[],
+        )
+        .await?
+        .get(0);
+    let known = sorted_migrations().last().map_or(0, |m| m.version());
+    Ok(match found.cmp(&known) {
+        std::cmp::Ordering::Equal => SchemaState::UpToDate { version: found },
+        std::cmp::Ordering::Less => SchemaState::Older { found, needed: known },
+        std::cmp::Ordering::Greater => SchemaState::Newer { found, known },
+    })
 }

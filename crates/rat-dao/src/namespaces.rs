@@ -1,7 +1,7 @@
 //! `namespaces`: create, read, update the description, delete (cascading to
 //! pipelines, zones and everything below them) and list.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Namespace, NamespaceName, Page, PageRequest};
 use tokio_postgres::Row;
 

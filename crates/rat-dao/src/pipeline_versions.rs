@@ -3,7 +3,7 @@
 //! old versions are dropped by [`prune`] once a pipeline exceeds its
 //! `max_versions`.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Page, PageRequest, PipelineVersion, PublishedVersions};
 use rat_domain::{PipelineId, VersionNumber};
 use time::OffsetDateTime;

@@ -2,7 +2,7 @@
 //! NULL`; a soft-deleted pipeline keeps its row (and its runs) until the reaper
 //! purges it, and its name is free again at once.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::PipelineId;
 use rat_domain::{
     Layer, NamespaceName, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, PublishedVersions,

@@ -1,6 +1,6 @@
 //! `plugins`: registered plugins (keyed by name) and their last known health.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Page, PageRequest, Plugin, PluginName, PluginStatus};
 use serde_json::Value;
 use time::OffsetDateTime;

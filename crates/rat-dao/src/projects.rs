@@ -9,7 +9,7 @@
 //! [`list_live_members`] lists only members whose object is live, with where
 //! it is, filtered by the access rule in SQL.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{ListedMember, MemberType, Page, PageRequest, Project, ProjectMember};
 use time::OffsetDateTime;
 use tokio_postgres::Row;

@@ -5,7 +5,7 @@
 //! `value` and `expected` are NUMERIC in SQL; tokio-postgres has no NUMERIC
 //! mapping, so they are read as `::float8` and written from `$n::float8`.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Page, PageRequest, QualityResult, QualityStatus, QualityTest, Severity, TestName};
 use rat_domain::{PipelineId, QualityTestId, RunId};
 use time::OffsetDateTime;

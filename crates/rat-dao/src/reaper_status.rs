@@ -2,7 +2,7 @@
 //! its last pass, cumulative counters that saturate instead of overflowing,
 //! and the time a pass was last asked for.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{ReaperCounters, ReaperStatus};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -145,13 +145,21 @@ pub async fn request_run(client: &impl GenericClient, now: OffsetDateTime) -> Re
     from_row(&row)
 }
 
-/// Tries to take the reaper lock ([`REAPER_LOCK_KEY`]) for this session;
+/// Tries to take the reaper lock ([`REAPER_LOCK_KEY`], scoped to the
+/// session's schema) for this session;
 /// `false` when another session holds it. Call it on a dedicated connection
 /// ([`crate::connect_dedicated`]): the lock lasts as long as the session,
 /// and ends with it.
 pub async fn try_lock(client: &tokio_postgres::Client) -> Result<bool, DaoError> {
     let row = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&REAPER_LOCK_KEY])
+        .query_one(
+            concat!(
+                "SELECT pg_try_advisory_lock(",
+                scoped_lock_key!("$1::int8", "current_schema()"),
+                ")"
+            ),
+            &[&REAPER_LOCK_KEY],
+        )
         .await?;
     Ok(row.try_get(0)?)
 }
@@ -160,7 +168,14 @@ pub async fn try_lock(client: &tokio_postgres::Client) -> Result<bool, DaoError>
 /// hold it.
 pub async fn unlock(client: &tokio_postgres::Client) -> Result<bool, DaoError> {
     let row = client
-        .query_one("SELECT pg_advisory_unlock($1)", &[&REAPER_LOCK_KEY])
+        .query_one(
+            concat!(
+                "SELECT pg_advisory_unlock(",
+                scoped_lock_key!("$1::int8", "current_schema()"),
+                ")"
+            ),
+            &[&REAPER_LOCK_KEY],
+        )
         .await?;
     Ok(row.try_get(0)?)
 }

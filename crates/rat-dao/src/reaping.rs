@@ -3,7 +3,7 @@
 //! short transaction: the caller loops until a batch comes back short, and a
 //! pass over a million rows never holds a lock long enough to block the api.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{PipelineId, QualityTestId, RunId, ZoneId};
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -6,7 +6,7 @@
 //! channel that wakes it early ([`CHANGED_CHANNEL`], [`notify_changed`];
 //! schedulers listen with [`crate::listen::Listener`]).
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{CronExpr, Layer, NamespaceName, Page, PageRequest, PipelineName, Schedule, ScheduleTimezone};
 use rat_domain::{PipelineId, RunId, ScheduleId};
 use time::OffsetDateTime;

@@ -1,7 +1,7 @@
 //! `platform_settings`: retention settings and feature flags, stored as JSON
 //! values under fixed keys and read back leniently through their domain types.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{DomainError, FeatureFlags, RetentionSettings};
 use serde_json::Value;
 

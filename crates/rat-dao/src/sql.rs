@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use deadpool_postgres::GenericClient;
+use crate::{GenericClient, SqlArrayElement, SqlParam};
 use rat_domain::{Page, PageRequest};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -102,8 +102,43 @@ macro_rules! of_readable_pipeline {
     };
 }
 
-/// A bind parameter.
-pub(crate) type Param<'a> = &'a (dyn ToSql + Sync);
+/// An advisory lock key of one schema: `$key` itself in `public` (the keys
+/// used before schemas were configurable), else a 64-bit hash of the schema
+/// and the key, so tenants sharing a database never contend. Both arguments
+/// are SQL expressions (fixed strings of this crate): the key (`int8`) and
+/// the schema's name (`text`, e.g. `current_schema()`).
+macro_rules! scoped_lock_key {
+    ($key:literal, $schema:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $schema,
+            " = 'public' THEN ",
+            $key,
+            " ELSE hashtextextended(",
+            $schema,
+            " || '/' || ",
+            $key,
+            "::text, 0) END)"
+        )
+    };
+}
+
+/// A notification channel of the session's schema ([`crate::SchemaName::channel`]):
+/// `$channel` itself in `public`, else `schema.channel`.
+macro_rules! scoped_channel {
+    ($channel:literal) => {
+        concat!(
+            "(CASE WHEN current_schema() = 'public' THEN ",
+            $channel,
+            " ELSE current_schema() || '.' || ",
+            $channel,
+            " END)"
+        )
+    };
+}
+
+/// A bind parameter (its Postgres type known, [`crate::SqlParam`]).
+pub(crate) type Param<'a> = &'a dyn SqlParam;
 
 /// A conjunction of conditions, each a fixed fragment whose `$?` placeholders
 /// all stand for the fragment's one parameter; they are numbered when the
@@ -127,7 +162,7 @@ impl<'a> Conditions<'a> {
     }
 
     /// Adds `fragment` when `value` is present.
-    pub(crate) fn push_opt<T: ToSql + Sync>(&mut self, fragment: &'static str, value: &'a Option<T>) {
+    pub(crate) fn push_opt<T: SqlParam>(&mut self, fragment: &'static str, value: &'a Option<T>) {
         if let Some(v) = value {
             self.push(fragment, v);
         }
@@ -206,8 +241,7 @@ pub(crate) async fn fetch_page<T>(
     let mut params: Vec<Param<'_>> = conditions.params.clone();
     params.push(&page.limit);
     params.push(&page.offset);
-    let statement = client.prepare_cached(&page_sql).await?;
-    let rows = client.query(&statement, &params).await?;
+    let rows = query(client, &page_sql, &params).await?;
     let items = rows.iter().map(decode).collect::<Result<Vec<T>, _>>()?;
 
     let short_page = (items.len() as i64) < page.limit;
@@ -215,8 +249,10 @@ pub(crate) async fn fetch_page<T>(
         page.offset + items.len() as i64
     } else {
         let count_sql = format!("SELECT count(*) FROM {from}{where_clause}");
-        let statement = client.prepare_cached(&count_sql).await?;
-        client.query_one(&statement, &conditions.params).await?.try_get(0)?
+        query_opt(client, &count_sql, &conditions.params)
+            .await?
+            .ok_or(DaoError::NotFound { entity: "count" })?
+            .try_get(0)?
     };
     Ok(Page { items, total })
 }
@@ -240,20 +276,35 @@ where
     rows.iter().map(|r| r.try_get("id").map_err(DaoError::from)).collect()
 }
 
-/// Runs a statement through the connection's statement cache.
+/// Runs a statement: through the connection's statement cache, or unnamed
+/// with its parameter types declared once the process goes through a
+/// transaction pooler ([`crate::use_unnamed_statements`]), where a named
+/// statement would outlive the transaction that prepared it.
 pub(crate) async fn query(client: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DaoError> {
+    if crate::connect::unnamed_statements() {
+        let typed: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> =
+            params.iter().map(|p| (p.as_to_sql(), p.sql_type())).collect();
+        return Ok(client.driver().query_typed(sql, &typed).await?);
+    }
     let statement = client.prepare_cached(sql).await?;
-    Ok(client.query(&statement, params).await?)
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_to_sql()).collect();
+    Ok(client.query(&statement, &params).await?)
 }
 
-/// Like [`query`], for at most one row.
+/// Like [`query`], for at most one row (more is an error, as for the
+/// driver's `query_opt`).
 pub(crate) async fn query_opt(
     client: &impl GenericClient,
     sql: &str,
     params: &[Param<'_>],
 ) -> Result<Option<Row>, DaoError> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query_opt(&statement, params).await?)
+    let mut rows = query(client, sql, params).await?;
+    if rows.len() > 1 {
+        return Err(DaoError::Internal {
+            source: format!("{} rows where at most one was expected", rows.len()).into(),
+        });
+    }
+    Ok(rows.pop())
 }
 
 /// Like [`query_opt`], with `NotFound { entity }` for no row.
@@ -270,8 +321,14 @@ pub(crate) async fn query_one(
 
 /// Runs a statement that returns no rows; the number of rows affected.
 pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<u64, DaoError> {
+    if crate::connect::unnamed_statements() {
+        let typed: Vec<(&(dyn ToSql + Sync), tokio_postgres::types::Type)> =
+            params.iter().map(|p| (p.as_to_sql(), p.sql_type())).collect();
+        return Ok(client.driver().execute_typed(sql, &typed).await?);
+    }
     let statement = client.prepare_cached(sql).await?;
-    Ok(client.execute(&statement, params).await?)
+    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_to_sql()).collect();
+    Ok(client.execute(&statement, &params).await?)
 }
 
 /// `NOTIFY channel, '<id>'`, delivered when the caller's transaction commits
@@ -283,7 +340,12 @@ pub(crate) async fn notify(
     id: impl std::fmt::Display,
 ) -> Result<(), DaoError> {
     let payload = id.to_string();
-    query(client, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
+    query(
+        client,
+        concat!("SELECT pg_notify(", scoped_channel!("$1::text"), ", $2)"),
+        &[&channel, &payload],
+    )
+    .await?;
     Ok(())
 }
 
@@ -291,7 +353,7 @@ pub(crate) async fn notify(
 pub(crate) async fn notify_each(
     client: &impl GenericClient,
     channel: &'static str,
-    ids: &[impl tokio_postgres::types::ToSql + Sync],
+    ids: &[impl SqlArrayElement + tokio_postgres::types::ToSql + Sync],
 ) -> Result<(), DaoError> {
     if ids.is_empty() {
         return Ok(());
@@ -299,7 +361,11 @@ pub(crate) async fn notify_each(
     // `uuid::text` is the same lowercase hyphenated form as `Uuid::to_string`.
     query(
         client,
-        "SELECT pg_notify($1, id::text) FROM unnest($2::uuid[]) AS u(id)",
+        concat!(
+            "SELECT pg_notify(",
+            scoped_channel!("$1::text"),
+            ", id::text) FROM unnest($2::uuid[]) AS u(id)"
+        ),
         &[&channel, &ids],
     )
     .await?;

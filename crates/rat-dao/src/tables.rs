@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{DomainError, Layer, NamespaceName, Page, PageRequest, TableMetadata, TableName};
 use serde_json::Value;
 use tokio_postgres::Row;

@@ -1,6 +1,6 @@
 //! `personal_access_tokens`: stored by the SHA-256 of the token, found by it.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Page, PageRequest, PersonalToken};
 use time::OffsetDateTime;
 use tokio_postgres::Row;

@@ -11,7 +11,7 @@
 //! [`set_next_fire_at`]; [`unmet_dependencies`] checks the rule of
 //! `cron_dependency`.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{
     NamespaceName, Page, PageRequest, Pipeline, PipelineRef, Trigger, TriggerConfig, TriggerType, ZoneName,
 };

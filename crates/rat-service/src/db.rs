@@ -6,7 +6,10 @@
 
 pub use rat_dao::listen::Listener;
 pub use rat_dao::runs::{LOG_CHANNEL, RunEvent, RunEvents, STATUS_CHANNEL};
-pub use rat_dao::{Pool, PoolSettings, create_pool, migrate};
+pub use rat_dao::{
+    DEFAULT_SCHEMA, Database, Pool, PoolSettings, PoolerMode, SchemaName, SchemaState, SslMode, create_pool, migrate,
+    schema_state,
+};
 
 /// The channel schedule and cron-trigger changes are announced on
 /// (`rat-scheduler` wakes on it).

@@ -40,7 +40,7 @@ pub enum ListenEvent<'a> {
 /// `LISTEN`ing on `channels`, until `stop` turns true or `on` answers
 /// [`ControlFlow::Break`]. `what` names what is listened for in the log.
 pub async fn listen_until(
-    database_url: &str,
+    database: &rat_dao::Database,
     application_name: &str,
     channels: &[&'static str],
     what: &str,
@@ -53,7 +53,7 @@ pub async fn listen_until(
             return;
         }
         let connected = tokio::select! {
-            connected = Listener::connect(database_url, application_name, channels) => connected,
+            connected = Listener::connect(database, application_name, channels) => connected,
             () = stopped(&mut stop) => return,
         };
         match connected {

@@ -139,7 +139,7 @@ async fn ensure_template(server: &Server, admin: &tokio_postgres::Client) -> Str
             .batch_execute(&format!("CREATE DATABASE {building}"))
             .await
             .expect("create template database");
-        rat_dao::migrate(&server.url_for(&building))
+        rat_dao::migrate(&rat_dao::Database::new(server.url_for(&building)))
             .await
             .unwrap_or_else(|e| panic!("migrating the template database failed: {e:?}"));
         admin
@@ -251,6 +251,12 @@ impl TestDatabase {
         let mut settings = PoolSettings::new(url.clone());
         settings.max_size = 8;
         settings.application_name = "rat-test".to_owned();
+        // `RAT_TEST_UNNAMED_STATEMENTS=1` runs a test process's statements
+        // as they run through a transaction pooler (unnamed, typed), to check
+        // every repository query in that mode.
+        if std::env::var("RAT_TEST_UNNAMED_STATEMENTS").is_ok_and(|v| v == "1") {
+            rat_dao::use_unnamed_statements();
+        }
         let pool = rat_dao::create_pool(&settings).expect("test pool");
         TestDatabase {
             server,
@@ -263,6 +269,12 @@ impl TestDatabase {
     /// Connection string of this database.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// This database as the binaries' config names it (schema `public`,
+    /// no pooler).
+    pub fn database(&self) -> rat_dao::Database {
+        rat_dao::Database::new(self.url.clone())
     }
 
     /// The database's name.

@@ -2,7 +2,7 @@
 //! the lease, and what only the holder may do (report logs, complete), each
 //! guarded in SQL by the holder and the lease.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{Run, RunStatus};
 use rat_domain::{RunId, RunnerId};
 use time::OffsetDateTime;

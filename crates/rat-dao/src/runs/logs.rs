@@ -1,7 +1,7 @@
 //! Run logs: entries appended by runners and read back in order, the seed's
 //! legacy log array, and the notifications that wake live log streams.
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::RunId;
 use rat_domain::{LogEntry, RunStatus};
 use time::OffsetDateTime;
@@ -143,9 +143,9 @@ pub struct RunEvents {
 impl RunEvents {
     /// Connects and `LISTEN`s on both channels; once this returns, every
     /// notification committed later is delivered by [`RunEvents::recv`].
-    pub async fn connect(database_url: &str, application_name: &str) -> Result<Self, DaoError> {
+    pub async fn connect(database: &crate::Database, application_name: &str) -> Result<Self, DaoError> {
         let listener =
-            crate::listen::Listener::connect(database_url, application_name, &[LOG_CHANNEL, STATUS_CHANNEL]).await?;
+            crate::listen::Listener::connect(database, application_name, &[LOG_CHANNEL, STATUS_CHANNEL]).await?;
         Ok(RunEvents { listener })
     }
 

@@ -7,7 +7,7 @@
 pub use leases::*;
 pub use logs::*;
 
-use deadpool_postgres::GenericClient;
+use crate::GenericClient;
 use rat_domain::{
     Layer, NamespaceName, Page, PageRequest, PipelineName, PublishedVersions, Run, RunSortField, RunStatus, RunSummary,
     Sort,

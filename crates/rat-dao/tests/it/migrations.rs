@@ -24,7 +24,7 @@ async fn migrate_child_process() {
     // All children wait for the same instant, so they really race.
     let wait = start_at.saturating_sub(unix_millis());
     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-    let report = rat_dao::migrate(&url)
+    let report = rat_dao::migrate(&url.as_str().into())
         .await
         .expect("migration succeeds in every process");
     println!("APPLIED={}", report.applied.len());
@@ -104,7 +104,7 @@ async fn six_processes_started_at_once_migrate_once() {
 #[tokio::test]
 async fn migrating_an_up_to_date_database_applies_nothing() {
     let db = TestDatabase::new().await;
-    let report = rat_dao::migrate(db.url()).await.unwrap();
+    let report = rat_dao::migrate(&db.database()).await.unwrap();
     assert!(report.applied.is_empty(), "{report:?}");
 }
 

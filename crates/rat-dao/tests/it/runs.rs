@@ -541,7 +541,9 @@ async fn run_events_hear_appends_and_terminal_moves_and_end_with_the_connection(
     let client = db.client().await;
     let pipeline = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
     let run = fixtures::run(&client, &pipeline).await;
-    let mut events = runs::RunEvents::connect(db.url(), "rat-dao-test-events").await.unwrap();
+    let mut events = runs::RunEvents::connect(&db.database(), "rat-dao-test-events")
+        .await
+        .unwrap();
 
     runs::append_log_entries(&client, run.id, &[entry(0, "one")])
         .await
@@ -1006,7 +1008,9 @@ mod runner {
         let client = db.client().await;
         pending_runs(&client, 1).await;
         let id = runs::claim(&client, "runner-a", 1, T0 + secs(30), T0).await.unwrap()[0].id;
-        let mut events = runs::RunEvents::connect(db.url(), "rat-test-listener").await.unwrap();
+        let mut events = runs::RunEvents::connect(&db.database(), "rat-test-listener")
+            .await
+            .unwrap();
         let mut writer = db.client().await;
         let tx = writer.transaction().await.unwrap();
         runs::complete_held(

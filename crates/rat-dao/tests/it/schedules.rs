@@ -1010,9 +1010,10 @@ async fn earliest_slot_is_the_first_of_enabled_schedules_and_cron_triggers() {
 async fn changes_are_announced_to_listeners_on_commit() {
     let db = TestDatabase::new().await;
     let mut client = db.client().await;
-    let mut listener = rat_dao::listen::Listener::connect(db.url(), "schedules-test", &[schedules::CHANGED_CHANNEL])
-        .await
-        .unwrap();
+    let mut listener =
+        rat_dao::listen::Listener::connect(&db.database(), "schedules-test", &[schedules::CHANGED_CHANNEL])
+            .await
+            .unwrap();
     let id = Uuid::new_v4();
     let tx = client.transaction().await.unwrap();
     schedules::notify_changed(&tx, id.into()).await.unwrap();

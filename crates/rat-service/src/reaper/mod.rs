@@ -259,7 +259,7 @@ pub enum Attempt {
 }
 
 /// One pass at a time among any number of reapers: takes the reaper lock (a
-/// session advisory lock on a dedicated connection to `database_url`, never
+/// session advisory lock on a dedicated session to `database` (its direct URL), never
 /// a pooled one, which could be recycled under it), runs [`run_pass`] at
 /// `now`, and releases the lock. With `only_if_due`, a pass another process
 /// ran between the caller's look and the lock is skipped ([`Attempt::NotDue`]).
@@ -270,13 +270,13 @@ pub enum Attempt {
 /// never overlap for longer than one batch.
 pub async fn run_exclusive(
     services: &Services,
-    database_url: &str,
+    database: &rat_dao::Database,
     policy: &PassPolicy,
     stop: &watch::Receiver<bool>,
     only_if_due: bool,
     now: OffsetDateTime,
 ) -> Result<Attempt, ServiceError> {
-    let lock = rat_dao::connect_dedicated(database_url, LOCK_APPLICATION_NAME).await?;
+    let lock = rat_dao::connect_dedicated(database, LOCK_APPLICATION_NAME).await?;
     if !reaper_status::try_lock(&lock).await? {
         tracing::debug!("another reaper holds the lock");
         return Ok(Attempt::Busy);

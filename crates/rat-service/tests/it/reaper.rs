@@ -547,7 +547,7 @@ async fn stored_zeros_never_delete_everything() {
 async fn one_exclusive_pass_at_a_time_and_none_that_is_no_longer_owed() {
     use rat_service::reaper::{Attempt, run_exclusive};
     let world = fs_world().await;
-    let url = world.db.url().to_owned();
+    let url = world.db.database();
     let stop = not_lost();
     // Another process holds the reaper lock: this one does not run a pass.
     let holder = rat_dao::connect_dedicated(&url, "holder").await.unwrap();

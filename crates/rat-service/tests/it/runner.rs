@@ -639,7 +639,7 @@ async fn the_ratd_callback_moves_runs_through_the_state_machine_whoever_holds_th
 async fn every_completion_path_announces_the_terminal_status_at_commit() {
     let world = fs_world().await;
     let (_, created) = pending_runs(&world, 2).await;
-    let mut events = run_rows::RunEvents::connect(world.db.url(), "rat-test-listener")
+    let mut events = run_rows::RunEvents::connect(&world.db.database(), "rat-test-listener")
         .await
         .unwrap();
     let holder = runner_id("r1");

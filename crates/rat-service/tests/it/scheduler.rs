@@ -574,7 +574,7 @@ async fn next_wake_is_the_earliest_slot_within_the_longest_sleep() {
 async fn creating_updating_and_deleting_a_schedule_wakes_the_schedulers() {
     let world = fs_world().await;
     published(&world, "orders").await;
-    let mut listener = Listener::connect(world.db.url(), "scheduler-test", &[CHANGED_CHANNEL])
+    let mut listener = Listener::connect(&world.db.database(), "scheduler-test", &[CHANGED_CHANNEL])
         .await
         .unwrap();
     let heard = async |listener: &mut Listener| {
