@@ -65,6 +65,7 @@ impl DevPaths {
             tcp: true,
             port: self.pg_port,
             durable: true,
+            settings: Vec::new(),
         }
     }
 }

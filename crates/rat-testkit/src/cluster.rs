@@ -35,6 +35,13 @@ impl std::fmt::Display for ClusterError {
 
 impl std::error::Error for ClusterError {}
 
+impl ClusterError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        ClusterError(message.into())
+    }
+}
+
 fn err(message: impl Into<String>) -> ClusterError {
     ClusterError(message.into())
 }
@@ -53,6 +60,9 @@ pub struct ClusterOptions {
     pub port: u16,
     /// `false` turns off fsync and friends: fast, and fine for throwaway data.
     pub durable: bool,
+    /// More server settings, each `name=value` (passed as `-c name=value`),
+    /// e.g. `ssl=on` and its certificate files.
+    pub settings: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -72,6 +82,7 @@ impl ClusterOptions {
             tcp: false,
             port: 5432,
             durable: false,
+            settings: Vec::new(),
         }
     }
 }
@@ -229,6 +240,7 @@ impl Cluster {
                     .map(str::to_owned),
             );
         }
+        settings.extend(self.options.settings.iter().map(|s| format!("-c {s}")));
         let log = self.log_file();
         let out = self.pg_ctl(&[
             "start",
@@ -372,6 +384,18 @@ fn find_in(candidates: Vec<PathBuf>) -> Result<PathBuf, ClusterError> {
             "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; {INSTALL_HINT}"
         ))
     })
+}
+
+/// Makes `path` the server user's (when running as root, the server runs as
+/// that user and must own what it reads, such as a TLS key); a no-op
+/// otherwise.
+pub fn give_to_server_user(path: &Path) -> Result<(), ClusterError> {
+    if is_root() {
+        let (uid, gid) = ensure_server_user()?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| err(format!("cannot chown {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 fn current_uid() -> u32 {

@@ -26,6 +26,7 @@ mod install;
 pub mod oidc;
 pub mod s3;
 pub mod seed;
+pub mod tls;
 
 pub use database::{ADMIN_URL_ENV, TestDatabase};
 /// The repositories, for tests that arrange or check rows directly: the

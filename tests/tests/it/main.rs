@@ -7,3 +7,4 @@ mod curl_tour;
 mod policy;
 mod reaper_replicas;
 mod scheduler_replicas;
+mod tls;
