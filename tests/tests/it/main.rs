@@ -6,5 +6,6 @@
 mod curl_tour;
 mod policy;
 mod reaper_replicas;
+mod restore;
 mod scheduler_replicas;
 mod tls;
