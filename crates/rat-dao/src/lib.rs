@@ -31,6 +31,7 @@ pub mod pipeline_versions;
 pub mod pipelines;
 pub mod plugins;
 pub mod projects;
+pub mod provision;
 pub mod quality;
 pub mod reaper_status;
 pub mod reaping;
