@@ -11,6 +11,11 @@
 //!   100,000 audit rows, ...) for benchmarks
 //! - `cargo xtask db migrate` — apply pending migrations
 //! - `cargo xtask db url` — print the dev database's connection string
+//! - `cargo xtask db roles --owner NAME --app NAME [--schema S]` — the owner
+//!   and app roles of a schema (least privilege), printing the services'
+//!   connection settings
+//! - `cargo xtask db tenant create NAME` — schema NAME with roles
+//!   `NAME_owner` and `NAME_app`, migrated as the owner
 //! - `cargo xtask bench <name>` — a benchmark of design §6, release build
 //!   (`publish`: a 100-file pipeline against moto; `api`: the api's read
 //!   path under wrk, in Community mode and signed in with OIDC, against
@@ -24,6 +29,7 @@
 mod dev;
 mod seed;
 mod system;
+mod tenant;
 mod test;
 
 use std::path::PathBuf;
@@ -71,6 +77,13 @@ enum DbTask {
     },
     /// Print the dev database's connection string (starting it if needed).
     Url,
+    /// Create or update the owner and app roles of a schema (least privilege).
+    Roles(tenant::RolesArgs),
+    /// Tenants: one schema each, with its own owner and app roles.
+    Tenant {
+        #[command(subcommand)]
+        task: tenant::TenantTask,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +135,8 @@ fn main() -> anyhow::Result<()> {
                     println!("applied {} migration(s)", report.applied.len());
                     Ok(())
                 }
+                DbTask::Roles(args) => tenant::roles(args).await,
+                DbTask::Tenant { task } => tenant::tenant(task).await,
                 DbTask::Url => {
                     let url = dev::ensure_dev_database(&dev::DevPaths::default()).await?;
                     println!("{url}");
