@@ -32,12 +32,18 @@ pub fn binary(name: &str) -> PathBuf {
 /// Starts `binary` with `env` added to the environment, stderr appended to
 /// `log` (the binaries log to stderr). The child is killed when dropped.
 pub fn spawn(binary: &Path, env: &[(&str, &str)], log: &Path) -> tokio::process::Child {
+    spawn_args(binary, &[], env, log)
+}
+
+/// [`spawn`] with command-line arguments.
+pub fn spawn_args(binary: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> tokio::process::Child {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("log file {}: {e}", log.display()));
     tokio::process::Command::new(binary)
+        .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

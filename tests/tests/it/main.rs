@@ -7,5 +7,8 @@ mod curl_tour;
 mod policy;
 mod reaper_replicas;
 mod restore;
+mod roles;
 mod scheduler_replicas;
+mod tenancy;
+mod tenants;
 mod tls;

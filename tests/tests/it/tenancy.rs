@@ -1,0 +1,305 @@
+//! What `roles.rs` and `tenants.rs` share: a tenant's two roles made with
+//! `rat_dao::provision` on a test database, the real binaries started as
+//! the app role, and a small HTTP client for `rat-api`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rat_testkit::TestDatabase;
+use rat_testkit::dao::provision::{self, Provision, RoleName, RoleSpec};
+use rat_testkit::dao::{Database, SchemaName};
+use serde_json::Value;
+
+/// One tenant: its schema, its roles and their connection strings.
+pub struct Tenant {
+    pub schema: SchemaName,
+    pub owner: RoleName,
+    pub app: RoleName,
+    pub owner_url: String,
+    pub app_url: String,
+}
+
+impl Tenant {
+    /// The owner's database (migrations).
+    pub fn owner_database(&self) -> Database {
+        Database::new(self.owner_url.clone()).in_schema(self.schema.clone())
+    }
+
+    /// The app role's database.
+    pub fn app_database(&self) -> Database {
+        Database::new(self.app_url.clone()).in_schema(self.schema.clone())
+    }
+
+    /// The environment of a service of this tenant, as the app role,
+    /// migrations by the owner.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("RAT_DATABASE_URL", self.app_url.clone()),
+            ("RAT_MIGRATE_DATABASE_URL", self.owner_url.clone()),
+            ("RAT_DB_SCHEMA", self.schema.to_string()),
+            ("RAT_DB_POOL_SIZE", "4".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+    }
+
+    /// A plain session as the app role (in its schema by the role's own
+    /// `search_path`).
+    pub async fn app_client(&self) -> tokio_postgres::Client {
+        connect(&self.app_url).await
+    }
+
+    /// A plain session as the owner.
+    pub async fn owner_client(&self) -> tokio_postgres::Client {
+        connect(&self.owner_url).await
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A superuser session on the test database.
+pub async fn admin(db: &TestDatabase) -> tokio_postgres::Client {
+    connect(db.url()).await
+}
+
+/// Creates the owner and app roles of `schema` on `db` (role names made
+/// unique: roles belong to the whole cluster, which other tests share).
+pub async fn provision_tenant(db: &TestDatabase, schema: &str) -> Tenant {
+    let unique = format!("{:08x}", rand::random::<u32>());
+    let schema: SchemaName = schema.parse().unwrap();
+    let owner: RoleName = format!("{schema}_{unique}_owner").parse().unwrap();
+    let app: RoleName = format!("{schema}_{unique}_app").parse().unwrap();
+    let owner_password = format!("o'{unique}\\pw");
+    let app_password = format!("a'{unique}\\pw");
+    let spec = Provision {
+        owner: RoleSpec {
+            name: owner.clone(),
+            password: Some(owner_password.clone()),
+        },
+        app: RoleSpec {
+            name: app.clone(),
+            password: Some(app_password.clone()),
+        },
+        ..Provision::new(schema.clone(), owner.clone(), app.clone())
+    };
+    let mut client = admin(db).await;
+    provision::provision(&mut client, &spec).await.expect("provisioning");
+    Tenant {
+        owner_url: provision::connection_string_as(db.url(), &owner, Some(&owner_password)).unwrap(),
+        app_url: provision::connection_string_as(db.url(), &app, Some(&app_password)).unwrap(),
+        schema,
+        owner,
+        app,
+    }
+}
+
+/// Migrates the tenant's schema as its owner, as `xtask db tenant create`
+/// does, and leaves the app role only reading the migration history.
+pub async fn migrate(db: &TestDatabase, tenant: &Tenant) {
+    rat_testkit::dao::migrate(&tenant.owner_database())
+        .await
+        .expect("migrating as the owner");
+    provision::restrict_migration_history(&admin(db).await, &tenant.schema, &tenant.app)
+        .await
+        .unwrap();
+}
+
+/// Drops what the tenant's roles own in `db`, then the roles (they belong
+/// to the cluster, not to the test database).
+pub async fn drop_roles(db: &TestDatabase, tenant: &Tenant) {
+    let admin = admin(db).await;
+    let statement: String = admin
+        .query_one(
+            "SELECT format('DROP OWNED BY %I CASCADE; DROP OWNED BY %I CASCADE; DROP ROLE %I; DROP ROLE %I', $2::text, $1::text, $1::text, $2::text)",
+            &[&tenant.owner.as_str(), &tenant.app.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin.batch_execute(&statement).await.unwrap();
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A running `rat-api`.
+pub struct Api {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// Starts `rat-api` of `tenant` with `--no-migrate`, a filesystem store
+    /// in `store`, and waits until it answers.
+    pub async fn start(tenant: &Tenant, store: &Path, log: PathBuf) -> Api {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let internal = format!("127.0.0.1:{}", free_port());
+        let mut env = tenant.env();
+        env.push(("RAT_STORE", format!("fs:{}", store.display())));
+        env.push(("RAT_LISTEN_ADDR", listen.clone()));
+        env.push(("RAT_INTERNAL_LISTEN_ADDR", internal));
+        let child = spawn("rat-api", &["--no-migrate"], &env, &log);
+        let api = Api {
+            child,
+            base: format!("http://{listen}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..300 {
+            if let Ok(r) = api.http.get(format!("{}/health", api.base)).send().await
+                && r.status().is_success()
+            {
+                return api;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("rat-api did not answer within 30 s:\n{}", tests::tail(&api.log, 40));
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method.clone(), format!("{}/api/v1{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// `GET /api/v1{path}`, asserting a 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}\n{}", tests::tail(&self.log, 20));
+        body
+    }
+
+    /// The status of `GET /api/v1{path}`.
+    pub async fn status(&self, path: &str) -> u16 {
+        self.call(reqwest::Method::GET, path, None).await.0
+    }
+
+    /// `method /api/v1{path}` with a JSON body, asserting `expected`.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value, expected: u16) -> Value {
+        let (status, answer) = self.call(method.clone(), path, Some(body)).await;
+        assert_eq!(
+            status,
+            expected,
+            "{method} {path}: {answer}\n{}",
+            tests::tail(&self.log, 20)
+        );
+        answer
+    }
+
+    /// Creates and publishes pipeline `default/bronze/{name}`.
+    pub async fn published_pipeline(&self, name: &str) {
+        use reqwest::Method;
+        self.send(
+            Method::POST,
+            "/pipelines",
+            serde_json::json!({"namespace": "default", "layer": "bronze", "name": name}),
+            201,
+        )
+        .await;
+        self.send(
+            Method::PUT,
+            &format!("/files/default/pipelines/bronze/{name}/pipeline.sql"),
+            serde_json::json!({"content": "SELECT 1 AS id"}),
+            200,
+        )
+        .await;
+        self.send(
+            Method::POST,
+            &format!("/pipelines/default/bronze/{name}/publish"),
+            serde_json::json!({"message": "first"}),
+            200,
+        )
+        .await;
+    }
+
+    /// Pipeline names this api lists.
+    pub async fn pipeline_names(&self) -> Vec<String> {
+        let body = self.get("/pipelines?limit=200").await;
+        body["pipelines"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no pipelines in {body}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Starts binary `name` with `args` and `env`, stderr to `log`.
+pub fn spawn(name: &str, args: &[&str], env: &[(&'static str, String)], log: &Path) -> tokio::process::Child {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    tests::spawn_args(&tests::binary(name), args, &env, log)
+}
+
+/// Stops a child with SIGTERM and asserts a clean exit.
+pub async fn stop(mut child: tokio::process::Child, log: &Path) {
+    tests::terminate(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not stop within 20 s of SIGTERM", log.display()))
+        .unwrap();
+    assert!(status.success(), "exit {status}:\n{}", tests::tail(log, 30));
+}
+
+/// Polls `probe` every 100 ms until it is true; panics with `what` and the
+/// logs after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, logs: &[&Path], mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs: Vec<String> = logs
+        .iter()
+        .map(|log| format!("--- {}\n{}", log.display(), tests::tail(log, 30)))
+        .collect();
+    panic!("{what}: not within {within:?}\n{}", logs.join("\n"));
+}
+
+/// `text` without its ANSI colour sequences (the text log format's).
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One number from `sql` on `client`.
+pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
