@@ -60,6 +60,21 @@ async fn two_tenants_in_one_database_never_see_each_other() {
         "{names_b:?}"
     );
     assert_eq!(api_b.status("/pipelines/default/bronze/only_a").await, 404);
+    // Naming the other schema does not help: no USAGE on it.
+    for (client, other) in [(&client_a, &b), (&client_b, &a)] {
+        let error = client
+            .query_one(
+                &format!("SELECT count(*) FROM {}.pipelines", other.schema.quoted()),
+                &[],
+            )
+            .await
+            .expect_err("one tenant's app role read another's table");
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{error:?}"
+        );
+    }
 
     // Notifications: a listener of tenant_b never hears tenant_a's channel.
     let mut listener_a = Listener::connect(&a.app_database(), "test-listener-a", &[LOG_CHANNEL])
