@@ -803,9 +803,16 @@ pub(crate) fn search_path_option(schema: &SchemaName) -> String {
 
 /// Fails unless `client`'s session is in `schema`.
 pub(crate) async fn check_schema(client: &tokio_postgres::Client, schema: &SchemaName) -> Result<(), DaoError> {
-    let row = client
-        .query_one("SELECT current_schema()::text, current_user::text", &[])
+    // Unnamed (`query_typed`: parse, bind and execute in one exchange): a
+    // named statement is prepared and run in two exchanges, which a
+    // transaction pooler may send to two different server sessions, the
+    // second without the statement ("prepared statement … does not exist").
+    let rows = client
+        .query_typed("SELECT current_schema()::text, current_user::text", &[])
         .await?;
+    let row = rows.first().ok_or_else(|| DaoError::Config {
+        reason: "SELECT current_schema() returned no row".to_owned(),
+    })?;
     let current: Option<String> = row.get(0);
     let user: String = row.get(1);
     match current {
