@@ -103,6 +103,9 @@ fn main() -> anyhow::Result<()> {
                 // provider (rat_testkit::oidc), run with Node.js.
                 system::ensure_program("node", "nodejs")?;
                 system::ensure_program("npm", "npm")?;
+                if args.iter().any(|a| a == "--via-pgbouncer") {
+                    system::ensure_program_in("pgbouncer", "pgbouncer", &["/usr/sbin"])?;
+                }
             }
             if needs_api {
                 cargo(&["build", "--quiet", "--release", "--package", "rat-api"])?;

@@ -54,11 +54,18 @@ pub(crate) fn ensure_postgres_server() -> anyhow::Result<()> {
 
 /// Makes sure `program` is on `PATH`, installing Debian's `package` when possible.
 pub(crate) fn ensure_program(program: &str, package: &str) -> anyhow::Result<()> {
+    ensure_program_in(program, package, &[])
+}
+
+/// Like [`ensure_program`], also finding `program` in `extra_dirs` (Debian
+/// puts daemons such as `pgbouncer` in `/usr/sbin`, off a non-root `PATH`).
+pub(crate) fn ensure_program_in(program: &str, package: &str, extra_dirs: &[&str]) -> anyhow::Result<()> {
     let present = |p: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
+        extra_dirs.iter().any(|d| std::path::Path::new(d).join(p).is_file())
+            || Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
     };
     if present(program) {
         return Ok(());

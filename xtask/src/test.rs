@@ -38,6 +38,9 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
         Some((cluster, was_running))
     };
 
+    // The end-to-end tests behind a transaction pooler run a private PgBouncer.
+    crate::system::ensure_program_in("pgbouncer", "pgbouncer", &["/usr/sbin"])?;
+
     // The S3 tests run against moto in a virtualenv under target/: install it
     // once here, so a missing Python fails with its hint before any test.
     let moto = rat_testkit::s3::ensure_moto_installed().map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -402,12 +402,12 @@ fn current_uid() -> u32 {
     fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     current_uid() == 0
 }
 
 /// Creates the server user if it does not exist; returns its uid and gid.
-fn ensure_server_user() -> Result<(u32, u32), ClusterError> {
+pub(crate) fn ensure_server_user() -> Result<(u32, u32), ClusterError> {
     let lookup = |flag: &str| -> Option<u32> {
         let out = Command::new("id").args([flag, SERVER_USER]).output().ok()?;
         out.status

@@ -10,6 +10,9 @@
 //! - [`oidc`] runs a real OpenID provider (the npm package `oidc-provider`)
 //!   for the end-to-end tests of signing in, installed on first use under
 //!   `target/`.
+//! - [`pgbouncer`] runs a private PgBouncer in transaction pooling mode in
+//!   front of the test server, as the services run behind a transaction
+//!   pooler.
 //! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
 //!   template, dropped when the test ends; leftovers of crashed runs are swept.
 //!
@@ -24,6 +27,7 @@ mod database;
 pub mod fixtures;
 mod install;
 pub mod oidc;
+pub mod pgbouncer;
 pub mod s3;
 pub mod seed;
 pub mod tls;
