@@ -4,6 +4,7 @@
 //! the rest once, not once per file).
 
 mod curl_tour;
+mod pgbouncer;
 mod policy;
 mod reaper_replicas;
 mod restore;
