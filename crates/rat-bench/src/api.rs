@@ -11,6 +11,16 @@
 //! per request of `rat-api` and of PostgreSQL (from `/proc`, so where each
 //! side's cost goes shows), the ratios OIDC/Community and to pgbench, and
 //! `rat-api`'s peak RSS.
+//!
+//! With `--via-pgbouncer`, each round also measures, on the same server: a
+//! Community `rat-api` behind a private PgBouncer in transaction pooling mode
+//! (`RAT_DB_POOLER=transaction`, the direct URL for `LISTEN` and locks),
+//! `pgbench` through the same PgBouncer (`-M extended`: PgBouncer 1.18 cannot
+//! carry prepared statements, and extended-protocol unnamed statements are
+//! what `rat-api` sends through it), and a Community `rat-api` straight to
+//! Postgres but forced into unnamed statements (`RAT_DB_STATEMENTS=unnamed`),
+//! so what unnamed statements cost without a pooler shows beside what the
+//! pooler costs.
 
 use crate::release_api::ReleaseApi;
 use std::path::{Path, PathBuf};
@@ -20,6 +30,7 @@ use anyhow::{Context, bail};
 use rat_service::identity::API_KEY_USER;
 use rat_testkit::TestDatabase;
 use rat_testkit::oidc::{OidcClient, OidcProvider};
+use rat_testkit::pgbouncer::{PgBouncer, PgBouncerOptions, admin_show};
 use rat_testkit::seed::{Scale, seed};
 
 /// The audience the OIDC `rat-api` accepts (`RAT_OIDC_AUDIENCE`).
@@ -50,6 +61,13 @@ pub(crate) struct Args {
     /// one script per pipeline, and accepts at most 128).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=128))]
     pipelines: u32,
+    /// Also measure through a private PgBouncer (transaction pooling): rat-api and pgbench
+    /// through it, and rat-api direct with unnamed statements.
+    #[arg(long)]
+    via_pgbouncer: bool,
+    /// PgBouncer's server connections for the benchmark database (`default_pool_size`).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=200))]
+    pgbouncer_pool_size: u16,
 }
 
 /// What one `wrk` run measured.
@@ -124,14 +142,15 @@ fn wrk(url: &str, connections: u32, seconds: u32, script: Option<&Path>) -> anyh
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// `pgbench` running `scripts` (picked at random) at `clients`, prepared,
-/// for `seconds`: its transactions per second.
-fn pgbench_tps(url: &str, clients: u32, seconds: u32, scripts: &[PathBuf]) -> anyhow::Result<f64> {
+/// `pgbench` running `scripts` (picked at random) at `clients` with query
+/// `mode` (`prepared`, or `extended` through PgBouncer), for `seconds`: its
+/// transactions per second.
+fn pgbench_tps(url: &str, clients: u32, seconds: u32, scripts: &[PathBuf], mode: &str) -> anyhow::Result<f64> {
     let mut pgbench = Command::new("pgbench");
     pgbench.args([
         "-n",
         "-M",
-        "prepared",
+        mode,
         "-c",
         &clients.to_string(),
         "-j",
@@ -324,6 +343,131 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The `--via-pgbouncer` side: a private PgBouncer, a Community rat-api
+/// behind it, and one straight to Postgres with unnamed statements.
+struct ViaPgBouncer {
+    /// `rat-api` through PgBouncer.
+    pooled_api: ReleaseApi,
+    pooled_base: String,
+    pooled_cpu: CpuOf,
+    /// `rat-api` direct, unnamed statements.
+    unnamed_api: ReleaseApi,
+    unnamed_base: String,
+    unnamed_cpu: CpuOf,
+    /// The benchmark database through PgBouncer (for pgbench).
+    pooled_url: String,
+    _stores: (tempfile::TempDir, tempfile::TempDir),
+    /// Dropped last: the apis behind it first.
+    _bouncer: PgBouncer,
+}
+
+impl ViaPgBouncer {
+    async fn start(args: &Args, db: &TestDatabase, postmaster: Option<u32>, paths: &[String]) -> anyhow::Result<Self> {
+        let dbname = db.name();
+        anyhow::ensure!(
+            dbname
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "unexpected database name {dbname:?}"
+        );
+        // No startup option passes PgBouncer: the role carries what the
+        // pool would send (for this database only).
+        db.client()
+            .await
+            .batch_execute(&format!(
+                "ALTER ROLE postgres IN DATABASE {dbname} SET search_path = public; \
+                 ALTER ROLE postgres IN DATABASE {dbname} SET statement_timeout = '30s'"
+            ))
+            .await?;
+        let url = db.url().to_owned();
+        let options = PgBouncerOptions {
+            default_pool_size: args.pgbouncer_pool_size,
+            ..PgBouncerOptions::default()
+        };
+        let bouncer = tokio::task::spawn_blocking(move || PgBouncer::start(&url, &options))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pooled_url = bouncer.url_for(dbname);
+        let stores = (
+            tempfile::Builder::new().prefix("rat-bench-store-").tempdir()?,
+            tempfile::Builder::new().prefix("rat-bench-store-").tempdir()?,
+        );
+        let pooled_api = ReleaseApi::start(
+            &args.api_bin,
+            &pooled_url,
+            stores.0.path(),
+            32,
+            &[("RAT_DATABASE_DIRECT_URL", db.url()), ("RAT_DB_POOLER", "transaction")],
+        )
+        .await?;
+        let unnamed_api = ReleaseApi::start(
+            &args.api_bin,
+            db.url(),
+            stores.1.path(),
+            32,
+            &[("RAT_DB_STATEMENTS", "unnamed")],
+        )
+        .await?;
+        let http = reqwest::Client::new();
+        for base in [&pooled_api.base, &unnamed_api.base] {
+            for path in paths {
+                let check = http.get(format!("{base}{path}")).send().await?;
+                anyhow::ensure!(
+                    check.status().is_success(),
+                    "GET {base}{path} answered {}",
+                    check.status()
+                );
+            }
+        }
+        let before = pgbouncer_queries(&bouncer, dbname).await?;
+        let _ = http.get(format!("{}{}", pooled_api.base, paths[0])).send().await?;
+        anyhow::ensure!(
+            pgbouncer_queries(&bouncer, dbname).await? > before,
+            "a request to the rat-api behind PgBouncer sent no query through it"
+        );
+        Ok(ViaPgBouncer {
+            pooled_base: pooled_api.base.clone(),
+            pooled_cpu: CpuOf {
+                api: pooled_api.pid(),
+                postmaster,
+            },
+            unnamed_base: unnamed_api.base.clone(),
+            unnamed_cpu: CpuOf {
+                api: unnamed_api.pid(),
+                postmaster,
+            },
+            pooled_api,
+            unnamed_api,
+            pooled_url,
+            _stores: stores,
+            _bouncer: bouncer,
+        })
+    }
+}
+
+impl Drop for ViaPgBouncer {
+    fn drop(&mut self) {
+        if let Some(mb) = peak_rss_mb(self.pooled_api.pid()) {
+            println!("  rat-api peak RSS: {mb:.1} MB (through PgBouncer)");
+        }
+        if let Some(mb) = peak_rss_mb(self.unnamed_api.pid()) {
+            println!("  rat-api peak RSS: {mb:.1} MB (unnamed statements)");
+        }
+    }
+}
+
+/// Queries PgBouncer passed to the server for `dbname` so far.
+async fn pgbouncer_queries(bouncer: &PgBouncer, dbname: &str) -> anyhow::Result<u64> {
+    let rows = admin_show(bouncer, "SHOW STATS")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.get("database").map(String::as_str) == Some(dbname))
+        .filter_map(|row| row.get("total_query_count")?.parse::<u64>().ok())
+        .sum())
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDatabase::new().await;
     println!("seeding the benchmark volume...");
@@ -486,6 +630,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         scripts.push(script);
     }
 
+    let via = if args.via_pgbouncer {
+        Some(ViaPgBouncer::start(&args, &db, postmaster, &paths).await?)
+    } else {
+        None
+    };
+    if let Some(via) = &via {
+        wrk(&via.pooled_base, args.connections, 2, Some(&rotation))?;
+        wrk(&via.unnamed_base, args.connections, 2, Some(&rotation))?;
+    }
+
     println!(
         "GET /api/v1/pipelines/{{ns}}/{{layer}}/{{name}} over {} distinct pipelines, {} connections, \
          {} rounds of {} s each: rat-api in Community mode and with OIDC (signed in as {READER}, not an \
@@ -502,6 +656,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // weighs on every side of the ratios rather than on one; which api goes
     // first alternates too.
     let mut rounds = Vec::new();
+    let mut via_rounds: Vec<(WrkResult, WrkResult, f64)> = Vec::new();
     for round in 1..=args.rounds {
         let community_first = round % 2 == 1;
         let community_side = || measure(&base, args.connections, args.seconds, &rotation, community_cpu);
@@ -521,7 +676,31 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             (second, first)
         };
-        let tps = pgbench_tps(db.url(), args.connections, args.seconds, &scripts)?;
+        let tps = pgbench_tps(db.url(), args.connections, args.seconds, &scripts, "prepared")?;
+        if let Some(via) = &via {
+            let pooled = measure(
+                &via.pooled_base,
+                args.connections,
+                args.seconds,
+                &rotation,
+                via.pooled_cpu,
+            )?;
+            let unnamed = measure(
+                &via.unnamed_base,
+                args.connections,
+                args.seconds,
+                &rotation,
+                via.unnamed_cpu,
+            )?;
+            let pooled_tps = pgbench_tps(&via.pooled_url, args.connections, args.seconds, &scripts, "extended")?;
+            println!(
+                "  round {round} (pgbouncer): rat-api through PgBouncer {}, pgbench through PgBouncer (extended) \
+                 {pooled_tps:.0} transactions/s; rat-api direct, unnamed statements {}",
+                round_figures(&pooled),
+                round_figures(&unnamed)
+            );
+            via_rounds.push((pooled, unnamed, pooled_tps));
+        }
         println!(
             "  round {round}: Community {}, OIDC {} = {:.0}% of Community, pgbench {tps:.0} transactions/s",
             round_figures(&community),
@@ -556,6 +735,49 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         community.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
         oidc.iter().map(|r| r.p99_ms).fold(0.0, f64::max)
     );
+    if via.is_some() {
+        let pooled: Vec<&WrkResult> = via_rounds.iter().map(|(p, _, _)| p).collect();
+        let unnamed: Vec<&WrkResult> = via_rounds.iter().map(|(_, u, _)| u).collect();
+        let pooled_rps = median(pooled.iter().map(|r| r.requests_per_sec));
+        let unnamed_rps = median(unnamed.iter().map(|r| r.requests_per_sec));
+        let pooled_tps = median(via_rounds.iter().map(|(_, _, t)| *t));
+        println!(
+            "  through PgBouncer (pool_mode = transaction, default_pool_size {}):",
+            args.pgbouncer_pool_size
+        );
+        println!("    rat-api:  {}", summary_figures(&pooled));
+        println!("    pgbench:  {pooled_tps:.0} transactions/s (median; -M extended, same SELECT)");
+        println!(
+            "    of pgbench through PgBouncer: rat-api {:.0}% (rounds {}); direct, for comparison: {:.0}%",
+            pooled_rps / pooled_tps * 100.0,
+            span(
+                &via_rounds
+                    .iter()
+                    .map(|(p, _, t)| p.requests_per_sec / t * 100.0)
+                    .collect::<Vec<_>>()
+            ),
+            community_rps / tps * 100.0
+        );
+        println!(
+            "    rat-api through PgBouncer / direct: {:.0}%; pgbench through PgBouncer (extended) / direct \
+             (prepared): {:.0}%",
+            pooled_rps / community_rps * 100.0,
+            pooled_tps / tps * 100.0
+        );
+        println!("  unnamed statements without a pooler (RAT_DB_STATEMENTS=unnamed, straight to Postgres):");
+        println!("    rat-api:  {}", summary_figures(&unnamed));
+        println!(
+            "    unnamed / named (Community, direct): {:.0}% (rounds {})",
+            unnamed_rps / community_rps * 100.0,
+            span(
+                &rounds
+                    .iter()
+                    .zip(&via_rounds)
+                    .map(|((c, _, _), (_, u, _))| u.requests_per_sec / c.requests_per_sec * 100.0)
+                    .collect::<Vec<_>>()
+            )
+        );
+    }
     if let Some(mb) = peak_rss_mb(api.pid()) {
         println!("  rat-api peak RSS so far: {mb:.1} MB (Community)");
     }
@@ -564,6 +786,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(oidc_api);
     drop(provider);
+    drop(via);
 
     let runs_url = format!("{base}/api/v1/runs?pipeline={name}");
     // The first reads after the seed set hint bits and fill the caches.

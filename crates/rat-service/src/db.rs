@@ -8,7 +8,7 @@ pub use rat_dao::listen::Listener;
 pub use rat_dao::runs::{LOG_CHANNEL, RunEvent, RunEvents, STATUS_CHANNEL};
 pub use rat_dao::{
     DEFAULT_SCHEMA, Database, Pool, PoolSettings, PoolerMode, SchemaName, SchemaState, SslMode, create_pool, migrate,
-    schema_state,
+    schema_state, use_unnamed_statements,
 };
 
 /// The channel schedule and cron-trigger changes are announced on
