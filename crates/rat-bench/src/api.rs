@@ -20,7 +20,9 @@
 //! what `rat-api` sends through it), and a Community `rat-api` straight to
 //! Postgres but forced into unnamed statements (`RAT_DB_STATEMENTS=unnamed`),
 //! so what unnamed statements cost without a pooler shows beside what the
-//! pooler costs.
+//! pooler costs; and pgbench direct with `-M extended` too, pgbench's own
+//! like-for-like baseline. PgBouncer's own CPU time is not in the CPU per
+//! request figures.
 
 use crate::release_api::ReleaseApi;
 use std::path::{Path, PathBuf};
@@ -656,7 +658,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // weighs on every side of the ratios rather than on one; which api goes
     // first alternates too.
     let mut rounds = Vec::new();
-    let mut via_rounds: Vec<(WrkResult, WrkResult, f64)> = Vec::new();
+    let mut via_rounds: Vec<(WrkResult, WrkResult, f64, f64)> = Vec::new();
     for round in 1..=args.rounds {
         let community_first = round % 2 == 1;
         let community_side = || measure(&base, args.connections, args.seconds, &rotation, community_cpu);
@@ -693,13 +695,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 via.unnamed_cpu,
             )?;
             let pooled_tps = pgbench_tps(&via.pooled_url, args.connections, args.seconds, &scripts, "extended")?;
+            let extended_tps = pgbench_tps(db.url(), args.connections, args.seconds, &scripts, "extended")?;
             println!(
                 "  round {round} (pgbouncer): rat-api through PgBouncer {}, pgbench through PgBouncer (extended) \
-                 {pooled_tps:.0} transactions/s; rat-api direct, unnamed statements {}",
+                 {pooled_tps:.0} transactions/s, pgbench direct (extended) {extended_tps:.0} transactions/s; \
+                 rat-api direct, unnamed statements {}",
                 round_figures(&pooled),
                 round_figures(&unnamed)
             );
-            via_rounds.push((pooled, unnamed, pooled_tps));
+            via_rounds.push((pooled, unnamed, pooled_tps, extended_tps));
         }
         println!(
             "  round {round}: Community {}, OIDC {} = {:.0}% of Community, pgbench {tps:.0} transactions/s",
@@ -736,11 +740,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         oidc.iter().map(|r| r.p99_ms).fold(0.0, f64::max)
     );
     if via.is_some() {
-        let pooled: Vec<&WrkResult> = via_rounds.iter().map(|(p, _, _)| p).collect();
-        let unnamed: Vec<&WrkResult> = via_rounds.iter().map(|(_, u, _)| u).collect();
+        let pooled: Vec<&WrkResult> = via_rounds.iter().map(|(p, _, _, _)| p).collect();
+        let unnamed: Vec<&WrkResult> = via_rounds.iter().map(|(_, u, _, _)| u).collect();
         let pooled_rps = median(pooled.iter().map(|r| r.requests_per_sec));
         let unnamed_rps = median(unnamed.iter().map(|r| r.requests_per_sec));
-        let pooled_tps = median(via_rounds.iter().map(|(_, _, t)| *t));
+        let pooled_tps = median(via_rounds.iter().map(|(_, _, t, _)| *t));
+        let extended_tps = median(via_rounds.iter().map(|(_, _, _, t)| *t));
         println!(
             "  through PgBouncer (pool_mode = transaction, default_pool_size {}):",
             args.pgbouncer_pool_size
@@ -753,16 +758,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             span(
                 &via_rounds
                     .iter()
-                    .map(|(p, _, t)| p.requests_per_sec / t * 100.0)
+                    .map(|(p, _, t, _)| p.requests_per_sec / t * 100.0)
                     .collect::<Vec<_>>()
             ),
             community_rps / tps * 100.0
         );
         println!(
             "    rat-api through PgBouncer / direct: {:.0}%; pgbench through PgBouncer (extended) / direct \
-             (prepared): {:.0}%",
+             (prepared): {:.0}%, / direct (extended, {extended_tps:.0} transactions/s): {:.0}%",
             pooled_rps / community_rps * 100.0,
-            pooled_tps / tps * 100.0
+            pooled_tps / tps * 100.0,
+            pooled_tps / extended_tps * 100.0
         );
         println!("  unnamed statements without a pooler (RAT_DB_STATEMENTS=unnamed, straight to Postgres):");
         println!("    rat-api:  {}", summary_figures(&unnamed));
@@ -773,7 +779,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 &rounds
                     .iter()
                     .zip(&via_rounds)
-                    .map(|((c, _, _), (_, u, _))| u.requests_per_sec / c.requests_per_sec * 100.0)
+                    .map(|((c, _, _), (_, u, _, _))| u.requests_per_sec / c.requests_per_sec * 100.0)
                     .collect::<Vec<_>>()
             )
         );
