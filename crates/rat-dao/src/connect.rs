@@ -524,22 +524,40 @@ struct TlsSettings {
     root_cert: Option<String>,
 }
 
-/// `url` without its `sslmode` and `sslrootcert`, and their values. Both
-/// forms of connection string are understood; everything else is left as
-/// written for the driver to parse.
+/// `url` without its `sslmode` and `sslrootcert`, and their values.
 fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), DaoError> {
+    let (rest, taken) = take_settings(url, &["sslmode", "sslrootcert"])?;
     let mut tls = TlsSettings::default();
+    for (key, value) in taken {
+        match key {
+            "sslmode" => tls.ssl_mode = Some(value),
+            _ => tls.root_cert = Some(value),
+        }
+    }
+    Ok((rest, tls))
+}
+
+/// Settings taken out of a connection string: `(key, value)`, in order.
+pub(crate) type Taken<'k> = Vec<(&'k str, String)>;
+
+/// `url` without the settings named `keys`, and their values (decoded), in
+/// the order written. Both forms of connection string are understood: the
+/// query of a `postgres://` URL, or `key = value` pairs (values optionally
+/// single-quoted with `\` escapes); everything else is left as written for
+/// the driver to parse.
+pub(crate) fn take_settings<'k>(url: &str, keys: &[&'k str]) -> Result<(String, Taken<'k>), DaoError> {
+    let mut taken = Vec::new();
+    let ours = |key: &str| keys.iter().find(|k| **k == key).copied();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let Some((base, query)) = url.split_once('?') else {
-            return Ok((url.to_owned(), tls));
+            return Ok((url.to_owned(), taken));
         };
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "sslmode" => tls.ssl_mode = Some(percent_decode(value)?),
-                "sslrootcert" => tls.root_cert = Some(percent_decode(value)?),
-                _ => kept.push(pair),
+            match ours(key) {
+                Some(key) => taken.push((key, percent_decode(value)?)),
+                None => kept.push(pair),
             }
         }
         let rest = if kept.is_empty() {
@@ -547,7 +565,7 @@ fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), DaoError> {
         } else {
             format!("{base}?{}", kept.join("&"))
         };
-        return Ok((rest, tls));
+        return Ok((rest, taken));
     }
     // `key = value` pairs, values optionally single-quoted with `\` escapes.
     let mut kept = String::new();
@@ -570,7 +588,7 @@ fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), DaoError> {
         }
         if chars.next().map(|(_, c)| c) != Some('=') {
             // Not ours to judge: the driver reports it.
-            return Ok((url.to_owned(), TlsSettings::default()));
+            return Ok((url.to_owned(), Vec::new()));
         }
         while chars.peek().is_some_and(|&(_, c)| c.is_whitespace()) {
             chars.next();
@@ -604,16 +622,15 @@ fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), DaoError> {
             }
         }
         let end = chars.peek().map_or(url.len(), |&(i, _)| i);
-        match key.as_str() {
-            "sslmode" => tls.ssl_mode = Some(value),
-            "sslrootcert" => tls.root_cert = Some(value),
-            _ => {
+        match ours(&key) {
+            Some(key) => taken.push((key, value)),
+            None => {
                 kept.push_str(url[start..end].trim_end());
                 kept.push(' ');
             }
         }
     }
-    Ok((kept.trim_end().to_owned(), tls))
+    Ok((kept.trim_end().to_owned(), taken))
 }
 
 fn percent_decode(value: &str) -> Result<String, DaoError> {

@@ -458,22 +458,17 @@ pub fn connection_string_as(url: &str, role: &RoleName, password: Option<&str>) 
         };
         return Ok(format!("postgres://{userinfo}@{hosts}{tail}"));
     }
-    // Key-value form: the later setting of a key wins (libpq and
-    // tokio-postgres alike), so appending overrides.
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| DaoError::Config {
+    // Key-value form: the connection's own user and password are replaced.
+    tokio_postgres::Config::from_str(url).map_err(|e| DaoError::Config {
         reason: format!("database url does not parse: {e}"),
     })?;
-    config.user(role.as_str());
-    let mut out = format!("{url} user={}", role.as_str());
-    match password {
-        Some(password) => {
-            let escaped = password.replace('\\', "\\\\").replace('\'', "\\'");
-            out.push_str(&format!(" password='{escaped}'"));
-        }
-        None if config.get_password().is_some() => out.push_str(" password=''"),
-        None => {}
+    let (rest, _) = crate::connect::take_settings(url, &["user", "password"])?;
+    let mut out = format!("{rest} user={}", role.as_str());
+    if let Some(password) = password {
+        let escaped = password.replace('\\', "\\\\").replace('\'', "\\'");
+        out.push_str(&format!(" password='{escaped}'"));
     }
-    Ok(out)
+    Ok(out.trim_start().to_owned())
 }
 
 fn percent_encode(text: &str) -> String {
@@ -529,10 +524,17 @@ mod tests {
             connection_string_as("postgresql://h/db", &app, None).unwrap(),
             "postgres://t_app@h/db"
         );
-        let kv = connection_string_as("host=/tmp port=5 user=postgres dbname=d", &app, Some("it's")).unwrap();
+        let kv = connection_string_as(
+            "host=/tmp port=5 user=postgres password='old one' dbname=d",
+            &app,
+            Some("it's"),
+        )
+        .unwrap();
+        assert_eq!(kv, "host=/tmp port=5 dbname=d user=t_app password='it\\'s'");
+        // Without a password given, the admin's is not carried over.
         assert_eq!(
-            kv,
-            "host=/tmp port=5 user=postgres dbname=d user=t_app password='it\\'s'"
+            connection_string_as("host=/tmp user=postgres password=x", &app, None).unwrap(),
+            "host=/tmp user=t_app"
         );
         let config = tokio_postgres::Config::from_str(&kv).unwrap();
         assert_eq!(config.get_user(), Some("t_app"));
