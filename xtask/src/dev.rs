@@ -58,6 +58,11 @@ impl Default for DevPaths {
 }
 
 impl DevPaths {
+    /// The dev platform's file store (`RAT_STORE=fs:<this>`).
+    pub(crate) fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
     fn cluster_options(&self) -> ClusterOptions {
         ClusterOptions {
             base_dir: self.root.join("pg"),
@@ -111,8 +116,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     let url = ensure_dev_database(&paths).await?;
-    let store_dir = paths.root.join("store");
-    rat_versioning::fs::FsStore::open(store_dir.clone())
+    let store_dir = paths.store_dir();
+    let store = rat_versioning::fs::FsStore::open(store_dir.clone())
         .await
         .with_context(|| format!("opening the file store in {}", store_dir.display()))?;
     let report = rat_testkit::dao::migrate(&url.as_str().into())
@@ -122,8 +127,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("applied {} migration(s)", report.applied.len());
     }
     if rat_testkit::seed::is_empty(&url).await? {
-        println!("empty database: seeding a small demo data set");
-        rat_testkit::seed::seed(&url, &rat_testkit::seed::Scale::small(), false).await?;
+        println!("empty database: seeding the demo data set (pipelines published through the service)");
+        rat_testkit::demo::seed_demo(&url, std::sync::Arc::new(store), false).await?;
     }
 
     // The services, built in debug mode and run with the dev settings.

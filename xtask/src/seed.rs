@@ -1,6 +1,8 @@
 //! `cargo xtask db seed`: fills a database with a realistic volume of metadata
 //! (the generator is `rat_testkit::seed`).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -13,9 +15,15 @@ pub(crate) struct SeedArgs {
     /// Database to fill (default: the dev database, started if needed).
     #[arg(long, env = "RAT_DATABASE_URL")]
     database_url: Option<String>,
-    /// A small demo set instead of the benchmark volume.
+    /// The demo set of `cargo xtask dev` instead of the benchmark volume:
+    /// pipelines created, written and published through the service, their
+    /// files in `--store`.
     #[arg(long)]
     small: bool,
+    /// File store of the demo set's pipeline files, `fs:<dir>` (default:
+    /// the dev store, `.rat-dev/store`). Only `--small` writes files.
+    #[arg(long, env = "RAT_STORE")]
+    store: Option<String>,
     /// Seed even if the database already holds pipelines (namespaces of a
     /// previous seed are reused; names are made unique).
     #[arg(long)]
@@ -33,9 +41,22 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
     if !args.append && !is_empty(&url).await? {
         bail!("the database already holds pipelines; seed an empty database, or pass --append");
     }
-    let scale = if args.small { Scale::small() } else { Scale::full() };
     let started = Instant::now();
-    seed(&url, &scale, args.append).await?;
+    if args.small {
+        let dir = match &args.store {
+            Some(store) => match store.strip_prefix("fs:") {
+                Some(dir) => PathBuf::from(dir),
+                None => bail!("--store must be `fs:<dir>` (the demo set writes its files there), got {store:?}"),
+            },
+            None => crate::dev::DevPaths::default().store_dir(),
+        };
+        let store = rat_versioning::fs::FsStore::open(dir.clone())
+            .await
+            .with_context(|| format!("opening the file store in {}", dir.display()))?;
+        rat_testkit::demo::seed_demo(&url, Arc::new(store), args.append).await?;
+    } else {
+        seed(&url, &Scale::full(), args.append).await?;
+    }
     println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -24,6 +24,7 @@
 
 pub mod cluster;
 mod database;
+pub mod demo;
 pub mod fixtures;
 mod install;
 pub mod oidc;

@@ -42,6 +42,10 @@ pub struct Scale {
     pub zones: usize,
     /// Landing files.
     pub files: usize,
+    /// Runs are spread over this many days before now.
+    pub run_days: i64,
+    /// Audit entries are spread over this many days before now.
+    pub audit_days: i64,
 }
 
 impl Scale {
@@ -59,10 +63,15 @@ impl Scale {
             quality_results: 20_000,
             zones: 10,
             files: 1_000,
+            run_days: 90,
+            audit_days: 400,
         }
     }
 
-    /// A demo set for `cargo xtask dev`.
+    /// A small set, recent enough that a reaper pass with the default
+    /// retention keeps every run and audit entry (runs and audit entries of
+    /// the last 3 days). `cargo xtask dev` seeds its pipelines through the
+    /// service instead ([`crate::demo`]).
     pub fn small() -> Scale {
         Scale {
             namespaces: 2,
@@ -75,6 +84,8 @@ impl Scale {
             quality_results: 100,
             zones: 2,
             files: 20,
+            run_days: 3,
+            audit_days: 3,
         }
     }
 
@@ -162,11 +173,14 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ("namespace.create", "POST", "namespace"),
 ];
 
-struct SeededPipeline {
-    id: Uuid,
-    address: PipelineRef,
-    versions: Option<PublishedVersions>,
-    created_at: OffsetDateTime,
+/// A pipeline the rest of the seed refers to.
+pub(crate) struct SeededPipeline {
+    pub(crate) id: Uuid,
+    pub(crate) address: PipelineRef,
+    /// Pinned snapshot of each published version, version 1 first; empty
+    /// when the pipeline was never published.
+    pub(crate) history: Vec<PublishedVersions>,
+    pub(crate) created_at: OffsetDateTime,
 }
 
 fn version_id(rng: &mut StdRng) -> String {
@@ -234,7 +248,9 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         pipelines.push(SeededPipeline {
             id: Uuid::new_v4(),
             address,
-            versions,
+            history: versions
+                .map(|pins| vec![pins; scale.versions_per_pipeline])
+                .unwrap_or_default(),
             created_at,
         });
     }
@@ -250,11 +266,11 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
             .collect();
         let published_at: Vec<Option<OffsetDateTime>> = chunk
             .iter()
-            .map(|p| p.versions.as_ref().map(|_| p.created_at + Duration::days(1)))
+            .map(|p| (!p.history.is_empty()).then(|| p.created_at + Duration::days(1)))
             .collect();
         let pins: Vec<serde_json::Value> = chunk
             .iter()
-            .map(|p| p.versions.clone().unwrap_or_default().to_json())
+            .map(|p| p.history.last().cloned().unwrap_or_default().to_json())
             .collect();
         let dirty: Vec<bool> = chunk.iter().map(|_| rng.random_bool(0.2)).collect();
         let created: Vec<OffsetDateTime> = chunk.iter().map(|p| p.created_at).collect();
@@ -287,16 +303,15 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
     progress.set_message("pipeline versions");
     let mut version_rows: Vec<(Uuid, i32, String, serde_json::Value, OffsetDateTime)> = Vec::new();
     for p in &pipelines {
-        if let Some(pins) = &p.versions {
-            for v in 1..=scale.versions_per_pipeline {
-                version_rows.push((
-                    p.id,
-                    v as i32,
-                    format!("Version {v}"),
-                    pins.to_json(),
-                    p.created_at + Duration::hours(v as i64),
-                ));
-            }
+        for (i, pins) in p.history.iter().enumerate() {
+            let v = i + 1;
+            version_rows.push((
+                p.id,
+                v as i32,
+                format!("Version {v}"),
+                pins.to_json(),
+                p.created_at + Duration::hours(v as i64),
+            ));
         }
     }
     for chunk in version_rows.chunks(BATCH) {
@@ -316,12 +331,40 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         progress.inc(chunk.len() as u64);
     }
 
-    let published: Vec<&SeededPipeline> = pipelines.iter().filter(|p| p.versions.is_some()).collect();
+    let zones: Vec<(String, String)> = (0..scale.zones)
+        .map(|i| {
+            (
+                namespaces[i % namespaces.len()].clone(),
+                format!("{}_uploads{suffix}", ENTITIES[i % ENTITIES.len()]),
+            )
+        })
+        .collect();
+    fill(&client, &mut rng, scale, now, &pipelines, &zones, &progress, None).await
+}
+
+/// Everything but namespaces and pipelines: runs of the published pipelines
+/// (pinning their versions' snapshots), schedules, the landing `zones`
+/// (namespace, name) and their files,
+/// triggers, quality tests (`tests`: each pipeline's test, when they exist
+/// already; else one `not_null` row per pipeline is inserted) with results
+/// of the most recent runs, and the audit trail.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn fill(
+    client: &Client,
+    rng: &mut StdRng,
+    scale: &Scale,
+    now: OffsetDateTime,
+    pipelines: &[SeededPipeline],
+    zones: &[(String, String)],
+    progress: &ProgressBar,
+    tests: Option<std::collections::HashMap<Uuid, Uuid>>,
+) -> anyhow::Result<()> {
+    let published: Vec<&SeededPipeline> = pipelines.iter().filter(|p| !p.history.is_empty()).collect();
     if published.is_empty() {
         bail!("scale too small: no published pipeline to run");
     }
 
-    // Runs over the last 90 days; the last few are still pending or running.
+    // Runs over the last `run_days` days; the last few are still pending or running.
     progress.set_message("runs");
     let mut run_ids: Vec<(Uuid, Uuid)> = Vec::with_capacity(scale.runs);
     let mut remaining = scale.runs;
@@ -344,7 +387,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         for _ in 0..n {
             let pipeline = published[rng.random_range(0..published.len())];
             // Spread evenly over 90 days, oldest first.
-            let age_s = (90 * 86_400) as f64 * (1.0 - index as f64 / scale.runs as f64);
+            let age_s = (scale.run_days * 86_400) as f64 * (1.0 - index as f64 / scale.runs as f64);
             let created_at = now - Duration::seconds_f64(age_s);
             let recent = age_s < 3_600.0;
             let status = match rng.random_range(0..100) {
@@ -360,9 +403,9 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
             pipeline_ids.push(pipeline.id);
             statuses.push(status);
             triggers.push(match rng.random_range(0..10) {
-                0..6 => trigger_label::schedule(CRONS.choose(&mut rng).expect("non-empty")),
+                0..6 => trigger_label::schedule(CRONS.choose(rng).expect("non-empty")),
                 6..9 => trigger_label::MANUAL.to_owned(),
-                _ => trigger_label::pipeline_success(&published.choose(&mut rng).expect("non-empty").address),
+                _ => trigger_label::pipeline_success(&published.choose(rng).expect("non-empty").address),
             });
             created.push(created_at);
             started.push(start);
@@ -374,8 +417,9 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
             durations.push(terminal.then_some(duration_ms as i32));
             rows.push((status == "success").then(|| rng.random_range(0..2_000_000)));
             errors.push((status == "failed").then_some("duckdb: column \"order_id\" not found"));
-            versions.push(rng.random_range(1..=scale.versions_per_pipeline as i32));
-            pins.push(pipeline.versions.as_ref().expect("published").to_json());
+            let version = rng.random_range(1..=pipeline.history.len());
+            versions.push(version as i32);
+            pins.push(pipeline.history[version - 1].to_json());
             logs.push(rng.random_bool(0.1).then(|| {
                 json!([
                     {"timestamp": created_at, "level": "info", "message": "run started"},
@@ -424,7 +468,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         let mut next = Vec::new();
         for i in 0..scale.schedules {
             let pipeline = published[i % published.len()];
-            let cron = CronExpr::parse(CRONS.choose(&mut rng).expect("non-empty"))?;
+            let cron = CronExpr::parse(CRONS.choose(rng).expect("non-empty"))?;
             pipeline_ids.push(pipeline.id);
             next.push(cron.next_after(now, &ScheduleTimezone::UTC));
             crons.push(cron.as_str().to_owned());
@@ -451,10 +495,11 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
 
     // Landing zones and their files.
     progress.set_message("landing zones");
+    let zone_names = zones;
     let mut zones: Vec<(Uuid, String, ZoneName)> = Vec::new();
-    for i in 0..scale.zones {
-        let ns = namespaces[i % namespaces.len()].clone();
-        let zone = ZoneName::parse(&format!("{}_uploads{suffix}", ENTITIES[i % ENTITIES.len()]))?;
+    for (i, (ns, zone)) in zone_names.iter().enumerate() {
+        let ns = ns.clone();
+        let zone = ZoneName::parse(zone)?;
         let id: Uuid = client
             .query_one(
                 "INSERT INTO landing_zones (namespace, name, description, auto_purge, processed_max_age_days) \
@@ -476,7 +521,9 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         let mut uploaded = Vec::new();
         for i in 0..scale.files {
             let (id, ns, zone) = &zones[i % zones.len()];
-            let at = now - Duration::minutes(rng.random_range(0..60 * 24 * 60));
+            // Uploads of the last 60 days at most (of the run span when shorter,
+            // so a small set's auto-purged zones keep their files).
+            let at = now - Duration::minutes(rng.random_range(0..scale.run_days.min(60) * 24 * 60));
             let name = format!("{}_{}.csv", at.unix_timestamp(), i);
             paths.push(format!("{ns}/landing/{zone}/{name}"));
             filenames.push(name);
@@ -506,7 +553,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
             let pipeline = published[rng.random_range(0..published.len())];
             let config = match i % 20 {
                 0..12 => TriggerConfig::PipelineSuccess {
-                    upstream: published.choose(&mut rng).expect("non-empty").address.clone(),
+                    upstream: published.choose(rng).expect("non-empty").address.clone(),
                 },
                 12..15 if !zones.is_empty() => {
                     let (_, ns, zone) = &zones[i % zones.len()];
@@ -527,7 +574,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
                     token_hash: format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>()),
                 },
                 _ => TriggerConfig::Cron {
-                    cron_expr: CronExpr::parse(CRONS.choose(&mut rng).expect("non-empty"))?,
+                    cron_expr: CronExpr::parse(CRONS.choose(rng).expect("non-empty"))?,
                 },
             };
             pipeline_ids.push(pipeline.id);
@@ -548,7 +595,8 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
     // Quality tests (one per pipeline) and results attached to recent runs.
     progress.set_message("quality");
     let mut test_ids = Vec::new();
-    for chunk in pipelines.chunks(BATCH) {
+    let inserted = if tests.is_some() { &[][..] } else { pipelines };
+    for chunk in inserted.chunks(BATCH) {
         let ids: Vec<Uuid> = chunk.iter().map(|p| p.id).collect();
         let paths: Vec<String> = chunk
             .iter()
@@ -570,7 +618,10 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         test_ids.extend(rows.iter().map(|r| (r.get::<_, Uuid>(1), r.get::<_, Uuid>(0))));
         progress.inc(chunk.len() as u64);
     }
-    let test_of: std::collections::HashMap<Uuid, Uuid> = test_ids.into_iter().collect();
+    let test_of: std::collections::HashMap<Uuid, Uuid> = match tests {
+        Some(tests) => tests,
+        None => test_ids.into_iter().collect(),
+    };
     let recent_runs = &run_ids[run_ids.len().saturating_sub(scale.quality_results)..];
     for chunk in recent_runs.chunks(BATCH) {
         let tests: Vec<Uuid> = chunk.iter().map(|(_, p)| test_of[p]).collect();
@@ -597,7 +648,8 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         progress.inc(chunk.len() as u64);
     }
 
-    // Audit trail over 400 days (some of it past the default 365-day retention).
+    // Audit trail over `audit_days` (the full scale: some of it past the
+    // default 365-day retention).
     progress.set_message("audit log");
     let mut remaining = scale.audit;
     while remaining > 0 {
@@ -609,10 +661,10 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
         let mut details = Vec::with_capacity(n);
         let mut stamps = Vec::with_capacity(n);
         for _ in 0..n {
-            let (action, method, object_type) = *ACTIONS.choose(&mut rng).expect("non-empty");
-            let pipeline = pipelines.choose(&mut rng).expect("non-empty");
+            let (action, method, object_type) = *ACTIONS.choose(rng).expect("non-empty");
+            let pipeline = pipelines.choose(rng).expect("non-empty");
             let status = if rng.random_bool(0.95) { 200 } else { 409 };
-            actors.push(*ACTORS.choose(&mut rng).expect("non-empty"));
+            actors.push(*ACTORS.choose(rng).expect("non-empty"));
             actions.push(action);
             object_types.push(object_type);
             object_ids.push((object_type == "pipeline").then_some(pipeline.id));
@@ -623,7 +675,7 @@ pub async fn seed(url: &str, scale: &Scale, append: bool) -> anyhow::Result<()> 
                 "request_id": Uuid::from_u128(rng.random()).to_string(),
                 "client_ip": format!("10.0.{}.{}", rng.random_range(0..4), rng.random_range(1..255)),
             }));
-            stamps.push(now - Duration::minutes(rng.random_range(0..400 * 24 * 60)));
+            stamps.push(now - Duration::minutes(rng.random_range(0..scale.audit_days * 24 * 60)));
         }
         client
             .execute(
