@@ -4,6 +4,7 @@
 //! the rest once, not once per file).
 
 mod curl_tour;
+mod demo_data;
 mod pgbouncer;
 mod policy;
 mod reaper_replicas;

@@ -1,0 +1,294 @@
+//! End to end: the demo data set of `cargo xtask dev` is real. Seeded into a
+//! fresh database and filesystem store (as `cargo xtask dev` does), then:
+//!
+//! - a pass of the real `rat-reaper` right after seeding deletes no seeded
+//!   run, audit entry or landing file (they are recent);
+//! - through the real `rat-api`, every seeded pipeline's files are listed
+//!   and readable, its SQL is the seeded SQL (not a starter file), and
+//!   every file pinned by each of its published versions exists in the
+//!   store at that version;
+//! - a run of every published seeded pipeline reaches `success` on the real
+//!   dev `rat-runner` (which fetches every pinned file at its pinned
+//!   version through the api's runner listener).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rat_testkit::TestDatabase;
+use rat_testkit::demo::{demo_pipelines, seed_demo};
+use rat_versioning::fs::FsStore;
+use rat_versioning::{ObjectKey, VersionId, VersionedStore};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let response = http.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "GET {url} answered {status}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
+    let db = TestDatabase::new().await;
+    let scratch = tests::scratch_dir("demo-data");
+    let store_dir = scratch.join("store");
+    let store_spec = format!("fs:{}", store_dir.display());
+    let store = Arc::new(FsStore::open(store_dir.clone()).await.expect("open the fs store"));
+    seed_demo(db.url(), store.clone() as Arc<dyn VersionedStore>, false)
+        .await
+        .expect("seeding the demo set");
+
+    let client = db.client().await;
+    let runs_before: BTreeSet<uuid::Uuid> = client
+        .query("SELECT id FROM runs", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let audit_before = count(&client, "SELECT count(*) FROM audit_log").await;
+    let landing_before = count(&client, "SELECT count(*) FROM landing_files").await;
+    assert!(runs_before.len() > 100, "seeded runs: {}", runs_before.len());
+    assert!(audit_before > 100, "seeded audit entries: {audit_before}");
+
+    // A reaper pass right after seeding, with the default retention.
+    let reaper_log = scratch.join("rat-reaper.log");
+    let reaper = tests::spawn(
+        &tests::binary("rat-reaper"),
+        &[
+            ("RAT_DATABASE_URL", db.url()),
+            ("RAT_DB_POOL_SIZE", "2"),
+            ("RAT_STORE", &store_spec),
+            ("RAT_REAPER_POLL_SECS", "1"),
+            ("RUST_LOG", "info"),
+        ],
+        &reaper_log,
+    );
+    let listening =
+        rat_testkit::fixtures::wait_for_sessions(&client, "rat-reaper-listener", 1, Duration::from_secs(30)).await;
+    assert!(
+        listening,
+        "rat-reaper did not start listening within 30 s:\n{}",
+        tests::tail(&reaper_log, 30)
+    );
+    let requested = OffsetDateTime::now_utc();
+    client
+        .execute(
+            "UPDATE reaper_status SET run_requested_at = $1 WHERE id = 1",
+            &[&requested],
+        )
+        .await
+        .unwrap();
+    client
+        .execute("SELECT pg_notify('rat_reaper_run', '')", &[])
+        .await
+        .unwrap();
+    let mut passed = false;
+    for _ in 0..1200 {
+        let last: Option<OffsetDateTime> = client
+            .query_one("SELECT last_run_at FROM reaper_status WHERE id = 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if last.is_some_and(|at| at > requested) {
+            passed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(passed, "no reaper pass within 60 s:\n{}", tests::tail(&reaper_log, 30));
+    tests::terminate(&reaper).await;
+    drop(reaper);
+    let runs_after: BTreeSet<uuid::Uuid> = client
+        .query("SELECT id FROM runs", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let deleted: Vec<_> = runs_before.difference(&runs_after).collect();
+    assert!(deleted.is_empty(), "the reaper deleted {} seeded run(s)", deleted.len());
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM audit_log").await,
+        audit_before,
+        "the reaper deleted seeded audit entries"
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM landing_files").await,
+        landing_before,
+        "the reaper purged seeded landing files"
+    );
+
+    // The api and the dev runner, as `cargo xtask dev` starts them.
+    let (listen, internal) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let token = format!("{:032x}", rand::random::<u128>());
+    let api_log = scratch.join("rat-api.log");
+    let runner_log = scratch.join("rat-runner.log");
+    let api = tests::spawn(
+        &tests::binary("rat-api"),
+        &[
+            ("RAT_DATABASE_URL", db.url()),
+            ("RAT_DB_POOL_SIZE", "4"),
+            ("RAT_STORE", &store_spec),
+            ("RAT_LISTEN_ADDR", &listen),
+            ("RAT_INTERNAL_LISTEN_ADDR", &internal),
+            ("RAT_RUNNER_TOKEN", &token),
+            ("RUST_LOG", "warn"),
+        ],
+        &api_log,
+    );
+    let mut listening = false;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok()
+            && tokio::net::TcpStream::connect(&internal).await.is_ok()
+        {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        listening,
+        "rat-api did not listen within 30 s:\n{}",
+        tests::tail(&api_log, 40)
+    );
+    let internal_url = format!("http://{internal}");
+    let runner = tests::spawn(
+        &tests::binary("rat-runner"),
+        &[
+            ("RAT_RUNNER_API_URL", internal_url.as_str()),
+            ("RAT_RUNNER_TOKEN", &token),
+            ("RAT_RUNNER_ID", "demo-test-runner"),
+            ("RAT_RUNNER_POLL_MS", "200"),
+        ],
+        &runner_log,
+    );
+    let logs = || {
+        format!(
+            "rat-api:\n{}\nrat-runner:\n{}",
+            tests::tail(&api_log, 30),
+            tests::tail(&runner_log, 30)
+        )
+    };
+
+    let base = format!("http://{listen}/api/v1");
+    let http = reqwest::Client::new();
+    let mut runs = Vec::new();
+    for (address, publishes) in demo_pipelines() {
+        let (ns, layer, name) = (
+            address.namespace.as_str(),
+            address.layer.as_str(),
+            address.name.as_str(),
+        );
+        let prefix = format!("{ns}/pipelines/{layer}/{name}/");
+        // Files: listed, and each readable.
+        let listed = get_json(&http, &format!("{base}/files?prefix={prefix}")).await;
+        let paths: BTreeSet<String> = listed["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no files array for {address}: {listed}"))
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_owned())
+            .collect();
+        for file in ["pipeline.sql", "config.yaml"] {
+            assert!(
+                paths.contains(&format!("{prefix}{file}")),
+                "{address}: {file} not listed in {paths:?}"
+            );
+        }
+        assert!(
+            paths.iter().any(|p| p.starts_with(&format!("{prefix}tests/quality/"))),
+            "{address}: no quality test listed in {paths:?}"
+        );
+        for path in &paths {
+            let file = get_json(&http, &format!("{base}/files/{path}")).await;
+            let content = file["content"].as_str().unwrap_or_default();
+            assert!(!content.is_empty(), "{path} reads empty: {file}");
+        }
+        let sql = get_json(&http, &format!("{base}/files/{prefix}pipeline.sql")).await;
+        let sql = sql["content"].as_str().unwrap();
+        assert!(
+            sql.contains("@merge_strategy") && !sql.contains("SELECT 1 AS id"),
+            "{address}: pipeline.sql is not the demo SQL:\n{sql}"
+        );
+        if layer != "bronze" {
+            assert!(sql.contains("{{ ref('"), "{address}: no upstream ref in:\n{sql}");
+        }
+
+        // Every published version's pinned files exist in the store, at
+        // their pinned versions.
+        let versions = get_json(&http, &format!("{base}/pipelines/{ns}/{layer}/{name}/versions")).await;
+        let versions = versions["versions"].as_array().unwrap().clone();
+        assert_eq!(versions.len(), publishes, "{address}: versions {versions:?}");
+        for version in &versions {
+            let pins = version["published_versions"].as_object().unwrap();
+            assert!(pins.len() >= 3, "{address}: pins {pins:?}");
+            for (key, version_id) in pins {
+                let key = ObjectKey::parse(key).unwrap();
+                let version_id = VersionId::new(version_id.as_str().unwrap()).unwrap();
+                let object = store
+                    .get(&key, Some(&version_id))
+                    .await
+                    .unwrap_or_else(|e| panic!("{address}: pinned {key}@{version_id}: {e}"));
+                assert!(!object.body.is_empty(), "{key}@{version_id} is empty");
+            }
+        }
+        let pipeline = get_json(&http, &format!("{base}/pipelines/{ns}/{layer}/{name}")).await;
+        if publishes == 0 {
+            continue;
+        }
+        assert_eq!(
+            pipeline["published_versions"], versions[0]["published_versions"],
+            "{address}: the live pins are the newest version's"
+        );
+
+        // A run of it.
+        let response = http
+            .post(format!("{base}/runs"))
+            .json(&json!({"namespace": ns, "layer": layer, "pipeline": name}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status.as_u16(), 202, "POST /runs for {address}: {body}");
+        runs.push((address.clone(), body["run_id"].as_str().unwrap().to_owned()));
+    }
+    assert!(runs.len() >= 10, "runs started: {}", runs.len());
+
+    for (address, run_id) in &runs {
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            last = get_json(&http, &format!("{base}/runs/{run_id}")).await;
+            if matches!(last["status"].as_str(), Some("success" | "failed" | "cancelled")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            last["status"],
+            "success",
+            "the run of {address} did not succeed: {last}\n{}",
+            logs()
+        );
+    }
+    drop(runner);
+    drop(api);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
