@@ -257,6 +257,18 @@ pub(crate) async fn fetch_page<T>(
     Ok(Page { items, total })
 }
 
+/// The rows of `SELECT {columns} FROM {from} WHERE ...` (for lookups by a
+/// unique key, so at most one row is expected; more is an error).
+pub(crate) async fn fetch_opt(
+    client: &impl GenericClient,
+    columns: &'static str,
+    from: &'static str,
+    conditions: &Conditions<'_>,
+) -> Result<Option<Row>, DaoError> {
+    let sql = format!("SELECT {columns} FROM {from}{}", conditions.render());
+    query_opt(client, &sql, &conditions.params).await
+}
+
 /// The `id`s of at most `limit` rows of `from` matching `conditions`.
 pub(crate) async fn select_ids<T>(
     client: &impl GenericClient,

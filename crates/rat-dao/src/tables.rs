@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::GenericClient;
-use rat_domain::{DomainError, Layer, NamespaceName, Page, PageRequest, TableMetadata, TableName};
+use rat_domain::{DomainError, KnownTable, Layer, NamespaceName, Page, PageRequest, TableMetadata, TableName};
 use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -179,4 +179,121 @@ pub async fn list(
         descending: false,
     };
     sql::fetch_page(client, COLUMNS, "table_metadata", &conditions, order, page, from_row).await
+}
+
+/// Every table the metadata plane knows of: the output table of each live
+/// pipeline joined with the `table_metadata` row of the same address, and
+/// metadata rows without a pipeline. One row per address (live pipelines
+/// and metadata rows are both unique by address).
+const KNOWN_FROM: &str = "(SELECT COALESCE(p.namespace, m.namespace) AS namespace, \
+        COALESCE(p.layer, m.layer) AS layer, COALESCE(p.name, m.name) AS name, \
+        p.id AS pipeline_id, p.owner AS pipeline_owner, m.id AS metadata_id, m.owner AS metadata_owner, \
+        COALESCE(NULLIF(m.description, ''), p.description, '') AS description, \
+        COALESCE(m.owner, p.owner) AS owner, \
+        COALESCE(m.column_descriptions, '{}'::jsonb) AS column_descriptions \
+     FROM (SELECT id, namespace, layer, name, owner, description FROM pipelines WHERE deleted_at IS NULL) p \
+     FULL JOIN table_metadata m ON m.namespace = p.namespace AND m.layer = p.layer AND m.name = p.name) AS known";
+
+const KNOWN_COLUMNS: &str = "namespace, layer, name, description, owner, column_descriptions";
+
+/// A known table is readable when its pipeline is or its metadata row is
+/// ([`readable_condition!`] on each); one parameter, the share principals.
+macro_rules! readable_known {
+    () => {
+        concat!(
+            "((known.pipeline_id IS NOT NULL AND ",
+            readable_condition!(
+                "'pipeline'",
+                "known.pipeline_id",
+                "known.pipeline_owner",
+                "known.namespace"
+            ),
+            ") OR (known.metadata_id IS NOT NULL AND ",
+            readable_condition!(
+                "'table'",
+                "known.metadata_id",
+                "known.metadata_owner",
+                "known.namespace"
+            ),
+            "))"
+        )
+    };
+}
+
+fn known_from_row(row: &Row) -> Result<KnownTable, DaoError> {
+    let descriptions: Value = row.try_get("column_descriptions")?;
+    Ok(KnownTable {
+        namespace: sql::parse_column(row, "namespace")?,
+        layer: sql::parse_column(row, "layer")?,
+        name: sql::parse_column(row, "name")?,
+        description: row.try_get("description")?,
+        owner: row.try_get("owner")?,
+        column_descriptions: column_descriptions_from_json(descriptions)
+            .map_err(|e| DaoError::corrupt("column_descriptions", e))?,
+    })
+}
+
+/// Filters of [`list_known`].
+#[derive(Debug, Clone, Default)]
+pub struct KnownTableFilter {
+    /// Only this namespace.
+    pub namespace: Option<NamespaceName>,
+    /// Only this layer.
+    pub layer: Option<Layer>,
+    /// Only tables these share principals may read (the user, then
+    /// `role:NAME`s); `None` = all (admins).
+    pub readable_by: Option<Vec<String>>,
+}
+
+/// The known tables (live pipelines' outputs and metadata rows) matching
+/// `filter`, ordered by namespace, layer and name (as text), one page, with
+/// the total; filtered and counted in SQL.
+pub async fn list_known(
+    client: &impl GenericClient,
+    filter: &KnownTableFilter,
+    page: PageRequest,
+) -> Result<Page<KnownTable>, DaoError> {
+    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
+    let layer = filter.layer.map(Layer::as_str);
+    let mut conditions = Conditions::new();
+    conditions.push_opt("known.namespace = $?", &namespace);
+    conditions.push_opt("known.layer = $?", &layer);
+    conditions.push_opt(readable_known!(), &filter.readable_by);
+    let order = OrderBy {
+        columns: &["namespace", "layer", "name"],
+        descending: false,
+    };
+    sql::fetch_page(
+        client,
+        KNOWN_COLUMNS,
+        KNOWN_FROM,
+        &conditions,
+        order,
+        page,
+        known_from_row,
+    )
+    .await
+}
+
+/// The known table at `ns/layer/name`; `NotFound` when there is none or
+/// `readable_by` may not read it.
+pub async fn get_known(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+    readable_by: &Option<Vec<String>>,
+) -> Result<KnownTable, DaoError> {
+    let namespace = Some(namespace.as_str());
+    let layer = Some(layer.as_str());
+    let name = Some(name.as_str());
+    let mut conditions = Conditions::new();
+    conditions.push_opt("known.namespace = $?", &namespace);
+    conditions.push_opt("known.layer = $?", &layer);
+    conditions.push_opt("known.name = $?", &name);
+    conditions.push_opt(readable_known!(), readable_by);
+    let row = sql::fetch_opt(client, KNOWN_COLUMNS, KNOWN_FROM, &conditions)
+        .await?
+        .ok_or(DaoError::NotFound { entity: "table" })?;
+    known_from_row(&row)
 }

@@ -51,14 +51,14 @@ pub use object::{KeyPrefix, ObjectError, ObjectKey, VersionId};
 pub use page::{Page, PageRequest, Sort};
 pub use pipeline::{Layer, Pipeline, PipelineRef, PipelineSortField, PipelineType};
 pub use plugin::{Plugin, PluginStatus};
-pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestOutcome};
+pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestAnnotations, TestOutcome};
 pub use reaper::{NextPass, ReaperCounters, ReaperStatus};
 pub use retention::{PIPELINE_OVERRIDE_KEYS, RetentionOverrides, RetentionSettings};
 pub use run::{
     LogEntry, LogLevel, MAX_RUNNER_ID_LEN, Run, RunSortField, RunStatus, RunSummary, RunnerId, trigger_label,
 };
 pub use schedule::{CronExpr, Schedule, ScheduleTimezone};
-pub use table::TableMetadata;
+pub use table::{KnownTable, TableMetadata};
 pub use tokens::{MAX_TOKEN_DAYS, MAX_TOKEN_NAME_CHARS, PersonalToken};
 pub use trigger::{MAX_DEPENDENCIES, MAX_PATTERN_LEN, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
 pub use versions::{PipelineVersion, PublishedVersions};

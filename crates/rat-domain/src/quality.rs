@@ -114,3 +114,94 @@ mod tests {
         assert_eq!(S::evaluate(Severity::Error, Violations(f64::NAN)), S::Error);
     }
 }
+
+/// What a test's SQL file says about the test in its annotation comments,
+/// read as ratd reads them: one per line, `-- @key: value` (also without the
+/// space after `--`), for the keys `severity`, `description`, `tags` (comma
+/// separated) and `remediation`. A key given twice keeps its last value;
+/// other comments and keys are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestAnnotations {
+    /// `@severity` (`warning` means `warn`); `None` when absent or not a
+    /// severity.
+    pub severity: Option<Severity>,
+    /// `@description`.
+    pub description: Option<String>,
+    /// `@tags`, trimmed, empty ones dropped.
+    pub tags: Vec<String>,
+    /// `@remediation`.
+    pub remediation: Option<String>,
+}
+
+impl TestAnnotations {
+    /// Reads the annotations of a test's SQL.
+    pub fn parse(sql: &str) -> Self {
+        let mut annotations = TestAnnotations::default();
+        for line in sql.lines() {
+            let Some(comment) = line.trim().strip_prefix("--") else {
+                continue;
+            };
+            let Some(annotation) = comment.trim_start().strip_prefix('@') else {
+                continue;
+            };
+            let Some((key, value)) = annotation.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "severity" => {
+                    annotations.severity = match value.to_ascii_lowercase().as_str() {
+                        "warn" | "warning" => Some(Severity::Warn),
+                        "error" => Some(Severity::Error),
+                        _ => None,
+                    }
+                }
+                "description" => annotations.description = Some(value.to_owned()),
+                "tags" => {
+                    annotations.tags = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|tag| !tag.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "remediation" => annotations.remediation = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        annotations
+    }
+}
+
+#[cfg(test)]
+mod annotation_tests {
+    use super::*;
+
+    #[test]
+    fn annotations_are_read_with_or_without_the_space() {
+        let sql = "-- @severity: warning\n--@description: No nulls\n-- @tags: a, b,, c \n\
+                   --   @remediation: fix the loader\n-- plain comment\n-- @other: x\nSELECT 1 -- @tags: no";
+        assert_eq!(
+            TestAnnotations::parse(sql),
+            TestAnnotations {
+                severity: Some(Severity::Warn),
+                description: Some("No nulls".into()),
+                tags: vec!["a".into(), "b".into(), "c".into()],
+                remediation: Some("fix the loader".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn without_annotations_nothing_is_set() {
+        assert_eq!(
+            TestAnnotations::parse("SELECT count(*) FROM t"),
+            TestAnnotations::default()
+        );
+        assert_eq!(TestAnnotations::parse("-- @severity: loud").severity, None);
+        assert_eq!(
+            TestAnnotations::parse("-- @severity: error").severity,
+            Some(Severity::Error)
+        );
+    }
+}

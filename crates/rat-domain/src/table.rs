@@ -29,3 +29,23 @@ pub struct TableMetadata {
     /// Last modification time.
     pub updated_at: OffsetDateTime,
 }
+
+/// A table the metadata plane knows of: the output table of a live pipeline
+/// (`{namespace}.{layer}.{name}`), a `table_metadata` entry, or both. Row
+/// counts, sizes and column types belong to the query service and are not
+/// known here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownTable {
+    /// Namespace.
+    pub namespace: NamespaceName,
+    /// Layer.
+    pub layer: Layer,
+    /// Table name.
+    pub name: TableName,
+    /// The metadata's description, else the pipeline's (possibly empty).
+    pub description: String,
+    /// The metadata's owner, else the pipeline's.
+    pub owner: Option<String>,
+    /// `{column: description}` from the metadata (empty without any).
+    pub column_descriptions: BTreeMap<String, String>,
+}

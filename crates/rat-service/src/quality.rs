@@ -20,7 +20,7 @@ use rat_domain::PipelineId;
 
 use rat_dao::pipelines;
 use rat_dao::quality::{self, LatestStatusCounts, NewQualityTest, TestWithLatestResult};
-use rat_domain::{Page, PageRequest, PipelineRef, QualityTest, Severity, TestName};
+use rat_domain::{Page, PageRequest, PipelineRef, QualityTest, Severity, TestAnnotations, TestName};
 use rat_versioning::{KeyPrefix, ObjectKey, VersionedStore};
 
 use crate::identity::Caller;
@@ -61,6 +61,25 @@ pub struct TestDefinition {
     pub sql: String,
     /// Whether the pipeline's published snapshot pins the test's SQL file.
     pub published: bool,
+    /// The SQL file's annotation comments (`-- @tags: …`).
+    pub annotations: TestAnnotations,
+}
+
+impl TestDefinition {
+    /// The severity the test's file declares (`-- @severity:`), else the
+    /// row's.
+    pub fn severity(&self) -> Severity {
+        self.annotations.severity.unwrap_or(self.test.severity)
+    }
+
+    /// The description the test's file declares (`-- @description:`), else
+    /// the row's.
+    pub fn description(&self) -> &str {
+        self.annotations
+            .description
+            .as_deref()
+            .unwrap_or(&self.test.description)
+    }
 }
 
 /// The newest recorded result of each test of a pipeline.
@@ -129,6 +148,7 @@ pub async fn list_tests(
         .zip(sql)
         .map(|(test, sql)| TestDefinition {
             published: pipeline.published_versions.get(test.s3_path.as_str()).is_some(),
+            annotations: TestAnnotations::parse(&sql),
             test,
             sql,
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rat_dao::{access, tables};
 use rat_domain::text::{MAX_COLUMN_DESCRIPTIONS, MAX_DESCRIPTION_CHARS, check_text_len};
-use rat_domain::{Layer, NamespaceName, ObjectType, TableMetadata, TableName};
+use rat_domain::{KnownTable, Layer, NamespaceName, ObjectType, Page, PageRequest, TableMetadata, TableName};
 
 use crate::identity::Caller;
 use crate::sharing::{self, Target};
@@ -137,4 +137,37 @@ pub async fn put_metadata(
     }
     transaction.commit().await?;
     Ok(row)
+}
+
+/// The tables the metadata plane knows of (live pipelines' outputs and
+/// metadata entries) in `namespace`/`layer` when given, that `caller` may
+/// read (filtered in SQL, so the page and its total count only those).
+pub async fn list_known(
+    services: &Services,
+    caller: &Caller,
+    namespace: Option<NamespaceName>,
+    layer: Option<Layer>,
+    page: PageRequest,
+) -> Result<Page<KnownTable>, ServiceError> {
+    let client = services.pool.get().await?;
+    let filter = tables::KnownTableFilter {
+        namespace,
+        layer,
+        readable_by: (!caller.admin).then(|| sharing::share_names(caller)),
+    };
+    Ok(tables::list_known(&client, &filter, page).await?)
+}
+
+/// The known table at `ns/layer/name`; `NotFound` when there is none or
+/// `caller` may not read it (its pipeline nor its metadata).
+pub async fn get_known(
+    services: &Services,
+    caller: &Caller,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+) -> Result<KnownTable, ServiceError> {
+    let client = services.pool.get().await?;
+    let readable_by = (!caller.admin).then(|| sharing::share_names(caller));
+    Ok(tables::get_known(&client, namespace, layer, name, &readable_by).await?)
 }

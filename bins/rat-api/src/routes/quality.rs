@@ -46,12 +46,18 @@ pub struct TestDto {
     pub name: String,
     /// The SQL at HEAD (empty when its file was deleted through `/files`).
     pub sql: String,
-    /// `error` or `warn`.
+    /// `error` or `warn`: the file's `-- @severity:` annotation, else the
+    /// severity given at creation.
     pub severity: String,
-    /// Free text.
+    /// The file's `-- @description:` annotation, else the description given
+    /// at creation.
     pub description: String,
     /// Whether the pipeline's published snapshot pins the test's SQL file.
     pub published: bool,
+    /// The file's `-- @tags: a, b` annotation (empty without one).
+    pub tags: Vec<String>,
+    /// The file's `-- @remediation:` annotation (empty without one).
+    pub remediation: String,
 }
 
 /// A page of tests.
@@ -83,11 +89,13 @@ pub async fn list(
             .items
             .into_iter()
             .map(|t| TestDto {
+                severity: t.severity().as_str().to_owned(),
+                description: t.description().to_owned(),
+                published: t.published,
+                tags: t.annotations.tags,
+                remediation: t.annotations.remediation.unwrap_or_default(),
                 name: t.test.name.into_string(),
                 sql: t.sql,
-                severity: t.test.severity.as_str().to_owned(),
-                description: t.test.description,
-                published: t.published,
             })
             .collect(),
         total: tests.total,
@@ -207,7 +215,7 @@ pub struct TestResultDto {
     pub name: String,
     /// `error` or `warn`.
     pub severity: String,
-    /// `passed`, `failed`, `warned` or `error`; null when the test never ran.
+    /// `passed`, `failed`, `warned` or `error`.
     pub status: Option<String>,
     /// Violations counted.
     pub value: Option<f64>,
@@ -225,8 +233,12 @@ pub struct TestResultDto {
 /// Answer of `POST …/tests/run`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestRunDto {
-    /// One entry per test, by name (the first 200 unless paged).
+    /// One entry per test of the page (by name; the first 200 unless paged)
+    /// that ran at least once.
     pub results: Vec<TestResultDto>,
+    /// The tests of the page that never ran, by name: they have no result,
+    /// so they are neither an error nor a failure.
+    pub not_run: Vec<String>,
     /// Tests whose newest result passed.
     pub passed: i64,
     /// Tests whose newest result is `failed`, `warned` or `error`.
@@ -241,7 +253,9 @@ pub struct TestRunDto {
 /// has no SQL engine. Runners execute quality tests as part of a pipeline
 /// run and record one result per test and run in `quality_results`; this
 /// route answers with the newest of them, executing nothing. A test that
-/// never ran has `status: null` and counts in neither `passed` nor `failed`;
+/// never ran has no entry in `results` (RAT's portal shows any entry
+/// whose status is not a result's as an error) but is named in `not_run`,
+/// and counts in neither `passed` nor `failed`;
 /// `failed` counts `failed`, `warned` and `error` results, as ratd counts
 /// everything that did not pass. `passed`, `failed` and `total` cover every
 /// test; `results` lists the first 200 by name unless `limit`/`offset` ask
@@ -268,6 +282,7 @@ pub async fn run(
     .page()?;
     let latest = rat_service::quality::latest_results(&state.services, &identity.caller, &address, page).await?;
     let (passed, failed) = (latest.passed(), latest.failed());
+    let (ran, never): (Vec<_>, Vec<_>) = latest.results.into_iter().partition(|t| t.latest.is_some());
     Ok((
         Extension(AuditObject::new(
             "quality_test.run",
@@ -278,8 +293,8 @@ pub async fn run(
             passed,
             failed,
             total: latest.counts.total,
-            results: latest
-                .results
+            not_run: never.into_iter().map(|t| t.test.name.into_string()).collect(),
+            results: ran
                 .into_iter()
                 .map(|t| TestResultDto {
                     name: t.test.name.into_string(),

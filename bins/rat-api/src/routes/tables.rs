@@ -6,23 +6,27 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_domain::{Layer, NamespaceName, TableMetadata, TableName};
+use rat_domain::{KnownTable, Layer, NamespaceName, PageRequest, TableMetadata, TableName};
 use rat_service::tables::MetadataChanges;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, Identity};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_metadata, put_metadata))
+    OpenApiRouter::new()
+        .routes(routes!(get_metadata, put_metadata))
+        .routes(routes!(list_tables))
+        .routes(routes!(get_table))
+        .routes(routes!(get_schema))
 }
 
 /// The metadata of one table.
@@ -133,4 +137,210 @@ pub async fn put_metadata(
         Extension(AuditObject::new("table.metadata", "table", Some(metadata.id))),
         Json(TableMetadataDto::from(metadata)),
     ))
+}
+
+/// The column type reported for every column: types live in the query
+/// service's catalog, which the metadata plane does not read.
+pub const UNKNOWN_COLUMN_TYPE: &str = "unknown";
+
+/// A column of a known table (RAT's `QueryColumn`): the columns are those
+/// the table's metadata describes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryColumnDto {
+    /// Column name.
+    pub name: String,
+    /// Always `unknown` here (the query service knows the types).
+    #[serde(rename = "type")]
+    pub column_type: String,
+    /// The metadata's description of the column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn columns_of(table: &KnownTable) -> Vec<QueryColumnDto> {
+    table
+        .column_descriptions
+        .iter()
+        .map(|(name, description)| QueryColumnDto {
+            name: name.clone(),
+            column_type: UNKNOWN_COLUMN_TYPE.to_owned(),
+            description: Some(description.clone()).filter(|d| !d.is_empty()),
+        })
+        .collect()
+}
+
+/// A known table (RAT's `TableInfo`): a live pipeline's output table or a
+/// table with metadata. `row_count` and `size_bytes` are the query
+/// service's and always 0 here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableInfoDto {
+    /// Namespace.
+    pub namespace: String,
+    /// `bronze`, `silver` or `gold`.
+    pub layer: String,
+    /// Table name.
+    pub name: String,
+    /// Always 0 (not known to the metadata plane).
+    pub row_count: i64,
+    /// Always 0 (not known to the metadata plane).
+    pub size_bytes: i64,
+    /// The metadata's description, else the pipeline's; absent when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl From<&KnownTable> for TableInfoDto {
+    fn from(t: &KnownTable) -> Self {
+        TableInfoDto {
+            namespace: t.namespace.as_str().to_owned(),
+            layer: t.layer.as_str().to_owned(),
+            name: t.name.as_str().to_owned(),
+            row_count: 0,
+            size_bytes: 0,
+            description: Some(t.description.clone()).filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Filters of `GET /tables` and `GET /schema`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TableQuery {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this layer (`bronze`, `silver` or `gold`).
+    pub layer: Option<String>,
+    /// Rows per page (default 50, at most 200; `GET /schema`: default 200).
+    pub limit: Option<String>,
+    /// Rows to skip.
+    pub offset: Option<String>,
+}
+
+impl TableQuery {
+    fn filters(&self) -> ApiResult<(Option<NamespaceName>, Option<Layer>)> {
+        let namespace = crate::extract::given(self.namespace.clone())
+            .as_deref()
+            .map(NamespaceName::parse)
+            .transpose()?;
+        let layer = crate::extract::given(self.layer.clone())
+            .as_deref()
+            .map(str::parse::<Layer>)
+            .transpose()?;
+        Ok((namespace, layer))
+    }
+
+    fn page(&self, default_limit: i64) -> ApiResult<PageRequest> {
+        let limit = self.limit.clone().or_else(|| Some(default_limit.to_string()));
+        PageParams {
+            limit,
+            offset: self.offset.clone(),
+        }
+        .page()
+    }
+}
+
+/// A page of known tables.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableList {
+    /// The page.
+    pub tables: Vec<TableInfoDto>,
+    /// Count of every known table matching the filters that the caller may read.
+    pub total: i64,
+}
+
+/// The tables the metadata plane knows of (every live pipeline's output
+/// table and every table with metadata) that the caller may read, ordered
+/// by namespace, layer and name, filtered and paged in SQL.
+#[utoipa::path(get, path = "/tables", tag = "tables", params(TableQuery), responses(
+    (status = 200, body = TableList), (status = 400, body = ErrorEnvelope)))]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<TableQuery>,
+) -> ApiResult<Json<TableList>> {
+    let (namespace, layer) = query.filters()?;
+    let page = query.page(PageRequest::DEFAULT_LIMIT)?;
+    let page = rat_service::tables::list_known(&state.services, &identity.caller, namespace, layer, page).await?;
+    Ok(Json(TableList {
+        tables: page.items.iter().map(TableInfoDto::from).collect(),
+        total: page.total,
+    }))
+}
+
+/// One known table (RAT's `TableDetail`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableDetailDto {
+    /// Namespace, layer, name, counts and description.
+    #[serde(flatten)]
+    pub info: TableInfoDto,
+    /// The columns the metadata describes (types unknown).
+    pub columns: Vec<QueryColumnDto>,
+    /// The metadata's owner, else the pipeline's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// One known table; 404 when neither a live pipeline nor metadata has this
+/// address, or the caller may not read it.
+#[utoipa::path(get, path = "/tables/{namespace}/{layer}/{name}", tag = "tables",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
+    (status = 200, body = TableDetailDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_table(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((ns, layer, name)): TablePath,
+) -> ApiResult<Json<TableDetailDto>> {
+    let (namespace, layer, name) = table_address(&ns, &layer, &name)?;
+    let table = rat_service::tables::get_known(&state.services, &identity.caller, &namespace, layer, &name).await?;
+    Ok(Json(TableDetailDto {
+        info: TableInfoDto::from(&table),
+        columns: columns_of(&table),
+        owner: table.owner.clone(),
+    }))
+}
+
+/// One table of `GET /schema`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchemaTableDto {
+    /// Namespace.
+    pub namespace: String,
+    /// Layer.
+    pub layer: String,
+    /// Table name.
+    pub name: String,
+    /// The columns the metadata describes (types unknown).
+    pub columns: Vec<QueryColumnDto>,
+}
+
+/// `GET /schema`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchemaDto {
+    /// The page of tables.
+    pub tables: Vec<SchemaTableDto>,
+}
+
+/// The known tables with their described columns (for the SQL editor's
+/// autocomplete), as `GET /tables` lists them; default page size 200.
+#[utoipa::path(get, path = "/schema", tag = "tables", params(TableQuery), responses(
+    (status = 200, body = SchemaDto), (status = 400, body = ErrorEnvelope)))]
+pub async fn get_schema(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<TableQuery>,
+) -> ApiResult<Json<SchemaDto>> {
+    let (namespace, layer) = query.filters()?;
+    let page = query.page(PageRequest::MAX_LIMIT)?;
+    let page = rat_service::tables::list_known(&state.services, &identity.caller, namespace, layer, page).await?;
+    Ok(Json(SchemaDto {
+        tables: page
+            .items
+            .iter()
+            .map(|t| SchemaTableDto {
+                namespace: t.namespace.as_str().to_owned(),
+                layer: t.layer.as_str().to_owned(),
+                name: t.name.as_str().to_owned(),
+                columns: columns_of(t),
+            })
+            .collect(),
+    }))
 }

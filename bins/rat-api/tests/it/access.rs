@@ -602,6 +602,11 @@ async fn lists_count_exactly_what_the_caller_may_read_under_filters_and_pages() 
         ("/api/v1/pipelines?namespace=private", 0, 2, 2),
         ("/api/v1/landing-zones", 1, 1, 2),
         ("/api/v1/schedules", 1, 0, 1),
+        // Known tables: the pipelines' outputs (orders also has metadata,
+        // which makes no second row).
+        ("/api/v1/tables", 3, 2, 5),
+        ("/api/v1/tables?layer=gold", 2, 0, 2),
+        ("/api/v1/tables?namespace=private", 0, 2, 2),
     ] {
         for who in [Who::Owner, Who::Writer, Who::Reader, Who::Role] {
             assert_eq!(
@@ -632,6 +637,42 @@ async fn lists_count_exactly_what_the_caller_may_read_under_filters_and_pages() 
     }
     seen.sort();
     assert_eq!(seen, ["orders", "x", "y"]);
+    let mut seen = Vec::new();
+    for offset in 0..3 {
+        let path = format!("/api/v1/tables?limit=1&offset={offset}");
+        let page = call(&app, Method::GET, &path, users.token(Who::Reader), None)
+            .await
+            .json;
+        assert_eq!(page["total"], 3);
+        seen.extend(
+            page["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(
+        seen,
+        ["x", "y", "orders"],
+        "ordered by namespace, layer (as text), name"
+    );
+    let detail = "/api/v1/tables/team/silver/orders";
+    assert_eq!(
+        call(&app, Method::GET, detail, users.token(Who::Reader), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(call(&app, Method::GET, detail, &erin, None).await.status, 404);
+    let schema = call(&app, Method::GET, "/api/v1/schema", &erin, None).await.json;
+    let names: Vec<&str> = schema["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "the schema lists only what erin may read");
     // Runs follow their pipelines.
     let run = call(
         &app,

@@ -193,8 +193,10 @@ async fn list_shows_sql_at_head_and_published() {
         listed.json,
         json!({
             "tests": [
-                {"name": "a_ids", "sql": "select 2", "severity": "warn", "description": "", "published": false},
-                {"name": "b_rows", "sql": "select 1", "severity": "error", "description": "has rows", "published": true},
+                {"name": "a_ids", "sql": "select 2", "severity": "warn", "description": "", "published": false,
+                 "tags": [], "remediation": ""},
+                {"name": "b_rows", "sql": "select 1", "severity": "error", "description": "has rows", "published": true,
+                 "tags": [], "remediation": ""},
             ],
             "total": 2,
         })
@@ -294,7 +296,10 @@ async fn run_answers_the_newest_recorded_result_of_each_test() {
     let run_url = format!("{TESTS}/run");
     let none = app.post(&run_url, json!({})).await;
     assert_eq!(none.status, 200, "{}", none.text);
-    assert_eq!(none.json, json!({"results": [], "passed": 0, "failed": 0, "total": 0}));
+    assert_eq!(
+        none.json,
+        json!({"results": [], "not_run": [], "passed": 0, "failed": 0, "total": 0})
+    );
 
     for (name, severity) in [
         ("a_pass", "error"),
@@ -346,21 +351,27 @@ async fn run_answers_the_newest_recorded_result_of_each_test() {
                  "duration_ms": 45, "ran_at": "2026-06-01T12:05:00Z", "run_id": null},
                 {"name": "b_fail", "severity": "error", "status": "failed", "value": 7.0, "expected": 0.0,
                  "duration_ms": 46, "ran_at": "2026-06-01T12:06:00Z", "run_id": null},
-                {"name": "c_new", "severity": "error", "status": null, "value": null, "expected": null,
-                 "duration_ms": null, "ran_at": null, "run_id": null},
                 {"name": "d_warn", "severity": "warn", "status": "warned", "value": 2.0, "expected": 0.0,
                  "duration_ms": 47, "ran_at": "2026-06-01T12:07:00Z", "run_id": null},
             ],
+            "not_run": ["c_new"],
             "passed": 1,
             "failed": 2,
             "total": 4,
         }),
-        "never-run tests count in neither passed nor failed"
+        "a never-run test is named in not_run, has no result, and counts in neither passed nor failed"
     );
 
     let page = app.post(&format!("{run_url}?limit=1&offset=3"), json!({})).await;
     assert_eq!(page.json["results"].as_array().unwrap().len(), 1);
     assert_eq!(page.json["results"][0]["name"], "d_warn");
+    assert_eq!(page.json["not_run"], json!([]));
+    let page = app.post(&format!("{run_url}?limit=1&offset=2"), json!({})).await;
+    assert_eq!(
+        (&page.json["results"], &page.json["not_run"]),
+        (&json!([]), &json!(["c_new"])),
+        "a page holding only a never-run test"
+    );
     assert_eq!(
         (&page.json["passed"], &page.json["failed"], &page.json["total"]),
         (&json!(1), &json!(2), &json!(4)),
@@ -457,4 +468,42 @@ async fn the_sdk_paths_answer_like_the_contract_paths() {
     app.delete(&format!("{SDK}/no_nulls"))
         .await
         .assert_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn severity_description_tags_and_remediation_come_from_the_annotations() {
+    let app = TestApp::new().await;
+    app.pipeline("default", "silver", "orders").await;
+    let sql = "-- @severity: warning\n--@description: No duplicate ids\n-- @tags: completeness, ids\n\
+               -- @remediation: Deduplicate in the bronze loader\nSELECT id FROM t GROUP BY id HAVING count(*) > 1";
+    create(
+        &app,
+        json!({"name": "dupes", "sql": sql, "description": "from the body"}),
+    )
+    .await;
+    let listed = app.get(TESTS).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let test = &listed.json["tests"][0];
+    assert_eq!(test["severity"], "warn", "`warning` means warn");
+    assert_eq!(test["description"], "No duplicate ids");
+    assert_eq!(test["tags"], json!(["completeness", "ids"]));
+    assert_eq!(test["remediation"], "Deduplicate in the bronze loader");
+
+    // The file is read at HEAD: an edit changes what the test says.
+    app.put(
+        &format!("/api/v1/files/{QUALITY_DIR}/dupes.sql"),
+        json!({"content": "-- @tags: ids\nselect 0"}),
+    )
+    .await;
+    let test = &app.get(TESTS).await.json["tests"][0];
+    assert_eq!(
+        (
+            &test["severity"],
+            &test["description"],
+            &test["tags"],
+            &test["remediation"]
+        ),
+        (&json!("error"), &json!("from the body"), &json!(["ids"]), &json!("")),
+        "without annotations, the row's severity and description"
+    );
 }

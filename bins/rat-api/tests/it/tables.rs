@@ -146,3 +146,83 @@ async fn metadata_routes_require_the_api_key_when_one_is_set() {
     assert_eq!(created.status, 200, "{}", created.text);
     assert_eq!(created.json["owner"], "api-key");
 }
+
+#[tokio::test]
+async fn tables_list_pipeline_outputs_and_metadata_in_the_sdk_shapes() {
+    let app = TestApp::new().await;
+    assert_eq!(app.get("/api/v1/tables").await.json, json!({"tables": [], "total": 0}));
+    app.pipeline("default", "silver", "orders").await;
+    app.pipeline("default", "bronze", "raw").await;
+    // Metadata of the pipeline's table, and of a table outside RAT.
+    app.put(
+        ORDERS,
+        json!({"description": "Clean orders", "owner": "alice", "column_descriptions": {"id": "order id"}}),
+    )
+    .await;
+    app.put(
+        "/api/v1/tables/default/gold/external/metadata",
+        json!({"description": "Outside"}),
+    )
+    .await;
+
+    let list = app.get("/api/v1/tables").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.json["total"], 3);
+    let tables = list.json["tables"].as_array().unwrap();
+    let addresses: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{}.{}",
+                t["namespace"].as_str().unwrap(),
+                t["layer"].as_str().unwrap(),
+                t["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        addresses,
+        ["default.bronze.raw", "default.gold.external", "default.silver.orders"]
+    );
+    assert_eq!(
+        tables[2],
+        json!({"namespace": "default", "layer": "silver", "name": "orders", "row_count": 0, "size_bytes": 0, "description": "Clean orders"})
+    );
+
+    let filtered = app.get("/api/v1/tables?namespace=default&layer=silver").await.json;
+    assert_eq!(filtered["total"], 1);
+    let page = app.get("/api/v1/tables?limit=1&offset=1").await.json;
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["tables"][0]["name"], "external");
+    app.get("/api/v1/tables?layer=platinum")
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
+
+    let detail = app.get("/api/v1/tables/default/silver/orders").await;
+    assert_eq!(detail.status, 200, "{}", detail.text);
+    assert_eq!(
+        detail.json,
+        json!({"namespace": "default", "layer": "silver", "name": "orders", "row_count": 0, "size_bytes": 0,
+               "description": "Clean orders", "owner": "alice",
+               "columns": [{"name": "id", "type": "unknown", "description": "order id"}]})
+    );
+    let raw = app.get("/api/v1/tables/default/bronze/raw").await;
+    assert_eq!(raw.json["columns"], json!([]));
+    app.get("/api/v1/tables/default/bronze/missing")
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    // A deleted pipeline's table is gone with it.
+    assert_eq!(app.delete("/api/v1/pipelines/default/bronze/raw").await.status, 204);
+    app.get("/api/v1/tables/default/bronze/raw")
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    let schema = app.get("/api/v1/schema?layer=silver").await;
+    assert_eq!(schema.status, 200, "{}", schema.text);
+    assert_eq!(
+        schema.json,
+        json!({"tables": [{"namespace": "default", "layer": "silver", "name": "orders",
+               "columns": [{"name": "id", "type": "unknown", "description": "order id"}]}]})
+    );
+}
