@@ -99,6 +99,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .routes(routes!(append_logs))
         .routes(routes!(complete))
         .routes(routes!(callback_status))
+        .routes(routes!(failed_merge))
         .routes(routes!(file_version))
         .split_for_parts();
     let document = std::sync::Arc::new(openapi.clone());
@@ -182,6 +183,45 @@ pub struct ClaimBody {
     /// Lease of each run, 10 to 3600 seconds (default 60).
     #[serde(default)]
     pub lease_seconds: Option<i64>,
+    /// The plugins this runner can load (at most 200); when present, they
+    /// replace what it reported before (`GET /api/v1/runner/plugins`).
+    #[serde(default)]
+    pub plugins: Option<Vec<PluginReport>>,
+}
+
+/// A plugin a runner can load, as it reports it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginReport {
+    /// Entry point name (1 to 255 characters).
+    pub name: String,
+    /// Entry point group (at most 255 characters).
+    #[serde(default)]
+    pub group: String,
+    /// The providing package's version (at most 255 characters).
+    #[serde(default)]
+    pub version: String,
+    /// The providing package (at most 255 characters).
+    #[serde(default)]
+    pub package_name: String,
+}
+
+/// Records `plugins` for `runner` when the report carries them.
+async fn report_plugins(state: &AppState, runner: &RunnerId, plugins: Option<Vec<PluginReport>>) -> ApiResult<()> {
+    let Some(plugins) = plugins else {
+        return Ok(());
+    };
+    let plugins: Vec<runner::RunnerPlugin> = plugins
+        .into_iter()
+        .map(|p| runner::RunnerPlugin {
+            name: p.name,
+            group: p.group,
+            version: p.version,
+            package_name: p.package_name,
+        })
+        .collect();
+    runner::report_plugins(&state.services, runner, &plugins, OffsetDateTime::now_utc()).await?;
+    Ok(())
 }
 
 /// One pinned file of a claimed run.
@@ -272,6 +312,7 @@ pub async fn claim(State(state): State<AppState>, ApiJson(body): ApiJson<ClaimBo
     let runner = RunnerId::parse(&body.runner_id)?;
     let max_runs = runner::claim_size(body.max_runs)?;
     let lease = Lease::parse(body.lease_seconds)?;
+    report_plugins(&state, &runner, body.plugins).await?;
     let claimed = runner::claim(
         &state.services,
         &runner,
@@ -296,6 +337,9 @@ pub struct HeartbeatBody {
     /// current lease, i.e. the length asked for at the claim or the last heartbeat).
     #[serde(default)]
     pub lease_seconds: Option<i64>,
+    /// The plugins this runner can load, as in a claim.
+    #[serde(default)]
+    pub plugins: Option<Vec<PluginReport>>,
 }
 
 /// Answer of `POST /internal/v1/runs/{id}/heartbeat`.
@@ -326,6 +370,7 @@ pub async fn heartbeat(
     let id: RunId = path_id(&id, "run")?;
     let runner = RunnerId::parse(&body.runner_id)?;
     let lease = body.lease_seconds.map(Lease::seconds).transpose()?;
+    report_plugins(&state, &runner, body.plugins).await?;
     let answer = runner::heartbeat(&state.services, id, &runner, lease, OffsetDateTime::now_utc()).await?;
     Ok(Json(HeartbeatAnswer {
         run_id: answer.run_id.into(),
@@ -549,6 +594,56 @@ pub async fn callback_status(
     };
     let run = runner::callback_status(&state.services, id, status, &report, OffsetDateTime::now_utc()).await?;
     Ok(Json(RunStatusAnswer::from(&run)))
+}
+
+/// Body of RAT's runner's merge-failure report. Unknown fields are ignored,
+/// as in ratd's callback.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FailedMergeBody {
+    /// The run whose branch did not merge (1 to 255 characters).
+    pub run_id: String,
+    /// The branch (1 to 255 characters).
+    pub branch_name: String,
+    /// The branch's hash (at most 255 characters).
+    #[serde(default)]
+    pub source_hash: Option<String>,
+    /// The target's hash (at most 255 characters).
+    #[serde(default)]
+    pub target_hash: Option<String>,
+    /// A short classification (1 to 255 characters).
+    pub error_kind: String,
+    /// The error (at most 65536 characters).
+    pub error_message: String,
+}
+
+/// Answer of `POST /api/v1/internal/failed-merges`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedAnswer {
+    /// Always `accepted`.
+    pub status: String,
+}
+
+/// RAT's runner reports a merge that failed; it is stored for admins
+/// (`GET /api/v1/admin/failed-merges`) and pruned with the audit log's age.
+#[utoipa::path(post, path = "/api/v1/internal/failed-merges", tag = "runner", request_body = FailedMergeBody,
+    responses((status = 200, body = AcceptedAnswer), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope)))]
+pub async fn failed_merge(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<FailedMergeBody>,
+) -> ApiResult<Json<AcceptedAnswer>> {
+    let report = rat_service::failed_merges::NewFailedMerge {
+        run_id: body.run_id,
+        branch_name: body.branch_name,
+        source_hash: given(body.source_hash),
+        target_hash: given(body.target_hash),
+        error_kind: body.error_kind,
+        error_message: body.error_message,
+    };
+    rat_service::failed_merges::record(&state.services, &report, OffsetDateTime::now_utc()).await?;
+    Ok(Json(AcceptedAnswer {
+        status: "accepted".to_owned(),
+    }))
 }
 
 /// Query of `GET /internal/v1/files`.

@@ -108,7 +108,9 @@ impl Runner {
         let response = self
             .post(
                 "/internal/v1/runs/claim",
-                json!({"runner_id": self.runner_id, "max_runs": max_runs, "lease_seconds": self.lease_secs}),
+                // This runner executes SQL itself and loads no plugins: it reports an
+                // empty list, which `GET /api/v1/runner/plugins` shows as none.
+                json!({"runner_id": self.runner_id, "max_runs": max_runs, "lease_seconds": self.lease_secs, "plugins": []}),
             )
             .await?;
         if !response.status().is_success() {
@@ -205,7 +207,7 @@ impl Runner {
         let heartbeat = self
             .post(
                 &format!("/internal/v1/runs/{}/heartbeat", run.run_id),
-                json!({"runner_id": self.runner_id}),
+                json!({"runner_id": self.runner_id, "plugins": []}),
             )
             .await?;
         let stop = heartbeat.status().is_success()

@@ -23,6 +23,7 @@ mod pool;
 
 pub mod access;
 pub mod audit;
+pub mod failed_merges;
 pub mod landing;
 pub mod listen;
 pub mod namespaces;
@@ -35,6 +36,7 @@ pub mod provision;
 pub mod quality;
 pub mod reaper_status;
 pub mod reaping;
+pub mod runner_plugins;
 pub mod runs;
 pub mod schedules;
 pub mod settings;

@@ -16,7 +16,9 @@ use crate::sql;
 pub const REAPER_LOCK_KEY: i64 = 0x0052_4154_5245_4150;
 
 const COLUMNS: &str = "last_run_at, runs_pruned, logs_pruned, quality_pruned, pipelines_purged, runs_failed, \
-     branches_cleaned, lz_files_cleaned, audit_pruned, updated_at, run_requested_at";
+     branches_cleaned, lz_files_cleaned, audit_pruned, updated_at, run_requested_at, \
+     last_pass_runs_pruned, last_pass_logs_pruned, last_pass_quality_pruned, last_pass_pipelines_purged, \
+     last_pass_runs_failed, last_pass_branches_cleaned, last_pass_lz_files_cleaned, last_pass_audit_pruned";
 
 /// The channel [`request_run`] notifies; the reaper `LISTEN`s on it.
 pub const RUN_CHANNEL: &str = "rat_reaper_run";
@@ -35,6 +37,16 @@ fn from_row(row: &Row) -> Result<ReaperStatus, DaoError> {
             lz_files_cleaned: counter("lz_files_cleaned")?,
             audit_pruned: counter("audit_pruned")?,
         },
+        last_pass: ReaperCounters {
+            runs_pruned: row.try_get("last_pass_runs_pruned")?,
+            logs_pruned: row.try_get("last_pass_logs_pruned")?,
+            quality_pruned: row.try_get("last_pass_quality_pruned")?,
+            pipelines_purged: row.try_get("last_pass_pipelines_purged")?,
+            runs_failed: row.try_get("last_pass_runs_failed")?,
+            branches_cleaned: row.try_get("last_pass_branches_cleaned")?,
+            lz_files_cleaned: row.try_get("last_pass_lz_files_cleaned")?,
+            audit_pruned: row.try_get("last_pass_audit_pruned")?,
+        },
         updated_at: row.try_get("updated_at")?,
         run_requested_at: row.try_get("run_requested_at")?,
     })
@@ -52,8 +64,9 @@ pub async fn get(client: &impl GenericClient) -> Result<ReaperStatus, DaoError> 
     row.as_ref().map(from_row).transpose().map(Option::unwrap_or_default)
 }
 
-/// Adds one pass's counters to the cumulative ones and sets `last_run_at` to
-/// `finished_at`; returns the new status. Each counter saturates at
+/// Adds one pass's counters to the cumulative ones, stores them as the last
+/// pass's own (`last_pass_*`) and sets `last_run_at` to `finished_at`;
+/// returns the new status. Each counter saturates at
 /// `i32::MAX` (the column type) instead of failing the write, and a negative
 /// pass counter counts as zero (a pass cannot undo work). A missing row is
 /// recreated.
@@ -67,7 +80,8 @@ pub async fn record_pass(
 
 /// Adds the counters of a pass that did not finish (it lost its lock, or its
 /// process is stopping) and leaves `last_run_at` as it was, so the pass is
-/// still owed. Same saturation as [`record_pass`].
+/// still owed; the last finished pass's counts (`last_pass_*`) stay too.
+/// Same saturation as [`record_pass`].
 pub async fn record_interrupted_pass(
     client: &impl GenericClient,
     pass: &ReaperCounters,
@@ -88,9 +102,20 @@ async fn add(
         "reaper status",
         &format!(
             "INSERT INTO reaper_status (id, last_run_at, runs_pruned, logs_pruned, quality_pruned, \
-                pipelines_purged, runs_failed, branches_cleaned, lz_files_cleaned, audit_pruned) \
-             VALUES (1, $1, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::bigint, \
-                $8::bigint, $9::bigint) \
+                pipelines_purged, runs_failed, branches_cleaned, lz_files_cleaned, audit_pruned, \
+                last_pass_runs_pruned, last_pass_logs_pruned, last_pass_quality_pruned, last_pass_pipelines_purged, \
+                last_pass_runs_failed, last_pass_branches_cleaned, last_pass_lz_files_cleaned, last_pass_audit_pruned) \
+             SELECT 1, $1::timestamptz, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bigint, $7::bigint, \
+                $8::bigint, $9::bigint, pass.runs, pass.logs, pass.quality, pass.pipelines, pass.failed, \
+                pass.branches, pass.files, pass.audit \
+             FROM (SELECT CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $2::bigint END AS runs, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $3::bigint END AS logs, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $4::bigint END AS quality, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $5::bigint END AS pipelines, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $6::bigint END AS failed, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $7::bigint END AS branches, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $8::bigint END AS files, \
+                CASE WHEN $1::timestamptz IS NULL THEN 0 ELSE $9::bigint END AS audit) AS pass \
              ON CONFLICT ON CONSTRAINT pk_reaper_status DO UPDATE SET \
                 last_run_at = COALESCE($1, reaper_status.last_run_at), \
                 runs_pruned = LEAST(reaper_status.runs_pruned::bigint + $2::bigint, 2147483647), \
@@ -100,7 +125,15 @@ async fn add(
                 runs_failed = LEAST(reaper_status.runs_failed::bigint + $6::bigint, 2147483647), \
                 branches_cleaned = LEAST(reaper_status.branches_cleaned::bigint + $7::bigint, 2147483647), \
                 lz_files_cleaned = LEAST(reaper_status.lz_files_cleaned::bigint + $8::bigint, 2147483647), \
-                audit_pruned = LEAST(reaper_status.audit_pruned::bigint + $9::bigint, 2147483647) \
+                audit_pruned = LEAST(reaper_status.audit_pruned::bigint + $9::bigint, 2147483647), \
+                last_pass_runs_pruned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_runs_pruned ELSE $2::bigint END, \
+                last_pass_logs_pruned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_logs_pruned ELSE $3::bigint END, \
+                last_pass_quality_pruned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_quality_pruned ELSE $4::bigint END, \
+                last_pass_pipelines_purged = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_pipelines_purged ELSE $5::bigint END, \
+                last_pass_runs_failed = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_runs_failed ELSE $6::bigint END, \
+                last_pass_branches_cleaned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_branches_cleaned ELSE $7::bigint END, \
+                last_pass_lz_files_cleaned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_lz_files_cleaned ELSE $8::bigint END, \
+                last_pass_audit_pruned = CASE WHEN $1::timestamptz IS NULL THEN reaper_status.last_pass_audit_pruned ELSE $9::bigint END \
              RETURNING {COLUMNS}"
         ),
         &[

@@ -10,6 +10,9 @@ pub struct ReaperStatus {
     pub last_run_at: Option<OffsetDateTime>,
     /// The cumulative counters.
     pub counters: ReaperCounters,
+    /// What the last finished pass (the one that began at `last_run_at`)
+    /// did; zeros before the first.
+    pub last_pass: ReaperCounters,
     /// Last update of the row.
     pub updated_at: Option<OffsetDateTime>,
     /// When a pass was last asked for (`POST /admin/retention/run`).

@@ -12,6 +12,7 @@ pub mod coalesce;
 mod concurrent;
 pub mod db;
 mod error;
+pub mod failed_merges;
 pub mod files;
 pub mod firing;
 pub mod identity;

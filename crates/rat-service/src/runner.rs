@@ -472,3 +472,62 @@ pub async fn callback_status(
 pub async fn read_file_version(services: &Services, key: &str, version: &str) -> Result<Object, ServiceError> {
     versions::read_pinned(services, key, version).await
 }
+
+pub use rat_dao::runner_plugins::RunnerPlugin;
+
+/// Most plugins one runner may report.
+pub const MAX_REPORTED_PLUGINS: usize = 200;
+/// Longest text of a reported plugin's field, in characters.
+pub const MAX_PLUGIN_FIELD_CHARS: usize = 255;
+
+/// How recently a runner must have reported for its plugins to be listed:
+/// the longest lease, since a live runner claims or heartbeats at least
+/// that often.
+pub const PLUGINS_LIVE_WINDOW: time::Duration = time::Duration::seconds(MAX_LEASE_SECONDS);
+
+/// Checks a runner's plugin report: at most [`MAX_REPORTED_PLUGINS`], every
+/// name present, every field at most [`MAX_PLUGIN_FIELD_CHARS`] characters.
+pub fn check_plugins(plugins: &[RunnerPlugin]) -> Result<(), ServiceError> {
+    if plugins.len() > MAX_REPORTED_PLUGINS {
+        return Err(ServiceError::invalid(format!(
+            "plugins: at most {MAX_REPORTED_PLUGINS} may be reported, got {}",
+            plugins.len()
+        )));
+    }
+    for plugin in plugins {
+        if plugin.name.trim().is_empty() {
+            return Err(ServiceError::invalid("plugins: every plugin needs a name"));
+        }
+        for (field, value) in [
+            ("plugins.name", &plugin.name),
+            ("plugins.group", &plugin.group),
+            ("plugins.version", &plugin.version),
+            ("plugins.package_name", &plugin.package_name),
+        ] {
+            rat_domain::text::check_text_len(field, value, MAX_PLUGIN_FIELD_CHARS)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the plugins `runner` can load (replacing its previous report),
+/// reported at `now`.
+pub async fn report_plugins(
+    services: &Services,
+    runner: &RunnerId,
+    plugins: &[RunnerPlugin],
+    now: OffsetDateTime,
+) -> Result<(), ServiceError> {
+    check_plugins(plugins)?;
+    let client = services.pool.get().await?;
+    rat_dao::runner_plugins::report(&client, runner.as_str(), plugins, now).await?;
+    Ok(())
+}
+
+/// The distinct plugins the runners that reported within
+/// [`PLUGINS_LIVE_WINDOW`] of `now` can load; empty when none reported.
+/// Anyone signed in may read them (they describe the platform, not data).
+pub async fn live_plugins(services: &Services, now: OffsetDateTime) -> Result<Vec<RunnerPlugin>, ServiceError> {
+    let client = services.pool.get().await?;
+    Ok(rat_dao::runner_plugins::list_live(&client, now - PLUGINS_LIVE_WINDOW).await?)
+}

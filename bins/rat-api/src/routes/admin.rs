@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, Identity};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
 use crate::middleware::AuditObject;
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_config, put_config))
         .routes(routes!(get_status))
         .routes(routes!(run))
+        .routes(routes!(list_failed_merges))
         .routes(routes!(get_pipeline_retention, put_pipeline_retention))
 }
 
@@ -154,6 +155,46 @@ pub struct ReaperStatusDto {
     /// later than `last_run_at`.
     #[serde(with = "crate::routes::rfc3339::option")]
     pub run_requested_at: Option<OffsetDateTime>,
+    /// What the last finished pass (the one that began at `last_run_at`)
+    /// did on its own; zeros before the first. The counters above are the
+    /// totals over every pass.
+    pub last_pass: ReaperCountersDto,
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReaperCountersDto {
+    /// Runs deleted.
+    pub runs_pruned: i64,
+    /// Run logs cleared.
+    pub logs_pruned: i64,
+    /// Quality results deleted.
+    pub quality_pruned: i64,
+    /// Soft-deleted pipelines purged.
+    pub pipelines_purged: i64,
+    /// Stuck runs failed.
+    pub runs_failed: i64,
+    /// Orphan branches deleted.
+    pub branches_cleaned: i64,
+    /// Landing files purged.
+    pub lz_files_cleaned: i64,
+    /// Audit entries deleted.
+    pub audit_pruned: i64,
+}
+
+impl From<rat_domain::ReaperCounters> for ReaperCountersDto {
+    fn from(c: rat_domain::ReaperCounters) -> Self {
+        ReaperCountersDto {
+            runs_pruned: c.runs_pruned,
+            logs_pruned: c.logs_pruned,
+            quality_pruned: c.quality_pruned,
+            pipelines_purged: c.pipelines_purged,
+            runs_failed: c.runs_failed,
+            branches_cleaned: c.branches_cleaned,
+            lz_files_cleaned: c.lz_files_cleaned,
+            audit_pruned: c.audit_pruned,
+        }
+    }
 }
 
 impl From<ReaperStatus> for ReaperStatusDto {
@@ -171,6 +212,7 @@ impl From<ReaperStatus> for ReaperStatusDto {
             audit_pruned: c.audit_pruned,
             updated_at: s.updated_at,
             run_requested_at: s.run_requested_at,
+            last_pass: s.last_pass.into(),
         }
     }
 }
@@ -265,4 +307,64 @@ pub async fn put_pipeline_retention(
         )),
         Json(PipelineRetentionDto::from(retention)),
     ))
+}
+
+/// A merge failure a runner reported.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedMergeDto {
+    /// Row id.
+    pub id: uuid::Uuid,
+    /// The run, as the runner named it.
+    pub run_id: String,
+    /// The branch that did not merge.
+    pub branch_name: String,
+    /// The branch's hash, when reported.
+    pub source_hash: Option<String>,
+    /// The target's hash, when reported.
+    pub target_hash: Option<String>,
+    /// A short classification.
+    pub error_kind: String,
+    /// The error.
+    pub error_message: String,
+    /// When it was reported.
+    #[serde(with = "crate::routes::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A page of merge failures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedMergeList {
+    /// The page, newest first.
+    pub failed_merges: Vec<FailedMergeDto>,
+    /// Count of every stored merge failure.
+    pub total: i64,
+}
+
+/// Merge failures runners reported, newest first, paged (admins only; kept
+/// for `audit_log_max_age_days`).
+#[utoipa::path(get, path = "/admin/failed-merges", tag = "retention", params(PageParams), responses(
+    (status = 200, body = FailedMergeList), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+pub async fn list_failed_merges(
+    State(state): State<AppState>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<PageParams>,
+) -> ApiResult<Json<FailedMergeList>> {
+    let page = rat_service::failed_merges::list(&state.services, &identity.caller, query.page()?).await?;
+    Ok(Json(FailedMergeList {
+        failed_merges: page
+            .items
+            .into_iter()
+            .map(|m| FailedMergeDto {
+                id: m.id,
+                run_id: m.report.run_id,
+                branch_name: m.report.branch_name,
+                source_hash: m.report.source_hash,
+                target_hash: m.report.target_hash,
+                error_kind: m.report.error_kind,
+                error_message: m.report.error_message,
+                created_at: m.created_at,
+            })
+            .collect(),
+        total: page.total,
+    }))
 }

@@ -139,3 +139,37 @@ pub async fn plugins(
             .collect(),
     ))
 }
+
+/// A plugin a live runner can load (RAT's runner's Python entry points:
+/// merge strategies such as `soft_delete`, hooks).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunnerPluginDto {
+    /// Entry point name.
+    pub name: String,
+    /// Entry point group.
+    pub group: String,
+    /// The providing package's version.
+    pub version: String,
+    /// The providing package.
+    pub package_name: String,
+}
+
+/// The plugins the runners that claimed or heartbeated within the longest
+/// lease (an hour) reported, de-duplicated, as a bare array (empty when
+/// none reported).
+#[utoipa::path(get, path = "/runner/plugins", tag = "platform", responses(
+    (status = 200, body = [RunnerPluginDto])))]
+pub async fn runner_plugins(State(state): State<AppState>) -> ApiResult<Json<Vec<RunnerPluginDto>>> {
+    let plugins = rat_service::runner::live_plugins(&state.services, OffsetDateTime::now_utc()).await?;
+    Ok(Json(
+        plugins
+            .into_iter()
+            .map(|p| RunnerPluginDto {
+                name: p.name,
+                group: p.group,
+                version: p.version,
+                package_name: p.package_name,
+            })
+            .collect(),
+    ))
+}

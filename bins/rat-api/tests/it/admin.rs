@@ -94,6 +94,7 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
         [
             "audit_pruned",
             "branches_cleaned",
+            "last_pass",
             "last_run_at",
             "logs_pruned",
             "lz_files_cleaned",
@@ -126,6 +127,21 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
         (status["runs_pruned"].clone(), status["audit_pruned"].clone()),
         (json!(4), json!(9))
     );
+    // A second pass: the counters add up, `last_pass` is its own.
+    let second = rat_domain::ReaperCounters {
+        runs_pruned: 1,
+        ..Default::default()
+    };
+    rat_testkit::dao::reaper_status::record_pass(&client, &second, finished)
+        .await
+        .unwrap();
+    let status = app.get("/api/v1/admin/retention/status").await.json;
+    assert_eq!(status["runs_pruned"], 5);
+    assert_eq!(
+        status["last_pass"],
+        json!({"runs_pruned": 1, "logs_pruned": 0, "quality_pruned": 0, "pipelines_purged": 0,
+               "runs_failed": 0, "branches_cleaned": 0, "lz_files_cleaned": 0, "audit_pruned": 0})
+    );
 
     let before = time::OffsetDateTime::now_utc();
     let run = app.post("/api/v1/admin/retention/run", json!({})).await;
@@ -136,7 +152,7 @@ async fn status_is_the_reaper_row_and_run_asks_the_reaper_through_postgres() {
     )
     .unwrap();
     assert!(requested >= before - time::Duration::seconds(1), "{requested}");
-    assert_eq!(run.json["runs_pruned"], 4, "the current status, not a pass");
+    assert_eq!(run.json["runs_pruned"], 5, "the current status, not a pass");
     assert_eq!(run.json["last_run_at"], "2026-03-01T00:00:00Z");
     let stored = rat_testkit::dao::reaper_status::get(&client).await.unwrap();
     assert!(stored.run_requested(), "the reaper owes a pass");

@@ -815,3 +815,150 @@ async fn the_binary_serves_both_listeners_and_stops_both_on_sigterm() {
         "the runner listener is closed too"
     );
 }
+
+#[tokio::test]
+async fn runners_report_their_plugins_and_the_portal_lists_the_live_ones() {
+    let app = app().await;
+    assert_eq!(listed(&app).await, json!([]), "no runner reported");
+    // A claim without the field (older runners) works and reports nothing.
+    assert_eq!(claim(&app, "old-runner").await.status, 200);
+    assert_eq!(listed(&app).await, json!([]));
+
+    let soft_delete = json!({"name": "soft_delete", "group": "rat.merge_strategies", "version": "1.0", "package_name": "rat-plugins"});
+    let hook = json!({"name": "notify", "group": "rat.hooks", "version": "0.2", "package_name": "rat-hooks"});
+    for (runner, plugins) in [("r1", json!([soft_delete, hook])), ("r2", json!([soft_delete]))] {
+        let answer = app
+            .internal_post(
+                "/internal/v1/runs/claim",
+                json!({"runner_id": runner, "plugins": plugins}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    assert_eq!(
+        listed(&app).await,
+        json!([hook, soft_delete]),
+        "de-duplicated, by group then name"
+    );
+
+    // A new report replaces the runner's previous one.
+    assert_eq!(
+        app.internal_post("/internal/v1/runs/claim", json!({"runner_id": "r1", "plugins": []}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(listed(&app).await, json!([soft_delete]));
+
+    // A heartbeat reports them too.
+    let (_, run_id) = published_run(&app, "orders").await;
+    assert_eq!(claim(&app, "r3").await.status, 200);
+    let beat = app
+        .internal_post(
+            &format!("/internal/v1/runs/{run_id}/heartbeat"),
+            json!({"runner_id": "r3", "plugins": [hook]}),
+        )
+        .await;
+    assert_eq!(beat.status, 200, "{}", beat.text);
+    assert_eq!(listed(&app).await, json!([hook, soft_delete]));
+
+    // A runner not seen for longer than the longest lease is not live.
+    let client = app.db.client().await;
+    let old = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let stale = rat_testkit::dao::runner_plugins::RunnerPlugin {
+        name: "stale".into(),
+        group: "rat.hooks".into(),
+        version: "9".into(),
+        package_name: "gone".into(),
+    };
+    rat_testkit::dao::runner_plugins::report(&client, "dead-runner", &[stale], old)
+        .await
+        .unwrap();
+    assert_eq!(listed(&app).await, json!([hook, soft_delete]));
+
+    // A plugin without a name is refused, and nothing changes.
+    let refused = app
+        .internal_post(
+            "/internal/v1/runs/claim",
+            json!({"runner_id": "r2", "plugins": [{"name": "", "group": "g"}]}),
+        )
+        .await;
+    refused.assert_error(400, "INVALID_ARGUMENT");
+    assert_eq!(listed(&app).await, json!([hook, soft_delete]));
+}
+
+/// `GET /api/v1/runner/plugins`, which must answer 200.
+async fn listed(app: &TestApp) -> Value {
+    let answer = app.get("/api/v1/runner/plugins").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json
+}
+
+#[tokio::test]
+async fn merge_failures_are_accepted_stored_and_listed_to_admins() {
+    let app = app().await;
+    let path = "/api/v1/internal/failed-merges";
+    let full = json!({"run_id": "7d3c", "branch_name": "run-7d3c", "source_hash": "abc", "target_hash": "def",
+                      "error_kind": "conflict", "error_message": "both changed orders"});
+    let accepted = app.internal_post(path, full.clone()).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.json, json!({"status": "accepted"}));
+    // The hashes are optional.
+    let minimal =
+        json!({"run_id": "8e4d", "branch_name": "run-8e4d", "error_kind": "network", "error_message": "timeout"});
+    assert_eq!(app.internal_post(path, minimal).await.status, 200);
+    // Every required field missing is a 400, and nothing is stored.
+    for field in ["run_id", "branch_name", "error_kind", "error_message"] {
+        let mut body = full.clone();
+        body.as_object_mut().unwrap().remove(field);
+        let refused = app.internal_post(path, body).await;
+        assert_eq!(refused.status, 400, "without {field}: {}", refused.text);
+        assert!(refused.json["error"]["code"].is_string());
+    }
+    let mut blank = full.clone();
+    blank["branch_name"] = json!(" ");
+    assert_eq!(app.internal_post(path, blank).await.status, 400);
+    // Without the runner token: refused.
+    let anonymous = app
+        .internal_request_with(Method::POST, path, Some(full.clone()), None)
+        .await;
+    assert_eq!(anonymous.status, 401);
+
+    let listed = app.get("/api/v1/admin/failed-merges").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(listed.json["total"], 2);
+    let newest = &listed.json["failed_merges"][0];
+    assert_eq!(
+        (&newest["branch_name"], &newest["source_hash"]),
+        (&json!("run-8e4d"), &Value::Null)
+    );
+    let oldest = &listed.json["failed_merges"][1];
+    assert_eq!(
+        keys(oldest),
+        sorted(&[
+            "branch_name",
+            "created_at",
+            "error_kind",
+            "error_message",
+            "id",
+            "run_id",
+            "source_hash",
+            "target_hash"
+        ])
+    );
+    for field in [
+        "run_id",
+        "branch_name",
+        "source_hash",
+        "target_hash",
+        "error_kind",
+        "error_message",
+    ] {
+        assert_eq!(oldest[field], full[field], "{field}");
+    }
+    let page = app.get("/api/v1/admin/failed-merges?limit=1&offset=1").await.json;
+    assert_eq!(
+        (page["total"].as_i64(), page["failed_merges"][0]["run_id"].as_str()),
+        (Some(2), Some("7d3c"))
+    );
+}

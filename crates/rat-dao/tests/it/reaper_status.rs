@@ -31,6 +31,7 @@ async fn the_migration_seeds_a_row_with_zero_counters() {
     let status = reaper_status::get(&client).await.unwrap();
     assert_eq!(status.last_run_at, None);
     assert_eq!(status.counters, ReaperCounters::default());
+    assert_eq!(status.last_pass, ReaperCounters::default());
     assert!(status.updated_at.is_some(), "the stored row, not the in-memory default");
     assert_eq!(status.run_requested_at, None);
     assert!(!status.run_requested());
@@ -53,6 +54,7 @@ async fn passes_add_up_and_set_the_last_run() {
         .unwrap();
     assert_eq!(second.last_run_at, Some(second_at));
     assert_eq!(second.counters, counters(11));
+    assert_eq!(second.last_pass, counters(10), "the last pass's own counts");
     assert!(second.updated_at > first.updated_at, "the trigger moves updated_at");
     assert_eq!(reaper_status::get(&client).await.unwrap(), second);
 
@@ -62,6 +64,7 @@ async fn passes_add_up_and_set_the_last_run() {
         .await
         .unwrap();
     assert_eq!((idle.last_run_at, idle.counters), (Some(idle_at), counters(11)));
+    assert_eq!(idle.last_pass, ReaperCounters::default(), "an idle pass did nothing");
 }
 
 #[tokio::test]
@@ -76,6 +79,7 @@ async fn an_interrupted_pass_adds_its_counters_but_stays_owed() {
         .await
         .unwrap();
     assert_eq!((status.last_run_at, status.counters), (Some(finished), counters(6)));
+    assert_eq!(status.last_pass, counters(1), "the last finished pass's counts stay");
 }
 
 #[tokio::test]
@@ -128,6 +132,7 @@ async fn the_row_is_a_singleton_and_is_recreated_if_lost() {
     let at = datetime!(2026-03-01 00:00:00 UTC);
     let status = reaper_status::record_pass(&client, &counters(2), at).await.unwrap();
     assert_eq!((status.last_run_at, status.counters), (Some(at), counters(2)));
+    assert_eq!(status.last_pass, counters(2));
     let rows: i64 = client
         .query_one("SELECT count(*) FROM reaper_status", &[])
         .await

@@ -1,5 +1,6 @@
 //! The migrated schema matches the seed: all 19 tables with every column,
-//! our two added tables (run_logs, personal_access_tokens),
+//! our four added tables (run_logs, personal_access_tokens, runner_plugins,
+//! failed_merges),
 //! the seed's indexes (partial and GIN ones included), constraints and seed
 //! rows, plus the documented deviations (docs/schema.md).
 
@@ -54,7 +55,13 @@ personal_access_tokens: id uuid | user_name varchar(255) | name varchar(100) | t
   | created_at timestamptz | expires_at timestamptz null | last_used_at timestamptz null | revoked_at timestamptz null
 reaper_status: id integer | last_run_at timestamptz null | runs_pruned integer | logs_pruned integer \
   | quality_pruned integer | pipelines_purged integer | runs_failed integer | branches_cleaned integer \
-  | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz | run_requested_at timestamptz null
+  | lz_files_cleaned integer | audit_pruned integer | updated_at timestamptz | run_requested_at timestamptz null \
+  | last_pass_runs_pruned bigint | last_pass_logs_pruned bigint | last_pass_quality_pruned bigint \
+  | last_pass_pipelines_purged bigint | last_pass_runs_failed bigint | last_pass_branches_cleaned bigint \
+  | last_pass_lz_files_cleaned bigint | last_pass_audit_pruned bigint
+runner_plugins: runner_id varchar(255) | plugins jsonb | reported_at timestamptz
+failed_merges: id uuid | run_id varchar(255) | branch_name varchar(255) | source_hash varchar(255) null \
+  | target_hash varchar(255) null | error_kind varchar(255) | error_message text | created_at timestamptz
 ";
 
 fn expected_columns() -> BTreeMap<String, BTreeSet<String>> {
@@ -100,11 +107,12 @@ async fn all_19_tables_have_the_seed_columns() {
         actual.entry(row.get(0)).or_default().insert(row.get(1));
     }
     let expected = expected_columns();
-    assert_eq!(expected.len(), 21);
+    assert_eq!(expected.len(), 23);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
-        "the schema has exactly the 19 tables of the seed, run_logs and personal_access_tokens (docs/schema.md)"
+        "the schema has exactly the 19 tables of the seed, run_logs, personal_access_tokens, runner_plugins \
+         and failed_merges (docs/schema.md)"
     );
     for (table, columns) in &expected {
         assert_eq!(&actual[table], columns, "columns of {table}");

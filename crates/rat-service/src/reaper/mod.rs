@@ -1,7 +1,7 @@
 //! One reaper pass: retention over every table that grows, and over the file
 //! store, as a plain function of `now` and the settings.
 //!
-//! Seven tasks, each independent (one failing is logged and counted, the
+//! Eight tasks, each independent (one failing is logged and counted, the
 //! others still run), each walking an index in bounded batches of one short
 //! transaction, so a pass over a million rows never blocks the api:
 //! 1. runs beyond `runs_max_per_pipeline` per pipeline and finished runs
@@ -15,7 +15,9 @@
 //!    version of their files first, then the row with everything below it;
 //! 6. processed files of `auto_purge` landing zones older than the zone's
 //!    `processed_max_age_days`: every version of the object, then the row;
-//! 7. audit entries older than `audit_log_max_age_days`.
+//! 7. audit entries older than `audit_log_max_age_days`;
+//! 8. failed merges reported longer ago than `audit_log_max_age_days`
+//!    (counted in the task report, not in `reaper_status`).
 //!
 //! A pipeline's `retention_config` overrides the first four for its own runs
 //! and results. Objects are always deleted before the rows pointing at them,
@@ -70,7 +72,8 @@ impl Default for PassPolicy {
 /// What one task did in a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReport {
-    /// `runs`, `logs`, `quality`, `stuck_runs`, `pipelines`, `landing_files`, `audit`.
+    /// `runs`, `logs`, `quality`, `stuck_runs`, `pipelines`, `landing_files`,
+    /// `audit`, `failed_merges`.
     pub task: &'static str,
     /// Rows (or objects) it removed or changed.
     pub rows: u64,
@@ -107,7 +110,8 @@ mod tasks;
 pub use pacing::MIN_BATCH_SIZE;
 use pacing::check;
 use tasks::{
-    fail_stuck, overrides, prune_audit, prune_logs, prune_quality, prune_runs, purge_landing_files, purge_pipelines,
+    fail_stuck, overrides, prune_audit, prune_failed_merges, prune_logs, prune_quality, prune_runs,
+    purge_landing_files, purge_pipelines,
 };
 
 /// The retention settings a pass uses, read fresh from Postgres.
@@ -156,6 +160,10 @@ pub async fn run_pass(
     let mut tasks = Vec::new();
     macro_rules! task {
         ($name:literal, $counter:ident, $work:expr) => {{
+            let rows = task!($name, $work);
+            counters.$counter += rows as i64;
+        }};
+        ($name:literal, $work:expr) => {{
             let started = Instant::now();
             let outcome = match check(lost) {
                 Ok(()) => $work.await,
@@ -168,13 +176,13 @@ pub async fn run_pass(
                     (0, Some(e.to_string()))
                 }
             };
-            counters.$counter += rows as i64;
             tasks.push(TaskReport {
                 task: $name,
                 rows,
                 duration: started.elapsed(),
                 error,
             });
+            rows
         }};
     }
     task!(
@@ -208,6 +216,10 @@ pub async fn run_pass(
         purge_landing_files(services, now, policy, lost)
     );
     task!("audit", audit_pruned, prune_audit(services, &system, now, policy, lost));
+    task!(
+        "failed_merges",
+        prune_failed_merges(services, &system, now, policy, lost)
+    );
 
     // A pass stopped by a lost lock (or a shutdown) is still owed: its work
     // counts, but `last_run_at` stays, so the next holder runs one at once.

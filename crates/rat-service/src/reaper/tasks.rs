@@ -1,4 +1,4 @@
-//! The seven tasks of a pass (see the module above), each walking its
+//! The eight tasks of a pass (see the module above), each walking its
 //! table in bounded batches through [`super::pacing`].
 
 use rat_domain::{PipelineId, QualityTestId};
@@ -343,6 +343,23 @@ pub(super) async fn prune_audit(
     walk(policy, lost, |from, size| async move {
         let client = services.pool.get().await?;
         Ok(audit::delete_older_than(&client, cutoff, from, size).await?)
+    })
+    .await
+}
+
+/// Merge failures reported longer ago than `audit_log_max_age_days` (they
+/// are kept as long as the audit trail), in batches, oldest first.
+pub(super) async fn prune_failed_merges(
+    services: &Services,
+    system: &RetentionSettings,
+    now: OffsetDateTime,
+    policy: &PassPolicy,
+    lost: &watch::Receiver<bool>,
+) -> Result<u64, ServiceError> {
+    let cutoff = now - days(system.audit_log_max_age_days);
+    batches(policy, lost, |size| async move {
+        let client = services.pool.get().await?;
+        Ok(rat_dao::failed_merges::delete_older_than(&client, cutoff, size).await?)
     })
     .await
 }

@@ -497,6 +497,43 @@ async fn old_audit_entries_go() {
 }
 
 #[tokio::test]
+async fn failed_merges_go_with_the_audit_age() {
+    let world = fs_world().await;
+    set_retention(&world, |s| s.audit_log_max_age_days = 30).await;
+    let client = world.db.client().await;
+    for (days_old, branch) in [
+        (1, "run-a"),
+        (10, "run-b"),
+        (40, "run-c"),
+        (50, "run-d"),
+        (400, "run-e"),
+    ] {
+        let report = rat_dao::failed_merges::NewFailedMerge {
+            run_id: "r".into(),
+            branch_name: branch.into(),
+            source_hash: None,
+            target_hash: None,
+            error_kind: "conflict".into(),
+            error_message: "boom".into(),
+        };
+        rat_dao::failed_merges::insert(&client, &report, now() - Duration::days(days_old))
+            .await
+            .unwrap();
+    }
+    let report = run_pass(&world.services, now(), &policy(), &not_lost()).await.unwrap();
+    let left: Vec<String> = client
+        .query("SELECT branch_name FROM failed_merges ORDER BY branch_name", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["run-a", "run-b"]);
+    let task = report.tasks.iter().find(|t| t.task == "failed_merges").unwrap();
+    assert_eq!((task.rows, task.error.as_deref()), (3, None));
+}
+
+#[tokio::test]
 async fn a_lost_lock_stops_every_task_and_the_pass_stays_owed() {
     let world = fs_world().await;
     let pipeline = fixtures::published_pipeline(&world.db.client().await, "default", "silver", "p").await;
