@@ -15,6 +15,7 @@ mod plugins;
 mod projects;
 mod quality;
 mod reaper_status;
+mod runner_reports;
 mod runs;
 mod schedules;
 mod schema;

@@ -295,3 +295,106 @@ async fn get_by_id_reads_the_row_or_is_not_found() {
         "{err:?}"
     );
 }
+
+fn names(page: &rat_domain::Page<rat_domain::KnownTable>) -> Vec<String> {
+    page.items
+        .iter()
+        .map(|t| format!("{}.{}.{}", t.namespace.as_str(), t.layer.as_str(), t.name.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn known_tables_join_live_pipelines_and_metadata_filtered_in_sql() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    rat_testkit::fixtures::pipeline(&client, "sales", "silver", "orders").await;
+    let gone = rat_testkit::fixtures::pipeline(&client, "sales", "bronze", "gone").await;
+    rat_dao::pipelines::soft_delete(&client, &gone.address, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    // Metadata on the pipeline's address (owned by alice), and alice's own table.
+    let described = columns(&[("id", "order id")]);
+    tables::upsert(
+        &client,
+        &ns("sales"),
+        Layer::Silver,
+        &table("orders"),
+        Some("Orders"),
+        Some("alice"),
+        Some(&described),
+    )
+    .await
+    .unwrap();
+    tables::upsert(
+        &client,
+        &ns("sales"),
+        Layer::Gold,
+        &table("private"),
+        None,
+        Some("alice"),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let all = tables::list_known(&client, &tables::KnownTableFilter::default(), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&all),
+        ["sales.gold.private", "sales.silver.orders"],
+        "a deleted pipeline's table is gone"
+    );
+    assert_eq!(all.total, 2);
+    let orders = &all.items[1];
+    assert_eq!(
+        (orders.description.as_str(), orders.owner.as_deref()),
+        ("Orders", Some("alice"))
+    );
+    assert_eq!(orders.column_descriptions, described);
+
+    // bob reads the pipeline (no owner) but not alice's table; alice both.
+    let as_user = |user: &str| tables::KnownTableFilter {
+        readable_by: Some(vec![user.to_owned()]),
+        ..Default::default()
+    };
+    let bob = tables::list_known(&client, &as_user("bob"), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((names(&bob), bob.total), (vec!["sales.silver.orders".to_owned()], 1));
+    let alice = tables::list_known(&client, &as_user("alice"), PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(alice.total, 2);
+    let gold = tables::KnownTableFilter {
+        layer: Some(Layer::Gold),
+        ..as_user("alice")
+    };
+    assert_eq!(
+        names(
+            &tables::list_known(&client, &gold, PageRequest::default())
+                .await
+                .unwrap()
+        ),
+        ["sales.gold.private"]
+    );
+    // A page of one still counts the whole readable set.
+    let page = tables::list_known(&client, &as_user("alice"), PageRequest::new(Some(1), Some(1)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((names(&page), page.total), (vec!["sales.silver.orders".to_owned()], 2));
+
+    let private = tables::get_known(
+        &client,
+        &ns("sales"),
+        Layer::Gold,
+        &table("private"),
+        &Some(vec!["bob".into()]),
+    )
+    .await;
+    assert!(matches!(private, Err(DaoError::NotFound { .. })), "{private:?}");
+    let private = tables::get_known(&client, &ns("sales"), Layer::Gold, &table("private"), &None)
+        .await
+        .unwrap();
+    assert_eq!(private.owner.as_deref(), Some("alice"));
+}
