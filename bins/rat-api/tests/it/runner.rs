@@ -428,10 +428,16 @@ async fn the_runner_token_and_user_keys_never_cross_listeners() {
         "/internal/v1/runs/{id}/logs",
         "/internal/v1/runs/{id}/complete",
         "/api/v1/internal/runs/{id}/status",
+        "/api/v1/internal/failed-merges",
         "/internal/v1/files",
     ] {
         assert!(spec.json["paths"][path].is_object(), "{path} is not documented");
     }
+    let claim_body = &spec.json["components"]["schemas"]["ClaimBody"]["properties"];
+    assert!(
+        claim_body["plugins"].is_object(),
+        "the claim documents plugins: {claim_body}"
+    );
     // The public document does not list them.
     let public_spec = app.get("/api/v1/openapi.json").await.json;
     let public_paths: Vec<&String> = public_spec["paths"].as_object().unwrap().keys().collect();
