@@ -415,6 +415,11 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             "/internal/v1/runs/claim",
             json!({"runner_id": RUNNER, "max_runs": 2}),
         ),
+        internal(
+            "/api/v1/internal/failed-merges",
+            "/api/v1/internal/failed-merges",
+            json!({"run_id": held_id, "branch_name": format!("run-{held_id}"), "error_kind": "conflict", "error_message": "x"}),
+        ),
         // Deletes last, the pipeline and namespaces after what is inside them.
         call(
             Method::DELETE,
