@@ -78,3 +78,27 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
 }
+
+/// A TCP port on `127.0.0.1` nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until every address of `addresses` accepts connections, for at
+/// most `seconds`; fails the test with the tail of `log` otherwise.
+pub async fn wait_listening(addresses: &[&str], seconds: u64, log: &Path) {
+    for _ in 0..seconds * 10 {
+        let mut all = true;
+        for address in addresses {
+            all &= tokio::net::TcpStream::connect(address).await.is_ok();
+        }
+        if all {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{addresses:?} did not listen within {seconds} s:\n{}", tail(log, 40));
+}

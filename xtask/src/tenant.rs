@@ -147,9 +147,6 @@ async fn provision_and_print(
         let migrated = rat_testkit::dao::migrate(&Database::new(owner_url.clone()).in_schema(schema.clone()))
             .await
             .context("migrating the schema as its owner")?;
-        provision::restrict_migration_history(&client, &schema, &app)
-            .await
-            .context("restricting the migration history")?;
         eprintln!(
             "schema {schema}: applied {} migration(s) as {owner}",
             migrated.applied.len()

@@ -47,11 +47,6 @@ use rat_service::Services;
 struct Cli {
     #[command(flatten)]
     database: rat_cli::DatabaseArgs,
-    /// `unnamed` sends every statement unnamed, as through a transaction pooler, even straight
-    /// to Postgres: to measure what that mode costs (`cargo xtask bench api --via-pgbouncer`).
-    /// `auto` (default): unnamed only with `RAT_DB_POOLER=transaction`.
-    #[arg(long, env = "RAT_DB_STATEMENTS", default_value = "auto", value_parser = ["auto", "unnamed"])]
-    db_statements: String,
     #[command(flatten)]
     store: rat_cli::StoreArgs,
     #[command(flatten)]
@@ -330,9 +325,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .map(|o| HeaderValue::from_str(o.trim()).with_context(|| format!("invalid CORS origin {o:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    if cli.db_statements == "unnamed" {
-        rat_service::db::use_unnamed_statements();
-    }
     cli.database.prepare("rat-api").await?;
     let pool = rat_service::db::create_pool(&cli.database.pool_settings("rat-api")?).context("creating the pool")?;
     let store = cli.store.open().await?;

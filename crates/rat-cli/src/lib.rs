@@ -11,6 +11,8 @@
 //! - `RAT_DB_SCHEMA`: the tenant schema (default `public`)
 //! - `RAT_DB_POOLER`: `session` (default: Postgres itself, or a session pooler)
 //!   or `transaction` (PgBouncer `pool_mode = transaction`)
+//! - `RAT_DB_STATEMENTS`: `auto` (default) or `unnamed` (as through a
+//!   transaction pooler, even straight to Postgres; for measuring)
 //! - `RAT_DB_POOL_SIZE`: pool size (default 16)
 //! - `RAT_LOG_FORMAT`: `text` (default) or `json`
 //! - `RAT_STORE`: `s3` or `fs:<dir>` (api, reaper)
@@ -52,6 +54,11 @@ pub struct DatabaseArgs {
     /// `transaction` (a transaction pooler such as PgBouncer in `pool_mode = transaction`).
     #[arg(long, env = "RAT_DB_POOLER", default_value = "session")]
     pub db_pooler: String,
+    /// `unnamed` sends every statement unnamed, as through a transaction pooler, even straight
+    /// to Postgres: to measure what that mode costs (`cargo xtask bench api --via-pgbouncer`).
+    /// `auto` (default): unnamed only with `RAT_DB_POOLER=transaction`.
+    #[arg(long, env = "RAT_DB_STATEMENTS", default_value = "auto", value_parser = ["auto", "unnamed"])]
+    pub db_statements: String,
     /// Most pooled connections this process opens.
     #[arg(long, env = "RAT_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub db_pool_size: u16,
@@ -99,13 +106,17 @@ impl DatabaseArgs {
         Ok(settings)
     }
 
-    /// Prepares the database for a service at start: applies pending
+    /// Prepares the database for a service at start: sends statements
+    /// unnamed from now on when `RAT_DB_STATEMENTS=unnamed`, applies pending
     /// migrations (as the owner) unless `--no-migrate` was given, then checks
     /// that a connection works as the pool makes it (TLS, role, schema) and
     /// that the schema is the version this build needs. An older schema is
     /// refused, saying how to migrate; a newer one (an upgrade rolling out:
     /// migrations only add) is logged and accepted.
     pub async fn prepare(&self, application_name: &str) -> anyhow::Result<()> {
+        if self.db_statements == "unnamed" {
+            rat_service::db::use_unnamed_statements();
+        }
         if self.no_migrate {
             tracing::info!("--no-migrate: schema migrations skipped");
         } else {

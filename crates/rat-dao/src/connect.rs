@@ -95,28 +95,37 @@ impl FromStr for SchemaName {
     type Err = DaoError;
 
     fn from_str(name: &str) -> Result<Self, DaoError> {
-        let invalid = |why: &str| DaoError::Config {
-            reason: format!("schema name {name:?} {why}"),
-        };
-        let mut chars = name.chars();
-        match chars.next() {
-            None => return Err(invalid("is empty")),
-            Some(c) if !(c.is_ascii_lowercase() || c == '_') => {
-                return Err(invalid("must start with a lowercase letter or `_`"));
-            }
-            Some(_) => {}
-        }
-        if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(invalid("may hold only lowercase letters, digits and `_`"));
-        }
-        if name.len() > MAX_SCHEMA_LEN {
-            return Err(invalid(&format!("is longer than {MAX_SCHEMA_LEN} characters")));
-        }
-        if name.starts_with("pg_") {
-            return Err(invalid("starts with `pg_`, which Postgres reserves"));
-        }
+        check_identifier("schema", name, MAX_SCHEMA_LEN)?;
         Ok(SchemaName(name.to_owned()))
     }
+}
+
+/// Checks `name` is a safe unquoted Postgres identifier of our own: lowercase
+/// ASCII letters, digits and `_`, starting with a letter or `_`, at most
+/// `max_len` bytes, not `pg_…` (Postgres' own). `what` names it in the error
+/// (`schema`, `role`).
+pub(crate) fn check_identifier(what: &str, name: &str, max_len: usize) -> Result<(), DaoError> {
+    let invalid = |why: &str| DaoError::Config {
+        reason: format!("{what} name {name:?} {why}"),
+    };
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err(invalid("is empty")),
+        Some(c) if !(c.is_ascii_lowercase() || c == '_') => {
+            return Err(invalid("must start with a lowercase letter or `_`"));
+        }
+        Some(_) => {}
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(invalid("may hold only lowercase letters, digits and `_`"));
+    }
+    if name.len() > max_len {
+        return Err(invalid(&format!("is longer than {max_len} characters")));
+    }
+    if name.starts_with("pg_") {
+        return Err(invalid("starts with `pg_`, which Postgres reserves"));
+    }
+    Ok(())
 }
 
 /// What stands between the pool and Postgres.
@@ -256,8 +265,8 @@ impl Endpoint {
     pub(crate) fn tls(&self) -> Result<Option<MakeRustlsConnect>, DaoError> {
         let verifier: Arc<dyn ServerCertVerifier> = match self.ssl_mode {
             SslMode::Disable => return Ok(None),
-            SslMode::Prefer | SslMode::Require => Arc::new(Unverified::new()),
-            SslMode::VerifyCa => Arc::new(ChainOnly::new(self.roots()?)?),
+            SslMode::Prefer | SslMode::Require => Arc::new(ChainVerifier::new(None)),
+            SslMode::VerifyCa => Arc::new(ChainVerifier::new(Some(self.roots()?))),
             SslMode::VerifyFull => WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
                 .build()
                 .map_err(|e| DaoError::Config {
@@ -314,15 +323,25 @@ impl Endpoint {
         &self,
         config: &tokio_postgres::Config,
     ) -> Result<tokio_postgres::Client, DaoError> {
+        self.connect_notifying(config, None).await
+    }
+
+    /// [`Endpoint::connect_with`], its notifications passed to `notifications`
+    /// when given (the connection then also ends when their receiver is gone).
+    async fn connect_notifying(
+        &self,
+        config: &tokio_postgres::Config,
+        notifications: Option<tokio::sync::mpsc::Sender<tokio_postgres::Notification>>,
+    ) -> Result<tokio_postgres::Client, DaoError> {
         let client = match self.tls()? {
             None => {
                 let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
-                spawn_connection(connection);
+                tokio::spawn(drive(connection, notifications));
                 client
             }
             Some(tls) => {
                 let (client, connection) = config.connect(tls).await.map_err(|e| self.tls_error(e))?;
-                spawn_connection(connection);
+                tokio::spawn(drive(connection, notifications));
                 client
             }
         };
@@ -394,87 +413,58 @@ fn connect_error(error: tokio_postgres::Error) -> DaoError {
     }
 }
 
-fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
-where
+/// Drives `connection` until the server closes it or it fails, passing its
+/// notifications to `notifications` when given (and ending when their
+/// receiver is gone).
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notifications: Option<tokio::sync::mpsc::Sender<tokio_postgres::Notification>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "database connection ended with an error");
+    loop {
+        let notification = match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => n,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "database connection ended with an error");
+                return;
+            }
+            None => return,
+        };
+        if let Some(sender) = &notifications
+            && sender.send(notification).await.is_err()
+        {
+            return;
         }
-    });
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// `sslmode=prefer|require`: encryption without authentication, as libpq.
+/// The verifier of `sslmode=prefer|require` (no `roots`: encryption without
+/// authentication, as libpq) and of `sslmode=verify-ca` (the chain must lead
+/// to one of `roots`; the host name is not checked). `verify-full` uses
+/// rustls' own verifier.
 #[derive(Debug)]
-struct Unverified {
+struct ChainVerifier {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-impl Unverified {
-    fn new() -> Self {
-        Unverified { provider: provider() }
-    }
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `sslmode=verify-ca`: the chain must lead to a trusted CA; the host name
-/// is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ChainOnly {
-    fn new(roots: RootCertStore) -> Result<Self, DaoError> {
-        Ok(ChainOnly {
-            roots: Arc::new(roots),
+impl ChainVerifier {
+    fn new(roots: Option<RootCertStore>) -> Self {
+        ChainVerifier {
+            roots: roots.map(Arc::new),
             provider: provider(),
-        })
+        }
     }
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -483,14 +473,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -743,19 +735,7 @@ impl Database {
     > {
         let (endpoint, config) = self.session_config(application_name)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(buffer);
-        let name = application_name.to_owned();
-        let client = match endpoint.tls()? {
-            None => {
-                let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
-                tokio::spawn(forward_notifications(connection, sender, name));
-                client
-            }
-            Some(tls) => {
-                let (client, connection) = config.connect(tls).await.map_err(|e| endpoint.tls_error(e))?;
-                tokio::spawn(forward_notifications(connection, sender, name));
-                client
-            }
-        };
+        let client = endpoint.connect_notifying(&config, Some(sender)).await?;
         check_schema(&client, &self.schema).await?;
         Ok((client, receiver))
     }
@@ -770,33 +750,6 @@ impl Database {
         config.keepalives_idle(Duration::from_secs(30));
         config.options(search_path_option(&self.schema));
         Ok((endpoint, config))
-    }
-}
-
-/// Drives `connection`, passing its notifications on; ends when the server
-/// closes it, on an error, or when the receiver is gone.
-async fn forward_notifications<S, T>(
-    mut connection: tokio_postgres::Connection<S, T>,
-    sender: tokio::sync::mpsc::Sender<tokio_postgres::Notification>,
-    name: String,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    loop {
-        let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-        let notification = match message {
-            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => n,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                tracing::warn!(listener = %name, error = %e, "listening connection ended with an error");
-                return;
-            }
-            None => return,
-        };
-        if sender.send(notification).await.is_err() {
-            return;
-        }
     }
 }
 

@@ -82,13 +82,15 @@ pub async fn migrate(database: &Database) -> Result<MigrationReport, DaoError> {
         .await?;
     let result = async {
         ensure_schema(&client, &database.schema).await?;
-        embedded::migrations::runner()
+        let report = embedded::migrations::runner()
             .set_grouped(true)
             .set_abort_divergent(true)
             .set_abort_missing(true)
             .run_async(&mut client)
             .await
-            .map_err(|e| DaoError::Migration { reason: e.to_string() })
+            .map_err(|e| DaoError::Migration { reason: e.to_string() })?;
+        client.batch_execute(HISTORY_READ_ONLY).await?;
+        Ok::<_, DaoError>(report)
     }
     .await;
     // Unlock explicitly; closing the connection would release the lock too.
@@ -114,6 +116,28 @@ pub async fn migrate(database: &Database) -> Result<MigrationReport, DaoError> {
     }
     Ok(MigrationReport { applied })
 }
+
+/// Leaves the migration history of the session's schema writable by its
+/// owner only: whoever else was granted more than `SELECT` on it (the app
+/// role, through the owner's default privileges, when the first migration
+/// created it) keeps `SELECT` alone, so only a migration records a version.
+/// Grantee names come from the catalog and are quoted by Postgres.
+const HISTORY_READ_ONLY: &str = "DO $$
+DECLARE
+    grantee_name text;
+BEGIN
+    FOR grantee_name IN
+        SELECT DISTINCT g.grantee FROM information_schema.role_table_grants g
+        JOIN pg_tables t ON t.schemaname = g.table_schema AND t.tablename = g.table_name
+        WHERE g.table_schema = current_schema() AND g.table_name = 'refinery_schema_history'
+          AND g.privilege_type <> 'SELECT' AND g.grantee <> t.tableowner
+    LOOP
+        EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON refinery_schema_history FROM %s',
+                       CASE WHEN grantee_name = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(grantee_name) END);
+        EXECUTE format('GRANT SELECT ON refinery_schema_history TO %s',
+                       CASE WHEN grantee_name = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(grantee_name) END);
+    END LOOP;
+END $$";
 
 /// Creates `schema` when it does not exist (owned by the role connected),
 /// then checks the session is in it.

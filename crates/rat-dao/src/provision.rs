@@ -30,7 +30,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::DaoError;
-use crate::connect::SchemaName;
+use crate::connect::{SchemaName, check_identifier};
 
 /// Longest role name (Postgres' `NAMEDATALEN - 1`).
 pub const MAX_ROLE_LEN: usize = 63;
@@ -62,28 +62,11 @@ impl FromStr for RoleName {
     type Err = DaoError;
 
     fn from_str(name: &str) -> Result<Self, DaoError> {
-        let invalid = |why: &str| DaoError::Config {
-            reason: format!("role name {name:?} {why}"),
-        };
-        let mut chars = name.chars();
-        match chars.next() {
-            None => return Err(invalid("is empty")),
-            Some(c) if !(c.is_ascii_lowercase() || c == '_') => {
-                return Err(invalid("must start with a lowercase letter or `_`"));
-            }
-            Some(_) => {}
-        }
-        if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(invalid("may hold only lowercase letters, digits and `_`"));
-        }
-        if name.len() > MAX_ROLE_LEN {
-            return Err(invalid(&format!("is longer than {MAX_ROLE_LEN} characters")));
-        }
-        if name.starts_with("pg_") {
-            return Err(invalid("starts with `pg_`, which Postgres reserves"));
-        }
+        check_identifier("role", name, MAX_ROLE_LEN)?;
         if ["public", "none", "current_user", "session_user", "current_role", "all"].contains(&name) {
-            return Err(invalid("is a word Postgres reserves in GRANT"));
+            return Err(DaoError::Config {
+                reason: format!("role name {name:?} is a word Postgres reserves in GRANT"),
+            });
         }
         Ok(RoleName(name.to_owned()))
     }
@@ -424,19 +407,6 @@ async fn restrict_history_in(
         .await?;
     }
     Ok(())
-}
-
-/// Leaves the app role only `SELECT` on the migration history (the
-/// services read the schema's version; only the owner records one). The
-/// owner's default privileges grant it more when the first migration
-/// creates the table: call this after migrating a new schema ([`provision`]
-/// does it for an existing one).
-pub async fn restrict_migration_history(
-    client: &tokio_postgres::Client,
-    schema: &SchemaName,
-    app: &RoleName,
-) -> Result<(), DaoError> {
-    restrict_history_in(client, schema, app).await
 }
 
 /// `url` (either form of connection string) with its user and password

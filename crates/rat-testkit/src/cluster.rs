@@ -9,8 +9,8 @@
 //! in the cluster directory makes exactly one of them initialize and start the
 //! server while the others wait and then reuse it.
 
+use crate::tail;
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -439,15 +439,6 @@ pub(crate) fn ensure_server_user() -> Result<(u32, u32), ClusterError> {
         (Some(uid), Some(gid)) => Ok((uid, gid)),
         _ => Err(err(format!("cannot look up user {SERVER_USER:?}"))),
     }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {

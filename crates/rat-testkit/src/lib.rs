@@ -38,3 +38,18 @@ pub use database::{ADMIN_URL_ENV, TestDatabase};
 /// binaries themselves reach the database only through `rat-service`, so
 /// their tests name the repositories through this dev-only crate.
 pub use rat_dao as dao;
+
+/// A TCP port on `127.0.0.1` nothing listens on right now.
+pub(crate) fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// The last `lines` lines of the file at `path` (empty when unreadable).
+pub(crate) fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

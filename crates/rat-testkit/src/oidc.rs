@@ -36,7 +36,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::s3::{sweep_logs, tail, target_dir};
+use crate::s3::{sweep_logs, target_dir};
+use crate::tail;
 
 /// What gets installed, with npm.
 pub const OIDC_PROVIDER_PACKAGE: &str = "oidc-provider@8.8.1";

@@ -13,6 +13,7 @@
 //! Without PgBouncer installed, [`PgBouncer::start`] fails and says how to
 //! install it; nothing is skipped.
 
+use crate::{free_port, tail};
 use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
@@ -338,19 +339,6 @@ fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

@@ -19,9 +19,10 @@
 //! Without python3 (with its venv module) or without access to PyPI, starting
 //! fails and the message says what to install; S3 tests never skip silently.
 
+use crate::{free_port, tail};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -376,22 +377,6 @@ pub(crate) fn sweep_logs(logs: &Path, prefix: &str) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
-}
-
-/// The last `lines` lines of the file at `path` (empty when unreadable).
-pub(crate) fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

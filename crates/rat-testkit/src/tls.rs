@@ -75,7 +75,7 @@ impl TlsCluster {
         // Postgres refuses a key others can read.
         write(&key_file, &server_key.serialize_pem(), 0o600)?;
 
-        let port = free_port()?;
+        let port = crate::free_port().map_err(ClusterError::new)?;
         let cluster = Cluster::new(ClusterOptions {
             base_dir: dir.join("pg"),
             socket_dir: None,
@@ -111,14 +111,4 @@ impl Drop for TlsCluster {
         let _ = self.cluster.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A TCP port nothing listens on right now.
-fn free_port() -> Result<u16, ClusterError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| ClusterError::new(format!("finding a free port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| ClusterError::new(format!("finding a free port: {e}")))
 }

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use rat_testkit::TestDatabase;
 
@@ -24,13 +23,6 @@ fn require(program: &str, package: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_contract_route_answers_as_the_tour_expects() {
     require("curl", "curl");
@@ -39,7 +31,7 @@ async fn every_contract_route_answers_as_the_tour_expects() {
     let scratch = tests::scratch_dir("curl-tour");
     let store = format!("fs:{}", scratch.join("store").display());
     let log = scratch.join("rat-api.log");
-    let (port, internal_port) = (free_port(), free_port());
+    let (port, internal_port) = (tests::free_port(), tests::free_port());
     let (listen, internal) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{internal_port}"));
     let key = "curl-tour-key";
     let api = tests::spawn(
@@ -57,19 +49,7 @@ async fn every_contract_route_answers_as_the_tour_expects() {
     );
 
     let base = format!("http://{listen}");
-    let mut listening = false;
-    for _ in 0..150 {
-        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        listening,
-        "rat-api did not listen within 15 s:\n{}",
-        tests::tail(&log, 40)
-    );
+    tests::wait_listening(&[&listen], 15, &log).await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/curl-tour.sh");
     let output = tokio::process::Command::new("bash")

@@ -20,14 +20,6 @@ use rat_testkit::demo::{demo_pipelines, seed_demo};
 use rat_versioning::fs::FsStore;
 use rat_versioning::{ObjectKey, VersionId, VersionedStore};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
@@ -85,32 +77,8 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
         "rat-reaper did not start listening within 30 s:\n{}",
         tests::tail(&reaper_log, 30)
     );
-    let requested = OffsetDateTime::now_utc();
-    client
-        .execute(
-            "UPDATE reaper_status SET run_requested_at = $1 WHERE id = 1",
-            &[&requested],
-        )
-        .await
-        .unwrap();
-    client
-        .execute("SELECT pg_notify('rat_reaper_run', '')", &[])
-        .await
-        .unwrap();
-    let mut passed = false;
-    for _ in 0..1200 {
-        let last: Option<OffsetDateTime> = client
-            .query_one("SELECT last_run_at FROM reaper_status WHERE id = 1", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if last.is_some_and(|at| at > requested) {
-            passed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(passed, "no reaper pass within 60 s:\n{}", tests::tail(&reaper_log, 30));
+    let requested = crate::reaper_replicas::request_pass(&client).await;
+    crate::reaper_replicas::wait_for_pass_after(&client, requested, &[&reaper_log]).await;
     tests::terminate(&reaper).await;
     drop(reaper);
     let runs_after: BTreeSet<uuid::Uuid> = client
@@ -135,8 +103,8 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
 
     // The api and the dev runner, as `cargo xtask dev` starts them.
     let (listen, internal) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", tests::free_port()),
+        format!("127.0.0.1:{}", tests::free_port()),
     );
     let token = format!("{:032x}", rand::random::<u128>());
     let api_log = scratch.join("rat-api.log");
@@ -154,21 +122,7 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
         ],
         &api_log,
     );
-    let mut listening = false;
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(&listen).await.is_ok()
-            && tokio::net::TcpStream::connect(&internal).await.is_ok()
-        {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        listening,
-        "rat-api did not listen within 30 s:\n{}",
-        tests::tail(&api_log, 40)
-    );
+    tests::wait_listening(&[&listen, &internal], 30, &api_log).await;
     let internal_url = format!("http://{internal}");
     let runner = tests::spawn(
         &tests::binary("rat-runner"),

@@ -172,13 +172,6 @@ fn number(row: &BTreeMap<String, String>, column: &str) -> u64 {
         .unwrap_or_else(|e| panic!("column {column} of {row:?}: {e}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A running `rat-api` behind PgBouncer.
 struct Api {
     child: tokio::process::Child,
@@ -190,7 +183,7 @@ struct Api {
 const API_KEY: &str = "pgbouncer-test-key";
 
 async fn start_api(behind: &Behind) -> Api {
-    let (port, internal_port) = (free_port(), free_port());
+    let (port, internal_port) = (tests::free_port(), tests::free_port());
     let (listen, internal) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{internal_port}"));
     let store = format!("fs:{}", behind.scratch.join("store").display());
     let log = behind.scratch.join("rat-api.log");
@@ -583,15 +576,7 @@ async fn three_schedulers_through_pgbouncer_fire_every_slot_exactly_once() {
     completing.store(false, Ordering::Relaxed);
     completer.await.unwrap();
 
-    let duplicates = client
-        .query(
-            "SELECT schedule_id, scheduled_for, count(*) FROM runs WHERE schedule_id IS NOT NULL \
-             GROUP BY schedule_id, scheduled_for HAVING count(*) > 1 LIMIT 10",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert!(duplicates.is_empty(), "slots with more than one run: {duplicates:?}");
+    crate::scheduler_replicas::assert_no_slot_twice(&client).await;
 
     let window_start = first_slot + time::Duration::seconds(MARGIN_SECS);
     let window_end = stopped_at.replace_nanosecond(0).unwrap() - time::Duration::seconds(MARGIN_SECS);
@@ -678,29 +663,9 @@ async fn two_reapers_through_pgbouncer_never_run_passes_at_the_same_time() {
             )
             .await
             .unwrap();
-        let asked = OffsetDateTime::now_utc();
-        client
-            .execute("UPDATE reaper_status SET run_requested_at = $1 WHERE id = 1", &[&asked])
-            .await
-            .unwrap();
-        client
-            .execute("SELECT pg_notify('rat_reaper_run', '')", &[])
-            .await
-            .unwrap();
-        let mut done = false;
-        for _ in 0..1200 {
-            let last: Option<OffsetDateTime> = client
-                .query_one("SELECT last_run_at FROM reaper_status WHERE id = 1", &[])
-                .await
-                .unwrap()
-                .get(0);
-            if last.is_some_and(|at| at > asked) {
-                done = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(done, "no pass was recorded within 60 s:\n{}", report_logs());
+        let asked = crate::reaper_replicas::request_pass(&client).await;
+        let paths: Vec<&std::path::Path> = logs.iter().map(PathBuf::as_path).collect();
+        crate::reaper_replicas::wait_for_pass_after(&client, asked, &paths).await;
     }
 
     for child in &children {
@@ -716,7 +681,11 @@ async fn two_reapers_through_pgbouncer_never_run_passes_at_the_same_time() {
 
     let mut all: Vec<(OffsetDateTime, OffsetDateTime, usize)> = Vec::new();
     for (n, log) in logs.iter().enumerate() {
-        all.extend(passes(log).into_iter().map(|(start, end)| (start, end, n)));
+        all.extend(
+            crate::reaper_replicas::passes(log)
+                .into_iter()
+                .map(|(start, end)| (start, end, n)),
+        );
     }
     all.sort();
     assert!(
@@ -750,41 +719,14 @@ async fn two_reapers_through_pgbouncer_never_run_passes_at_the_same_time() {
     println!("passes: {all:?}; {queries} queries through PgBouncer");
 }
 
-/// `(start, end)` of every pass in a reaper's JSON log.
-fn passes(log: &Path) -> Vec<(OffsetDateTime, OffsetDateTime)> {
-    let text = std::fs::read_to_string(log).unwrap();
-    let mut passes = Vec::new();
-    let mut started = None;
-    for line in text.lines() {
-        let Ok(entry) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let at = || OffsetDateTime::parse(entry["timestamp"].as_str().unwrap(), &Rfc3339).unwrap();
-        match entry["fields"]["message"].as_str().unwrap_or_default() {
-            "pass started" => {
-                assert!(
-                    started.is_none(),
-                    "two passes started without one finishing in {}",
-                    log.display()
-                );
-                started = Some(at());
-            }
-            "pass finished" => passes.push((started.take().expect("a pass finished before it started"), at())),
-            _ => {}
-        }
-    }
-    assert!(started.is_none(), "a pass never finished in {}", log.display());
-    passes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_pooler_without_a_direct_url_is_refused_at_start() {
     let behind = Behind::new("rat-pgbouncer-no-direct").await;
     let store = format!("fs:{}", behind.scratch.join("store").display());
     for name in ["rat-api", "rat-scheduler", "rat-reaper"] {
         let log = behind.scratch.join(format!("{name}.log"));
-        let listen = format!("127.0.0.1:{}", free_port());
-        let internal = format!("127.0.0.1:{}", free_port());
+        let listen = format!("127.0.0.1:{}", tests::free_port());
+        let internal = format!("127.0.0.1:{}", tests::free_port());
         let mut child = tests::spawn(
             &tests::binary(name),
             &[

@@ -63,7 +63,7 @@ async fn last_run_at(client: &tokio_postgres::Client) -> Option<OffsetDateTime> 
 }
 
 /// Asks for a pass the way `POST /admin/retention/run` does.
-async fn request_pass(client: &tokio_postgres::Client) -> OffsetDateTime {
+pub(crate) async fn request_pass(client: &tokio_postgres::Client) -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     client
         .execute("UPDATE reaper_status SET run_requested_at = $1 WHERE id = 1", &[&now])
@@ -77,7 +77,7 @@ async fn request_pass(client: &tokio_postgres::Client) -> OffsetDateTime {
 }
 
 /// Waits until a pass that started after `after` has been recorded.
-async fn wait_for_pass_after(client: &tokio_postgres::Client, after: OffsetDateTime, logs: &[&Path]) {
+pub(crate) async fn wait_for_pass_after(client: &tokio_postgres::Client, after: OffsetDateTime, logs: &[&Path]) {
     for _ in 0..1200 {
         if last_run_at(client).await.is_some_and(|at| at > after) {
             return;
@@ -95,7 +95,7 @@ fn logs_of(logs: &[&Path]) -> String {
 }
 
 /// `(start, end)` of every pass in a reaper's JSON log, in order.
-fn passes(log: &Path) -> Vec<(OffsetDateTime, OffsetDateTime)> {
+pub(crate) fn passes(log: &Path) -> Vec<(OffsetDateTime, OffsetDateTime)> {
     let text = std::fs::read_to_string(log).unwrap();
     let mut passes = Vec::new();
     let mut started = None;

@@ -3,8 +3,6 @@
 //! platform started on it (`--no-migrate`, as the services run) finds the
 //! schema at its version and every row as it was.
 
-use std::time::Duration;
-
 use rat_testkit::TestDatabase;
 use rat_testkit::cluster::find_server_binaries;
 use rat_testkit::dao::{SchemaName, SchemaState};
@@ -116,22 +114,8 @@ async fn a_dumped_tenant_schema_restores_into_a_fresh_database_with_every_row() 
         rat_testkit::dao::schema_state(&restored).await.unwrap(),
         SchemaState::UpToDate { .. }
     ));
-    let listen = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
-    let internal = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let listen = format!("127.0.0.1:{}", tests::free_port());
+    let internal = format!("127.0.0.1:{}", tests::free_port());
     let store = format!("fs:{}", scratch.join("store").display());
     let log = scratch.join("rat-api.log");
     let _api = tests::spawn(
@@ -147,15 +131,7 @@ async fn a_dumped_tenant_schema_restores_into_a_fresh_database_with_every_row() 
         ],
         &log,
     );
-    let mut listening = false;
-    for _ in 0..150 {
-        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(listening, "rat-api did not listen:\n{}", tests::tail(&log, 40));
+    tests::wait_listening(&[&listen], 15, &log).await;
     let page = get(&listen, "/api/v1/pipelines?per_page=1").await;
     assert_eq!(page["total"].as_i64(), Some(pipelines.1), "{page}");
     // Nothing was written into `public` of the fresh database.

@@ -34,9 +34,6 @@ async fn the_app_role_runs_every_service_and_may_change_no_schema() {
     let mut migrate = spawn("rat-api", &["migrate"], &tenant.env(), &migrate_log);
     let status = migrate.wait().await.unwrap();
     assert!(status.success(), "migrate: {status}\n{}", tests::tail(&migrate_log, 30));
-    rat_testkit::dao::provision::restrict_migration_history(&tenancy::admin(&db).await, &tenant.schema, &tenant.app)
-        .await
-        .unwrap();
     let owned: i64 = tenancy::admin(&db)
         .await
         .query_one(
@@ -165,7 +162,7 @@ async fn the_app_role_runs_every_service_and_may_change_no_schema() {
 async fn provisioning_twice_is_harmless_and_later_tables_are_granted() {
     let db = TestDatabase::new().await;
     let tenant = tenancy::provision_tenant(&db, "roles_again").await;
-    tenancy::migrate(&db, &tenant).await;
+    tenancy::migrate(&tenant).await;
     // Again, with a new password for the app role: it is updated.
     let spec = rat_testkit::dao::provision::Provision {
         app: rat_testkit::dao::provision::RoleSpec {
@@ -207,7 +204,7 @@ fn newest_version() -> i32 {
 async fn a_service_refuses_an_older_schema_and_runs_on_a_newer_one() {
     let db = TestDatabase::new().await;
     let tenant: Tenant = tenancy::provision_tenant(&db, "roles_versions").await;
-    tenancy::migrate(&db, &tenant).await;
+    tenancy::migrate(&tenant).await;
     let dir = tests::scratch_dir("rat-roles-versions");
     let newest = newest_version();
     let owner = tenant.owner_client().await;
@@ -221,11 +218,8 @@ async fn a_service_refuses_an_older_schema_and_runs_on_a_newer_one() {
         let log = dir.join(format!("{binary}-older.log"));
         let mut env = tenant.env();
         env.push(("RAT_STORE", format!("fs:{}", dir.join("store").display())));
-        env.push(("RAT_LISTEN_ADDR", format!("127.0.0.1:{}", tenancy::free_port())));
-        env.push((
-            "RAT_INTERNAL_LISTEN_ADDR",
-            format!("127.0.0.1:{}", tenancy::free_port()),
-        ));
+        env.push(("RAT_LISTEN_ADDR", format!("127.0.0.1:{}", tests::free_port())));
+        env.push(("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{}", tests::free_port())));
         let mut child = spawn(binary, &["--no-migrate"], &env, &log);
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await

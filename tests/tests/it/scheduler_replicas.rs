@@ -173,16 +173,7 @@ async fn three_schedulers_fire_every_slot_exactly_once_through_sigkills() {
             .join("\n")
     };
 
-    // No slot has two runs (the unique index makes it impossible: checked anyway).
-    let duplicates = client
-        .query(
-            "SELECT schedule_id, scheduled_for, count(*) FROM runs WHERE schedule_id IS NOT NULL \
-             GROUP BY schedule_id, scheduled_for HAVING count(*) > 1 LIMIT 10",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert!(duplicates.is_empty(), "slots with more than one run: {duplicates:?}");
+    assert_no_slot_twice(&client).await;
 
     // Every slot of every schedule in the window has its run.
     let window_start = first_slot + time::Duration::seconds(MARGIN_SECS);
@@ -269,4 +260,18 @@ async fn three_schedulers_fire_every_slot_exactly_once_through_sigkills() {
         latency.get::<_, f64>(1) * 1000.0
     );
     let _ = std::fs::remove_dir_all(&logs_dir);
+}
+
+/// No schedule slot has two runs (the unique index makes it impossible:
+/// checked anyway).
+pub(crate) async fn assert_no_slot_twice(client: &tokio_postgres::Client) {
+    let duplicates = client
+        .query(
+            "SELECT schedule_id, scheduled_for, count(*) FROM runs WHERE schedule_id IS NOT NULL \
+             GROUP BY schedule_id, scheduled_for HAVING count(*) > 1 LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(duplicates.is_empty(), "slots with more than one run: {duplicates:?}");
 }

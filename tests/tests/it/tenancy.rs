@@ -99,14 +99,11 @@ pub async fn provision_tenant(db: &TestDatabase, schema: &str) -> Tenant {
 }
 
 /// Migrates the tenant's schema as its owner, as `xtask db tenant create`
-/// does, and leaves the app role only reading the migration history.
-pub async fn migrate(db: &TestDatabase, tenant: &Tenant) {
+/// does (which leaves the app role only reading the migration history).
+pub async fn migrate(tenant: &Tenant) {
     rat_testkit::dao::migrate(&tenant.owner_database())
         .await
         .expect("migrating as the owner");
-    provision::restrict_migration_history(&admin(db).await, &tenant.schema, &tenant.app)
-        .await
-        .unwrap();
 }
 
 /// Drops what the tenant's roles own in `db`, then the roles (they belong
@@ -124,13 +121,6 @@ pub async fn drop_roles(db: &TestDatabase, tenant: &Tenant) {
     admin.batch_execute(&statement).await.unwrap();
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A running `rat-api`.
 pub struct Api {
     pub child: tokio::process::Child,
@@ -143,9 +133,9 @@ impl Api {
     /// Starts `rat-api` of `tenant` with `--no-migrate`, a filesystem store
     /// in `store`, and waits until it answers.
     pub async fn start(tenant: &Tenant, store: &Path, log: PathBuf) -> Api {
-        let port = free_port();
+        let port = tests::free_port();
         let listen = format!("127.0.0.1:{port}");
-        let internal = format!("127.0.0.1:{}", free_port());
+        let internal = format!("127.0.0.1:{}", tests::free_port());
         let mut env = tenant.env();
         env.push(("RAT_STORE", format!("fs:{}", store.display())));
         env.push(("RAT_LISTEN_ADDR", listen.clone()));

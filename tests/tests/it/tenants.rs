@@ -39,8 +39,8 @@ async fn two_tenants_in_one_database_never_see_each_other() {
     let db = TestDatabase::new().await;
     let a = tenancy::provision_tenant(&db, "tenant_a").await;
     let b = tenancy::provision_tenant(&db, "tenant_b").await;
-    tenancy::migrate(&db, &a).await;
-    tenancy::migrate(&db, &b).await;
+    tenancy::migrate(&a).await;
+    tenancy::migrate(&b).await;
     let dir = tests::scratch_dir("rat-tenants");
     let (store_a, store_b) = (dir.join("store-a"), dir.join("store-b"));
     let (client_a, client_b) = (a.app_client().await, b.app_client().await);
@@ -234,7 +234,7 @@ async fn migrating_one_tenant_never_waits_for_another() {
     let db = TestDatabase::new().await;
     let a = tenancy::provision_tenant(&db, "tenant_a").await;
     let b = tenancy::provision_tenant(&db, "tenant_b").await;
-    tenancy::migrate(&db, &a).await;
+    tenancy::migrate(&a).await;
 
     // tenant_a's migration lock, held by another session (a migration of
     // tenant_a under way).

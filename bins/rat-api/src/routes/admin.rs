@@ -132,22 +132,10 @@ pub struct ReaperStatusDto {
     /// Start of the last pass that finished (`null` before the first).
     #[serde(with = "crate::routes::rfc3339::option")]
     pub last_run_at: Option<OffsetDateTime>,
-    /// Runs deleted, over all passes.
-    pub runs_pruned: i64,
-    /// Run logs cleared.
-    pub logs_pruned: i64,
-    /// Quality results deleted.
-    pub quality_pruned: i64,
-    /// Soft-deleted pipelines purged.
-    pub pipelines_purged: i64,
-    /// Stuck runs failed.
-    pub runs_failed: i64,
-    /// Orphan branches deleted.
-    pub branches_cleaned: i64,
-    /// Landing files purged.
-    pub lz_files_cleaned: i64,
-    /// Audit entries deleted.
-    pub audit_pruned: i64,
+    /// The totals over every pass (these fields sit at the top level of
+    /// the object, as ratd's clients read them).
+    #[serde(flatten)]
+    pub totals: ReaperCountersDto,
     /// Last change of the row.
     #[serde(with = "crate::routes::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
@@ -156,8 +144,7 @@ pub struct ReaperStatusDto {
     #[serde(with = "crate::routes::rfc3339::option")]
     pub run_requested_at: Option<OffsetDateTime>,
     /// What the last finished pass (the one that began at `last_run_at`)
-    /// did on its own; zeros before the first. The counters above are the
-    /// totals over every pass.
+    /// did on its own; zeros before the first.
     pub last_pass: ReaperCountersDto,
 }
 
@@ -199,17 +186,9 @@ impl From<rat_domain::ReaperCounters> for ReaperCountersDto {
 
 impl From<ReaperStatus> for ReaperStatusDto {
     fn from(s: ReaperStatus) -> Self {
-        let c = s.counters;
         ReaperStatusDto {
             last_run_at: s.last_run_at,
-            runs_pruned: c.runs_pruned,
-            logs_pruned: c.logs_pruned,
-            quality_pruned: c.quality_pruned,
-            pipelines_purged: c.pipelines_purged,
-            runs_failed: c.runs_failed,
-            branches_cleaned: c.branches_cleaned,
-            lz_files_cleaned: c.lz_files_cleaned,
-            audit_pruned: c.audit_pruned,
+            totals: s.counters.into(),
             updated_at: s.updated_at,
             run_requested_at: s.run_requested_at,
             last_pass: s.last_pass.into(),

@@ -4,26 +4,15 @@
 use rat_dao::{access, pipelines, tables};
 use rat_domain::{AccessLevel, Layer, MemberType, NamespaceName, ObjectType, PageRequest, Pipeline, TableName};
 use rat_service::ServiceError;
-use rat_service::identity::{Caller, Via};
+use rat_service::identity::Caller;
 use rat_service::projects::{self, ProjectChanges};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn user(name: &str, roles: &[&str]) -> Caller {
-    Caller {
-        user: name.to_owned(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        admin: false,
-        via: Via::Oidc,
-        email: None,
-        display_name: None,
-    }
-}
-
 fn admin() -> Caller {
     Caller {
         admin: true,
-        ..user("root", &["rat-admin"])
+        ..Caller::user("root", &["rat-admin"])
     }
 }
 
@@ -61,7 +50,7 @@ fn ids(page: &rat_domain::Page<rat_domain::ListedMember>) -> Vec<Uuid> {
 #[tokio::test]
 async fn projects_are_created_trimmed_checked_and_unique() {
     let world = crate::common::fs_world().await;
-    let alice = user("alice", &[]);
+    let alice = Caller::user("alice", &[]);
     let created = projects::create(&world.services, &alice, "  Revenue reporting ", Some("Finance"))
         .await
         .unwrap();
@@ -83,7 +72,7 @@ async fn projects_are_created_trimmed_checked_and_unique() {
             "{name:?}: {refused:?}"
         );
     }
-    let taken = projects::create(&world.services, &user("bob", &[]), "Revenue reporting", None).await;
+    let taken = projects::create(&world.services, &Caller::user("bob", &[]), "Revenue reporting", None).await;
     assert!(
         matches!(taken, Err(ServiceError::AlreadyExists { entity: "project" })),
         "{taken:?}"
@@ -113,7 +102,7 @@ async fn projects_are_created_trimmed_checked_and_unique() {
 async fn only_the_creator_or_an_admin_changes_or_deletes_a_project() {
     let world = crate::common::fs_world().await;
     let services = &world.services;
-    let (alice, bob) = (user("alice", &[]), user("bob", &["analysts"]));
+    let (alice, bob) = (Caller::user("alice", &[]), Caller::user("bob", &["analysts"]));
     let project = projects::create(services, &alice, "Revenue", None).await.unwrap();
     let rename = |name| ProjectChanges {
         name: Some(name),
@@ -186,7 +175,7 @@ async fn members_are_listed_and_counted_only_where_the_caller_may_read_them() {
     let world = crate::common::fs_world().await;
     let services = &world.services;
     let client = world.db.client().await;
-    let alice = user("alice", &["analysts"]);
+    let alice = Caller::user("alice", &["analysts"]);
     let project = projects::create(services, &alice, "Revenue", None).await.unwrap();
 
     // Alice's own pipeline; carol's, shared with the analysts role; an
@@ -245,11 +234,11 @@ async fn members_are_listed_and_counted_only_where_the_caller_may_read_them() {
 
     // Bob, without the role, sees only the unowned table, and the total
     // counts only that: the rule is applied in the query.
-    let bob = user("bob", &[]);
+    let bob = Caller::user("bob", &[]);
     let for_bob = projects::list_members(services, &bob, project.id, page).await.unwrap();
     assert_eq!((ids(&for_bob), for_bob.total), (vec![table.id], 1));
     // Dave has the role: carol's pipeline and the table.
-    let dave = user("dave", &["analysts"]);
+    let dave = Caller::user("dave", &["analysts"]);
     let for_dave = projects::list_members(services, &dave, project.id, page).await.unwrap();
     assert_eq!((ids(&for_dave), for_dave.total), (vec![carols.id.into(), table.id], 2));
     // A share on the namespace covers every pipeline in it.
@@ -269,7 +258,7 @@ async fn members_are_listed_and_counted_only_where_the_caller_may_read_them() {
     )
     .await
     .unwrap();
-    let erin = user("erin", &[]);
+    let erin = Caller::user("erin", &[]);
     assert_eq!(
         projects::list_members(services, &erin, project.id, page)
             .await
@@ -308,7 +297,7 @@ async fn adding_a_member_needs_the_project_and_read_on_a_live_object() {
     let world = crate::common::fs_world().await;
     let services = &world.services;
     let client = world.db.client().await;
-    let (bob, carol) = (user("bob", &[]), user("carol", &[]));
+    let (bob, carol) = (Caller::user("bob", &[]), Caller::user("carol", &[]));
     let project = projects::create(services, &bob, "Bob's", None).await.unwrap();
     let alices = pipeline(&client, "alices", Some("alice")).await;
     let unowned = pipeline(&client, "unowned", None).await;

@@ -4,7 +4,7 @@
 //! reads of callers who are not admins: each gets what the rule gives them,
 //! as of a query sent after they asked.
 
-use rat_service::identity::{Caller, Via};
+use rat_service::identity::Caller;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -97,18 +97,6 @@ async fn a_read_made_after_a_change_committed_sees_it_even_with_reads_in_flight(
     }
 }
 
-/// A signed-in user who is not an admin.
-fn user(name: &str, roles: &[&str]) -> Caller {
-    Caller {
-        user: name.to_owned(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        admin: false,
-        via: Via::Oidc,
-        email: None,
-        display_name: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_by_users_each_get_what_the_rule_gives_them() {
     let world = fs_world().await;
@@ -151,10 +139,10 @@ async fn concurrent_reads_by_users_each_get_what_the_rule_gives_them() {
         ids.push(id);
     }
     let callers = [
-        user("olga", &[]),
-        user("alice", &[]),
-        user("bob", &["analysts"]),
-        user("carol", &["engineers"]),
+        Caller::user("olga", &[]),
+        Caller::user("alice", &[]),
+        Caller::user("bob", &["analysts"]),
+        Caller::user("carol", &["engineers"]),
     ];
     let may_read = |caller: usize, i: usize| match caller {
         0 => true,
@@ -203,14 +191,16 @@ async fn a_read_made_after_a_share_changed_sees_it_even_with_reads_in_flight() {
             tokio::spawn(async move {
                 let mut reads = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    pipelines::get(&services, &user("olga", &[]), &watched).await.unwrap();
+                    pipelines::get(&services, &Caller::user("olga", &[]), &watched)
+                        .await
+                        .unwrap();
                     reads += 1;
                 }
                 reads
             })
         })
         .collect();
-    let alice = user("alice", &[]);
+    let alice = Caller::user("alice", &[]);
     for round in 0..50 {
         let now = OffsetDateTime::now_utc();
         access::grant(
