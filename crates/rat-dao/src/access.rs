@@ -327,12 +327,41 @@ pub async fn grants(
     Ok(answers.pop().unwrap_or_default())
 }
 
+/// The generation of what [`grants_of_many`] reads (`ownership`, `shares`,
+/// `namespaces`): the `access_generation` counter (V19), moved forward by
+/// every transaction that changes any of them, when it commits. Two
+/// statements whose snapshots see the same generation see the same grants,
+/// so an answer read at one generation answers any later question asked at
+/// that generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccessGeneration(pub i64);
+
+/// The current [`AccessGeneration`].
+pub async fn access_generation(client: &impl GenericClient) -> Result<AccessGeneration, DaoError> {
+    let row = sql::query_one(
+        client,
+        "access generation",
+        "SELECT generation FROM access_generation",
+        &[],
+    )
+    .await?;
+    Ok(AccessGeneration(row.try_get("generation")?))
+}
+
 /// [`grants`] for each of `questions`, in their order, in one statement (so
 /// concurrent access checks can share a round trip).
 pub async fn grants_of_many(
     client: &impl GenericClient,
     questions: &[GrantsQuestion],
 ) -> Result<Vec<Grants>, DaoError> {
+    Ok(grants_of_many_at(client, questions).await?.1)
+}
+
+/// [`grants_of_many`], with the [`AccessGeneration`] its snapshot saw.
+pub async fn grants_of_many_at(
+    client: &impl GenericClient,
+    questions: &[GrantsQuestion],
+) -> Result<(AccessGeneration, Vec<Grants>), DaoError> {
     // The questions as rows numbered by their index, and their principals as
     // (index, name) rows; a name repeated within a question is sent once.
     let mut index = Vec::with_capacity(questions.len());
@@ -374,13 +403,22 @@ pub async fn grants_of_many(
          SELECT q.i, 'share', s.shared_with, s.access_level \
              FROM q JOIN p ON p.i = q.i \
              JOIN namespaces n ON n.name = q.namespace \
-             JOIN shares s ON s.object_type = 'namespace' AND s.object_id = n.id AND s.shared_with = p.name",
+             JOIN shares s ON s.object_type = 'namespace' AND s.object_id = n.id AND s.shared_with = p.name \
+         UNION ALL \
+         SELECT -1, 'generation', generation::text, NULL FROM access_generation",
         &[&index, &types, &ids, &namespaces, &asking, &names],
     )
     .await?;
     let mut answers: Vec<Grants> = vec![Grants::default(); questions.len()];
+    let mut generation = None;
     for row in &rows {
         let i: i32 = row.try_get("i")?;
+        if i == -1 {
+            let text: &str = row.try_get("who")?;
+            let value = text.parse().map_err(|e| DaoError::corrupt("generation", e))?;
+            generation = Some(AccessGeneration(value));
+            continue;
+        }
         let answer = usize::try_from(i)
             .ok()
             .and_then(|i| answers.get_mut(i))
@@ -396,7 +434,11 @@ pub async fn grants_of_many(
                 .push((row.try_get("who")?, sql::parse_column(row, "level")?)),
         }
     }
-    Ok(answers)
+    let generation = generation.ok_or_else(|| DaoError::Corrupt {
+        column: "generation",
+        source: "the access_generation row is missing".into(),
+    })?;
+    Ok((generation, answers))
 }
 
 /// What [`grants`] read.

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use crate::DaoError;
+use crate::access::AccessGeneration;
 use crate::sql::{self, Conditions, OrderBy};
 
 /// The select list of every pipeline query, as a literal so that hot queries
@@ -36,9 +37,13 @@ const GET_BY_REF: &str = concat!(
 /// addresses given as three parallel arrays, through `pipelines_at` (V12),
 /// which probes `uq_pipelines_namespace_layer_name` once per address with a
 /// cached plan.
+/// Each row also carries the generation of the access rule's inputs
+/// ([`crate::access::AccessGeneration`]) in the same snapshot, so a cached
+/// access answer can be checked without a query of its own.
 pub const GET_BY_REFS: &str = concat!(
     "SELECT ",
     columns!(),
+    ", (SELECT generation FROM access_generation) AS access_generation",
     " FROM pipelines_at($1::text[], $2::text[], $3::text[])"
 );
 
@@ -139,8 +144,12 @@ pub async fn get_by_ref(client: &impl GenericClient, address: &PipelineRef) -> R
 }
 
 /// The live pipelines at `addresses`, in one query (any order; an address
-/// with no live pipeline has no entry). At most [`MAX_BATCH_READ`] addresses.
-pub async fn get_by_refs(client: &impl GenericClient, addresses: &[PipelineRef]) -> Result<Vec<Pipeline>, DaoError> {
+/// with no live pipeline has no entry), each with the access generation of
+/// the query's snapshot. At most [`MAX_BATCH_READ`] addresses.
+pub async fn get_by_refs(
+    client: &impl GenericClient,
+    addresses: &[PipelineRef],
+) -> Result<Vec<(Pipeline, AccessGeneration)>, DaoError> {
     if addresses.len() > MAX_BATCH_READ {
         return Err(DaoError::Internal {
             source: format!("{} addresses in one read, at most {MAX_BATCH_READ}", addresses.len()).into(),
@@ -152,7 +161,7 @@ pub async fn get_by_refs(client: &impl GenericClient, addresses: &[PipelineRef])
     sql::query(client, GET_BY_REFS, &[&namespaces, &layers, &names])
         .await?
         .iter()
-        .map(from_row)
+        .map(|row| Ok((from_row(row)?, AccessGeneration(row.try_get("access_generation")?))))
         .collect()
 }
 

@@ -7,6 +7,7 @@
 //! state of their own beyond what Postgres and the store hold, so any number
 //! of replicas may call them at once.
 
+mod access_cache;
 pub mod audit;
 pub mod coalesce;
 mod concurrent;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use coalesce::Coalescer;
 pub use error::ServiceError;
 use rat_dao::Pool;
-use rat_dao::access::{Grants, GrantsQuestion};
+use rat_dao::access::{AccessGeneration, Grants, GrantsQuestion};
 use rat_domain::{Pipeline, PipelineRef};
 use rat_versioning::VersionedStore;
 
@@ -61,11 +62,15 @@ pub struct Services {
     pub store: Arc<dyn VersionedStore>,
     /// Concurrent reads of live pipelines by address, sharing queries
     /// ([`pipelines::get`]).
-    pipeline_reads: Coalescer<PipelineRef, Pipeline>,
+    /// Each comes with the access generation of its snapshot.
+    pipeline_reads: Coalescer<PipelineRef, (Pipeline, AccessGeneration)>,
     /// Concurrent reads of what the access rule needs (owner, shares) for a
     /// caller and an object, sharing queries ([`pipelines::get`] of a caller
-    /// who is not an admin).
-    access_reads: Coalescer<GrantsQuestion, Grants>,
+    /// who is not an admin), each with the generation it was read at.
+    access_reads: Coalescer<GrantsQuestion, (Grants, AccessGeneration)>,
+    /// The answers of `access_reads`, kept while their generation is current
+    /// ([`access_cache`]).
+    grants_cache: Arc<access_cache::GrantsCache>,
 }
 
 /// Most addresses one coalesced pipeline read asks for.
@@ -92,7 +97,10 @@ impl Services {
                 Box::pin(async move {
                     let client = pool.get().await?;
                     let found = rat_dao::pipelines::get_by_refs(&client, &addresses).await?;
-                    Ok(found.into_iter().map(|p| (p.address.clone(), p)).collect())
+                    Ok(found
+                        .into_iter()
+                        .map(|(p, generation)| (p.address.clone(), (p, generation)))
+                        .collect())
                 })
             }),
         );
@@ -104,8 +112,11 @@ impl Services {
                 let pool = access_pool.clone();
                 Box::pin(async move {
                     let client = pool.get().await?;
-                    let answers = rat_dao::access::grants_of_many(&client, &questions).await?;
-                    Ok(questions.into_iter().zip(answers).collect())
+                    let (generation, answers) = rat_dao::access::grants_of_many_at(&client, &questions).await?;
+                    Ok(questions
+                        .into_iter()
+                        .zip(answers.into_iter().map(|grants| (grants, generation)))
+                        .collect())
                 })
             }),
         );
@@ -114,6 +125,7 @@ impl Services {
             store,
             pipeline_reads,
             access_reads,
+            grants_cache: Arc::default(),
         }
     }
 }

@@ -118,9 +118,11 @@ pub async fn create_pipeline(
 /// Concurrent calls share queries ([`crate::coalesce`]), the pipeline's and
 /// the access rule's ([`sharing::require_coalesced`]): each answer is as
 /// fresh as a query of its own, and under load one round trip answers many.
-/// Admins (Community mode's user, the operator's key) need no access query.
+/// The access rule's inputs are read again only when they changed since they
+/// were last read ([`crate::access_cache`]). Admins (Community mode's user,
+/// the operator's key) need no access query.
 pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
-    let pipeline = services
+    let (pipeline, generation) = services
         .pipeline_reads
         .get(address.clone())
         .await?
@@ -129,6 +131,7 @@ pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) ->
         services,
         caller,
         &Target::of_pipeline(&pipeline),
+        generation,
         Permission::Read,
         "reading",
     )

@@ -6,7 +6,7 @@
 //! own `owner` column (pipelines, table metadata, landing zones) is kept
 //! equal to it by every transfer, in the same transaction.
 
-use rat_dao::access::{Grants, GrantsQuestion};
+use rat_dao::access::{AccessGeneration, Grants, GrantsQuestion};
 use rat_dao::pipelines::{self, PipelineUpdate};
 use rat_dao::{access, landing, tables};
 use rat_domain::{AccessLevel, ObjectType, Ownership, Page, PageRequest, Permission, Principal, Share};
@@ -253,25 +253,34 @@ pub async fn require(
     enough(has, needed, target, doing)
 }
 
-/// [`require`] outside any transaction, its read shared with the concurrent
-/// checks of other requests (one query for a batch of them, each read still
-/// seeing every write committed before it was made: [`crate::coalesce`]).
-/// For the hot reads; admins need no query.
+/// [`require`] outside any transaction for a `target` read at access
+/// `generation` (in the same statement as the target): the answer kept from
+/// an earlier check at that generation ([`crate::access_cache`]), else a read
+/// shared with the concurrent checks of other requests (one query for a
+/// batch of them, each read still seeing every write committed before it was
+/// made: [`crate::coalesce`]). For the hot reads; admins need no query.
 pub(crate) async fn require_coalesced(
     services: &Services,
     caller: &Caller,
     target: &Target,
+    generation: AccessGeneration,
     needed: Permission,
     doing: &str,
 ) -> Result<(), ServiceError> {
     if caller.admin {
         return Ok(());
     }
-    let grants = services
-        .access_reads
-        .get(question(caller, target))
-        .await?
-        .unwrap_or_default();
+    let question = question(caller, target);
+    let grants = match services.grants_cache.get(&question, generation) {
+        Some(grants) => grants,
+        None => match services.access_reads.get(question.clone()).await? {
+            Some((grants, read_at)) => {
+                services.grants_cache.put(question, grants.clone(), read_at);
+                grants
+            }
+            None => Grants::default(),
+        },
+    };
     enough(decide(caller, target, grants), needed, target, doing)
 }
 

@@ -561,3 +561,112 @@ async fn deleting_table_metadata_forgets_its_grants() {
     tables::delete(&client, &ns, Layer::Gold, &name).await.unwrap();
     assert_eq!(grants_of(&client, meta.id).await, (0, 0));
 }
+
+async fn generation(client: &impl GenericClient) -> i64 {
+    access::access_generation(client).await.unwrap().0
+}
+
+#[tokio::test]
+async fn the_access_generation_moves_once_per_committed_change_to_what_grants_read() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let now = OffsetDateTime::now_utc();
+    let pipeline = fixtures::pipeline(&client, "default", "silver", "orders").await;
+    let object: Uuid = pipeline.id.into();
+    let start = generation(&client).await;
+
+    // One transaction changing ownership, shares and namespaces, several
+    // rows each: one step, at commit.
+    let tx = client.transaction().await.unwrap();
+    access::set_owner(&tx, ObjectType::Pipeline, object, "olga")
+        .await
+        .unwrap();
+    for to in ["alice", "bob", "role:analysts"] {
+        access::grant(&tx, ObjectType::Pipeline, object, to, AccessLevel::Read, "olga", now)
+            .await
+            .unwrap();
+    }
+    fixtures::namespace(&tx, "sales").await;
+    assert_eq!(
+        access::access_generation(&tx).await.unwrap().0,
+        start,
+        "bumped at commit, not before"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(generation(&client).await, start + 1);
+
+    // Rolled back: no step.
+    let tx = client.transaction().await.unwrap();
+    access::grant(
+        &tx,
+        ObjectType::Pipeline,
+        object,
+        "carol",
+        AccessLevel::Write,
+        "olga",
+        now,
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(generation(&client).await, start + 1);
+
+    // Each statement outside a transaction commits on its own: one step
+    // each, for every kind of change to each of the three tables.
+    access::grant(
+        &client,
+        ObjectType::Pipeline,
+        object,
+        "dave",
+        AccessLevel::Read,
+        "olga",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(generation(&client).await, start + 2);
+    access::revoke(&client, ObjectType::Pipeline, object, "dave")
+        .await
+        .unwrap();
+    assert_eq!(generation(&client).await, start + 3);
+    access::set_owner(&client, ObjectType::Pipeline, object, "nora")
+        .await
+        .unwrap();
+    assert_eq!(generation(&client).await, start + 4);
+    namespaces::delete(&client, &"sales".parse().unwrap()).await.unwrap();
+    assert_eq!(generation(&client).await, start + 5);
+
+    // What grants do not read leaves it alone.
+    fixtures::pipeline(&client, "default", "gold", "orders").await;
+    assert_eq!(generation(&client).await, start + 5);
+
+    // The answer to a batch carries the generation of its own snapshot.
+    let (at, _) = access::grants_of_many_at(&client, &[]).await.unwrap();
+    assert_eq!(at.0, start + 5);
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_grants_each_move_the_generation() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let start = access::access_generation(&client).await.unwrap().0;
+    // Writers committing at once queue on the counter only while they commit;
+    // none is lost and none deadlocks.
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = db.pool().clone();
+            tokio::spawn(async move {
+                let mut client = pool.get().await.unwrap();
+                let tx = client.transaction().await.unwrap();
+                access::set_owner(&tx, ObjectType::Pipeline, Uuid::new_v4(), "olga")
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(access::access_generation(&client).await.unwrap().0, start + 8);
+}

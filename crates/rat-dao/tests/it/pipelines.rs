@@ -1,6 +1,6 @@
 //! `pipelines` repository against a real PostgreSQL.
 
-use rat_dao::{DaoError, pipelines};
+use rat_dao::{DaoError, access, pipelines};
 use rat_domain::{Layer, PageRequest, PipelineRef, PipelineSortField, PipelineType, PublishedVersions, Sort};
 use rat_testkit::{TestDatabase, fixtures};
 use time::OffsetDateTime;
@@ -418,7 +418,10 @@ async fn batched_reads_return_the_live_pipelines_and_skip_missing_and_deleted_ad
         gone.address.clone(),
         silver.address.clone(),
     ];
-    let mut found = pipelines::get_by_refs(&client, &asked).await.unwrap();
+    let found = pipelines::get_by_refs(&client, &asked).await.unwrap();
+    let generation = access::access_generation(&client).await.unwrap();
+    assert!(found.iter().all(|(_, at)| *at == generation), "{found:?}");
+    let mut found: Vec<_> = found.into_iter().map(|(p, _)| p).collect();
     found.sort_by_key(|p| p.address.layer.as_str().to_owned());
     assert_eq!(
         found,

@@ -62,6 +62,7 @@ reaper_status: id integer | last_run_at timestamptz null | runs_pruned integer |
 runner_plugins: runner_id varchar(255) | plugins jsonb | reported_at timestamptz
 failed_merges: id uuid | run_id varchar(255) | branch_name varchar(255) | source_hash varchar(255) null \
   | target_hash varchar(255) null | error_kind varchar(255) | error_message text | created_at timestamptz
+access_generation: id boolean | generation bigint | bumped_by xid8 null
 ";
 
 fn expected_columns() -> BTreeMap<String, BTreeSet<String>> {
@@ -107,12 +108,12 @@ async fn all_19_tables_have_the_seed_columns() {
         actual.entry(row.get(0)).or_default().insert(row.get(1));
     }
     let expected = expected_columns();
-    assert_eq!(expected.len(), 23);
+    assert_eq!(expected.len(), 24);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
-        "the schema has exactly the 19 tables of the seed, run_logs, personal_access_tokens, runner_plugins \
-         and failed_merges (docs/schema.md)"
+        "the schema has exactly the 19 tables of the seed, run_logs, personal_access_tokens, runner_plugins, \
+         failed_merges and access_generation (docs/schema.md)"
     );
     for (table, columns) in &expected {
         assert_eq!(&actual[table], columns, "columns of {table}");

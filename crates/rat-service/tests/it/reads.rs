@@ -233,3 +233,66 @@ async fn a_read_made_after_a_share_changed_sees_it_even_with_reads_in_flight() {
         assert!(reader.await.unwrap() > 0);
     }
 }
+
+/// Kept access answers ([`rat_service`]'s grants cache) are checked against
+/// the access generation read with the pipeline: a change made through
+/// another replica (another `Services` on the same database) is seen by the
+/// very next read here, whichever of the rule's inputs it changed.
+#[tokio::test]
+async fn a_change_made_through_another_replica_is_seen_by_the_next_read() {
+    let world = fs_world().await;
+    let other_replica = rat_service::Services::new(world.db.pool().clone(), world.services.store.clone());
+    let client = world.db.client().await;
+    let id = create(&world.services, "watched").await.pipeline.id;
+    let namespace: uuid::Uuid = client
+        .query_one("SELECT id FROM namespaces WHERE name = 'default'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    access::set_owner(&client, ObjectType::Pipeline, id.into(), "olga")
+        .await
+        .unwrap();
+    let watched = address("default", "silver", "watched");
+    let (olga, alice) = (Caller::user("olga", &[]), Caller::user("alice", &["analysts"]));
+    let may_read = |caller: &Caller| {
+        let (services, caller, watched) = (world.services.clone(), caller.clone(), watched.clone());
+        async move {
+            match pipelines::get(&services, &caller, &watched).await {
+                Ok(_) => true,
+                Err(ServiceError::NotFound { .. }) => false,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    };
+    for round in 0..5 {
+        // Read twice, so the second answer comes from what was kept.
+        assert!(!may_read(&alice).await && !may_read(&alice).await, "round {round}");
+        // A share of the namespace to one of alice's roles.
+        let share = rat_service::sharing::share(
+            &other_replica,
+            &Caller::community(),
+            ObjectType::Namespace,
+            namespace,
+            "role:analysts",
+            AccessLevel::Read,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+        assert!(may_read(&alice).await && may_read(&alice).await, "round {round}");
+        rat_service::sharing::unshare(&other_replica, &Caller::community(), share.id)
+            .await
+            .unwrap();
+        assert!(!may_read(&alice).await, "round {round}: the removed share still counts");
+        // A transfer away from the owner who read it a moment ago.
+        assert!(may_read(&olga).await && may_read(&olga).await, "round {round}");
+        rat_service::sharing::transfer(&other_replica, &olga, ObjectType::Pipeline, id.into(), "alice")
+            .await
+            .unwrap();
+        assert!(!may_read(&olga).await, "round {round}: the old owner still reads it");
+        assert!(may_read(&alice).await, "round {round}: the new owner cannot read it");
+        rat_service::sharing::transfer(&other_replica, &alice, ObjectType::Pipeline, id.into(), "olga")
+            .await
+            .unwrap();
+    }
+}
