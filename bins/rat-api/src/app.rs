@@ -70,6 +70,7 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         .layer(from_fn_with_state(state.clone(), middleware::guard))
+        .layer(from_fn_with_state(state.clone(), middleware::fail_fast))
 }
 
 /// The router and the OpenAPI document describing it.

@@ -111,6 +111,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         }),
     );
     let router = crate::app::with_error_fallbacks(router)
+        .layer(from_fn_with_state(state.clone(), middleware::fail_fast))
         .layer(DefaultBodyLimit::max(state.settings.max_json_body))
         // Around the fallback too: an unauthenticated caller learns nothing
         // about which routes exist.

@@ -30,6 +30,10 @@
 //! - `RAT_MAX_CONCURRENT_UPLOADS`, `RAT_UPLOAD_SLOT_WAIT_SECS`: uploads received at once
 //!   and how long another waits for a slot (4, 30)
 //! - `RAT_MAX_EDITOR_BYTES`: largest file shown as text by `GET /files/{path}` (1 MiB)
+//! - `RAT_PROBE_INTERVAL_MS`, `RAT_PROBE_TIMEOUT_MS`: how often the database (and a
+//!   store known down) is probed, and how long a probe, or a store call before the
+//!   store is probed, may take (1000, 1000); while either is down, requests
+//!   needing it answer 503 at once (`rat_service::health`)
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +106,16 @@ struct Cli {
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "RAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     shutdown_timeout_secs: u64,
+    /// Milliseconds between two probes of the database, and of a file store
+    /// known down.
+    #[arg(long, env = "RAT_PROBE_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    probe_interval_ms: u64,
+    /// Milliseconds a probe may take before its dependency counts as down;
+    /// also how long a store call waits before the store is probed.
+    #[arg(long, env = "RAT_PROBE_TIMEOUT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    probe_timeout_ms: u64,
     /// Live log streams (SSE) one client IP address may hold open at once.
     #[arg(long, env = "RAT_SSE_MAX_PER_CLIENT", default_value_t = defaults::SSE_MAX_PER_CLIENT)]
     sse_max_per_client: usize,
@@ -374,8 +388,21 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         max_head_bytes: settings.max_uri_bytes + settings.max_header_bytes + 4 * 1024,
     };
     raise_open_files_limit(limits.max_connections);
+    let probe = rat_service::health::ProbeSettings {
+        interval: Duration::from_millis(cli.probe_interval_ms),
+        timeout: Duration::from_millis(cli.probe_timeout_ms),
+    };
+    let services = Services::with_probe_settings(pool, store, probe);
+    // Marks the database or the store down while it does not answer, so
+    // requests needing it fail at once instead of each waiting its timeout.
+    tokio::spawn(rat_service::health::watch(
+        services.clone(),
+        cli.database.database()?,
+        probe,
+        tokio::sync::watch::channel(false).1,
+    ));
     let state = AppState::new(
-        Services::new(pool, store),
+        services,
         settings,
         rat_api::metrics_handle(),
         rat_api::live::LiveLogs::new(cli.database.database()?),

@@ -421,6 +421,36 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     response
 }
 
+/// Fails fast while the database is known down (`rat_service::health`):
+/// a request answers 503 at once, with `Retry-After`, instead of waiting for
+/// its own timeout, and a request in flight when the database is marked down
+/// is abandoned with the same answer. Outermost layer of `/api/v1` and of the
+/// runner listener, so not even authentication waits.
+pub async fn fail_fast(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let database = &state.services.dependencies.database;
+    if let Err(down) = database.require_up() {
+        return unavailable_now(down);
+    }
+    tokio::select! {
+        response = next.run(request) => response,
+        () = database.went_down() => unavailable_now(database.require_up().err().unwrap_or_else(|| {
+            rat_service::ServiceError::Unavailable {
+                message: "the database is unavailable, retry later".to_owned(),
+                source: None,
+            }
+        })),
+    }
+}
+
+/// 503 with the envelope and `Retry-After: 1`.
+fn unavailable_now(error: rat_service::ServiceError) -> Response {
+    let mut response = ApiError::from(error).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// Marks an answer as a refusal made before the request did anything (a
 /// webhook caller over its rate): [`guard`] counts it in
 /// [`crate::refusals`] instead of writing an audit row.

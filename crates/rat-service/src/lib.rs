@@ -16,6 +16,7 @@ mod error;
 pub mod failed_merges;
 pub mod files;
 pub mod firing;
+pub mod health;
 pub mod identity;
 pub mod landing;
 pub mod listen;
@@ -58,8 +59,12 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 pub struct Services {
     /// Pooled connections to the metadata database.
     pub pool: Pool,
-    /// The versioned file store holding pipeline code.
+    /// The versioned file store holding pipeline code, failing fast while
+    /// it is known down ([`health::GuardedStore`]).
     pub store: Arc<dyn VersionedStore>,
+    /// Whether the database and the store are up, as the prober
+    /// ([`health::watch`]) last saw them.
+    pub dependencies: Arc<health::Dependencies>,
     /// Concurrent reads of live pipelines by address, sharing queries
     /// ([`pipelines::get`]).
     /// Each comes with the access generation of its snapshot.
@@ -86,8 +91,16 @@ const ACCESS_READ_BATCH: usize = 256;
 const ACCESS_READS_IN_FLIGHT: usize = 1;
 
 impl Services {
-    /// Bundles a pool and a store.
+    /// Bundles a pool and a store, with the default [`health::ProbeSettings`].
     pub fn new(pool: Pool, store: Arc<dyn VersionedStore>) -> Self {
+        Services::with_probe_settings(pool, store, health::ProbeSettings::default())
+    }
+
+    /// Bundles a pool and a store; a store call waiting longer than
+    /// `probe.timeout` has the store probed ([`health`]).
+    pub fn with_probe_settings(pool: Pool, store: Arc<dyn VersionedStore>, probe: health::ProbeSettings) -> Self {
+        let dependencies = Arc::new(health::Dependencies::default());
+        let store: Arc<dyn VersionedStore> = Arc::new(health::GuardedStore::new(store, dependencies.clone(), probe));
         let reads_pool = pool.clone();
         let pipeline_reads = Coalescer::new(
             PIPELINE_READ_BATCH,
@@ -123,6 +136,7 @@ impl Services {
         Services {
             pool,
             store,
+            dependencies,
             pipeline_reads,
             access_reads,
             grants_cache: Arc::default(),

@@ -317,6 +317,32 @@ impl MotoServer {
         }
     }
 
+    /// Pauses moto (SIGSTOP): connections are still accepted by the kernel,
+    /// but nothing answers, as with a hung store. [`MotoServer::resume`]
+    /// undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a paused moto (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        // moto is not our child (the watchdog is), so std cannot signal it.
+        let status = Command::new("kill")
+            .args([signal, &self.moto_pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot send {signal} to moto (pid {})",
+            self.moto_pid
+        );
+    }
+
     /// Whether the watchdog (and so moto) has exited.
     fn has_exited(&self) -> bool {
         let mut watchdog = self.watchdog.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

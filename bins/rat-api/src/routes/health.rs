@@ -70,11 +70,19 @@ pub struct Readiness {
     pub checks: Checks,
 }
 
-async fn bounded<F, E>(limit: Duration, check: F) -> Check
+/// `check`, within `limit`; at once an error while the prober has marked
+/// `dependency` down (`rat_service::health`).
+async fn bounded<F, E>(dependency: &rat_service::health::Dependency, limit: Duration, check: F) -> Check
 where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    if let Some(down_for) = dependency.down_for() {
+        return Check {
+            status: "error",
+            error: Some(format!("down for {} ms (failing fast)", down_for.as_millis())),
+        };
+    }
     match tokio::time::timeout(limit, check).await {
         Ok(Ok(())) => Check {
             status: "ok",
@@ -91,12 +99,14 @@ where
     }
 }
 
-/// Whether Postgres and the file store answer, each within the readiness timeout.
+/// Whether Postgres and the file store answer, each within the readiness
+/// timeout; a dependency the prober has marked down is reported at once.
 #[utoipa::path(get, path = "/health/ready", tag = "health", responses(
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let limit = state.settings.readiness_timeout;
-    let postgres = bounded(limit, async {
+    let dependencies = &state.services.dependencies;
+    let postgres = bounded(&dependencies.database, limit, async {
         let client = state.services.pool.get().await.map_err(|_| "database unavailable")?;
         client
             .simple_query("SELECT 1")
@@ -104,7 +114,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             .map_err(|_| "database unavailable")?;
         Ok::<(), &str>(())
     });
-    let s3 = bounded(limit, async {
+    let s3 = bounded(&dependencies.store, limit, async {
         state.services.store.check().await.map_err(|e| {
             tracing::warn!(error = %e, "file store readiness check failed");
             "file store unavailable"

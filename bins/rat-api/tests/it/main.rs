@@ -9,6 +9,7 @@ mod audit;
 #[allow(dead_code, reason = "not every module uses every helper")]
 mod common;
 mod conventions;
+mod fail_fast;
 mod files;
 mod holes;
 mod landing;

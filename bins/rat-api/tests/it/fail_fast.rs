@@ -1,0 +1,195 @@
+//! Failing fast while the file store hangs (`rat_service::health`): against
+//! a moto of the test's own, paused with SIGSTOP (connections accepted,
+//! nothing answered), with a store timeout far longer than the answers the
+//! test expects, so an answer that waited for it cannot pass.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rat_api::state::{ApiSettings, AppState};
+use rat_service::Services;
+use rat_service::health::ProbeSettings;
+use rat_testkit::TestDatabase;
+use rat_testkit::s3::MotoServer;
+use rat_versioning::VersionedStore;
+use rat_versioning::s3::S3Store;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Answer, TestApp};
+
+/// The store's own time limit per request: what every call would wait
+/// without failing fast (twice that, with rust-s3's retry).
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Far below [`STORE_TIMEOUT`], far above what failing fast takes (the probe
+/// settings below: about half a second).
+const FAST: Duration = Duration::from_secs(10);
+
+struct App {
+    db: TestDatabase,
+    base: String,
+    http: reqwest::Client,
+    moto: MotoServer,
+    server: tokio::task::JoinHandle<()>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    async fn start() -> App {
+        let db = TestDatabase::new().await;
+        let moto = tokio::task::spawn_blocking(MotoServer::start).await.unwrap();
+        let mut config = moto.new_bucket_config();
+        config.request_timeout = STORE_TIMEOUT;
+        let store = S3Store::connect(config).await.unwrap();
+        let probe = ProbeSettings {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(300),
+        };
+        let services =
+            Services::with_probe_settings(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>, probe);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        tokio::spawn(rat_service::health::watch(
+            services.clone(),
+            db.database(),
+            probe,
+            stopping,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(
+            services,
+            ApiSettings::new(format!("http://{addr}")),
+            rat_api::metrics_handle(),
+            rat_api::live::LiveLogs::new(db.url()),
+        );
+        let router = rat_api::app::router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
+        });
+        App {
+            db,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            moto,
+            server,
+            _stop: stop,
+        }
+    }
+
+    /// The answer, and how long it took.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (Answer, Duration) {
+        let started = Instant::now();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = TestApp::answer(request.send().await.unwrap()).await;
+        (answer, started.elapsed())
+    }
+
+    async fn write(&self, content: &str) -> (Answer, Duration) {
+        self.call(
+            Method::PUT,
+            "/api/v1/files/default/pipelines/silver/orders/pipeline.sql",
+            Some(json!({ "content": content })),
+        )
+        .await
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // A paused moto would keep its watchdog waiting; let it die normally.
+        self.moto.resume();
+        self.server.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed() {
+    let app = App::start().await;
+    let (created, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/pipelines",
+            Some(json!({"namespace": "default", "layer": "silver", "name": "orders"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let (written, _) = app.write("SELECT 1").await;
+    assert_eq!(written.status, 200, "{}", written.text);
+
+    app.moto.pause();
+    // The first write finds out: abandoned once the probe marks the store down.
+    let (first, took) = app.write("SELECT 2").await;
+    first.assert_error(503, "UNAVAILABLE");
+    assert!(took < FAST, "the first write waited {took:?}");
+    // Later ones are refused at once, saying the store is down.
+    for _ in 0..3 {
+        let (again, took) = app.write("SELECT 3").await;
+        let message = again.assert_error(503, "UNAVAILABLE");
+        assert!(message.contains("file store"), "{message}");
+        assert!(took < FAST, "a write waited {took:?}");
+    }
+    let (published, took) = app
+        .call(
+            Method::POST,
+            "/api/v1/pipelines/default/silver/orders/publish",
+            Some(json!({})),
+        )
+        .await;
+    published.assert_error(503, "UNAVAILABLE");
+    assert!(took < FAST, "a publish waited {took:?}");
+    // Readiness says which dependency is down, at once.
+    let (ready, took) = app.call(Method::GET, "/health/ready", None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.json["checks"]["s3"]["status"], "error", "{}", ready.text);
+    assert_eq!(ready.json["checks"]["postgres"]["status"], "ok", "{}", ready.text);
+    assert!(took < FAST, "readiness waited {took:?}");
+    // What needs only the database keeps working.
+    let (pipeline, _) = app
+        .call(Method::GET, "/api/v1/pipelines/default/silver/orders", None)
+        .await;
+    assert_eq!(pipeline.status, 200, "{}", pipeline.text);
+    let (changed, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/pipelines/default/silver/orders",
+            Some(json!({"description": "still editable"})),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    // Nothing of the refused writes reached the draft.
+    let client = app.db.client().await;
+    let versions: i64 = client
+        .query_one("SELECT count(*) FROM pipeline_versions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, 0);
+
+    app.moto.resume();
+    // The prober notices within its interval; poll readiness a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ready, _) = app.call(Method::GET, "/health/ready", None).await;
+        if ready.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store never came back: {}", ready.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (written, _) = app.write("SELECT 4").await;
+    assert_eq!(written.status, 200, "{}", written.text);
+    let (read, _) = app
+        .call(
+            Method::GET,
+            "/api/v1/files/default/pipelines/silver/orders/pipeline.sql",
+            None,
+        )
+        .await;
+    assert_eq!(read.json["content"], "SELECT 4", "{}", read.text);
+}
