@@ -472,3 +472,58 @@ mod tests {
         assert_eq!(found.unwrap(), dir.path());
     }
 }
+
+/// A throwaway cluster of one test: TCP on a free port of `127.0.0.1`, no
+/// socket, not durable, under the system temporary directory; stopped and
+/// removed when dropped. For tests that stop and start Postgres itself
+/// (which the shared cluster of [`crate::TestDatabase`] must never be).
+#[derive(Debug)]
+pub struct PrivateCluster {
+    cluster: Cluster,
+    dir: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Initializes and starts it, waiting until it accepts connections.
+    pub fn start() -> Result<PrivateCluster, ClusterError> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rat-private-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        give_to_server_user(&dir)?;
+        let port = crate::free_port().map_err(ClusterError::new)?;
+        let cluster = Cluster::new(ClusterOptions {
+            base_dir: dir.join("pg"),
+            socket_dir: None,
+            tcp: true,
+            port,
+            durable: false,
+            settings: Vec::new(),
+        })?;
+        let private = PrivateCluster { cluster, dir };
+        private.cluster.start()?;
+        Ok(private)
+    }
+
+    /// The cluster (to stop and start it).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// A `postgres://` URL of database `postgres` as superuser.
+    pub fn url(&self) -> String {
+        self.cluster
+            .tcp_url_for("postgres")
+            .expect("a private cluster listens on TCP")
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

@@ -193,3 +193,110 @@ async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed
         .await;
     assert_eq!(read.json["content"], "SELECT 4", "{}", read.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_stopped_requests_fail_fast_and_recover() {
+    let cluster = tokio::task::spawn_blocking(rat_testkit::cluster::PrivateCluster::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot start a private PostgreSQL cluster: {e}"));
+    let database = rat_testkit::dao::Database::from(cluster.url());
+    rat_testkit::dao::migrate(&database).await.unwrap();
+    let pool = rat_testkit::dao::create_pool(&rat_testkit::dao::PoolSettings::new(database.clone())).unwrap();
+    let store_dir = tempfile::Builder::new().prefix("rat-api-test-").tempdir().unwrap();
+    let store = rat_versioning::fs::FsStore::open(store_dir.path().to_path_buf())
+        .await
+        .unwrap();
+    let probe = ProbeSettings {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(500),
+    };
+    let services = Services::with_probe_settings(pool, Arc::new(store) as Arc<dyn VersionedStore>, probe);
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(rat_service::health::watch(
+        services.clone(),
+        database.clone(),
+        probe,
+        stopping,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(
+        services,
+        ApiSettings::new(base.clone()),
+        rat_api::metrics_handle(),
+        rat_api::live::LiveLogs::new(database),
+    );
+    let router = rat_api::app::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .unwrap();
+    });
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let started = Instant::now();
+            let response = http.get(format!("{base}{path}")).send().await.unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (TestApp::answer(response).await, started.elapsed(), retry_after)
+        }
+    };
+    let (listed, _, _) = get("/api/v1/pipelines").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+
+    let stopper = cluster.cluster().clone();
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    // Within a few probe intervals every request is refused at once.
+    let deadline = Instant::now() + FAST;
+    loop {
+        let (ready, _, _) = get("/health/ready").await;
+        if ready.json["checks"]["postgres"]["status"] == "error"
+            && ready.json["checks"]["postgres"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("failing fast"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database was never marked down: {}",
+            ready.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in ["/api/v1/pipelines", "/api/v1/namespaces", "/api/v1/runs"] {
+        let (answer, took, retry_after) = get(path).await;
+        let message = answer.assert_error(503, "UNAVAILABLE");
+        assert!(message.contains("database"), "{message}");
+        assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"), "{path}");
+        assert!(took < FAST, "{path} waited {took:?}");
+    }
+
+    let starter = cluster.cluster().clone();
+    tokio::task::spawn_blocking(move || starter.start())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (listed, _, _) = get("/api/v1/pipelines").await;
+        if listed.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the api never recovered: {}", listed.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let created = http
+        .post(format!("{base}/api/v1/pipelines"))
+        .json(&json!({"namespace": "default", "layer": "silver", "name": "after"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    server.abort();
+}
