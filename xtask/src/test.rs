@@ -48,6 +48,10 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     // Likewise the OpenID provider of the OIDC end-to-end tests (npm).
     let oidc = rat_testkit::oidc::ensure_oidc_provider_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("oidc-provider: {}", oidc.display());
+    // And RAT's TypeScript SDK, built from ../shared/clients/ (npm ci, tsup),
+    // which the SDK end-to-end test drives the portal's flows through.
+    let sdk = rat_testkit::clients::ensure_sdk_built().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("RAT's SDK: {}", sdk.display());
 
     // The end-to-end tests in tests/ start the real binaries: build them
     // first, and tell the tests where they are.

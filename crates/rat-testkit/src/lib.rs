@@ -10,6 +10,8 @@
 //! - [`oidc`] runs a real OpenID provider (the npm package `oidc-provider`)
 //!   for the end-to-end tests of signing in, installed on first use under
 //!   `target/`.
+//! - [`clients`] builds RAT's own clients (its TypeScript SDK and web
+//!   portal) from the archive beside the checkout, under `target/`.
 //! - [`pgbouncer`] runs a private PgBouncer in transaction pooling mode in
 //!   front of the test server, as the services run behind a transaction
 //!   pooler.
@@ -22,6 +24,7 @@
 //! (`cargo xtask test` stops it at the end). Without server binaries and
 //! without `RAT_TEST_DATABASE_URL`, tests fail and say what to install.
 
+pub mod clients;
 pub mod cluster;
 mod database;
 pub mod demo;

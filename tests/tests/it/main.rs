@@ -11,6 +11,7 @@ mod reaper_replicas;
 mod restore;
 mod roles;
 mod scheduler_replicas;
+mod sdk_flows;
 mod tenancy;
 mod tenants;
 mod tls;
