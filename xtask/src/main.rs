@@ -6,6 +6,10 @@
 //! - `cargo xtask dev` — the platform locally on embedded defaults: a persistent
 //!   Postgres under `.rat-dev/`, migrated and seeded when empty; Ctrl-C stops it
 //! - `cargo xtask dev stop` — stop a dev Postgres left running
+//! - `cargo xtask portal` — RAT's web portal, built from
+//!   `../shared/clients/` under `target/rat-clients/`, served against a
+//!   running `cargo xtask dev` behind a same-origin proxy on
+//!   http://localhost:8000 (`docs/portal.md`)
 //! - `cargo xtask db seed` — fill a database with a realistic volume (5
 //!   namespaces, 500 pipelines, 100,000 runs, 1,000 schedules, 200 triggers,
 //!   100,000 audit rows, ...) for benchmarks
@@ -27,6 +31,7 @@
 //!   and a concurrent writer)
 
 mod dev;
+mod portal;
 mod seed;
 mod system;
 mod tenant;
@@ -52,6 +57,9 @@ enum Task {
     Test(test::TestArgs),
     /// Run the platform locally on embedded defaults.
     Dev(dev::DevArgs),
+    /// Build RAT's web portal (from ../shared/clients/) and serve it against a
+    /// running `cargo xtask dev`, behind a same-origin reverse proxy.
+    Portal(portal::PortalArgs),
     /// Run a benchmark (release build): `cargo xtask bench publish`.
     Bench {
         /// The benchmark and its options (see `cargo xtask bench -- --help`).
@@ -92,6 +100,7 @@ fn main() -> anyhow::Result<()> {
     match cli.task {
         Task::Test(args) => test::run(args),
         Task::Dev(args) => runtime.block_on(dev::run(args)),
+        Task::Portal(args) => runtime.block_on(portal::run(args)),
         Task::Bench { args } => {
             system::ensure_postgres_server()?;
             let mut bench_args: Vec<String> = args.clone();
