@@ -257,7 +257,7 @@ pub async fn seed_demo(url: &str, store: Arc<dyn VersionedStore>, append: bool) 
     settings.max_size = 2;
     settings.application_name = "rat-demo-seed".to_owned();
     let pool = rat_dao::create_pool(&settings).context("creating the pool")?;
-    let services = Services::new(pool, store);
+    let services = Services::new(pool, store.clone());
     let caller = Caller::community();
     let scale = demo_scale();
     let mut rng = StdRng::seed_from_u64(if append { rand::random() } else { 0xde30 });
@@ -366,6 +366,125 @@ pub async fn seed_demo(url: &str, store: Arc<dyn VersionedStore>, append: bool) 
         Some(tests),
     )
     .await?;
+    let ids: Vec<uuid::Uuid> = pipelines.iter().map(|p| p.id).collect();
+    settle(&client, store.as_ref(), &mut rng, &ids, &zones).await?;
     progress.finish_and_clear();
     Ok(())
+}
+
+/// Makes what [`fill`] wrote look like a platform that ran it: runs left
+/// `running` (with no runner holding them, so nothing would ever finish or
+/// fail them) go back to `pending`, for the dev runner to run; every
+/// finished run without logs gets the lines a runner would have logged; and
+/// every landing file gets real CSV content in the store (its size and
+/// version recorded), so a download or a run reading the zone finds it.
+async fn settle(
+    client: &tokio_postgres::Client,
+    store: &dyn VersionedStore,
+    rng: &mut StdRng,
+    pipelines: &[uuid::Uuid],
+    zones: &[(String, String)],
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE runs SET status = 'pending', started_at = NULL \
+             WHERE status = 'running' AND runner_id IS NULL AND pipeline_id = ANY($1)",
+            &[&pipelines],
+        )
+        .await
+        .context("re-queueing the seeded running runs")?;
+    client
+        .execute(
+            "INSERT INTO run_logs (run_id, timestamp, level, message) \
+             SELECT r.id, l.at, l.level, l.message \
+             FROM runs r JOIN pipelines p ON p.id = r.pipeline_id \
+             CROSS JOIN LATERAL (VALUES \
+                 (r.started_at, 'info', \
+                  format('run started on demo-runner: %s.%s.%s version %s', \
+                         p.namespace, p.layer, p.name, r.version_number)), \
+                 (r.started_at + interval '40 milliseconds', 'info', \
+                  format('fetched %s pinned files', \
+                         (SELECT count(*) FROM jsonb_object_keys(r.published_versions)))), \
+                 (r.started_at + (r.finished_at - r.started_at) / 2, 'info', 'executing pipeline.sql'), \
+                 (r.finished_at - interval '5 milliseconds', \
+                  CASE r.status WHEN 'success' THEN 'info' WHEN 'failed' THEN 'error' ELSE 'warn' END, \
+                  CASE r.status WHEN 'success' THEN format('merge complete: %s rows written', r.rows_written) \
+                                WHEN 'failed' THEN coalesce(r.error, 'failed') \
+                                ELSE 'cancelled before the merge' END), \
+                 (r.finished_at, 'info', format('run %s in %s ms', r.status, r.duration_ms)) \
+             ) AS l(at, level, message) \
+             WHERE r.pipeline_id = ANY($1) AND r.status IN ('success', 'failed', 'cancelled') \
+               AND r.logs IS NULL AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM run_logs x WHERE x.run_id = r.id)",
+            &[&pipelines],
+        )
+        .await
+        .context("writing the seeded runs' logs")?;
+    let zone_names: Vec<String> = zones.iter().map(|(ns, zone)| format!("{ns}/{zone}")).collect();
+    let files = client
+        .query(
+            "SELECT f.id, f.s3_path, z.name FROM landing_files f JOIN landing_zones z ON z.id = f.zone_id \
+             WHERE z.namespace || '/' || z.name = ANY($1) AND f.s3_version_id IS NULL",
+            &[&zone_names],
+        )
+        .await
+        .context("listing the seeded landing files")?;
+    for file in files {
+        let (id, path, zone): (uuid::Uuid, String, String) = (file.get(0), file.get(1), file.get(2));
+        let body = landing_csv(rng, &zone);
+        let key = rat_domain::ObjectKey::parse(&path).with_context(|| format!("landing file key {path}"))?;
+        let version = store
+            .put(&key, body.clone().into_bytes(), "text/csv")
+            .await
+            .with_context(|| format!("writing {path}"))?;
+        client
+            .execute(
+                "UPDATE landing_files SET size_bytes = $2, s3_version_id = $3 WHERE id = $1",
+                &[&id, &(body.len() as i64), &version.as_str()],
+            )
+            .await
+            .context("recording a landing file's content")?;
+    }
+    Ok(())
+}
+
+/// A small CSV as a partner would drop it into `zone`.
+fn landing_csv(rng: &mut StdRng, zone: &str) -> String {
+    let rows = rng.random_range(5..40);
+    let mut csv = String::new();
+    if zone.starts_with("payments") {
+        csv.push_str("payment_id,invoice_id,amount,status,settled_at\n");
+        for _ in 0..rows {
+            let status = ["settled", "settled", "settled", "pending", "refunded"][rng.random_range(0..5)];
+            csv.push_str(&format!(
+                "P{:06},I{:06},{}.{:02},{status},2026-0{}-{:02}T{:02}:{:02}:00Z\n",
+                rng.random_range(0..1_000_000),
+                rng.random_range(0..1_000_000),
+                rng.random_range(1..2_000),
+                rng.random_range(0..100),
+                rng.random_range(1..10),
+                rng.random_range(1..29),
+                rng.random_range(0..24),
+                rng.random_range(0..60),
+            ));
+        }
+    } else {
+        csv.push_str("order_id,customer_id,product_id,quantity,amount,ordered_at\n");
+        for _ in 0..rows {
+            csv.push_str(&format!(
+                "{},{},{},{},{}.{:02},2026-0{}-{:02}T{:02}:{:02}:00Z\n",
+                rng.random_range(100_000..999_999),
+                rng.random_range(1_000..9_999),
+                rng.random_range(1..500),
+                rng.random_range(1..6),
+                rng.random_range(5..800),
+                rng.random_range(0..100),
+                rng.random_range(1..10),
+                rng.random_range(1..29),
+                rng.random_range(0..24),
+                rng.random_range(0..60),
+            ));
+        }
+    }
+    csv
 }

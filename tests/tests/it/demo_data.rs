@@ -9,7 +9,11 @@
 //!   store at that version;
 //! - a run of every published seeded pipeline reaches `success` on the real
 //!   dev `rat-runner` (which fetches every pinned file at its pinned
-//!   version through the api's runner listener).
+//!   version through the api's runner listener), and so do the seeded runs
+//!   still pending;
+//! - no seeded run is left `running` with no runner, every finished one has
+//!   log lines (served by `GET /runs/{id}/logs`), and every landing file's
+//!   content is in the store at its recorded version and size.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -56,6 +60,47 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
     let landing_before = count(&client, "SELECT count(*) FROM landing_files").await;
     assert!(runs_before.len() > 100, "seeded runs: {}", runs_before.len());
     assert!(audit_before > 100, "seeded audit entries: {audit_before}");
+    // A state a platform could be in: no run `running` without a runner
+    // holding it (nothing would ever finish it), every finished run with
+    // the lines a runner logs, every landing file's content in the store.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM runs WHERE status = 'running' AND runner_id IS NULL"
+        )
+        .await,
+        0,
+        "seeded runs left running with no runner"
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM runs r WHERE status IN ('success', 'failed', 'cancelled') AND logs IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM run_logs l WHERE l.run_id = r.id)"
+        )
+        .await,
+        0,
+        "finished seeded runs without logs"
+    );
+    let files = client
+        .query("SELECT s3_path, s3_version_id, size_bytes FROM landing_files", &[])
+        .await
+        .unwrap();
+    assert_eq!(files.len() as i64, landing_before);
+    for file in &files {
+        let (path, version, size): (String, Option<String>, i64) = (file.get(0), file.get(1), file.get(2));
+        let version = VersionId::new(version.unwrap_or_else(|| panic!("{path}: no version recorded"))).unwrap();
+        let object = store
+            .get(&ObjectKey::parse(&path).unwrap(), Some(&version))
+            .await
+            .unwrap_or_else(|e| panic!("landing file {path}@{version}: {e}"));
+        assert_eq!(object.body.len() as i64, size, "{path}: size recorded");
+        let text = String::from_utf8_lossy(&object.body);
+        assert!(
+            text.lines().count() > 5 && text.contains(','),
+            "{path} is not a CSV:\n{text}"
+        );
+    }
 
     // A reaper pass right after seeding, with the default retention.
     let reaper_log = scratch.join("rat-reaper.log");
@@ -144,6 +189,24 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
 
     let base = format!("http://{listen}/api/v1");
     let http = reqwest::Client::new();
+    // The run page of a seeded finished run shows its logs.
+    let seeded: uuid::Uuid = client
+        .query_one(
+            "SELECT id FROM runs WHERE status = 'success' AND logs IS NULL ORDER BY created_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let seeded_logs = get_json(&http, &format!("{base}/runs/{seeded}/logs")).await;
+    let lines = seeded_logs["logs"].as_array().cloned().unwrap_or_default();
+    assert!(
+        lines.len() >= 3
+            && lines
+                .iter()
+                .any(|l| l["message"].as_str().unwrap_or_default().contains("rows written")),
+        "the logs of seeded run {seeded}: {seeded_logs}"
+    );
     let mut runs = Vec::new();
     for (address, publishes) in demo_pipelines() {
         let (ns, layer, name) = (
@@ -242,6 +305,20 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
             logs()
         );
     }
+    // The seeded queue (runs still pending) is run by the dev runner too.
+    let mut pending = -1;
+    for _ in 0..300 {
+        pending = count(
+            &client,
+            "SELECT count(*) FROM runs WHERE status IN ('pending', 'running')",
+        )
+        .await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending, 0, "seeded runs not run by the dev runner\n{}", logs());
     drop(runner);
     drop(api);
     let _ = std::fs::remove_dir_all(&scratch);
