@@ -43,6 +43,118 @@ struct DemoPipeline {
     publishes: usize,
 }
 
+/// The columns of each demo pipeline's table (by pipeline name), described
+/// in its table metadata: the explorer's schema tab and the SQL editor's
+/// autocomplete list them (the metadata plane knows no column types).
+const DEMO_COLUMNS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "raw_orders",
+        &[
+            ("order_id", "Order number from the shop"),
+            ("customer_id", "Who ordered"),
+            ("product_id", "What was ordered"),
+            ("quantity", "Units ordered"),
+            ("amount", "Order total, in EUR"),
+            ("ordered_at", "When the order was placed (UTC)"),
+        ],
+    ),
+    (
+        "raw_customers",
+        &[
+            ("customer_id", "Customer number"),
+            ("email", "Email as entered"),
+            ("country", "Country as entered"),
+            ("signed_up_at", "Sign-up time (UTC)"),
+        ],
+    ),
+    (
+        "raw_products",
+        &[
+            ("product_id", "Product number"),
+            ("name", "Product name"),
+            ("price", "List price, in EUR"),
+        ],
+    ),
+    (
+        "clean_orders",
+        &[
+            ("order_id", "Order number, one row per order"),
+            ("customer_id", "Who ordered"),
+            ("ordered_at", "When the order was placed"),
+            ("amount", "Order total, in EUR"),
+            ("country", "The customer's country"),
+        ],
+    ),
+    (
+        "clean_customers",
+        &[
+            ("customer_id", "Customer number"),
+            ("email", "Lower-cased, trimmed email"),
+            ("country", "ISO country code, upper case"),
+            ("signed_up_at", "Sign-up time"),
+        ],
+    ),
+    (
+        "daily_revenue",
+        &[
+            ("day", "Order day"),
+            ("country", "The customers' country"),
+            ("orders", "Orders that day"),
+            ("revenue", "Sum of order totals, in EUR"),
+        ],
+    ),
+    (
+        "customer_lifetime_value",
+        &[
+            ("customer_id", "Customer number"),
+            ("signed_up_at", "Sign-up time"),
+            ("orders", "Orders placed so far"),
+            ("lifetime_value", "Sum of all order totals, in EUR"),
+        ],
+    ),
+    (
+        "raw_payments",
+        &[
+            ("payment_id", "Payment reference"),
+            ("invoice_id", "Invoice paid"),
+            ("amount", "Amount paid, in EUR (negative: refund)"),
+            ("status", "settled, pending or refunded"),
+            ("settled_at", "Settlement time"),
+        ],
+    ),
+    (
+        "raw_invoices",
+        &[
+            ("invoice_id", "Invoice number"),
+            ("order_id", "Order invoiced"),
+            ("issued_at", "Issue date"),
+        ],
+    ),
+    (
+        "clean_payments",
+        &[
+            ("payment_id", "Payment reference"),
+            ("invoice_id", "Invoice paid"),
+            ("order_id", "Order paid"),
+            ("amount", "Amount paid, in EUR"),
+            ("settled_at", "Settlement time"),
+        ],
+    ),
+    (
+        "monthly_receivables",
+        &[
+            ("month", "Month"),
+            ("invoiced", "Invoiced, in EUR"),
+            ("settled", "Settled, in EUR"),
+            ("outstanding", "Invoiced but not settled, in EUR"),
+        ],
+    ),
+    (
+        "refund_rate",
+        &[("week", "Week"), ("refund_rate", "Share of payments refunded")],
+    ),
+];
+
 /// Namespaces of the demo set.
 pub const DEMO_NAMESPACES: &[&str] = &["ecommerce", "finance"];
 /// Landing zones of the demo set (namespace, zone), read by the bronze pipelines.
@@ -324,6 +436,22 @@ pub async fn seed_demo(url: &str, store: Arc<dyn VersionedStore>, append: bool) 
         .await
         .with_context(|| format!("creating the quality test of {address}"))?;
         tests.insert(created.pipeline.id.as_uuid(), test.id.as_uuid());
+        if let Some((_, columns)) = DEMO_COLUMNS.iter().find(|(n, _)| *n == p.name) {
+            let changes = rat_service::tables::MetadataChanges {
+                description: Some(p.description.to_owned()),
+                owner: None,
+                column_descriptions: Some(
+                    columns
+                        .iter()
+                        .map(|(c, d)| ((*c).to_owned(), (*d).to_owned()))
+                        .collect(),
+                ),
+            };
+            let table = rat_domain::TableName::parse(&name)?;
+            rat_service::tables::put_metadata(&services, &caller, &address.namespace, address.layer, &table, &changes)
+                .await
+                .with_context(|| format!("describing the table of {address}"))?;
+        }
 
         let mut history = Vec::new();
         for revision in 1..=p.publishes {

@@ -13,7 +13,8 @@
 //!   still pending;
 //! - no seeded run is left `running` with no runner, every finished one has
 //!   log lines (served by `GET /runs/{id}/logs`), and every landing file's
-//!   content is in the store at its recorded version and size.
+//!   content is in the store at its recorded version and size; seeded
+//!   tables list their described columns.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -304,6 +305,15 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
             "the run of {address} did not succeed: {last}\n{}",
             logs()
         );
+    }
+    // The explorer's schema tab of a seeded table lists its described columns.
+    let table = get_json(&http, &format!("{base}/tables/ecommerce/gold/daily_revenue")).await;
+    let columns: Vec<&str> = table["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    for column in ["day", "country", "orders", "revenue"] {
+        assert!(columns.contains(&column), "{column} not among the columns of {table}");
     }
     // The seeded queue (runs still pending) is run by the dev runner too.
     let mut pending = -1;
