@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: finding the real
 //! binaries and running them as child processes.
 
+pub mod chaos;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 

@@ -29,6 +29,9 @@
 //!   the fire latency of every-second schedules; `reaper`: one pass over
 //!   1,000,000 runs and 1,000,000 audit rows past retention under api load
 //!   and a concurrent writer)
+//! - `cargo xtask chaos [--short]` — the fault suite (`tests::chaos`), release
+//!   build: two api replicas, two schedulers, the reaper and the runner under
+//!   load, one fault at a time; a report per fault and the invariants
 
 mod dev;
 mod portal;
@@ -65,6 +68,19 @@ enum Task {
         /// The benchmark and its options (see `cargo xtask bench -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
+    },
+    /// The fault suite (release build): the real binaries under load, one
+    /// fault at a time, and the invariants checked afterwards.
+    Chaos {
+        /// Only the faults that take seconds (what CI runs, in debug).
+        #[arg(long)]
+        short: bool,
+        /// Seconds of load before each fault and after it cleared.
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+        /// Also write the report (Markdown) to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
     /// Database chores.
     Db {
@@ -132,6 +148,33 @@ fn main() -> anyhow::Result<()> {
             let mut cargo_args = vec!["run", "--quiet", "--release", "--package", "rat-bench", "--"];
             cargo_args.extend(bench_args.iter().map(String::as_str));
             cargo(&cargo_args)
+        }
+        Task::Chaos {
+            short,
+            settle_secs,
+            report,
+        } => {
+            system::ensure_postgres_server()?;
+            cargo(&["build", "--quiet", "--release", "--bins"])?;
+            let bin_dir = project_root().join("target/release");
+            let mut args = vec![
+                "--bin-dir".to_owned(),
+                bin_dir.display().to_string(),
+                "--settle-secs".to_owned(),
+                settle_secs.to_string(),
+            ];
+            if short {
+                args.push("--short".to_owned());
+            }
+            if let Some(report) = report {
+                args.extend(["--report".to_owned(), report.display().to_string()]);
+            }
+            let status = std::process::Command::new(bin_dir.join("rat-chaos"))
+                .args(&args)
+                .status()
+                .context("running rat-chaos")?;
+            anyhow::ensure!(status.success(), "the fault suite failed ({status})");
+            Ok(())
         }
         Task::Db { task } => runtime.block_on(async {
             match task {

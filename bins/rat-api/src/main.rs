@@ -434,6 +434,21 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             }
         }
     });
+    // Audit rows that could not be written when their action answered (the
+    // database was away) are written as soon as it answers again.
+    let spool = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(AUDIT_SPOOL_FLUSH_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match spool.flush_audit_spool().await {
+                Ok(0) => {}
+                Ok(written) => tracing::info!(written, "wrote spooled audit rows"),
+                Err(e) => tracing::debug!(error = %e, waiting = spool.audit_spool.len(), "spooled audit rows wait"),
+            }
+        }
+    });
     let final_flush = state.clone();
     let runner_auth = if state.settings.runner_token.is_some() {
         "token"
@@ -490,6 +505,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; exiting");
         }
     }
+    if let Err(e) = final_flush.flush_audit_spool().await {
+        tracing::error!(error = %e, lost = final_flush.audit_spool.len(), "could not write the spooled audit rows");
+    }
     if let Err(e) = final_flush.flush_refusals().await {
         tracing::warn!(error = %e, "could not record the refused requests in the audit log");
     }
@@ -499,6 +517,9 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
 
 /// How often refused requests are summed into the audit log.
 const REFUSALS_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often audit rows spooled during a database outage are written again.
+const AUDIT_SPOOL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Raises this process's soft limit of open files to its hard limit (as Go
 /// programs do at start), so the connection cap, not the descriptor limit,

@@ -411,12 +411,14 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     };
     // A feature-gated route already read the flags for this request.
     let flags = response.extensions().get::<FlagsRead>().map(|read| &read.0);
-    if let Err(e) = rat_service::audit::record(&state.services, &[entry], flags, time::OffsetDateTime::now_utc()).await
-    {
+    let now = time::OffsetDateTime::now_utc();
+    if let Err(e) = rat_service::audit::record(&state.services, std::slice::from_ref(&entry), flags, now).await {
         // The action itself happened (or was refused); failing the answer now
-        // would mislead the client. The gap is logged and counted instead.
+        // would mislead the client. The row is spooled and written once the
+        // database answers again (`main` flushes the spool every second).
         metrics::counter!("rat_audit_write_failures_total").increment(1);
-        tracing::error!(error = %e, action = %action, "could not write the audit row");
+        tracing::warn!(error = %e, action = %action, "could not write the audit row; spooled for a retry");
+        state.audit_spool.push(entry, now);
     }
     response
 }

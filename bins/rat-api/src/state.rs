@@ -208,6 +208,7 @@ impl AppState {
             metrics,
             live,
             refusals: crate::refusals::Refusals::default(),
+            audit_spool: std::sync::Arc::default(),
             uploads,
         }))
     }
@@ -234,6 +235,9 @@ pub struct AppStateParts {
     /// Requests refused before they did anything, to be summed into the
     /// audit log ([`AppState::flush_refusals`]).
     pub refusals: crate::refusals::Refusals,
+    /// Audit rows whose write failed after their action answered, written
+    /// again by [`AppState::flush_audit_spool`].
+    pub audit_spool: std::sync::Arc<rat_service::audit::Spool>,
     /// Upload slots ([`ApiSettings::max_concurrent_uploads`]).
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Turns a request's credential into a caller.
@@ -248,5 +252,15 @@ impl AppState {
         let now = time::OffsetDateTime::now_utc();
         let entries = self.refusals.take(now);
         rat_service::audit::record(&self.services, &entries, None, now).await
+    }
+
+    /// Writes the audit rows spooled because the database did not answer
+    /// ([`rat_service::audit::Spool`]); `main` calls it every second and at
+    /// shutdown.
+    pub async fn flush_audit_spool(&self) -> Result<usize, rat_service::ServiceError> {
+        if self.audit_spool.is_empty() {
+            return Ok(0);
+        }
+        self.audit_spool.flush(&self.services).await
     }
 }

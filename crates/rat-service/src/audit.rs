@@ -49,3 +49,65 @@ pub async fn record(
     }
     Ok(entries.len())
 }
+
+/// Most entries a [`Spool`] holds; beyond it the oldest are dropped (and
+/// logged), so an outage cannot grow memory without bound.
+pub const SPOOL_CAPACITY: usize = 10_000;
+
+/// Audit entries whose write failed after their action had been done (the
+/// database went away between the action and its audit row), kept in memory
+/// and written again by [`Spool::flush`] once the database answers, each
+/// stamped with the time of its action. Without it, a mutation that
+/// answered 2xx during a database restart could have no audit row.
+#[derive(Debug, Default)]
+pub struct Spool {
+    entries: std::sync::Mutex<std::collections::VecDeque<(NewAuditEntry, OffsetDateTime)>>,
+}
+
+impl Spool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(NewAuditEntry, OffsetDateTime)>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `entry`, stamped `at`, to be written by the next flush.
+    pub fn push(&self, entry: NewAuditEntry, at: OffsetDateTime) {
+        let mut entries = self.lock();
+        if entries.len() >= SPOOL_CAPACITY
+            && let Some((dropped, at)) = entries.pop_front()
+        {
+            tracing::error!(action = %dropped.action, actor = %dropped.actor, %at,
+                "the audit spool is full: dropped its oldest entry");
+        }
+        entries.push_back((entry, at));
+    }
+
+    /// How many entries wait.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Writes the waiting entries, oldest first, each with its own time;
+    /// stops at the first failure, keeping it and the rest (ahead of any
+    /// pushed meanwhile). Returns how many were written.
+    pub async fn flush(&self, services: &Services) -> Result<usize, ServiceError> {
+        let waiting: Vec<_> = self.lock().drain(..).collect();
+        let mut written = 0;
+        let mut rest = waiting.into_iter();
+        while let Some((entry, at)) = rest.next() {
+            if let Err(e) = record(services, std::slice::from_ref(&entry), None, at).await {
+                let mut entries = self.lock();
+                for kept in std::iter::once((entry, at)).chain(rest).rev() {
+                    entries.push_front(kept);
+                }
+                return Err(e);
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+}

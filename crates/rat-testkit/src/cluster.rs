@@ -183,6 +183,22 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops the server with an immediate shutdown (no checkpoint: a crash,
+    /// recovered from at the next start), if it runs.
+    pub fn stop_immediately(&self) -> Result<(), ClusterError> {
+        if !self.data_dir().join("PG_VERSION").exists() || !self.is_running() {
+            return Ok(());
+        }
+        let out = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "60"])?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "pg_ctl stop -m immediate failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.options.base_dir.join("data")
     }

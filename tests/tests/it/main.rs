@@ -3,6 +3,7 @@
 //! One test binary for the whole crate (each linking tokio, postgres and
 //! the rest once, not once per file).
 
+mod chaos;
 mod curl_tour;
 mod demo_data;
 mod pgbouncer;

@@ -4,6 +4,7 @@
 //! the rest once, not once per file).
 
 mod admin;
+mod audit;
 #[allow(dead_code, reason = "not every module uses every helper")]
 mod common;
 mod firing;
