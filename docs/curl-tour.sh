@@ -118,6 +118,15 @@ call GET "/api/v1/pipelines?namespace=$NS&search=ORDERS&sort=name" 200; check 'd
 call GET "/api/v1/pipelines?namespace=$NS&sort=bogus" 400
 call DELETE "/api/v1/pipelines/$NS/silver/clean" 204
 call GET "/api/v1/pipelines/$NS/silver/clean" 404
+# Undo a delete within the grace period (seed 000, "Soft Deletes").
+call GET "/api/v1/pipelines?namespace=$NS&deleted=true" 200
+check 'd["total"] == 1 and d["pipelines"][0]["name"] == "clean" and {"deleted_at", "purge_after"} <= set(d["pipelines"][0])'
+CLEAN_ID=$(field 'd["pipelines"][0]["id"]')
+call GET "/api/v1/pipelines/deleted/$CLEAN_ID" 200; check "d['id'] == '$CLEAN_ID'"
+call POST "/api/v1/pipelines/$NS/silver/clean/restore" 200; check "d['id'] == '$CLEAN_ID'"
+call GET "/api/v1/pipelines/$NS/silver/clean" 200
+call POST "/api/v1/pipelines/$NS/silver/clean/restore" 404
+call DELETE "/api/v1/pipelines/$NS/silver/clean" 204
 
 echo "== §5 files"
 call GET "/api/v1/files?prefix=$NS/pipelines/bronze/orders/" 200; check 'sorted(f["type"] for f in d["files"]) == ["config", "pipeline-sql"]'

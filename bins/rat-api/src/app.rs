@@ -55,6 +55,8 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(namespaces::update, namespaces::delete))
         .routes(routes!(pipelines::list, pipelines::create))
         .routes(routes!(pipelines::get, pipelines::update, pipelines::delete))
+        .routes(routes!(pipelines::get_deleted))
+        .routes(routes!(pipelines::restore))
         .merge(files::router(state))
         .merge(versions::router(state))
         .merge(quality::router(state))

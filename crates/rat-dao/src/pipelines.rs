@@ -3,11 +3,11 @@
 //! purges it, and its name is free again at once.
 
 use crate::GenericClient;
-use rat_domain::PipelineId;
 use rat_domain::{
     Layer, NamespaceName, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, PublishedVersions,
     Sort,
 };
+use rat_domain::{PipelineId, ScheduleId, TriggerId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
@@ -341,6 +341,182 @@ pub async fn set_retention_config(
     from_row(&row)
 }
 
+/// What a delete changed, recorded with the deleted row (`deleted_state`,
+/// V20) so that a restore puts back exactly that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deletion {
+    /// Who deleted the pipeline.
+    pub deleted_by: Option<String>,
+    /// The schedules the delete disabled (they were enabled).
+    pub schedules: Vec<ScheduleId>,
+    /// The triggers the delete disabled (they were enabled).
+    pub triggers: Vec<TriggerId>,
+    /// The draft as it was at the delete: every file at the pipeline's
+    /// prefix and its HEAD version id. `None` when it was not recorded (a
+    /// pipeline deleted before V20).
+    pub files: Option<PublishedVersions>,
+}
+
+/// A soft-deleted pipeline with what its delete recorded.
+#[derive(Debug, Clone)]
+pub struct DeletedPipeline {
+    /// The row (`deleted_at` is set).
+    pub pipeline: Pipeline,
+    /// What the delete changed.
+    pub deletion: Deletion,
+}
+
+const DELETED_COLUMNS: &str = concat!(columns!(), ", deleted_by, deleted_state");
+
+fn deleted_from_row(row: &Row) -> Result<DeletedPipeline, DaoError> {
+    let pipeline = from_row(row)?;
+    let state: Option<serde_json::Value> = row.try_get("deleted_state")?;
+    let mut deletion = Deletion {
+        deleted_by: row.try_get("deleted_by")?,
+        ..Deletion::default()
+    };
+    if let Some(state) = state {
+        let ids = |key: &str| state.get(key).cloned().unwrap_or(serde_json::Value::Array(Vec::new()));
+        deletion.schedules =
+            serde_json::from_value(ids("schedules")).map_err(|e| DaoError::corrupt("deleted_state", e))?;
+        deletion.triggers =
+            serde_json::from_value(ids("triggers")).map_err(|e| DaoError::corrupt("deleted_state", e))?;
+        deletion.files = match state.get("files") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(files) => {
+                Some(PublishedVersions::from_json(files).map_err(|e| DaoError::corrupt("deleted_state", e))?)
+            }
+        };
+    }
+    Ok(DeletedPipeline { pipeline, deletion })
+}
+
+/// Records what the delete of pipeline `id` (soft-deleted in the caller's
+/// transaction) changed.
+pub async fn record_deletion(client: &impl GenericClient, id: PipelineId, deletion: &Deletion) -> Result<(), DaoError> {
+    let state = serde_json::json!({
+        "schedules": deletion.schedules,
+        "triggers": deletion.triggers,
+        "files": deletion.files.as_ref().map(PublishedVersions::to_json),
+    });
+    let updated = sql::execute(
+        client,
+        "UPDATE pipelines SET deleted_by = $2, deleted_state = $3 WHERE id = $1 AND deleted_at IS NOT NULL",
+        &[&id, &deletion.deleted_by, &state],
+    )
+    .await?;
+    if updated == 0 {
+        return Err(DaoError::NotFound { entity: "pipeline" });
+    }
+    Ok(())
+}
+
+/// The soft-deleted pipeline `id` with its deletion record; `NotFound` when
+/// there is none (never deleted, restored or purged).
+pub async fn get_deleted(client: &impl GenericClient, id: PipelineId) -> Result<DeletedPipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!("SELECT {DELETED_COLUMNS} FROM pipelines WHERE id = $1 AND deleted_at IS NOT NULL"),
+        &[&id],
+    )
+    .await?;
+    deleted_from_row(&row)
+}
+
+/// [`get_deleted`], locked (`FOR UPDATE`) until the caller's transaction
+/// ends, so two restores of one pipeline run one after the other.
+pub async fn get_deleted_for_update(client: &impl GenericClient, id: PipelineId) -> Result<DeletedPipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!("SELECT {DELETED_COLUMNS} FROM pipelines WHERE id = $1 AND deleted_at IS NOT NULL FOR UPDATE"),
+        &[&id],
+    )
+    .await?;
+    deleted_from_row(&row)
+}
+
+/// The soft-deleted pipeline at `address` deleted last, if any.
+pub async fn last_deleted_at(
+    client: &impl GenericClient,
+    address: &PipelineRef,
+) -> Result<Option<PipelineId>, DaoError> {
+    let row = sql::query_opt(
+        client,
+        "SELECT id FROM pipelines WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NOT NULL \
+         ORDER BY deleted_at DESC, id DESC LIMIT 1",
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+        ],
+    )
+    .await?;
+    Ok(row.map(|row| row.try_get("id")).transpose()?)
+}
+
+/// Makes the soft-deleted pipeline `id` live again and clears its deletion
+/// record. `Conflict { uq_pipelines_namespace_layer_name }` when a live
+/// pipeline has its address (a concurrent create of that address waits for
+/// the caller's transaction).
+pub async fn undelete(client: &impl GenericClient, id: PipelineId) -> Result<Pipeline, DaoError> {
+    let row = sql::query_one(
+        client,
+        "pipeline",
+        &format!(
+            "UPDATE pipelines SET deleted_at = NULL, deleted_by = NULL, deleted_state = NULL \
+             WHERE id = $1 AND deleted_at IS NOT NULL RETURNING {COLUMNS}"
+        ),
+        &[&id],
+    )
+    .await?;
+    from_row(&row)
+}
+
+/// Soft-deleted pipelines matching `filter`, sorted, one page, with the total.
+pub async fn list_deleted(
+    client: &impl GenericClient,
+    filter: &PipelineFilter,
+    sort: Sort<PipelineSortField>,
+    page: PageRequest,
+) -> Result<Page<DeletedPipeline>, DaoError> {
+    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
+    let layer = filter.layer.map(Layer::as_str);
+    let search = filter.search.as_deref().map(sql::contains_pattern);
+    let readable = &filter.readable_by;
+    let mut conditions = Conditions::new();
+    conditions.push_fixed("deleted_at IS NOT NULL");
+    conditions.push_opt("namespace = $?", &namespace);
+    conditions.push_opt("layer = $?", &layer);
+    conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
+    conditions.push_opt(readable_pipeline!(), readable);
+    sql::fetch_page(
+        client,
+        DELETED_COLUMNS,
+        "pipelines",
+        &conditions,
+        order_by(sort),
+        page,
+        deleted_from_row,
+    )
+    .await
+}
+
+fn order_by(sort: Sort<PipelineSortField>) -> OrderBy {
+    OrderBy {
+        columns: match sort.field {
+            PipelineSortField::Name => &["name", "id"],
+            PipelineSortField::Namespace => &["namespace", "id"],
+            PipelineSortField::Layer => &["layer", "id"],
+            PipelineSortField::CreatedAt => &["created_at", "id"],
+            PipelineSortField::UpdatedAt => &["updated_at", "id"],
+            PipelineSortField::Type => &["type", "id"],
+        },
+        descending: sort.descending,
+    }
+}
+
 /// Filters of `GET /pipelines`; soft-deleted pipelines are never listed.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineFilter {
@@ -382,16 +558,14 @@ pub async fn list(
     // owner column), an unowned pipeline (no owner, or a non-personal one),
     // or a share to a principal on the pipeline or its namespace.
     conditions.push_opt(readable_pipeline!(), readable);
-    let order = OrderBy {
-        columns: match sort.field {
-            PipelineSortField::Name => &["name", "id"],
-            PipelineSortField::Namespace => &["namespace", "id"],
-            PipelineSortField::Layer => &["layer", "id"],
-            PipelineSortField::CreatedAt => &["created_at", "id"],
-            PipelineSortField::UpdatedAt => &["updated_at", "id"],
-            PipelineSortField::Type => &["type", "id"],
-        },
-        descending: sort.descending,
-    };
-    sql::fetch_page(client, COLUMNS, "pipelines", &conditions, order, page, from_row).await
+    sql::fetch_page(
+        client,
+        COLUMNS,
+        "pipelines",
+        &conditions,
+        order_by(sort),
+        page,
+        from_row,
+    )
+    .await
 }

@@ -564,14 +564,35 @@ pub async fn earliest_slot(client: &impl GenericClient) -> Result<Option<OffsetD
 /// when the caller's transaction commits (at once outside a transaction), so
 /// sleeping schedulers recompute when to wake up.
 /// Disables every schedule of the pipeline (and clears their next slot).
-/// Returns how many were enabled.
-pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<u64, DaoError> {
-    sql::execute(
+/// Returns the ids of those that were enabled.
+pub async fn disable_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+) -> Result<Vec<ScheduleId>, DaoError> {
+    let rows = sql::query(
         client,
-        "UPDATE schedules SET enabled = false, next_run_at = NULL WHERE pipeline_id = $1 AND enabled",
+        "UPDATE schedules SET enabled = false, next_run_at = NULL WHERE pipeline_id = $1 AND enabled RETURNING id",
         &[&pipeline_id],
     )
-    .await
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+}
+
+/// Enables again the disabled ones among `ids` of pipeline `pipeline_id`
+/// (a restore undoing [`disable_for_pipeline`]); their slots are for the
+/// caller to set. Returns the ids enabled.
+pub async fn enable_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+    ids: &[ScheduleId],
+) -> Result<Vec<ScheduleId>, DaoError> {
+    let rows = sql::query(
+        client,
+        "UPDATE schedules SET enabled = true WHERE pipeline_id = $1 AND id = ANY($2) AND NOT enabled RETURNING id",
+        &[&pipeline_id, &ids],
+    )
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
 
 /// Sends the schedules-changed notification for `id` (delivered at commit).

@@ -419,14 +419,35 @@ pub async fn set_missing_next_fire_at(
 /// delivered when the caller's transaction commits: schedulers wake up and
 /// re-read the earliest slot.
 /// Disables every trigger of the pipeline (and clears their next slot).
-/// Returns how many were enabled.
-pub async fn disable_for_pipeline(client: &impl GenericClient, pipeline_id: PipelineId) -> Result<u64, DaoError> {
-    sql::execute(
+/// Returns the ids of those that were enabled.
+pub async fn disable_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+) -> Result<Vec<TriggerId>, DaoError> {
+    let rows = sql::query(
         client,
-        "UPDATE pipeline_triggers SET enabled = false, next_fire_at = NULL WHERE pipeline_id = $1 AND enabled",
+        "UPDATE pipeline_triggers SET enabled = false, next_fire_at = NULL WHERE pipeline_id = $1 AND enabled RETURNING id",
         &[&pipeline_id],
     )
-    .await
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
+}
+
+/// Enables again the disabled ones among `ids` of pipeline `pipeline_id`
+/// (a restore undoing [`disable_for_pipeline`]); their slots are for the
+/// caller to set. Returns the ids enabled.
+pub async fn enable_for_pipeline(
+    client: &impl GenericClient,
+    pipeline_id: PipelineId,
+    ids: &[TriggerId],
+) -> Result<Vec<TriggerId>, DaoError> {
+    let rows = sql::query(
+        client,
+        "UPDATE pipeline_triggers SET enabled = true WHERE pipeline_id = $1 AND id = ANY($2) AND NOT enabled RETURNING id",
+        &[&pipeline_id, &ids],
+    )
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
 
 /// Sends the schedules-changed notification for trigger `id` (delivered at commit).

@@ -5,10 +5,14 @@ use crate::sharing::{self, Target};
 use rat_dao::access;
 use rat_dao::pipelines;
 pub use rat_dao::pipelines::{DEFAULT_SORT, NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_dao::pipelines::{DeletedPipeline, Deletion};
 use rat_domain::Permission;
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, check_text_len};
-use rat_domain::{ObjectType, Page, PageRequest, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
-use rat_versioning::{ObjectKey, list_all_latest};
+use rat_domain::{
+    ObjectType, Page, PageRequest, Pipeline, PipelineId, PipelineRef, PipelineSortField, PipelineType,
+    PublishedVersions, Sort,
+};
+use rat_versioning::{KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 
 use crate::{ServiceError, Services};
@@ -253,11 +257,15 @@ pub async fn update(
 }
 
 /// Soft-deletes the live pipeline at `address`: its name is free again at
-/// once; the reaper purges the row, its history and its files later. In the
+/// once; the reaper purges the row, its history and its files after
+/// `soft_delete_purge_days`, until when [`restore`] brings it back. In the
 /// same transaction its pending and running runs are cancelled (no runner
 /// claims them any more, and one holding a run learns at its next
 /// heartbeat) and its schedules and triggers disabled, so nothing of it
-/// keeps running or firing.
+/// keeps running or firing. What the delete changed is recorded with the
+/// row (who deleted it, the schedules and triggers it disabled, the HEAD
+/// version of every draft file), which is why the file store is listed
+/// here: a store that does not answer fails the delete, and nothing changes.
 #[tracing::instrument(skip(services), fields(pipeline = %address))]
 pub async fn delete(
     services: &Services,
@@ -273,14 +281,206 @@ pub async fn delete(
         rat_dao::runs::cancel_active_of_pipeline(&transaction, deleted.id, "the pipeline was deleted", now).await?;
     let schedules = rat_dao::schedules::disable_for_pipeline(&transaction, deleted.id).await?;
     let triggers = rat_dao::triggers::disable_for_pipeline(&transaction, deleted.id).await?;
+    // The row is locked by the soft delete: file writes through the api
+    // (which read the live row) wait or fail, so this is the draft as deleted.
+    let files: PublishedVersions = list_all_latest(services.store.as_ref(), &deleted.s3_path)
+        .await?
+        .into_iter()
+        .map(|head| (head.key, head.version_id))
+        .collect();
+    let deletion = Deletion {
+        deleted_by: Some(caller.user.clone()),
+        schedules,
+        triggers,
+        files: Some(files),
+    };
+    pipelines::record_deletion(&transaction, deleted.id, &deletion).await?;
     transaction.commit().await?;
     tracing::info!(
         runs_cancelled = cancelled.len(),
-        schedules,
-        triggers,
+        schedules = deletion.schedules.len(),
+        triggers = deletion.triggers.len(),
         "pipeline deleted"
     );
     Ok(deleted)
+}
+
+/// A soft-deleted pipeline as its readers see it.
+#[derive(Debug, Clone)]
+pub struct DeletedView {
+    /// The row (`deleted_at` is set).
+    pub pipeline: Pipeline,
+    /// Who deleted it (`None` for pipelines deleted before V20).
+    pub deleted_by: Option<String>,
+    /// When the reaper may purge it: `deleted_at` plus the system's
+    /// `soft_delete_purge_days`. Until then it can be restored.
+    pub purge_after: OffsetDateTime,
+}
+
+fn deleted_view(deleted: DeletedPipeline, purge_days: i64) -> DeletedView {
+    let deleted_at = deleted.pipeline.deleted_at.unwrap_or(deleted.pipeline.updated_at);
+    DeletedView {
+        purge_after: deleted_at + time::Duration::days(purge_days),
+        deleted_by: deleted.deletion.deleted_by,
+        pipeline: deleted.pipeline,
+    }
+}
+
+async fn purge_days(client: &impl rat_dao::GenericClient) -> Result<i64, ServiceError> {
+    let (settings, problems) = rat_dao::settings::retention(client).await?;
+    for problem in problems {
+        tracing::warn!(problem = %problem, "stored retention setting is invalid");
+    }
+    Ok(settings.soft_delete_purge_days)
+}
+
+/// Soft-deleted pipelines (not yet purged) matching `filter` that `caller`
+/// may read, sorted, one page.
+pub async fn list_deleted(
+    services: &Services,
+    caller: &Caller,
+    filter: &PipelineFilter,
+    sort: Sort<PipelineSortField>,
+    page: PageRequest,
+) -> Result<Page<DeletedView>, ServiceError> {
+    let client = services.pool.get().await?;
+    let mut filter = filter.clone();
+    filter.readable_by = (!caller.admin).then(|| sharing::share_names(caller));
+    let days = purge_days(&client).await?;
+    let page = pipelines::list_deleted(&client, &filter, sort, page).await?;
+    Ok(Page {
+        items: page.items.into_iter().map(|d| deleted_view(d, days)).collect(),
+        total: page.total,
+    })
+}
+
+/// The soft-deleted pipeline `id`, if `caller` may read it (`NotFound`
+/// otherwise, and for a live, restored or purged one).
+pub async fn get_deleted(services: &Services, caller: &Caller, id: PipelineId) -> Result<DeletedView, ServiceError> {
+    let client = services.pool.get().await?;
+    let deleted = pipelines::get_deleted(&client, id).await?;
+    require_on_loaded(&client, caller, &deleted.pipeline, Permission::Read, "reading").await?;
+    Ok(deleted_view(deleted, purge_days(&client).await?))
+}
+
+/// Brings back the soft-deleted pipeline at `address`: the one with `id`
+/// when given (`NotFound` unless it is a deleted pipeline at `address`),
+/// else the one deleted last there. See [`restore`].
+pub async fn restore_at(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    id: Option<PipelineId>,
+    now: OffsetDateTime,
+) -> Result<Pipeline, ServiceError> {
+    let id = match id {
+        Some(id) => id,
+        None => {
+            let client = services.pool.get().await?;
+            pipelines::last_deleted_at(&client, address)
+                .await?
+                .ok_or(ServiceError::NotFound { entity: "pipeline" })?
+        }
+    };
+    restore(services, caller, id, Some(address), now).await
+}
+
+/// Brings the soft-deleted pipeline `id` back, as it was when it was
+/// deleted: the row (its runs, quality tests, versions and shares never
+/// left it), the schedules and triggers its delete disabled (enabled again,
+/// each with its next slot after `now`), and its draft files (each file at
+/// the version it had at the delete, written again as the new HEAD when it
+/// changed since; files written at the prefix since are deleted, their
+/// versions kept). Runs the delete cancelled stay cancelled.
+///
+/// Needs what deleting needs (own the pipeline, or admin). `NotFound` when
+/// there is no such deleted pipeline (at `at`, when given), or its grace period
+/// (`soft_delete_purge_days`) is over; `FailedPrecondition` (409) when a
+/// live pipeline has its address, and then nothing changes. The row is made
+/// live only when the files are restored: a failure leaves it deleted.
+#[tracing::instrument(skip(services, caller))]
+pub async fn restore(
+    services: &Services,
+    caller: &Caller,
+    id: PipelineId,
+    at: Option<&PipelineRef>,
+    now: OffsetDateTime,
+) -> Result<Pipeline, ServiceError> {
+    let mut client = services.pool.get().await?;
+    let days = purge_days(&client).await?;
+    let transaction = client.transaction().await?;
+    // Locked: a concurrent restore waits. The reaper purges only rows past
+    // the grace period, which this refuses below.
+    let deleted = pipelines::get_deleted_for_update(&transaction, id).await?;
+    if at.is_some_and(|at| *at != deleted.pipeline.address) {
+        return Err(ServiceError::NotFound { entity: "pipeline" });
+    }
+    require_on_loaded(&transaction, caller, &deleted.pipeline, Permission::Own, "restoring").await?;
+    let view = deleted_view(deleted.clone(), days);
+    if now >= view.purge_after {
+        return Err(ServiceError::NotFound { entity: "pipeline" });
+    }
+    let address = deleted.pipeline.address.clone();
+    // Taking the address back: a live pipeline there refuses it; a create
+    // of that address running now waits for this transaction.
+    let pipeline = match pipelines::undelete(&transaction, id).await {
+        Ok(pipeline) => pipeline,
+        Err(rat_dao::DaoError::Conflict { .. }) => {
+            return Err(ServiceError::precondition(format!(
+                "a live pipeline has taken the name {address} since this one was deleted; \
+                 delete it before restoring this one"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let deletion = deleted.deletion;
+    for schedule_id in rat_dao::schedules::enable_for_pipeline(&transaction, id, &deletion.schedules).await? {
+        let schedule = rat_dao::schedules::get(&transaction, schedule_id).await?;
+        let next = crate::schedules::next_run_at(&schedule.cron_expr, &schedule.timezone, true, now);
+        let changes = rat_dao::schedules::ScheduleUpdate {
+            next_run_at: Some(next),
+            ..Default::default()
+        };
+        rat_dao::schedules::update(&transaction, schedule_id, &changes).await?;
+        rat_dao::schedules::notify_changed(&transaction, schedule_id).await?;
+    }
+    for trigger_id in rat_dao::triggers::enable_for_pipeline(&transaction, id, &deletion.triggers).await? {
+        let trigger = rat_dao::triggers::get(&transaction, trigger_id).await?;
+        crate::triggers::reschedule(&transaction, &trigger, now).await?;
+    }
+    if let Some(files) = &deletion.files {
+        restore_files(services, &pipeline.s3_path, files).await?;
+    }
+    transaction.commit().await?;
+    tracing::info!(
+        pipeline = %address,
+        schedules = deletion.schedules.len(),
+        triggers = deletion.triggers.len(),
+        "pipeline restored"
+    );
+    Ok(pipeline)
+}
+
+/// Makes the files at `prefix` those of `files`, each at its version:
+/// a file whose HEAD differs gets that version's bytes as a new HEAD, a
+/// file not in `files` is deleted (a delete marker; its versions stay).
+async fn restore_files(services: &Services, prefix: &KeyPrefix, files: &PublishedVersions) -> Result<(), ServiceError> {
+    let store = services.store.as_ref();
+    let current = list_all_latest(store, prefix).await?;
+    for head in &current {
+        if files.get(head.key.as_str()).is_none() {
+            store.delete(&head.key).await?;
+        }
+    }
+    for (key, version) in files.iter() {
+        let unchanged = current.iter().any(|h| &h.key == key && &h.version_id == version);
+        if unchanged {
+            continue;
+        }
+        let old = store.get(key, Some(version)).await?;
+        store.put(key, old.body, content_type(key.as_str())).await?;
+    }
+    Ok(())
 }
 
 /// The content type stored with a file, from its name.

@@ -102,7 +102,7 @@ pub fn next_fire_at(trigger: &Trigger, now: OffsetDateTime) -> Option<OffsetDate
 
 /// Stores the trigger's slot at `now` and, for cron types, announces the
 /// change to schedulers (delivered when the caller's transaction commits).
-async fn reschedule(
+pub(crate) async fn reschedule(
     client: &impl rat_dao::GenericClient,
     trigger: &Trigger,
     now: OffsetDateTime,

@@ -4,8 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_domain::{Layer, NamespaceName, Pipeline, PipelineRef, PipelineSortField, PipelineType, Sort};
-use rat_service::pipelines::{NewPipeline, PipelineFilter, PipelineUpdate};
+use rat_domain::{Layer, NamespaceName, Pipeline, PipelineId, PipelineRef, PipelineSortField, PipelineType, Sort};
+use rat_service::pipelines::{DeletedView, NewPipeline, PipelineFilter, PipelineUpdate};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -55,6 +55,26 @@ pub struct PipelineDto {
     /// Last change.
     #[serde(with = "crate::routes::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When it was deleted (deleted pipelines only).
+    #[serde(with = "crate::routes::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<OffsetDateTime>,
+    /// Who deleted it (deleted pipelines only; absent when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    /// From when the reaper may purge it, `deleted_at` plus the system's
+    /// `soft_delete_purge_days`; it can be restored until then (deleted
+    /// pipelines only).
+    #[serde(with = "crate::routes::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<OffsetDateTime>,
+}
+
+impl From<DeletedView> for PipelineDto {
+    fn from(view: DeletedView) -> Self {
+        let mut dto = PipelineDto::from(view.pipeline);
+        dto.deleted_by = view.deleted_by;
+        dto.purge_after = Some(view.purge_after);
+        dto
+    }
 }
 
 impl From<Pipeline> for PipelineDto {
@@ -75,6 +95,9 @@ impl From<Pipeline> for PipelineDto {
             retention_config: p.retention_config,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            deleted_at: p.deleted_at,
+            deleted_by: None,
+            purge_after: None,
         }
     }
 }
@@ -95,6 +118,9 @@ pub struct PipelineQuery {
     pub limit: Option<String>,
     /// Rows to skip.
     pub offset: Option<String>,
+    /// `true`: soft-deleted pipelines not yet purged instead of live ones,
+    /// with `deleted_at`, `deleted_by` and `purge_after`.
+    pub deleted: Option<String>,
 }
 
 /// A page of pipelines.
@@ -106,7 +132,8 @@ pub struct PipelineList {
     pub total: i64,
 }
 
-/// Live pipelines, filtered, searched, sorted and paged in SQL.
+/// Live pipelines (or, with `deleted=true`, soft-deleted ones), filtered,
+/// searched, sorted and paged in SQL.
 #[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(PipelineQuery), responses(
     (status = 200, body = PipelineList), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
@@ -132,6 +159,18 @@ pub async fn list(
         None | Some("") => rat_service::pipelines::DEFAULT_SORT,
         Some(text) => Sort::<PipelineSortField>::parse(text)?,
     };
+    let deleted = match query.deleted.as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("deleted must be true or false")),
+    };
+    if deleted {
+        let page = rat_service::pipelines::list_deleted(&state.services, &identity.caller, &filter, sort, page).await?;
+        return Ok(Json(PipelineList {
+            pipelines: page.items.into_iter().map(PipelineDto::from).collect(),
+            total: page.total,
+        }));
+    }
     let page = rat_service::pipelines::list(&state.services, &identity.caller, &filter, sort, page).await?;
     Ok(Json(PipelineList {
         pipelines: page.items.into_iter().map(PipelineDto::from).collect(),
@@ -328,5 +367,73 @@ pub async fn delete(
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id.into()))),
+    ))
+}
+
+/// One soft-deleted pipeline (not yet purged), by id, with `deleted_at`,
+/// `deleted_by` and `purge_after`.
+#[utoipa::path(get, path = "/pipelines/deleted/{id}", tag = "pipelines",
+    params(("id" = Uuid, Path, description = "The deleted pipeline's id")), responses(
+    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_deleted(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PipelineDto>> {
+    let id: PipelineId = id.parse()?;
+    Ok(Json(
+        rat_service::pipelines::get_deleted(&state.services, &identity.caller, id)
+            .await?
+            .into(),
+    ))
+}
+
+/// Query of `POST /pipelines/{…}/restore`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RestoreQuery {
+    /// Which deleted pipeline at this address (several may have had it);
+    /// default: the one deleted last.
+    pub id: Option<String>,
+}
+
+/// Restores a soft-deleted pipeline within its grace period: the row, its
+/// runs, schedules, triggers, quality tests and versions, and its draft
+/// files as they were at the delete. 409 when a live pipeline has the name
+/// (nothing changes); 404 when there is no deleted pipeline there, or it is
+/// past `purge_after`. Needs what the delete needs (owner or admin).
+#[utoipa::path(post, path = "/pipelines/{namespace}/{layer}/{name}/restore", tag = "pipelines",
+    params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path), RestoreQuery),
+    responses(
+    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    identity: Identity,
+    path: PipelinePath,
+    ApiQuery(query): ApiQuery<RestoreQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let address = address(path)?;
+    let id = query
+        .id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<PipelineId>)
+        .transpose()?;
+    let restored = rat_service::pipelines::restore_at(
+        &state.services,
+        &identity.caller,
+        &address,
+        id,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    Ok((
+        Extension(AuditObject::new(
+            "pipeline.restore",
+            "pipeline",
+            Some(restored.id.into()),
+        )),
+        Json(PipelineDto::from(restored)),
     ))
 }

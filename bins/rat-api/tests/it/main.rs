@@ -23,6 +23,7 @@ mod pools;
 mod process;
 mod projects;
 mod quality;
+mod restore;
 mod runner;
 mod runs;
 mod schedules;

@@ -79,6 +79,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/admin/retention/run"),
     ("GET", "/api/v1/pipelines/{namespace}/{layer}/{name}/retention"),
     ("PUT", "/api/v1/pipelines/{namespace}/{layer}/{name}/retention"),
+    ("GET", "/api/v1/pipelines/deleted/{id}"),
+    ("POST", "/api/v1/pipelines/{namespace}/{layer}/{name}/restore"),
 ];
 
 /// The document's `{path: {method: …}}` with path parameters normalised to `{_}`.

@@ -101,6 +101,9 @@ fn id_of(answer: &Answer, field: &str) -> String {
 async fn arrange(app: &TestApp) -> Vec<Call> {
     app.namespace("tmp").await;
     app.pipeline("default", "silver", "orders").await;
+    // A deleted pipeline, for the restore.
+    app.pipeline("default", "silver", "gone").await;
+    assert_eq!(app.delete("/api/v1/pipelines/default/silver/gone").await.status, 204);
     let published = app.post(&format!("{ORDERS}/publish"), json!({"message": "v1"})).await;
     assert!(published.status.is_success(), "{}", published.text);
     let test = app
@@ -189,6 +192,12 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             "/api/v1/pipelines/{namespace}/{layer}/{name}",
             ORDERS,
             Body::Json(json!({"description": "d"})),
+        ),
+        call(
+            Method::POST,
+            "/api/v1/pipelines/{namespace}/{layer}/{name}/restore",
+            "/api/v1/pipelines/default/silver/gone/restore",
+            Body::None,
         ),
         call(
             Method::PUT,
