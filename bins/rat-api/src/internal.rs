@@ -262,6 +262,18 @@ pub struct ClaimedRunDto {
     pub lease_expires_at: Option<OffsetDateTime>,
     /// Every pinned file, in key order.
     pub files: Vec<ClaimedFileDto>,
+    /// Iceberg maintenance to apply to the pipeline's table.
+    pub iceberg: IcebergDto,
+}
+
+/// Iceberg table maintenance of a claimed run (the retention settings'
+/// system values, or the pipeline's overrides).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IcebergDto {
+    /// Expire snapshots older than this many days (`iceberg_snapshot_max_age_days`).
+    pub snapshot_max_age_days: i64,
+    /// Remove unreferenced files older than this many days (`iceberg_orphan_file_max_age_days`).
+    pub orphan_file_max_age_days: i64,
 }
 
 /// Answer of `POST /internal/v1/runs/claim`.
@@ -282,6 +294,10 @@ fn claimed_dto(state: &AppState, claimed: ClaimedRun) -> ClaimedRunDto {
         trigger: claimed.run.trigger,
         version_number: claimed.run.version_number.get(),
         lease_expires_at: claimed.run.lease_expires_at,
+        iceberg: IcebergDto {
+            snapshot_max_age_days: claimed.iceberg.snapshot_max_age_days,
+            orphan_file_max_age_days: claimed.iceberg.orphan_file_max_age_days,
+        },
         files: claimed
             .files
             .into_iter()

@@ -108,6 +108,36 @@ pub struct ClaimedRun {
     pub pipeline_type: PipelineType,
     /// Every pinned file of the run's snapshot, in key order.
     pub files: Vec<ClaimedFile>,
+    /// The Iceberg maintenance the runner applies to the pipeline's table.
+    pub iceberg: IcebergMaintenance,
+}
+
+/// Iceberg table maintenance for a run's table, from the retention settings
+/// (the system value, or the pipeline's override): the runner holds the
+/// catalog credentials, so it is the one that expires snapshots and removes
+/// orphan files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcebergMaintenance {
+    /// Expire snapshots older than this many days.
+    pub snapshot_max_age_days: i64,
+    /// Remove files no snapshot references once older than this many days.
+    pub orphan_file_max_age_days: i64,
+}
+
+impl IcebergMaintenance {
+    /// The maintenance of `pipeline` under the system settings `system`
+    /// (its stored overrides laid over them; invalid ones are ignored and logged).
+    pub fn of(system: &rat_domain::RetentionSettings, pipeline: &rat_domain::Pipeline) -> Self {
+        let (overrides, problems) = rat_domain::RetentionOverrides::from_stored(pipeline.retention_config.as_ref());
+        for problem in problems {
+            tracing::warn!(pipeline = %pipeline.id, problem, "ignoring an invalid retention override");
+        }
+        let effective = system.with_overrides(&overrides);
+        IcebergMaintenance {
+            snapshot_max_age_days: effective.iceberg_snapshot_max_age_days,
+            orphan_file_max_age_days: effective.iceberg_orphan_file_max_age_days,
+        }
+    }
 }
 
 /// Presigning requests in flight at once during a claim.
@@ -143,6 +173,10 @@ pub async fn claim(
             slot.insert(pipelines::get(&transaction, run.pipeline_id).await?);
         }
     }
+    let (system, problems) = rat_dao::settings::retention(&transaction).await?;
+    for problem in problems {
+        tracing::warn!(problem = %problem, "stored retention setting is invalid; using its default");
+    }
     let mut answers = Vec::with_capacity(claimed.len());
     for run in claimed {
         let pipeline = &pipelines_by_id[&run.pipeline_id];
@@ -151,6 +185,7 @@ pub async fn claim(
             pipeline: pipeline.address.clone(),
             pipeline_type: pipeline.pipeline_type,
             files,
+            iceberg: IcebergMaintenance::of(&system, pipeline),
             run,
         });
     }

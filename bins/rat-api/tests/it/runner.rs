@@ -125,7 +125,8 @@ async fn the_whole_life_of_a_run_through_the_internal_listener_on_s3() {
             "trigger",
             "version_number",
             "lease_expires_at",
-            "files"
+            "files",
+            "iceberg"
         ])
     );
     assert_eq!(run["run_id"], run_id.to_string());
@@ -966,5 +967,47 @@ async fn merge_failures_are_accepted_stored_and_listed_to_admins() {
     assert_eq!(
         (page["total"].as_i64(), page["failed_merges"][0]["run_id"].as_str()),
         (Some(2), Some("7d3c"))
+    );
+}
+
+/// The claim answer carries the Iceberg maintenance settings of each run's
+/// pipeline: the system values, or the pipeline's overrides.
+#[tokio::test]
+async fn claimed_runs_carry_the_iceberg_maintenance_settings() {
+    let app = app().await;
+    let (_, defaulted) = published_run(&app, "orders").await;
+    let (_, overridden) = published_run(&app, "customers").await;
+    let system = app
+        .put(
+            "/api/v1/admin/retention/config",
+            json!({"iceberg_snapshot_max_age_days": 11, "iceberg_orphan_file_max_age_days": 4}),
+        )
+        .await;
+    assert_eq!(system.status, 200, "{}", system.text);
+    let pipeline = app
+        .put(
+            "/api/v1/pipelines/default/silver/customers/retention",
+            json!({"iceberg_orphan_file_max_age_days": 9}),
+        )
+        .await;
+    assert_eq!(pipeline.status, 200, "{}", pipeline.text);
+
+    let claimed = claim(&app, "runner-1").await;
+    assert_eq!(claimed.status, 200, "{}", claimed.text);
+    let runs = claimed.json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{}", claimed.text);
+    let iceberg_of = |id: Uuid| {
+        runs.iter()
+            .find(|r| r["run_id"] == id.to_string())
+            .map(|r| r["iceberg"].clone())
+            .expect("the run was claimed")
+    };
+    assert_eq!(
+        iceberg_of(defaulted),
+        json!({"snapshot_max_age_days": 11, "orphan_file_max_age_days": 4})
+    );
+    assert_eq!(
+        iceberg_of(overridden),
+        json!({"snapshot_max_age_days": 11, "orphan_file_max_age_days": 9})
     );
 }
