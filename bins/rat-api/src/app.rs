@@ -47,6 +47,7 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(meta::features))
         .routes(routes!(meta::plugins))
+        .routes(routes!(meta::delete_plugin))
         .routes(routes!(meta::runner_plugins))
         .routes(routes!(me::me))
         .routes(routes!(me::list_tokens, me::create_token))

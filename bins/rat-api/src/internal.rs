@@ -17,6 +17,9 @@
 //! - `POST /internal/v1/runs/{id}/logs`: append log entries;
 //! - `POST /internal/v1/runs/{id}/complete`: record the outcome and quality results;
 //! - `POST /api/v1/internal/runs/{id}/status`: ratd's runner callback;
+//! - `POST /api/v1/internal/failed-merges`: RAT's runner's merge failures;
+//! - `POST /api/v1/internal/plugins/register`: a plugin registers (ratd's route);
+//! - `POST /api/v1/internal/plugins/{name}/health`: a plugin reports its health;
 //! - `GET /internal/v1/files?key=&version=`: one file at one version, for
 //!   stores that cannot presign (the filesystem store);
 //! - `GET /internal/v1/openapi.json`: this listener's OpenAPI document.
@@ -100,6 +103,8 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .routes(routes!(complete))
         .routes(routes!(callback_status))
         .routes(routes!(failed_merge))
+        .routes(routes!(register_plugin))
+        .routes(routes!(plugin_health))
         .routes(routes!(file_version))
         .split_for_parts();
     let document = std::sync::Arc::new(openapi.clone());
@@ -661,6 +666,81 @@ pub async fn failed_merge(
     Ok(Json(AcceptedAnswer {
         status: "accepted".to_owned(),
     }))
+}
+
+/// Body of `POST /api/v1/internal/plugins/register` (ratd's shape).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPluginBody {
+    /// Unique name (the name rule, at most 63 characters).
+    pub name: String,
+    /// The extension slot it fills (1 to 20 characters).
+    pub slot: String,
+    /// Container image (1 to 500 characters).
+    pub image: String,
+    /// Plugin configuration, a JSON object (default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+}
+
+fn plugin_dto(p: rat_domain::Plugin) -> crate::routes::meta::PluginDto {
+    crate::routes::meta::PluginDto {
+        name: p.name.into_string(),
+        slot: p.slot,
+        image: p.image,
+        status: p.status.as_str().to_owned(),
+        config: p.config,
+        last_health: p.last_health,
+        created_at: p.created_at,
+    }
+}
+
+/// A plugin registers, or registers again (an upsert on the name: slot,
+/// image and config are replaced; status and last report stay). A new
+/// plugin is `unknown` until it reports its health.
+#[utoipa::path(post, path = "/api/v1/internal/plugins/register", tag = "runner", request_body = RegisterPluginBody,
+    responses((status = 200, body = crate::routes::meta::PluginDto), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope)))]
+pub async fn register_plugin(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterPluginBody>,
+) -> ApiResult<Json<crate::routes::meta::PluginDto>> {
+    let registration = rat_service::platform::PluginRegistration {
+        name: rat_domain::PluginName::parse(&body.name)?,
+        slot: body.slot,
+        image: body.image,
+        config: body.config,
+    };
+    let plugin = rat_service::platform::register_plugin(&state.services, &registration).await?;
+    Ok(Json(plugin_dto(plugin)))
+}
+
+/// Body of `POST /api/v1/internal/plugins/{name}/health`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginHealthBody {
+    /// `healthy`, `degraded` or `down`.
+    pub status: String,
+}
+
+/// A registered plugin reports its health; the report's time is
+/// `last_health`. A plugin that stops reporting is marked `down` by the
+/// reaper's pass after `RAT_PLUGIN_REPORT_WINDOW_SECS`.
+#[utoipa::path(post, path = "/api/v1/internal/plugins/{name}/health", tag = "runner",
+    params(("name" = String, Path)), request_body = PluginHealthBody,
+    responses((status = 200, body = crate::routes::meta::PluginDto), (status = 400, body = ErrorEnvelope),
+    (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn plugin_health(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PluginHealthBody>,
+) -> ApiResult<Json<crate::routes::meta::PluginDto>> {
+    let name = rat_domain::PluginName::parse(&name)?;
+    let status: rat_domain::PluginStatus = body.status.parse()?;
+    let plugin =
+        rat_service::platform::report_plugin_health(&state.services, &name, status, OffsetDateTime::now_utc()).await?;
+    Ok(Json(plugin_dto(plugin)))
 }
 
 /// Query of `GET /internal/v1/files`.

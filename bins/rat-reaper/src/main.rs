@@ -50,6 +50,12 @@ struct Cli {
     #[arg(long, env = "RAT_REAPER_BATCH_TARGET_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
     batch_target_ms: u64,
+    /// A registered plugin that has not reported its health for this many
+    /// seconds is marked `down` by the next pass.
+    #[arg(long, env = "RAT_PLUGIN_REPORT_WINDOW_SECS",
+          default_value_t = reaper::DEFAULT_PLUGIN_REPORT_WINDOW.as_secs(),
+          value_parser = clap::value_parser!(u64).range(10..=604_800))]
+    plugin_report_window_secs: u64,
     /// Longest sleep between two looks at whether a pass is owed, in
     /// seconds. Passes start on time whatever its value (the reaper sleeps
     /// until the next one is due and is woken by requests); it bounds how
@@ -143,6 +149,7 @@ impl Reaper {
             policy: PassPolicy {
                 batch_size: cli.batch_size,
                 batch_target: Duration::from_millis(cli.batch_target_ms),
+                plugin_report_window: Duration::from_secs(cli.plugin_report_window_secs),
                 ..PassPolicy::default()
             },
         })

@@ -109,3 +109,24 @@ pub async fn delete(client: &impl GenericClient, name: &PluginName) -> Result<()
     }
     Ok(())
 }
+
+/// Marks `down` the plugins (at most `limit`) that are not `down` and have
+/// not reported since `cutoff`: their last health report, or their
+/// registration when they never reported. Returns their names.
+pub async fn mark_silent_down(
+    client: &impl GenericClient,
+    cutoff: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<PluginName>, DaoError> {
+    let rows = sql::query(
+        client,
+        "UPDATE plugins SET status = 'down' WHERE name IN ( \
+             SELECT name FROM plugins \
+             WHERE status <> 'down' AND COALESCE(last_health, created_at) < $1 \
+             ORDER BY name LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING name",
+        &[&cutoff, &limit],
+    )
+    .await?;
+    rows.iter().map(|row| sql::parse_column(row, "name")).collect()
+}

@@ -173,3 +173,20 @@ pub async fn runner_plugins(State(state): State<AppState>) -> ApiResult<Json<Vec
             .collect(),
     ))
 }
+
+/// Unregisters a plugin (admins only). 404 when it is not registered.
+#[utoipa::path(delete, path = "/plugins/{name}", tag = "platform", params(("name" = String, Path)), responses(
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_plugin(
+    State(state): State<AppState>,
+    identity: crate::extract::Identity,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let name = rat_domain::PluginName::parse(&name)?;
+    rat_service::platform::remove_plugin(&state.services, &identity.caller, &name).await?;
+    Ok((
+        axum::http::StatusCode::NO_CONTENT,
+        axum::Extension(crate::middleware::AuditObject::new("plugin.delete", "plugin", None)),
+    ))
+}

@@ -19,6 +19,7 @@ mod oidc;
 mod oidc_provider;
 mod openapi;
 mod pipelines;
+mod plugins;
 mod pools;
 mod process;
 mod projects;

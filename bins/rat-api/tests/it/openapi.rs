@@ -81,6 +81,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/pipelines/{namespace}/{layer}/{name}/retention"),
     ("GET", "/api/v1/pipelines/deleted/{id}"),
     ("POST", "/api/v1/pipelines/{namespace}/{layer}/{name}/restore"),
+    ("DELETE", "/api/v1/plugins/{name}"),
 ];
 
 /// The document's `{path: {method: …}}` with path parameters normalised to `{_}`.

@@ -429,7 +429,23 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             "/api/v1/internal/failed-merges",
             json!({"run_id": held_id, "branch_name": format!("run-{held_id}"), "error_kind": "conflict", "error_message": "x"}),
         ),
+        internal(
+            "/api/v1/internal/plugins/register",
+            "/api/v1/internal/plugins/register",
+            json!({"name": "acl", "slot": "auth", "image": "rat/acl:1"}),
+        ),
+        internal(
+            "/api/v1/internal/plugins/{name}/health",
+            "/api/v1/internal/plugins/acl/health",
+            json!({"status": "healthy"}),
+        ),
         // Deletes last, the pipeline and namespaces after what is inside them.
+        call(
+            Method::DELETE,
+            "/api/v1/plugins/{name}",
+            "/api/v1/plugins/acl",
+            Body::None,
+        ),
         call(
             Method::DELETE,
             "/api/v1/landing-zones/{namespace}/{name}/samples/{filename}",

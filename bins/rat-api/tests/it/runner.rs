@@ -430,6 +430,8 @@ async fn the_runner_token_and_user_keys_never_cross_listeners() {
         "/internal/v1/runs/{id}/complete",
         "/api/v1/internal/runs/{id}/status",
         "/api/v1/internal/failed-merges",
+        "/api/v1/internal/plugins/register",
+        "/api/v1/internal/plugins/{name}/health",
         "/internal/v1/files",
     ] {
         assert!(spec.json["paths"][path].is_object(), "{path} is not documented");

@@ -1,7 +1,7 @@
 //! One reaper pass: retention over every table that grows, and over the file
 //! store, as a plain function of `now` and the settings.
 //!
-//! Eight tasks, each independent (one failing is logged and counted, the
+//! Nine tasks, each independent (one failing is logged and counted, the
 //! others still run), each walking an index in bounded batches of one short
 //! transaction, so a pass over a million rows never blocks the api:
 //! 1. runs beyond `runs_max_per_pipeline` per pipeline and finished runs
@@ -17,7 +17,10 @@
 //!    `processed_max_age_days`: every version of the object, then the row;
 //! 7. audit entries older than `audit_log_max_age_days`;
 //! 8. failed merges reported longer ago than `audit_log_max_age_days`
-//!    (counted in the task report, not in `reaper_status`).
+//!    (counted in the task report, not in `reaper_status`);
+//! 9. registered plugins that have not reported their health within
+//!    [`PassPolicy::plugin_report_window`] are marked `down` (counted in
+//!    the task report only).
 //!
 //! A pipeline's `retention_config` overrides the first four for its own runs
 //! and results. Objects are always deleted before the rows pointing at them,
@@ -53,6 +56,9 @@ pub struct PassPolicy {
     pub store_concurrency: usize,
     /// Attempts per object deletion before the task gives up on this pass.
     pub store_attempts: u32,
+    /// A registered plugin that has not reported its health for this long
+    /// is marked `down`.
+    pub plugin_report_window: Duration,
 }
 
 impl Default for PassPolicy {
@@ -65,15 +71,19 @@ impl Default for PassPolicy {
             default_processed_max_age_days: 30,
             store_concurrency: 8,
             store_attempts: 3,
+            plugin_report_window: DEFAULT_PLUGIN_REPORT_WINDOW,
         }
     }
 }
+
+/// The default of [`PassPolicy::plugin_report_window`]: ten minutes.
+pub const DEFAULT_PLUGIN_REPORT_WINDOW: Duration = Duration::from_secs(600);
 
 /// What one task did in a pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReport {
     /// `runs`, `logs`, `quality`, `stuck_runs`, `pipelines`, `landing_files`,
-    /// `audit`, `failed_merges`.
+    /// `audit`, `failed_merges`, `plugins`.
     pub task: &'static str,
     /// Rows (or objects) it removed or changed.
     pub rows: u64,
@@ -219,6 +229,10 @@ pub async fn run_pass(
     task!(
         "failed_merges",
         prune_failed_merges(services, &system, now, policy, lost)
+    );
+    task!(
+        "plugins",
+        crate::platform::mark_silent_plugins_down(services, now, policy.plugin_report_window)
     );
 
     // A pass stopped by a lost lock (or a shutdown) is still owed: its work
