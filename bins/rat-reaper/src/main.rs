@@ -56,6 +56,10 @@ struct Cli {
           default_value_t = reaper::DEFAULT_PLUGIN_REPORT_WINDOW.as_secs(),
           value_parser = clap::value_parser!(u64).range(10..=604_800))]
     plugin_report_window_secs: u64,
+    /// Nessie's REST API (e.g. `http://nessie:19120/api/v2`): when set, each
+    /// pass deletes orphan `run-{id}` branches (`branches_cleaned`).
+    #[arg(long, env = "RAT_NESSIE_URL")]
+    nessie_url: Option<String>,
     /// Longest sleep between two looks at whether a pass is owed, in
     /// seconds. Passes start on time whatever its value (the reaper sleeps
     /// until the next one is due and is woken by requests); it bounds how
@@ -143,6 +147,12 @@ impl Reaper {
     async fn open(cli: &Cli) -> anyhow::Result<Self> {
         let pool = rat_service::db::create_pool(&cli.database.pool_settings(APPLICATION_NAME)?)?;
         let store = cli.store.open().await?;
+        let nessie = cli
+            .nessie_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+            .map(rat_service::nessie::NessieClient::new)
+            .transpose()?;
         Ok(Reaper {
             services: Services::new(pool, store),
             database: cli.database.database()?,
@@ -150,6 +160,7 @@ impl Reaper {
                 batch_size: cli.batch_size,
                 batch_target: Duration::from_millis(cli.batch_target_ms),
                 plugin_report_window: Duration::from_secs(cli.plugin_report_window_secs),
+                nessie,
                 ..PassPolicy::default()
             },
         })

@@ -108,3 +108,31 @@ pub async fn delete_older_than(
     .await
     .map_err(DaoError::on_delete)
 }
+
+/// Which of `branches` had a merge failure reported since `since` (at most
+/// [`MAX_BRANCHES_PER_QUERY`] names per call).
+pub async fn branches_failed_since(
+    client: &impl GenericClient,
+    branches: &[String],
+    since: OffsetDateTime,
+) -> Result<Vec<String>, DaoError> {
+    if branches.len() > MAX_BRANCHES_PER_QUERY {
+        return Err(DaoError::Internal {
+            source: format!(
+                "{} branches in one query, at most {MAX_BRANCHES_PER_QUERY}",
+                branches.len()
+            )
+            .into(),
+        });
+    }
+    let rows = sql::query(
+        client,
+        "SELECT DISTINCT branch_name FROM failed_merges WHERE branch_name = ANY($1) AND created_at >= $2",
+        &[&branches, &since],
+    )
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get("branch_name")?)).collect()
+}
+
+/// Most names [`branches_failed_since`] takes at once.
+pub const MAX_BRANCHES_PER_QUERY: usize = 1_000;

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod landing;
 pub mod listen;
 pub mod namespaces;
+pub mod nessie;
 pub mod pipelines;
 pub mod platform;
 pub mod projects;

@@ -30,6 +30,7 @@ mod database;
 pub mod demo;
 pub mod fixtures;
 mod install;
+pub mod nessie;
 pub mod oidc;
 pub mod pgbouncer;
 pub mod s3;

@@ -390,3 +390,34 @@ pub async fn list(
     )
     .await
 }
+
+/// The status and creation time of each run of `ids` that exists (at most
+/// [`MAX_STATES_PER_QUERY`] ids per call; a missing run has no entry).
+pub async fn states(
+    client: &impl GenericClient,
+    ids: &[RunId],
+) -> Result<Vec<(RunId, RunStatus, OffsetDateTime)>, DaoError> {
+    if ids.len() > MAX_STATES_PER_QUERY {
+        return Err(DaoError::Internal {
+            source: format!("{} runs in one query, at most {MAX_STATES_PER_QUERY}", ids.len()).into(),
+        });
+    }
+    let rows = sql::query(
+        client,
+        "SELECT id, status, created_at FROM runs WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("id")?,
+                sql::parse_column(row, "status")?,
+                row.try_get("created_at")?,
+            ))
+        })
+        .collect()
+}
+
+/// Most ids [`states`] takes at once.
+pub const MAX_STATES_PER_QUERY: usize = 1_000;

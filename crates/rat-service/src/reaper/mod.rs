@@ -15,7 +15,11 @@
 //!    version of their files first, then the row with everything below it;
 //! 6. processed files of `auto_purge` landing zones older than the zone's
 //!    `processed_max_age_days`: every version of the object, then the row;
-//! 7. audit entries older than `audit_log_max_age_days`;
+//! 7. audit entries older than `audit_log_max_age_days`; before it, when
+//!    [`PassPolicy::nessie`] is set (`RAT_NESSIE_URL`), orphan Nessie
+//!    branches: `run-{id}` branches whose run is finished or gone, or pending
+//!    for longer than `nessie_orphan_branch_max_age_hours`, unless their
+//!    merge failed in the last 7 days (`branches_cleaned`);
 //! 8. failed merges reported longer ago than `audit_log_max_age_days`
 //!    (counted in the task report, not in `reaper_status`);
 //! 9. registered plugins that have not reported their health within
@@ -59,6 +63,9 @@ pub struct PassPolicy {
     /// A registered plugin that has not reported its health for this long
     /// is marked `down`.
     pub plugin_report_window: Duration,
+    /// The Nessie catalog whose orphan `run-{id}` branches the pass deletes
+    /// (`RAT_NESSIE_URL`); `None` skips that task.
+    pub nessie: Option<crate::nessie::NessieClient>,
 }
 
 impl Default for PassPolicy {
@@ -72,6 +79,7 @@ impl Default for PassPolicy {
             store_concurrency: 8,
             store_attempts: 3,
             plugin_report_window: DEFAULT_PLUGIN_REPORT_WINDOW,
+            nessie: None,
         }
     }
 }
@@ -83,7 +91,7 @@ pub const DEFAULT_PLUGIN_REPORT_WINDOW: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskReport {
     /// `runs`, `logs`, `quality`, `stuck_runs`, `pipelines`, `landing_files`,
-    /// `audit`, `failed_merges`, `plugins`.
+    /// `branches` (only with Nessie), `audit`, `failed_merges`, `plugins`.
     pub task: &'static str,
     /// Rows (or objects) it removed or changed.
     pub rows: u64,
@@ -120,7 +128,7 @@ mod tasks;
 pub use pacing::MIN_BATCH_SIZE;
 use pacing::check;
 use tasks::{
-    fail_stuck, overrides, prune_audit, prune_failed_merges, prune_logs, prune_quality, prune_runs,
+    clean_branches, fail_stuck, overrides, prune_audit, prune_failed_merges, prune_logs, prune_quality, prune_runs,
     purge_landing_files, purge_pipelines,
 };
 
@@ -225,6 +233,13 @@ pub async fn run_pass(
         lz_files_cleaned,
         purge_landing_files(services, now, policy, lost)
     );
+    if let Some(nessie) = &policy.nessie {
+        task!(
+            "branches",
+            branches_cleaned,
+            clean_branches(services, nessie, &system, now, lost)
+        );
+    }
     task!("audit", audit_pruned, prune_audit(services, &system, now, policy, lost));
     task!(
         "failed_merges",

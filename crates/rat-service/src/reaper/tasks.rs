@@ -363,3 +363,85 @@ pub(super) async fn prune_failed_merges(
     })
     .await
 }
+
+/// How long a branch whose merge failed is kept for a person to inspect.
+pub const FAILED_MERGE_KEEP: time::Duration = time::Duration::days(7);
+
+/// The run a branch belongs to: `run-{uuid}`.
+fn run_of_branch(name: &str) -> Option<rat_domain::RunId> {
+    name.strip_prefix("run-")?.parse().ok()
+}
+
+/// Orphan Nessie branches: `run-{id}` branches whose run is finished or
+/// gone, or pending for longer than `nessie_orphan_branch_max_age_hours`,
+/// except those whose merge failed in the last 7 days. Each is deleted at
+/// the hash it was listed with: one that moved since (409) is left alone.
+/// Nessie not answering fails the task (the others go on).
+pub(super) async fn clean_branches(
+    services: &Services,
+    nessie: &crate::nessie::NessieClient,
+    system: &RetentionSettings,
+    now: OffsetDateTime,
+    lost: &watch::Receiver<bool>,
+) -> Result<u64, ServiceError> {
+    use rat_domain::RunStatus;
+    let unavailable = |e: crate::nessie::NessieError| ServiceError::Unavailable {
+        message: "the Nessie catalog is unavailable".to_owned(),
+        source: Some(Box::new(e)),
+    };
+    let branches: Vec<(rat_domain::RunId, String, String)> = nessie
+        .references()
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|r| r.kind.eq_ignore_ascii_case("BRANCH"))
+        .filter_map(|r| Some((run_of_branch(&r.name)?, r.name, r.hash?)))
+        .collect();
+    let pending_cutoff = now - time::Duration::hours(system.nessie_orphan_branch_max_age_hours);
+    let mut cleaned = 0;
+    for chunk in
+        branches.chunks(rat_dao::runs::MAX_STATES_PER_QUERY.min(rat_dao::failed_merges::MAX_BRANCHES_PER_QUERY))
+    {
+        check(lost)?;
+        let (states, kept) = {
+            let client = services.pool.get().await?;
+            let ids: Vec<rat_domain::RunId> = chunk.iter().map(|(id, _, _)| *id).collect();
+            let names: Vec<String> = chunk.iter().map(|(_, name, _)| name.clone()).collect();
+            let states = rat_dao::runs::states(&client, &ids).await?;
+            let kept: HashSet<String> =
+                rat_dao::failed_merges::branches_failed_since(&client, &names, now - FAILED_MERGE_KEEP)
+                    .await?
+                    .into_iter()
+                    .collect();
+            (states, kept)
+        };
+        for (run_id, name, hash) in chunk {
+            if kept.contains(name) {
+                tracing::debug!(branch = %name, "branch kept: its merge failed in the last 7 days");
+                continue;
+            }
+            let orphan = match states.iter().find(|(id, _, _)| id == run_id) {
+                None => true,
+                Some((_, status, created_at)) => match status {
+                    RunStatus::Success | RunStatus::Failed | RunStatus::Cancelled => true,
+                    RunStatus::Pending => *created_at < pending_cutoff,
+                    RunStatus::Running => false,
+                },
+            };
+            if !orphan {
+                continue;
+            }
+            match nessie.delete_branch(name, hash).await.map_err(unavailable)? {
+                crate::nessie::Deleted::Yes => {
+                    cleaned += 1;
+                    tracing::info!(branch = %name, "orphan branch deleted");
+                }
+                crate::nessie::Deleted::Moved => {
+                    tracing::info!(branch = %name, "orphan branch moved since it was listed; left for the next pass");
+                }
+                crate::nessie::Deleted::Gone => {}
+            }
+        }
+    }
+    Ok(cleaned)
+}

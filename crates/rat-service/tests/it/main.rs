@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 #[allow(dead_code, reason = "not every module uses every helper")]
+mod branches;
 mod common;
 mod firing;
 mod landing;
