@@ -114,6 +114,11 @@ call GET "/api/v1/pipelines/$NS/bronze/missing" 404
 call GET "/api/v1/pipelines/$NS/platinum/orders" 400
 callj PUT "$P" 200 '{"description":"all orders","max_versions":5}'; check 'd["description"] == "all orders" and d["max_versions"] == 5'
 callj PUT "$P" 200 '{"description":"all the orders","owner":""}'; check 'd["description"] == "all the orders" and d["owner"]'
+# Optimistic locking (seed 004): the ETag of a read, sent back as If-Match.
+call GET "$P" 200
+ETAG=$(grep -i '^etag:' "$WORK/headers" | cut -d' ' -f2- | tr -d '\r')
+callj PUT "$P" 200 '{"description":"all the orders, again"}' -H "If-Match: $ETAG"
+callj PUT "$P" 412 '{"description":"stale"}' -H "If-Match: $ETAG"; check 'd["error"]["code"] == "ABORTED"'
 call GET "/api/v1/pipelines?namespace=$NS&search=ORDERS&sort=name" 200; check 'd["total"] == 1 and d["pipelines"][0]["name"] == "orders"'
 call GET "/api/v1/pipelines?namespace=$NS&sort=bogus" 400
 call DELETE "/api/v1/pipelines/$NS/silver/clean" 204

@@ -101,10 +101,12 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
             header::ACCEPT,
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::IF_MATCH,
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("x-webhook-token"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id")])
+        // ETag: a browser client reads it to send it back as If-Match.
+        .expose_headers([HeaderName::from_static("x-request-id"), header::ETAG])
         .allow_credentials(true);
     let router = with_error_fallbacks(router.merge(spec).merge(extra)).layer(cors);
     let router = outer_layers(router, &state).with_state(state);

@@ -49,7 +49,7 @@ pub fn error_type(status: StatusCode) -> &'static str {
         401 => "AUTHENTICATION",
         403 => "AUTHORIZATION",
         404 => "NOT_FOUND",
-        409 => "CONFLICT",
+        409 | 412 => "CONFLICT",
         413 => "PAYLOAD_TOO_LARGE",
         429 => "RATE_LIMIT",
         503 => "UNAVAILABLE",
@@ -65,6 +65,7 @@ pub fn default_code(status: StatusCode) -> &'static str {
         403 => "FORBIDDEN",
         404 => "NOT_FOUND",
         409 => "ALREADY_EXISTS",
+        412 => "ABORTED",
         413 | 429 => "RESOURCE_EXHAUSTED",
         503 => "UNAVAILABLE",
         s if s >= 500 => "INTERNAL",
@@ -143,6 +144,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::FailedPrecondition { message } => {
                 ApiError::new(StatusCode::CONFLICT, "FAILED_PRECONDITION", message)
             }
+            ServiceError::Stale { message } => ApiError::new(StatusCode::PRECONDITION_FAILED, "ABORTED", message),
             ServiceError::Forbidden { message } => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message),
             // The one place a failure of a request is logged, once, at WARN,
             // inside the request's span (so with its request id); the client

@@ -186,3 +186,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
 /// The request id of the current request (set by the request-id middleware).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+/// The request's `If-Match` condition (seed 004, optimistic locking), when
+/// it sent one: 400 for one that is not `*` or a list of entity tags.
+pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<rat_service::concurrency::IfMatch>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("If-Match must be * or a list of entity tags"))?;
+    Ok(Some(rat_service::concurrency::IfMatch::parse(text)?))
+}
+
+/// An `ETag` header carrying `version` (quoted, as RFC 9110 writes it).
+pub fn etag(version: &str) -> [(axum::http::HeaderName, axum::http::HeaderValue); 1] {
+    let value = axum::http::HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"\""));
+    [(axum::http::header::ETAG, value)]
+}

@@ -115,6 +115,24 @@ pub async fn get(
     from_row(&row)
 }
 
+/// [`get`], locked (`FOR UPDATE`) until the caller's transaction ends: a
+/// conditional change checks the version it read and writes under the lock.
+pub async fn get_for_update(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+) -> Result<TableMetadata, DaoError> {
+    let row = sql::query_one(
+        client,
+        "table metadata",
+        &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3 FOR UPDATE"),
+        &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
+    )
+    .await?;
+    from_row(&row)
+}
+
 /// The metadata row with this id (ownership and shares refer to rows by id).
 pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> Result<TableMetadata, DaoError> {
     let row = sql::query_one(

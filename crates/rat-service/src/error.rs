@@ -36,6 +36,14 @@ pub enum ServiceError {
         /// Why, for the client.
         message: String,
     },
+    /// The caller's `If-Match` names a version that is no longer the
+    /// current one: someone changed the object since it was read. Nothing
+    /// changed (412 on the wire).
+    #[error("{message}")]
+    Stale {
+        /// What changed, for the client.
+        message: String,
+    },
     /// The caller may not do this.
     #[error("{message}")]
     Forbidden {
@@ -78,6 +86,9 @@ impl ServiceError {
             ServiceError::NotFound { entity } => ServiceError::NotFound { entity },
             ServiceError::AlreadyExists { entity } => ServiceError::AlreadyExists { entity },
             ServiceError::FailedPrecondition { message } => ServiceError::precondition(message.clone()),
+            ServiceError::Stale { message } => ServiceError::Stale {
+                message: message.clone(),
+            },
             ServiceError::Forbidden { message } => ServiceError::Forbidden {
                 message: message.clone(),
             },

@@ -8,6 +8,7 @@ use rat_dao::pipelines;
 use rat_domain::PipelineRef;
 use rat_versioning::{ByteSource, Download, KeyPrefix, Object, ObjectHead, ObjectKey, VersionId, VersionedStore};
 
+use crate::concurrency::{self, IfMatch};
 use crate::identity::Caller;
 use crate::pipelines::{content_type, require_on_loaded};
 use crate::{ServiceError, Services};
@@ -131,6 +132,35 @@ async fn change_in_pipeline<T>(
     Ok((pipeline_id, changed))
 }
 
+/// [`change_in_pipeline`] applied only while the file is at a version
+/// `if_match` names (`Stale` otherwise, and nothing changes). The check and
+/// the change happen under the pipeline's row lock (`FOR UPDATE`), so two
+/// conditional changes of one pipeline's files never interleave (and a
+/// publish waits for them); the connection is held during the change.
+async fn change_in_pipeline_if<T>(
+    services: &Services,
+    caller: &Caller,
+    key: &ObjectKey,
+    if_match: &IfMatch,
+    change: impl std::future::Future<Output = Result<T, ServiceError>>,
+) -> Result<(PipelineId, T), ServiceError> {
+    let address = pipeline_of(key)?;
+    let (pipeline_id, changed) = {
+        let mut client = services.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let pipeline = pipelines::get_by_ref_for_update(&transaction, &address).await?;
+        require_on_loaded(&transaction, caller, &pipeline, Permission::Write, "changing files of").await?;
+        let current = services.store.head(key).await?.map(|head| head.version_id);
+        concurrency::check(Some(if_match), current.as_ref().map(VersionId::as_str), "file")?;
+        pipelines::set_draft_dirty(&transaction, pipeline.id, true).await?;
+        let changed = change.await?;
+        transaction.commit().await?;
+        (pipeline.id, changed)
+    };
+    mark_dirty(services, key).await?;
+    Ok((pipeline_id, changed))
+}
+
 /// Writes a new version of the file at `path`, inside a live pipeline's
 /// directory (`InvalidInput` outside one, `NotFound` for an unknown
 /// pipeline); the pipeline's draft turns dirty.
@@ -141,10 +171,26 @@ pub async fn write_file(
     path: &str,
     body: Vec<u8>,
 ) -> Result<WrittenFile, ServiceError> {
+    write_file_if(services, caller, path, body, None).await
+}
+
+/// [`write_file`], done only while the file is at a version `if_match`
+/// names (its S3 version id; a missing file matches nothing): `Stale`
+/// otherwise, and nothing is written.
+pub async fn write_file_if(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    body: Vec<u8>,
+    if_match: Option<&IfMatch>,
+) -> Result<WrittenFile, ServiceError> {
     let key = ObjectKey::parse(path)?;
     let size = body.len() as u64;
     let put = async { Ok(services.store.put(&key, body, content_type(key.file_name())).await?) };
-    let (pipeline_id, version_id) = change_in_pipeline(services, caller, &key, put).await?;
+    let (pipeline_id, version_id) = match if_match {
+        Some(if_match) => change_in_pipeline_if(services, caller, &key, if_match, put).await?,
+        None => change_in_pipeline(services, caller, &key, put).await?,
+    };
     Ok(WrittenFile {
         key,
         version_id,
@@ -185,6 +231,17 @@ pub async fn upload_file(
 /// at HEAD. Returns the pipeline's id.
 #[tracing::instrument(skip(services, caller))]
 pub async fn delete_file(services: &Services, caller: &Caller, path: &str) -> Result<PipelineId, ServiceError> {
+    delete_file_if(services, caller, path, None).await
+}
+
+/// [`delete_file`], done only while the file is at a version `if_match`
+/// names: `Stale` otherwise, and nothing is deleted.
+pub async fn delete_file_if(
+    services: &Services,
+    caller: &Caller,
+    path: &str,
+    if_match: Option<&IfMatch>,
+) -> Result<PipelineId, ServiceError> {
     let key = ObjectKey::parse(path)?;
     // Keys outside pipelines, and pipelines the caller may not change, are
     // refused before the store is asked.
@@ -197,7 +254,10 @@ pub async fn delete_file(services: &Services, caller: &Caller, path: &str) -> Re
         return Err(ServiceError::NotFound { entity: "file" });
     }
     let delete = async { Ok(services.store.delete(&key).await?) };
-    let (pipeline_id, _) = change_in_pipeline(services, caller, &key, delete).await?;
+    let (pipeline_id, _) = match if_match {
+        Some(if_match) => change_in_pipeline_if(services, caller, &key, if_match, delete).await?,
+        None => change_in_pipeline(services, caller, &key, delete).await?,
+    };
     Ok(pipeline_id)
 }
 
@@ -224,6 +284,8 @@ pub enum TextFile {
         content: String,
         /// When the version read was written.
         last_modified: time::OffsetDateTime,
+        /// The version read (the file's ETag).
+        version_id: VersionId,
     },
     /// Larger than the limit asked for: not read.
     TooLarge {
@@ -274,6 +336,7 @@ pub async fn read_text(
         Some(content) => TextFile::Text {
             content,
             last_modified: object.last_modified,
+            version_id: object.version_id,
         },
         None => TextFile::Binary { size },
     })

@@ -16,6 +16,7 @@ use rat_versioning::{ByteSource, KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::concurrency::{self, IfMatch};
 use crate::files::delete_all_under;
 use crate::identity::Caller;
 use crate::sharing::{self, Target};
@@ -203,6 +204,19 @@ pub async fn update_zone(
     name: &ZoneName,
     changes: &ZoneUpdate,
 ) -> Result<LandingZoneSummary, ServiceError> {
+    update_zone_if(services, caller, namespace, name, changes, None).await
+}
+
+/// [`update_zone`], applied only while the zone is at a version `if_match`
+/// names (its `updated_at`): `Stale` otherwise, and nothing changes.
+pub async fn update_zone_if(
+    services: &Services,
+    caller: &Caller,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    changes: &ZoneUpdate,
+    if_match: Option<&IfMatch>,
+) -> Result<LandingZoneSummary, ServiceError> {
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
     }
@@ -217,6 +231,11 @@ pub async fn update_zone(
     let zone = landing::get_without_stats_for_update(&transaction, namespace, name).await?;
     let target = Target::of_zone(&zone);
     sharing::require(&transaction, caller, &target, Permission::Write, "changing").await?;
+    concurrency::check(
+        if_match,
+        Some(&concurrency::row_version(zone.updated_at)),
+        "landing zone",
+    )?;
     if let Some(owner) = &changes.owner
         && zone.owner.as_deref() != Some(owner.as_str())
     {
@@ -240,9 +259,30 @@ pub async fn delete_zone(
     namespace: &NamespaceName,
     name: &ZoneName,
 ) -> Result<LandingZone, ServiceError> {
+    delete_zone_if(services, caller, namespace, name, None).await
+}
+
+/// [`delete_zone`], done only while the zone is at a version `if_match`
+/// names: `Stale` otherwise, and nothing is deleted.
+#[tracing::instrument(skip(services, caller, if_match))]
+pub async fn delete_zone_if(
+    services: &Services,
+    caller: &Caller,
+    namespace: &NamespaceName,
+    name: &ZoneName,
+    if_match: Option<&IfMatch>,
+) -> Result<LandingZone, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let zone = zone_for(&transaction, caller, namespace, name, Permission::Own, "deleting").await?;
+    if if_match.is_some() {
+        let locked = landing::get_without_stats_for_update(&transaction, namespace, name).await?;
+        concurrency::check(
+            if_match,
+            Some(&concurrency::row_version(locked.updated_at)),
+            "landing zone",
+        )?;
+    }
     // Deleting the row locks it until the commit: an upload racing with this
     // delete blocks on its file row's foreign key, then fails and removes the
     // object it wrote.

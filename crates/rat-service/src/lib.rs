@@ -10,6 +10,7 @@
 mod access_cache;
 pub mod audit;
 pub mod coalesce;
+pub mod concurrency;
 mod concurrent;
 pub mod db;
 mod error;

@@ -1,5 +1,6 @@
 //! Creating pipelines: the row and its starter files, all or nothing.
 
+use crate::concurrency::{self, IfMatch};
 use crate::identity::Caller;
 use crate::sharing::{self, Target};
 use rat_dao::access;
@@ -227,6 +228,19 @@ pub async fn update(
     address: &PipelineRef,
     changes: &PipelineUpdate,
 ) -> Result<Pipeline, ServiceError> {
+    update_if(services, caller, address, changes, None).await
+}
+
+/// [`update`], applied only while the pipeline is at a version `if_match`
+/// names ([`crate::concurrency`]; the version is [`Pipeline::updated_at`]):
+/// `Stale` otherwise, and nothing changes.
+pub async fn update_if(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    changes: &PipelineUpdate,
+    if_match: Option<&IfMatch>,
+) -> Result<Pipeline, ServiceError> {
     if let Some(max) = changes.max_versions
         && !(1..=MAX_MAX_VERSIONS).contains(&max)
     {
@@ -243,6 +257,15 @@ pub async fn update(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     require_on(&transaction, caller, address, Permission::Write, "changing").await?;
+    if if_match.is_some() {
+        // Locked until the commit: no change lands between the check and ours.
+        let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
+        concurrency::check(
+            if_match,
+            Some(&concurrency::row_version(current.updated_at)),
+            "pipeline",
+        )?;
+    }
     if let Some(owner) = &changes.owner {
         let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
         // A new owner is a transfer: the ownership row moves with the owner
@@ -273,9 +296,30 @@ pub async fn delete(
     address: &PipelineRef,
     now: OffsetDateTime,
 ) -> Result<Pipeline, ServiceError> {
+    delete_if(services, caller, address, None, now).await
+}
+
+/// [`delete`], done only while the pipeline is at a version `if_match`
+/// names: `Stale` otherwise, and nothing changes.
+#[tracing::instrument(skip(services, if_match), fields(pipeline = %address))]
+pub async fn delete_if(
+    services: &Services,
+    caller: &Caller,
+    address: &PipelineRef,
+    if_match: Option<&IfMatch>,
+    now: OffsetDateTime,
+) -> Result<Pipeline, ServiceError> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     require_on(&transaction, caller, address, Permission::Own, "deleting").await?;
+    if if_match.is_some() {
+        let current = pipelines::get_by_ref_for_update(&transaction, address).await?;
+        concurrency::check(
+            if_match,
+            Some(&concurrency::row_version(current.updated_at)),
+            "pipeline",
+        )?;
+    }
     let deleted = pipelines::soft_delete(&transaction, address, now).await?;
     let cancelled =
         rat_dao::runs::cancel_active_of_pipeline(&transaction, deleted.id, "the pipeline was deleted", now).await?;

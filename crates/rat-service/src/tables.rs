@@ -7,6 +7,7 @@ use rat_dao::{access, tables};
 use rat_domain::text::{MAX_COLUMN_DESCRIPTIONS, MAX_DESCRIPTION_CHARS, check_text_len};
 use rat_domain::{KnownTable, Layer, NamespaceName, ObjectType, Page, PageRequest, TableMetadata, TableName};
 
+use crate::concurrency::{self, IfMatch};
 use crate::identity::Caller;
 use crate::sharing::{self, Target};
 use crate::{ServiceError, Services};
@@ -53,6 +54,22 @@ pub async fn put_metadata(
     name: &TableName,
     changes: &MetadataChanges,
 ) -> Result<TableMetadata, ServiceError> {
+    put_metadata_if(services, caller, namespace, layer, name, changes, None).await
+}
+
+/// [`put_metadata`], applied only while the metadata is at a version
+/// `if_match` names (its `updated_at`; metadata never written matches
+/// nothing): `Stale` otherwise, and nothing changes.
+#[tracing::instrument(skip(services, caller, changes, if_match))]
+pub async fn put_metadata_if(
+    services: &Services,
+    caller: &Caller,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+    changes: &MetadataChanges,
+    if_match: Option<&IfMatch>,
+) -> Result<TableMetadata, ServiceError> {
     let actor = caller.user.as_str();
     if let Some(owner) = &changes.owner {
         rat_domain::parse_principal("owner", owner)?;
@@ -82,7 +99,12 @@ pub async fn put_metadata(
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let existing = match tables::get(&transaction, namespace, layer, name).await {
+    let read = if if_match.is_some() {
+        tables::get_for_update(&transaction, namespace, layer, name).await
+    } else {
+        tables::get(&transaction, namespace, layer, name).await
+    };
+    let existing = match read {
         Ok(row) => Some(row),
         Err(rat_dao::DaoError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
@@ -104,6 +126,8 @@ pub async fn put_metadata(
             crate::namespaces::require_on(&transaction, caller, namespace, Permission::Write, doing).await?
         }
     }
+    let version = existing.as_ref().map(|t| concurrency::row_version(t.updated_at));
+    concurrency::check(if_match, version.as_deref(), "table metadata")?;
     let owner = match (&changes.owner, &existing) {
         (Some(owner), _) => Some(owner.as_str()),
         (None, None) => Some(actor),

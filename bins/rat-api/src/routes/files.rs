@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity};
+use crate::extract::{ApiJson, ApiQuery, Identity, etag, if_match};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
@@ -274,9 +274,13 @@ pub async fn read(
         return download_file(&state, &identity, &key).await;
     }
     let limit = state.settings.max_editor_bytes;
-    let (content, last_modified) =
+    let (content, last_modified, version_id) =
         match rat_service::files::read_text(&state.services, &identity.caller, key.as_str(), limit).await? {
-            TextFile::Text { content, last_modified } => (content, last_modified),
+            TextFile::Text {
+                content,
+                last_modified,
+                version_id,
+            } => (content, last_modified, version_id),
             TextFile::TooLarge { size } => {
                 return Err(cannot_show(format!(
                     "file {key} is {size} bytes, more than the editor's {limit}; download it with ?download=true"
@@ -288,13 +292,16 @@ pub async fn read(
                 )));
             }
         };
-    Ok(Json(FileContent {
-        path: key.as_str().to_owned(),
-        size: content.len(),
-        content,
-        modified: last_modified,
-    })
-    .into_response())
+    Ok((
+        etag(version_id.as_str()),
+        Json(FileContent {
+            path: key.as_str().to_owned(),
+            size: content.len(),
+            content,
+            modified: last_modified,
+        }),
+    )
+        .into_response())
 }
 
 fn cannot_show(message: String) -> ApiError {
@@ -318,6 +325,8 @@ async fn download_file(state: &AppState, identity: &Identity, key: &ObjectKey) -
     if let Ok(value) = HeaderValue::from_str(download.version_id.as_str()) {
         headers.insert(HeaderName::from_static("x-version-id"), value);
     }
+    let [(name, value)] = etag(download.version_id.as_str());
+    headers.insert(name, value);
     Ok(response)
 }
 
@@ -341,25 +350,31 @@ pub struct WrittenFile {
 }
 
 /// Writes a new version of a file; inside a pipeline, its draft turns dirty.
+/// With `If-Match` (the file's `ETag`, its S3 version id), only while the
+/// file is at that version: 412 otherwise, and nothing is written.
 #[utoipa::path(put, path = "/files/{*path}", tag = "files",
     params(("path" = String, Path, description = "Full key of the file")), request_body = WriteFile, responses(
-    (status = 200, body = WrittenFile), (status = 400, body = ErrorEnvelope),
+    (status = 200, body = WrittenFile), (status = 400, body = ErrorEnvelope), (status = 412, body = ErrorEnvelope),
     (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn write(
     State(state): State<AppState>,
     identity: Identity,
     Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<WriteFile>,
 ) -> ApiResult<impl IntoResponse> {
     let key = file_key(&path)?;
-    let written = rat_service::files::write_file(
+    let if_match = if_match(&headers)?;
+    let written = rat_service::files::write_file_if(
         &state.services,
         &identity.caller,
         key.as_str(),
         body.content.into_bytes(),
+        if_match.as_ref(),
     )
     .await?;
     Ok((
+        etag(written.version_id.as_str()),
         Extension(audit_note("file.write", written.pipeline_id.into())),
         Json(WrittenFile {
             path: written.key.as_str().to_owned(),
@@ -375,14 +390,17 @@ pub async fn write(
 #[utoipa::path(delete, path = "/files/{*path}", tag = "files",
     params(("path" = String, Path, description = "Full key of the file")), responses(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-    (status = 503, body = ErrorEnvelope)))]
+    (status = 412, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
     identity: Identity,
     Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let key = file_key(&path)?;
-    let pipeline_id = rat_service::files::delete_file(&state.services, &identity.caller, key.as_str()).await?;
+    let if_match = if_match(&headers)?;
+    let pipeline_id =
+        rat_service::files::delete_file_if(&state.services, &identity.caller, key.as_str(), if_match.as_ref()).await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(audit_note("file.delete", pipeline_id.into())),

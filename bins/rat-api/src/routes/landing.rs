@@ -22,10 +22,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, if_match};
 use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
+use rat_service::concurrency::row_version;
 
 /// The routes of this module, answering 404 while the `landing_zones` feature is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -203,10 +204,10 @@ pub async fn get_zone(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, name)): ZonePath,
-) -> ApiResult<Json<ZoneDto>> {
+) -> ApiResult<impl IntoResponse> {
     let (namespace, name) = zone_address(&ns, &name)?;
     let zone = rat_service::landing::get_zone(&state.services, &identity.caller, &namespace, &name).await?;
-    Ok(Json(zone.into()))
+    Ok((etag(&row_version(zone.zone.updated_at)), Json(ZoneDto::from(zone))))
 }
 
 /// Body of `PUT /landing-zones/{…}`; absent or null fields keep their value.
@@ -229,23 +230,33 @@ pub struct UpdateZone {
 #[utoipa::path(put, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)), request_body = UpdateZone, responses(
     (status = 200, body = ZoneDto), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-    (status = 404, body = ErrorEnvelope)))]
+    (status = 404, body = ErrorEnvelope), (status = 412, body = ErrorEnvelope)))]
 pub async fn update_zone(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, name)): ZonePath,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<UpdateZone>,
 ) -> ApiResult<impl IntoResponse> {
     let (namespace, name) = zone_address(&ns, &name)?;
+    let if_match = if_match(&headers)?;
     let changes = ZoneUpdate {
         description: body.description,
         // The portal sends `""` when there is no owner: no change.
         owner: crate::extract::given(body.owner),
         expected_schema: body.expected_schema,
     };
-    let zone =
-        rat_service::landing::update_zone(&state.services, &identity.caller, &namespace, &name, &changes).await?;
+    let zone = rat_service::landing::update_zone_if(
+        &state.services,
+        &identity.caller,
+        &namespace,
+        &name,
+        &changes,
+        if_match.as_ref(),
+    )
+    .await?;
     Ok((
+        etag(&row_version(zone.zone.updated_at)),
         Extension(AuditObject::new(
             "landing_zone.update",
             "landing_zone",
@@ -259,14 +270,18 @@ pub async fn update_zone(
 #[utoipa::path(delete, path = "/landing-zones/{namespace}/{name}", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)), responses(
     (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-    (status = 503, body = ErrorEnvelope)))]
+    (status = 412, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn delete_zone(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, name)): ZonePath,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let zone = rat_service::landing::delete_zone(&state.services, &identity.caller, &namespace, &name).await?;
+    let if_match = if_match(&headers)?;
+    let zone =
+        rat_service::landing::delete_zone_if(&state.services, &identity.caller, &namespace, &name, if_match.as_ref())
+            .await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new(

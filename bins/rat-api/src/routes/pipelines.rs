@@ -1,7 +1,7 @@
 //! `/api/v1/pipelines` (contract §4).
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use rat_domain::{Layer, NamespaceName, Pipeline, PipelineId, PipelineRef, PipelineSortField, PipelineType, Sort};
@@ -12,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, if_match, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+use rat_service::concurrency::row_version;
 
 /// A pipeline.
 #[derive(Debug, Serialize, ToSchema)]
@@ -280,20 +281,22 @@ pub fn address(Path((namespace, layer, name)): PipelinePath) -> Result<PipelineR
     pipeline_ref(&namespace, &layer, &name)
 }
 
-/// One live pipeline.
+/// One live pipeline, with its version as `ETag` (send it back as
+/// `If-Match` on `PUT`/`DELETE` to refuse a stale write with 412).
 #[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
-    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    (status = 200, body = PipelineDto, headers(("ETag" = String, description = "The pipeline's version"))),
+    (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     identity: Identity,
     path: PipelinePath,
-) -> ApiResult<Json<PipelineDto>> {
+) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
-    Ok(Json(
-        rat_service::pipelines::get(&state.services, &identity.caller, &address)
-            .await?
-            .into(),
+    let pipeline = rat_service::pipelines::get(&state.services, &identity.caller, &address).await?;
+    Ok((
+        etag(&row_version(pipeline.updated_at)),
+        Json(PipelineDto::from(pipeline)),
     ))
 }
 
@@ -321,15 +324,18 @@ pub struct UpdatePipeline {
 #[utoipa::path(put, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
     request_body = UpdatePipeline, responses(
-    (status = 200, body = PipelineDto), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-    (status = 404, body = ErrorEnvelope)))]
+    (status = 200, body = PipelineDto, headers(("ETag" = String, description = "The new version"))),
+    (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    (status = 404, body = ErrorEnvelope), (status = 412, body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
     identity: Identity,
     path: PipelinePath,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdatePipeline>,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
+    let if_match = if_match(&headers)?;
     let max_versions = body
         .max_versions
         .map(|n| i32::try_from(n).map_err(|_| ApiError::invalid("max_versions is out of range")))
@@ -341,8 +347,11 @@ pub async fn update(
         owner: crate::extract::given(body.owner),
         max_versions,
     };
-    let pipeline = rat_service::pipelines::update(&state.services, &identity.caller, &address, &changes).await?;
+    let pipeline =
+        rat_service::pipelines::update_if(&state.services, &identity.caller, &address, &changes, if_match.as_ref())
+            .await?;
     Ok((
+        etag(&row_version(pipeline.updated_at)),
         Extension(AuditObject::new(
             "pipeline.update",
             "pipeline",
@@ -352,18 +361,28 @@ pub async fn update(
     ))
 }
 
-/// Soft-deletes a pipeline; its name is free again at once.
+/// Soft-deletes a pipeline; its name is free again at once. With
+/// `If-Match`, only while the pipeline is at that version (412 otherwise).
 #[utoipa::path(delete, path = "/pipelines/{namespace}/{layer}/{name}", tag = "pipelines",
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)), responses(
-    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    (status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+    (status = 412, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
     identity: Identity,
     path: PipelinePath,
+    headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let address = address(path)?;
-    let deleted =
-        rat_service::pipelines::delete(&state.services, &identity.caller, &address, OffsetDateTime::now_utc()).await?;
+    let if_match = if_match(&headers)?;
+    let deleted = rat_service::pipelines::delete_if(
+        &state.services,
+        &identity.caller,
+        &address,
+        if_match.as_ref(),
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     Ok((
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("pipeline.delete", "pipeline", Some(deleted.id.into()))),

@@ -16,9 +16,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, if_match};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+use rat_service::concurrency::row_version;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -89,10 +90,13 @@ pub async fn get_metadata(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, layer, name)): TablePath,
-) -> ApiResult<Json<TableMetadataDto>> {
+) -> ApiResult<impl IntoResponse> {
     let (namespace, layer, name) = table_address(&ns, &layer, &name)?;
     let metadata = rat_service::tables::get(&state.services, &identity.caller, &namespace, layer, &name).await?;
-    Ok(Json(metadata.into()))
+    Ok((
+        etag(&row_version(metadata.updated_at)),
+        Json(TableMetadataDto::from(metadata)),
+    ))
 }
 
 /// Body of `PUT /tables/{…}/metadata`; absent or null fields keep their value.
@@ -116,24 +120,35 @@ pub struct PutMetadata {
     params(("namespace" = String, Path), ("layer" = String, Path), ("name" = String, Path)),
     request_body = PutMetadata, responses(
     (status = 200, body = TableMetadataDto), (status = 400, body = ErrorEnvelope),
-    (status = 403, description = "a new owner, and the caller does not own the table", body = ErrorEnvelope)))]
+    (status = 403, description = "a new owner, and the caller does not own the table", body = ErrorEnvelope),
+    (status = 412, description = "If-Match names an older version", body = ErrorEnvelope)))]
 pub async fn put_metadata(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, layer, name)): TablePath,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<PutMetadata>,
 ) -> ApiResult<impl IntoResponse> {
     let (namespace, layer, name) = table_address(&ns, &layer, &name)?;
+    let if_match = if_match(&headers)?;
     let changes = MetadataChanges {
         description: body.description,
         // The portal sends `""` when there is no owner: no change.
         owner: crate::extract::given(body.owner),
         column_descriptions: body.column_descriptions,
     };
-    let metadata =
-        rat_service::tables::put_metadata(&state.services, &identity.caller, &namespace, layer, &name, &changes)
-            .await?;
+    let metadata = rat_service::tables::put_metadata_if(
+        &state.services,
+        &identity.caller,
+        &namespace,
+        layer,
+        &name,
+        &changes,
+        if_match.as_ref(),
+    )
+    .await?;
     Ok((
+        etag(&row_version(metadata.updated_at)),
         Extension(AuditObject::new("table.metadata", "table", Some(metadata.id))),
         Json(TableMetadataDto::from(metadata)),
     ))

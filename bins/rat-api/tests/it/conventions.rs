@@ -135,6 +135,7 @@ async fn cors_allows_the_configured_origin_only() {
         "accept",
         "authorization",
         "x-request-id",
+        "if-match",
     ] {
         assert!(allowed_headers.contains(header), "{header} not in {allowed_headers}");
     }

@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 #[allow(dead_code, reason = "not every module uses every helper")]
 mod common;
+mod concurrency;
 mod conventions;
 mod fail_fast;
 mod files;

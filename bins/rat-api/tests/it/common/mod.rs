@@ -236,7 +236,7 @@ impl Answer {
             401 => "AUTHENTICATION",
             403 => "AUTHORIZATION",
             404 => "NOT_FOUND",
-            409 => "CONFLICT",
+            409 | 412 => "CONFLICT",
             413 => "PAYLOAD_TOO_LARGE",
             429 => "RATE_LIMIT",
             503 => "UNAVAILABLE",
