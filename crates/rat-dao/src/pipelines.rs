@@ -437,6 +437,31 @@ pub async fn get_deleted_for_update(client: &impl GenericClient, id: PipelineId)
     deleted_from_row(&row)
 }
 
+/// The soft-deleted pipelines at `address` (at most `limit`, deleted last
+/// first), with their deletion records.
+pub async fn deleted_at_address(
+    client: &impl GenericClient,
+    address: &PipelineRef,
+    limit: i64,
+) -> Result<Vec<DeletedPipeline>, DaoError> {
+    let rows = sql::query(
+        client,
+        &format!(
+            "SELECT {DELETED_COLUMNS} FROM pipelines \
+             WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NOT NULL \
+             ORDER BY deleted_at DESC, id DESC LIMIT $4"
+        ),
+        &[
+            &address.namespace.as_str(),
+            &address.layer.as_str(),
+            &address.name.as_str(),
+            &limit,
+        ],
+    )
+    .await?;
+    rows.iter().map(deleted_from_row).collect()
+}
+
 /// The soft-deleted pipeline at `address` deleted last, if any.
 pub async fn last_deleted_at(
     client: &impl GenericClient,

@@ -321,3 +321,54 @@ async fn only_the_owner_or_an_admin_restores_and_strangers_see_nothing() {
     assert_eq!(restored.json["id"], id.as_str());
     assert_eq!(call(&app, Method::GET, path, &bob, None).await.status, 200);
 }
+
+/// Purging an older deleted pipeline of the same name keeps every version a
+/// later deleted one needs to be restored as it was.
+#[tokio::test]
+async fn purging_an_older_namesake_keeps_what_a_restorable_one_needs() {
+    let app = TestApp::new().await;
+    app.pipeline("default", "silver", "orders").await;
+    let older: Uuid = app.get(ORDERS).await.json["id"].as_str().unwrap().parse().unwrap();
+    put_file(&app, SOURCE, "SELECT 'older'").await;
+    assert_eq!(app.delete(ORDERS).await.status, 204);
+
+    app.pipeline("default", "silver", "orders").await;
+    let later = app.get(ORDERS).await.json["id"].as_str().unwrap().to_owned();
+    put_file(&app, SOURCE, "SELECT 'published'").await;
+    let published = app.post(&format!("{ORDERS}/publish"), json!({"message": "v1"})).await;
+    assert!(published.status.is_success(), "{}", published.text);
+    put_file(&app, SOURCE, "SELECT 'draft'").await;
+    let pinned = app.get(ORDERS).await.json["published_versions"].clone();
+    assert_eq!(app.delete(ORDERS).await.status, 204);
+
+    let client = app.db.client().await;
+    client
+        .execute(
+            "UPDATE pipelines SET deleted_at = now() - interval '31 days' WHERE id = $1",
+            &[&older],
+        )
+        .await
+        .unwrap();
+    let (_tx, lost) = watch::channel(false);
+    let report = run_pass(
+        &app.state.services,
+        OffsetDateTime::now_utc(),
+        &PassPolicy::default(),
+        &lost,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.counters.pipelines_purged, 1, "{report:#?}");
+
+    let restored = app.post(&format!("{ORDERS}/restore"), json!({})).await;
+    assert_eq!(restored.status, 200, "{}", restored.text);
+    assert_eq!(restored.json["id"], later.as_str());
+    assert_eq!(content(&app, SOURCE).await.as_deref(), Some("SELECT 'draft'"));
+    // The published snapshot's versions are still readable.
+    for (key, version) in pinned.as_object().unwrap() {
+        let key = rat_versioning::ObjectKey::parse(key).unwrap();
+        let version = rat_versioning::VersionId::new(version.as_str().unwrap()).unwrap();
+        let object = app.state.services.store.get(&key, Some(&version)).await;
+        assert!(object.is_ok(), "{key}@{version}: {object:?}");
+    }
+}

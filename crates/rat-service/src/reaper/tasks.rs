@@ -257,9 +257,14 @@ pub(super) async fn purge_pipelines(
                     Err(e) => return Err(e.into()),
                 }
             };
+            // Other deleted pipelines of the same name share it too, and may
+            // still be restored: what they pin, and the draft their delete
+            // recorded, must survive as well.
+            let restorable = restorable_versions(services, pipeline).await?;
             let versions: Vec<(ObjectKey, VersionId)> = all_versions(services, &prefix)
                 .await?
                 .into_iter()
+                .filter(|v| !restorable.contains(&(v.key.to_string(), v.version_id.to_string())))
                 .filter(|v| match &keep {
                     None => true,
                     Some((pinned, live_since)) => {
@@ -283,6 +288,30 @@ pub(super) async fn purge_pipelines(
         }
     }
     Ok(purged)
+}
+
+/// Most other deleted pipelines of one name whose versions a purge keeps.
+const MAX_NAMESAKES: i64 = 1_000;
+
+/// The `(key, version id)`s the other soft-deleted pipelines at `doomed`'s
+/// address need to be restored as they were: what they pin (history,
+/// snapshot, active runs) and the draft their delete recorded.
+async fn restorable_versions(
+    services: &Services,
+    doomed: &rat_domain::Pipeline,
+) -> Result<HashSet<(String, String)>, ServiceError> {
+    let client = services.pool.get().await?;
+    let mut keep = HashSet::new();
+    for other in pipelines::deleted_at_address(&client, &doomed.address, MAX_NAMESAKES).await? {
+        if other.pipeline.id == doomed.id {
+            continue;
+        }
+        keep.extend(reaping::pinned_versions(&client, other.pipeline.id).await?);
+        if let Some(files) = &other.deletion.files {
+            keep.extend(files.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        }
+    }
+    Ok(keep)
 }
 
 pub(super) async fn purge_landing_files(
