@@ -76,6 +76,8 @@ call GET /health/ready 200; check 'd["status"] == "ready" and set(d["checks"]) =
 call GET /metrics 200; grep -q '^rat_http_requests_total' "$WORK/body" || { echo "FAILED: no request counter" >&2; exit 1; }
 call GET /api/v1/features 200; check 'd["namespaces"] is True and "edition" in d and isinstance(d["plugins"], dict) and d["multi_user"] is False'
 call GET '/api/v1/plugins?status=enabled' 200; check 'isinstance(d, list)'
+# Plugins register on the runner listener (docs/api.md); an admin removes one.
+call DELETE /api/v1/plugins/no_such_plugin 404
 call GET /api/v1/me 200; check 'd["user_id"] in ("community", "api-key") and d["is_admin"] is True'
 # Personal access tokens need multi-user mode (RAT_OIDC_ISSUER); this tour runs without it.
 callj POST /api/v1/me/tokens 409 '{"name":"tour"}'
