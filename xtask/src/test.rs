@@ -52,6 +52,15 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     // which the SDK end-to-end test drives the portal's flows through.
     let sdk = rat_testkit::clients::ensure_sdk_built().map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("RAT's SDK: {}", sdk.display());
+    // And the Python tools that check the OpenAPI documents.
+    for tool in [
+        rat_testkit::pytools::OPENAPI_SPEC_VALIDATOR,
+        rat_testkit::pytools::SCHEMATHESIS,
+        rat_testkit::pytools::OPENAPI_PYTHON_CLIENT,
+    ] {
+        let script = tool.ensure_installed().map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{}: {}", tool.name, script.display());
+    }
 
     // The end-to-end tests in tests/ start the real binaries: build them
     // first, and tell the tests where they are.

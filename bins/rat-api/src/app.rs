@@ -77,13 +77,13 @@ fn api_v1(state: &AppState) -> OpenApiRouter<AppState> {
 }
 
 /// The router and the OpenAPI document describing it.
-pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router_and_openapi(state: AppState) -> (Router, serde_json::Value) {
     router_with(state, Router::new())
 }
 
 /// The router with `extra` routes inside every layer (tests add failure
 /// routes this way, e.g. one that panics), and the OpenAPI document.
-pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, serde_json::Value) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(health::live))
@@ -91,6 +91,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> (Router, utoipa:
         .routes(routes!(health::metrics))
         .nest("/api/v1", api_v1(&state))
         .split_for_parts();
+    let openapi = crate::openapi::finish(openapi, crate::openapi::Listener::Public);
     let document = openapi.clone();
     let spec = openapi_json_route(document, &state);
     let cors = CorsLayer::new()
@@ -137,7 +138,7 @@ pub(crate) fn outer_layers(router: Router<AppState>, state: &AppState) -> Router
 }
 
 /// `GET /api/v1/openapi.json`, behind the same authentication as the API.
-fn openapi_json_route(document: utoipa::openapi::OpenApi, state: &AppState) -> Router<AppState> {
+fn openapi_json_route(document: serde_json::Value, state: &AppState) -> Router<AppState> {
     let document = std::sync::Arc::new(document);
     Router::new()
         .route(

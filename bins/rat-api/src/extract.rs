@@ -82,14 +82,38 @@ where
         } else {
             &bytes
         };
-        serde_json::from_slice(text).map(ApiJson).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                ApiError::invalid("malformed JSON body")
-            } else {
-                // serde's message names the field and the expectation; no internals.
-                ApiError::invalid(format!("invalid request body: {e}"))
+        let mut value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|_| ApiError::invalid("malformed JSON body"))?;
+        // serde reads a struct from an array too (`[null, null]`); every
+        // body of this API is an object.
+        if !value.is_object() {
+            return Err(ApiError::invalid("the request body must be a JSON object"));
+        }
+        integral_numbers(&mut value);
+        // serde's message names the field and the expectation; no internals.
+        T::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+    }
+}
+
+/// Turns every number with no fractional part (`160.0`) into the integer it
+/// equals: JSON Schema (and so the OpenAPI document) counts `160.0` as an
+/// integer, while serde refuses it for integer fields.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float.abs() < 9.0e15
+            {
+                // Exact: |float| < 2^53, so the cast loses nothing.
+                *value = serde_json::Value::from(float as i64);
             }
-        })
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 

@@ -95,7 +95,7 @@ pub fn open_without_token(
 }
 
 /// The internal router and its OpenAPI document.
-pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router_and_openapi(state: AppState) -> (Router, serde_json::Value) {
     let (router, openapi) = OpenApiRouter::with_openapi(InternalDoc::openapi())
         .routes(routes!(claim))
         .routes(routes!(heartbeat))
@@ -107,6 +107,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .routes(routes!(plugin_health))
         .routes(routes!(file_version))
         .split_for_parts();
+    let openapi = crate::openapi::finish(openapi, crate::openapi::Listener::Internal);
     let document = std::sync::Arc::new(openapi.clone());
     let router = router.route(
         "/internal/v1/openapi.json",

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod internal;
 pub mod live;
 pub mod middleware;
+pub mod openapi;
 pub mod refusals;
 pub mod routes;
 pub mod security;

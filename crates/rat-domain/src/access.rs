@@ -56,7 +56,8 @@ pub fn parse_principal(field: &'static str, value: &str) -> Result<String, Domai
     if value.trim().is_empty() {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
-    if value.len() > MAX_PRINCIPAL_LEN {
+    // Characters, as the `VARCHAR(255)` columns count them.
+    if value.chars().count() > MAX_PRINCIPAL_LEN {
         return Err(DomainError::invalid(
             field,
             format!("must be at most {MAX_PRINCIPAL_LEN} characters"),

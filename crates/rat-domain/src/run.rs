@@ -269,7 +269,8 @@ pub mod trigger_label {
         if label.is_empty() {
             return Err(DomainError::invalid("trigger", "must not be empty"));
         }
-        if label.len() > MAX_LEN {
+        // Characters, as the `runs.trigger` column counts them.
+        if label.chars().count() > MAX_LEN {
             return Err(DomainError::invalid(
                 "trigger",
                 format!("must be at most {MAX_LEN} characters"),

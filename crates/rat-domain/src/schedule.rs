@@ -132,6 +132,11 @@ impl ScheduleTimezone {
     pub fn name(&self) -> &'static str {
         self.0.name()
     }
+
+    /// Every name [`ScheduleTimezone::parse`] takes (for the API's document).
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())
+    }
 }
 
 impl Default for ScheduleTimezone {

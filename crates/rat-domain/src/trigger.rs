@@ -259,7 +259,7 @@ fn check_pattern(pattern: &str) -> Result<String, DomainError> {
     if pattern.is_empty() {
         return Err(DomainError::invalid("pattern", "must not be empty"));
     }
-    if pattern.len() > MAX_PATTERN_LEN {
+    if pattern.chars().count() > MAX_PATTERN_LEN {
         return Err(DomainError::invalid(
             "pattern",
             format!("must be at most {MAX_PATTERN_LEN} characters"),

@@ -12,6 +12,8 @@
 //!   `target/`.
 //! - [`clients`] builds RAT's own clients (its TypeScript SDK and web
 //!   portal) from the archive beside the checkout, under `target/`.
+//! - [`pytools`] installs the Python tools that check the OpenAPI documents
+//!   (a spec validator, schemathesis, openapi-python-client) under `target/`.
 //! - [`pgbouncer`] runs a private PgBouncer in transaction pooling mode in
 //!   front of the test server, as the services run behind a transaction
 //!   pooler.
@@ -33,6 +35,7 @@ mod install;
 pub mod nessie;
 pub mod oidc;
 pub mod pgbouncer;
+pub mod pytools;
 pub mod s3;
 pub mod seed;
 pub mod tls;

@@ -344,7 +344,7 @@ pub struct FileList {
 
 /// The multipart form of an upload.
 #[derive(Debug, ToSchema)]
-pub struct UploadForm {
+pub struct ZoneUploadForm {
     /// The file; its name is reduced to a safe base name.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
@@ -422,7 +422,7 @@ async fn with_file_part<T>(
 /// (others wait for a slot, then answer 503).
 #[utoipa::path(post, path = "/landing-zones/{namespace}/{name}/files", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    request_body(content = ZoneUploadForm, content_type = "multipart/form-data"), responses(
     (status = 201, body = FileDto), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     (status = 408, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_file(
@@ -574,7 +574,7 @@ pub async fn list_samples(
 /// under its base name (no timestamp: a sample of the same name is replaced).
 #[utoipa::path(post, path = "/landing-zones/{namespace}/{name}/samples", tag = "landing zones",
     params(("namespace" = String, Path), ("name" = String, Path)),
-    request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    request_body(content = ZoneUploadForm, content_type = "multipart/form-data"), responses(
     (status = 201, body = UploadedSample), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
     (status = 408, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_sample(

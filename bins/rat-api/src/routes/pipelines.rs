@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, if_match, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, given, if_match, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
 use rat_service::concurrency::row_version;
@@ -148,8 +148,12 @@ pub async fn list(
     }
     .page()?;
     let filter = PipelineFilter {
-        namespace: query.namespace.as_deref().map(NamespaceName::parse).transpose()?,
-        layer: query.layer.as_deref().map(str::parse::<Layer>).transpose()?,
+        // An empty filter is no filter, as on every other list (clients send `""` for none).
+        namespace: given(query.namespace)
+            .as_deref()
+            .map(NamespaceName::parse)
+            .transpose()?,
+        layer: given(query.layer).as_deref().map(str::parse::<Layer>).transpose()?,
         search: query.search.filter(|s| !s.is_empty()),
         readable_by: None,
     };

@@ -175,3 +175,108 @@ async fn every_documented_route_is_routed() {
     }
     assert!(unrouted.is_empty(), "documented but not routed: {unrouted:#?}");
 }
+
+/// Both listeners' documents validate as OpenAPI 3.1 with a real validator
+/// (`openapi-spec-validator`, pinned from PyPI, installed under `target/`):
+/// every path template well formed, every `$ref` resolving, every schema
+/// valid. The tool's whole output is shown on failure.
+#[tokio::test]
+async fn both_documents_validate_as_openapi_3_1() {
+    let validator = tokio::task::spawn_blocking(|| rat_testkit::pytools::OPENAPI_SPEC_VALIDATOR.installed())
+        .await
+        .unwrap();
+    let app = TestApp::new().await;
+    let public = app.get("/api/v1/openapi.json").await;
+    assert_eq!(public.status, 200, "{}", public.text);
+    let (_, internal) = rat_api::internal::router_and_openapi(app.state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    for (name, document) in [
+        ("public.json", public.json.clone()),
+        ("internal.json", serde_json::to_value(&internal).unwrap()),
+    ] {
+        assert_eq!(document["openapi"], "3.1.0", "{name}");
+        for path in document["paths"].as_object().unwrap().keys() {
+            assert!(
+                !path.contains('*'),
+                "{name}: {path} is an axum wildcard, not an OpenAPI path template"
+            );
+        }
+        let file = dir.path().join(name);
+        std::fs::write(&file, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+        let output = tokio::process::Command::new(&validator)
+            .args(["--schema", "3.1", "--validation-errors", "all"])
+            .arg(&file)
+            .output()
+            .await
+            .expect("running openapi-spec-validator");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains(": OK"),
+            "{name} is not a valid OpenAPI 3.1 document:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+/// Every link of either document names an operation of that document, and
+/// only parameters that operation has; every create operation links to
+/// others (a stateful tester chains them along these links).
+#[tokio::test]
+async fn links_name_real_operations_and_their_parameters() {
+    let app = TestApp::new().await;
+    let (_, public) = rat_api::app::router_and_openapi(app.state.clone());
+    let (_, internal) = rat_api::internal::router_and_openapi(app.state.clone());
+    let mut linked = 0;
+    for document in [&public, &internal] {
+        let mut operations = std::collections::BTreeMap::new();
+        for item in document["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                let id = operation["operationId"].as_str().expect("every operation has an id");
+                let parameters: Vec<String> = operation["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default();
+                assert!(
+                    operations.insert(id.to_owned(), parameters).is_none(),
+                    "operationId {id} twice"
+                );
+            }
+        }
+        for item in document["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for response in operation["responses"].as_object().unwrap().values() {
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        let target = link["operationId"].as_str().unwrap();
+                        let parameters = operations
+                            .get(target)
+                            .unwrap_or_else(|| panic!("link {name} names no operation {target}"));
+                        for parameter in link["parameters"].as_object().unwrap().keys() {
+                            assert!(parameters.contains(parameter), "{target} has no parameter {parameter}");
+                        }
+                        linked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(linked >= 30, "only {linked} links");
+    for create in [
+        "namespaces_create",
+        "pipelines_create",
+        "schedules_create",
+        "runs_create",
+        "projects_create",
+    ] {
+        let found = public["paths"].as_object().unwrap().values().any(|item| {
+            item.as_object().unwrap().values().any(|operation| {
+                operation["operationId"] == create
+                    && operation["responses"]
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .any(|r| r["links"].as_object().is_some_and(|l| !l.is_empty()))
+            })
+        });
+        assert!(found, "{create} links to nothing");
+    }
+}

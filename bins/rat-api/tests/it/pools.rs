@@ -207,7 +207,7 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
         ),
         call(
             Method::PUT,
-            "/api/v1/files/{*path}",
+            "/api/v1/files/{path}",
             file,
             Body::Json(json!({"content": "select 1"})),
         ),
@@ -488,7 +488,7 @@ async fn arrange(app: &TestApp) -> Vec<Call> {
             format!("/api/v1/schedules/{schedule_id}"),
             Body::None,
         ),
-        call(Method::DELETE, "/api/v1/files/{*path}", file, Body::None),
+        call(Method::DELETE, "/api/v1/files/{path}", file, Body::None),
         call(
             Method::DELETE,
             "/api/v1/projects/{id}/members/{object_type}/{object_id}",
