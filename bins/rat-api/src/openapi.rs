@@ -111,6 +111,12 @@ fn parameter_schema(path: &str, method: &str, location: &ParameterIn, name: &str
         "object_id" if in_query && path == "/api/v1/sharing" => {
             return Some((json!({"type": "string", "format": "uuid"}), true));
         }
+        "key" if in_query && path == "/internal/v1/files" => return Some((key_schema(), true)),
+        "version" if in_query && path == "/internal/v1/files" => {
+            let version = json!({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_CONTROLS,
+                "not": {"const": "null"}});
+            return Some((version, true));
+        }
         "prefix" if in_query && path == "/api/v1/files" => {
             let prefix = format!("^{KEY_SEGMENT}(/{KEY_SEGMENT})*/?$");
             return Some((
@@ -507,6 +513,19 @@ fn principal_schema() -> Value {
         "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"})
 }
 
+/// A pattern matching exactly one of `words`, in any case.
+fn any_case(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|word| {
+            word.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()))
+                .collect()
+        })
+        .collect();
+    format!("^({})$", alternatives.join("|"))
+}
+
 /// A runner's name: 1 to 255 characters, no control characters.
 fn runner_id_schema() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_CONTROLS})
@@ -514,7 +533,7 @@ fn runner_id_schema() -> Value {
 
 /// Text that must not be blank, of at most `max` characters.
 fn required_text(max: u32) -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S"})
+    json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$"})
 }
 
 /// A project's name: not blank, at most 255 characters.
@@ -663,9 +682,9 @@ fn inline_body_rules() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Free text of at most `max` characters.
+/// Free text of at most `max` characters (PostgreSQL's text holds no NUL).
 fn text_schema(max: u32) -> Value {
-    json!({"type": "string", "maxLength": max})
+    json!({"type": "string", "maxLength": max, "pattern": "^[^\\x00]*$"})
 }
 
 /// A whole number in `min..=max`.
@@ -814,7 +833,24 @@ fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
         ("FailedMergeBody", "run_id", required_text(255)),
         ("FailedMergeBody", "branch_name", required_text(255)),
         ("FailedMergeBody", "error_kind", required_text(255)),
-        ("FailedMergeBody", "error_message", required_text(65_536)),
+        ("FailedMergeBody", "error_message", text_schema(65_536)),
+        ("PluginReport", "name", required_text(255)),
+        ("QualityResultBody", "test", name_schema(128)),
+        ("PluginReport", "group", text_schema(255)),
+        ("PluginReport", "version", text_schema(255)),
+        ("PluginReport", "package_name", text_schema(255)),
+        ("CompleteBody", "rows_written", int_schema(0, i64::MAX)),
+        ("CompleteBody", "duration_ms", int_schema(0, i64::from(i32::MAX))),
+        ("CallbackBody", "rows_written", int_schema(0, i64::MAX)),
+        ("CallbackBody", "duration_ms", int_schema(0, i64::from(i32::MAX))),
+        ("QualityResultBody", "duration_ms", int_schema(0, i64::from(i32::MAX))),
+        (
+            "LogEntryBody",
+            "level",
+            json!({"type": "string", "pattern": any_case(&[
+                "trace", "debug", "info", "warn", "warning", "error", "critical", "fatal",
+            ])}),
+        ),
         ("FailedMergeBody", "source_hash", text_schema(255)),
         ("FailedMergeBody", "target_hash", text_schema(255)),
         ("CreateProject", "name", project_name_schema()),
@@ -895,7 +931,11 @@ fn constrain_bodies(document: &mut Value) {
             .and_then(|properties| properties.get_mut(property))
             .unwrap_or_else(|| panic!("{schema} has no property {property}"));
         let description = slot.get("description").cloned();
-        let mut rule = if required {
+        // `null` stays allowed where the field takes it (an `Option`).
+        let nullable = slot["type"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|t| t == "null"));
+        let mut rule = if required || !nullable {
             rule
         } else {
             json!({"oneOf": [rule, {"type": "null"}]})
@@ -904,6 +944,13 @@ fn constrain_bodies(document: &mut Value) {
             rule["description"] = description;
         }
         *slot = rule;
+    }
+    // A quality result needs its `value` unless its `error` says why there is none.
+    if let Some(result) = schemas.get_mut("QualityResultBody") {
+        result["anyOf"] = json!([
+            {"required": ["value"], "properties": {"value": {"type": "number"}}},
+            {"required": ["error"], "properties": {"error": {"type": "string", "minLength": 1}}},
+        ]);
     }
 }
 

@@ -13,6 +13,7 @@ mod reaper_replicas;
 mod restore;
 mod roles;
 mod scheduler_replicas;
+mod schemathesis;
 mod sdk_flows;
 mod tenancy;
 mod tenants;

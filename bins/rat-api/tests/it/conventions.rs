@@ -37,6 +37,25 @@ async fn malformed_and_misshapen_json_are_400() {
         .post("/api/v1/namespaces", json!({"name": "x", "surprise": true}))
         .await;
     assert!(answer.assert_error(400, "INVALID_ARGUMENT").contains("surprise"));
+    // serde would read a struct from an array; every body is an object.
+    let answer = app.post("/api/v1/namespaces", json!(["x", ""])).await;
+    assert!(answer.assert_error(400, "INVALID_ARGUMENT").contains("JSON object"));
+    let answer = app.post("/api/v1/namespaces", json!(0)).await;
+    answer.assert_error(400, "INVALID_ARGUMENT");
+}
+
+/// JSON Schema (and so the OpenAPI document) counts `160.0` as an integer:
+/// the server reads it as one, and still refuses `160.5`.
+#[tokio::test]
+async fn integral_numbers_written_with_a_fraction_are_integers() {
+    let app = TestApp::new().await;
+    app.pipeline("default", "silver", "orders").await;
+    let path = "/api/v1/pipelines/default/silver/orders";
+    let answer = app.put(path, json!({"max_versions": 160.0})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(app.get(path).await.json["max_versions"], 160);
+    let answer = app.put(path, json!({"max_versions": 160.5})).await;
+    answer.assert_error(400, "INVALID_ARGUMENT");
 }
 
 #[tokio::test]
