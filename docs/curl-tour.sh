@@ -5,6 +5,7 @@
 #
 #     bash docs/curl-tour.sh                  # http://127.0.0.1:8080
 #     RAT_API=http://host:port RAT_API_KEY=... bash docs/curl-tour.sh
+#     RAT_RUNNER_API=http://127.0.0.1:8090 bash docs/curl-tour.sh   # also the runner listener's plugin routes
 #
 # Each call prints its method, path and status, and the tour stops at the
 # first answer that is not what the contract says (status, JSON fields, the
@@ -78,6 +79,28 @@ call GET /api/v1/features 200; check 'd["namespaces"] is True and "edition" in d
 call GET '/api/v1/plugins?status=enabled' 200; check 'isinstance(d, list)'
 # Plugins register on the runner listener (docs/api.md); an admin removes one.
 call DELETE /api/v1/plugins/no_such_plugin 404
+# With the runner listener given (RAT_RUNNER_API, and RAT_RUNNER_TOKEN when it
+# needs one): a plugin registers and reports its health there, shows in the
+# registry, and an admin removes it.
+if [ -n "${RAT_RUNNER_API:-}" ]; then
+    echo "== runner listener: plugins"
+    PLUGIN="tour_plugin_$$"
+    API_BASE="$BASE"
+    API_AUTH=("${AUTH[@]}")
+    BASE="$RAT_RUNNER_API"
+    AUTH=()
+    if [ -n "${RAT_RUNNER_TOKEN:-}" ]; then AUTH=(-H "Authorization: Bearer ${RAT_RUNNER_TOKEN}"); fi
+    callj POST /api/v1/internal/plugins/register 200 \
+        "{\"name\":\"$PLUGIN\",\"slot\":\"executor\",\"image\":\"ghcr.io/example/tour:1\"}"
+    check "d['name'] == '$PLUGIN'"
+    callj POST "/api/v1/internal/plugins/$PLUGIN/health" 200 '{"status":"healthy"}'; check "d['status'] == 'healthy'"
+    callj POST "/api/v1/internal/plugins/$PLUGIN/health" 400 '{"status":"sleepy"}'
+    BASE="$API_BASE"
+    AUTH=("${API_AUTH[@]}")
+    call GET /api/v1/plugins 200; check "any(p['name'] == '$PLUGIN' and p['status'] == 'healthy' for p in d)"
+    call DELETE "/api/v1/plugins/$PLUGIN" 204
+    call DELETE "/api/v1/plugins/$PLUGIN" 404
+fi
 call GET /api/v1/me 200; check 'd["user_id"] in ("community", "api-key") and d["is_admin"] is True'
 # Personal access tokens need multi-user mode (RAT_OIDC_ISSUER); this tour runs without it.
 callj POST /api/v1/me/tokens 409 '{"name":"tour"}'

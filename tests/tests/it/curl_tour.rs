@@ -34,6 +34,7 @@ async fn every_contract_route_answers_as_the_tour_expects() {
     let (port, internal_port) = (tests::free_port(), tests::free_port());
     let (listen, internal) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{internal_port}"));
     let key = "curl-tour-key";
+    const RUNNER_TOKEN: &str = "curl-tour-runner-token";
     let api = tests::spawn(
         &tests::binary("rat-api"),
         &[
@@ -43,19 +44,22 @@ async fn every_contract_route_answers_as_the_tour_expects() {
             ("RAT_LISTEN_ADDR", &listen),
             ("RAT_INTERNAL_LISTEN_ADDR", &internal),
             ("RAT_API_KEY", key),
+            ("RAT_RUNNER_TOKEN", RUNNER_TOKEN),
             ("RUST_LOG", "warn"),
         ],
         &log,
     );
 
     let base = format!("http://{listen}");
-    tests::wait_listening(&[&listen], 15, &log).await;
+    tests::wait_listening(&[&listen, &internal], 15, &log).await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/curl-tour.sh");
     let output = tokio::process::Command::new("bash")
         .arg(&script)
         .env("RAT_API", &base)
         .env("RAT_API_KEY", key)
+        .env("RAT_RUNNER_API", format!("http://{internal}"))
+        .env("RAT_RUNNER_TOKEN", RUNNER_TOKEN)
         .output()
         .await
         .expect("running bash docs/curl-tour.sh");
@@ -67,7 +71,20 @@ async fn every_contract_route_answers_as_the_tour_expects() {
         tests::tail(&log, 40)
     );
     // Every section ran, and the 401 of a wrong key was among the calls.
-    for section in ["§2", "§3", "§4", "§5", "§6", "§7", "§8", "§9", "§10", "§11", "§12"] {
+    for section in [
+        "§2",
+        "§3",
+        "§4",
+        "§5",
+        "§6",
+        "§7",
+        "§8",
+        "§9",
+        "§10",
+        "§11",
+        "§12",
+        "runner listener:",
+    ] {
         assert!(stdout.contains(&format!("== {section} ")), "no {section} in:\n{stdout}");
     }
     assert!(
