@@ -72,3 +72,41 @@ pub(crate) fn failed(doing: &str, stderr: &[u8], hint: &str) -> String {
         lines[lines.len().saturating_sub(15)..].join("\n")
     )
 }
+
+/// Creates a virtualenv at `venv` and installs the pinned `packages` into it
+/// with pip: the install step of every Python tool of the tests (moto, the
+/// OpenAPI tools). `name` names the tool in errors, which end with `hint`.
+pub(crate) fn pip_into_venv(venv: &Path, packages: &[&str], name: &str, hint: &str) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let out = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(venv)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run python3 ({e}); {hint}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`python3 -m venv {}` failed: {}; {hint}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let out = Command::new(venv.join("bin").join("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+        ])
+        .args(packages)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run pip of {} ({e}); {hint}", venv.display()))?;
+    if !out.status.success() {
+        return Err(failed(&format!("installing {name} with pip"), &out.stderr, hint));
+    }
+    Ok(())
+}

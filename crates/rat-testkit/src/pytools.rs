@@ -10,7 +10,6 @@
 //! PyPI the tests fail and say what to install; they never skip.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use crate::s3::target_dir;
 
@@ -86,41 +85,7 @@ impl PyTool {
         let pins = self.packages.join("\n");
         let lock = format!("{}-venv.lock", self.name);
         crate::install::install_once(&venv, &lock, &pins, &script, self.name, &hint, || {
-            let out = Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run python3 ({e}); {hint}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`python3 -m venv {}` failed: {}; {hint}",
-                    venv.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            let out = Command::new(venv.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "--quiet",
-                ])
-                .args(self.packages)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run pip of {} ({e}); {hint}", venv.display()))?;
-            if !out.status.success() {
-                return Err(crate::install::failed(
-                    &format!("installing {} with pip", self.name),
-                    &out.stderr,
-                    &hint,
-                ));
-            }
-            Ok(())
+            crate::install::pip_into_venv(&venv, self.packages, self.name, &hint)
         })?;
         Ok(script)
     }

@@ -86,43 +86,7 @@ pub fn ensure_moto_installed() -> Result<PathBuf, String> {
         &server,
         "moto",
         MOTO_INSTALL_HINT,
-        || {
-            let out = Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run python3 ({e}); {MOTO_INSTALL_HINT}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "`python3 -m venv {}` failed: {}; {MOTO_INSTALL_HINT}",
-                    venv.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-            let out = Command::new(venv.join("bin").join("python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "--quiet",
-                ])
-                .args(MOTO_PACKAGES)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run pip of {} ({e}); {MOTO_INSTALL_HINT}", venv.display()))?;
-            if !out.status.success() {
-                return Err(crate::install::failed(
-                    "installing moto with pip",
-                    &out.stderr,
-                    MOTO_INSTALL_HINT,
-                ));
-            }
-            Ok(())
-        },
+        || crate::install::pip_into_venv(&venv, MOTO_PACKAGES, "moto", MOTO_INSTALL_HINT),
     )?;
     Ok(server)
 }
