@@ -79,6 +79,8 @@ fn parameter_schema(path: &str, method: &str, location: &ParameterIn, name: &str
         "pipeline" if in_query => or_empty(name_schema(128)),
         "layer" if in_query => or_empty(json!({"$ref": "#/components/schemas/Layer"})),
         "name" if in_path && path.starts_with("/api/v1/namespaces/") => name_schema(63),
+        // Plugin names follow the name rule, at most 63 characters.
+        "name" if in_path && path.contains("/plugins/") => name_schema(63),
         "name" | "test" if in_path => name_schema(128),
         "id" | "object_id" if in_path => json!({"type": "string", "format": "uuid"}),
         "object_type" if in_path => enum_schema(&["pipeline", "table"]),
@@ -104,6 +106,8 @@ fn parameter_schema(path: &str, method: &str, location: &ParameterIn, name: &str
             enum_schema(&["", "enabled", "healthy", "degraded", "down", "unknown"])
         }
         "enabled" if in_query => enum_schema(&["", "true", "false"]),
+        "deleted" if in_query && path == "/api/v1/pipelines" => enum_schema(&["", "true", "false"]),
+        "id" if in_query && path.ends_with("/restore") => json!({"type": "string", "format": "uuid"}),
         "since" | "until" | "started_after" | "started_before" if in_query => time_or_empty(),
         "object_type" if in_query && path == "/api/v1/sharing" => {
             return Some((enum_schema(&["pipeline", "table", "namespace", "landing_zone"]), true));
@@ -532,6 +536,13 @@ fn runner_id_schema() -> Value {
 }
 
 /// Text that must not be blank, of at most `max` characters.
+/// A plugin's slot or image: not blank, no control characters, at most
+/// `max` characters (`rat_service::platform`'s rule).
+fn plugin_text(max: u32) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": max,
+        "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"})
+}
+
 fn required_text(max: u32) -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$"})
 }
@@ -834,6 +845,17 @@ fn body_rules() -> Vec<(&'static str, &'static str, Value)> {
         ("FailedMergeBody", "branch_name", required_text(255)),
         ("FailedMergeBody", "error_kind", required_text(255)),
         ("FailedMergeBody", "error_message", text_schema(65_536)),
+        ("RegisterPluginBody", "name", name_schema(63)),
+        ("RegisterPluginBody", "slot", plugin_text(20)),
+        ("RegisterPluginBody", "image", plugin_text(500)),
+        // Absent or null is `{}`; anything but an object is refused.
+        ("RegisterPluginBody", "config", json!({"type": ["object", "null"]})),
+        // `unknown` is what a plugin is before its first report, never a report.
+        (
+            "PluginHealthBody",
+            "status",
+            enum_schema(&["healthy", "degraded", "down"]),
+        ),
         ("PluginReport", "name", required_text(255)),
         ("QualityResultBody", "test", name_schema(128)),
         ("PluginReport", "group", text_schema(255)),
@@ -973,7 +995,20 @@ fn optional_bodies(document: &mut Value) {
             None if schema.is_object() => schema,
             None => return,
         };
-        if schema["required"].as_array().is_none_or(Vec::is_empty) {
+        let resolve = |schema: &Value| match schema["$ref"].as_str() {
+            Some(reference) => schemas[reference.trim_start_matches("#/components/schemas/")].clone(),
+            None => schema.clone(),
+        };
+        let requires_a_property =
+            |schema: &Value| resolve(schema)["required"].as_array().is_some_and(|r| !r.is_empty());
+        // A union (a trigger's variants, say) requires a body when every
+        // variant requires a property.
+        let variants = ["anyOf", "oneOf"].iter().find_map(|key| schema[*key].as_array());
+        let required = match variants {
+            Some(variants) => !variants.is_empty() && variants.iter().all(requires_a_property),
+            None => requires_a_property(schema),
+        };
+        if !required {
             body["required"] = json!(false);
         }
     });

@@ -96,8 +96,9 @@ async fn six_processes_started_at_once_migrate_once() {
         .unwrap()
         .get(0);
     assert_eq!(
-        tables, 24,
-        "19 seed tables, run_logs, personal_access_tokens, runner_plugins, failed_merges and refinery's history"
+        tables, 25,
+        "19 seed tables, run_logs, personal_access_tokens, runner_plugins, failed_merges, access_generation and \
+         refinery's history"
     );
 }
 
