@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rat_testkit::cluster::PrivateCluster;
+use rat_testkit::cluster::{Cluster, PrivateCluster};
 use rat_testkit::s3::MotoServer;
 use rat_versioning::VersionedStore;
 use serde_json::json;
@@ -241,7 +241,6 @@ impl Proc {
 /// closed and every open connection cut) and accept them again.
 struct S3Proxy {
     port: u16,
-    open: Arc<AtomicBool>,
     generation: Arc<AtomicUsize>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     target: String,
@@ -252,7 +251,6 @@ impl S3Proxy {
         let port = crate::free_port();
         let proxy = S3Proxy {
             port,
-            open: Arc::new(AtomicBool::new(false)),
             generation: Arc::new(AtomicUsize::new(0)),
             task: Mutex::new(None),
             target,
@@ -266,7 +264,6 @@ impl S3Proxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .map_err(|e| format!("the S3 proxy cannot listen on {}: {e}", self.port))?;
-        self.open.store(true, Ordering::SeqCst);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let (target, current) = (self.target.clone(), self.generation.clone());
         let task = tokio::spawn(async move {
@@ -300,7 +297,6 @@ impl S3Proxy {
     /// Closes the listener and cuts every open connection: clients get
     /// "connection refused".
     fn refuse(&self) {
-        self.open.store(false, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(task) = self.task.lock().expect("proxy task").take() {
             task.abort();
@@ -456,36 +452,20 @@ impl Platform {
 
     /// Injects `fault`; returns once it has cleared.
     async fn inject(&mut self, fault: Fault) -> Result<(), String> {
-        let pg_ctl = |args: &'static [&'static str]| {
-            let cluster = self.pg.cluster().clone();
-            async move {
-                tokio::task::spawn_blocking(move || match args {
-                    ["stop"] => cluster.stop(),
-                    ["start"] => cluster.start(),
-                    _ => unreachable!(),
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-            }
-        };
+        let cluster = self.pg.cluster().clone();
         match fault {
             Fault::PostgresRestartFast => {
-                pg_ctl(&["stop"]).await?;
-                pg_ctl(&["start"]).await?;
+                on_cluster(&cluster, Cluster::stop).await?;
+                on_cluster(&cluster, Cluster::start).await?;
             }
             Fault::PostgresRestartImmediate => {
-                let cluster = self.pg.cluster().clone();
-                tokio::task::spawn_blocking(move || cluster.stop_immediately())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                pg_ctl(&["start"]).await?;
+                on_cluster(&cluster, Cluster::stop_immediately).await?;
+                on_cluster(&cluster, Cluster::start).await?;
             }
             Fault::PostgresDown(down) => {
-                pg_ctl(&["stop"]).await?;
+                on_cluster(&cluster, Cluster::stop).await?;
                 tokio::time::sleep(down).await;
-                pg_ctl(&["start"]).await?;
+                on_cluster(&cluster, Cluster::start).await?;
             }
             Fault::S3Hung(hung) => {
                 self.moto.pause();
@@ -534,6 +514,18 @@ impl Platform {
             proc.kill().await;
         }
     }
+}
+
+/// Runs `operation` (`pg_ctl` under the hood, blocking) on `cluster`.
+async fn on_cluster(
+    cluster: &Cluster,
+    operation: fn(&Cluster) -> Result<(), rat_testkit::cluster::ClusterError>,
+) -> Result<(), String> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || operation(&cluster))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// The load: `CLIENTS` tasks sending requests through both api replicas (a

@@ -104,3 +104,71 @@ pub async fn wait_listening(addresses: &[&str], seconds: u64, log: &Path) {
     }
     panic!("{addresses:?} did not listen within {seconds} s:\n{}", tail(log, 40));
 }
+
+/// `rat-api` and the dev `rat-runner`, started as `cargo xtask dev` starts
+/// them (no API key, a random runner token), on `database_url` and the
+/// store `store` (a `RAT_STORE` value); both are killed when dropped.
+pub struct DevPlatform {
+    /// The public listener's `host:port`.
+    pub listen: String,
+    /// rat-api's log.
+    pub api_log: PathBuf,
+    /// rat-runner's log.
+    pub runner_log: PathBuf,
+    _api: tokio::process::Child,
+    _runner: tokio::process::Child,
+}
+
+impl DevPlatform {
+    /// Starts both, logs under `scratch`, the runner named `runner_id`, and
+    /// waits until rat-api listens.
+    pub async fn start(database_url: &str, store: &str, scratch: &Path, runner_id: &str) -> DevPlatform {
+        let (listen, internal) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let api_log = scratch.join("rat-api.log");
+        let runner_log = scratch.join("rat-runner.log");
+        let api = spawn(
+            &binary("rat-api"),
+            &[
+                ("RAT_DATABASE_URL", database_url),
+                ("RAT_DB_POOL_SIZE", "4"),
+                ("RAT_STORE", store),
+                ("RAT_LISTEN_ADDR", &listen),
+                ("RAT_INTERNAL_LISTEN_ADDR", &internal),
+                ("RAT_RUNNER_TOKEN", &token),
+                ("RUST_LOG", "warn"),
+            ],
+            &api_log,
+        );
+        wait_listening(&[&listen, &internal], 30, &api_log).await;
+        let runner = spawn(
+            &binary("rat-runner"),
+            &[
+                ("RAT_RUNNER_API_URL", &format!("http://{internal}")),
+                ("RAT_RUNNER_TOKEN", &token),
+                ("RAT_RUNNER_ID", runner_id),
+                ("RAT_RUNNER_POLL_MS", "200"),
+            ],
+            &runner_log,
+        );
+        DevPlatform {
+            listen,
+            api_log,
+            runner_log,
+            _api: api,
+            _runner: runner,
+        }
+    }
+
+    /// The tails of both logs, for a failure message.
+    pub fn logs(&self) -> String {
+        format!(
+            "rat-api:\n{}\nrat-runner:\n{}",
+            tail(&self.api_log, 30),
+            tail(&self.runner_log, 30)
+        )
+    }
+}

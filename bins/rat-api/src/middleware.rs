@@ -435,12 +435,7 @@ pub async fn fail_fast(State(state): State<AppState>, request: Request, next: Ne
     }
     tokio::select! {
         response = next.run(request) => response,
-        () = database.went_down() => unavailable_now(database.require_up().err().unwrap_or_else(|| {
-            rat_service::ServiceError::Unavailable {
-                message: "the database is unavailable, retry later".to_owned(),
-                source: None,
-            }
-        })),
+        () = database.went_down() => unavailable_now(database.unavailable()),
     }
 }
 

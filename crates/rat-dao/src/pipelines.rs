@@ -506,26 +506,51 @@ pub async fn list_deleted(
     sort: Sort<PipelineSortField>,
     page: PageRequest,
 ) -> Result<Page<DeletedPipeline>, DaoError> {
-    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
-    let layer = filter.layer.map(Layer::as_str);
-    let search = filter.search.as_deref().map(sql::contains_pattern);
-    let readable = &filter.readable_by;
-    let mut conditions = Conditions::new();
-    conditions.push_fixed("deleted_at IS NOT NULL");
-    conditions.push_opt("namespace = $?", &namespace);
-    conditions.push_opt("layer = $?", &layer);
-    conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
-    conditions.push_opt(readable_pipeline!(), readable);
+    let values = FilterValues::of(filter);
     sql::fetch_page(
         client,
         DELETED_COLUMNS,
         "pipelines",
-        &conditions,
+        &values.conditions("deleted_at IS NOT NULL"),
         order_by(sort),
         page,
         deleted_from_row,
     )
     .await
+}
+
+/// The bind values of a [`PipelineFilter`], borrowed by its conditions.
+struct FilterValues<'a> {
+    namespace: Option<&'a str>,
+    layer: Option<&'static str>,
+    search: Option<String>,
+    readable: &'a Option<Vec<String>>,
+}
+
+impl<'a> FilterValues<'a> {
+    fn of(filter: &'a PipelineFilter) -> Self {
+        FilterValues {
+            namespace: filter.namespace.as_ref().map(NamespaceName::as_str),
+            layer: filter.layer.map(Layer::as_str),
+            search: filter.search.as_deref().map(sql::contains_pattern),
+            readable: &filter.readable_by,
+        }
+    }
+
+    /// `state` (live or deleted pipelines) and the filter's conditions. The
+    /// access rule's read half is in SQL so that the page and its total count
+    /// only readable pipelines: the owner (ownership row, else the owner
+    /// column), an unowned pipeline (no owner, or a non-personal one), or a
+    /// share to a principal on the pipeline or its namespace.
+    fn conditions(&self, state: &'static str) -> Conditions<'_> {
+        let mut conditions = Conditions::new();
+        conditions.push_fixed(state);
+        conditions.push_opt("namespace = $?", &self.namespace);
+        conditions.push_opt("layer = $?", &self.layer);
+        conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &self.search);
+        conditions.push_opt(readable_pipeline!(), self.readable);
+        conditions
+    }
 }
 
 fn order_by(sort: Sort<PipelineSortField>) -> OrderBy {
@@ -569,25 +594,12 @@ pub async fn list(
     sort: Sort<PipelineSortField>,
     page: PageRequest,
 ) -> Result<Page<Pipeline>, DaoError> {
-    let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
-    let layer = filter.layer.map(Layer::as_str);
-    let search = filter.search.as_deref().map(sql::contains_pattern);
-    let readable = &filter.readable_by;
-    let mut conditions = Conditions::new();
-    conditions.push_fixed("deleted_at IS NULL");
-    conditions.push_opt("namespace = $?", &namespace);
-    conditions.push_opt("layer = $?", &layer);
-    conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &search);
-    // The access rule's read half, in SQL so that the page and its total
-    // count only readable pipelines: the owner (ownership row, else the
-    // owner column), an unowned pipeline (no owner, or a non-personal one),
-    // or a share to a principal on the pipeline or its namespace.
-    conditions.push_opt(readable_pipeline!(), readable);
+    let values = FilterValues::of(filter);
     sql::fetch_page(
         client,
         COLUMNS,
         "pipelines",
-        &conditions,
+        &values.conditions("deleted_at IS NULL"),
         order_by(sort),
         page,
         from_row,

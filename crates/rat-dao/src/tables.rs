@@ -105,10 +105,21 @@ pub async fn get(
     layer: Layer,
     name: &TableName,
 ) -> Result<TableMetadata, DaoError> {
+    get_where(client, namespace, layer, name, "").await
+}
+
+/// The row at `ns/layer/name`, with `suffix` after its condition (a lock).
+async fn get_where(
+    client: &impl GenericClient,
+    namespace: &NamespaceName,
+    layer: Layer,
+    name: &TableName,
+    suffix: &'static str,
+) -> Result<TableMetadata, DaoError> {
     let row = sql::query_one(
         client,
         "table metadata",
-        &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3"),
+        &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3{suffix}"),
         &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
     )
     .await?;
@@ -123,14 +134,7 @@ pub async fn get_for_update(
     layer: Layer,
     name: &TableName,
 ) -> Result<TableMetadata, DaoError> {
-    let row = sql::query_one(
-        client,
-        "table metadata",
-        &format!("SELECT {COLUMNS} FROM table_metadata WHERE namespace = $1 AND layer = $2 AND name = $3 FOR UPDATE"),
-        &[&namespace.as_str(), &layer.as_str(), &name.as_str()],
-    )
-    .await?;
-    from_row(&row)
+    get_where(client, namespace, layer, name, " FOR UPDATE").await
 }
 
 /// The metadata row with this id (ownership and shares refer to rows by id).

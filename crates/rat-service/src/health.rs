@@ -83,14 +83,19 @@ impl Dependency {
     pub fn require_up(&self) -> Result<(), crate::ServiceError> {
         match self.down_for() {
             None => Ok(()),
-            Some(down_for) => Err(crate::ServiceError::Unavailable {
-                message: format!(
-                    "the {} is unavailable (down for {} s), retry later",
-                    self.name,
-                    down_for.as_secs()
-                ),
-                source: None,
-            }),
+            Some(_) => Err(self.unavailable()),
+        }
+    }
+
+    /// The error of a request refused because it is down.
+    pub fn unavailable(&self) -> crate::ServiceError {
+        crate::ServiceError::Unavailable {
+            message: format!(
+                "the {} is unavailable (down for {} s), retry later",
+                self.name,
+                self.down_for().unwrap_or_default().as_secs()
+            ),
+            source: None,
         }
     }
 

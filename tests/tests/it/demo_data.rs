@@ -148,47 +148,10 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
     );
 
     // The api and the dev runner, as `cargo xtask dev` starts them.
-    let (listen, internal) = (
-        format!("127.0.0.1:{}", tests::free_port()),
-        format!("127.0.0.1:{}", tests::free_port()),
-    );
-    let token = format!("{:032x}", rand::random::<u128>());
-    let api_log = scratch.join("rat-api.log");
-    let runner_log = scratch.join("rat-runner.log");
-    let api = tests::spawn(
-        &tests::binary("rat-api"),
-        &[
-            ("RAT_DATABASE_URL", db.url()),
-            ("RAT_DB_POOL_SIZE", "4"),
-            ("RAT_STORE", &store_spec),
-            ("RAT_LISTEN_ADDR", &listen),
-            ("RAT_INTERNAL_LISTEN_ADDR", &internal),
-            ("RAT_RUNNER_TOKEN", &token),
-            ("RUST_LOG", "warn"),
-        ],
-        &api_log,
-    );
-    tests::wait_listening(&[&listen, &internal], 30, &api_log).await;
-    let internal_url = format!("http://{internal}");
-    let runner = tests::spawn(
-        &tests::binary("rat-runner"),
-        &[
-            ("RAT_RUNNER_API_URL", internal_url.as_str()),
-            ("RAT_RUNNER_TOKEN", &token),
-            ("RAT_RUNNER_ID", "demo-test-runner"),
-            ("RAT_RUNNER_POLL_MS", "200"),
-        ],
-        &runner_log,
-    );
-    let logs = || {
-        format!(
-            "rat-api:\n{}\nrat-runner:\n{}",
-            tests::tail(&api_log, 30),
-            tests::tail(&runner_log, 30)
-        )
-    };
+    let platform = tests::DevPlatform::start(db.url(), &store_spec, &scratch, "demo-test-runner").await;
+    let logs = || platform.logs();
 
-    let base = format!("http://{listen}/api/v1");
+    let base = format!("http://{}/api/v1", platform.listen);
     let http = reqwest::Client::new();
     // The run page of a seeded finished run shows its logs.
     let seeded: uuid::Uuid = client
@@ -329,7 +292,6 @@ async fn the_demo_set_has_its_files_survives_the_reaper_and_its_runs_succeed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(pending, 0, "seeded runs not run by the dev runner\n{}", logs());
-    drop(runner);
-    drop(api);
+    drop(platform);
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -28,45 +28,14 @@ async fn the_sdk_drives_the_portal_flows_against_the_real_binaries() {
     let db = TestDatabase::new().await;
     let scratch = tests::scratch_dir("sdk-flows");
     let store = format!("fs:{}", scratch.join("store").display());
-    let (listen, internal) = (
-        format!("127.0.0.1:{}", tests::free_port()),
-        format!("127.0.0.1:{}", tests::free_port()),
-    );
-    let token = format!("{:032x}", rand::random::<u128>());
-    let api_log = scratch.join("rat-api.log");
-    let runner_log = scratch.join("rat-runner.log");
     // As `cargo xtask dev` runs it: no API key (the portal sends none).
-    let api = tests::spawn(
-        &tests::binary("rat-api"),
-        &[
-            ("RAT_DATABASE_URL", db.url()),
-            ("RAT_DB_POOL_SIZE", "4"),
-            ("RAT_STORE", &store),
-            ("RAT_LISTEN_ADDR", &listen),
-            ("RAT_INTERNAL_LISTEN_ADDR", &internal),
-            ("RAT_RUNNER_TOKEN", &token),
-            ("RUST_LOG", "warn"),
-        ],
-        &api_log,
-    );
-    tests::wait_listening(&[&listen, &internal], 30, &api_log).await;
-    let internal_url = format!("http://{internal}");
-    let runner = tests::spawn(
-        &tests::binary("rat-runner"),
-        &[
-            ("RAT_RUNNER_API_URL", internal_url.as_str()),
-            ("RAT_RUNNER_TOKEN", &token),
-            ("RAT_RUNNER_ID", "sdk-flows-runner"),
-            ("RAT_RUNNER_POLL_MS", "200"),
-        ],
-        &runner_log,
-    );
+    let platform = tests::DevPlatform::start(db.url(), &store, &scratch, "sdk-flows-runner").await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/portal-flows.mjs");
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .env("RAT_SDK", sdk.join("dist/index.js"))
-        .env("RAT_API", format!("http://{listen}"))
+        .env("RAT_API", format!("http://{}", platform.listen))
         .output()
         .await
         .unwrap_or_else(|e| panic!("running node {}: {e}", script.display()));
@@ -74,10 +43,9 @@ async fn the_sdk_drives_the_portal_flows_against_the_real_binaries() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "the portal's flows through RAT's SDK failed ({}):\n{stdout}\n{stderr}\nrat-api:\n{}\nrat-runner:\n{}",
+        "the portal's flows through RAT's SDK failed ({}):\n{stdout}\n{stderr}\n{}",
         output.status,
-        tests::tail(&api_log, 30),
-        tests::tail(&runner_log, 30)
+        platform.logs()
     );
     // What was checked, for `--nocapture`.
     println!("{stdout}");
@@ -102,7 +70,6 @@ async fn the_sdk_drives_the_portal_flows_against_the_real_binaries() {
         stdout.contains("every portal flow answered as the portal expects"),
         "{stdout}"
     );
-    drop(runner);
-    drop(api);
+    drop(platform);
     let _ = std::fs::remove_dir_all(&scratch);
 }

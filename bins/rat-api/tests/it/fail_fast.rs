@@ -10,14 +10,11 @@ use std::time::{Duration, Instant};
 use rat_api::state::{ApiSettings, AppState};
 use rat_service::Services;
 use rat_service::health::ProbeSettings;
-use rat_testkit::TestDatabase;
-use rat_testkit::s3::MotoServer;
 use rat_versioning::VersionedStore;
-use rat_versioning::s3::S3Store;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{Answer, TestApp};
+use crate::common::{Answer, OwnMotoApp, TestApp};
 
 /// The store's own time limit per request: what every call would wait
 /// without failing fast (twice that, with rust-s3's retry).
@@ -26,91 +23,27 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(30);
 /// settings below: about half a second).
 const FAST: Duration = Duration::from_secs(10);
 
-struct App {
-    db: TestDatabase,
-    base: String,
-    http: reqwest::Client,
-    moto: MotoServer,
-    server: tokio::task::JoinHandle<()>,
-    _stop: tokio::sync::watch::Sender<bool>,
+/// The app on its own moto, with a fast prober.
+async fn start() -> OwnMotoApp {
+    let probe = ProbeSettings {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
+    };
+    OwnMotoApp::start(STORE_TIMEOUT, Some(probe)).await
 }
 
-impl App {
-    async fn start() -> App {
-        let db = TestDatabase::new().await;
-        let moto = tokio::task::spawn_blocking(MotoServer::start).await.unwrap();
-        let mut config = moto.new_bucket_config();
-        config.request_timeout = STORE_TIMEOUT;
-        let store = S3Store::connect(config).await.unwrap();
-        let probe = ProbeSettings {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(300),
-        };
-        let services =
-            Services::with_probe_settings(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>, probe);
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        tokio::spawn(rat_service::health::watch(
-            services.clone(),
-            db.database(),
-            probe,
-            stopping,
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = AppState::new(
-            services,
-            ApiSettings::new(format!("http://{addr}")),
-            rat_api::metrics_handle(),
-            rat_api::live::LiveLogs::new(db.url()),
-        );
-        let router = rat_api::app::router(state);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
-        });
-        App {
-            db,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            moto,
-            server,
-            _stop: stop,
-        }
-    }
-
-    /// The answer, and how long it took.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (Answer, Duration) {
-        let started = Instant::now();
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer = TestApp::answer(request.send().await.unwrap()).await;
-        (answer, started.elapsed())
-    }
-
-    async fn write(&self, content: &str) -> (Answer, Duration) {
-        self.call(
-            Method::PUT,
-            "/api/v1/files/default/pipelines/silver/orders/pipeline.sql",
-            Some(json!({ "content": content })),
-        )
-        .await
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        // A paused moto would keep its watchdog waiting; let it die normally.
-        self.moto.resume();
-        self.server.abort();
-    }
+async fn write(app: &OwnMotoApp, content: &str) -> (Answer, Duration) {
+    app.call(
+        Method::PUT,
+        "/api/v1/files/default/pipelines/silver/orders/pipeline.sql",
+        Some(json!({ "content": content })),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed() {
-    let app = App::start().await;
+    let app = start().await;
     let (created, _) = app
         .call(
             Method::POST,
@@ -119,17 +52,17 @@ async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
-    let (written, _) = app.write("SELECT 1").await;
+    let (written, _) = write(&app, "SELECT 1").await;
     assert_eq!(written.status, 200, "{}", written.text);
 
     app.moto.pause();
     // The first write finds out: abandoned once the probe marks the store down.
-    let (first, took) = app.write("SELECT 2").await;
+    let (first, took) = write(&app, "SELECT 2").await;
     first.assert_error(503, "UNAVAILABLE");
     assert!(took < FAST, "the first write waited {took:?}");
     // Later ones are refused at once, saying the store is down.
     for _ in 0..3 {
-        let (again, took) = app.write("SELECT 3").await;
+        let (again, took) = write(&app, "SELECT 3").await;
         let message = again.assert_error(503, "UNAVAILABLE");
         assert!(message.contains("file store"), "{message}");
         assert!(took < FAST, "a write waited {took:?}");
@@ -182,7 +115,7 @@ async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed
         assert!(Instant::now() < deadline, "the store never came back: {}", ready.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (written, _) = app.write("SELECT 4").await;
+    let (written, _) = write(&app, "SELECT 4").await;
     assert_eq!(written.status, 200, "{}", written.text);
     let (read, _) = app
         .call(

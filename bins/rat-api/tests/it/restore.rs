@@ -32,13 +32,11 @@ async fn content(app: &TestApp, path: &str) -> Option<String> {
     }
 }
 
-async fn enabled_schedules(app: &TestApp, pipeline: Uuid) -> Vec<(Uuid, bool, bool)> {
+/// `(id, enabled, has a next time)` of each row `sql` selects for `pipeline`.
+async fn switches(app: &TestApp, sql: &str, pipeline: Uuid) -> Vec<(Uuid, bool, bool)> {
     let client = app.db.client().await;
     client
-        .query(
-            "SELECT id, enabled, next_run_at IS NOT NULL FROM schedules WHERE pipeline_id = $1 ORDER BY id",
-            &[&pipeline],
-        )
+        .query(sql, &[&pipeline])
         .await
         .unwrap()
         .iter()
@@ -46,18 +44,14 @@ async fn enabled_schedules(app: &TestApp, pipeline: Uuid) -> Vec<(Uuid, bool, bo
         .collect()
 }
 
+async fn enabled_schedules(app: &TestApp, pipeline: Uuid) -> Vec<(Uuid, bool, bool)> {
+    let sql = "SELECT id, enabled, next_run_at IS NOT NULL FROM schedules WHERE pipeline_id = $1 ORDER BY id";
+    switches(app, sql, pipeline).await
+}
+
 async fn triggers_state(app: &TestApp, pipeline: Uuid) -> Vec<(Uuid, bool, bool)> {
-    let client = app.db.client().await;
-    client
-        .query(
-            "SELECT id, enabled, next_fire_at IS NOT NULL FROM pipeline_triggers WHERE pipeline_id = $1 ORDER BY id",
-            &[&pipeline],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+    let sql = "SELECT id, enabled, next_fire_at IS NOT NULL FROM pipeline_triggers WHERE pipeline_id = $1 ORDER BY id";
+    switches(app, sql, pipeline).await
 }
 
 /// The deleted pipeline is listed and read with who deleted it and when it

@@ -3,18 +3,11 @@
 //! down), rollback's honest `draft_dirty`, and the feature flag.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{Answer, TestApp};
-use rat_api::state::{ApiSettings, AppState};
+use crate::common::{Answer, OwnMotoApp, TestApp};
 use rat_domain::FeatureFlags;
-use rat_service::Services;
-use rat_testkit::TestDatabase;
-use rat_testkit::s3::MotoServer;
-use rat_versioning::VersionedStore;
-use rat_versioning::s3::S3Store;
 use serde_json::{Value, json};
 
 const PIPELINE: &str = "/api/v1/pipelines/default/silver/orders";
@@ -142,68 +135,10 @@ async fn publish_errors() {
     assert_eq!(app.get(&format!("{PIPELINE}/versions")).await.json["total"], 0);
 }
 
-/// An api whose store is a moto server of its own, so the test can kill it.
-struct AppOnOwnMoto {
-    db: TestDatabase,
-    base: String,
-    http: reqwest::Client,
-    moto: MotoServer,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl AppOnOwnMoto {
-    async fn start() -> AppOnOwnMoto {
-        let db = TestDatabase::new().await;
-        let moto = tokio::task::spawn_blocking(MotoServer::start).await.unwrap();
-        let mut config = moto.new_bucket_config();
-        // A dead server must fail the call quickly.
-        config.request_timeout = Duration::from_secs(2);
-        let store = S3Store::connect(config).await.unwrap();
-        let services = Services::new(db.pool().clone(), Arc::new(store) as Arc<dyn VersionedStore>);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = AppState::new(
-            services,
-            ApiSettings::new(format!("http://{addr}")),
-            rat_api::metrics_handle(),
-            rat_api::live::LiveLogs::new(db.url()),
-        );
-        let router = rat_api::app::router(state);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
-        });
-        AppOnOwnMoto {
-            db,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            moto,
-            server,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        TestApp::answer(response).await
-    }
-}
-
-impl Drop for AppOnOwnMoto {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_with_the_store_down_is_503_and_records_nothing() {
-    let app = AppOnOwnMoto::start().await;
+    // A dead server must fail the call quickly.
+    let app = OwnMotoApp::start(Duration::from_secs(2), None).await;
     let created = app
         .post(
             "/api/v1/pipelines",

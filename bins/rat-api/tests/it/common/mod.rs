@@ -424,3 +424,95 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// An api whose store is a moto server of its own, so a test can kill,
+/// pause or resume it (the shared moto of [`TestApp`] must never be).
+pub struct OwnMotoApp {
+    /// The database (dropped with the app).
+    pub db: TestDatabase,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client without default headers.
+    pub http: reqwest::Client,
+    /// The app's own moto.
+    pub moto: rat_testkit::s3::MotoServer,
+    server: tokio::task::JoinHandle<()>,
+    /// Stops the prober when the app is dropped.
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl OwnMotoApp {
+    /// Serves the api on a fresh database and a bucket of its own moto, the
+    /// store's requests limited to `request_timeout`; with `probe`, the
+    /// dependency prober runs too (`rat_service::health`).
+    pub async fn start(
+        request_timeout: std::time::Duration,
+        probe: Option<rat_service::health::ProbeSettings>,
+    ) -> OwnMotoApp {
+        let db = TestDatabase::new().await;
+        let moto = tokio::task::spawn_blocking(rat_testkit::s3::MotoServer::start)
+            .await
+            .unwrap();
+        let mut config = moto.new_bucket_config();
+        config.request_timeout = request_timeout;
+        let store = Arc::new(rat_versioning::s3::S3Store::connect(config).await.unwrap()) as Arc<dyn VersionedStore>;
+        let services = Services::with_probe_settings(db.pool().clone(), store, probe.unwrap_or_default());
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        if let Some(probe) = probe {
+            tokio::spawn(rat_service::health::watch(
+                services.clone(),
+                db.database(),
+                probe,
+                stopping,
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(
+            services,
+            ApiSettings::new(format!("http://{addr}")),
+            rat_api::metrics_handle(),
+            rat_api::live::LiveLogs::new(db.url()),
+        );
+        let router = rat_api::app::router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        OwnMotoApp {
+            db,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            moto,
+            server,
+            _stop: stop,
+        }
+    }
+
+    /// The answer to `method path` with an optional JSON body, and how long
+    /// it took.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (Answer, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = TestApp::answer(request.send().await.unwrap()).await;
+        (answer, started.elapsed())
+    }
+
+    /// POSTs `body`.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await.0
+    }
+}
+
+impl Drop for OwnMotoApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
