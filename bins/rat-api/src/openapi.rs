@@ -340,12 +340,18 @@ const LINKS: &[(&str, &str, &[LinkRule])] = &[
         &[
             ("namespaces_update", &[("name", "$response.body#/name")]),
             ("namespaces_delete", &[("name", "$response.body#/name")]),
+            // Creates inside the new namespace: their bodies name it (see
+            // LINK_BODIES).
+            ("pipelines_create", &[]),
+            ("landing_zones_create_zone", &[]),
         ],
     ),
     (
         "pipelines_create",
         "201",
         &[
+            ("schedules_create", &[]),
+            ("runs_create", &[]),
             ("pipelines_get", PIPELINE_FROM_BODY),
             ("pipelines_update", PIPELINE_FROM_BODY),
             ("pipelines_delete", PIPELINE_FROM_BODY),
@@ -455,6 +461,37 @@ const LINKS: &[(&str, &str, &[LinkRule])] = &[
     ("sharing_create_share", "201", &[("sharing_delete_share", ID_FROM_BODY)]),
 ];
 
+/// A body field a link sets: its name and runtime expression.
+type BodyField = (&'static str, &'static str);
+
+/// The request bodies of links whose target takes the created resource in
+/// its body rather than its path: (source, target, fields). Each field's
+/// value is a runtime expression; a stateful tester merges the fields into
+/// the body it generates, so a pipeline is created in a namespace that
+/// exists, a schedule and a run on a pipeline that exists.
+const LINK_BODIES: &[(&str, &str, &[BodyField])] = &[
+    (
+        "namespaces_create",
+        "pipelines_create",
+        &[("namespace", "$response.body#/name")],
+    ),
+    (
+        "namespaces_create",
+        "landing_zones_create_zone",
+        &[("namespace", "$response.body#/name")],
+    ),
+    ("pipelines_create", "schedules_create", PIPELINE_IN_BODY),
+    ("pipelines_create", "runs_create", PIPELINE_IN_BODY),
+];
+
+/// The pipeline a create answer names, as the body fields of a schedule or
+/// a run.
+const PIPELINE_IN_BODY: &[BodyField] = &[
+    ("namespace", "$response.body#/namespace"),
+    ("layer", "$response.body#/layer"),
+    ("pipeline", "$response.body#/name"),
+];
+
 /// A trigger a create answer names, on the pipeline of the request's path.
 const TRIGGER_FROM_BODY: &[(&str, &str)] = &[
     ("namespace", "$request.path.namespace"),
@@ -490,6 +527,16 @@ fn add_links(document: &mut OpenApi) {
                     for (name, expression) in *parameters {
                         link = link.parameter(*name, *expression);
                     }
+                    let body = LINK_BODIES
+                        .iter()
+                        .find(|(from, to, _)| from == source && to == target)
+                        .map(|(_, _, fields)| {
+                            fields
+                                .iter()
+                                .map(|(field, expression)| ((*field).to_owned(), serde_json::Value::from(*expression)))
+                                .collect::<serde_json::Map<_, _>>()
+                        });
+                    link = link.request_body(body);
                     response.links.insert((*target).to_owned(), RefOr::T(link.build()));
                 }
             }

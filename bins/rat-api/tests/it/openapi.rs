@@ -236,8 +236,18 @@ async fn links_name_real_operations_and_their_parameters() {
                     .as_array()
                     .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect())
                     .unwrap_or_default();
+                // The JSON body's properties, which a link's requestBody may set.
+                let mut body = &operation["requestBody"]["content"]["application/json"]["schema"];
+                if let Some(reference) = body["$ref"].as_str() {
+                    let name = reference.rsplit('/').next().unwrap();
+                    body = &document["components"]["schemas"][name];
+                }
+                let fields: Vec<String> = body["properties"]
+                    .as_object()
+                    .map(|ps| ps.keys().cloned().collect())
+                    .unwrap_or_default();
                 assert!(
-                    operations.insert(id.to_owned(), parameters).is_none(),
+                    operations.insert(id.to_owned(), (parameters, fields)).is_none(),
                     "operationId {id} twice"
                 );
             }
@@ -247,12 +257,20 @@ async fn links_name_real_operations_and_their_parameters() {
                 for response in operation["responses"].as_object().unwrap().values() {
                     for (name, link) in response["links"].as_object().into_iter().flatten() {
                         let target = link["operationId"].as_str().unwrap();
-                        let parameters = operations
+                        let (parameters, fields) = operations
                             .get(target)
                             .unwrap_or_else(|| panic!("link {name} names no operation {target}"));
-                        for parameter in link["parameters"].as_object().unwrap().keys() {
+                        for parameter in link["parameters"].as_object().into_iter().flatten().map(|(k, _)| k) {
                             assert!(parameters.contains(parameter), "{target} has no parameter {parameter}");
                         }
+                        for field in link["requestBody"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                            assert!(fields.contains(field), "{target}'s body has no field {field}");
+                        }
+                        assert!(
+                            link["parameters"].as_object().is_some_and(|p| !p.is_empty())
+                                || link["requestBody"].as_object().is_some_and(|b| !b.is_empty()),
+                            "link {name} passes nothing to {target}"
+                        );
                         linked += 1;
                     }
                 }

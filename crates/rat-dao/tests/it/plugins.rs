@@ -31,6 +31,30 @@ async fn register_round_trips_every_column() {
     assert_eq!(plugins::get(&client, &name("auth-oidc")).await.unwrap(), registered);
 }
 
+/// jsonb keeps numbers as `numeric` and prints them in full (no exponent):
+/// the largest finite double comes back as 309 digits, which a best-effort
+/// float parser rounds past the largest double ("number out of range").
+/// Every double the api accepts must read back as itself.
+#[tokio::test]
+async fn config_numbers_read_back_exactly_at_the_ends_of_the_double_range() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let config = json!({
+        "max": f64::MAX,
+        "min": f64::MIN,
+        "tiny": f64::MIN_POSITIVE,
+        "subnormal": 5e-324,
+        "nested": [{"x": 1.7976931348623157e308, "y": -2.2250738585072014e-308, "z": 0.1}],
+        "big": -3660890193_i64,
+        "u": u64::MAX,
+    });
+    let registered = plugins::register(&client, &name("numbers"), "slot", "img", &config)
+        .await
+        .unwrap();
+    assert_eq!(registered.config, config);
+    assert_eq!(plugins::get(&client, &name("numbers")).await.unwrap().config, config);
+}
+
 #[tokio::test]
 async fn register_again_updates_but_keeps_health() {
     let db = TestDatabase::new().await;
