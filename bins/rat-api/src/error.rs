@@ -10,7 +10,6 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rat_service::ServiceError;
-use serde::Serialize;
 
 /// A failed request: status, machine code and a message for the client.
 #[derive(Debug)]
@@ -23,24 +22,7 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// The wire shape of the envelope.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorEnvelope {
-    /// The error.
-    pub error: ErrorBody,
-}
-
-/// The error inside the envelope.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code (`INVALID_ARGUMENT`, `NOT_FOUND`, `ALREADY_EXISTS`, ...).
-    pub code: String,
-    /// Class derived from the status (`VALIDATION`, `NOT_FOUND`, `CONFLICT`, ...).
-    #[serde(rename = "type")]
-    pub error_type: String,
-    /// Human-readable message.
-    pub message: String,
-}
+pub use rat_wire::error::{ErrorBody, ErrorEnvelope};
 
 /// The `type` of the envelope for a status (contract §1).
 pub fn error_type(status: StatusCode) -> &'static str {

@@ -1,10 +1,12 @@
 //! `rat-runner`: a minimal runner speaking the runner protocol of `rat-api`'s
-//! internal listener. It claims pending runs, fetches every pinned file at its
-//! exact version, checks each answer is that version, logs a few lines, and
-//! reports success (failure when a file cannot be fetched or is not the
-//! pinned version). It executes nothing: it exists so the platform can be
-//! exercised end to end on one machine (`cargo xtask dev` starts one). A real
-//! runner (DuckDB, Python) speaks the same protocol.
+//! internal listener, through `rat-client`. It claims pending runs, fetches
+//! every pinned file at its exact version, checks each answer is that
+//! version, logs a few lines, and reports success (failure when a file
+//! cannot be fetched or is not the pinned version). It executes nothing: it
+//! exists so the platform can be exercised end to end on one machine
+//! (`cargo xtask dev` starts one). A real runner (DuckDB, Python) speaks the
+//! same protocol; `examples/src/bin/runner.rs` is the same loop at its
+//! smallest.
 //!
 //! Variables (each also a flag):
 //! - `RAT_RUNNER_API_URL`: base URL of the api's internal listener (default `http://127.0.0.1:8090`)
@@ -16,11 +18,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use rat_client::RunnerClient;
+use rat_wire::runner::{ClaimBody, ClaimedRunDto, CompleteBody, HeartbeatBody, LogEntryBody, LogsBody};
 
 /// A minimal runner: claims runs and checks their pinned files.
 #[derive(Debug, Parser)]
@@ -54,132 +55,54 @@ struct Cli {
     exit_after: u64,
 }
 
-#[derive(Debug, Deserialize)]
-struct Claimed {
-    runs: Vec<ClaimedRun>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClaimedRun {
-    run_id: String,
-    namespace: String,
-    layer: String,
-    pipeline: String,
-    #[serde(rename = "type")]
-    pipeline_type: String,
-    trigger: String,
-    version_number: i64,
-    files: Vec<PinnedFile>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PinnedFile {
-    key: String,
-    version_id: String,
-    url: String,
-}
-
 struct Runner {
-    http: reqwest::Client,
-    base: String,
-    token: SecretString,
+    client: RunnerClient,
     runner_id: String,
     lease_secs: u32,
 }
 
 impl Runner {
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.base.trim_end_matches('/'))
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<reqwest::Response> {
-        let response = self
-            .http
-            .post(self.endpoint(path))
-            .bearer_auth(self.token.expose_secret())
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        Ok(response)
-    }
-
-    async fn claim(&self, max_runs: u32) -> anyhow::Result<Vec<ClaimedRun>> {
-        let response = self
-            .post(
-                "/internal/v1/runs/claim",
+    async fn claim(&self, max_runs: u32) -> anyhow::Result<Vec<ClaimedRunDto>> {
+        let answer = self
+            .client
+            .claim(&ClaimBody {
+                runner_id: self.runner_id.clone(),
+                max_runs: Some(i64::from(max_runs)),
+                lease_seconds: Some(i64::from(self.lease_secs)),
                 // This runner executes SQL itself and loads no plugins: it reports an
                 // empty list, which `GET /api/v1/runner/plugins` shows as none.
-                json!({"runner_id": self.runner_id, "max_runs": max_runs, "lease_seconds": self.lease_secs, "plugins": []}),
-            )
-            .await?;
-        if !response.status().is_success() {
-            bail!(
-                "claim answered {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        Ok(response
-            .json::<Claimed>()
+                plugins: Some(Vec::new()),
+            })
             .await
-            .context("reading the claim answer")?
-            .runs)
+            .context("claim")?;
+        Ok(answer.runs)
     }
 
-    async fn log(&self, run_id: &str, level: &str, message: String) -> anyhow::Result<()> {
+    async fn log(&self, run: &ClaimedRunDto, level: &str, message: String) -> anyhow::Result<()> {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let response = self
-            .post(
-                &format!("/internal/v1/runs/{run_id}/logs"),
-                json!({"runner_id": self.runner_id, "entries": [{"timestamp": now, "level": level, "message": message}]}),
+        self.client
+            .append_logs(
+                run.run_id,
+                &LogsBody {
+                    runner_id: self.runner_id.clone(),
+                    entries: vec![LogEntryBody {
+                        timestamp: now,
+                        level: level.to_owned(),
+                        message,
+                    }],
+                },
             )
-            .await?;
-        if !response.status().is_success() {
-            bail!("log append answered {}", response.status());
-        }
+            .await
+            .context("log append")?;
         Ok(())
     }
 
-    /// Fetches one pinned file and checks the answer is that exact version.
-    async fn fetch(&self, file: &PinnedFile) -> anyhow::Result<usize> {
-        let mut request = self.http.get(&file.url);
-        // Only the api's own file route takes the runner token; a presigned
-        // S3 URL must not receive it.
-        if file.url.starts_with(&self.base) {
-            request = request.bearer_auth(self.token.expose_secret());
-        }
-        let response = request.send().await.with_context(|| format!("fetching {}", file.key))?;
-        if !response.status().is_success() {
-            bail!("fetching {} answered {}", file.key, response.status());
-        }
-        let served = response
-            .headers()
-            .get("x-amz-version-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if let Some(served) = &served
-            && served != &file.version_id
-        {
-            bail!(
-                "{} was served at version {served}, not the pinned {}",
-                file.key,
-                file.version_id
-            );
-        }
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("reading {}", file.key))?;
-        Ok(body.len())
-    }
-
-    async fn execute(&self, run: &ClaimedRun) -> anyhow::Result<()> {
+    async fn execute(&self, run: &ClaimedRunDto) -> anyhow::Result<()> {
         let started = Instant::now();
         self.log(
-            &run.run_id,
+            run,
             "info",
             format!(
                 "rat-runner {} claimed {}/{}/{} ({}), version {}, trigger {}",
@@ -196,26 +119,27 @@ impl Runner {
         let mut failure = None;
         let mut bytes = 0;
         for file in &run.files {
-            match self.fetch(file).await {
-                Ok(size) => bytes += size,
+            // The client checks the version served is the pinned one.
+            match self.client.fetch_file(file).await {
+                Ok(fetched) => bytes += fetched.body.len(),
                 Err(e) => {
-                    failure = Some(format!("{e:#}"));
+                    failure = Some(format!("fetching {}: {e}", file.key));
                     break;
                 }
             }
         }
-        let heartbeat = self
-            .post(
-                &format!("/internal/v1/runs/{}/heartbeat", run.run_id),
-                json!({"runner_id": self.runner_id, "plugins": []}),
+        let stop = self
+            .client
+            .heartbeat(
+                run.run_id,
+                &HeartbeatBody {
+                    runner_id: self.runner_id.clone(),
+                    lease_seconds: None,
+                    plugins: Some(Vec::new()),
+                },
             )
-            .await?;
-        let stop = heartbeat.status().is_success()
-            && heartbeat
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .is_some_and(|b| b["stop"] == true);
+            .await
+            .is_ok_and(|answer| answer.stop);
         let (status, error) = match (&failure, stop) {
             (_, true) => ("cancelled", None),
             (Some(e), false) => ("failed", Some(e.clone())),
@@ -223,7 +147,7 @@ impl Runner {
         };
         if status == "success" {
             self.log(
-                &run.run_id,
+                run,
                 "info",
                 format!(
                     "fetched {} pinned file(s), {bytes} bytes, every one at its pinned version",
@@ -233,19 +157,21 @@ impl Runner {
             .await?;
         }
         let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i64;
-        let complete = self
-            .post(
-                &format!("/internal/v1/runs/{}/complete", run.run_id),
-                json!({"runner_id": self.runner_id, "status": status, "error": error, "duration_ms": duration_ms, "rows_written": 0}),
+        self.client
+            .complete(
+                run.run_id,
+                &CompleteBody {
+                    runner_id: self.runner_id.clone(),
+                    status: status.to_owned(),
+                    error,
+                    duration_ms: Some(duration_ms),
+                    rows_written: Some(0),
+                    phase_profiles: None,
+                    quality_results: Vec::new(),
+                },
             )
-            .await?;
-        if !complete.status().is_success() {
-            bail!(
-                "complete answered {}: {}",
-                complete.status(),
-                complete.text().await.unwrap_or_default()
-            );
-        }
+            .await
+            .context("complete")?;
         tracing::info!(run = %run.run_id, status, files = run.files.len(), duration_ms, "run reported");
         Ok(())
     }
@@ -262,17 +188,17 @@ async fn main() -> anyhow::Result<()> {
     let _log_writer = cli.log.init();
     let token = rat_cli::secret("RAT_RUNNER_TOKEN", cli.token.as_deref(), cli.token_file.as_ref())?
         .context("RAT_RUNNER_TOKEN (or RAT_RUNNER_TOKEN_FILE) is required")?;
+    let client = rat_client::Builder::new(&cli.api_url)
+        .token(token)
+        .timeout(Duration::from_secs(30))
+        .runner()
+        .context("building the runner client")?;
     let runner = Runner {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?,
-        base: cli.api_url.clone(),
-        token,
+        client,
         runner_id: cli.runner_id.clone().unwrap_or_else(default_runner_id),
         lease_secs: cli.lease_secs,
     };
-    tracing::info!(runner = %runner.runner_id, api = %runner.base, "rat-runner started");
+    tracing::info!(runner = %runner.runner_id, api = %runner.client.base_url(), "rat-runner started");
     let shutdown = rat_cli::shutdown_signal();
     tokio::pin!(shutdown);
     let mut done: u64 = 0;

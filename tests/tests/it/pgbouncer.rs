@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use rat_testkit::TestDatabase;
 use rat_testkit::pgbouncer::{PgBouncer, PgBouncerOptions, admin_show};
+use rat_wire::runner::{ClaimBody, CompleteBody, LogEntryBody, LogsBody};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -253,18 +254,12 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// `method path` on the runner listener.
-async fn runner_call(http: &reqwest::Client, api: &Api, path: &str, body: Value) -> (u16, Value) {
-    let answer = http
-        .post(format!("{}{path}", api.internal))
-        .bearer_auth("pgbouncer-runner-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let status = answer.status().as_u16();
-    let text = answer.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+/// A typed client of the api's runner listener, with its token.
+fn runner_client(api: &Api) -> rat_client::RunnerClient {
+    rat_client::Builder::new(&api.internal)
+        .token("pgbouncer-runner-token".to_owned().into())
+        .runner()
+        .expect("runner client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,44 +430,56 @@ async fn the_live_log_stream_delivers_through_pgbouncer() {
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
 
-    // A runner claims the run and logs, through the api (and PgBouncer).
-    let (status, claimed) = runner_call(
-        &http,
-        &api,
-        "/internal/v1/runs/claim",
-        json!({"runner_id": "pgb-runner", "max_runs": 1}),
-    )
-    .await;
-    assert_eq!(status, 200, "{claimed}");
-    assert_eq!(claimed["runs"][0]["run_id"], run.as_str(), "{claimed}");
+    // A runner claims the run and logs, through the api (and PgBouncer),
+    // with the typed client.
+    let runner = runner_client(&api);
+    let claimed = runner
+        .claim(&ClaimBody {
+            runner_id: "pgb-runner".to_owned(),
+            max_runs: Some(1),
+            lease_seconds: None,
+            plugins: None,
+        })
+        .await
+        .expect("claimed");
+    assert_eq!(claimed.runs.len(), 1, "{claimed:?}");
+    assert_eq!(claimed.runs[0].run_id.to_string(), run, "{claimed:?}");
+    let run_id = claimed.runs[0].run_id;
     let mut text = String::new();
     for n in 0..3 {
         let message = format!("live entry {n} through pgbouncer");
-        let (status, answer) = runner_call(
-            &http,
-            &api,
-            &format!("/internal/v1/runs/{run}/logs"),
-            json!({"runner_id": "pgb-runner", "entries": [{
-                "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap(),
-                "level": "info",
-                "message": message,
-            }]}),
-        )
-        .await;
-        assert!(
-            (200..300).contains(&status),
-            "appending logs answered {status}: {answer}"
-        );
+        runner
+            .append_logs(
+                run_id,
+                &LogsBody {
+                    runner_id: "pgb-runner".to_owned(),
+                    entries: vec![LogEntryBody {
+                        timestamp: OffsetDateTime::now_utc().format(&Rfc3339).unwrap(),
+                        level: "info".to_owned(),
+                        message: message.clone(),
+                    }],
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("appending logs: {e}"));
         read_until(&mut stream, &mut text, &message).await;
     }
-    let (status, answer) = runner_call(
-        &http,
-        &api,
-        &format!("/internal/v1/runs/{run}/complete"),
-        json!({"runner_id": "pgb-runner", "status": "success", "quality_results": []}),
-    )
-    .await;
-    assert!((200..300).contains(&status), "complete answered {status}: {answer}");
+    let done = runner
+        .complete(
+            run_id,
+            &CompleteBody {
+                runner_id: "pgb-runner".to_owned(),
+                status: "success".to_owned(),
+                error: None,
+                duration_ms: None,
+                rows_written: None,
+                phase_profiles: None,
+                quality_results: Vec::new(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("complete: {e}"));
+    assert_eq!(done.status, "success");
     read_until(&mut stream, &mut text, "event: status").await;
     assert!(text.contains("\"success\""), "{text}");
     assert!(

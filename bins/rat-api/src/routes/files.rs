@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_domain::PipelineRef;
 use rat_versioning::ObjectKey;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -26,6 +25,7 @@ use crate::middleware::AuditObject;
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
 use rat_service::files::TextFile;
+use rat_wire::files::{FileContent, FileEntry, FileList, FileQuery, ReadQuery, WriteFile, WrittenFile};
 
 /// The routes of this module. The upload route alone accepts bodies up to
 /// `max_upload` (32 MiB by default); the others keep the JSON limit.
@@ -112,45 +112,6 @@ pub fn file_type(key: &ObjectKey) -> &'static str {
     }
 }
 
-/// Query of `GET /files`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FileQuery {
-    /// Required directory to list (`default/pipelines/silver/orders/`); a
-    /// `/` is appended when missing.
-    pub prefix: Option<String>,
-    /// Comma-separated directory paths, relative to the prefix, to leave out
-    /// (`landing,data`): a file is left out when its path below the prefix
-    /// goes through one of them as whole segments, at any depth.
-    pub exclude: Option<String>,
-}
-
-/// A file at HEAD.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileEntry {
-    /// Full key.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// When the HEAD version was written.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub modified: OffsetDateTime,
-    /// `pipeline-sql`, `pipeline-py`, `config`, `test`, `hook`, `meta`, `doc` or `""`.
-    #[serde(rename = "type")]
-    pub file_type: &'static str,
-}
-
-/// The files under a prefix.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileList {
-    /// In key order, at most 10,000.
-    pub files: Vec<FileEntry>,
-    /// Present (and true) only when the listing stopped at its limit.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    #[schema(required = false)]
-    pub truncated: bool,
-}
-
 /// Most `exclude` entries one request may give.
 const MAX_EXCLUDES: usize = 64;
 
@@ -204,7 +165,7 @@ pub async fn list(
             .files
             .into_iter()
             .map(|head| FileEntry {
-                file_type: file_type(&head.key),
+                file_type: file_type(&head.key).to_owned(),
                 path: head.key.as_str().to_owned(),
                 size: head.size,
                 modified: head.last_modified,
@@ -212,29 +173,6 @@ pub async fn list(
             .collect(),
         truncated: listing.truncated,
     }))
-}
-
-/// A file's content at HEAD.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileContent {
-    /// Full key.
-    pub path: String,
-    /// The content, as UTF-8 text.
-    pub content: String,
-    /// Size in bytes.
-    pub size: usize,
-    /// When the HEAD version was written.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub modified: OffsetDateTime,
-}
-
-/// Query of `GET /files/{path}`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReadQuery {
-    /// `true`: the file's bytes as they are (`application/octet-stream`,
-    /// any size), instead of the JSON answer for the editor.
-    pub download: Option<String>,
 }
 
 /// Reads a file at HEAD, as text for the editor, or as bytes with
@@ -330,25 +268,6 @@ async fn download_file(state: &AppState, identity: &Identity, key: &ObjectKey) -
     Ok(response)
 }
 
-/// Body of `PUT /files/{path}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WriteFile {
-    /// The new content (UTF-8 text).
-    pub content: String,
-}
-
-/// Answer of `PUT /files/{path}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WrittenFile {
-    /// Full key.
-    pub path: String,
-    /// Always `written`.
-    pub status: &'static str,
-    /// The version just written.
-    pub version_id: String,
-}
-
 /// Writes a new version of a file; inside a pipeline, its draft turns dirty.
 /// With `If-Match` (the file's `ETag`, its S3 version id), only while the
 /// file is at that version: 412 otherwise, and nothing is written.
@@ -378,7 +297,7 @@ pub async fn write(
         Extension(audit_note("file.write", written.pipeline_id.into())),
         Json(WrittenFile {
             path: written.key.as_str().to_owned(),
-            status: "written",
+            status: "written".to_owned(),
             version_id: written.version_id.as_str().to_owned(),
         }),
     ))

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+pub use rat_wire::plugins::PluginDto;
 
 /// What this installation offers.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,27 +77,6 @@ pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>
         pipeline_triggers: flags.pipeline_triggers,
         pipeline_versions: flags.pipeline_versions,
     }))
-}
-
-/// A registered plugin.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PluginDto {
-    /// Unique name.
-    pub name: String,
-    /// The slot it fills.
-    pub slot: String,
-    /// Container image.
-    pub image: String,
-    /// `healthy`, `degraded`, `down` or `unknown`.
-    pub status: String,
-    /// Plugin configuration.
-    pub config: serde_json::Value,
-    /// Last health check.
-    #[serde(with = "crate::routes::rfc3339::option")]
-    pub last_health: Option<OffsetDateTime>,
-    /// Registration time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
 }
 
 /// Filters of `GET /plugins`.

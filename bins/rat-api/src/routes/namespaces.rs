@@ -4,53 +4,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_domain::{Namespace, NamespaceName};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use rat_domain::NamespaceName;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
-
-/// A namespace.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NamespaceDto {
-    /// Primary key (the `object_id` to share it by).
-    pub id: Uuid,
-    /// Unique slug.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Creator.
-    pub created_by: Option<String>,
-    /// Creation time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-impl From<Namespace> for NamespaceDto {
-    fn from(n: Namespace) -> Self {
-        NamespaceDto {
-            id: n.id,
-            name: n.name.into_string(),
-            description: n.description,
-            created_by: n.created_by,
-            created_at: n.created_at,
-        }
-    }
-}
-
-/// A page of namespaces.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NamespaceList {
-    /// The page, oldest first.
-    pub namespaces: Vec<NamespaceDto>,
-    /// Count of all namespaces.
-    pub total: i64,
-}
+use rat_wire::namespaces::{CreateNamespace, CreatedNamespace, NamespaceDto, NamespaceList, UpdateNamespace};
 
 /// Namespaces, oldest first.
 #[utoipa::path(get, path = "/namespaces", tag = "namespaces", params(PageParams), responses(
@@ -65,26 +25,6 @@ pub async fn list(
         namespaces: page.items.into_iter().map(NamespaceDto::from).collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /namespaces`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateNamespace {
-    /// `^[a-z][a-z0-9_-]*$`, at most 63 characters.
-    pub name: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// Answer of `POST /namespaces`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedNamespace {
-    /// Primary key (the `object_id` to share it by).
-    pub id: Uuid,
-    /// The new namespace's name.
-    pub name: String,
 }
 
 /// Creates a namespace.
@@ -111,15 +51,6 @@ pub async fn create(
             name: created.name.into_string(),
         }),
     ))
-}
-
-/// Body of `PUT /namespaces/{name}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateNamespace {
-    /// The new description.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// Replaces a namespace's description.

@@ -12,21 +12,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rat_domain::{Layer, NamespaceName, PipelineName, Run, RunSortField, RunStatus, Sort, trigger_label};
+use rat_domain::{Layer, NamespaceName, PipelineName, RunSortField, RunStatus, Sort, trigger_label};
 use rat_service::runs::RunFilter;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+pub use rat_wire::runs::{CreateRun, LogEntry, RunDto, RunList, RunLogs, RunQuery, RunStatusAnswer};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,90 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get))
         .routes(routes!(cancel))
         .routes(routes!(logs))
-}
-
-/// A run.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunDto {
-    /// Primary key.
-    pub id: Uuid,
-    /// The pipeline it runs.
-    pub pipeline_id: Uuid,
-    /// `pending`, `running`, `success`, `failed` or `cancelled`.
-    pub status: String,
-    /// How it was started (`manual`, `schedule:{cron}`, `trigger:…`).
-    pub trigger: String,
-    /// When a runner started it.
-    #[serde(with = "crate::routes::rfc3339::option")]
-    pub started_at: Option<OffsetDateTime>,
-    /// When it reached a terminal status.
-    #[serde(with = "crate::routes::rfc3339::option")]
-    pub finished_at: Option<OffsetDateTime>,
-    /// Execution time reported by the runner.
-    pub duration_ms: Option<i32>,
-    /// Rows written.
-    pub rows_written: Option<i64>,
-    /// Error message of a failed run.
-    pub error: Option<String>,
-    /// Where the full logs live in S3, if anywhere.
-    pub logs_s3_path: Option<String>,
-    /// Creation time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// The published version the run executes (addition to ratd's object).
-    pub version_number: i32,
-}
-
-impl<S> From<Run<S>> for RunDto {
-    fn from(r: Run<S>) -> Self {
-        RunDto {
-            id: r.id.into(),
-            pipeline_id: r.pipeline_id.into(),
-            status: r.status.as_str().to_owned(),
-            trigger: r.trigger,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_ms: r.duration_ms,
-            rows_written: r.rows_written,
-            error: r.error,
-            logs_s3_path: r.logs_s3_path,
-            created_at: r.created_at,
-            version_number: r.version_number.get(),
-        }
-    }
-}
-
-/// Filters of `GET /runs`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RunQuery {
-    /// Runs of live pipelines in this namespace.
-    pub namespace: Option<String>,
-    /// Runs of live pipelines in this layer.
-    pub layer: Option<String>,
-    /// Runs of live pipelines with this name.
-    pub pipeline: Option<String>,
-    /// Only this status.
-    pub status: Option<String>,
-    /// Started at or after this RFC 3339 time.
-    pub started_after: Option<String>,
-    /// Started before this RFC 3339 time.
-    pub started_before: Option<String>,
-    /// `[-]created_at|started_at|finished_at|duration_ms|status` (default `-created_at`).
-    pub sort: Option<String>,
-    /// Rows per page (default 50, at most 200).
-    pub limit: Option<String>,
-    /// Rows to skip.
-    pub offset: Option<String>,
-}
-
-/// A page of runs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunList {
-    /// The page.
-    pub runs: Vec<RunDto>,
-    /// Count of every run matching the filters.
-    pub total: i64,
 }
 
 fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
@@ -171,40 +84,6 @@ pub async fn list(
         runs: page.items.into_iter().map(RunDto::from).collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /runs`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRun {
-    /// Namespace of the pipeline.
-    pub namespace: String,
-    /// Layer of the pipeline.
-    pub layer: String,
-    /// Name of the pipeline.
-    pub pipeline: String,
-    /// The run's label (default `manual`).
-    #[serde(default)]
-    pub trigger: Option<String>,
-}
-
-/// Answer of the routes that create or move a run: `POST /runs`,
-/// `POST /runs/{id}/cancel`, and the runner's completion routes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunStatusAnswer {
-    /// The run.
-    pub run_id: Uuid,
-    /// Its status now.
-    pub status: String,
-}
-
-impl<S> From<&Run<S>> for RunStatusAnswer {
-    fn from(run: &Run<S>) -> Self {
-        RunStatusAnswer {
-            run_id: run.id.into(),
-            status: run.status.as_str().to_owned(),
-        }
-    }
 }
 
 /// Creates a pending run of the pipeline's latest published version.
@@ -264,59 +143,6 @@ pub async fn cancel(
         Extension(AuditObject::new("run.cancel", "run", Some(run.id.into()))),
         Json(RunStatusAnswer::from(&run)),
     ))
-}
-
-/// One log line of a run.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogEntry {
-    /// When the line was written (as the runner reported it).
-    pub timestamp: String,
-    /// `debug`, `info`, `warn`, `error`, ...
-    pub level: String,
-    /// The text.
-    pub message: String,
-}
-
-impl LogEntry {
-    /// The wire shape of a stored entry. Runners store `{timestamp, level,
-    /// message}` objects; anything else is shown whole as the message, so no
-    /// stored line is ever hidden from the reader.
-    pub(crate) fn from_stored(entry: Value) -> Self {
-        let text = |value: Option<&Value>| match value {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        };
-        match &entry {
-            Value::Object(fields) => LogEntry {
-                timestamp: text(fields.get("timestamp")),
-                level: match fields.get("level") {
-                    None | Some(Value::Null) => "info".to_owned(),
-                    level => text(level),
-                },
-                message: text(fields.get("message")),
-            },
-            Value::String(s) => LogEntry {
-                timestamp: String::new(),
-                level: "info".to_owned(),
-                message: s.clone(),
-            },
-            other => LogEntry {
-                timestamp: String::new(),
-                level: "info".to_owned(),
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
-/// Answer of `GET /runs/{id}/logs`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunLogs {
-    /// The entries, oldest first.
-    pub logs: Vec<LogEntry>,
-    /// The run's status.
-    pub status: String,
 }
 
 /// The run's log entries and status: JSON, or with `Accept: text/event-stream`

@@ -1,24 +1,19 @@
 //! `/api/v1`: Publish, version history and rollback (contract §6), behind
 //! the `pipeline_versions` feature flag.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_domain::PipelineVersion;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
+use rat_wire::versions::{PublishBody, PublishedDto, RollbackBody, RolledBackDto, VersionDto, VersionList, pins};
 
 /// The routes of this module, answering 404 while `pipeline_versions` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -28,36 +23,6 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(get))
         .routes(routes!(rollback));
     crate::app::gated(Feature::PipelineVersions, state, routes)
-}
-
-/// Body of `POST …/publish`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBody {
-    /// What changed (default empty).
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-/// Answer of `POST …/publish`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PublishedDto {
-    /// Always `published`.
-    pub status: &'static str,
-    /// The new version number.
-    pub version: i32,
-    /// The publish message.
-    pub message: String,
-    /// `{full key: version id}` of every file pinned.
-    pub versions: BTreeMap<String, String>,
-}
-
-fn pins(version: &PipelineVersion) -> BTreeMap<String, String> {
-    version
-        .published_versions
-        .iter()
-        .map(|(key, id)| (key.to_string(), id.to_string()))
-        .collect()
 }
 
 /// Publishes a pipeline: pins the HEAD version of every file under its
@@ -94,52 +59,12 @@ pub async fn publish(
             Some(version.pipeline_id.into()),
         )),
         Json(PublishedDto {
-            status: "published",
+            status: "published".to_owned(),
             version: version.version_number.get(),
             versions: pins(&version),
             message: version.message,
         }),
     ))
-}
-
-/// One entry of a pipeline's history.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionDto {
-    /// Primary key.
-    pub id: Uuid,
-    /// The pipeline.
-    pub pipeline_id: Uuid,
-    /// 1, 2, 3, ...
-    pub version_number: i32,
-    /// The publish message.
-    pub message: String,
-    /// `{full key: version id}` pinned by this version.
-    pub published_versions: BTreeMap<String, String>,
-    /// Publish time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-impl From<PipelineVersion> for VersionDto {
-    fn from(version: PipelineVersion) -> Self {
-        VersionDto {
-            published_versions: pins(&version),
-            id: version.id,
-            pipeline_id: version.pipeline_id.into(),
-            version_number: version.version_number.get(),
-            message: version.message,
-            created_at: version.created_at,
-        }
-    }
-}
-
-/// A page of history.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionList {
-    /// Newest first.
-    pub versions: Vec<VersionDto>,
-    /// Versions kept for the pipeline.
-    pub total: i64,
 }
 
 /// The pipeline's version history, newest first, paged.
@@ -188,30 +113,6 @@ pub async fn get(
     Ok(Json(version.into()))
 }
 
-/// Body of `POST …/rollback`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackBody {
-    /// The version to re-pin, 1 or more.
-    pub version: i64,
-    /// Message of the new version (default `Rollback to v{N}`).
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-/// Answer of `POST …/rollback`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RolledBackDto {
-    /// Always `rolled_back`.
-    pub status: &'static str,
-    /// The version whose snapshot was re-pinned.
-    pub from_version: i32,
-    /// The new version re-pinning it.
-    pub new_version: i32,
-    /// The new version's message.
-    pub message: String,
-}
-
 /// Rolls back: a new version re-pins the snapshot of `version` (history is
 /// never rewritten, no file content is copied). The draft stays dirty when
 /// HEAD differs from the re-pinned snapshot (ratd always clears it). 400 for
@@ -244,7 +145,7 @@ pub async fn rollback(
             Some(rolled.version.pipeline_id.into()),
         )),
         Json(RolledBackDto {
-            status: "rolled_back",
+            status: "rolled_back".to_owned(),
             from_version: rolled.from_version.get(),
             new_version: rolled.version.version_number.get(),
             message: rolled.version.message,

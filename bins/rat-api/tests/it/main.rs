@@ -6,6 +6,7 @@
 mod access;
 mod admin;
 mod audit;
+mod client;
 #[allow(dead_code, reason = "not every module uses every helper")]
 mod common;
 mod concurrency;

@@ -37,24 +37,29 @@ async fn app() -> TestApp {
 }
 
 /// Creates, publishes and runs `default/silver/<name>` through the public
-/// API; returns the pipeline's JSON and the run id.
+/// API (with the typed client); returns the pipeline's JSON and the run id.
 async fn published_run(app: &TestApp, name: &str) -> (Value, Uuid) {
     let pipeline = app.pipeline("default", "silver", name).await;
-    let publish = app
-        .post(
-            &format!("/api/v1/pipelines/default/silver/{name}/publish"),
-            json!({"message": "v1"}),
+    let client = app.client();
+    client
+        .publish(
+            rat_client::PipelineAddress::new("default", "silver", name),
+            &rat_wire::versions::PublishBody {
+                message: Some("v1".to_owned()),
+            },
         )
-        .await;
-    assert!(publish.status.is_success(), "{}", publish.text);
-    let run = app
-        .post(
-            "/api/v1/runs",
-            json!({"namespace": "default", "layer": "silver", "pipeline": name}),
-        )
-        .await;
-    assert_eq!(run.status, 202, "{}", run.text);
-    (pipeline, run.json["run_id"].as_str().unwrap().parse().unwrap())
+        .await
+        .expect("published");
+    let run = client
+        .create_run(&rat_wire::runs::CreateRun {
+            namespace: "default".to_owned(),
+            layer: "silver".to_owned(),
+            pipeline: name.to_owned(),
+            trigger: None,
+        })
+        .await
+        .expect("run created");
+    (pipeline, run.run_id)
 }
 
 /// Overwrites a file at HEAD through the public API.

@@ -381,6 +381,28 @@ impl TestApp {
         self.request(Method::DELETE, path, None).await
     }
 
+    /// A typed client of the app's public API, with its API key.
+    pub fn client(&self) -> rat_client::Client {
+        let mut builder = rat_client::Builder::new(&self.base);
+        if let Some(key) = &self.api_key {
+            builder = builder.token(key.clone().into());
+        }
+        builder.api().expect("client")
+    }
+
+    /// A typed client of the app's runner listener, with its runner token.
+    pub fn runner_client(&self) -> rat_client::RunnerClient {
+        let base = self
+            .internal_base
+            .as_ref()
+            .expect("the app serves no internal listener");
+        let mut builder = rat_client::Builder::new(base);
+        if let Some(token) = &self.runner_token {
+            builder = builder.token(token.clone().into());
+        }
+        builder.runner().expect("runner client")
+    }
+
     /// Creates a namespace through the API.
     pub async fn namespace(&self, name: &str) {
         let answer = self.post("/api/v1/namespaces", json!({ "name": name })).await;
