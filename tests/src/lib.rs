@@ -1,5 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: finding the real
 //! binaries and running them as child processes.
+//!
+//! What it must never do: be a dependency of anything but this crate's
+//! tests and the `rat-chaos` tool.
 
 pub mod chaos;
 

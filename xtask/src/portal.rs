@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// Arguments of `cargo xtask portal`.
 #[derive(Debug, Args)]
 pub(crate) struct PortalArgs {
-    /// Where the proxy listens: open the portal at http://<this>.
+    /// Where the proxy listens: open the portal at `http://<this address>`.
     #[arg(long, default_value = "localhost:8000")]
     listen: String,
     /// Address of `rat-api` (`cargo xtask dev`'s `--api-addr`).

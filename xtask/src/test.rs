@@ -20,6 +20,13 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting differs; run `cargo fmt --all`")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The crate docs build without a warning (a broken intra-doc link fails);
+    // their examples run as doctests in `cargo test --workspace` below.
+    cargo_with_env(
+        &["doc", "--no-deps", "--workspace"],
+        &[("RUSTDOCFLAGS", std::ffi::OsStr::new("-D warnings"))],
+    )
+    .context("the docs have warnings")?;
 
     // Start the tests' database up front, so a machine without PostgreSQL
     // fails here with the install hint, and stop it afterwards if we started it.

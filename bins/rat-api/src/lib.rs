@@ -7,6 +7,24 @@
 //! OpenAPI document from the handlers, so a route cannot be registered
 //! without its description; `metrics` with its Prometheus exporter renders
 //! `/metrics`.
+//!
+//! What it must never do: decide access or hold business rules (handlers
+//! parse, call one `rat-service` function, and map the answer), build SQL,
+//! or put SQL or driver text in an answer. Its wire shapes live in
+//! `rat-wire`, so clients can share them.
+//!
+//! ```no_run
+//! use rat_api::state::{ApiSettings, AppState};
+//!
+//! # async fn example(services: rat_service::Services) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let settings = ApiSettings::new("http://127.0.0.1:8080".to_owned());
+//! let live = rat_api::live::LiveLogs::new("postgres://rat@localhost/rat");
+//! let state = AppState::new(services, settings, rat_api::metrics_handle(), live);
+//! let limits = rat_api::server::ServeLimits::default();
+//! rat_api::server::serve(listener, rat_api::app::router(state), limits, std::future::pending()).await
+//! # }
+//! ```
 
 pub mod app;
 pub mod body;

@@ -51,7 +51,7 @@ fn valid_request_id(value: &HeaderValue) -> Option<String> {
 ///   generates one, makes it available to handlers and logs, and echoes it;
 /// - refuses, before anything else runs, a URI or headers over their limits
 ///   (414, 431), a `Host` this server does not serve and a state-changing
-///   request from a foreign `Origin` (403; [`screen`]);
+///   request from a foreign `Origin` (403; `screen`);
 /// - puts the body under its deadlines ([`crate::body`]);
 /// - replaces any error answer that is not already JSON (axum's own
 ///   rejections, 404/405 of the router, limits of tower layers, a panic's
@@ -321,7 +321,7 @@ fn credential_of(request: &Request) -> Option<String> {
 }
 
 /// Authentication, then the audit row: the one layer `/api/v1` routes sit
-/// behind. Every request authenticates ([`actor_of`]); every POST, PUT and
+/// behind. Every request authenticates (`actor_of`); every POST, PUT and
 /// DELETE writes one `audit_log` row after the handler ran, so the outcome
 /// (status code) is recorded — failed requests included. Requests refused
 /// before they did anything (401 here, a webhook caller over its rate) are
@@ -534,7 +534,7 @@ pub async fn require_feature(feature: Feature, state: AppState, request: Request
     }
 }
 
-/// An empty 500 body for a panicking handler; [`envelope_errors`] turns it
+/// An empty 500 body for a panicking handler; `envelope_errors` turns it
 /// into the envelope and the process keeps serving.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     let detail = panic

@@ -24,7 +24,7 @@ fn host_name(host: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Whether `name` (from [`host_name`]) always means this machine: `localhost`
+/// Whether `name` (from `host_name`) always means this machine: `localhost`
 /// and its subdomains (RFC 6761: browsers resolve them to loopback without
 /// asking DNS), and loopback IP literals. A DNS name an attacker controls can
 /// be rebound to 127.0.0.1, but its `Host` header still carries the

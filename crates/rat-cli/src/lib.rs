@@ -20,6 +20,31 @@
 //!   (or `RAT_S3_ACCESS_KEY_FILE`), `RAT_S3_SECRET_KEY` (or
 //!   `RAT_S3_SECRET_KEY_FILE`), `RAT_S3_PATH_STYLE`, `RAT_S3_CREATE_BUCKET`,
 //!   `RAT_S3_TIMEOUT_SECS`: the S3 store
+//!
+//! What it must never do: be depended on by a library crate, or hold
+//! business rules (it turns flags into `rat-service`'s typed settings).
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! /// A program configured exactly like the platform's binaries.
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     database: rat_cli::DatabaseArgs,
+//!     #[command(flatten)]
+//!     store: rat_cli::StoreArgs,
+//! }
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let cli = Cli::parse();
+//! cli.database.prepare("my-program").await?; // migrate, then check the schema
+//! let pool = rat_service::db::create_pool(&cli.database.pool_settings("my-program")?)?;
+//! let services = rat_service::Services::new(pool, cli.store.open().await?);
+//! # let _ = services;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;

@@ -68,7 +68,7 @@ impl SchemaName {
     }
 
     /// `channel` of this schema: `channel` itself in `public`, else
-    /// `schema.channel` (the same name [`crate::sql::notify`] computes in
+    /// `schema.channel` (the same name `crate::sql::notify` computes in
     /// SQL from `current_schema()`).
     pub fn channel(&self, channel: &str) -> String {
         if self.is_default() {

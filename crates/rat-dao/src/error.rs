@@ -116,7 +116,7 @@ impl DaoError {
 
 /// The entity a unique constraint keeps unique, named for clients (what
 /// already exists when a write hits [`DaoError::Conflict`]). With
-/// [`referenced_entity`], the one place the schema's constraint names are
+/// `referenced_entity`, the one place the schema's constraint names are
 /// turned into words.
 pub fn conflicting_entity(constraint: &str) -> &'static str {
     match constraint {

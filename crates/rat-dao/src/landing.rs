@@ -183,7 +183,7 @@ pub async fn get_by_id(client: &impl GenericClient, id: Uuid) -> Result<LandingZ
 /// Zones (of one namespace, or of all), ordered by namespace then name, each
 /// with its file count and total size, one page, with the total.
 /// `readable_by`: only zones these share principals (the user first, then
-/// `role:NAME`s) may read ([`readable_condition!`]); `None` = all.
+/// `role:NAME`s) may read (`readable_condition!`); `None` = all.
 pub async fn list(
     client: &impl GenericClient,
     namespace: Option<&NamespaceName>,

@@ -12,6 +12,24 @@
 //! - Every list is paged (`limit`/`offset`) with its `total` computed in SQL,
 //!   and every bulk operation is batched with a caller-given bound.
 //! - [`DaoError`]'s `Display` never contains SQL or driver text.
+//!
+//! What it must never do: decide who may do what (that is `rat-service`'s),
+//! call the file store, or be used by a binary directly (binaries go through
+//! `rat-service`; tests arrange rows through `rat_testkit::dao`).
+//!
+//! ```no_run
+//! use rat_dao::{PoolSettings, create_pool};
+//! use rat_domain::PageRequest;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = create_pool(&PoolSettings::new("postgres://rat@localhost/rat"))?;
+//! let client = pool.get().await?;
+//! // Every repository function takes a pooled client or a transaction.
+//! let page = rat_dao::namespaces::list(&client, None, PageRequest::new(Some(50), None)?).await?;
+//! println!("{} namespaces", page.total);
+//! # Ok(())
+//! # }
+//! ```
 
 #[macro_use]
 mod sql;

@@ -105,7 +105,7 @@ pub async fn delete(client: &impl GenericClient, name: &NamespaceName) -> Result
 
 /// Namespaces ordered by creation time (oldest first), with the total count.
 /// `readable_by`: only namespaces these share principals (the user first,
-/// then `role:NAME`s) may read ([`readable_condition!`]; the owner column is
+/// then `role:NAME`s) may read (`readable_condition!`; the owner column is
 /// `created_by`); `None` = all.
 pub async fn list(
     client: &impl GenericClient,

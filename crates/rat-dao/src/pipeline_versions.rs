@@ -96,7 +96,7 @@ macro_rules! latest_runnable_version {
 }
 
 /// The version a run of the pipeline executes now: its latest, when that
-/// pins at least one file ([`latest_runnable_version!`]); `None` when it was
+/// pins at least one file (`latest_runnable_version!`); `None` when it was
 /// never published.
 pub async fn latest_runnable(
     client: &impl GenericClient,

@@ -33,7 +33,7 @@ const GET_BY_REF: &str = concat!(
     " FROM pipelines WHERE namespace = $1 AND layer = $2 AND name = $3 AND deleted_at IS NULL"
 );
 
-/// The batched form of [`GET_BY_REF`]: the live pipelines at any of the
+/// The batched form of `GET_BY_REF`: the live pipelines at any of the
 /// addresses given as three parallel arrays, through `pipelines_at` (V12),
 /// which probes `uq_pipelines_namespace_layer_name` once per address with a
 /// cached plan.

@@ -189,7 +189,7 @@ pub struct ScheduleFilter {
     /// Schedules of live pipelines with this name.
     pub pipeline: Option<PipelineName>,
     /// Only schedules of pipelines these share principals may read (the
-    /// access rule in SQL, [`readable_pipeline!`]); `None` = all.
+    /// access rule in SQL, `readable_pipeline!`); `None` = all.
     pub readable_by: Option<Vec<String>>,
 }
 
@@ -365,8 +365,8 @@ macro_rules! may_fire {
 
 /// The set-based fire of [`fire_slots`] (the second of its two statements):
 /// `$1` schedule ids, `$2` slots, `$3` trigger labels (parallel arrays), `$4`
-/// the creation time. Every slot for which [`may_fire!`] holds in the
-/// `verdict` ([`slot_verdicts_cte!`]) gets a pending run executing that
+/// the creation time. Every slot for which `may_fire!` holds in the
+/// `verdict` (`slot_verdicts_cte!`) gets a pending run executing that
 /// version. `DISTINCT ON` keeps one slot per pipeline (the first in the
 /// batch's order): a second schedule of the same pipeline would otherwise
 /// start it again while the first run is pending. The unique index
@@ -388,7 +388,7 @@ pub const FIRE_SQL: &str = concat!(
 );
 
 /// Fires the given claimed slots in two statements (whatever their number):
-/// locks their live pipelines ([`LOCK_PIPELINES_SQL`]), then inserts one
+/// locks their live pipelines (`LOCK_PIPELINES_SQL`), then inserts one
 /// pending run per slot that may fire ([`FIRE_SQL`]), executing the latest
 /// published version with its pinned snapshot, created at `now`, carrying
 /// its schedule and slot. Returns the slots that fired; the others did not,

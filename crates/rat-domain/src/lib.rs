@@ -8,6 +8,23 @@
 //!
 //! Architecture invariant: this crate does no IO. It must never depend on
 //! tokio, tokio-postgres, deadpool, rust-s3 or hyper (`tests/no_io.rs` checks).
+//!
+//! What it must never do: IO of any kind, or hold a wire (JSON) shape of the
+//! API (those are `rat-wire`'s).
+//!
+//! ```
+//! use rat_domain::{CronExpr, Layer, NamespaceName, PipelineRef, RunStatus};
+//!
+//! // Parse once, at the edge; a parsed value is valid for good.
+//! let address = PipelineRef::parse("sales", "silver", "orders").unwrap();
+//! assert_eq!(address.layer, Layer::Silver);
+//! assert!(NamespaceName::parse("Not A Name").is_err());
+//! assert!(CronExpr::parse("*/5 * * * *").is_ok());
+//!
+//! // The run status machine.
+//! assert!(RunStatus::Pending.can_transition_to(RunStatus::Running));
+//! assert!(!RunStatus::Success.can_transition_to(RunStatus::Running));
+//! ```
 
 #[macro_use]
 mod macros;

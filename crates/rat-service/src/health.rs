@@ -9,7 +9,7 @@
 //! moment it is marked down. While the database is down, rat-api answers
 //! 503 at once and abandons requests in flight.
 //!
-//! Who decides: a prober ([`watch`]), never a single failed request. The
+//! Who decides: a prober ([`watch()`]), never a single failed request. The
 //! database is probed every [`ProbeSettings::interval`] on a dedicated
 //! session (`SELECT 1` within [`ProbeSettings::timeout`]), so a stopped
 //! server is noticed within about `interval + timeout` even with no traffic;

@@ -6,6 +6,49 @@
 //! store) and, where time matters, `now`. Binaries call these; they hold no
 //! state of their own beyond what Postgres and the store hold, so any number
 //! of replicas may call them at once.
+//!
+//! This is the crate to embed when a Rust program should act on the metadata
+//! plane in-process, with the same rules as the api (access, versioning,
+//! transactions): `examples/src/bin/embed.rs` is a whole program.
+//!
+//! What it must never do: speak HTTP or parse flags and environment
+//! variables (binaries do, and hand it typed settings), log its own failures
+//! (whoever handles an error logs it), or call the store inside a database
+//! transaction except where the transaction exists to undo it.
+//!
+//! ```no_run
+//! use rat_domain::{PipelineRef, PipelineType};
+//! use rat_service::Services;
+//! use rat_service::identity::Caller;
+//! use rat_service::pipelines::NewPipeline;
+//! use time::OffsetDateTime;
+//!
+//! # async fn example(store: std::sync::Arc<dyn rat_versioning::VersionedStore>) -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = rat_service::db::PoolSettings::new("postgres://rat@localhost/rat");
+//! let services = Services::new(rat_service::db::create_pool(&settings)?, store);
+//! let caller = Caller::community();
+//! let address = PipelineRef::parse("default", "silver", "orders")?;
+//! let created = rat_service::pipelines::create_pipeline(
+//!     &services,
+//!     &caller,
+//!     NewPipeline {
+//!         address: address.clone(),
+//!         pipeline_type: PipelineType::Sql,
+//!         description: String::new(),
+//!         owner: None,
+//!         max_versions: None,
+//!     },
+//! )
+//! .await?;
+//! let key = format!("{}pipeline.sql", created.pipeline.s3_path);
+//! rat_service::files::write_file(&services, &caller, &key, b"SELECT 1".to_vec()).await?;
+//! let now = OffsetDateTime::now_utc();
+//! rat_service::versions::publish(&services, &caller, &address, "first", now).await?;
+//! let run = rat_service::runs::create(&services, &caller, &address, "manual", now).await?;
+//! println!("{} {}", run.id, run.status.as_str());
+//! # Ok(())
+//! # }
+//! ```
 
 mod access_cache;
 pub mod audit;

@@ -121,10 +121,10 @@ pub async fn create_pipeline(
 /// otherwise, as if it did not exist).
 ///
 /// Concurrent calls share queries ([`crate::coalesce`]), the pipeline's and
-/// the access rule's ([`sharing::require_coalesced`]): each answer is as
+/// the access rule's (`sharing::require_coalesced`): each answer is as
 /// fresh as a query of its own, and under load one round trip answers many.
 /// The access rule's inputs are read again only when they changed since they
-/// were last read ([`crate::access_cache`]). Admins (Community mode's user,
+/// were last read (`access_cache`). Admins (Community mode's user,
 /// the operator's key) need no access query.
 pub async fn get(services: &Services, caller: &Caller, address: &PipelineRef) -> Result<Pipeline, ServiceError> {
     let (pipeline, generation) = services

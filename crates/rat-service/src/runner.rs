@@ -354,7 +354,7 @@ pub struct Completion {
 /// Records the outcome of run `id`, which `runner` must hold at `now`: the
 /// terminal status with the report and one `quality_results` row per
 /// reported test, in one transaction. A success also does, in that
-/// transaction, what a success sets off ([`on_success`]); the status change
+/// transaction, what a success sets off (`on_success`); the status change
 /// is announced on `rat_run_status` at commit.
 ///
 /// `InvalidInput` for a non-terminal status, an unknown test of the run's

@@ -25,6 +25,19 @@
 //! started on first use and kept running for the next test process
 //! (`cargo xtask test` stops it at the end). Without server binaries and
 //! without `RAT_TEST_DATABASE_URL`, tests fail and say what to install.
+//!
+//! What it must never do: be a dependency (other than a dev-dependency) of a
+//! shipped binary, or skip a test when a component is missing (a missing
+//! server fails the test, saying what to install).
+//!
+//! ```no_run
+//! # async fn example() {
+//! let db = rat_testkit::TestDatabase::new().await; // a fresh, migrated database
+//! let client = db.client().await;
+//! let store = rat_testkit::s3::test_store().await; // a fresh versioned bucket on moto
+//! # let _ = (client, store);
+//! # }
+//! ```
 
 pub mod clients;
 pub mod cluster;

@@ -13,6 +13,24 @@
 //! Architecture invariant: depends on `rat-domain` only among our crates, and
 //! only for the store's vocabulary ([`ObjectKey`], [`KeyPrefix`],
 //! [`VersionId`]): it knows files and versions, not pipelines.
+//!
+//! What it must never do: know about pipelines, runs or the database, or let
+//! an unvalidated key reach a backend.
+//!
+//! ```
+//! use rat_versioning::{ObjectKey, VersionedStore, fs::FsStore};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = FsStore::open(dir.path().to_path_buf()).await.unwrap();
+//! let key = ObjectKey::parse("sales/pipelines/silver/orders/pipeline.sql").unwrap();
+//! let first = store.put(&key, b"SELECT 1".to_vec(), "text/plain").await.unwrap();
+//! store.put(&key, b"SELECT 2".to_vec(), "text/plain").await.unwrap();
+//! // HEAD moved on; the first version stays readable by its id.
+//! assert_eq!(store.get(&key, None).await.unwrap().body, b"SELECT 2");
+//! assert_eq!(store.get(&key, Some(&first)).await.unwrap().body, b"SELECT 1");
+//! # });
+//! ```
 
 pub mod fs;
 pub mod s3;

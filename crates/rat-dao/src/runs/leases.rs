@@ -230,10 +230,10 @@ async fn refusal(
 
 /// Moves a run `runner_id` holds to the terminal status `to` with the
 /// runner's report, if and only if it is running, held by that runner, and
-/// its lease has not expired at `now`: the guard of [`transition`] plus the
+/// its lease has not expired at `now`: the guard of `transition` plus the
 /// holder and lease, all in the UPDATE's WHERE, so a cancel, a second report
 /// or a reaper racing it cannot both succeed. Sets `finished_at = now`, and
-/// sends [`STATUS_CHANNEL`] in the caller's transaction like [`transition`].
+/// sends [`STATUS_CHANNEL`] in the caller's transaction like `transition`.
 /// `Ok(Err(NotHeld))` when refused (nothing changed); `NotFound` for an
 /// unknown run; `Invalid { status }` when `to` is not terminal, `{ runner_id }`
 /// for a bad runner id.

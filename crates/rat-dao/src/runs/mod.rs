@@ -1,7 +1,7 @@
 //! `runs`: creation with the pinned snapshot, the status machine enforced in
 //! SQL, deletion and cancellation, and listing with every filter of `GET /runs`.
-//! Runners' leases ([`leases`]: claim, heartbeat, completion by the holder)
-//! and run logs ([`logs`]: entries, their notifications) have their own
+//! Runners' leases (`leases`: claim, heartbeat, completion by the holder)
+//! and run logs (`logs`: entries, their notifications) have their own
 //! modules; everything is re-exported here, so callers say `runs::claim`.
 
 pub use leases::*;
@@ -306,7 +306,7 @@ pub struct RunFilter {
     /// Started before.
     pub started_before: Option<OffsetDateTime>,
     /// Only runs of pipelines these share principals may read (the access
-    /// rule in SQL, [`readable_pipeline!`]); `None` = all.
+    /// rule in SQL, `readable_pipeline!`); `None` = all.
     pub readable_by: Option<Vec<String>>,
 }
 
