@@ -6,6 +6,7 @@
 mod chaos;
 mod curl_tour;
 mod demo_data;
+mod examples;
 mod generated_client;
 mod pgbouncer;
 mod policy;
