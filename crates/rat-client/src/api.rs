@@ -1,5 +1,5 @@
 //! [`Client`]: the REST API under `/api/v1` (namespaces, pipelines, files,
-//! publish and versions, runs).
+//! publish and versions, runs, schedules, triggers).
 
 use reqwest::Method;
 use serde::Serialize;
@@ -9,6 +9,8 @@ use rat_wire::files::{FileContent, FileList, WriteFile, WrittenFile};
 use rat_wire::namespaces::{CreateNamespace, CreatedNamespace, NamespaceList};
 use rat_wire::pipelines::{CreatePipeline, CreatedPipeline, PipelineDto, PipelineList, PipelineQuery, UpdatePipeline};
 use rat_wire::runs::{CreateRun, RunDto, RunList, RunLogs, RunQuery, RunStatusAnswer};
+use rat_wire::schedules::{CreateSchedule, CreatedSchedule, ScheduleDto, ScheduleList, ScheduleQuery, UpdateSchedule};
+use rat_wire::triggers::{CreateTrigger, TriggerDto, TriggerList, UpdateTrigger};
 use rat_wire::versions::{PublishBody, PublishedDto, RollbackBody, RolledBackDto, VersionList};
 
 use crate::Builder;
@@ -225,5 +227,82 @@ impl Client {
     pub async fn run_logs(&self, id: Uuid) -> Result<RunLogs> {
         let path = format!("/api/v1/runs/{id}/logs");
         self.transport.json::<(), _>(Method::GET, &path, NO_QUERY, None).await
+    }
+
+    /// `GET /api/v1/schedules`: schedules matching `query`, oldest first.
+    pub async fn list_schedules(&self, query: &ScheduleQuery) -> Result<ScheduleList> {
+        self.transport
+            .json::<(), _>(Method::GET, "/api/v1/schedules", Some(query), None)
+            .await
+    }
+
+    /// `POST /api/v1/schedules`: a cron schedule of a pipeline.
+    pub async fn create_schedule(&self, body: &CreateSchedule) -> Result<CreatedSchedule> {
+        self.transport
+            .json(Method::POST, "/api/v1/schedules", NO_QUERY, Some(body))
+            .await
+    }
+
+    /// `GET /api/v1/schedules/{id}`.
+    pub async fn get_schedule(&self, id: Uuid) -> Result<ScheduleDto> {
+        let path = format!("/api/v1/schedules/{id}");
+        self.transport.json::<(), _>(Method::GET, &path, NO_QUERY, None).await
+    }
+
+    /// `PUT /api/v1/schedules/{id}`: changes its expression, time zone or whether it fires.
+    pub async fn update_schedule(&self, id: Uuid, body: &UpdateSchedule) -> Result<ScheduleDto> {
+        let path = format!("/api/v1/schedules/{id}");
+        self.transport.json(Method::PUT, &path, NO_QUERY, Some(body)).await
+    }
+
+    /// `DELETE /api/v1/schedules/{id}`.
+    pub async fn delete_schedule(&self, id: Uuid) -> Result<()> {
+        let path = format!("/api/v1/schedules/{id}");
+        self.transport.call::<()>(Method::DELETE, &path, NO_QUERY, None).await?;
+        Ok(())
+    }
+
+    /// `GET …/triggers`: the pipeline's triggers.
+    pub async fn list_triggers(&self, address: PipelineAddress<'_>, page: Page) -> Result<TriggerList> {
+        self.transport
+            .json::<(), _>(Method::GET, &address.path("/triggers"), Some(&page), None)
+            .await
+    }
+
+    /// `POST …/triggers`: a trigger of the pipeline (a webhook's token is in the answer, once).
+    pub async fn create_trigger(&self, address: PipelineAddress<'_>, body: &CreateTrigger) -> Result<TriggerDto> {
+        self.transport
+            .json(Method::POST, &address.path("/triggers"), NO_QUERY, Some(body))
+            .await
+    }
+
+    /// `PUT …/triggers/{id}`.
+    pub async fn update_trigger(
+        &self,
+        address: PipelineAddress<'_>,
+        id: Uuid,
+        body: &UpdateTrigger,
+    ) -> Result<TriggerDto> {
+        self.transport
+            .json(
+                Method::PUT,
+                &address.path(&format!("/triggers/{id}")),
+                NO_QUERY,
+                Some(body),
+            )
+            .await
+    }
+
+    /// `DELETE …/triggers/{id}`.
+    pub async fn delete_trigger(&self, address: PipelineAddress<'_>, id: Uuid) -> Result<()> {
+        self.transport
+            .call::<()>(
+                Method::DELETE,
+                &address.path(&format!("/triggers/{id}")),
+                NO_QUERY,
+                None,
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! A typed async client of the RAT metadata plane, over [`reqwest`] (rustls):
 //! [`Client`] for the REST API (`/api/v1`: namespaces, pipelines, files,
-//! publish and versions, runs) and [`RunnerClient`] for the runner protocol
+//! publish and versions, runs, schedules, triggers) and [`RunnerClient`] for the runner protocol
 //! of rat-api's internal listener. Bodies and answers are the types of
 //! [`rat_wire`], the same the server reads and writes.
 //!

@@ -39,6 +39,8 @@ pub mod pipelines;
 pub mod plugins;
 pub mod runner;
 pub mod runs;
+pub mod schedules;
+pub mod triggers;
 pub mod versions;
 
 /// Serializes timestamps as RFC 3339 (UTC) in every wire type.

@@ -13,19 +13,17 @@ use axum::{Extension, Json};
 use rat_domain::TriggerId;
 use rat_domain::{PipelineRef, Trigger, TriggerConfig, TriggerType, parse_cooldown_seconds};
 use rat_service::triggers::{TriggerChanges, TriggerSpec};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, path_id, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
+use rat_wire::triggers::{CreateTrigger, TriggerDto, TriggerList, UpdateTrigger};
 
 /// The routes of this module, answering 404 while `pipeline_triggers` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -35,71 +33,24 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
     crate::app::gated(Feature::PipelineTriggers, state, routes)
 }
 
-/// A trigger.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TriggerDto {
-    /// Primary key.
-    pub id: Uuid,
-    /// The pipeline it starts.
-    pub pipeline_id: Uuid,
-    /// `pipeline_success`, `landing_zone_upload`, `file_pattern`, `webhook`, `cron` or `cron_dependency`.
-    #[serde(rename = "type")]
-    pub trigger_type: String,
-    /// The type's config (`{}` for a webhook: its token hash is never shown).
-    #[schema(value_type = Object)]
-    pub config: Value,
-    /// Disabled triggers never fire.
-    pub enabled: bool,
-    /// Minimum seconds between two fires.
-    pub cooldown_seconds: i32,
-    /// When it last fired.
-    #[serde(with = "crate::routes::rfc3339::option")]
-    pub last_triggered_at: Option<OffsetDateTime>,
-    /// The last run it created.
-    pub last_run_id: Option<Uuid>,
-    /// Creation time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// Last change.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// Webhook triggers only: where to send the token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
-    /// Webhook triggers only, in the answer to the creation only: the token.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_token: Option<String>,
-}
-
-impl TriggerDto {
-    /// The wire shape of `trigger`; webhook URLs are built from `public_url`.
-    fn new(trigger: Trigger, public_url: &str) -> Self {
-        let webhook_url = matches!(trigger.config, TriggerConfig::Webhook { .. })
-            .then(|| format!("{}/api/v1/webhooks", public_url.trim_end_matches('/')));
-        TriggerDto {
-            id: trigger.id.into(),
-            pipeline_id: trigger.pipeline_id.into(),
-            trigger_type: trigger.trigger_type().as_str().to_owned(),
-            config: trigger.config.to_public_json(),
-            enabled: trigger.enabled,
-            cooldown_seconds: trigger.cooldown_seconds,
-            last_triggered_at: trigger.last_triggered_at,
-            last_run_id: trigger.last_run_id.map(Into::into),
-            created_at: trigger.created_at,
-            updated_at: trigger.updated_at,
-            webhook_url,
-            webhook_token: None,
-        }
+/// The wire shape of `trigger`; webhook URLs are built from `public_url`.
+fn trigger_dto(trigger: Trigger, public_url: &str) -> TriggerDto {
+    let webhook_url = matches!(trigger.config, TriggerConfig::Webhook { .. })
+        .then(|| format!("{}/api/v1/webhooks", public_url.trim_end_matches('/')));
+    TriggerDto {
+        id: trigger.id.into(),
+        pipeline_id: trigger.pipeline_id.into(),
+        trigger_type: trigger.trigger_type().as_str().to_owned(),
+        config: trigger.config.to_public_json(),
+        enabled: trigger.enabled,
+        cooldown_seconds: trigger.cooldown_seconds,
+        last_triggered_at: trigger.last_triggered_at,
+        last_run_id: trigger.last_run_id.map(Into::into),
+        created_at: trigger.created_at,
+        updated_at: trigger.updated_at,
+        webhook_url,
+        webhook_token: None,
     }
-}
-
-/// A page of triggers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TriggerList {
-    /// The page, oldest first.
-    pub triggers: Vec<TriggerDto>,
-    /// Count of every trigger of the pipeline.
-    pub total: i64,
 }
 
 /// `{namespace}/{layer}/{name}/{id}` of one trigger.
@@ -135,29 +86,10 @@ pub async fn list(
         triggers: page
             .items
             .into_iter()
-            .map(|t| TriggerDto::new(t, &state.settings.public_url))
+            .map(|t| trigger_dto(t, &state.settings.public_url))
             .collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /pipelines/{…}/triggers`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTrigger {
-    /// The trigger's type.
-    #[serde(rename = "type")]
-    pub trigger_type: String,
-    /// The type's config; `{}` (or absent) for a webhook, whose token the server makes.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<Value>,
-    /// Default true.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// 0 (default) to 2,592,000 (30 days).
-    #[serde(default)]
-    pub cooldown_seconds: Option<i64>,
 }
 
 /// Creates a trigger; a webhook's answer carries its token, shown this once.
@@ -188,7 +120,7 @@ pub async fn create(
         OffsetDateTime::now_utc(),
     )
     .await?;
-    let mut dto = TriggerDto::new(created.trigger, &state.settings.public_url);
+    let mut dto = trigger_dto(created.trigger, &state.settings.public_url);
     dto.webhook_token = created.webhook_token;
     Ok((
         StatusCode::CREATED,
@@ -206,26 +138,7 @@ pub async fn create(
 pub async fn get(State(state): State<AppState>, identity: Identity, path: TriggerPath) -> ApiResult<Json<TriggerDto>> {
     let (address, id) = trigger_path(path)?;
     let trigger = rat_service::triggers::get(&state.services, &identity.caller, &address, id).await?;
-    Ok(Json(TriggerDto::new(trigger, &state.settings.public_url)))
-}
-
-/// Body of `PUT /pipelines/{…}/triggers/{id}`; absent or null fields keep their value.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateTrigger {
-    /// Must be the trigger's own type if given: a type never changes.
-    #[serde(rename = "type", default)]
-    pub trigger_type: Option<String>,
-    /// A new config of the trigger's type (validated; a webhook takes only `{}`).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<Value>,
-    /// Enable or disable.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// 0 to 2,592,000 (30 days).
-    #[serde(default)]
-    pub cooldown_seconds: Option<i64>,
+    Ok(Json(trigger_dto(trigger, &state.settings.public_url)))
 }
 
 /// Changes a trigger's config, enabled flag or cooldown.
@@ -265,7 +178,7 @@ pub async fn update(
     .await?;
     Ok((
         Extension(AuditObject::new("trigger.update", "trigger", Some(trigger.id.into()))),
-        Json(TriggerDto::new(trigger, &state.settings.public_url)),
+        Json(trigger_dto(trigger, &state.settings.public_url)),
     ))
 }
 

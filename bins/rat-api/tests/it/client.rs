@@ -227,3 +227,67 @@ async fn error_envelopes_arrive_as_typed_errors() {
         .expect_err("not held");
     assert!(matches!(refused.status(), Some(404 | 409)), "{refused}");
 }
+
+#[tokio::test]
+async fn schedules_and_triggers_round_trip_through_the_typed_client() {
+    let app = TestApp::builder().api_key(API_KEY).start().await;
+    app.pipeline("default", "silver", "orders").await;
+    let client = app.client();
+
+    let created = client
+        .create_schedule(&rat_wire::schedules::CreateSchedule {
+            namespace: "default".to_owned(),
+            layer: "silver".to_owned(),
+            pipeline: "orders".to_owned(),
+            cron: "0 3 * * *".to_owned(),
+            enabled: Some(false),
+            timezone: Some("Europe/Paris".to_owned()),
+        })
+        .await
+        .expect("schedule created");
+    assert_eq!((created.cron.as_str(), created.enabled), ("0 3 * * *", false));
+    let schedule = client.get_schedule(created.id).await.expect("schedule");
+    assert_eq!(schedule.timezone, "Europe/Paris");
+    assert_eq!(schedule.next_run_at, None, "a disabled schedule has no next slot");
+    let enabled = client
+        .update_schedule(
+            created.id,
+            &rat_wire::schedules::UpdateSchedule {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enabled");
+    assert!(enabled.enabled && enabled.next_run_at.is_some(), "{enabled:?}");
+    let listed = client
+        .list_schedules(&rat_wire::schedules::ScheduleQuery {
+            pipeline: Some("orders".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .expect("listed");
+    assert_eq!(listed.total, 1);
+    client.delete_schedule(created.id).await.expect("deleted");
+    let gone = client.get_schedule(created.id).await.expect_err("deleted");
+    assert_eq!(gone.status(), Some(404));
+
+    let orders = PipelineAddress::new("default", "silver", "orders");
+    let trigger = client
+        .create_trigger(
+            orders,
+            &rat_wire::triggers::CreateTrigger {
+                trigger_type: "cron".to_owned(),
+                config: Some(serde_json::json!({"cron_expr": "*/5 * * * *"})),
+                enabled: Some(true),
+                cooldown_seconds: None,
+            },
+        )
+        .await
+        .expect("trigger created");
+    assert_eq!(trigger.trigger_type, "cron");
+    let listed = client.list_triggers(orders, Default::default()).await.expect("listed");
+    assert_eq!(listed.triggers.len(), 1);
+    client.delete_trigger(orders, trigger.id).await.expect("deleted");
+    assert_eq!(client.list_triggers(orders, Default::default()).await.unwrap().total, 0);
+}
