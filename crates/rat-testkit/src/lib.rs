@@ -17,6 +17,8 @@
 //! - [`pgbouncer`] runs a private PgBouncer in transaction pooling mode in
 //!   front of the test server, as the services run behind a transaction
 //!   pooler.
+//! - [`chart`] writes SVG line charts for the reports of tools and
+//!   benchmarks (`cargo xtask soak`).
 //! - [`TestDatabase`] gives each test a fresh database cloned from a migrated
 //!   template, dropped when the test ends; leftovers of crashed runs are swept.
 //!
@@ -39,6 +41,7 @@
 //! # }
 //! ```
 
+pub mod chart;
 pub mod clients;
 pub mod cluster;
 mod database;
