@@ -5,7 +5,8 @@
 //! one `rat-reaper`, the dev `rat-runner` — on a private PostgreSQL cluster
 //! and a moto S3 of their own (behind a TCP proxy that can refuse
 //! connections), drives a mixed load through both api replicas (reads, file
-//! writes, publishes, runs, every-second schedules), and injects one fault at
+//! writes, publishes, runs, every-second schedules; the platform and the
+//! load are `crate::platform`, shared with the soak), and injects one fault at
 //! a time. For each fault it reports the requests that failed and how, the
 //! longest wait a client saw, and how long after the fault cleared the first
 //! request succeeded. After the last fault it checks the invariants: no
@@ -16,28 +17,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rat_testkit::cluster::{Cluster, PrivateCluster};
-use rat_testkit::s3::MotoServer;
+use rat_testkit::cluster::Cluster;
 use rat_versioning::VersionedStore;
-use serde_json::json;
 use time::OffsetDateTime;
 
-/// Pipelines the load works on.
-const PIPELINES: usize = 12;
-/// Every-second schedules (on the first pipelines).
-const SCHEDULES: usize = 4;
-/// Load tasks running at once.
-const CLIENTS: usize = 6;
-/// The runner's lease: a silent runner's runs are failed by the reaper once
-/// it expires.
-const LEASE_SECS: u64 = 10;
-/// The reaper's poll interval.
-const REAPER_POLL_SECS: u64 = 3;
+pub use crate::platform::log_tails;
+use crate::platform::{LEASE_SECS, Load, Platform, REAPER_POLL_SECS, Replicas, Sample, pg, prepare_load};
 
 /// One fault the suite injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +36,9 @@ pub enum Fault {
     PostgresRestartImmediate,
     /// Postgres stopped for the given time, then started.
     PostgresDown(Duration),
+    /// Postgres unreachable for the given time without a restart: the
+    /// postmaster and its processes frozen with SIGSTOP, then SIGCONT.
+    PostgresPaused(Duration),
     /// The S3 server paused (SIGSTOP) for the given time.
     S3Hung(Duration),
     /// S3 refusing connections for the given time (its proxy closed).
@@ -69,6 +60,7 @@ impl Fault {
             Fault::PostgresRestartFast,
             Fault::PostgresRestartImmediate,
             Fault::PostgresDown(Duration::from_secs(10)),
+            Fault::PostgresPaused(Duration::from_secs(10)),
             Fault::S3Hung(Duration::from_secs(10)),
             Fault::S3Refusing(Duration::from_secs(10)),
             Fault::KillApi,
@@ -95,6 +87,7 @@ impl Fault {
             Fault::PostgresRestartFast => "Postgres restarted (fast shutdown)".to_owned(),
             Fault::PostgresRestartImmediate => "Postgres restarted (immediate shutdown)".to_owned(),
             Fault::PostgresDown(d) => format!("Postgres stopped for {} s", d.as_secs()),
+            Fault::PostgresPaused(d) => format!("Postgres unreachable (paused) for {} s", d.as_secs()),
             Fault::S3Hung(d) => format!("S3 hung (paused) for {} s", d.as_secs()),
             Fault::S3Refusing(d) => format!("S3 refusing connections for {} s", d.as_secs()),
             Fault::KillApi => "an api replica SIGKILLed and restarted".to_owned(),
@@ -198,259 +191,7 @@ impl Report {
     }
 }
 
-/// One process of the platform.
-struct Proc {
-    name: String,
-    binary: PathBuf,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Option<tokio::process::Child>,
-}
-
-impl Proc {
-    fn start(&mut self) {
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.child = Some(crate::spawn(&self.binary, &env, &self.log));
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-
-    fn signal(&self, signal: &str) -> Result<(), String> {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(tokio::process::Child::id)
-            .ok_or_else(|| format!("{} is not running", self.name))?;
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .map_err(|e| format!("kill {signal} {pid}: {e}"))?;
-        status
-            .success()
-            .then_some(())
-            .ok_or_else(|| format!("kill {signal} {} failed", self.name))
-    }
-}
-
-/// A TCP proxy in front of moto that can refuse connections (its listener
-/// closed and every open connection cut) and accept them again.
-struct S3Proxy {
-    port: u16,
-    generation: Arc<AtomicUsize>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    target: String,
-}
-
-impl S3Proxy {
-    async fn start(target: String) -> Result<S3Proxy, String> {
-        let port = crate::free_port();
-        let proxy = S3Proxy {
-            port,
-            generation: Arc::new(AtomicUsize::new(0)),
-            task: Mutex::new(None),
-            target,
-        };
-        proxy.accept().await?;
-        Ok(proxy)
-    }
-
-    /// Listens again (after [`S3Proxy::refuse`]).
-    async fn accept(&self) -> Result<(), String> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .map_err(|e| format!("the S3 proxy cannot listen on {}: {e}", self.port))?;
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let (target, current) = (self.target.clone(), self.generation.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (target, current) = (target.clone(), current.clone());
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    // Cut when the proxy is closed (a newer generation).
-                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    let cut = async {
-                        while current.load(Ordering::SeqCst) == generation {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    };
-                    tokio::select! {
-                        _ = copy => {}
-                        () = cut => {}
-                    }
-                });
-            }
-        });
-        *self.task.lock().expect("proxy task") = Some(task);
-        Ok(())
-    }
-
-    /// Closes the listener and cuts every open connection: clients get
-    /// "connection refused".
-    fn refuse(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Some(task) = self.task.lock().expect("proxy task").take() {
-            task.abort();
-        }
-    }
-}
-
-/// One request of the load.
-#[derive(Debug, Clone)]
-struct Sample {
-    /// Since the suite started.
-    at: Duration,
-    took: Duration,
-    /// `0`: no answer.
-    status: u16,
-    /// A mutation's request id, when it answered 2xx.
-    mutated: Option<String>,
-}
-
-/// The running platform.
-struct Platform {
-    pg: PrivateCluster,
-    database_url: String,
-    moto: MotoServer,
-    proxy: S3Proxy,
-    bucket: String,
-    apis: Vec<Proc>,
-    api_bases: Vec<String>,
-    schedulers: Vec<Proc>,
-    reaper: Proc,
-    runner: Proc,
-}
-
 impl Platform {
-    async fn start(config: &Config) -> Result<Platform, String> {
-        std::fs::create_dir_all(&config.logs).map_err(|e| format!("{}: {e}", config.logs.display()))?;
-        let pg = tokio::task::spawn_blocking(PrivateCluster::start)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot start PostgreSQL: {e}"))?;
-        let database_url = pg.url();
-        let moto = tokio::task::spawn_blocking(MotoServer::try_start)
-            .await
-            .map_err(|e| e.to_string())??;
-        let proxy = S3Proxy::start(format!("127.0.0.1:{}", moto.port())).await?;
-        let bucket = rat_testkit::s3::unique_bucket_name();
-        let binary = |name: &str| config.bin_dir.join(name);
-        for name in ["rat-api", "rat-scheduler", "rat-reaper", "rat-runner"] {
-            if !binary(name).is_file() {
-                return Err(format!("{name} not found in {}", config.bin_dir.display()));
-            }
-        }
-        let store_env = |env: &mut Vec<(String, String)>| {
-            for (k, v) in [
-                ("RAT_STORE", "s3".to_owned()),
-                ("RAT_S3_ENDPOINT", format!("http://127.0.0.1:{}", proxy.port)),
-                ("RAT_S3_REGION", "eu-west-1".to_owned()),
-                ("RAT_S3_BUCKET", bucket.clone()),
-                ("RAT_S3_ACCESS_KEY", "test".to_owned()),
-                ("RAT_S3_SECRET_KEY", "test".to_owned()),
-                ("RAT_S3_CREATE_BUCKET", "true".to_owned()),
-            ] {
-                env.push((k.to_owned(), v));
-            }
-        };
-        let common = |env: &mut Vec<(String, String)>| {
-            env.push(("RAT_DATABASE_URL".to_owned(), database_url.clone()));
-            env.push(("RUST_LOG".to_owned(), "info".to_owned()));
-        };
-        let proc = |name: String, bin: &str, env: Vec<(String, String)>| Proc {
-            log: config.logs.join(format!("{name}.log")),
-            name,
-            binary: binary(bin),
-            env,
-            child: None,
-        };
-        let mut apis = Vec::new();
-        let mut api_bases = Vec::new();
-        let mut internal = Vec::new();
-        for n in 0..2 {
-            let (port, internal_port) = (crate::free_port(), crate::free_port());
-            let mut env = vec![
-                ("RAT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-                (
-                    "RAT_INTERNAL_LISTEN_ADDR".to_owned(),
-                    format!("127.0.0.1:{internal_port}"),
-                ),
-                ("RAT_DB_POOL_SIZE".to_owned(), "8".to_owned()),
-            ];
-            common(&mut env);
-            store_env(&mut env);
-            apis.push(proc(format!("rat-api-{n}"), "rat-api", env));
-            api_bases.push(format!("http://127.0.0.1:{port}"));
-            internal.push(format!("127.0.0.1:{internal_port}"));
-        }
-        // One api migrates first, so the others find the schema ready.
-        apis[0].start();
-        crate::wait_listening(&[&api_bases[0][7..]], 120, &apis[0].log).await;
-        apis[1].start();
-        crate::wait_listening(&[&api_bases[1][7..]], 120, &apis[1].log).await;
-        let mut schedulers = Vec::new();
-        for n in 0..2 {
-            let mut env = vec![
-                ("RAT_DB_POOL_SIZE".to_owned(), "4".to_owned()),
-                ("RAT_SCHEDULER_MAX_SLEEP_SECS".to_owned(), "1".to_owned()),
-            ];
-            common(&mut env);
-            let mut scheduler = proc(format!("rat-scheduler-{n}"), "rat-scheduler", env);
-            scheduler.start();
-            schedulers.push(scheduler);
-        }
-        let mut env = vec![
-            ("RAT_DB_POOL_SIZE".to_owned(), "4".to_owned()),
-            ("RAT_REAPER_POLL_SECS".to_owned(), REAPER_POLL_SECS.to_string()),
-        ];
-        common(&mut env);
-        store_env(&mut env);
-        let mut reaper = proc("rat-reaper".to_owned(), "rat-reaper", env);
-        reaper.start();
-        let mut runner = proc(
-            "rat-runner".to_owned(),
-            "rat-runner",
-            vec![
-                ("RAT_RUNNER_API_URL".to_owned(), format!("http://{}", internal[1])),
-                ("RAT_RUNNER_ID".to_owned(), "chaos-runner".to_owned()),
-                ("RAT_RUNNER_LEASE_SECS".to_owned(), LEASE_SECS.to_string()),
-                ("RAT_RUNNER_POLL_MS".to_owned(), "200".to_owned()),
-                ("RUST_LOG".to_owned(), "info".to_owned()),
-            ],
-        );
-        runner.start();
-        Ok(Platform {
-            pg,
-            database_url,
-            moto,
-            proxy,
-            bucket,
-            apis,
-            api_bases,
-            schedulers,
-            reaper,
-            runner,
-        })
-    }
-
-    async fn db(&self) -> Result<tokio_postgres::Client, String> {
-        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("connecting to the database: {e}"))?;
-        tokio::spawn(connection);
-        Ok(client)
-    }
-
-    /// Injects `fault`; returns once it has cleared.
     async fn inject(&mut self, fault: Fault) -> Result<(), String> {
         let cluster = self.pg.cluster().clone();
         match fault {
@@ -466,6 +207,11 @@ impl Platform {
                 on_cluster(&cluster, Cluster::stop).await?;
                 tokio::time::sleep(down).await;
                 on_cluster(&cluster, Cluster::start).await?;
+            }
+            Fault::PostgresPaused(paused) => {
+                on_cluster(&cluster, Cluster::pause).await?;
+                tokio::time::sleep(paused).await;
+                on_cluster(&cluster, Cluster::resume).await?;
             }
             Fault::S3Hung(hung) => {
                 self.moto.pause();
@@ -501,19 +247,6 @@ impl Platform {
         }
         Ok(())
     }
-
-    async fn stop(&mut self) {
-        let _ = self.runner.signal("-CONT");
-        self.moto.resume();
-        for proc in self
-            .apis
-            .iter_mut()
-            .chain(self.schedulers.iter_mut())
-            .chain([&mut self.reaper, &mut self.runner])
-        {
-            proc.kill().await;
-        }
-    }
 }
 
 /// Runs `operation` (`pg_ctl` under the hood, blocking) on `cluster`.
@@ -528,184 +261,17 @@ async fn on_cluster(
         .map_err(|e| e.to_string())
 }
 
-/// The load: `CLIENTS` tasks sending requests through both api replicas (a
-/// request whose connection is refused by one is sent to the other, as a
-/// load balancer would), until told to stop.
-struct Load {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(bases: Vec<String>, started: Instant) -> Load {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("http client");
-        let tasks = (0..CLIENTS)
-            .map(|client| {
-                let (samples, stop, http, bases) = (samples.clone(), stop.clone(), http.clone(), bases.clone());
-                tokio::spawn(async move {
-                    let mut n: usize = client;
-                    while !stop.load(Ordering::Relaxed) {
-                        n = n.wrapping_add(CLIENTS);
-                        let sample = one_request(&http, &bases, n, started).await;
-                        samples.lock().expect("samples").push(sample);
-                    }
-                })
-            })
-            .collect();
-        Load { samples, stop, tasks }
-    }
-
-    async fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        std::mem::take(&mut *self.samples.lock().expect("samples"))
-    }
-
-    fn snapshot(&self) -> Vec<Sample> {
-        self.samples.lock().expect("samples").clone()
-    }
-}
-
-fn pipeline_path(n: usize) -> String {
-    format!("/api/v1/pipelines/chaos/silver/p{}", n % PIPELINES)
-}
-
-/// The `n`th request of the mix.
-async fn one_request(http: &reqwest::Client, bases: &[String], n: usize, started: Instant) -> Sample {
-    let pipeline = n / 7;
-    let (method, path, body) = match n % 20 {
-        0..=7 => (reqwest::Method::GET, pipeline_path(pipeline), None),
-        8..=10 => (reqwest::Method::GET, "/api/v1/runs?limit=20".to_owned(), None),
-        11..=12 => (
-            reqwest::Method::GET,
-            format!(
-                "/api/v1/files/chaos/pipelines/silver/p{}/pipeline.sql",
-                pipeline % PIPELINES
-            ),
-            None,
-        ),
-        13..=15 => (
-            reqwest::Method::PUT,
-            format!(
-                "/api/v1/files/chaos/pipelines/silver/p{}/pipeline.sql",
-                pipeline % PIPELINES
-            ),
-            Some(json!({ "content": format!("SELECT {n} AS n") })),
-        ),
-        16..=17 => (
-            reqwest::Method::POST,
-            format!("{}/publish", pipeline_path(pipeline)),
-            Some(json!({ "message": format!("chaos {n}") })),
-        ),
-        _ => (
-            reqwest::Method::POST,
-            "/api/v1/runs".to_owned(),
-            Some(json!({"namespace": "chaos", "layer": "silver", "pipeline": format!("p{}", pipeline % PIPELINES)})),
-        ),
-    };
-    let mutation = method != reqwest::Method::GET;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let sent = Instant::now();
-    let mut status = 0;
-    for attempt in 0..bases.len() {
-        let base = &bases[(n + attempt) % bases.len()];
-        let mut request = http
-            .request(method.clone(), format!("{base}{path}"))
-            .header("x-request-id", &request_id);
-        if let Some(body) = &body {
-            request = request.json(body);
-        }
-        match request.send().await {
-            Ok(response) => {
-                status = response.status().as_u16();
-                let _ = response.bytes().await;
-                break;
-            }
-            // Nothing was sent: a load balancer tries the other replica.
-            Err(e) if e.is_connect() => continue,
-            Err(_) => break,
-        }
-    }
-    Sample {
-        at: sent.duration_since(started),
-        took: sent.elapsed(),
-        status,
-        mutated: (mutation && (200..300).contains(&status)).then_some(request_id),
-    }
-}
-
 /// Runs the suite.
 pub async fn run(config: Config) -> Result<Report, String> {
-    let mut platform = Platform::start(&config).await?;
+    let replicas = Replicas { apis: 2, schedulers: 2 };
+    let mut platform = Platform::start(&config.bin_dir, &config.logs, replicas).await?;
     let result = drive(&mut platform, &config).await;
     platform.stop().await;
     result
 }
 
 async fn drive(platform: &mut Platform, config: &Config) -> Result<Report, String> {
-    let http = reqwest::Client::new();
-    let base = platform.api_bases[0].clone();
-    let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            let response = http
-                .request(method.clone(), format!("{base}{path}"))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| format!("{method} {path}: {e}"))?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            if !status.is_success() {
-                return Err(format!("{method} {path}: {status} {text}"));
-            }
-            Ok::<String, String>(text)
-        }
-    };
-    call(
-        reqwest::Method::POST,
-        "/api/v1/namespaces".to_owned(),
-        json!({"name": "chaos"}),
-    )
-    .await?;
-    for n in 0..PIPELINES {
-        call(
-            reqwest::Method::POST,
-            "/api/v1/pipelines".to_owned(),
-            json!({"namespace": "chaos", "layer": "silver", "name": format!("p{n}")}),
-        )
-        .await?;
-        call(
-            reqwest::Method::PUT,
-            format!("/api/v1/files/chaos/pipelines/silver/p{n}/pipeline.sql"),
-            json!({"content": "SELECT 1 AS n"}),
-        )
-        .await?;
-        call(
-            reqwest::Method::POST,
-            format!("{}/publish", pipeline_path(n)),
-            json!({"message": "first"}),
-        )
-        .await?;
-    }
-    // Every-second schedules (six-field cron), firing from the next second.
-    let db = platform.db().await?;
-    db.execute(
-        "INSERT INTO schedules (pipeline_id, cron_expr, next_run_at) \
-         SELECT id, '* * * * * *', date_trunc('second', now()) + interval '2 seconds' FROM pipelines \
-         WHERE namespace = 'chaos' AND name = ANY($1)",
-        &[&(0..SCHEDULES).map(|n| format!("p{n}")).collect::<Vec<_>>()],
-    )
-    .await
-    .map_err(|e| format!("creating the schedules: {}", pg(e)))?;
+    prepare_load(platform).await?;
 
     let started = Instant::now();
     let wall_start = OffsetDateTime::now_utc();
@@ -937,28 +503,4 @@ async fn unaudited(db: &tokio_postgres::Client, samples: &[Sample]) -> Result<Ve
         .iter()
         .map(|r| format!("request {} answered 2xx with no audit row", r.get::<_, String>(0)))
         .collect())
-}
-
-/// A driver error with the server's message, when it has one.
-fn pg(e: tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-/// The logs directory's processes, for a failure message.
-pub fn log_tails(logs: &Path) -> String {
-    let mut out = String::new();
-    if let Ok(entries) = std::fs::read_dir(logs) {
-        for entry in entries.flatten() {
-            let _ = writeln!(
-                out,
-                "--- {}\n{}",
-                entry.path().display(),
-                crate::tail(&entry.path(), 15)
-            );
-        }
-    }
-    out
 }

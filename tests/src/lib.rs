@@ -5,6 +5,8 @@
 //! tests and the `rat-chaos` tool.
 
 pub mod chaos;
+mod platform;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

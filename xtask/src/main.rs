@@ -32,6 +32,10 @@
 //! - `cargo xtask chaos [--short]` — the fault suite (`tests::chaos`), release
 //!   build: two api replicas, two schedulers, the reaper and the runner under
 //!   load, one fault at a time; a report per fault and the invariants
+//! - `cargo xtask soak --minutes N [--report FILE] [--chart FILE]` — the
+//!   fault suite's load for N minutes against one replica of each binary,
+//!   release build; RSS, Postgres connections, p99 and errors every 10 s, a
+//!   table, an SVG chart and a verdict (no error, no upward trend)
 
 mod dev;
 mod portal;
@@ -81,6 +85,22 @@ enum Task {
         /// Also write the report (Markdown) to this file.
         #[arg(long)]
         report: Option<std::path::PathBuf>,
+    },
+    /// The soak (release build): the chaos suite's load for N minutes on one
+    /// replica of each binary, sampled every 10 s, with a verdict.
+    Soak {
+        /// How long the load runs.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        minutes: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        interval_secs: u64,
+        /// Also write the samples and the verdict (Markdown) to this file.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+        /// Write the chart (SVG) of RSS, connections and p99 to this file.
+        #[arg(long)]
+        chart: Option<std::path::PathBuf>,
     },
     /// Database chores.
     Db {
@@ -174,6 +194,36 @@ fn main() -> anyhow::Result<()> {
                 .status()
                 .context("running rat-chaos")?;
             anyhow::ensure!(status.success(), "the fault suite failed ({status})");
+            Ok(())
+        }
+        Task::Soak {
+            minutes,
+            interval_secs,
+            report,
+            chart,
+        } => {
+            system::ensure_postgres_server()?;
+            cargo(&["build", "--quiet", "--release", "--bins"])?;
+            let bin_dir = project_root().join("target/release");
+            let mut args = vec![
+                "--bin-dir".to_owned(),
+                bin_dir.display().to_string(),
+                "--minutes".to_owned(),
+                minutes.to_string(),
+                "--interval-secs".to_owned(),
+                interval_secs.to_string(),
+            ];
+            if let Some(report) = report {
+                args.extend(["--report".to_owned(), report.display().to_string()]);
+            }
+            if let Some(chart) = chart {
+                args.extend(["--chart".to_owned(), chart.display().to_string()]);
+            }
+            let status = std::process::Command::new(bin_dir.join("rat-soak"))
+                .args(&args)
+                .status()
+                .context("running rat-soak")?;
+            anyhow::ensure!(status.success(), "the soak failed ({status})");
             Ok(())
         }
         Task::Db { task } => runtime.block_on(async {

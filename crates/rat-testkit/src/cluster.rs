@@ -199,6 +199,40 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes the running server with SIGSTOP: the postmaster first (so it
+    /// forks no new backend), then every process it started. Connections
+    /// are still accepted by the kernel but nothing answers, as when the
+    /// database host stops responding; [`Cluster::resume`] undoes it.
+    pub fn pause(&self) -> Result<(), ClusterError> {
+        let postmaster = self.postmaster_pid()?;
+        signal(postmaster, "-STOP")?;
+        for child in children_of(postmaster) {
+            // A backend that exited meanwhile is not an error.
+            let _ = signal(child, "-STOP");
+        }
+        Ok(())
+    }
+
+    /// Lets a server frozen by [`Cluster::pause`] run again (SIGCONT to its
+    /// processes, the postmaster last).
+    pub fn resume(&self) -> Result<(), ClusterError> {
+        let postmaster = self.postmaster_pid()?;
+        for child in children_of(postmaster) {
+            let _ = signal(child, "-CONT");
+        }
+        signal(postmaster, "-CONT")
+    }
+
+    /// The postmaster's process id, from the first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> Result<u32, ClusterError> {
+        let path = self.data_dir().join("postmaster.pid");
+        let text = fs::read_to_string(&path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| err(format!("{} holds no process id", path.display())))
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.options.base_dir.join("data")
     }
@@ -356,6 +390,39 @@ impl Cluster {
             .output()
             .map_err(|e| err(format!("cannot run {}: {e}", program.display())))
     }
+}
+
+/// Sends `signal` (as `kill` spells it: `-STOP`) to process `pid`.
+fn signal(pid: u32, signal: &str) -> Result<(), ClusterError> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .map_err(|e| err(format!("kill {signal} {pid}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(err(format!("kill {signal} {pid} failed ({status})")))
+    }
+}
+
+/// The processes whose parent is `parent` (read from `/proc`).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `/proc/PID/stat` is "pid (comm) state ppid ...", and comm may
+            // hold spaces or parentheses: read after the last ')'.
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 /// Finds the directory holding `initdb`, `pg_ctl` and `postgres`:
