@@ -27,9 +27,6 @@ pub(crate) const LEASE_SECS: u64 = 10;
 /// The reaper's poll interval.
 pub(crate) const REAPER_POLL_SECS: u64 = 3;
 
-/// How long a client of the load waits for an answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// How many replicas of the scaled binaries to start (always one reaper and
 /// one runner).
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +153,14 @@ pub(crate) struct Sample {
     pub(crate) status: u16,
     /// A mutation's request id, when it answered 2xx.
     pub(crate) mutated: Option<String>,
+}
+
+impl Sample {
+    /// When the answer came (or the request gave up), since the load
+    /// started.
+    pub(crate) fn answered(&self) -> Duration {
+        self.at + self.took
+    }
 }
 
 /// The running platform.
@@ -339,7 +344,7 @@ impl Load {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(Duration::from_secs(120))
             .build()
             .expect("http client");
         let tasks = (0..CLIENTS)
@@ -366,18 +371,18 @@ impl Load {
         std::mem::take(&mut *self.samples.lock().expect("samples"))
     }
 
-    /// The requests sent from `from` (since the load started) on.
-    pub(crate) fn since(&self, from: Duration) -> Vec<Sample> {
+    /// The requests answered from `from` (since the load started) on.
+    pub(crate) fn answered_since(&self, from: Duration) -> Vec<Sample> {
         let samples = self.samples.lock().expect("samples");
-        // Samples are pushed when answered, so nearly in order of sending:
-        // look back from the end past the first one sent before `from`
-        // only as far as a request can take (the client's timeout).
-        let horizon = from.saturating_sub(REQUEST_TIMEOUT);
+        // Samples are pushed as they are answered: look back from the end
+        // only as far as the first answered before `from` (with a second
+        // of slack for pushes that raced).
+        let horizon = from.saturating_sub(Duration::from_secs(1));
         samples
             .iter()
             .rev()
-            .take_while(|s| s.at >= horizon)
-            .filter(|s| s.at >= from)
+            .take_while(|s| s.answered() >= horizon)
+            .filter(|s| s.answered() >= from)
             .cloned()
             .collect()
     }

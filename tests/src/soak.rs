@@ -86,7 +86,8 @@ pub struct Tick {
     pub rss_kib: BTreeMap<String, u64>,
     /// Open Postgres sessions of each binary (by binary name).
     pub connections: BTreeMap<String, i64>,
-    /// Requests answered in the interval.
+    /// Requests answered in the interval (the last sample also counts
+    /// those answered after the load was told to stop).
     pub requests: usize,
     /// Of those, not answered or answered 5xx.
     pub errors: usize,
@@ -352,11 +353,22 @@ async fn soak(platform: &Platform, config: &Config) -> Result<Report, String> {
         if db.is_closed() {
             db = sampling_session(platform).await?;
         }
-        let samples: Vec<Sample> = load.since(from).into_iter().filter(|s| s.at < to).collect();
+        let samples: Vec<Sample> = load
+            .answered_since(from)
+            .into_iter()
+            .filter(|s| s.answered() < to)
+            .collect();
         ticks.push(tick(platform, &db, to, &samples).await?);
         from = to;
     }
-    load.stop().await;
+    // Requests in flight at the end count too (their errors above all):
+    // with the last sample.
+    let late: Vec<Sample> = load.stop().await.into_iter().filter(|s| s.answered() >= from).collect();
+    if let Some(last) = ticks.last_mut() {
+        last.requests += late.len();
+        last.errors += late.iter().filter(|s| is_error(s)).count();
+        last.client_errors += late.iter().filter(|s| is_client_error(s)).count();
+    }
     let warm_up = config.duration / 5;
     let checks = verdict(&ticks, warm_up);
     Ok(Report { ticks, warm_up, checks })
@@ -402,10 +414,20 @@ async fn tick(
         rss_kib,
         connections,
         requests: samples.len(),
-        errors: samples.iter().filter(|s| s.status == 0 || s.status >= 500).count(),
-        client_errors: samples.iter().filter(|s| (400..500).contains(&s.status)).count(),
+        errors: samples.iter().filter(|s| is_error(s)).count(),
+        client_errors: samples.iter().filter(|s| is_client_error(s)).count(),
         p99: percentile(&latencies, 0.99),
     })
+}
+
+/// A request not answered, or answered 5xx.
+fn is_error(sample: &Sample) -> bool {
+    sample.status == 0 || sample.status >= 500
+}
+
+/// A request answered 4xx.
+fn is_client_error(sample: &Sample) -> bool {
+    (400..500).contains(&sample.status)
 }
 
 /// The `q` quantile of sorted `values` (nearest rank).

@@ -3,5 +3,6 @@
 //! One test binary for the whole crate (each linking tokio, postgres and
 //! the rest once, not once per file).
 
+mod cluster;
 mod database;
 mod seed;
