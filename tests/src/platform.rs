@@ -223,6 +223,9 @@ impl Platform {
         let mut apis = Vec::new();
         let mut api_bases = Vec::new();
         let mut internal = Vec::new();
+        // The runner listener serves only with a token, and the runner
+        // will not start without one.
+        let runner_token = uuid::Uuid::new_v4().to_string();
         for n in 0..replicas.apis.max(1) {
             let (port, internal_port) = (crate::free_port(), crate::free_port());
             let mut env = vec![
@@ -232,6 +235,7 @@ impl Platform {
                     format!("127.0.0.1:{internal_port}"),
                 ),
                 ("RAT_DB_POOL_SIZE".to_owned(), "8".to_owned()),
+                ("RAT_RUNNER_TOKEN".to_owned(), runner_token.clone()),
             ];
             common(&mut env);
             store_env(&mut env);
@@ -272,6 +276,7 @@ impl Platform {
                     "RAT_RUNNER_API_URL".to_owned(),
                     format!("http://{}", internal[internal.len() - 1]),
                 ),
+                ("RAT_RUNNER_TOKEN".to_owned(), runner_token),
                 ("RAT_RUNNER_ID".to_owned(), "chaos-runner".to_owned()),
                 ("RAT_RUNNER_LEASE_SECS".to_owned(), LEASE_SECS.to_string()),
                 ("RAT_RUNNER_POLL_MS".to_owned(), "200".to_owned()),

@@ -84,6 +84,8 @@ pub struct Tick {
     pub at: Duration,
     /// Resident memory of each process, in KiB (by process name).
     pub rss_kib: BTreeMap<String, u64>,
+    /// Processes of the platform that were no longer running.
+    pub exited: Vec<String>,
     /// Open Postgres sessions of each binary (by binary name).
     pub connections: BTreeMap<String, i64>,
     /// Requests answered in the interval (the last sample also counts
@@ -290,11 +292,25 @@ pub fn trend_check(what: String, points: &[(f64, f64)], allowance: Allowance, un
 pub fn verdict(ticks: &[Tick], warm_up: Duration) -> Vec<Check> {
     let errors: usize = ticks.iter().map(|t| t.errors).sum();
     let requests: usize = ticks.iter().map(|t| t.requests).sum();
-    let mut checks = vec![Check {
-        what: "no request failed (unanswered or 5xx)".to_owned(),
-        holds: errors == 0 && requests > 0,
-        detail: format!("{errors} of {requests}"),
-    }];
+    let mut exited: Vec<String> = ticks.iter().flat_map(|t| t.exited.iter().cloned()).collect();
+    exited.sort();
+    exited.dedup();
+    let mut checks = vec![
+        Check {
+            what: "every process ran throughout".to_owned(),
+            holds: exited.is_empty() && !ticks.is_empty(),
+            detail: if exited.is_empty() {
+                "none exited".to_owned()
+            } else {
+                format!("exited: {}", exited.join(", "))
+            },
+        },
+        Check {
+            what: "no request failed (unanswered or 5xx)".to_owned(),
+            holds: errors == 0 && requests > 0,
+            detail: format!("{errors} of {requests}"),
+        },
+    ];
     let after: Vec<&Tick> = ticks.iter().filter(|t| t.at > warm_up).collect();
     let seconds = |t: &Tick| t.at.as_secs_f64();
     let mut processes: Vec<&String> = after.iter().flat_map(|t| t.rss_kib.keys()).collect();
@@ -388,11 +404,17 @@ async fn tick(
     at: Duration,
     samples: &[Sample],
 ) -> Result<Tick, String> {
-    let rss_kib = platform
-        .processes()
-        .into_iter()
-        .filter_map(|(name, pid)| Some((name, resident_kib(pid)?)))
-        .collect();
+    let mut rss_kib = BTreeMap::new();
+    let mut exited = Vec::new();
+    for (name, pid) in platform.processes() {
+        // An exited child (not reaped yet) has no VmRSS line.
+        match resident_kib(pid) {
+            Some(kib) => {
+                rss_kib.insert(name, kib);
+            }
+            None => exited.push(name),
+        }
+    }
     let rows = db
         .query(
             "SELECT application_name, count(*) FROM pg_stat_activity \
@@ -412,6 +434,7 @@ async fn tick(
     Ok(Tick {
         at,
         rss_kib,
+        exited,
         connections,
         requests: samples.len(),
         errors: samples.iter().filter(|s| is_error(s)).count(),
@@ -457,6 +480,7 @@ mod tests {
         Tick {
             at: Duration::from_secs(at),
             rss_kib: BTreeMap::from([("rat-api-0".to_owned(), (rss_mib * 1024.0) as u64)]),
+            exited: Vec::new(),
             connections: BTreeMap::from([("rat-api".to_owned(), connections)]),
             requests: 100,
             errors,
@@ -514,6 +538,16 @@ mod tests {
         assert!(!holds(&checks, "connections"), "{checks:?}");
         assert!(!holds(&checks, "p99"), "{checks:?}");
         assert!(!holds(&checks, "no request failed"), "{checks:?}");
+        assert!(holds(&checks, "every process ran"), "{checks:?}");
+    }
+
+    #[test]
+    fn a_process_that_exited_fails_the_soak() {
+        let mut ticks: Vec<Tick> = (1..=10).map(|i| tick(i * 10, 50.0, 4, 20, 0)).collect();
+        ticks[6].exited.push("rat-runner".to_owned());
+        let checks = verdict(&ticks, Duration::from_secs(20));
+        assert!(!holds(&checks, "every process ran"), "{checks:?}");
+        assert!(checks.iter().filter(|c| !c.holds).count() == 1, "{checks:?}");
     }
 
     #[test]
