@@ -25,6 +25,10 @@ use rat_versioning::VersionedStore;
 use time::OffsetDateTime;
 
 pub use crate::platform::log_tails;
+
+/// The reaper's pass interval during the suite (its shortest setting): a
+/// run whose lease expired is failed by the next pass.
+const REAPER_INTERVAL_SECS: u64 = 60;
 use crate::platform::{LEASE_SECS, Load, Platform, REAPER_POLL_SECS, Replicas, Sample, pg, prepare_load};
 
 /// One fault the suite injects.
@@ -272,6 +276,19 @@ pub async fn run(config: Config) -> Result<Report, String> {
 
 async fn drive(platform: &mut Platform, config: &Config) -> Result<Report, String> {
     prepare_load(platform).await?;
+    // Runs whose runner went silent are failed by the reaper's next pass:
+    // passes every minute (the shortest interval), and every run kept, so
+    // the slot invariants see every run the schedules made.
+    platform
+        .db()
+        .await?
+        .execute(
+            "UPDATE platform_settings SET value = value || jsonb_build_object(\
+             'reaper_interval_minutes', $1::int, 'runs_max_per_pipeline', 1000000) WHERE key = 'retention'",
+            &[&i32::try_from(REAPER_INTERVAL_SECS / 60).unwrap_or(1)],
+        )
+        .await
+        .map_err(|e| format!("setting the reaper's interval: {}", pg(e)))?;
 
     let started = Instant::now();
     let wall_start = OffsetDateTime::now_utc();
@@ -297,7 +314,7 @@ async fn drive(platform: &mut Platform, config: &Config) -> Result<Report, Strin
         .await
         .map_err(|e| format!("disabling the schedules: {}", pg(e)))?;
     let quiesce = Instant::now();
-    while quiesce.elapsed() < Duration::from_secs(LEASE_SECS + 3 * REAPER_POLL_SECS + 5) {
+    while quiesce.elapsed() < Duration::from_secs(LEASE_SECS + REAPER_INTERVAL_SECS + 3 * REAPER_POLL_SECS + 5) {
         let active: i64 = db
             .query_one("SELECT count(*) FROM runs WHERE status IN ('pending', 'running')", &[])
             .await
@@ -323,7 +340,7 @@ async fn drive(platform: &mut Platform, config: &Config) -> Result<Report, Strin
             missing_pins(&db, platform).await?,
         ),
         (
-            "no run left active past its lease and the reaper's next pass".to_owned(),
+            "no run left running past its lease and the reaper's next pass".to_owned(),
             stuck_runs(&db).await?,
         ),
         (
@@ -472,7 +489,7 @@ async fn stuck_runs(db: &tokio_postgres::Client) -> Result<Vec<String>, String> 
         .query(
             "SELECT id, status, lease_expires_at FROM runs WHERE status = 'running' \
              AND lease_expires_at < now() - make_interval(secs => $1::int)",
-            &[&i32::try_from(2 * REAPER_POLL_SECS + 5).unwrap_or(i32::MAX)],
+            &[&i32::try_from(REAPER_INTERVAL_SECS + 2 * REAPER_POLL_SECS + 5).unwrap_or(i32::MAX)],
         )
         .await
         .map_err(pg)?;

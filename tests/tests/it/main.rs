@@ -16,6 +16,7 @@ mod roles;
 mod scheduler_replicas;
 mod schemathesis;
 mod sdk_flows;
+mod soak;
 mod tenancy;
 mod tenants;
 mod tls;
