@@ -180,7 +180,10 @@ pub(crate) struct Platform {
 impl Platform {
     pub(crate) async fn start(bin_dir: &Path, logs: &Path, replicas: Replicas) -> Result<Platform, String> {
         std::fs::create_dir_all(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-        let pg = tokio::task::spawn_blocking(PrivateCluster::start)
+        // Durable: the audit invariant checks that nothing acknowledged is
+        // lost across an immediate shutdown, which a cluster with
+        // synchronous_commit=off does not promise by itself.
+        let pg = tokio::task::spawn_blocking(PrivateCluster::start_durable)
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot start PostgreSQL: {e}"))?;

@@ -557,7 +557,8 @@ mod tests {
 }
 
 /// A throwaway cluster of one test: TCP on a free port of `127.0.0.1`, no
-/// socket, not durable, under the system temporary directory; stopped and
+/// socket, not durable unless started with
+/// [`PrivateCluster::start_durable`], under the system temporary directory; stopped and
 /// removed when dropped. For tests that stop and start Postgres itself
 /// (which the shared cluster of [`crate::TestDatabase`] must never be).
 #[derive(Debug)]
@@ -569,6 +570,19 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Initializes and starts it, waiting until it accepts connections.
     pub fn start() -> Result<PrivateCluster, ClusterError> {
+        PrivateCluster::start_with(false)
+    }
+
+    /// Like [`PrivateCluster::start`], but durable (fsync and synchronous
+    /// commit on): a commit acknowledged to a client survives an immediate
+    /// shutdown. For suites that check that nothing acknowledged is lost
+    /// across faults; without it Postgres itself may drop the last commits
+    /// (`synchronous_commit=off`), which would read as the product's loss.
+    pub fn start_durable() -> Result<PrivateCluster, ClusterError> {
+        PrivateCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<PrivateCluster, ClusterError> {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "rat-private-{}-{}",
@@ -583,7 +597,7 @@ impl PrivateCluster {
             socket_dir: None,
             tcp: true,
             port,
-            durable: false,
+            durable,
             settings: Vec::new(),
         })?;
         let private = PrivateCluster { cluster, dir };
