@@ -167,6 +167,39 @@ impl PageParams {
     }
 }
 
+/// `?limit=&offset=&cursor=` of a list that also pages by keyset: `cursor`
+/// is the `next_cursor` of the previous page, given back as it came.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CursorPageParams {
+    /// Rows per page (default 50, at most 200; larger values are lowered to 200).
+    pub limit: Option<String>,
+    /// Rows to skip (default 0); not with `cursor`.
+    pub offset: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page (opaque).
+    pub cursor: Option<String>,
+}
+
+impl CursorPageParams {
+    /// The validated page and cursor: non-numbers, values below range, and
+    /// an offset beside a cursor are 400 (the cursor itself is read by the
+    /// service, which knows its list).
+    pub fn page(self) -> Result<(PageRequest, Option<String>), ApiError> {
+        let cursor = given(self.cursor);
+        if cursor.is_some() && given(self.offset.clone()).is_some() {
+            return Err(ApiError::invalid(
+                "give either cursor or offset, not both: a cursor already says where the page starts",
+            ));
+        }
+        let page = PageParams {
+            limit: self.limit,
+            offset: self.offset,
+        }
+        .page()?;
+        Ok((page, cursor))
+    }
+}
+
 /// Builds a pipeline address from path segments, refusing bad names with 400
 /// before any database call.
 pub fn pipeline_ref(namespace: &str, layer: &str, name: &str) -> Result<PipelineRef, ApiError> {

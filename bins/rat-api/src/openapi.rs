@@ -92,6 +92,9 @@ fn parameter_schema(path: &str, method: &str, location: &ParameterIn, name: &str
         "path" if in_path => pipeline_file_schema(),
         "limit" if in_query => json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX}),
         "offset" if in_query => json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX}),
+        // A keyset cursor: base64url without padding (empty is none); only
+        // a `next_cursor` of the same list and order is accepted.
+        "cursor" if in_query => json!({"type": "string", "maxLength": 256, "pattern": "^[A-Za-z0-9_-]*$"}),
         "sort" if in_query && path == "/api/v1/pipelines" => {
             sort_schema(&["name", "namespace", "layer", "created_at", "updated_at", "type"])
         }

@@ -2,7 +2,7 @@
 //! and its batched age-based pruning.
 
 use crate::GenericClient;
-use rat_domain::{AuditEntry, Page, PageRequest};
+use rat_domain::{AuditEntry, Cursor, KeysetPage, PageRequest};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -82,23 +82,64 @@ pub struct AuditFilter {
     pub until: Option<OffsetDateTime>,
 }
 
-/// Entries matching `filter`, newest first, one page, with the total.
-pub async fn list(
-    client: &impl GenericClient,
-    filter: &AuditFilter,
-    page: PageRequest,
-) -> Result<Page<AuditEntry>, DaoError> {
+/// The order of `GET /audit`: newest first (`idx_audit_log_time`, and the
+/// actor's and action's indexes, V21).
+const ORDER: OrderBy = OrderBy {
+    columns: &["timestamp", "id"],
+    descending: true,
+};
+
+/// The keyset comparison of [`ORDER`].
+const KEYSET: &str = "(timestamp, id) < ($?, $?2)";
+
+fn conditions(filter: &AuditFilter) -> Conditions<'_> {
     let mut conditions = Conditions::new();
     conditions.push_opt("actor = $?", &filter.actor);
     conditions.push_opt("action = $?", &filter.action);
     conditions.push_opt("object_type = $?", &filter.object_type);
     conditions.push_opt("timestamp >= $?", &filter.since);
     conditions.push_opt("timestamp < $?", &filter.until);
-    let order = OrderBy {
-        columns: &["timestamp", "id"],
-        descending: true,
-    };
-    sql::fetch_page(client, COLUMNS, "audit_log", &conditions, order, page, from_row).await
+    conditions
+}
+
+/// The statement [`list`] sends for `filter`, from a cursor or not; its
+/// parameters are the filters given, in the order of [`AuditFilter`]'s
+/// fields, then the cursor's timestamp and id, the limit and the offset.
+/// For plan tests (`EXPLAIN`).
+pub fn list_statement(filter: &AuditFilter, from_cursor: bool) -> String {
+    sql::page_statement(
+        COLUMNS,
+        "audit_log",
+        &conditions(filter),
+        ORDER,
+        from_cursor.then_some(KEYSET),
+    )
+}
+
+/// Entries matching `filter`, newest first, one page, with the total and
+/// whether more follow; from just after `after` when given.
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &AuditFilter,
+    page: PageRequest,
+    after: Option<Cursor<Uuid>>,
+) -> Result<KeysetPage<AuditEntry>, DaoError> {
+    let after = after.as_ref().map(|cursor| sql::After {
+        fragment: KEYSET,
+        at: &cursor.at,
+        id: &cursor.id,
+    });
+    sql::fetch_keyset_page(
+        client,
+        COLUMNS,
+        "audit_log",
+        &conditions(filter),
+        ORDER,
+        page,
+        after,
+        from_row,
+    )
+    .await
 }
 
 /// Deletes entries older than `cutoff` and not older than `from` (a cursor:

@@ -4,7 +4,9 @@
 
 use crate::GenericClient;
 use rat_domain::ZoneId;
-use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
+use rat_domain::{
+    Cursor, KeysetPage, LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName,
+};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -381,25 +383,54 @@ pub async fn get_file(client: &impl GenericClient, zone_id: ZoneId, id: Uuid) ->
     file_from_row(&row)
 }
 
-/// The zone's files, newest first, one page, with the total.
+/// The order of a zone's files: newest first (`idx_landing_files_zone`, with the id since V21).
+const FILE_ORDER: OrderBy = OrderBy {
+    columns: &["uploaded_at", "id"],
+    descending: true,
+};
+
+/// The keyset comparison of [`FILE_ORDER`].
+const FILE_KEYSET: &str = "(uploaded_at, id) < ($?, $?2)";
+
+/// The statement [`list_files`] sends, from a cursor or not; its parameters
+/// are the zone's id, then the cursor's time and id, the limit and the
+/// offset. For plan tests (`EXPLAIN`).
+pub fn list_files_statement(from_cursor: bool) -> String {
+    let zone = ZoneId::from(Uuid::nil());
+    let mut conditions = Conditions::new();
+    conditions.push("zone_id = $?", &zone);
+    sql::page_statement(
+        FILE_COLUMNS,
+        "landing_files",
+        &conditions,
+        FILE_ORDER,
+        from_cursor.then_some(FILE_KEYSET),
+    )
+}
+
+/// The zone's files, newest first, one page, with the total and whether
+/// more follow; from just after `after` when given.
 pub async fn list_files(
     client: &impl GenericClient,
     zone_id: ZoneId,
     page: PageRequest,
-) -> Result<Page<LandingFile>, DaoError> {
+    after: Option<Cursor<Uuid>>,
+) -> Result<KeysetPage<LandingFile>, DaoError> {
     let mut conditions = Conditions::new();
     conditions.push("zone_id = $?", &zone_id);
-    let order = OrderBy {
-        columns: &["uploaded_at", "id"],
-        descending: true,
-    };
-    sql::fetch_page(
+    let after = after.as_ref().map(|cursor| sql::After {
+        fragment: FILE_KEYSET,
+        at: &cursor.at,
+        id: &cursor.id,
+    });
+    sql::fetch_keyset_page(
         client,
         FILE_COLUMNS,
         "landing_files",
         &conditions,
-        order,
+        FILE_ORDER,
         page,
+        after,
         file_from_row,
     )
     .await

@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 use crate::{GenericClient, SqlArrayElement, SqlParam};
-use rat_domain::{Page, PageRequest};
+use rat_domain::{KeysetPage, Page, PageRequest};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -218,6 +218,48 @@ impl OrderBy {
     }
 }
 
+/// Where a keyset page starts: a row comparison on the sort key and the id,
+/// a fixed fragment whose `$?` is the key and `$?2` the id, e.g.
+/// `(created_at, id) < ($?, $?2)` for a list sorted newest first. It narrows
+/// the page, never the total.
+pub(crate) struct After<'a> {
+    /// The comparison (a fixed string of this crate).
+    pub fragment: &'static str,
+    /// The sort key of the last row sent.
+    pub at: Param<'a>,
+    /// The id of the last row sent.
+    pub id: Param<'a>,
+}
+
+/// The statement of one page: `SELECT {columns} FROM {from} WHERE ...
+/// [AND after] ORDER BY ... LIMIT $n OFFSET $n+1` (the limit and offset are
+/// the last two parameters, after the conditions' and the keyset's).
+pub(crate) fn page_statement(
+    columns: &str,
+    from: &str,
+    conditions: &Conditions<'_>,
+    order: OrderBy,
+    after: Option<&'static str>,
+) -> String {
+    let mut where_clause = conditions.render();
+    let mut n = conditions.params.len();
+    if let Some(fragment) = after {
+        where_clause.push_str(if where_clause.is_empty() { " WHERE " } else { " AND " });
+        where_clause.push_str(
+            &fragment
+                .replace("$?2", &format!("${}", n + 2))
+                .replace("$?", &format!("${}", n + 1)),
+        );
+        n += 2;
+    }
+    format!(
+        "SELECT {columns} FROM {from}{where_clause}{} LIMIT ${} OFFSET ${}",
+        order.render(),
+        n + 1,
+        n + 2
+    )
+}
+
 /// One page of `SELECT {columns} FROM {from} WHERE ... ORDER BY ...` and the
 /// count of the whole filtered set, both computed in SQL. The count query is
 /// skipped when the page itself proves the total (a short page).
@@ -230,31 +272,57 @@ pub(crate) async fn fetch_page<T>(
     page: PageRequest,
     decode: impl Fn(&Row) -> Result<T, DaoError>,
 ) -> Result<Page<T>, DaoError> {
-    let where_clause = conditions.render();
-    let n = conditions.params.len();
-    let page_sql = format!(
-        "SELECT {columns} FROM {from}{where_clause}{} LIMIT ${} OFFSET ${}",
-        order.render(),
-        n + 1,
-        n + 2
-    );
+    let page = fetch_keyset_page(client, columns, from, conditions, order, page, None, decode).await?;
+    Ok(Page {
+        items: page.items,
+        total: page.total,
+    })
+}
+
+/// [`fetch_page`], starting after a keyset position when one is given (the
+/// offset is then counted from it), and saying whether rows follow the page
+/// (one row more than the limit is read). The count covers the whole
+/// filtered set, whatever the position; it is skipped when the page proves
+/// it (from the start, nothing follows).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn fetch_keyset_page<T>(
+    client: &impl GenericClient,
+    columns: &'static str,
+    from: &'static str,
+    conditions: &Conditions<'_>,
+    order: OrderBy,
+    page: PageRequest,
+    after: Option<After<'_>>,
+    decode: impl Fn(&Row) -> Result<T, DaoError>,
+) -> Result<KeysetPage<T>, DaoError> {
+    let page_sql = page_statement(columns, from, conditions, order, after.as_ref().map(|a| a.fragment));
+    let read = page.limit + 1;
     let mut params: Vec<Param<'_>> = conditions.params.clone();
-    params.push(&page.limit);
+    let from_start = after.is_none();
+    if let Some(after) = &after {
+        params.push(after.at);
+        params.push(after.id);
+    }
+    params.push(&read);
     params.push(&page.offset);
     let rows = query(client, &page_sql, &params).await?;
-    let items = rows.iter().map(decode).collect::<Result<Vec<T>, _>>()?;
+    let more = rows.len() as i64 > page.limit;
+    let items = rows
+        .iter()
+        .take(page.limit as usize)
+        .map(decode)
+        .collect::<Result<Vec<T>, _>>()?;
 
-    let short_page = (items.len() as i64) < page.limit;
-    let total = if short_page && (!items.is_empty() || page.offset == 0) {
+    let total = if from_start && !more && (!items.is_empty() || page.offset == 0) {
         page.offset + items.len() as i64
     } else {
-        let count_sql = format!("SELECT count(*) FROM {from}{where_clause}");
+        let count_sql = format!("SELECT count(*) FROM {from}{}", conditions.render());
         query_opt(client, &count_sql, &conditions.params)
             .await?
             .ok_or(DaoError::NotFound { entity: "count" })?
             .try_get(0)?
     };
-    Ok(Page { items, total })
+    Ok(KeysetPage { items, total, more })
 }
 
 /// The rows of `SELECT {columns} FROM {from} WHERE ...` (for lookups by a
@@ -459,6 +527,36 @@ mod tests {
             " WHERE a = $1 AND deleted_at IS NULL AND (b ILIKE $2 OR d ILIKE $2)"
         );
         assert_eq!(Conditions::new().render(), "");
+    }
+
+    #[test]
+    fn a_keyset_position_follows_the_conditions_and_precedes_the_limit() {
+        let a = 1_i32;
+        let order = OrderBy {
+            columns: &["created_at", "id"],
+            descending: true,
+        };
+        let mut c = Conditions::new();
+        c.push("a = $?", &a);
+        assert_eq!(
+            page_statement("id", "runs", &c, order, Some("(created_at, id) < ($?, $?2)")),
+            "SELECT id FROM runs WHERE a = $1 AND (created_at, id) < ($2, $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        );
+        assert_eq!(
+            page_statement(
+                "id",
+                "runs",
+                &Conditions::new(),
+                order,
+                Some("(created_at, id) < ($?, $?2)")
+            ),
+            "SELECT id FROM runs WHERE (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+        );
+        assert_eq!(
+            page_statement("id", "runs", &Conditions::new(), order, None),
+            "SELECT id FROM runs ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+        );
     }
 
     #[test]

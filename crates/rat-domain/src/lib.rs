@@ -65,7 +65,7 @@ pub use landing::{LandingFile, LandingZone, LandingZoneSummary, parse_processed_
 pub use names::{NamespaceName, PipelineName, PluginName, TableName, TestName, ZoneName};
 pub use namespace::Namespace;
 pub use object::{KeyPrefix, ObjectError, ObjectKey, VersionId};
-pub use page::{Page, PageRequest, Sort};
+pub use page::{Cursor, KeysetPage, Page, PageRequest, Sort};
 pub use pipeline::{Layer, Pipeline, PipelineRef, PipelineSortField, PipelineType};
 pub use plugin::{Plugin, PluginStatus};
 pub use quality::{QualityResult, QualityStatus, QualityTest, Severity, TestAnnotations, TestOutcome};

@@ -4,22 +4,33 @@
 use rat_dao::audit;
 pub use rat_dao::audit::AuditFilter;
 pub use rat_dao::audit::NewAuditEntry;
-use rat_domain::{AuditEntry, FeatureFlags, Page, PageRequest};
+use rat_domain::{AuditEntry, Cursor, FeatureFlags, PageRequest};
 use time::OffsetDateTime;
 
+use crate::paging::{self, CursorPage};
 use crate::{ServiceError, Services};
 
-/// Entries matching `filter`, newest first, one page, with the total.
+/// The scope of the audit log's cursors.
+const CURSOR_SCOPE: &str = "audit:-timestamp";
+
+/// Entries matching `filter`, newest first, one page, with the total and
+/// the cursor of the next page; after the entry `cursor` names when given.
 /// Admins only: the log names every user and everything they did.
 pub async fn list(
     services: &Services,
     caller: &crate::identity::Caller,
     filter: &AuditFilter,
     page: PageRequest,
-) -> Result<Page<AuditEntry>, ServiceError> {
+    cursor: Option<&str>,
+) -> Result<CursorPage<AuditEntry>, ServiceError> {
     caller.require_admin("reading the audit log")?;
+    let after = paging::decode(Some(CURSOR_SCOPE), cursor)?;
     let client = services.pool.get().await?;
-    Ok(audit::list(&client, filter, page).await?)
+    let listed = audit::list(&client, filter, page, after).await?;
+    Ok(paging::page(listed, Some(CURSOR_SCOPE), |entry| Cursor {
+        at: entry.timestamp,
+        id: entry.id,
+    }))
 }
 
 /// Records `entries` stamped `now`, on one connection, unless the

@@ -11,7 +11,7 @@
 use rat_dao::landing::{self, NewLandingFile};
 pub use rat_dao::landing::{NewLandingZone, ZoneUpdate};
 use rat_domain::text::{MAX_DESCRIPTION_CHARS, MAX_SCHEMA_NOTE_CHARS, check_text_len};
-use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
+use rat_domain::{Cursor, LandingFile, LandingZone, LandingZoneSummary, NamespaceName, Page, PageRequest, ZoneName};
 use rat_versioning::{ByteSource, KeyPrefix, ObjectKey, list_all_latest};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::concurrency::{self, IfMatch};
 use crate::files::delete_all_under;
 use crate::identity::Caller;
+use crate::paging::{self, CursorPage};
 use crate::sharing::{self, Target};
 use crate::{ServiceError, Services, firing};
 use rat_dao::access;
@@ -292,7 +293,11 @@ pub async fn delete_zone_if(
     Ok(zone)
 }
 
-/// The zone's files, newest first, one page, with the total (read on the
+/// The scope of a zone's file cursors.
+const FILE_CURSOR_SCOPE: &str = "landing-files:-uploaded_at";
+
+/// The zone's files, newest first, one page, with the total and the cursor
+/// of the next page; after the file `cursor` names when given (read on the
 /// zone needed).
 pub async fn list_files(
     services: &Services,
@@ -300,10 +305,16 @@ pub async fn list_files(
     namespace: &NamespaceName,
     name: &ZoneName,
     page: PageRequest,
-) -> Result<Page<LandingFile>, ServiceError> {
+    cursor: Option<&str>,
+) -> Result<CursorPage<LandingFile>, ServiceError> {
+    let after = paging::decode(Some(FILE_CURSOR_SCOPE), cursor)?;
     let client = services.pool.get().await?;
     let zone = zone_for(&client, caller, namespace, name, Permission::Read, "reading").await?;
-    Ok(landing::list_files(&client, zone.id, page).await?)
+    let listed = landing::list_files(&client, zone.id, page, after).await?;
+    Ok(paging::page(listed, Some(FILE_CURSOR_SCOPE), |file| Cursor {
+        at: file.uploaded_at,
+        id: file.id,
+    }))
 }
 
 /// A file to store in a zone (its content comes as a stream beside it).

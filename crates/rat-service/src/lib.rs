@@ -66,6 +66,7 @@ pub mod landing;
 pub mod listen;
 pub mod namespaces;
 pub mod nessie;
+pub mod paging;
 pub mod pipelines;
 pub mod platform;
 pub mod projects;

@@ -10,10 +10,11 @@ use rat_dao::runs::{self, NewRun};
 pub use rat_dao::runs::{DEFAULT_SORT, RunFilter, RunReport};
 use rat_dao::{DaoError, pipelines};
 use rat_domain::RunId;
-use rat_domain::{Page, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
+use rat_domain::{Cursor, PageRequest, PipelineRef, Run, RunSortField, RunStatus, RunSummary, Sort};
 use time::OffsetDateTime;
 
 use crate::identity::Caller;
+use crate::paging::{self, CursorPage};
 use crate::pipelines::{require_on_id, require_on_loaded};
 use crate::{ServiceError, Services, sharing, versions};
 use rat_domain::Permission;
@@ -75,19 +76,41 @@ pub async fn create(
     Ok(run)
 }
 
+/// The scope of the cursors of `GET /runs` in `sort`'s order; `None` when
+/// the order does not page by cursor ([`runs::keyset`]).
+fn cursor_scope(sort: Sort<RunSortField>) -> Option<&'static str> {
+    runs::keyset(sort).map(|_| {
+        if sort.descending {
+            "runs:-created_at"
+        } else {
+            "runs:created_at"
+        }
+    })
+}
+
 /// Runs matching `filter` of pipelines `caller` may read, sorted, one page,
-/// with the total (all in SQL, so the page and the total count only those).
+/// with the total (all in SQL, so the page and the total count only those)
+/// and the cursor of the next page. `cursor` (a `next_cursor` given back)
+/// starts the page after the run it names; it must come from the same
+/// order, and only `[-]created_at` pages by cursor (`InvalidInput` else).
 pub async fn list(
     services: &Services,
     caller: &Caller,
     filter: &RunFilter,
     sort: Sort<RunSortField>,
     page: PageRequest,
-) -> Result<Page<RunSummary>, ServiceError> {
+    cursor: Option<&str>,
+) -> Result<CursorPage<RunSummary>, ServiceError> {
+    let scope = cursor_scope(sort);
+    let after = paging::decode(scope, cursor)?;
     let client = services.pool.get().await?;
     let mut filter = filter.clone();
     filter.readable_by = (!caller.admin).then(|| sharing::share_names(caller));
-    Ok(runs::list(&client, &filter, sort, page).await?)
+    let listed = runs::list(&client, &filter, sort, page, after).await?;
+    Ok(paging::page(listed, scope, |run| Cursor {
+        at: run.created_at,
+        id: run.id,
+    }))
 }
 
 /// The run with this id; `NotFound` when there is none or `caller` may not
@@ -134,12 +157,47 @@ pub const MAX_LOG_ENTRIES: i64 = 10_000;
 /// the seed's shape (`runs.logs`) first, then those appended by runners, in
 /// order, at most [`MAX_LOG_ENTRIES`].
 pub async fn logs(services: &Services, caller: &Caller, id: RunId) -> Result<RunLogs, ServiceError> {
+    Ok(log_page(services, caller, id, None, MAX_LOG_ENTRIES).await?.0)
+}
+
+/// The scope of run log cursors.
+const LOG_CURSOR_SCOPE: &str = "run-logs";
+
+/// One page of the run's log entries and its status, with the cursor of the
+/// next page (`None` once no entry follows). Without `cursor`: the entries
+/// kept in the seed's shape, then the first `limit` appended by runners;
+/// with one (a `next_cursor` given back): the next `limit` appended after
+/// it. `limit` is clamped to 1..=[`MAX_LOG_ENTRIES`].
+pub async fn log_page(
+    services: &Services,
+    caller: &Caller,
+    id: RunId,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(RunLogs, Option<String>), ServiceError> {
+    let after: Option<Cursor<i64>> = paging::decode(Some(LOG_CURSOR_SCOPE), cursor)?;
+    let limit = limit.clamp(1, MAX_LOG_ENTRIES);
     let client = services.pool.get().await?;
     require_on_run(&client, caller, id, Permission::Read, "reading").await?;
-    let RunLogs { mut entries, status } = read_legacy_logs(&client, id).await?;
-    let appended = runs::log_entries_after(&client, id, 0, MAX_LOG_ENTRIES).await?;
+    let (mut entries, status, from) = match after {
+        None => {
+            let RunLogs { entries, status } = read_legacy_logs(&client, id).await?;
+            (entries, status, 0)
+        }
+        Some(cursor) => (Vec::new(), runs::status(&client, id).await?, cursor.id),
+    };
+    let mut appended = runs::log_entries_after(&client, id, from, limit + 1).await?;
+    let more = appended.len() as i64 > limit;
+    appended.truncate(limit as usize);
+    let next_cursor = appended.last().filter(|_| more).map(|(last, _)| {
+        Cursor {
+            at: OffsetDateTime::UNIX_EPOCH,
+            id: *last,
+        }
+        .encode(LOG_CURSOR_SCOPE)
+    });
     entries.extend(appended.into_iter().map(|(_, entry)| log_entry_json(&entry)));
-    Ok(RunLogs { entries, status })
+    Ok((RunLogs { entries, status }, next_cursor))
 }
 
 /// What a live log stream sends first: the entries kept in the seed's shape

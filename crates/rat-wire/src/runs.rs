@@ -58,8 +58,11 @@ pub struct RunQuery {
     pub sort: Option<String>,
     /// Rows per page (default 50, at most 200).
     pub limit: Option<String>,
-    /// Rows to skip.
+    /// Rows to skip; not with `cursor`.
     pub offset: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page (opaque;
+    /// only with the sort `created_at` or `-created_at`).
+    pub cursor: Option<String>,
 }
 
 /// A page of runs.
@@ -70,6 +73,10 @@ pub struct RunList {
     pub runs: Vec<RunDto>,
     /// Count of every run matching the filters.
     pub total: i64,
+    /// The `cursor` of the next page; absent on the last page, and with a
+    /// sort other than `[-]created_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Body of `POST /runs`.
@@ -153,6 +160,20 @@ pub struct RunLogs {
     pub logs: Vec<LogEntry>,
     /// The run's status.
     pub status: String,
+    /// The `cursor` of the next page of entries; absent once none follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of `GET /runs/{id}/logs` (JSON answers only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct LogQuery {
+    /// Entries per page (default and most 10000).
+    pub limit: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page (opaque).
+    pub cursor: Option<String>,
 }
 
 #[cfg(feature = "domain")]

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Identity, PageParams, given};
+use crate::extract::{ApiQuery, CursorPageParams, Identity, given};
 use crate::middleware::Feature;
 use crate::state::AppState;
 
@@ -64,6 +64,9 @@ pub struct AuditList {
     pub entries: Vec<AuditEntryDto>,
     /// Count of every entry matching the filters.
     pub total: i64,
+    /// The `cursor` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Filters of `GET /audit`.
@@ -82,8 +85,10 @@ pub struct AuditQuery {
     pub until: Option<String>,
     /// Rows per page (default 50, at most 200).
     pub limit: Option<String>,
-    /// Rows to skip.
+    /// Rows to skip; not with `cursor`.
     pub offset: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page (opaque).
+    pub cursor: Option<String>,
 }
 
 fn time_param(name: &str, value: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
@@ -104,9 +109,10 @@ pub async fn list(
     identity: Identity,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
-    let page = PageParams {
+    let (page, cursor) = CursorPageParams {
         limit: query.limit,
         offset: query.offset,
+        cursor: query.cursor,
     }
     .page()?;
     let filter = AuditFilter {
@@ -116,9 +122,10 @@ pub async fn list(
         action: given(query.action),
         object_type: given(query.object_type),
     };
-    let page = rat_service::audit::list(&state.services, &identity.caller, &filter, page).await?;
+    let page = rat_service::audit::list(&state.services, &identity.caller, &filter, page, cursor.as_deref()).await?;
     Ok(Json(AuditList {
         entries: page.items.into_iter().map(AuditEntryDto::from).collect(),
         total: page.total,
+        next_cursor: page.next_cursor,
     }))
 }

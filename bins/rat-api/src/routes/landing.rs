@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, etag, if_match};
+use crate::extract::{ApiJson, ApiQuery, CursorPageParams, Identity, PageParams, etag, if_match};
 use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
@@ -340,6 +340,9 @@ pub struct FileList {
     pub files: Vec<FileDto>,
     /// Count of the zone's files.
     pub total: i64,
+    /// The `cursor` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The multipart form of an upload.
@@ -352,20 +355,29 @@ pub struct ZoneUploadForm {
 
 /// The zone's files, newest first.
 #[utoipa::path(get, path = "/landing-zones/{namespace}/{name}/files", tag = "landing zones",
-    params(("namespace" = String, Path), ("name" = String, Path), PageParams), responses(
+    params(("namespace" = String, Path), ("name" = String, Path), CursorPageParams), responses(
     (status = 200, body = FileList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn list_files(
     State(state): State<AppState>,
     identity: Identity,
     Path((ns, name)): ZonePath,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<CursorPageParams>,
 ) -> ApiResult<Json<FileList>> {
     let (namespace, name) = zone_address(&ns, &name)?;
-    let page =
-        rat_service::landing::list_files(&state.services, &identity.caller, &namespace, &name, page.page()?).await?;
+    let (page, cursor) = params.page()?;
+    let page = rat_service::landing::list_files(
+        &state.services,
+        &identity.caller,
+        &namespace,
+        &name,
+        page,
+        cursor.as_deref(),
+    )
+    .await?;
     Ok(Json(FileList {
         files: page.items.into_iter().map(FileDto::from).collect(),
         total: page.total,
+        next_cursor: page.next_cursor,
     }))
 }
 

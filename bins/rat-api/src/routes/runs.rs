@@ -20,10 +20,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, given, path_id, pipeline_ref};
+use crate::extract::{ApiJson, ApiQuery, CursorPageParams, Identity, given, path_id, pipeline_ref};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
-pub use rat_wire::runs::{CreateRun, LogEntry, RunDto, RunList, RunLogs, RunQuery, RunStatusAnswer};
+pub use rat_wire::runs::{CreateRun, LogEntry, LogQuery, RunDto, RunList, RunLogs, RunQuery, RunStatusAnswer};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -54,9 +54,10 @@ pub async fn list(
     identity: Identity,
     ApiQuery(query): ApiQuery<RunQuery>,
 ) -> ApiResult<Json<RunList>> {
-    let page = PageParams {
+    let (page, cursor) = CursorPageParams {
         limit: query.limit,
         offset: query.offset,
+        cursor: query.cursor,
     }
     .page()?;
     let filter = RunFilter {
@@ -79,10 +80,19 @@ pub async fn list(
         None => rat_service::runs::DEFAULT_SORT,
         Some(text) => Sort::<RunSortField>::parse(&text)?,
     };
-    let page = rat_service::runs::list(&state.services, &identity.caller, &filter, sort, page).await?;
+    let page = rat_service::runs::list(
+        &state.services,
+        &identity.caller,
+        &filter,
+        sort,
+        page,
+        cursor.as_deref(),
+    )
+    .await?;
     Ok(Json(RunList {
         runs: page.items.into_iter().map(RunDto::from).collect(),
         total: page.total,
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -152,7 +162,8 @@ pub async fn cancel(
 /// comments while idle.
 #[utoipa::path(get, path = "/runs/{id}/logs", tag = "runs",
     params(("id" = String, Path, description = "run id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "SSE only: resume after this entry id")),
+        ("Last-Event-ID" = Option<String>, Header, description = "SSE only: resume after this entry id"),
+        LogQuery),
     responses(
         (status = 200, description = "JSON, or an SSE stream with `Accept: text/event-stream`",
             content((RunLogs = "application/json"), (String = "text/event-stream"))),
@@ -165,18 +176,38 @@ pub async fn logs(
     Path(id): Path<String>,
     connection: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> ApiResult<Response> {
     let id: RunId = path_id(&id, "run")?;
+    let limit = match given(query.limit) {
+        None => rat_service::runs::MAX_LOG_ENTRIES,
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(limit) if limit >= 1 => limit,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "limit must be a whole number from 1, got {text:?}"
+                )));
+            }
+        },
+    };
     if wants_event_stream(&headers) {
         // Without connection info (an embedding that does not provide it),
         // every client shares one allowance.
         let client = connection.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.0.ip());
         return stream_logs(state, identity, id, client, last_event_id(&headers)).await;
     }
-    let logs = rat_service::runs::logs(&state.services, &identity.caller, id).await?;
+    let (logs, next_cursor) = rat_service::runs::log_page(
+        &state.services,
+        &identity.caller,
+        id,
+        given(query.cursor).as_deref(),
+        limit,
+    )
+    .await?;
     Ok(Json(RunLogs {
         logs: logs.entries.into_iter().map(LogEntry::from_stored).collect(),
         status: logs.status.as_str().to_owned(),
+        next_cursor,
     })
     .into_response())
 }

@@ -472,3 +472,119 @@ async fn list_filters_sorts_and_pages_in_sql() {
             .assert_error(400, "INVALID_ARGUMENT");
     }
 }
+
+#[tokio::test]
+async fn lists_that_grow_page_by_cursor() {
+    let app = TestApp::new().await;
+    let client = app.db.client().await;
+    let silver = fixtures::published_pipeline(&client, "default", "silver", "orders").await;
+    let t0 = datetime!(2026-06-01 10:00:00 UTC);
+    // Seven runs, two of them created at the same instant.
+    let mut made = Vec::new();
+    for i in 0..7_i64 {
+        made.push(
+            fixtures::run_at(&client, &silver, t0 + time::Duration::minutes(i.min(5)))
+                .await
+                .id,
+        );
+    }
+    let walk = |first: String| {
+        let app = &app;
+        async move {
+            let (mut ids, mut next) = (Vec::<String>::new(), Some(first.clone()));
+            let mut pages = 0;
+            while let Some(url) = next.take() {
+                let page = app.get(&url).await;
+                assert_eq!(page.status, 200, "{url}: {}", page.text);
+                assert_eq!(page.json["total"], 7, "{url}");
+                ids.extend(
+                    page.json["runs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["id"].as_str().unwrap().to_owned()),
+                );
+                next = page.json.get("next_cursor").map(|cursor| {
+                    let base = first.split("&cursor=").next().unwrap();
+                    format!("{base}&cursor={}", cursor.as_str().unwrap())
+                });
+                pages += 1;
+                assert!(pages < 10);
+            }
+            (ids, pages)
+        }
+    };
+    for sort in ["-created_at", "created_at"] {
+        let everything = app.get(&format!("/api/v1/runs?sort={sort}")).await;
+        assert!(everything.json.get("next_cursor").is_none(), "the last page has none");
+        let expected: Vec<String> = everything.json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let (ids, pages) = walk(format!("/api/v1/runs?sort={sort}&limit=2")).await;
+        assert_eq!(ids, expected, "{sort}");
+        assert_eq!(pages, 4, "no empty last page");
+    }
+
+    let first = app.get("/api/v1/runs?limit=2").await;
+    let cursor = first.json["next_cursor"].as_str().unwrap().to_owned();
+    let second = app.get(&format!("/api/v1/runs?limit=2&cursor={cursor}")).await;
+    assert_eq!(
+        second.json["runs"][0]["id"],
+        made[4].to_string(),
+        "after the second newest"
+    );
+    for bad in [
+        // Another order than the cursor's, an order without keyset, an
+        // offset beside it, and tokens that are no cursor.
+        format!("sort=created_at&cursor={cursor}"),
+        format!("sort=status&cursor={cursor}"),
+        format!("offset=2&cursor={cursor}"),
+        "cursor=abc".to_owned(),
+        "cursor=not%20base64".to_owned(),
+        format!("cursor={}", &cursor[..cursor.len() - 3]),
+    ] {
+        app.get(&format!("/api/v1/runs?{bad}"))
+            .await
+            .assert_error(400, "INVALID_ARGUMENT");
+    }
+    // A cursor of another list is refused too.
+    app.get(&format!("/api/v1/audit?cursor={cursor}"))
+        .await
+        .assert_error(400, "INVALID_ARGUMENT");
+
+    // Run logs: pages of `limit` entries after the cursor.
+    let id = made[0];
+    let entries: Vec<rat_domain::LogEntry> = (0..5)
+        .map(|i| rat_domain::LogEntry::new(t0, rat_domain::LogLevel::Info, format!("line {i}")).unwrap())
+        .collect();
+    runs::append_log_entries(&client, id, &entries).await.unwrap();
+    let whole = app.get(&format!("/api/v1/runs/{id}/logs")).await;
+    assert_eq!(whole.json["logs"].as_array().unwrap().len(), 5);
+    assert!(whole.json.get("next_cursor").is_none());
+    let (mut messages, mut url) = (Vec::new(), Some(format!("/api/v1/runs/{id}/logs?limit=2")));
+    while let Some(next) = url.take() {
+        let page = app.get(&next).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(page.json["status"], "pending");
+        messages.extend(
+            page.json["logs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_owned()),
+        );
+        url = page
+            .json
+            .get("next_cursor")
+            .map(|c| format!("/api/v1/runs/{id}/logs?limit=2&cursor={}", c.as_str().unwrap()));
+    }
+    assert_eq!(messages, ["line 0", "line 1", "line 2", "line 3", "line 4"]);
+    for bad in [format!("cursor={cursor}"), "limit=0".to_owned(), "limit=x".to_owned()] {
+        app.get(&format!("/api/v1/runs/{id}/logs?{bad}"))
+            .await
+            .assert_error(400, "INVALID_ARGUMENT");
+    }
+}

@@ -9,8 +9,8 @@ pub use logs::*;
 
 use crate::GenericClient;
 use rat_domain::{
-    Layer, NamespaceName, Page, PageRequest, PipelineName, PublishedVersions, Run, RunSortField, RunStatus, RunSummary,
-    Sort,
+    Cursor, KeysetPage, Layer, NamespaceName, PageRequest, PipelineName, PublishedVersions, Run, RunSortField,
+    RunStatus, RunSummary, Sort,
 };
 use rat_domain::{PipelineId, RunId, ScheduleId, TriggerId, VersionNumber};
 use time::OffsetDateTime;
@@ -320,14 +320,73 @@ pub const DEFAULT_SORT: Sort<RunSortField> = Sort {
     descending: true,
 };
 
-/// Runs matching `filter`, sorted, one page, with the total. Listed runs
-/// carry no snapshot ([`RunSummary`]): read one run whole with [`get`].
+/// The keyset comparison of a sort, when the sort has one: only the
+/// creation time is never NULL and indexed with the id (`idx_runs_created_at`,
+/// `idx_runs_pipeline`), so only `[-]created_at` pages by cursor.
+pub fn keyset(sort: Sort<RunSortField>) -> Option<&'static str> {
+    match (sort.field, sort.descending) {
+        (RunSortField::CreatedAt, true) => Some("(created_at, id) < ($?, $?2)"),
+        (RunSortField::CreatedAt, false) => Some("(created_at, id) > ($?, $?2)"),
+        _ => None,
+    }
+}
+
+fn order(sort: Sort<RunSortField>) -> OrderBy {
+    OrderBy {
+        columns: match sort.field {
+            RunSortField::CreatedAt => &["created_at", "id"],
+            RunSortField::StartedAt => &["started_at", "id"],
+            RunSortField::FinishedAt => &["finished_at", "id"],
+            RunSortField::DurationMs => &["duration_ms", "id"],
+            RunSortField::Status => &["status", "id"],
+        },
+        descending: sort.descending,
+    }
+}
+
+/// The conditions of `filter` on the run's own columns (its address filters
+/// aside, which [`list`] resolves first).
+fn push_row_filters<'a>(conditions: &mut Conditions<'a>, filter: &'a RunFilter, status: &'a Option<&'a str>) {
+    conditions.push_opt("pipeline_id = $?", &filter.pipeline_id);
+    conditions.push_opt("status = $?", status);
+    conditions.push_opt("started_at >= $?", &filter.started_after);
+    conditions.push_opt("started_at < $?", &filter.started_before);
+    conditions.push_opt(of_readable_pipeline!(), &filter.readable_by);
+}
+
+/// The statement [`list`] sends for `filter` (without address filters:
+/// those become a `pipeline_id` condition) and `sort`, from a cursor or
+/// not; its parameters are the filters given, in the order of
+/// [`RunFilter`]'s fields, then the cursor's key and id, the limit and the
+/// offset. For plan tests (`EXPLAIN`).
+pub fn list_statement(filter: &RunFilter, sort: Sort<RunSortField>, from_cursor: bool) -> String {
+    let status = filter.status.map(RunStatus::as_str);
+    let mut conditions = Conditions::new();
+    push_row_filters(&mut conditions, filter, &status);
+    let after = if from_cursor { keyset(sort) } else { None };
+    sql::page_statement(SUMMARY_COLUMNS, "runs", &conditions, order(sort), after)
+}
+
+/// Runs matching `filter`, sorted, one page, with the total and whether
+/// more follow; from just after `after` when given (which the sort must
+/// page by, see [`keyset`]: else `Invalid { cursor }`). Listed runs carry
+/// no snapshot ([`RunSummary`]): read one run whole with [`get`].
 pub async fn list(
     client: &impl GenericClient,
     filter: &RunFilter,
     sort: Sort<RunSortField>,
     page: PageRequest,
-) -> Result<Page<RunSummary>, DaoError> {
+    after: Option<Cursor<RunId>>,
+) -> Result<KeysetPage<RunSummary>, DaoError> {
+    let after = match (after, keyset(sort)) {
+        (None, _) => None,
+        (Some(cursor), Some(fragment)) => Some((cursor, fragment)),
+        (Some(_), None) => {
+            return Err(DaoError::Invalid {
+                constraint: "cursor".to_owned(),
+            });
+        }
+    };
     let namespace = filter.namespace.as_ref().map(NamespaceName::as_str);
     let layer = filter.layer.map(Layer::as_str);
     let pipeline = filter.pipeline.as_ref().map(PipelineName::as_str);
@@ -349,9 +408,10 @@ pub async fn list(
         Vec::new()
     };
     if by_address && pipeline_ids.is_empty() {
-        return Ok(Page {
+        return Ok(KeysetPage {
             items: Vec::new(),
             total: 0,
+            more: false,
         });
     }
     let single_id = pipeline_ids.first().copied().filter(|_| pipeline_ids.len() == 1);
@@ -364,28 +424,20 @@ pub async fn list(
         // Too many pipelines to pass as parameters: let Postgres join.
         sql::push_pipeline_address(&mut conditions, &namespace, &layer, &pipeline);
     }
-    conditions.push_opt("pipeline_id = $?", &filter.pipeline_id);
-    conditions.push_opt("status = $?", &status);
-    conditions.push_opt("started_at >= $?", &filter.started_after);
-    conditions.push_opt("started_at < $?", &filter.started_before);
-    conditions.push_opt(of_readable_pipeline!(), &filter.readable_by);
-    let order = OrderBy {
-        columns: match sort.field {
-            RunSortField::CreatedAt => &["created_at", "id"],
-            RunSortField::StartedAt => &["started_at", "id"],
-            RunSortField::FinishedAt => &["finished_at", "id"],
-            RunSortField::DurationMs => &["duration_ms", "id"],
-            RunSortField::Status => &["status", "id"],
-        },
-        descending: sort.descending,
-    };
-    sql::fetch_page(
+    push_row_filters(&mut conditions, filter, &status);
+    let after = after.as_ref().map(|(cursor, fragment)| sql::After {
+        fragment,
+        at: &cursor.at,
+        id: &cursor.id,
+    });
+    sql::fetch_keyset_page(
         client,
         SUMMARY_COLUMNS,
         "runs",
         &conditions,
-        order,
+        order(sort),
         page,
+        after,
         summary_from_row,
     )
     .await

@@ -46,7 +46,7 @@ async fn seed(client: &impl GenericClient) {
 
 /// The hours (since BASE) of the listed entries, in list order, and the total.
 async fn hours(client: &impl GenericClient, filter: &AuditFilter) -> (Vec<i64>, i64) {
-    let page = audit::list(client, filter, PageRequest::default()).await.unwrap();
+    let page = audit::list(client, filter, PageRequest::default(), None).await.unwrap();
     let hours = page.items.iter().map(|e| (e.timestamp - BASE).whole_hours()).collect();
     (hours, page.total)
 }
@@ -76,7 +76,7 @@ async fn entry_round_trips_every_column() {
     let bare = audit::insert(&client, &entry("bob", "login", None), at).await.unwrap();
     assert_eq!((bare.object_type, bare.object_id, bare.details), (None, None, None));
 
-    let listed = audit::list(&client, &AuditFilter::default(), PageRequest::default())
+    let listed = audit::list(&client, &AuditFilter::default(), PageRequest::default(), None)
         .await
         .unwrap();
     assert_eq!(listed.total, 2);
@@ -168,6 +168,7 @@ async fn list_pages_newest_first_with_ties_broken_by_id() {
             &client,
             &AuditFilter::default(),
             PageRequest::new(Some(2), Some(offset)).unwrap(),
+            None,
         )
         .await
         .unwrap();

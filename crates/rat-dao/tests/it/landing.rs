@@ -294,26 +294,26 @@ async fn list_files_is_newest_first_with_total() {
         .await
         .unwrap();
 
-    let all = landing::list_files(&client, z.id, PageRequest::default())
+    let all = landing::list_files(&client, z.id, PageRequest::default(), None)
         .await
         .unwrap();
     let names: Vec<&str> = all.items.iter().map(|f| f.filename.as_str()).collect();
     assert_eq!(names, ["third.csv", "second.csv", "first.csv"]);
     assert_eq!(all.total, 3);
 
-    let page = landing::list_files(&client, z.id, PageRequest::new(Some(2), Some(1)).unwrap())
+    let page = landing::list_files(&client, z.id, PageRequest::new(Some(2), Some(1)).unwrap(), None)
         .await
         .unwrap();
     let names: Vec<&str> = page.items.iter().map(|f| f.filename.as_str()).collect();
     assert_eq!(names, ["second.csv", "first.csv"]);
     assert_eq!(page.total, 3);
-    let page = landing::list_files(&client, z.id, PageRequest::new(Some(1), Some(0)).unwrap())
+    let page = landing::list_files(&client, z.id, PageRequest::new(Some(1), Some(0)).unwrap(), None)
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.total, 3, "total counts the whole zone, not the page");
 
-    let empty = landing::list_files(&client, Uuid::new_v4().into(), PageRequest::default())
+    let empty = landing::list_files(&client, Uuid::new_v4().into(), PageRequest::default(), None)
         .await
         .unwrap();
     assert!(empty.items.is_empty());

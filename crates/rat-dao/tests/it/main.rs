@@ -6,6 +6,7 @@
 mod access;
 mod audit;
 mod cascades;
+mod keyset;
 mod landing;
 mod migrations;
 mod namespaces;

@@ -342,9 +342,11 @@ async fn list_applies_every_filter_and_sort_in_sql() {
 
     let newest = runs::DEFAULT_SORT;
     let page = PageRequest::default();
-    let ids = |p: &rat_domain::Page<rat_domain::RunSummary>| p.items.iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |p: &rat_domain::KeysetPage<rat_domain::RunSummary>| p.items.iter().map(|r| r.id).collect::<Vec<_>>();
 
-    let all = runs::list(&client, &Default::default(), newest, page).await.unwrap();
+    let all = runs::list(&client, &Default::default(), newest, page, None)
+        .await
+        .unwrap();
     assert_eq!(all.total, 10);
     assert_eq!(all.items[0].id, pending.id, "newest first");
 
@@ -353,7 +355,7 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         ..Default::default()
     };
     assert_eq!(
-        runs::list(&client, &filter, newest, page).await.unwrap().total,
+        runs::list(&client, &filter, newest, page, None).await.unwrap().total,
         6,
         "name matches in both namespaces"
     );
@@ -363,7 +365,7 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         pipeline: Some(PipelineName::parse("orders").unwrap()),
         ..Default::default()
     };
-    let listed = runs::list(&client, &filter, newest, page).await.unwrap();
+    let listed = runs::list(&client, &filter, newest, page, None).await.unwrap();
     assert_eq!(ids(&listed), [made[3].id, made[2].id, made[1].id, made[0].id]);
     assert_eq!(listed.total, 4);
 
@@ -371,19 +373,19 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         layer: Some(Layer::Gold),
         ..Default::default()
     };
-    assert_eq!(runs::list(&client, &filter, newest, page).await.unwrap().total, 4);
+    assert_eq!(runs::list(&client, &filter, newest, page, None).await.unwrap().total, 4);
 
     let filter = runs::RunFilter {
         pipeline_id: Some(other_ns_orders.id),
         ..Default::default()
     };
-    assert_eq!(runs::list(&client, &filter, newest, page).await.unwrap().total, 2);
+    assert_eq!(runs::list(&client, &filter, newest, page, None).await.unwrap().total, 2);
 
     let filter = runs::RunFilter {
         status: Some(RunStatus::Success),
         ..Default::default()
     };
-    let listed = runs::list(&client, &filter, newest, page).await.unwrap();
+    let listed = runs::list(&client, &filter, newest, page, None).await.unwrap();
     assert_eq!(ids(&listed), [made[4].id, made[0].id]);
 
     // started_after is inclusive, started_before exclusive.
@@ -392,7 +394,7 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         started_before: Some(t0 + hour * 5),
         ..Default::default()
     };
-    let listed = runs::list(&client, &filter, newest, page).await.unwrap();
+    let listed = runs::list(&client, &filter, newest, page, None).await.unwrap();
     assert_eq!(ids(&listed), [made[4].id, made[3].id, made[2].id]);
 
     // Oldest first, paged, total over the filtered set.
@@ -404,14 +406,26 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         status: Some(RunStatus::Running),
         ..Default::default()
     };
-    let first = runs::list(&client, &filter, oldest, PageRequest::new(Some(2), Some(0)).unwrap())
-        .await
-        .unwrap();
+    let first = runs::list(
+        &client,
+        &filter,
+        oldest,
+        PageRequest::new(Some(2), Some(0)).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ids(&first), [made[1].id, made[2].id]);
     assert_eq!(first.total, 6);
-    let second = runs::list(&client, &filter, oldest, PageRequest::new(Some(2), Some(2)).unwrap())
-        .await
-        .unwrap();
+    let second = runs::list(
+        &client,
+        &filter,
+        oldest,
+        PageRequest::new(Some(2), Some(2)).unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ids(&second), [made[3].id, made[5].id]);
 
     // Sorting by a nullable column: a run that never started comes first descending.
@@ -419,7 +433,9 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         field: RunSortField::StartedAt,
         descending: true,
     };
-    let listed = runs::list(&client, &Default::default(), by_start, page).await.unwrap();
+    let listed = runs::list(&client, &Default::default(), by_start, page, None)
+        .await
+        .unwrap();
     assert_eq!(listed.items[0].id, pending.id);
     assert_eq!(listed.items[1].id, made[8].id);
 
@@ -431,7 +447,7 @@ async fn list_applies_every_filter_and_sort_in_sql() {
         pipeline: Some(PipelineName::parse("revenue").unwrap()),
         ..Default::default()
     };
-    assert_eq!(runs::list(&client, &filter, newest, page).await.unwrap().total, 0);
+    assert_eq!(runs::list(&client, &filter, newest, page, None).await.unwrap().total, 0);
 }
 
 #[tokio::test]

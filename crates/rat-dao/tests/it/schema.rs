@@ -160,10 +160,10 @@ async fn seed_indexes_exist_with_their_shape() {
         "idx_pipeline_versions_pipeline",
         &["(pipeline_id, version_number DESC)"],
     );
-    expect("idx_landing_files_zone", &["(zone_id, uploaded_at DESC)"]);
-    expect("idx_audit_log_actor", &["(actor, \"timestamp\" DESC)"]);
-    expect("idx_audit_log_action", &["(action, \"timestamp\" DESC)"]);
-    expect("idx_audit_log_time", &["(\"timestamp\" DESC)"]);
+    expect("idx_landing_files_zone", &["(zone_id, uploaded_at DESC, id DESC)"]);
+    expect("idx_audit_log_actor", &["(actor, \"timestamp\" DESC, id DESC)"]);
+    expect("idx_audit_log_action", &["(action, \"timestamp\" DESC, id DESC)"]);
+    expect("idx_audit_log_time", &["(\"timestamp\" DESC, id DESC)"]);
     // Seed UNIQUE constraints (as constraint indexes).
     for (name, columns) in [
         ("uq_namespaces_name", "(name)"),

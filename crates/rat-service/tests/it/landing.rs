@@ -70,6 +70,7 @@ async fn an_upload_whose_row_is_refused_leaves_no_object() {
         &ns,
         &zone,
         PageRequest::default(),
+        None,
     )
     .await
     .unwrap();

@@ -42,7 +42,7 @@ async fn seeded_rows_have_the_promised_volume_and_decode() {
     let mut offset = 0;
     loop {
         let page = PageRequest::new(Some(200), Some(offset)).unwrap();
-        let listed = runs::list(&client, &Default::default(), runs::DEFAULT_SORT, page)
+        let listed = runs::list(&client, &Default::default(), runs::DEFAULT_SORT, page, None)
             .await
             .unwrap();
         if listed.items.is_empty() {

@@ -431,7 +431,7 @@ impl TestApp {
     /// Audit rows, newest first, straight from the database.
     pub async fn audit_rows(&self) -> Vec<rat_domain::AuditEntry> {
         let client = self.db.client().await;
-        rat_testkit::dao::audit::list(&client, &Default::default(), rat_domain::PageRequest::first(200))
+        rat_testkit::dao::audit::list(&client, &Default::default(), rat_domain::PageRequest::first(200), None)
             .await
             .unwrap()
             .items
