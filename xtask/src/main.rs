@@ -140,7 +140,10 @@ fn main() -> anyhow::Result<()> {
         Task::Bench { args } => {
             system::ensure_postgres_server()?;
             let mut bench_args: Vec<String> = args.clone();
-            let needs_api = matches!(args.first().map(String::as_str), Some("api" | "runs" | "reaper"));
+            let needs_api = matches!(
+                args.first().map(String::as_str),
+                Some("api" | "runs" | "reaper" | "scale")
+            );
             if args.first().map(String::as_str) == Some("api") {
                 system::ensure_program("wrk", "wrk")?;
                 system::ensure_program("pgbench", "postgresql-contrib")?;
@@ -157,7 +160,7 @@ fn main() -> anyhow::Result<()> {
                 let api_bin = project_root().join("target/release/rat-api");
                 bench_args.splice(1..1, ["--api-bin".to_owned(), api_bin.display().to_string()]);
             }
-            if args.first().map(String::as_str) == Some("scheduler") {
+            if matches!(args.first().map(String::as_str), Some("scheduler" | "scale")) {
                 cargo(&["build", "--quiet", "--release", "--package", "rat-scheduler"])?;
                 let scheduler_bin = project_root().join("target/release/rat-scheduler");
                 bench_args.splice(

@@ -14,12 +14,17 @@
 //! - `reaper`: one pass over 1,000,000 runs and 1,000,000 audit rows past
 //!   retention under api read load and a concurrent writer: rows/s per task,
 //!   the writer's longest statement, api p99 during the pass vs idle.
+//! - `scale`: 10⁵, 10⁶ and 10⁷ runs (with audit, quality results and run
+//!   logs in proportion) seeded into a database each; p99 of the api's reads
+//!   at each size, deep pages by offset and by cursor; the scheduler with
+//!   10⁴ and 10⁵ schedules due at one instant; SVG charts.
 
 mod api;
 mod publish;
 mod reaper;
 mod release_api;
 mod runs;
+mod scale;
 mod scheduler;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +49,8 @@ enum Bench {
     Scheduler(scheduler::Args),
     /// Reaper pass over 1M runs + 1M audit rows (targets >= 100k rows/s, no lock > 200 ms, api p99 <= 2x idle).
     Reaper(reaper::Args),
+    /// Reads at 1e5, 1e6 and 1e7 runs, and the scheduler at 1e4 and 1e5 due schedules (targets: p99 flat, < 20 ms).
+    Scale(scale::Args),
 }
 
 #[tokio::main]
@@ -54,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         Bench::Runs(args) => runs::run(args).await,
         Bench::Scheduler(args) => scheduler::run(args).await,
         Bench::Reaper(args) => reaper::run(args).await,
+        Bench::Scale(args) => scale::run(args).await,
     }
 }
 
