@@ -50,6 +50,10 @@ pub(crate) struct Args {
     /// Seconds of the idle (no pass) measurement.
     #[arg(long, default_value_t = 5)]
     idle_secs: u64,
+    /// Where the charts of the pass are written (rows/s and api p99 over
+    /// the pass, per second).
+    #[arg(long, default_value = "target/bench-reaper")]
+    out: PathBuf,
 }
 
 /// Published pipelines the old runs are spread over.
@@ -213,9 +217,12 @@ async fn client_loop(
     phase: Arc<AtomicU8>,
     deadline: Instant,
     pace: Option<Duration>,
-) -> anyhow::Result<[Vec<f64>; 3]> {
+    origin: Instant,
+) -> anyhow::Result<([Vec<f64>; 3], Vec<(f64, f64)>)> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     let mut samples: [Vec<f64>; 3] = Default::default();
+    // (seconds since `origin` when sent, latency in ms), every phase.
+    let mut timeline = Vec::new();
     let mut previous_done = Instant::now();
     let mut ticks = pace.map(|pace| {
         let mut ticks = tokio::time::interval(pace);
@@ -227,7 +234,7 @@ async fn client_loop(
     loop {
         let at = phase.load(Ordering::Relaxed);
         if at == STOP || Instant::now() > deadline {
-            return Ok(samples);
+            return Ok((samples, timeline));
         }
         let started = match &mut ticks {
             Some(ticks) => {
@@ -243,7 +250,9 @@ async fn client_loop(
         let status = response.status();
         response.bytes().await?;
         anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
-        samples[usize::from(at)].push(started.elapsed().as_secs_f64() * 1000.0);
+        let latency = started.elapsed().as_secs_f64() * 1000.0;
+        samples[usize::from(at)].push(latency);
+        timeline.push((started.saturating_duration_since(origin).as_secs_f64(), latency));
         previous_done = Instant::now();
     }
 }
@@ -588,9 +597,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Every loop stops at STOP, and in any case by this deadline.
     let deadline = Instant::now() + Duration::from_secs(args.idle_secs + 60) + PASS_LIMIT;
     let phase = Arc::new(AtomicU8::new(WARMUP));
+    let origin = Instant::now();
     let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.clients as f64 / args.rate));
     let clients: Vec<_> = (0..args.clients)
-        .map(|_| tokio::spawn(client_loop(url.clone(), phase.clone(), deadline, pace)))
+        .map(|_| tokio::spawn(client_loop(url.clone(), phase.clone(), deadline, pace, origin)))
         .collect();
     // The writer runs on a thread and runtime of its own, so its timings are
     // the database's answer time, not a wait for a busy worker thread.
@@ -616,18 +626,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     phase.store(PASS, Ordering::Relaxed);
     let pass_started = Instant::now();
+    let deletions = tokio::spawn(deletion_loop(db.url().to_owned(), phase.clone(), deadline, origin));
     let outcome = tokio::time::timeout(PASS_LIMIT, run_pass(&services, now, &policy, &lost)).await;
     let pass_secs = pass_started.elapsed().as_secs_f64();
     phase.store(STOP, Ordering::Relaxed);
     let cpu_pass_end = cpu_times();
 
     let mut load: [Vec<f64>; 3] = Default::default();
+    let mut timeline = Vec::new();
     for client in clients {
-        let samples = client.await??;
+        let (samples, mine) = client.await??;
         for (all, mine) in load.iter_mut().zip(samples) {
             all.extend(mine);
         }
+        timeline.extend(mine);
     }
+    let deleted_over_time = deletions.await??;
+    let pass_from = pass_started.saturating_duration_since(origin).as_secs_f64();
+    let pass_to = pass_from + pass_started.elapsed().as_secs_f64();
     for samples in &mut load {
         samples.sort_by(f64::total_cmp);
     }
@@ -817,6 +833,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "  p99 during the pass / idle: {:.2}x (target <= 2x)",
         percentile(pass, 0.99) / percentile(idle, 0.99)
     );
+    write_charts(
+        &args.out,
+        &timeline,
+        &deleted_over_time,
+        pass_from,
+        pass_to,
+        percentile(idle, 0.99),
+    )?;
 
     if let Some(failed) = report.tasks.iter().find(|t| t.error.is_some()) {
         bail!("reaper task {} failed: the figures are not a full pass", failed.task);
@@ -833,6 +857,118 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         left.recent_runs,
         left.recent_audit
     );
+    Ok(())
+}
+
+/// Rows deleted from `runs` and `audit_log` so far (the statistics
+/// collector's counter), every second from the start of the pass until it
+/// ends: (seconds since `origin`, rows).
+async fn deletion_loop(
+    url: String,
+    phase: Arc<AtomicU8>,
+    deadline: Instant,
+    origin: Instant,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    let client = connect_dedicated(&url.as_str().into(), "rat-bench-deletions").await?;
+    let mut points = Vec::new();
+    let mut base = None;
+    loop {
+        let at = origin.elapsed().as_secs_f64();
+        // Statistics of other sessions' transactions, not this one's snapshot.
+        client.batch_execute("SELECT pg_stat_clear_snapshot()").await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(n_tup_del), 0)::float8 FROM pg_stat_user_tables \
+                 WHERE relname IN ('runs', 'audit_log')",
+                &[],
+            )
+            .await?;
+        let deleted: f64 = row.get(0);
+        let base = *base.get_or_insert(deleted);
+        points.push((at, deleted - base));
+        if phase.load(Ordering::Relaxed) == STOP || Instant::now() > deadline {
+            return Ok(points);
+        }
+        // Backends flush their counters at most once a second (Postgres 15).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Per whole second of the pass: rows deleted per second and the api's p99;
+/// written as two SVG charts in `out`.
+fn write_charts(
+    out: &std::path::Path,
+    timeline: &[(f64, f64)],
+    deleted: &[(f64, f64)],
+    pass_from: f64,
+    pass_to: f64,
+    idle_p99: f64,
+) -> anyhow::Result<()> {
+    use rat_testkit::chart::{Chart, Series};
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let rates: Vec<(f64, f64)> = deleted
+        .windows(2)
+        .map(|w| {
+            (
+                (w[1].0 - pass_from).max(0.0),
+                (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-3),
+            )
+        })
+        .collect();
+    Chart {
+        title: "reaper pass: runs + audit rows deleted per second",
+        x_label: "seconds into the pass",
+        y_label: "rows/s",
+        x_log: false,
+        y_log: false,
+        series: &[
+            Series {
+                name: "rows/s (1 s samples)".to_owned(),
+                points: rates,
+            },
+            Series {
+                name: "target 100,000 rows/s".to_owned(),
+                points: vec![(0.0, 100_000.0), ((pass_to - pass_from).max(1.0), 100_000.0)],
+            },
+        ],
+    }
+    .write_svg(&out.join("reaper-rows.svg"))?;
+    let mut per_second: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for (at, latency) in timeline {
+        if *at >= pass_from - 5.0 && *at <= pass_to {
+            per_second
+                .entry((at - pass_from).floor() as i64)
+                .or_default()
+                .push(*latency);
+        }
+    }
+    let p99: Vec<(f64, f64)> = per_second
+        .into_iter()
+        .map(|(second, mut samples)| {
+            samples.sort_by(f64::total_cmp);
+            (second as f64, percentile(&samples, 0.99))
+        })
+        .collect();
+    let span = (-5.0, (pass_to - pass_from).max(1.0));
+    Chart {
+        title: "api p99 per second, before (< 0) and during the reaper pass",
+        x_label: "seconds into the pass",
+        y_label: "p99 latency (ms)",
+        x_log: false,
+        y_log: false,
+        series: &[
+            Series {
+                name: "api p99".to_owned(),
+                points: p99,
+            },
+            Series {
+                name: "2x idle p99 (target)".to_owned(),
+                points: vec![(span.0, 2.0 * idle_p99), (span.1, 2.0 * idle_p99)],
+            },
+        ],
+    }
+    .write_svg(&out.join("reaper-api-p99.svg"))?;
+    println!("charts in {}", out.display());
     Ok(())
 }
 

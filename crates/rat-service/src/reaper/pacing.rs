@@ -23,13 +23,34 @@ pub(super) fn check(lost: &watch::Receiver<bool>) -> Result<(), ServiceError> {
 /// The smallest batch the pacing goes down to.
 pub const MIN_BATCH_SIZE: i64 = 50;
 
-/// The size of the next batch of a task, paced by how long batches take
-/// (see [`PassPolicy::batch_target`]).
+/// A row's cost this many times the best of the task's pass means the
+/// database is busy with other work: the pass yields.
+const BUSY_RATIO: f64 = 1.5;
+
+/// The longest the pass yields after one batch.
+const MAX_YIELD: Duration = Duration::from_secs(1);
+
+/// The size of the next batch of a task, and how long to yield before it,
+/// paced by how long batches take (see [`PassPolicy::batch_target`]).
+///
+/// Two measurements drive it. The batch's duration against the target sizes
+/// the next batch (halved above the target, grown by half below half of
+/// it), which bounds how long a batch holds its row locks. The time per
+/// row against the best of the pass says whether the database is busy with
+/// foreground work: the reaper's own statements slow down exactly when the
+/// api's do (CPU, I/O and buffer contention). Then the pass yields for as
+/// long as the batch took beyond what it would have taken on an idle
+/// database (`took × (1 − best/now)`), so its share of the machine falls as
+/// the foreground's rises; on an idle database it never waits and finishes
+/// the backlog at full speed. Not a fixed sleep: both come from
+/// measurements.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Pacer {
     size: i64,
     max: i64,
     target: Duration,
+    /// The lowest time per row seen in this task's pass (seconds).
+    best_per_row: Option<f64>,
 }
 
 impl Pacer {
@@ -39,15 +60,31 @@ impl Pacer {
             size: max,
             max,
             target: policy.batch_target,
+            best_per_row: None,
         }
     }
 
-    fn record(&mut self, took: Duration) {
+    /// Records a batch of `rows` rows (of the `size` asked) that took
+    /// `took`; returns how long to yield before the next.
+    fn record(&mut self, took: Duration, rows: u64) -> Duration {
+        let size = self.size;
         if took > self.target {
             self.size = (self.size / 2).max(MIN_BATCH_SIZE.min(self.max));
         } else if took < self.target / 2 {
             self.size = (self.size + self.size / 2 + 1).min(self.max);
         }
+        // Only full batches measure the cost of a row: a short last batch
+        // pays the statement's fixed cost over few rows.
+        if rows == 0 || rows < size as u64 {
+            return Duration::ZERO;
+        }
+        let per_row = took.as_secs_f64() / rows as f64;
+        let best = self.best_per_row.map_or(per_row, |best| best.min(per_row));
+        self.best_per_row = Some(best);
+        if per_row <= best * BUSY_RATIO {
+            return Duration::ZERO;
+        }
+        took.mul_f64(1.0 - best / per_row).min(MAX_YIELD)
     }
 }
 
@@ -69,11 +106,12 @@ where
         check(lost)?;
         let (size, started) = (pacer.size, Instant::now());
         let done = batch(size).await?;
-        pacer.record(started.elapsed());
+        let pause = pacer.record(started.elapsed(), done);
         total += done;
         if done < size as u64 {
             break;
         }
+        tokio::time::sleep(pause).await;
     }
     Ok(total)
 }
@@ -97,12 +135,13 @@ where
         check(lost)?;
         let started = Instant::now();
         let (done, next) = batch(from.take(), pacer.size).await?;
-        pacer.record(started.elapsed());
+        let pause = pacer.record(started.elapsed(), done);
         total += done;
         match next {
             Some(cursor) => from = Some(cursor),
             None => break,
         }
+        tokio::time::sleep(pause).await;
     }
     Ok(total)
 }
@@ -123,28 +162,51 @@ mod tests {
     fn slow_batches_shrink_the_next_down_to_the_floor_and_fast_ones_grow_it_back() {
         let mut pacer = Pacer::new(&policy(2000));
         assert_eq!(pacer.size, 2000, "starts at the most");
-        pacer.record(Duration::from_millis(70));
+        pacer.record(Duration::from_millis(70), 0);
         assert_eq!(pacer.size, 2000, "between half the target and the target: kept");
-        pacer.record(Duration::from_millis(400));
+        pacer.record(Duration::from_millis(400), 0);
         assert_eq!(pacer.size, 1000);
         for _ in 0..10 {
-            pacer.record(Duration::from_millis(400));
+            pacer.record(Duration::from_millis(400), 0);
         }
         assert_eq!(pacer.size, MIN_BATCH_SIZE);
-        pacer.record(Duration::from_millis(10));
+        pacer.record(Duration::from_millis(10), 0);
         assert_eq!(pacer.size, 76);
         for _ in 0..20 {
-            pacer.record(Duration::from_millis(10));
+            pacer.record(Duration::from_millis(10), 0);
         }
         assert_eq!(pacer.size, 2000, "never beyond the most");
     }
 
     #[test]
+    fn a_busy_database_makes_the_pass_yield_and_an_idle_one_never() {
+        let mut pacer = Pacer::new(&policy(1000));
+        // Idle: 1,000 rows in 40 ms, again and again; a little noise.
+        for took in [40, 42, 39, 41, 40] {
+            assert_eq!(pacer.record(Duration::from_millis(took), 1000), Duration::ZERO);
+        }
+        // Busy: rows cost three times as much; the pass yields two thirds
+        // of the batch's time (what it took beyond the idle cost).
+        let pause = pacer.record(Duration::from_millis(117), 1000);
+        assert_eq!(pause.as_millis(), 78);
+        // Not beyond the most, however slow.
+        assert_eq!(pacer.record(Duration::from_secs(30), 2000), MAX_YIELD);
+        // A short (last) batch measures nothing.
+        assert_eq!(pacer.record(Duration::from_millis(90), 3), Duration::ZERO);
+        // Back to idle: no yield.
+        let size = pacer.size as u64;
+        assert_eq!(
+            pacer.record(Duration::from_millis(39 * size / 1000), size),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
     fn a_most_below_the_floor_is_kept() {
         let mut pacer = Pacer::new(&policy(2));
-        pacer.record(Duration::from_secs(1));
+        pacer.record(Duration::from_secs(1), 0);
         assert_eq!(pacer.size, 2);
-        pacer.record(Duration::ZERO);
+        pacer.record(Duration::ZERO, 0);
         assert_eq!(pacer.size, 2);
     }
 }
