@@ -70,6 +70,9 @@ pub(crate) struct Args {
     /// PgBouncer's server connections for the benchmark database (`default_pool_size`).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=200))]
     pgbouncer_pool_size: u16,
+    /// Where the chart of the rounds is written (`api-vs-pgbench.svg`).
+    #[arg(long, default_value = "target/bench-api")]
+    out: PathBuf,
 }
 
 /// What one `wrk` run measured.
@@ -734,6 +737,31 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         oidc_rps / tps * 100.0,
         span(&per_round(&|(_, o, tps)| o.requests_per_sec / tps * 100.0)),
     );
+    {
+        use rat_testkit::chart::{Chart, Series};
+        let ratio = |name: &str, f: &dyn Fn(&(WrkResult, WrkResult, f64)) -> f64| Series {
+            name: name.to_owned(),
+            points: rounds.iter().enumerate().map(|(i, r)| ((i + 1) as f64, f(r))).collect(),
+        };
+        std::fs::create_dir_all(&args.out)?;
+        Chart {
+            title: "GET one pipeline: rat-api throughput as a share of pgbench's, per round",
+            x_label: "round",
+            y_label: "% of pgbench transactions/s",
+            x_log: false,
+            y_log: false,
+            series: &[
+                ratio("Community", &|(c, _, tps)| c.requests_per_sec / tps * 100.0),
+                ratio("OIDC", &|(_, o, tps)| o.requests_per_sec / tps * 100.0),
+                Series {
+                    name: "target 50%".to_owned(),
+                    points: vec![(1.0, 50.0), (f64::from(args.rounds.max(2)), 50.0)],
+                },
+            ],
+        }
+        .write_svg(&args.out.join("api-vs-pgbench.svg"))?;
+        println!("  chart in {}", args.out.join("api-vs-pgbench.svg").display());
+    }
     println!(
         "  p99 (worst round): Community {:.2} ms, OIDC {:.2} ms; target < 5 ms",
         community.iter().map(|r| r.p99_ms).fold(0.0, f64::max),

@@ -150,7 +150,9 @@ async fn seed(client: &rat_testkit::dao::PooledClient, volume: Volume, now: Offs
             .expect("valid template"),
     );
     client
-        .batch_execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = off")
+        // No statement timeout (the pool's is 30 s): one load of 10⁷ rows,
+        // or the index builds after it, take minutes.
+        .batch_execute("SET statement_timeout = 0; SET maintenance_work_mem = '256MB'; SET synchronous_commit = off")
         .await?;
     let (p, n) = (volume.pipelines, volume.runs);
     let now_sql = format!("to_timestamp({})", now.unix_timestamp());
