@@ -104,6 +104,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// few set-based statements, then `VACUUM ANALYZE`s what it wrote.
 async fn seed(db: &TestDatabase, args: &Args) -> anyhow::Result<()> {
     let client = db.client().await;
+    // No statement timeout (the pool's is 30 s): on a busy machine one
+    // set-based insert of 10⁶ rows can take longer.
+    client.batch_execute("SET statement_timeout = 0").await?;
     // Published two years ago, each with its version 1, like a long-lived
     // pipeline whose runs reference that version.
     client
