@@ -11,6 +11,19 @@ pub mod soak;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+/// The directory of the platform's four binaries (rat-api, rat-scheduler,
+/// rat-reaper, rat-runner), each checked present as [`binary`] does: what
+/// the chaos and soak suites start.
+pub fn platform_bin_dir() -> PathBuf {
+    for name in ["rat-scheduler", "rat-reaper", "rat-runner"] {
+        binary(name);
+    }
+    binary("rat-api")
+        .parent()
+        .expect("the binaries' directory")
+        .to_path_buf()
+}
+
 /// Where the binary `name` is: `$RAT_BIN_DIR/<name>` (set by
 /// `cargo xtask test`, which builds every binary first), or else
 /// `target/debug/<name>` in the workspace. Fails the test, saying what to do,

@@ -130,6 +130,23 @@ enum DbTask {
     },
 }
 
+/// Builds every binary in release and runs the suite `tool` (`rat-chaos`,
+/// `rat-soak`) with `--bin-dir` of those binaries and `args`; fails when
+/// the suite does (`what` names it in the error).
+fn run_release_suite(tool: &str, args: Vec<String>, what: &str) -> anyhow::Result<()> {
+    system::ensure_postgres_server()?;
+    cargo(&["build", "--quiet", "--release", "--bins"])?;
+    let bin_dir = project_root().join("target/release");
+    let status = std::process::Command::new(bin_dir.join(tool))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .args(&args)
+        .status()
+        .with_context(|| format!("running {tool}"))?;
+    anyhow::ensure!(status.success(), "{what} failed ({status})");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -177,27 +194,14 @@ fn main() -> anyhow::Result<()> {
             settle_secs,
             report,
         } => {
-            system::ensure_postgres_server()?;
-            cargo(&["build", "--quiet", "--release", "--bins"])?;
-            let bin_dir = project_root().join("target/release");
-            let mut args = vec![
-                "--bin-dir".to_owned(),
-                bin_dir.display().to_string(),
-                "--settle-secs".to_owned(),
-                settle_secs.to_string(),
-            ];
+            let mut args = vec!["--settle-secs".to_owned(), settle_secs.to_string()];
             if short {
                 args.push("--short".to_owned());
             }
             if let Some(report) = report {
                 args.extend(["--report".to_owned(), report.display().to_string()]);
             }
-            let status = std::process::Command::new(bin_dir.join("rat-chaos"))
-                .args(&args)
-                .status()
-                .context("running rat-chaos")?;
-            anyhow::ensure!(status.success(), "the fault suite failed ({status})");
-            Ok(())
+            run_release_suite("rat-chaos", args, "the fault suite")
         }
         Task::Soak {
             minutes,
@@ -205,12 +209,7 @@ fn main() -> anyhow::Result<()> {
             report,
             chart,
         } => {
-            system::ensure_postgres_server()?;
-            cargo(&["build", "--quiet", "--release", "--bins"])?;
-            let bin_dir = project_root().join("target/release");
             let mut args = vec![
-                "--bin-dir".to_owned(),
-                bin_dir.display().to_string(),
                 "--minutes".to_owned(),
                 minutes.to_string(),
                 "--interval-secs".to_owned(),
@@ -222,12 +221,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(chart) = chart {
                 args.extend(["--chart".to_owned(), chart.display().to_string()]);
             }
-            let status = std::process::Command::new(bin_dir.join("rat-soak"))
-                .args(&args)
-                .status()
-                .context("running rat-soak")?;
-            anyhow::ensure!(status.success(), "the soak failed ({status})");
-            Ok(())
+            run_release_suite("rat-soak", args, "the soak")
         }
         Task::Db { task } => runtime.block_on(async {
             match task {

@@ -11,13 +11,7 @@ use tests::chaos::{Config, Fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_platform_survives_the_short_fault_suite() {
-    let bin_dir = tests::binary("rat-api")
-        .parent()
-        .expect("the binaries' directory")
-        .to_path_buf();
-    for name in ["rat-scheduler", "rat-reaper", "rat-runner"] {
-        tests::binary(name);
-    }
+    let bin_dir = tests::platform_bin_dir();
     let logs = tests::scratch_dir("rat-chaos-short");
     let config = Config {
         bin_dir,

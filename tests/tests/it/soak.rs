@@ -10,13 +10,7 @@ use tests::soak::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_measures_every_process_without_errors() {
-    let bin_dir = tests::binary("rat-api")
-        .parent()
-        .expect("the binaries' directory")
-        .to_path_buf();
-    for name in ["rat-scheduler", "rat-reaper", "rat-runner"] {
-        tests::binary(name);
-    }
+    let bin_dir = tests::platform_bin_dir();
     let logs = tests::scratch_dir("rat-soak-short");
     let config = Config {
         bin_dir,
