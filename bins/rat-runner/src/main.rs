@@ -161,13 +161,10 @@ impl Runner {
             .complete(
                 run.run_id,
                 &CompleteBody {
-                    runner_id: self.runner_id.clone(),
-                    status: status.to_owned(),
                     error,
                     duration_ms: Some(duration_ms),
                     rows_written: Some(0),
-                    phase_profiles: None,
-                    quality_results: Vec::new(),
+                    ..CompleteBody::new(self.runner_id.clone(), status)
                 },
             )
             .await

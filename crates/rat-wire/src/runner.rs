@@ -210,6 +210,23 @@ pub struct CompleteBody {
     pub quality_results: Vec<QualityResultBody>,
 }
 
+impl CompleteBody {
+    /// A report by `runner_id` that the run ended with `status`, with
+    /// nothing else (no error, timings, rows or quality results): set the
+    /// other fields with struct update syntax.
+    pub fn new(runner_id: impl Into<String>, status: impl Into<String>) -> Self {
+        CompleteBody {
+            runner_id: runner_id.into(),
+            status: status.into(),
+            error: None,
+            duration_ms: None,
+            rows_written: None,
+            phase_profiles: None,
+            quality_results: Vec::new(),
+        }
+    }
+}
+
 /// Body of ratd's runner callback. Unknown fields are ignored (ratd's
 /// runners send more than the contract names, e.g. `archived_landing_zones`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -81,13 +81,8 @@ async fn execute(client: &RunnerClient, run: &ClaimedRunDto) -> anyhow::Result<S
         .complete(
             run.run_id,
             &CompleteBody {
-                runner_id: RUNNER_ID.to_owned(),
-                status: status.to_owned(),
                 error,
-                duration_ms: None,
-                rows_written: None,
-                phase_profiles: None,
-                quality_results: Vec::new(),
+                ..CompleteBody::new(RUNNER_ID, status)
             },
         )
         .await?;

@@ -465,18 +465,7 @@ async fn the_live_log_stream_delivers_through_pgbouncer() {
         read_until(&mut stream, &mut text, &message).await;
     }
     let done = runner
-        .complete(
-            run_id,
-            &CompleteBody {
-                runner_id: "pgb-runner".to_owned(),
-                status: "success".to_owned(),
-                error: None,
-                duration_ms: None,
-                rows_written: None,
-                phase_profiles: None,
-                quality_results: Vec::new(),
-            },
-        )
+        .complete(run_id, &CompleteBody::new("pgb-runner", "success"))
         .await
         .unwrap_or_else(|e| panic!("complete: {e}"));
     assert_eq!(done.status, "success");

@@ -16,13 +16,18 @@ use time::format_description::well_known::Rfc3339;
 const API_KEY: &str = "client-test-key";
 const RUNNER_TOKEN: &str = "client-test-runner-token";
 
-#[tokio::test]
-async fn a_run_lives_its_whole_life_through_the_typed_client() {
-    let app = TestApp::builder()
+/// An api with a key, and its runner listener with a token.
+async fn app_with_runner_listener() -> TestApp {
+    TestApp::builder()
         .api_key(API_KEY)
         .internal_listener(Some(RUNNER_TOKEN))
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn a_run_lives_its_whole_life_through_the_typed_client() {
+    let app = app_with_runner_listener().await;
     let client = app.client();
     let runner = app.runner_client();
 
@@ -135,13 +140,9 @@ async fn a_run_lives_its_whole_life_through_the_typed_client() {
         .complete(
             run.run_id,
             &CompleteBody {
-                runner_id: "typed-runner".to_owned(),
-                status: "success".to_owned(),
-                error: None,
                 duration_ms: Some(12),
                 rows_written: Some(1),
-                phase_profiles: None,
-                quality_results: Vec::new(),
+                ..CompleteBody::new("typed-runner", "success")
             },
         )
         .await
@@ -157,11 +158,7 @@ async fn a_run_lives_its_whole_life_through_the_typed_client() {
 
 #[tokio::test]
 async fn error_envelopes_arrive_as_typed_errors() {
-    let app = TestApp::builder()
-        .api_key(API_KEY)
-        .internal_listener(Some(RUNNER_TOKEN))
-        .start()
-        .await;
+    let app = app_with_runner_listener().await;
     let client = app.client();
 
     let missing = client.get_run(uuid::Uuid::new_v4()).await.expect_err("no such run");
@@ -208,21 +205,11 @@ async fn error_envelopes_arrive_as_typed_errors() {
         .expect_err("the api key is no runner token");
     assert_eq!(refused.status(), Some(401));
 
-    // Completing a run nobody holds is 409 and changes nothing.
+    // Completing a run that does not exist is refused, as a typed error
+    // carrying the status.
     let runner = app.runner_client();
     let refused = runner
-        .complete(
-            uuid::Uuid::new_v4(),
-            &CompleteBody {
-                runner_id: "r".to_owned(),
-                status: "success".to_owned(),
-                error: None,
-                duration_ms: None,
-                rows_written: None,
-                phase_profiles: None,
-                quality_results: Vec::new(),
-            },
-        )
+        .complete(uuid::Uuid::new_v4(), &CompleteBody::new("r", "success"))
         .await
         .expect_err("not held");
     assert!(matches!(refused.status(), Some(404 | 409)), "{refused}");

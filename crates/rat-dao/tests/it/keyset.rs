@@ -337,38 +337,42 @@ async fn cursor_pages_are_read_in_order_off_an_index() {
     let plan = fixtures::explain(&client, &sql, &[&at, &entry_id, &limit, &offset]).await;
     assert_indexed(&plan, "audit_log", false, "all audit entries");
     let (since, until) = (T0 - Duration::hours(6), T0 - Duration::hours(1));
-    let by_actor = audit::AuditFilter {
-        actor: Some("user-7".to_owned()),
-        since: Some(since),
-        until: Some(until),
-        ..Default::default()
-    };
-    let actor = "user-7";
-    let sql = audit::list_statement(&by_actor, true);
-    let plan = fixtures::explain(
-        &client,
-        &sql,
-        &[&actor, &since, &until, &at, &entry_id, &limit, &offset],
-    )
-    .await;
-    assert_indexed(&plan, "audit_log", false, "an actor's entries in a window");
-    assert!(plan.contains("idx_audit_log_actor"), "{plan}");
-    let by_action = audit::AuditFilter {
-        action: Some("action-3".to_owned()),
-        since: Some(since),
-        until: Some(until),
-        ..Default::default()
-    };
-    let action = "action-3";
-    let sql = audit::list_statement(&by_action, true);
-    let plan = fixtures::explain(
-        &client,
-        &sql,
-        &[&action, &since, &until, &at, &entry_id, &limit, &offset],
-    )
-    .await;
-    assert_indexed(&plan, "audit_log", true, "an action's entries in a window");
-    assert!(plan.contains("idx_audit_log_action"), "{plan}");
+    // By actor and by action over a window, each off its own index; the
+    // rare action's window may sort what its index condition left.
+    let (actor, action) = ("user-7", "action-3");
+    for (value, by_actor, index, may_sort, what) in [
+        (
+            actor,
+            true,
+            "idx_audit_log_actor",
+            false,
+            "an actor's entries in a window",
+        ),
+        (
+            action,
+            false,
+            "idx_audit_log_action",
+            true,
+            "an action's entries in a window",
+        ),
+    ] {
+        let filter = audit::AuditFilter {
+            actor: by_actor.then(|| value.to_owned()),
+            action: (!by_actor).then(|| value.to_owned()),
+            since: Some(since),
+            until: Some(until),
+            ..Default::default()
+        };
+        let sql = audit::list_statement(&filter, true);
+        let plan = fixtures::explain(
+            &client,
+            &sql,
+            &[&value, &since, &until, &at, &entry_id, &limit, &offset],
+        )
+        .await;
+        assert_indexed(&plan, "audit_log", may_sort, what);
+        assert!(plan.contains(index), "{plan}");
+    }
 
     let zone_id: ZoneId = zone.id;
     let sql = landing::list_files_statement(true);

@@ -55,12 +55,27 @@ async fn spooled_entries_are_written_once_the_database_answers() {
     assert_eq!(spool.flush(&world.services).await.unwrap(), 0);
 }
 
-#[test]
-fn a_full_spool_drops_its_oldest_entry() {
+#[tokio::test]
+async fn a_full_spool_drops_its_oldest_entry() {
+    let world = crate::common::fs_world().await;
     let spool = Spool::default();
     let at = datetime!(2026-12-01 10:00:00 UTC);
-    for n in 0..=rat_service::audit::SPOOL_CAPACITY {
-        spool.push(entry(&n.to_string()), at);
+    let capacity = rat_service::audit::SPOOL_CAPACITY;
+    for n in 0..=capacity {
+        spool.push(entry(&n.to_string()), at + time::Duration::milliseconds(n as i64));
     }
-    assert_eq!(spool.len(), rat_service::audit::SPOOL_CAPACITY);
+    assert_eq!(spool.len(), capacity);
+    // The one dropped is the oldest (0): the newest is kept.
+    assert_eq!(spool.flush(&world.services).await.unwrap(), capacity);
+    let client = world.db.client().await;
+    let (first, last): (String, String) = client
+        .query_one(
+            "SELECT (array_agg(action ORDER BY timestamp))[1], \
+                    (array_agg(action ORDER BY timestamp DESC))[1] FROM audit_log",
+            &[],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!((first, last), ("1".to_owned(), capacity.to_string()));
 }
