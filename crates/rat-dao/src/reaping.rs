@@ -100,14 +100,20 @@ pub async fn delete_pipeline_runs(
     .map_err(DaoError::on_delete)
 }
 
-/// Pipelines (any, live or deleted) with more than `keep` finished runs.
+/// Pipelines (any, live or deleted) with more than `keep` finished runs,
+/// from the kept run counts (V22: the folded counters plus the pending
+/// deltas), not a scan of `runs`.
 pub async fn pipelines_with_more_runs_than(
     client: &impl GenericClient,
     keep: i64,
 ) -> Result<Vec<PipelineId>, DaoError> {
     let rows = sql::query(
         client,
-        "SELECT pipeline_id FROM runs WHERE status = ANY($1) GROUP BY pipeline_id HAVING count(*) > $2",
+        "SELECT pipeline_id FROM ( \
+             SELECT pipeline_id, n FROM run_counts WHERE status = ANY($1) \
+             UNION ALL \
+             SELECT pipeline_id, delta FROM run_count_deltas WHERE status = ANY($1) \
+         ) counted GROUP BY pipeline_id HAVING sum(n)::bigint > $2",
         &[&sql::terminal_statuses(), &keep],
     )
     .await?;

@@ -175,7 +175,7 @@ impl<'a> Conditions<'a> {
     }
 
     /// ` WHERE a AND b` with placeholders numbered from `$1`, or an empty string.
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         if self.clauses.is_empty() {
             return String::new();
         }
@@ -295,6 +295,25 @@ pub(crate) async fn fetch_keyset_page<T>(
     after: Option<After<'_>>,
     decode: impl Fn(&Row) -> Result<T, DaoError>,
 ) -> Result<KeysetPage<T>, DaoError> {
+    fetch_counted_page(client, columns, from, conditions, order, page, after, None, decode).await
+}
+
+/// [`fetch_keyset_page`], counting the filtered set with `count_sql` (one
+/// row, one `bigint`, taking the parameters of `conditions`) instead of
+/// `count(*)` over `from` when it is given: for a table whose counts are
+/// kept elsewhere (`runs`, V22).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn fetch_counted_page<T>(
+    client: &impl GenericClient,
+    columns: &'static str,
+    from: &'static str,
+    conditions: &Conditions<'_>,
+    order: OrderBy,
+    page: PageRequest,
+    after: Option<After<'_>>,
+    count_sql: Option<String>,
+    decode: impl Fn(&Row) -> Result<T, DaoError>,
+) -> Result<KeysetPage<T>, DaoError> {
     let page_sql = page_statement(columns, from, conditions, order, after.as_ref().map(|a| a.fragment));
     let read = page.limit + 1;
     let mut params: Vec<Param<'_>> = conditions.params.clone();
@@ -316,7 +335,7 @@ pub(crate) async fn fetch_keyset_page<T>(
     let total = if from_start && !more && (!items.is_empty() || page.offset == 0) {
         page.offset + items.len() as i64
     } else {
-        let count_sql = format!("SELECT count(*) FROM {from}{}", conditions.render());
+        let count_sql = count_sql.unwrap_or_else(|| format!("SELECT count(*) FROM {from}{}", conditions.render()));
         query_opt(client, &count_sql, &conditions.params)
             .await?
             .ok_or(DaoError::NotFound { entity: "count" })?

@@ -274,3 +274,31 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+/// Deltas one fold batch moves (one short transaction).
+pub const FOLD_BATCH: i64 = 50_000;
+
+/// Folds the deltas of the run counts (V22, `rat_dao::runs::fold_counts`)
+/// into the counters, in batches of [`FOLD_BATCH`], one short transaction
+/// each, at most `max_batches` of them; returns how many deltas it folded.
+/// A replica that finds another folding returns at once (the other one
+/// folds what this one would have). The scheduler folds after each tick and
+/// the reaper on each pass; counts are exact whether or not anyone folds,
+/// folding only keeps them cheap to read.
+pub async fn fold_counts(pool: &rat_dao::Pool, max_batches: u32) -> Result<i64, ServiceError> {
+    let mut client = pool.get().await?;
+    let mut folded = 0;
+    for _ in 0..max_batches {
+        let transaction = client.transaction().await?;
+        if !runs::try_lock_fold(&transaction).await? {
+            break;
+        }
+        let batch = runs::fold_counts(&transaction, FOLD_BATCH).await?;
+        transaction.commit().await?;
+        folded += batch;
+        if batch < FOLD_BATCH {
+            break;
+        }
+    }
+    Ok(folded)
+}

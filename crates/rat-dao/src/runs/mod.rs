@@ -4,6 +4,7 @@
 //! and run logs (`logs`: entries, their notifications) have their own
 //! modules; everything is re-exported here, so callers say `runs::claim`.
 
+pub use counts::{fold_counts, pending_deltas, try_lock_fold};
 pub use leases::*;
 pub use logs::*;
 
@@ -33,6 +34,7 @@ const SUMMARY_COLUMNS: &str = summary_columns!();
 /// The columns of a whole run ([`Run`]).
 const COLUMNS: &str = concat!(summary_columns!(), ", published_versions");
 
+mod counts;
 // Declared after the column macro, which they use.
 mod leases;
 mod logs;
@@ -425,12 +427,14 @@ pub async fn list(
         sql::push_pipeline_address(&mut conditions, &namespace, &layer, &pipeline);
     }
     push_row_filters(&mut conditions, filter, &status);
+    let count_sql =
+        kept_count(filter, !pipeline_ids.is_empty()).map(|source| counts::count_statement(source, &conditions));
     let after = after.as_ref().map(|(cursor, fragment)| sql::After {
         fragment,
         at: &cursor.at,
         id: &cursor.id,
     });
-    sql::fetch_keyset_page(
+    sql::fetch_counted_page(
         client,
         SUMMARY_COLUMNS,
         "runs",
@@ -438,9 +442,34 @@ pub async fn list(
         order(sort),
         page,
         after,
+        count_sql,
         summary_from_row,
     )
     .await
+}
+
+/// Where the total of a list of runs comes from: the kept counts (V22) when
+/// every condition of `filter` is on the pipeline (its id, its address —
+/// `by_pipelines`, resolved to ids or joined — or the access rule) or the
+/// status; `None` (count the rows) for a time window.
+fn kept_count(filter: &RunFilter, by_pipelines: bool) -> Option<counts::CountSource> {
+    if filter.started_after.is_some() || filter.started_before.is_some() {
+        return None;
+    }
+    if by_pipelines || filter.pipeline_id.is_some() || filter.readable_by.is_some() {
+        Some(counts::CountSource::ByPipeline)
+    } else {
+        Some(counts::CountSource::Totals)
+    }
+}
+
+/// The count statement [`list`] sends for `filter` (without address
+/// filters), when the kept counts serve it; for plan tests (`EXPLAIN`).
+pub fn count_statement(filter: &RunFilter) -> Option<String> {
+    let status = filter.status.map(RunStatus::as_str);
+    let mut conditions = Conditions::new();
+    push_row_filters(&mut conditions, filter, &status);
+    kept_count(filter, false).map(|source| counts::count_statement(source, &conditions))
 }
 
 /// The status and creation time of each run of `ids` that exists (at most

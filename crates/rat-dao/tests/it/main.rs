@@ -16,6 +16,7 @@ mod plugins;
 mod projects;
 mod quality;
 mod reaper_status;
+mod run_counts;
 mod runner_reports;
 mod runs;
 mod schedules;

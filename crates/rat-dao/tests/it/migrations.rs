@@ -96,9 +96,9 @@ async fn six_processes_started_at_once_migrate_once() {
         .unwrap()
         .get(0);
     assert_eq!(
-        tables, 25,
-        "19 seed tables, run_logs, personal_access_tokens, runner_plugins, failed_merges, access_generation and \
-         refinery's history"
+        tables, 28,
+        "19 seed tables, run_logs, personal_access_tokens, runner_plugins, failed_merges, access_generation, \
+         run_count_deltas, run_counts, run_totals and refinery's history"
     );
 }
 

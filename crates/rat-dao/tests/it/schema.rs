@@ -63,6 +63,9 @@ runner_plugins: runner_id varchar(255) | plugins jsonb | reported_at timestamptz
 failed_merges: id uuid | run_id varchar(255) | branch_name varchar(255) | source_hash varchar(255) null \
   | target_hash varchar(255) null | error_kind varchar(255) | error_message text | created_at timestamptz
 access_generation: id boolean | generation bigint | bumped_by xid8 null
+run_count_deltas: id bigint | pipeline_id uuid | status text | delta bigint
+run_counts: pipeline_id uuid | status text | n bigint
+run_totals: status text | n bigint
 ";
 
 fn expected_columns() -> BTreeMap<String, BTreeSet<String>> {
@@ -108,12 +111,12 @@ async fn all_19_tables_have_the_seed_columns() {
         actual.entry(row.get(0)).or_default().insert(row.get(1));
     }
     let expected = expected_columns();
-    assert_eq!(expected.len(), 24);
+    assert_eq!(expected.len(), 27);
     assert_eq!(
         actual.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
         "the schema has exactly the 19 tables of the seed, run_logs, personal_access_tokens, runner_plugins, \
-         failed_merges and access_generation (docs/schema.md)"
+         failed_merges, access_generation and the run counts (docs/schema.md)"
     );
     for (table, columns) in &expected {
         assert_eq!(&actual[table], columns, "columns of {table}");

@@ -1,7 +1,7 @@
 //! One reaper pass: retention over every table that grows, and over the file
 //! store, as a plain function of `now` and the settings.
 //!
-//! Nine tasks, each independent (one failing is logged and counted, the
+//! Ten tasks, each independent (one failing is logged and counted, the
 //! others still run), each walking an index in bounded batches of one short
 //! transaction, so a pass over a million rows never blocks the api:
 //! 1. runs beyond `runs_max_per_pipeline` per pipeline and finished runs
@@ -25,6 +25,8 @@
 //! 9. registered plugins that have not reported their health within
 //!    [`PassPolicy::plugin_report_window`] are marked `down` (counted in
 //!    the task report only).
+//! 10. the run counts (V22): the deltas of run changes folded into the
+//!     counters (`crate::runs::fold_counts`; counted in the task report only).
 //!
 //! A pipeline's `retention_config` overrides the first four for its own runs
 //! and results. Objects are always deleted before the rows pointing at them,
@@ -131,6 +133,10 @@ use tasks::{
     clean_branches, fail_stuck, overrides, prune_audit, prune_failed_merges, prune_logs, prune_quality, prune_runs,
     purge_landing_files, purge_pipelines,
 };
+
+/// Batches of run-count deltas a pass folds at most (`crate::runs::FOLD_BATCH`
+/// each): ten million deltas, far more than the runs a pass deletes.
+const FOLD_BATCHES_PER_PASS: u32 = 200;
 
 /// The retention settings a pass uses, read fresh from Postgres.
 async fn current_settings(services: &Services) -> Result<(RetentionSettings, Vec<String>), ServiceError> {
@@ -249,6 +255,13 @@ pub async fn run_pass(
         "plugins",
         crate::platform::mark_silent_plugins_down(services, now, policy.plugin_report_window)
     );
+    // Last: the deltas of every run this pass deleted or failed, with
+    // everyone else's (the scheduler folds too; without one, this does).
+    task!("run_counts", async {
+        crate::runs::fold_counts(&services.pool, FOLD_BATCHES_PER_PASS)
+            .await
+            .map(|n| n as u64)
+    });
 
     // A pass stopped by a lost lock (or a shutdown) is still owed: its work
     // counts, but `last_run_at` stays, so the next holder runs one at once.
