@@ -90,3 +90,19 @@ pub struct WrittenFile {
     /// The version just written.
     pub version_id: String,
 }
+
+/// Answer of `POST /files/upload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadedFile {
+    /// Full key written.
+    pub path: String,
+    /// The uploaded file's name (the key's last segment when the form gave none).
+    pub filename: String,
+    /// Bytes written.
+    pub size: usize,
+    /// Always `uploaded`.
+    pub status: String,
+    /// The version just written.
+    pub version_id: String,
+}

@@ -32,16 +32,27 @@
 //! assert_eq!(error.error.code, "NOT_FOUND");
 //! ```
 
+pub mod admin;
+pub mod audit;
 pub mod error;
 pub mod files;
+pub mod health;
+pub mod landing;
+pub mod me;
+pub mod meta;
 pub mod namespaces;
 pub mod pipelines;
 pub mod plugins;
+pub mod projects;
+pub mod quality;
 pub mod runner;
 pub mod runs;
 pub mod schedules;
+pub mod sharing;
+pub mod tables;
 pub mod triggers;
 pub mod versions;
+pub mod webhooks;
 
 /// Serializes timestamps as RFC 3339 (UTC) in every wire type.
 pub mod rfc3339 {

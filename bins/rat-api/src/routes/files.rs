@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_domain::PipelineRef;
 use rat_versioning::ObjectKey;
-use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,6 +24,7 @@ use crate::middleware::AuditObject;
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
 use rat_service::files::TextFile;
+pub use rat_wire::files::UploadedFile;
 use rat_wire::files::{FileContent, FileEntry, FileList, FileQuery, ReadQuery, WriteFile, WrittenFile};
 
 /// The routes of this module. The upload route alone accepts bodies up to
@@ -337,21 +337,6 @@ pub struct UploadForm {
     pub file: Vec<u8>,
 }
 
-/// Answer of `POST /files/upload`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UploadedFile {
-    /// Full key written.
-    pub path: String,
-    /// The uploaded file's name (the key's last segment when the form gave none).
-    pub filename: String,
-    /// Bytes written.
-    pub size: usize,
-    /// Always `uploaded`.
-    pub status: &'static str,
-    /// The version just written.
-    pub version_id: String,
-}
-
 /// Uploads a file: multipart fields `path` (the full key) and `file` (the
 /// content), `path` first. Parts with other names are ignored, as ratd does.
 /// The content goes to the store as it arrives, never whole in memory; at
@@ -402,7 +387,7 @@ pub async fn upload(
                         path: written.key.as_str().to_owned(),
                         filename,
                         size: usize::try_from(written.size).unwrap_or(usize::MAX),
-                        status: "uploaded",
+                        status: "uploaded".to_owned(),
                         version_id: written.version_id.as_str().to_owned(),
                     }),
                 )

@@ -6,33 +6,19 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::state::AppState;
-
-/// Liveness answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    pub status: &'static str,
-    /// Crate version.
-    pub version: &'static str,
-    /// Git commit of the build.
-    pub git_commit: &'static str,
-    /// Build time.
-    pub build_time: &'static str,
-}
+pub use rat_wire::health::{Check, Checks, Health, Readiness};
 
 /// The process is up.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     let build = &state.settings.build;
     Json(Health {
-        status: "ok",
-        version: build.version,
-        git_commit: build.git_commit,
-        build_time: build.build_time,
+        status: "ok".to_owned(),
+        version: build.version.to_owned(),
+        git_commit: build.git_commit.to_owned(),
+        build_time: build.build_time.to_owned(),
     })
 }
 
@@ -40,34 +26,6 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
 pub async fn live(state: State<AppState>) -> Json<Health> {
     health(state).await
-}
-
-/// One dependency's readiness.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Check {
-    /// `ok` or `error`.
-    pub status: &'static str,
-    /// Why it is not ready (no credentials or SQL in it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Readiness of each dependency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Checks {
-    /// The metadata database.
-    pub postgres: Check,
-    /// The file store.
-    pub s3: Check,
-}
-
-/// Readiness answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
-    pub status: &'static str,
-    /// Each dependency.
-    pub checks: Checks,
 }
 
 /// `check`, within `limit`; at once an error while the prober has marked
@@ -79,21 +37,21 @@ where
 {
     if let Some(down_for) = dependency.down_for() {
         return Check {
-            status: "error",
+            status: "error".to_owned(),
             error: Some(format!("down for {} ms (failing fast)", down_for.as_millis())),
         };
     }
     match tokio::time::timeout(limit, check).await {
         Ok(Ok(())) => Check {
-            status: "ok",
+            status: "ok".to_owned(),
             error: None,
         },
         Ok(Err(e)) => Check {
-            status: "error",
+            status: "error".to_owned(),
             error: Some(e.to_string()),
         },
         Err(_) => Check {
-            status: "error",
+            status: "error".to_owned(),
             error: Some(format!("no answer within {} ms", limit.as_millis())),
         },
     }
@@ -128,7 +86,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
+        status: if ready { "ready" } else { "not_ready" }.to_owned(),
         checks: Checks { postgres, s3 },
     };
     (status, Json(body))

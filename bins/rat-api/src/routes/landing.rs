@@ -11,12 +11,11 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use rat_domain::{LandingFile, LandingZone, LandingZoneSummary, NamespaceName, ZoneName};
+use rat_domain::{NamespaceName, ZoneName};
 use rat_service::landing::{NewLandingZone, ZoneUpdate};
 use rat_service::landing::{Sample, Upload};
-use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -27,6 +26,10 @@ use crate::middleware::{AuditObject, Feature};
 use crate::state::AppState;
 use crate::uploads::{self, FieldSource, multipart_error};
 use rat_service::concurrency::row_version;
+pub use rat_wire::landing::{
+    CreateZone, FileDto, FileList, LifecycleDto, SampleDto, SampleList, UpdateLifecycle, UpdateZone, UploadedSample,
+    ZoneDto, ZoneList, ZoneQuery,
+};
 
 /// The routes of this module, answering 404 while the `landing_zones` feature is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -44,78 +47,6 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(get_lifecycle, update_lifecycle))
         .merge(uploads);
     crate::app::gated(Feature::LandingZones, state, routes)
-}
-
-/// A landing zone with its file statistics.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ZoneDto {
-    /// Primary key.
-    pub id: Uuid,
-    /// Namespace.
-    pub namespace: String,
-    /// Name, unique within the namespace.
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Owner's identity.
-    pub owner: Option<String>,
-    /// Documentation of the expected file schema.
-    pub expected_schema: String,
-    /// Days processed files are kept (`null` = system default).
-    pub processed_max_age_days: Option<i32>,
-    /// Whether the reaper purges processed files.
-    pub auto_purge: bool,
-    /// Creation time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// Last change.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    /// Number of uploaded files.
-    pub file_count: i64,
-    /// Sum of their sizes in bytes.
-    pub total_bytes: i64,
-}
-
-impl From<LandingZoneSummary> for ZoneDto {
-    fn from(summary: LandingZoneSummary) -> Self {
-        let z = summary.zone;
-        ZoneDto {
-            id: z.id.into(),
-            namespace: z.namespace.into_string(),
-            name: z.name.into_string(),
-            description: z.description,
-            owner: z.owner,
-            expected_schema: z.expected_schema,
-            processed_max_age_days: z.processed_max_age_days,
-            auto_purge: z.auto_purge,
-            created_at: z.created_at,
-            updated_at: z.updated_at,
-            file_count: summary.file_count,
-            total_bytes: summary.total_bytes,
-        }
-    }
-}
-
-/// A page of zones.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ZoneList {
-    /// The page, by namespace then name.
-    pub zones: Vec<ZoneDto>,
-    /// Count of every zone matching the filter.
-    pub total: i64,
-}
-
-/// Filters of `GET /landing-zones`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ZoneQuery {
-    /// Only this namespace.
-    pub namespace: Option<String>,
-    /// Rows per page (default 50, at most 200).
-    pub limit: Option<String>,
-    /// Rows to skip.
-    pub offset: Option<String>,
 }
 
 /// `{namespace}/{name}` path of one zone.
@@ -149,22 +80,6 @@ pub async fn list_zones(
         zones: page.items.into_iter().map(ZoneDto::from).collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /landing-zones`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateZone {
-    /// Namespace (must exist).
-    pub namespace: String,
-    /// `^[a-z][a-z0-9_-]*$`, at most 128 characters.
-    pub name: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Documentation of the expected file schema.
-    #[serde(default)]
-    pub expected_schema: Option<String>,
 }
 
 /// Creates a landing zone owned by the caller.
@@ -208,21 +123,6 @@ pub async fn get_zone(
     let (namespace, name) = zone_address(&ns, &name)?;
     let zone = rat_service::landing::get_zone(&state.services, &identity.caller, &namespace, &name).await?;
     Ok((etag(&row_version(zone.zone.updated_at)), Json(ZoneDto::from(zone))))
-}
-
-/// Body of `PUT /landing-zones/{…}`; absent or null fields keep their value.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateZone {
-    /// New description.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// New owner; empty keeps the current one (the portal sends `""` for none).
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// New expected schema.
-    #[serde(default)]
-    pub expected_schema: Option<String>,
 }
 
 /// Changes a zone's description, owner or expected schema. A new owner is
@@ -290,59 +190,6 @@ pub async fn delete_zone(
             Some(zone.id.into()),
         )),
     ))
-}
-
-/// A file uploaded to a zone.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileDto {
-    /// Primary key.
-    pub id: Uuid,
-    /// The zone.
-    pub zone_id: Uuid,
-    /// Stored name, `YYYYMMDD_HHMMSS_<token>_<name>`.
-    pub filename: String,
-    /// Object key, `{ns}/landing/{zone}/{filename}`.
-    pub s3_path: String,
-    /// The version of the object this upload wrote (`null` for uploads
-    /// recorded before versions were).
-    pub s3_version_id: Option<String>,
-    /// Size in bytes.
-    pub size_bytes: i64,
-    /// MIME type as uploaded.
-    pub content_type: String,
-    /// Uploader's identity.
-    pub uploaded_by: Option<String>,
-    /// Upload time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub uploaded_at: OffsetDateTime,
-}
-
-impl From<LandingFile> for FileDto {
-    fn from(f: LandingFile) -> Self {
-        FileDto {
-            id: f.id,
-            zone_id: f.zone_id.into(),
-            filename: f.filename,
-            s3_path: f.s3_path.to_string(),
-            s3_version_id: f.s3_version_id.map(|v| v.to_string()),
-            size_bytes: f.size_bytes,
-            content_type: f.content_type,
-            uploaded_by: f.uploaded_by,
-            uploaded_at: f.uploaded_at,
-        }
-    }
-}
-
-/// A page of files.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FileList {
-    /// The page, newest first.
-    pub files: Vec<FileDto>,
-    /// Count of the zone's files.
-    pub total: i64,
-    /// The `cursor` of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
 }
 
 /// The multipart form of an upload.
@@ -512,55 +359,15 @@ pub async fn delete_file(
     ))
 }
 
-/// A sample file of a zone.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SampleDto {
-    /// Object key, `{ns}/landing/{zone}/_samples/{filename}`.
-    pub path: String,
-    /// The file name.
-    pub filename: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// When its current version was written.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub modified: OffsetDateTime,
-    /// File kind as in `GET /files` (always `""` for samples).
-    #[serde(rename = "type")]
-    pub file_type: String,
-}
-
-impl From<Sample> for SampleDto {
-    fn from(s: Sample) -> Self {
-        SampleDto {
-            path: s.key.as_str().to_owned(),
-            filename: s.filename,
-            size: s.size,
-            modified: s.modified,
-            file_type: String::new(),
-        }
+/// The wire shape of a sample file.
+fn sample_dto(s: Sample) -> SampleDto {
+    SampleDto {
+        path: s.key.as_str().to_owned(),
+        filename: s.filename,
+        size: s.size,
+        modified: s.modified,
+        file_type: String::new(),
     }
-}
-
-/// The zone's samples (ratd's shape: the key is `files`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SampleList {
-    /// The page, by file name.
-    pub files: Vec<SampleDto>,
-    /// Count of the zone's samples.
-    pub total: i64,
-}
-
-/// Answer of a sample upload.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UploadedSample {
-    /// Object key.
-    pub path: String,
-    /// Stored file name.
-    pub filename: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Always `uploaded`.
-    pub status: &'static str,
 }
 
 /// The zone's sample files, by name.
@@ -577,7 +384,7 @@ pub async fn list_samples(
     let page =
         rat_service::landing::list_samples(&state.services, &identity.caller, &namespace, &name, page.page()?).await?;
     Ok(Json(SampleList {
-        files: page.items.into_iter().map(SampleDto::from).collect(),
+        files: page.items.into_iter().map(sample_dto).collect(),
         total: page.total,
     }))
 }
@@ -622,7 +429,7 @@ pub async fn upload_sample(
             path: sample.key.as_str().to_owned(),
             filename: sample.filename,
             size: sample.size,
-            status: "uploaded",
+            status: "uploaded".to_owned(),
         }),
     )
         .into_response())
@@ -643,44 +450,6 @@ pub async fn delete_sample(
         StatusCode::NO_CONTENT,
         Extension(AuditObject::new("landing_sample.delete", "landing_zone", None)),
     ))
-}
-
-/// A zone's lifecycle settings.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LifecycleDto {
-    /// Days processed files are kept (`null` = system default).
-    pub processed_max_age_days: Option<i32>,
-    /// Whether the reaper purges processed files.
-    pub auto_purge: bool,
-}
-
-impl From<&LandingZone> for LifecycleDto {
-    fn from(z: &LandingZone) -> Self {
-        LifecycleDto {
-            processed_max_age_days: z.processed_max_age_days,
-            auto_purge: z.auto_purge,
-        }
-    }
-}
-
-/// `Some(value)` for a key that is present, `null` included (`Some(None)`);
-/// with `#[serde(default)]` an absent key stays `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Body of `PUT …/lifecycle`: an absent key keeps its value;
-/// `processed_max_age_days: null` returns to the system default.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateLifecycle {
-    /// 1..=36,500 days, or `null` for the system default.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
-    pub processed_max_age_days: Option<Option<i64>>,
-    /// Whether the reaper purges processed files.
-    #[serde(default)]
-    pub auto_purge: Option<bool>,
 }
 
 /// The zone's lifecycle settings.

@@ -1,54 +1,15 @@
 //! `GET /api/v1/features` and `GET /api/v1/plugins`: what the portal asks on
 //! every page.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+pub use rat_wire::meta::{Features, PluginFeature, PluginQuery, RunnerPluginDto};
 pub use rat_wire::plugins::PluginDto;
-
-/// What this installation offers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Features {
-    /// `community`.
-    pub edition: &'static str,
-    /// Registered plugins by name, in ratd's shape (`{enabled, type}`).
-    pub plugins: BTreeMap<String, PluginFeature>,
-    /// Namespaces are supported.
-    pub namespaces: bool,
-    /// Several users with their own identities (an OIDC issuer is configured).
-    pub multi_user: bool,
-    /// Landing zones (feature flag).
-    pub landing_zones: bool,
-    /// Quality tests (feature flag).
-    pub quality_tests: bool,
-    /// The audit log (feature flag).
-    pub audit_log: bool,
-    /// Event triggers (feature flag).
-    pub pipeline_triggers: bool,
-    /// Publish, versions and rollback (feature flag).
-    pub pipeline_versions: bool,
-}
-
-/// One registered plugin in [`Features`]: ratd's `PluginFeature`, plus its
-/// health.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PluginFeature {
-    /// Registered plugins are enabled (as `GET /plugins?status=enabled` lists them).
-    pub enabled: bool,
-    /// The slot it fills (`auth`, `executor`, ...).
-    #[serde(rename = "type")]
-    pub slot: String,
-    /// Last known health: `healthy`, `degraded`, `down` or `unknown`.
-    pub status: String,
-}
 
 /// The edition and the features that are on.
 #[utoipa::path(get, path = "/features", tag = "platform", responses(
@@ -57,7 +18,7 @@ pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>
     let flags = rat_service::platform::feature_flags(&state.services).await?;
     let plugins = rat_service::platform::plugins(&state.services, None).await?;
     Ok(Json(Features {
-        edition: "community",
+        edition: "community".to_owned(),
         plugins: plugins
             .into_iter()
             .map(|p| {
@@ -77,14 +38,6 @@ pub async fn features(State(state): State<AppState>) -> ApiResult<Json<Features>
         pipeline_triggers: flags.pipeline_triggers,
         pipeline_versions: flags.pipeline_versions,
     }))
-}
-
-/// Filters of `GET /plugins`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PluginQuery {
-    /// `enabled` (every registered plugin) or a health status.
-    pub status: Option<String>,
 }
 
 /// Registered plugins, as a bare array (empty when none).
@@ -118,20 +71,6 @@ pub async fn plugins(
             })
             .collect(),
     ))
-}
-
-/// A plugin a live runner can load (RAT's runner's Python entry points:
-/// merge strategies such as `soft_delete`, hooks).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunnerPluginDto {
-    /// Entry point name.
-    pub name: String,
-    /// Entry point group.
-    pub group: String,
-    /// The providing package's version.
-    pub version: String,
-    /// The providing package.
-    pub package_name: String,
 }
 
 /// The plugins the runners that claimed or heartbeated within the longest

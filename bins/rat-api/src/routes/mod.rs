@@ -20,8 +20,3 @@ pub mod tables;
 pub mod triggers;
 pub mod versions;
 pub mod webhooks;
-
-/// Serializes timestamps as RFC 3339 (UTC) in every wire type.
-pub(crate) mod rfc3339 {
-    pub use time::serde::rfc3339::*;
-}

@@ -7,11 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use rat_domain::{ListedMember, MemberType, Project, ProjectMember};
+use rat_domain::MemberType;
 use rat_service::projects::ProjectChanges;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -20,6 +18,10 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, path_id};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+pub use rat_wire::projects::{
+    AddMember, CreateProject, MemberDto, MemberList, MembershipDto, ProjectDto, ProjectList, ProjectQuery,
+    UpdateProject,
+};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,55 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update, delete))
         .routes(routes!(list_members, add_member))
         .routes(routes!(remove_member))
-}
-
-/// A project.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectDto {
-    /// Its id.
-    pub id: Uuid,
-    /// Unique name (free text, at most 255 characters).
-    pub name: String,
-    /// Free text.
-    pub description: String,
-    /// Who created it (who may change it, beside admins).
-    pub created_by: Option<String>,
-    /// Creation time.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-impl From<Project> for ProjectDto {
-    fn from(project: Project) -> Self {
-        ProjectDto {
-            id: project.id,
-            name: project.name,
-            description: project.description,
-            created_by: project.created_by,
-            created_at: project.created_at,
-        }
-    }
-}
-
-/// `GET /projects` filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ProjectQuery {
-    /// Case-insensitive substring of the name (at most 255 characters).
-    pub search: Option<String>,
-    /// Rows per page (default 50, at most 200).
-    pub limit: Option<String>,
-    /// Rows to skip.
-    pub offset: Option<String>,
-}
-
-/// A page of projects.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectList {
-    /// The page, by name.
-    pub projects: Vec<ProjectDto>,
-    /// Count of every project matching `search`.
-    pub total: i64,
 }
 
 /// Projects by name; every signed-in user sees all of them.
@@ -96,17 +49,6 @@ pub async fn list(
         projects: page.items.into_iter().map(ProjectDto::from).collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /projects`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProject {
-    /// 1 to 255 characters once trimmed; unique.
-    pub name: String,
-    /// Free text, at most 5,000 characters.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// Creates a project; the caller is its creator.
@@ -134,18 +76,6 @@ pub async fn create(
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ProjectDto>> {
     let id: Uuid = path_id(&id, "project")?;
     Ok(Json(rat_service::projects::get(&state.services, id).await?.into()))
-}
-
-/// Body of `PUT /projects/{id}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateProject {
-    /// A new name (1 to 255 characters once trimmed; unique); absent keeps it.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// A new description (at most 5,000 characters); absent keeps it.
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 /// Renames or redescribes a project; only its creator or an admin may.
@@ -184,49 +114,6 @@ pub async fn delete(
     Ok((StatusCode::NO_CONTENT, Extension(audit)))
 }
 
-/// A member of a project, as listed: the object and where it is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberDto {
-    /// `pipeline` or `table` (a table's metadata).
-    pub object_type: String,
-    /// The pipeline's or table metadata row's id.
-    pub object_id: Uuid,
-    /// The object's namespace.
-    pub namespace: String,
-    /// The object's layer.
-    pub layer: String,
-    /// The pipeline's or table's name.
-    pub name: String,
-    /// `namespace.layer.name`.
-    pub display_name: String,
-    /// When it was added to the project.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub added_at: OffsetDateTime,
-}
-
-impl From<ListedMember> for MemberDto {
-    fn from(listed: ListedMember) -> Self {
-        MemberDto {
-            display_name: listed.display_name(),
-            object_type: listed.member.object_type.as_str().to_owned(),
-            object_id: listed.member.object_id,
-            namespace: listed.namespace.as_str().to_owned(),
-            layer: listed.layer.as_str().to_owned(),
-            name: listed.name,
-            added_at: listed.member.added_at,
-        }
-    }
-}
-
-/// One page of a project's members.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberList {
-    /// Oldest membership first; only objects the caller may read.
-    pub members: Vec<MemberDto>,
-    /// Count of the project's members the caller may read.
-    pub total: i64,
-}
-
 /// A project's members whose pipeline or table the caller may read (others
 /// are neither listed nor counted).
 #[utoipa::path(get, path = "/projects/{id}/members", tag = "projects", params(("id" = Uuid, Path), PageParams),
@@ -244,41 +131,6 @@ pub async fn list_members(
         members: page.items.into_iter().map(MemberDto::from).collect(),
         total: page.total,
     }))
-}
-
-/// Body of `POST /projects/{id}/members`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    /// `pipeline` or `table` (a table's metadata).
-    pub object_type: String,
-    /// The pipeline's or table metadata row's id.
-    pub object_id: String,
-}
-
-/// A membership just made.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MembershipDto {
-    /// The project.
-    pub project_id: Uuid,
-    /// `pipeline` or `table`.
-    pub object_type: String,
-    /// The object's id.
-    pub object_id: Uuid,
-    /// When it was added.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub added_at: OffsetDateTime,
-}
-
-impl From<ProjectMember> for MembershipDto {
-    fn from(member: ProjectMember) -> Self {
-        MembershipDto {
-            project_id: member.project_id,
-            object_type: member.object_type.as_str().to_owned(),
-            object_id: member.object_id,
-            added_at: member.added_at,
-        }
-    }
 }
 
 /// Adds a pipeline or table to a project: needs the right to change the

@@ -9,18 +9,15 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use rat_domain::{Severity, TestName};
 use rat_service::quality::NewTest;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, pipeline_ref};
 use crate::middleware::{AuditObject, Feature};
 use crate::routes::pipelines::{PipelinePath, address};
 use crate::state::AppState;
+pub use rat_wire::quality::{CreateTest, CreatedTest, TestDto, TestList, TestResultDto, TestRunDto};
 
 /// The routes of this module, answering 404 while `quality_tests` is off.
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -38,36 +35,6 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
 /// `…/tests/run` route (which only answers POST), so such a test could never
 /// be deleted.
 const RESERVED_TEST_NAME: &str = "run";
-
-/// A quality test with its SQL.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TestDto {
-    /// Unique within the pipeline.
-    pub name: String,
-    /// The SQL at HEAD (empty when its file was deleted through `/files`).
-    pub sql: String,
-    /// `error` or `warn`: the file's `-- @severity:` annotation, else the
-    /// severity given at creation.
-    pub severity: String,
-    /// The file's `-- @description:` annotation, else the description given
-    /// at creation.
-    pub description: String,
-    /// Whether the pipeline's published snapshot pins the test's SQL file.
-    pub published: bool,
-    /// The file's `-- @tags: a, b` annotation (empty without one).
-    pub tags: Vec<String>,
-    /// The file's `-- @remediation:` annotation (empty without one).
-    pub remediation: String,
-}
-
-/// A page of tests.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TestList {
-    /// By name.
-    pub tests: Vec<TestDto>,
-    /// Tests of the pipeline.
-    pub total: i64,
-}
 
 /// The pipeline's quality tests by name, paged, each with its SQL at HEAD.
 #[utoipa::path(get, path = "/pipelines/{namespace}/{layer}/{name}/tests", tag = "quality",
@@ -100,33 +67,6 @@ pub async fn list(
             .collect(),
         total: tests.total,
     }))
-}
-
-/// Body of `POST …/tests`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTest {
-    /// `^[a-z][a-z0-9_-]*$`, at most 128 characters, not `run`.
-    pub name: String,
-    /// The query counting violations (non-empty, at most 1 MiB).
-    pub sql: String,
-    /// `error` (default) or `warn`.
-    #[serde(default)]
-    pub severity: Option<String>,
-    /// Free text (at most 5,000 characters).
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// Answer of `POST …/tests`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedTest {
-    /// The test's name.
-    pub name: String,
-    /// `error` or `warn`.
-    pub severity: String,
-    /// Full key of the test's SQL file.
-    pub path: String,
 }
 
 /// Creates a quality test: writes its SQL to
@@ -206,45 +146,6 @@ pub async fn delete(
             Some(deleted.pipeline_id.into()),
         )),
     ))
-}
-
-/// The newest recorded result of one test.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TestResultDto {
-    /// The test.
-    pub name: String,
-    /// `error` or `warn`.
-    pub severity: String,
-    /// `passed`, `failed`, `warned` or `error`.
-    pub status: Option<String>,
-    /// Violations counted.
-    pub value: Option<f64>,
-    /// Violations expected.
-    pub expected: Option<f64>,
-    /// Execution time.
-    pub duration_ms: Option<i32>,
-    /// When it ran.
-    #[serde(with = "crate::routes::rfc3339::option")]
-    pub ran_at: Option<OffsetDateTime>,
-    /// The run it belonged to.
-    pub run_id: Option<Uuid>,
-}
-
-/// Answer of `POST …/tests/run`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TestRunDto {
-    /// One entry per test of the page (by name; the first 200 unless paged)
-    /// that ran at least once.
-    pub results: Vec<TestResultDto>,
-    /// The tests of the page that never ran, by name: they have no result,
-    /// so they are neither an error nor a failure.
-    pub not_run: Vec<String>,
-    /// Tests whose newest result passed.
-    pub passed: i64,
-    /// Tests whose newest result is `failed`, `warned` or `error`.
-    pub failed: i64,
-    /// Tests of the pipeline.
-    pub total: i64,
 }
 
 /// The newest recorded result of each of the pipeline's tests.

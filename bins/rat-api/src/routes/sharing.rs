@@ -5,8 +5,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use rat_domain::ObjectType;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,6 +13,7 @@ use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Identity, PageParams, path_id};
 use crate::middleware::AuditObject;
 use crate::state::AppState;
+pub use rat_wire::sharing::{ShareDto, ShareList, ShareQuery, ShareRequest, TransferRequest, Transferred};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -22,30 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(transfer))
         .routes(routes!(create_share, list_shares))
         .routes(routes!(delete_share))
-}
-
-/// Body of `POST /sharing/transfer`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransferRequest {
-    /// `pipeline` (as in ratd) or `table` (a table metadata row).
-    pub resource_type: String,
-    /// The pipeline's or table metadata row's id.
-    pub resource_id: String,
-    /// The new owner. ratd's SDK sends it as `new_owner`, which is accepted too.
-    #[serde(alias = "new_owner")]
-    pub to_user_id: String,
-}
-
-/// Answer of a transfer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Transferred {
-    /// Always `true`.
-    pub transferred: bool,
-    /// The object's id.
-    pub resource_id: Uuid,
-    /// Its owner now.
-    pub new_owner: String,
 }
 
 /// Hands a pipeline (or table) to another user; only its current owner may.
@@ -80,77 +55,6 @@ pub async fn transfer(
             new_owner: ownership.owner,
         }),
     ))
-}
-
-/// Body of `POST /sharing`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    /// `pipeline`, `table` or `namespace` (a share on a namespace covers what is in it).
-    pub object_type: String,
-    /// The object's id.
-    pub object_id: String,
-    /// A user, or `role:NAME` for everyone with that role.
-    pub shared_with: String,
-    /// `read` or `write`.
-    pub access_level: String,
-}
-
-/// A grant.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ShareDto {
-    /// Its id (to remove it).
-    pub id: Uuid,
-    /// The shared object's kind.
-    pub object_type: String,
-    /// The shared object's id.
-    pub object_id: Uuid,
-    /// A user, or `role:NAME`.
-    pub shared_with: String,
-    /// `read` or `write`.
-    pub access_level: String,
-    /// Who granted it.
-    pub granted_by: String,
-    /// When.
-    #[serde(with = "crate::routes::rfc3339")]
-    pub granted_at: time::OffsetDateTime,
-}
-
-impl From<rat_domain::Share> for ShareDto {
-    fn from(share: rat_domain::Share) -> Self {
-        ShareDto {
-            id: share.id,
-            object_type: share.object_type.as_str().to_owned(),
-            object_id: share.object_id,
-            shared_with: share.shared_with,
-            access_level: share.access_level.as_str().to_owned(),
-            granted_by: share.granted_by,
-            granted_at: share.granted_at,
-        }
-    }
-}
-
-/// `GET /sharing` filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ShareQuery {
-    /// `pipeline`, `table` or `namespace`.
-    pub object_type: Option<String>,
-    /// The object's id.
-    pub object_id: Option<String>,
-    /// Rows per page (default 50, at most 200).
-    pub limit: Option<String>,
-    /// Rows to skip.
-    pub offset: Option<String>,
-}
-
-/// One page of an object's shares.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ShareList {
-    /// By principal.
-    pub shares: Vec<ShareDto>,
-    /// All the object's shares.
-    pub total: i64,
 }
 
 fn object(object_type: Option<&str>, object_id: Option<&str>) -> Result<(ObjectType, Uuid), ApiError> {

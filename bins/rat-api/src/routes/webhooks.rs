@@ -20,16 +20,14 @@ use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rat_service::firing::FireOutcome;
-use serde::Serialize;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::middleware::{AuditObject, Feature, RefusedBefore};
 use crate::state::AppState;
+pub use rat_wire::webhooks::WebhookFired;
 
 /// The header carrying a webhook token.
 pub const TOKEN_HEADER: &str = "x-webhook-token";
@@ -52,13 +50,6 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
             async move { limiter.guard(request, next).await }
         },
     ))
-}
-
-/// The answer to a webhook call that fired its trigger.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookFired {
-    /// The run the trigger created.
-    pub run_id: Uuid,
 }
 
 /// The token of a webhook call: `X-Webhook-Token`, else the bearer of
