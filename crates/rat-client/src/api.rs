@@ -30,7 +30,7 @@ pub struct Page {
 }
 
 /// An unused query (the routes that take none).
-const NO_QUERY: Option<&()> = None;
+pub(crate) const NO_QUERY: Option<&()> = None;
 
 /// A pipeline's address: namespace, layer, name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl<'a> PipelineAddress<'a> {
         PipelineAddress { namespace, layer, name }
     }
 
-    fn path(&self, rest: &str) -> String {
+    pub(crate) fn path(&self, rest: &str) -> String {
         format!(
             "/api/v1/pipelines/{}/{}/{}{rest}",
             segment(self.namespace),
@@ -67,7 +67,7 @@ impl<'a> PipelineAddress<'a> {
 /// `POST`s never are.
 #[derive(Clone)]
 pub struct Client {
-    transport: Transport,
+    pub(crate) transport: Transport,
 }
 
 impl Client {

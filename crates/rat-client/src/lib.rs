@@ -61,6 +61,7 @@
 
 mod api;
 mod error;
+mod routes;
 mod runner;
 mod transport;
 

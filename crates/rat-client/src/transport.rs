@@ -200,6 +200,46 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Sends one request built by `build` (a multipart body, a header of its
+    /// own), once: the routes it serves are `POST`s. The token goes only with
+    /// `with_token`.
+    pub async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        with_token: bool,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Answer> {
+        let response = self.request_once(method, path, with_token, build).await?;
+        read(response).await
+    }
+
+    /// Like [`Transport::send_once`], but hands back the status and body of
+    /// any answer, so a route that answers a body of its own with an error
+    /// status (readiness: 503 with the checks) can be read.
+    pub async fn send_raw(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes)> {
+        let response = self.request_once(method, path, true, |r| r).await?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(Error::Transport)?;
+        Ok((status, body))
+    }
+
+    async fn request_once(
+        &self,
+        method: Method,
+        path: &str,
+        with_token: bool,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if with_token && let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        build(request).send().await.map_err(Error::Transport)
+    }
+}
+
 fn retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }

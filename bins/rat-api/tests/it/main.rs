@@ -7,6 +7,7 @@ mod access;
 mod admin;
 mod audit;
 mod client;
+mod client_routes;
 #[allow(dead_code, reason = "not every module uses every helper")]
 mod common;
 mod concurrency;

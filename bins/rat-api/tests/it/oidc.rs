@@ -748,3 +748,37 @@ async fn reserved_names_cannot_sign_in() {
         assert_eq!(me(&app, &token).await.status, 401, "{reserved}");
     }
 }
+
+#[tokio::test]
+async fn personal_tokens_through_the_typed_client() {
+    let key = SigningKey::new("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let app = app_with(&issuer, Duration::from_secs(30)).await;
+    let alice = key.mint(&issuer.claims("alice", &["analysts"]));
+    let as_alice = rat_client::Builder::new(&app.base).token(alice.into()).api().unwrap();
+
+    let me = as_alice.me().await.expect("me");
+    assert_eq!(
+        (me.user_id.as_str(), me.roles.as_slice()),
+        ("alice", &["analysts".to_owned()][..])
+    );
+    let created = as_alice
+        .create_token(&rat_wire::me::CreateToken {
+            name: "ci".to_owned(),
+            expires_in_days: Some(30),
+        })
+        .await
+        .expect("token");
+    assert!(created.token.starts_with("ratpat_"), "{}", created.token);
+    assert_eq!(created.stored.name, "ci");
+    let as_token = rat_client::Builder::new(&app.base)
+        .token(created.token.clone().into())
+        .api()
+        .unwrap();
+    assert_eq!(as_token.me().await.expect("the token is alice").user_id, "alice");
+    let listed = as_alice.list_tokens(Default::default()).await.expect("tokens");
+    assert_eq!((listed.total, listed.tokens[0].id), (1, created.stored.id));
+    as_alice.revoke_token(created.stored.id).await.expect("revoked");
+    let refused = as_token.me().await.expect_err("revoked");
+    assert_eq!(refused.status(), Some(401));
+}
