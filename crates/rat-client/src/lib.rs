@@ -1,7 +1,10 @@
 //! A typed async client of the RAT metadata plane, over [`reqwest`] (rustls):
-//! [`Client`] for the REST API (`/api/v1`: namespaces, pipelines, files,
-//! publish and versions, runs, schedules, triggers) and [`RunnerClient`] for the runner protocol
-//! of rat-api's internal listener. Bodies and answers are the types of
+//! [`Client`] for the REST API (every route of `/api/v1`, one method each:
+//! namespaces, pipelines, files, publish and versions, runs, schedules,
+//! triggers, webhooks, quality tests, landing zones, tables, sharing,
+//! projects, the audit log, retention and the reaper, the caller and their
+//! tokens, features and plugins; and the health routes) and
+//! [`RunnerClient`] for the runner protocol of rat-api's internal listener. Bodies and answers are the types of
 //! [`rat_wire`], the same the server reads and writes.
 //!
 //! - A failed answer becomes [`Error::Api`] ([`ApiError`]: status, the

@@ -162,7 +162,7 @@ impl Client {
     }
 }
 
-/// Namespaces, pipelines, files, versions and triggers not in [`crate::api`].
+/// The namespace, pipeline, file, version and trigger routes not covered above.
 impl Client {
     /// `PUT /api/v1/namespaces/{name}`: replaces its description.
     pub async fn update_namespace(&self, name: &str, body: &UpdateNamespace) -> Result<()> {
