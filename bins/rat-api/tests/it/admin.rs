@@ -267,27 +267,19 @@ async fn pipeline_override_errors() {
 #[tokio::test]
 async fn retention_routes_require_the_api_key_when_one_is_set() {
     let app = TestApp::builder().api_key("secret").start().await;
-    for (method, path) in [
-        (reqwest::Method::GET, CONFIG),
-        (reqwest::Method::PUT, CONFIG),
-        (reqwest::Method::GET, "/api/v1/admin/retention/status"),
-        (reqwest::Method::POST, "/api/v1/admin/retention/run"),
-        (
-            reqwest::Method::GET,
-            "/api/v1/pipelines/default/silver/orders/retention",
-        ),
-        (
-            reqwest::Method::PUT,
-            "/api/v1/pipelines/default/silver/orders/retention",
-        ),
-    ] {
-        let response = app
-            .http
-            .request(method, format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
-        TestApp::answer(response).await.assert_error(401, "UNAUTHENTICATED");
+    let without_key = rat_client::Builder::new(&app.base).api().unwrap();
+    let orders = rat_client::PipelineAddress::new("default", "silver", "orders");
+    let answers = [
+        without_key.retention_config().await.map(drop),
+        without_key.update_retention_config(&json!({})).await.map(drop),
+        without_key.retention_status().await.map(drop),
+        without_key.request_reaper_pass().await.map(drop),
+        without_key.pipeline_retention(orders).await.map(drop),
+        without_key.set_pipeline_retention(orders, &json!({})).await.map(drop),
+    ];
+    for answer in answers {
+        let refused = answer.expect_err("no key");
+        assert_eq!((refused.status(), refused.code()), (Some(401), Some("UNAUTHENTICATED")));
     }
     let client = app.db.client().await;
     assert_eq!(

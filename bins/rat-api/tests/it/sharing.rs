@@ -4,7 +4,11 @@
 //! tested with signed-in users in `access.rs`.
 
 use crate::common::TestApp;
+use rat_client::PipelineAddress;
 use rat_domain::{ObjectType, PipelineRef, PipelineType};
+use rat_wire::pipelines::UpdatePipeline;
+use rat_wire::sharing::TransferRequest;
+use rat_wire::tables::PutMetadata;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -196,51 +200,67 @@ async fn unknown_objects_are_404_and_bad_requests_400() {
 #[tokio::test]
 async fn transfer_requires_the_api_key_when_one_is_set() {
     let app = TestApp::builder().api_key("secret").start().await;
-    let response = app
-        .http
-        .post(format!("{}{TRANSFER}", app.base))
-        .json(&json!({"resource_type": "pipeline", "resource_id": Uuid::new_v4(), "to_user_id": "alice"}))
-        .send()
+    let without_key = rat_client::Builder::new(&app.base).api().unwrap();
+    let refused = without_key
+        .transfer(&TransferRequest {
+            resource_type: "pipeline".to_owned(),
+            resource_id: Uuid::new_v4().to_string(),
+            to_user_id: "alice".to_owned(),
+        })
         .await
-        .unwrap();
-    TestApp::answer(response).await.assert_error(401, "UNAUTHENTICATED");
+        .expect_err("no key");
+    assert_eq!((refused.status(), refused.code()), (Some(401), Some("UNAUTHENTICATED")));
 }
 
 #[tokio::test]
 async fn changing_the_owner_by_put_moves_the_ownership_row_too() {
     let app = TestApp::new().await;
-    let pipeline = app.pipeline("default", "silver", "orders").await;
-    let _ = pipeline;
-    let got = app.get("/api/v1/pipelines/default/silver/orders").await;
-    let id = Uuid::parse_str(got.json["id"].as_str().unwrap()).unwrap();
+    app.pipeline("default", "silver", "orders").await;
+    let client = app.client();
+    let orders = PipelineAddress::new("default", "silver", "orders");
+    let id = client.get_pipeline(orders).await.unwrap().id;
     assert_eq!(
         owner_row(&app, ObjectType::Pipeline, id).await.as_deref(),
         Some("community")
     );
-    let updated = app
-        .put("/api/v1/pipelines/default/silver/orders", json!({"owner": "carol"}))
-        .await;
-    assert_eq!(updated.status, 200, "{}", updated.text);
+    let updated = client
+        .update_pipeline(
+            orders,
+            &UpdatePipeline {
+                description: None,
+                pipeline_type: None,
+                owner: Some("carol".to_owned()),
+                max_versions: None,
+            },
+        )
+        .await
+        .expect("owner changed");
+    assert_eq!(updated.owner.as_deref(), Some("carol"));
     assert_eq!(
         owner_row(&app, ObjectType::Pipeline, id).await.as_deref(),
         Some("carol")
     );
 
-    let table = app
-        .put(
-            "/api/v1/tables/default/gold/sales/metadata",
-            json!({"description": "x"}),
-        )
-        .await;
-    let table_id = Uuid::parse_str(table.json["id"].as_str().unwrap()).unwrap();
+    let sales = PipelineAddress::new("default", "gold", "sales");
+    let metadata = |owner: Option<&str>| PutMetadata {
+        description: Some("x".to_owned()),
+        owner: owner.map(str::to_owned),
+        column_descriptions: None,
+    };
+    let table = client
+        .put_table_metadata(sales, &metadata(None))
+        .await
+        .expect("metadata");
     assert_eq!(
-        owner_row(&app, ObjectType::Table, table_id).await.as_deref(),
+        owner_row(&app, ObjectType::Table, table.id).await.as_deref(),
         Some("community")
     );
-    app.put("/api/v1/tables/default/gold/sales/metadata", json!({"owner": "dave"}))
-        .await;
+    client
+        .put_table_metadata(sales, &metadata(Some("dave")))
+        .await
+        .expect("owner changed");
     assert_eq!(
-        owner_row(&app, ObjectType::Table, table_id).await.as_deref(),
+        owner_row(&app, ObjectType::Table, table.id).await.as_deref(),
         Some("dave")
     );
 }
