@@ -16,7 +16,12 @@
 //! the store is probed (its cheap [`VersionedStore::check`]) when a call
 //! fails as unavailable or has waited longer than `timeout`, and then every
 //! `interval` until it answers. A dependency is up again after one probe
-//! answers; requests pass from then on. Without a running prober nothing is
+//! answers; requests pass from then on. A slow store is not a dead one: a
+//! store probe that times out marks the store down only if no store call got
+//! an answer either in the last two probe timeouts (the probe's own and the
+//! one before it). Otherwise the store is busy, answering calls the probe
+//! waited behind, and stays up; it is probed again after `interval` until a
+//! probe answers in time or nothing answers at all. Without a running prober nothing is
 //! ever marked down, so an embedding program that does not start one keeps
 //! plain timeouts.
 
@@ -58,6 +63,10 @@ pub struct Dependency {
     state: watch::Sender<Option<Instant>>,
     /// Wakes the prober: a call failed as unavailable, or waits too long.
     suspect: Notify,
+    /// When a call last got an answer from it (success or a refusal, not
+    /// "unavailable"): a probe that times out meanwhile met a slow
+    /// dependency, not a dead one.
+    answered: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Dependency {
@@ -66,6 +75,7 @@ impl Dependency {
             name,
             state: watch::Sender::new(None),
             suspect: Notify::new(),
+            answered: std::sync::Mutex::new(None),
         }
     }
 
@@ -104,6 +114,19 @@ impl Dependency {
         let mut state = self.state.subscribe();
         // The sender lives as long as `self`, so this cannot fail while borrowed.
         let _ = state.wait_for(Option::is_some).await;
+    }
+
+    /// Records that a call got an answer from it now.
+    fn answered(&self) {
+        *self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether a call got an answer from it at or after `since`.
+    fn answered_since(&self, since: Instant) -> bool {
+        self.answered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|at| at >= since)
     }
 
     /// Asks the prober to look now.
@@ -214,9 +237,12 @@ async fn watch_database(
 async fn watch_store(services: &crate::Services, settings: ProbeSettings, mut stop: watch::Receiver<bool>) {
     let dependency = &services.dependencies.store;
     let store = services.store.clone();
+    // The last probe timed out while calls were answered: look again soon.
+    let mut slow = false;
     loop {
-        // Up: wait to be told to look. Down: look again after the interval.
-        if dependency.down_for().is_none() {
+        // Up: wait to be told to look. Down or slow: look again after the
+        // interval.
+        if dependency.down_for().is_none() && !slow {
             tokio::select! {
                 () = dependency.suspect.notified() => {}
                 () = stopped(&mut stop) => return,
@@ -227,11 +253,24 @@ async fn watch_store(services: &crate::Services, settings: ProbeSettings, mut st
                 () = stopped(&mut stop) => return,
             }
         }
+        let probed = Instant::now();
         let answer = tokio::select! {
             answer = tokio::time::timeout(settings.timeout, store.check()) => answer,
             () = stopped(&mut stop) => return,
         };
+        let window_start = probed.checked_sub(settings.timeout).unwrap_or(probed);
+        slow = false;
         match answer {
+            // No answer in time, but calls got answers within the last two
+            // timeouts: the store is slow (the probe queued behind them), not
+            // gone. Marking it down would refuse calls it is answering.
+            Err(_) if dependency.down_for().is_none() && dependency.answered_since(window_start) => {
+                slow = true;
+                tracing::info!(
+                    dependency = dependency.name,
+                    "a probe timed out while calls were answered: slow, not down"
+                );
+            }
             Ok(Ok(())) => dependency.set_up(true, None),
             // Answered, but refused for what it is (no versioning, no such
             // bucket): a configuration problem, which every call reports as
@@ -302,8 +341,9 @@ impl GuardedStore {
             () = async { slow.await; dependency.suspect(); std::future::pending::<()>().await } => unreachable!(),
             () = dependency.went_down() => return Err(self.down(operation, key)),
         };
-        if let Err(StoreError::Unavailable { .. }) = &result {
-            dependency.suspect();
+        match &result {
+            Err(StoreError::Unavailable { .. }) => dependency.suspect(),
+            _ => dependency.answered(),
         }
         result
     }

@@ -127,6 +127,51 @@ async fn with_the_store_hung_writes_fail_fast_reads_work_and_recovery_is_noticed
     assert_eq!(read.json["content"], "SELECT 4", "{}", read.text);
 }
 
+/// A store slower than the probe's timeout, but answering (moto busy under
+/// load): its probes time out, yet calls keep getting answers, so it is not
+/// marked down and no request is refused. Before, the first probe that timed
+/// out marked it down and the calls it was answering got 503s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_that_answers_is_not_marked_down() {
+    let probe = ProbeSettings {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(400),
+    };
+    // Every answer of the store (the probe's included) takes longer than the
+    // probe's timeout, and less than two of them.
+    let latency = Duration::from_millis(500);
+    let app = OwnMotoApp::start_with_latency(STORE_TIMEOUT, Some(probe), Some(latency)).await;
+    let (created, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/pipelines",
+            Some(json!({"namespace": "default", "layer": "silver", "name": "orders"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let writers = (0..4).map(|writer| {
+        let app = &app;
+        async move {
+            let mut statuses = Vec::new();
+            for n in 0..5 {
+                let (written, took) = write(app, &format!("SELECT {writer}{n}")).await;
+                assert!(took >= latency, "a write took {took:?}, below the store's latency");
+                statuses.push((written.status, written.text));
+            }
+            statuses
+        }
+    });
+    let statuses: Vec<(reqwest::StatusCode, String)> = futures_util::future::join_all(writers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let refused: Vec<&(reqwest::StatusCode, String)> = statuses.iter().filter(|(status, _)| *status != 200).collect();
+    assert!(refused.is_empty(), "a slow store's writes were refused: {refused:?}");
+    let (ready, _) = app.call(Method::GET, "/health/ready", None).await;
+    assert_eq!(ready.json["checks"]["s3"]["status"], "ok", "{}", ready.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_database_stopped_requests_fail_fast_and_recover() {
     let cluster = tokio::task::spawn_blocking(rat_testkit::cluster::PrivateCluster::start)

@@ -471,12 +471,27 @@ impl OwnMotoApp {
         request_timeout: std::time::Duration,
         probe: Option<rat_service::health::ProbeSettings>,
     ) -> OwnMotoApp {
+        Self::start_with_latency(request_timeout, probe, None).await
+    }
+
+    /// [`OwnMotoApp::start`], with the store reached through a proxy that
+    /// holds every piece of moto's answers back for `latency` first (a slow
+    /// store that answers).
+    pub async fn start_with_latency(
+        request_timeout: std::time::Duration,
+        probe: Option<rat_service::health::ProbeSettings>,
+        latency: Option<std::time::Duration>,
+    ) -> OwnMotoApp {
         let db = TestDatabase::new().await;
         let moto = tokio::task::spawn_blocking(rat_testkit::s3::MotoServer::start)
             .await
             .unwrap();
         let mut config = moto.new_bucket_config();
         config.request_timeout = request_timeout;
+        if let Some(latency) = latency {
+            let port = slow_proxy(moto.port(), latency).await;
+            config.endpoint = format!("http://127.0.0.1:{port}");
+        }
         let store = Arc::new(rat_versioning::s3::S3Store::connect(config).await.unwrap()) as Arc<dyn VersionedStore>;
         let services = Services::with_probe_settings(db.pool().clone(), store, probe.unwrap_or_default());
         let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -531,6 +546,40 @@ impl OwnMotoApp {
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await.0
     }
+}
+
+/// A TCP proxy to `127.0.0.1:target` that waits `latency` before passing on
+/// each piece of the answers; requests go through at once. Returns its port.
+async fn slow_proxy(target: u16, latency: std::time::Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut moto_read, mut moto_write) = outbound.into_split();
+                let requests = tokio::io::copy(&mut client_read, &mut moto_write);
+                let answers = async {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = moto_read.read(&mut buffer).await {
+                        tokio::time::sleep(latency).await;
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = requests => {}
+                    () = answers => {}
+                }
+            });
+        }
+    });
+    port
 }
 
 impl Drop for OwnMotoApp {
