@@ -292,7 +292,7 @@ async fn drive(platform: &mut Platform, config: &Config) -> Result<Report, Strin
 
     let started = Instant::now();
     let wall_start = OffsetDateTime::now_utc();
-    let load = Load::start(platform.api_bases.clone(), started);
+    let load = Load::start(platform.api_bases.clone(), started, None);
     let mut windows = Vec::new();
     let mut faults = Vec::new();
     tokio::time::sleep(config.settle).await;

@@ -338,6 +338,57 @@ impl Platform {
     }
 }
 
+/// At most how often the load writes a file and publishes; between those,
+/// the mix's write and publish turns become reads (of the file, of the
+/// pipeline), so the clients keep their pace. Without one (the fault suite),
+/// every turn of the mix is sent as it comes: about 15% of the requests are
+/// file writes and 10% publishes, tens a second.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Between two file writes (of the whole load, not per client).
+    pub file_write_every: Duration,
+    /// Between two publishes.
+    pub publish_every: Duration,
+}
+
+/// When the paced requests may next be sent.
+struct Pacer {
+    pace: Pace,
+    next_write: Mutex<Instant>,
+    next_publish: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(pace: Pace) -> Self {
+        let now = Instant::now();
+        Pacer {
+            pace,
+            next_write: Mutex::new(now),
+            next_publish: Mutex::new(now),
+        }
+    }
+
+    /// Whether a request paced by `next` and `every` may go now (and if so,
+    /// when the next may).
+    fn take(next: &Mutex<Instant>, every: Duration) -> bool {
+        let mut next = next.lock().expect("pacer");
+        let now = Instant::now();
+        if now < *next {
+            return false;
+        }
+        *next = now + every;
+        true
+    }
+
+    fn may_write(&self) -> bool {
+        Self::take(&self.next_write, self.pace.file_write_every)
+    }
+
+    fn may_publish(&self) -> bool {
+        Self::take(&self.next_publish, self.pace.publish_every)
+    }
+}
+
 /// The load: `CLIENTS` tasks sending requests through both api replicas (a
 /// request whose connection is refused by one is sent to the other, as a
 /// load balancer would), until told to stop.
@@ -348,7 +399,8 @@ pub(crate) struct Load {
 }
 
 impl Load {
-    pub(crate) fn start(bases: Vec<String>, started: Instant) -> Load {
+    pub(crate) fn start(bases: Vec<String>, started: Instant, pace: Option<Pace>) -> Load {
+        let pacer = pace.map(|pace| Arc::new(Pacer::new(pace)));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let http = reqwest::Client::builder()
@@ -358,11 +410,12 @@ impl Load {
         let tasks = (0..CLIENTS)
             .map(|client| {
                 let (samples, stop, http, bases) = (samples.clone(), stop.clone(), http.clone(), bases.clone());
+                let pacer = pacer.clone();
                 tokio::spawn(async move {
                     let mut n: usize = client;
                     while !stop.load(Ordering::Relaxed) {
                         n = n.wrapping_add(CLIENTS);
-                        let sample = one_request(&http, &bases, n, started).await;
+                        let sample = one_request(&http, &bases, n, started, pacer.as_deref()).await;
                         samples.lock().expect("samples").push(sample);
                     }
                 })
@@ -404,10 +457,25 @@ pub(crate) fn pipeline_path(n: usize) -> String {
     format!("/api/v1/pipelines/chaos/silver/p{}", n % PIPELINES)
 }
 
-/// The `n`th request of the mix.
-async fn one_request(http: &reqwest::Client, bases: &[String], n: usize, started: Instant) -> Sample {
+/// The `n`th request of the mix (a write or publish turn becomes a read when
+/// `pacer` says it is not yet time).
+async fn one_request(
+    http: &reqwest::Client,
+    bases: &[String],
+    n: usize,
+    started: Instant,
+    pacer: Option<&Pacer>,
+) -> Sample {
     let pipeline = n / 7;
-    let (method, path, body) = match n % 20 {
+    let mut turn = n % 20;
+    if let Some(pacer) = pacer {
+        if (13..=15).contains(&turn) && !pacer.may_write() {
+            turn = 11;
+        } else if (16..=17).contains(&turn) && !pacer.may_publish() {
+            turn = 0;
+        }
+    }
+    let (method, path, body) = match turn {
         0..=7 => (reqwest::Method::GET, pipeline_path(pipeline), None),
         8..=10 => (reqwest::Method::GET, "/api/v1/runs?limit=20".to_owned(), None),
         11..=12 => (

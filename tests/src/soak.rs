@@ -10,6 +10,17 @@
 //! ended the api's p99 latency and its errors (a request not answered, or
 //! answered 5xx).
 //!
+//! moto's resident memory is sampled too (it is the platform's store), and
+//! shown beside RAT's processes, but it is not judged: moto keeps every
+//! object version in memory, so it grows with what the load writes, as a
+//! bucket would.
+//!
+//! The load is the fault suite's mix with its file writes and publishes
+//! paced ([`SOAK_PACE`]): a write a second and a publish every five seconds
+//! across the platform, what a busy team does, not tens a second. (Unpaced,
+//! moto, whose ListObjectVersions costs time in proportion to the bucket's
+//! whole history, fell behind within minutes: docs/reliability.md.)
+//!
 //! The verdict ignores a warm-up (a fifth of the run: pools fill, caches and
 //! allocator arenas reach their working size) and then asks:
 //! - **no error** in the whole run;
@@ -25,7 +36,21 @@ use std::time::{Duration, Instant};
 
 use rat_testkit::chart::{Chart, Series};
 
-use crate::platform::{Load, Platform, Replicas, Sample, pg, prepare_load};
+use crate::platform::{Load, Pace, Platform, Replicas, Sample, pg, prepare_load};
+
+/// How often the soak's load writes a file and publishes, across the whole
+/// platform: one file saved every second, one publish every five seconds,
+/// more than a team of fifty people editing pipelines all day does (each
+/// saving every minute, publishing a few times an hour). The rest of the
+/// mix (reads, runs started, the runner's claims) goes as fast as the
+/// clients can send it.
+pub(crate) const SOAK_PACE: Pace = Pace {
+    file_write_every: Duration::from_secs(1),
+    publish_every: Duration::from_secs(5),
+};
+
+/// The name moto's memory is reported under.
+pub const STORE_PROCESS: &str = "moto (store)";
 
 /// What a series may rise by, across the span after the warm-up, along its
 /// least-squares line: the larger of a share of its mean and a floor.
@@ -84,6 +109,8 @@ pub struct Tick {
     pub at: Duration,
     /// Resident memory of each process, in KiB (by process name).
     pub rss_kib: BTreeMap<String, u64>,
+    /// moto's resident memory, in KiB (reported, not judged).
+    pub store_rss_kib: Option<u64>,
     /// Processes of the platform that were no longer running.
     pub exited: Vec<String>,
     /// Open Postgres sessions of each binary (by binary name).
@@ -149,11 +176,12 @@ impl Report {
         for p in &processes {
             let _ = write!(out, " {p} RSS (MiB) |");
         }
+        let _ = write!(out, " {STORE_PROCESS} RSS (MiB) |");
         for b in &binaries {
             let _ = write!(out, " {b} conns |");
         }
         let _ = writeln!(out, " requests | errors | 4xx | p99 (ms) |");
-        let _ = writeln!(out, "|{}", "---:|".repeat(1 + processes.len() + binaries.len() + 4));
+        let _ = writeln!(out, "|{}", "---:|".repeat(2 + processes.len() + binaries.len() + 4));
         for t in &self.ticks {
             let warm = if t.at <= self.warm_up { " (warm-up)" } else { "" };
             let _ = write!(out, "| {}{warm} |", t.at.as_secs());
@@ -164,6 +192,10 @@ impl Report {
                     .map_or("–".to_owned(), |kib| format!("{:.1}", *kib as f64 / 1024.0));
                 let _ = write!(out, " {rss} |");
             }
+            let store = t
+                .store_rss_kib
+                .map_or("–".to_owned(), |kib| format!("{:.1}", kib as f64 / 1024.0));
+            let _ = write!(out, " {store} |");
             for b in &binaries {
                 let _ = write!(out, " {} |", t.connections.get(b).copied().unwrap_or(0));
             }
@@ -178,6 +210,19 @@ impl Report {
             "\n{requests} requests in all; warm-up: the first {} s.\n",
             self.warm_up.as_secs()
         );
+        let store: Vec<f64> = self
+            .ticks
+            .iter()
+            .filter_map(|t| Some(t.store_rss_kib? as f64 / 1024.0))
+            .collect();
+        if let (Some(first), Some(last)) = (store.first(), store.last()) {
+            let peak = store.iter().copied().fold(f64::MIN, f64::max);
+            let _ = writeln!(
+                out,
+                "{STORE_PROCESS}, not judged (it holds every version written): RSS {first:.1} MiB at the first \
+                 sample, {last:.1} MiB at the last, {peak:.1} MiB at most.\n"
+            );
+        }
         for check in &self.checks {
             let verdict = if check.holds { "holds" } else { "**FAILS**" };
             let _ = writeln!(out, "- {verdict}: {} ({})", check.what, check.detail);
@@ -202,6 +247,14 @@ impl Report {
                     .collect(),
             });
         }
+        series.push(Series {
+            name: format!("{STORE_PROCESS} RSS (MiB)"),
+            points: self
+                .ticks
+                .iter()
+                .filter_map(|t| Some((seconds(t), t.store_rss_kib? as f64 / 1024.0)))
+                .collect(),
+        });
         for b in self.binaries() {
             series.push(Series {
                 name: format!("{b} Postgres connections"),
@@ -359,7 +412,7 @@ async fn soak(platform: &Platform, config: &Config) -> Result<Report, String> {
     prepare_load(platform).await?;
     let mut db = sampling_session(platform).await?;
     let started = Instant::now();
-    let load = Load::start(platform.api_bases.clone(), started);
+    let load = Load::start(platform.api_bases.clone(), started, Some(SOAK_PACE));
     let mut ticks = Vec::new();
     let mut from = Duration::ZERO;
     // Bounded: one sample per interval until the duration is over.
@@ -434,6 +487,7 @@ async fn tick(
     Ok(Tick {
         at,
         rss_kib,
+        store_rss_kib: resident_kib(platform.moto.pid()),
         exited,
         connections,
         requests: samples.len(),
@@ -480,6 +534,7 @@ mod tests {
         Tick {
             at: Duration::from_secs(at),
             rss_kib: BTreeMap::from([("rat-api-0".to_owned(), (rss_mib * 1024.0) as u64)]),
+            store_rss_kib: None,
             exited: Vec::new(),
             connections: BTreeMap::from([("rat-api".to_owned(), connections)]),
             requests: 100,

@@ -1,7 +1,7 @@
 //! A short soak (`tests::soak`) against the debug binaries: the load runs
 //! for half a minute, and every sample measures what the soak reports —
 //! each process's resident memory, each binary's Postgres sessions, the
-//! api's requests and p99 — with no request failing. (The trends need the
+//! api's requests and p99, and moto's memory — with no request failing. (The trends need the
 //! minutes of `cargo xtask soak`; here the warm-up alone is most of the run.)
 
 use std::time::Duration;
@@ -32,6 +32,7 @@ async fn a_short_soak_measures_every_process_without_errors() {
             "{markdown}"
         );
         assert!(tick.rss_kib.values().all(|kib| *kib > 0), "{markdown}");
+        assert!(tick.store_rss_kib.is_some_and(|kib| kib > 0), "no moto RSS: {markdown}");
         assert!(tick.exited.is_empty(), "{markdown}\n{}", tests::chaos::log_tails(&logs));
         for binary in ["rat-api", "rat-scheduler", "rat-reaper"] {
             assert!(
@@ -55,7 +56,9 @@ async fn a_short_soak_measures_every_process_without_errors() {
     report.write_chart(&chart).expect("the chart");
     let svg = std::fs::read_to_string(&chart).expect("the chart's file");
     assert!(
-        svg.contains("rat-api-0 RSS (MiB)") && svg.contains("rat-api p99 (ms)"),
+        svg.contains("rat-api-0 RSS (MiB)")
+            && svg.contains("moto (store) RSS (MiB)")
+            && svg.contains("rat-api p99 (ms)"),
         "{svg}"
     );
 }
