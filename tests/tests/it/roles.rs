@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use rat_testkit::TestDatabase;
-use reqwest::Method;
-use serde_json::json;
 
 use crate::tenancy::{self, Api, Tenant, count, spawn, stop, wait_until};
 
@@ -59,19 +57,28 @@ async fn the_app_role_runs_every_service_and_may_change_no_schema() {
 
     // rat-api as the app role: namespace, pipeline, a file, publish, run.
     let api = Api::start(&tenant, &store, dir.join("api.log")).await;
-    api.send(Method::POST, "/namespaces", json!({"name": "sales"}), 201)
-        .await;
+    let namespace = rat_wire::namespaces::CreateNamespace {
+        name: "sales".to_owned(),
+        description: None,
+    };
+    if let Err(e) = api.client.create_namespace(&namespace).await {
+        api.failed("creating a namespace", e);
+    }
     api.published_pipeline("orders").await;
-    let run = api
-        .send(
-            Method::POST,
-            "/runs",
-            json!({"namespace": "default", "layer": "bronze", "pipeline": "orders"}),
-            202,
-        )
-        .await;
-    let run_id = run["run_id"].as_str().unwrap();
-    assert_eq!(api.get(&format!("/runs/{run_id}")).await["status"], "pending");
+    let run = rat_wire::runs::CreateRun {
+        namespace: "default".to_owned(),
+        layer: "bronze".to_owned(),
+        pipeline: "orders".to_owned(),
+        trigger: None,
+    };
+    let run = match api.client.create_run(&run).await {
+        Ok(run) => run,
+        Err(e) => api.failed("starting a run", e),
+    };
+    match api.client.get_run(run.run_id).await {
+        Ok(read) => assert_eq!(read.status, "pending"),
+        Err(e) => api.failed("reading the run", e),
+    }
 
     // rat-scheduler as the app role: an every-second schedule fires (it
     // hears of the new schedule through LISTEN/NOTIFY).
@@ -80,13 +87,7 @@ async fn the_app_role_runs_every_service_and_may_change_no_schema() {
     env.push(("RAT_SCHEDULER_MAX_SLEEP_SECS", "1".to_owned()));
     let scheduler = spawn("rat-scheduler", &["--no-migrate"], &env, &scheduler_log);
     api.published_pipeline("ticking").await;
-    api.send(
-        Method::POST,
-        "/schedules",
-        json!({"namespace": "default", "layer": "bronze", "pipeline": "ticking", "cron": "* * * * * *", "enabled": true}),
-        201,
-    )
-    .await;
+    api.schedule_every_second("ticking").await;
     wait_until(
         "a scheduled run in the tenant's schema",
         Duration::from_secs(60),
@@ -115,7 +116,7 @@ async fn the_app_role_runs_every_service_and_may_change_no_schema() {
         .await
         .unwrap()
         .get(0);
-    api.send(Method::POST, "/admin/retention/run", json!({}), 202).await;
+    api.request_reaper_pass().await;
     wait_until(
         "the requested pass",
         Duration::from_secs(60),

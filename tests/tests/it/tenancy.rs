@@ -8,7 +8,6 @@ use std::time::Duration;
 use rat_testkit::TestDatabase;
 use rat_testkit::dao::provision::{self, Provision, RoleName, RoleSpec};
 use rat_testkit::dao::{Database, SchemaName};
-use serde_json::Value;
 
 /// One tenant: its schema, its roles and their connection strings.
 pub struct Tenant {
@@ -127,6 +126,8 @@ pub struct Api {
     pub base: String,
     pub log: PathBuf,
     http: reqwest::Client,
+    /// The typed client of the same api (`rat-client`).
+    pub client: rat_client::Client,
 }
 
 impl Api {
@@ -141,9 +142,11 @@ impl Api {
         env.push(("RAT_LISTEN_ADDR", listen.clone()));
         env.push(("RAT_INTERNAL_LISTEN_ADDR", internal));
         let child = spawn("rat-api", &["--no-migrate"], &env, &log);
+        let base = format!("http://{listen}");
         let api = Api {
             child,
-            base: format!("http://{listen}"),
+            client: rat_client::Client::new(&base, None).expect("a client of the api"),
+            base,
             log,
             http: reqwest::Client::new(),
         };
@@ -158,79 +161,81 @@ impl Api {
         panic!("rat-api did not answer within 30 s:\n{}", tests::tail(&api.log, 40));
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method.clone(), format!("{}/api/v1{path}", self.base));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
-    }
-
-    /// `GET /api/v1{path}`, asserting a 200.
-    pub async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "GET {path}: {body}\n{}", tests::tail(&self.log, 20));
-        body
-    }
-
     /// The status of `GET /api/v1{path}`.
     pub async fn status(&self, path: &str) -> u16 {
-        self.call(reqwest::Method::GET, path, None).await.0
+        self.http
+            .get(format!("{}/api/v1{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .status()
+            .as_u16()
     }
 
-    /// `method /api/v1{path}` with a JSON body, asserting `expected`.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value, expected: u16) -> Value {
-        let (status, answer) = self.call(method.clone(), path, Some(body)).await;
-        assert_eq!(
-            status,
-            expected,
-            "{method} {path}: {answer}\n{}",
-            tests::tail(&self.log, 20)
-        );
-        answer
+    /// Panics with what failed and the end of the api's log.
+    pub fn failed(&self, what: &str, error: rat_client::Error) -> ! {
+        panic!("{what}: {error}\n{}", tests::tail(&self.log, 20))
     }
 
     /// Creates and publishes pipeline `default/bronze/{name}`.
     pub async fn published_pipeline(&self, name: &str) {
-        use reqwest::Method;
-        self.send(
-            Method::POST,
-            "/pipelines",
-            serde_json::json!({"namespace": "default", "layer": "bronze", "name": name}),
-            201,
-        )
-        .await;
-        self.send(
-            Method::PUT,
-            &format!("/files/default/pipelines/bronze/{name}/pipeline.sql"),
-            serde_json::json!({"content": "SELECT 1 AS id"}),
-            200,
-        )
-        .await;
-        self.send(
-            Method::POST,
-            &format!("/pipelines/default/bronze/{name}/publish"),
-            serde_json::json!({"message": "first"}),
-            200,
-        )
-        .await;
+        let create = rat_wire::pipelines::CreatePipeline {
+            namespace: "default".to_owned(),
+            layer: "bronze".to_owned(),
+            name: name.to_owned(),
+            pipeline_type: None,
+            description: None,
+            source: None,
+            unique_key: None,
+        };
+        if let Err(e) = self.client.create_pipeline(&create).await {
+            self.failed("creating a pipeline", e);
+        }
+        let key = format!("default/pipelines/bronze/{name}/pipeline.sql");
+        if let Err(e) = self.client.write_file(&key, "SELECT 1 AS id").await {
+            self.failed("writing its file", e);
+        }
+        let publish = rat_wire::versions::PublishBody {
+            message: Some("first".to_owned()),
+        };
+        let address = rat_client::PipelineAddress::new("default", "bronze", name);
+        if let Err(e) = self.client.publish(address, &publish).await {
+            self.failed("publishing it", e);
+        }
+    }
+
+    /// An enabled every-second schedule of `default/bronze/{pipeline}`.
+    pub async fn schedule_every_second(&self, pipeline: &str) {
+        let schedule = rat_wire::schedules::CreateSchedule {
+            namespace: "default".to_owned(),
+            layer: "bronze".to_owned(),
+            pipeline: pipeline.to_owned(),
+            cron: "* * * * * *".to_owned(),
+            enabled: Some(true),
+            timezone: None,
+        };
+        if let Err(e) = self.client.create_schedule(&schedule).await {
+            self.failed("creating a schedule", e);
+        }
+    }
+
+    /// Asks the reaper for a pass (`POST /admin/retention/run`).
+    pub async fn request_reaper_pass(&self) {
+        if let Err(e) = self.client.request_reaper_pass().await {
+            self.failed("asking for a reaper pass", e);
+        }
     }
 
     /// Pipeline names this api lists.
     pub async fn pipeline_names(&self) -> Vec<String> {
-        let body = self.get("/pipelines?limit=200").await;
-        body["pipelines"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no pipelines in {body}"))
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_owned())
-            .collect()
+        let query = rat_wire::pipelines::PipelineQuery {
+            limit: Some("200".to_owned()),
+            ..Default::default()
+        };
+        match self.client.list_pipelines(&query).await {
+            Ok(list) => list.pipelines.into_iter().map(|p| p.name).collect(),
+            Err(e) => self.failed("listing pipelines", e),
+        }
     }
 }
 

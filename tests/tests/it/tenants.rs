@@ -10,8 +10,6 @@ use rat_testkit::TestDatabase;
 use rat_testkit::dao::MIGRATION_LOCK_KEY;
 use rat_testkit::dao::listen::Listener;
 use rat_testkit::dao::runs::LOG_CHANNEL;
-use reqwest::Method;
-use serde_json::json;
 
 use crate::tenancy::{self, Api, count, spawn, stop, wait_until};
 
@@ -114,13 +112,7 @@ async fn two_tenants_in_one_database_never_see_each_other() {
     // only tenant_a's scheduler runs. When it has fired tenant_a's, it has
     // looked at everything due it can see: tenant_b's has not fired.
     for (api, pipeline) in [(&api_a, "only_a"), (&api_b, "only_b")] {
-        api.send(
-            Method::POST,
-            "/schedules",
-            json!({"namespace": "default", "layer": "bronze", "pipeline": pipeline, "cron": "* * * * * *", "enabled": true}),
-            201,
-        )
-        .await;
+        api.schedule_every_second(pipeline).await;
     }
     let mut scheduler_env_a = a.env();
     scheduler_env_a.push(("RAT_SCHEDULER_MAX_SLEEP_SECS", "1".to_owned()));
@@ -180,7 +172,7 @@ async fn two_tenants_in_one_database_never_see_each_other() {
     }
     let (first_b, _) = reaper_state(&client_b).await;
     let (first_a, _) = reaper_state(&client_a).await;
-    api_a.send(Method::POST, "/admin/retention/run", json!({}), 202).await;
+    api_a.request_reaper_pass().await;
     assert!(
         reaper_state(&client_a).await.1,
         "the request is recorded in tenant_a's schema"
