@@ -16,7 +16,7 @@
 //! bucket would.
 //!
 //! The load is the fault suite's mix with its file writes and publishes
-//! paced ([`SOAK_PACE`]): a write a second and a publish every five seconds
+//! paced (`SOAK_PACE`): a write a second and a publish every five seconds
 //! across the platform, what a busy team does, not tens a second. (Unpaced,
 //! moto, whose ListObjectVersions costs time in proportion to the bucket's
 //! whole history, fell behind within minutes: docs/reliability.md.)
