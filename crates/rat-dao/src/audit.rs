@@ -137,6 +137,7 @@ pub async fn list(
         ORDER,
         page,
         after,
+        None,
         from_row,
     )
     .await

@@ -431,6 +431,7 @@ pub async fn list_files(
         FILE_ORDER,
         page,
         after,
+        None,
         file_from_row,
     )
     .await

@@ -272,7 +272,7 @@ pub(crate) async fn fetch_page<T>(
     page: PageRequest,
     decode: impl Fn(&Row) -> Result<T, DaoError>,
 ) -> Result<Page<T>, DaoError> {
-    let page = fetch_keyset_page(client, columns, from, conditions, order, page, None, decode).await?;
+    let page = fetch_keyset_page(client, columns, from, conditions, order, page, None, None, decode).await?;
     Ok(Page {
         items: page.items,
         total: page.total,
@@ -283,27 +283,11 @@ pub(crate) async fn fetch_page<T>(
 /// offset is then counted from it), and saying whether rows follow the page
 /// (one row more than the limit is read). The count covers the whole
 /// filtered set, whatever the position; it is skipped when the page proves
-/// it (from the start, nothing follows).
+/// it (from the start, nothing follows). It is `count(*)` over `from`, or
+/// `count_sql` when given (one row, one `bigint`, taking the parameters of
+/// `conditions`): for a table whose counts are kept elsewhere (`runs`, V22).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch_keyset_page<T>(
-    client: &impl GenericClient,
-    columns: &'static str,
-    from: &'static str,
-    conditions: &Conditions<'_>,
-    order: OrderBy,
-    page: PageRequest,
-    after: Option<After<'_>>,
-    decode: impl Fn(&Row) -> Result<T, DaoError>,
-) -> Result<KeysetPage<T>, DaoError> {
-    fetch_counted_page(client, columns, from, conditions, order, page, after, None, decode).await
-}
-
-/// [`fetch_keyset_page`], counting the filtered set with `count_sql` (one
-/// row, one `bigint`, taking the parameters of `conditions`) instead of
-/// `count(*)` over `from` when it is given: for a table whose counts are
-/// kept elsewhere (`runs`, V22).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn fetch_counted_page<T>(
     client: &impl GenericClient,
     columns: &'static str,
     from: &'static str,

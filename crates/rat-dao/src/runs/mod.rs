@@ -434,7 +434,7 @@ pub async fn list(
         at: &cursor.at,
         id: &cursor.id,
     });
-    sql::fetch_counted_page(
+    sql::fetch_keyset_page(
         client,
         SUMMARY_COLUMNS,
         "runs",
