@@ -587,6 +587,14 @@ pub const DEFAULT_SORT: Sort<PipelineSortField> = Sort {
     descending: true,
 };
 
+/// The statement counting the live pipelines matching `filter` (the total
+/// [`list`] sends with a full page); for plan tests (`EXPLAIN`). Its
+/// parameters are the filter's values in order: namespace, layer, search
+/// pattern, principals, each when set.
+pub fn count_statement(filter: &PipelineFilter) -> String {
+    sql::count_statement("pipelines", &FilterValues::of(filter).conditions("deleted_at IS NULL"))
+}
+
 /// Live pipelines matching `filter`, sorted, one page, with the total.
 pub async fn list(
     client: &impl GenericClient,

@@ -315,6 +315,11 @@ pub async fn provision(
     )
     .await?;
 
+    // Trigram search (V24): pg_trgm in its own schema, shared by every
+    // tenant of the database, when the server has it and the administrator
+    // may install it; otherwise search stays unindexed (docs/operations.md).
+    tx.batch_execute(INSTALL_PG_TRGM).await?;
+
     // Role settings in this database: the schema, and for the app a bound
     // on every statement (what a pooled session cannot be given at start).
     for role in [owner, app] {
@@ -341,6 +346,24 @@ pub async fn provision(
         schema_created,
     })
 }
+
+/// Installs `pg_trgm` into `rat_extensions` (V24's trigram indexes) when it
+/// is neither installed nor unavailable and the session may install it (a
+/// superuser, or `CREATE` on the database: the extension is trusted). Fixed
+/// text; concurrent provisioning and migrations take turns on the same
+/// database-wide advisory lock as V24.
+const INSTALL_PG_TRGM: &str = "DO $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('rat_extensions.pg_trgm', 0));
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm')
+       AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            OR has_database_privilege(current_database(), 'CREATE')) THEN
+        CREATE SCHEMA IF NOT EXISTS rat_extensions;
+        CREATE EXTENSION pg_trgm SCHEMA rat_extensions;
+        GRANT USAGE ON SCHEMA rat_extensions TO PUBLIC;
+    END IF;
+END $$";
 
 /// Hands every table, view, sequence, function and type of `schema` not
 /// owned by `owner` to it (a schema migrated before it had an owner role).

@@ -260,6 +260,11 @@ pub(crate) fn page_statement(
     )
 }
 
+/// `SELECT count(*) FROM {from} WHERE ...`: the total of a page's filtered set.
+pub(crate) fn count_statement(from: &str, conditions: &Conditions<'_>) -> String {
+    format!("SELECT count(*) FROM {from}{}", conditions.render())
+}
+
 /// One page of `SELECT {columns} FROM {from} WHERE ... ORDER BY ...` and the
 /// count of the whole filtered set, both computed in SQL. The count query is
 /// skipped when the page itself proves the total (a short page).
@@ -319,7 +324,7 @@ pub(crate) async fn fetch_keyset_page<T>(
     let total = if from_start && !more && (!items.is_empty() || page.offset == 0) {
         page.offset + items.len() as i64
     } else {
-        let count_sql = count_sql.unwrap_or_else(|| format!("SELECT count(*) FROM {from}{}", conditions.render()));
+        let count_sql = count_sql.unwrap_or_else(|| count_statement(from, conditions));
         query_opt(client, &count_sql, &conditions.params)
             .await?
             .ok_or(DaoError::NotFound { entity: "count" })?

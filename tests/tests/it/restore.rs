@@ -99,6 +99,21 @@ async fn a_dumped_tenant_schema_restores_into_a_fresh_database_with_every_row() 
     .await;
 
     let target = TestDatabase::empty().await;
+    // The search extension the dumped indexes use (docs/operations.md, "The
+    // search extension"), as provisioning installs it.
+    {
+        let (client, connection) = tokio_postgres::connect(target.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE SCHEMA rat_extensions; CREATE EXTENSION pg_trgm SCHEMA rat_extensions; \
+                 GRANT USAGE ON SCHEMA rat_extensions TO PUBLIC",
+            )
+            .await
+            .expect("install pg_trgm");
+    }
     run(
         &bin.join("pg_restore"),
         &["--exit-on-error", "--dbname", target.url(), &dump_arg],

@@ -268,3 +268,80 @@ async fn a_service_refuses_an_older_schema_and_runs_on_a_newer_one() {
     tenancy::drop_roles(&db, &tenant).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The trigram indexes of pipeline search (V24) in each tenant of `db`.
+async fn search_indexes(admin: &tokio_postgres::Client, schema: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = 'pipelines' \
+             AND indexdef LIKE '%gin_trgm_ops%'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_is_indexed_when_provisioning_installed_pg_trgm_and_works_without() {
+    let db = TestDatabase::empty().await;
+    let admin = tenancy::admin(&db).await;
+
+    // Migrated without the extension: the owner, not a superuser, may not
+    // install it, and the migration builds no index instead of failing.
+    let bare = tenancy::provision_tenant(&db, "search_bare").await;
+    admin.batch_execute("DROP EXTENSION pg_trgm").await.unwrap();
+    tenancy::migrate(&bare).await;
+    assert_eq!(search_indexes(&admin, "search_bare").await, 0);
+    let owner = bare.owner_client().await;
+    owner
+        .batch_execute(
+            "INSERT INTO namespaces (name) VALUES ('ns'); \
+             INSERT INTO pipelines (namespace, layer, name, s3_path) VALUES ('ns', 'silver', 'orders', 'ns/p/')",
+        )
+        .await
+        .unwrap();
+
+    // Provisioning another tenant installs it, in its own schema, and that
+    // tenant's migration indexes search.
+    let indexed = tenancy::provision_tenant(&db, "search_on").await;
+    let home: String = admin
+        .query_one(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(home, "rat_extensions");
+    tenancy::migrate(&indexed).await;
+    assert_eq!(search_indexes(&admin, "search_on").await, 2);
+
+    // The statements of docs/operations.md index the bare tenant later, as
+    // its owner; its search answers the same through the index.
+    owner
+        .batch_execute(
+            "CREATE INDEX idx_pipelines_name_trgm ON pipelines \
+                 USING gin (name rat_extensions.gin_trgm_ops) WITH (fastupdate = off) WHERE deleted_at IS NULL; \
+             CREATE INDEX idx_pipelines_description_trgm ON pipelines \
+                 USING gin (description rat_extensions.gin_trgm_ops) WITH (fastupdate = off) \
+                 WHERE deleted_at IS NULL",
+        )
+        .await
+        .unwrap();
+    assert_eq!(search_indexes(&admin, "search_bare").await, 2);
+    let app = bare.app_client().await;
+    app.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let found: i64 = app
+        .query_one(
+            "SELECT count(*) FROM pipelines WHERE deleted_at IS NULL AND (name ILIKE $1 OR description ILIKE $1)",
+            &[&"%RDER%"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    drop((owner, app));
+    tenancy::drop_roles(&db, &bare).await;
+    tenancy::drop_roles(&db, &indexed).await;
+}

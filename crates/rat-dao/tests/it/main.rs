@@ -21,6 +21,7 @@ mod runner_reports;
 mod runs;
 mod schedules;
 mod schema;
+mod search;
 mod settings;
 mod tables;
 mod triggers;
