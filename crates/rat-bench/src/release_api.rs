@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// How many times [`ReleaseApi::start`] starts `rat-api` before giving up.
+const START_ATTEMPTS: u32 = 3;
+
 /// A running `rat-api`; killed (and reaped) when dropped.
 pub(crate) struct ReleaseApi {
     child: Child,
@@ -21,7 +24,10 @@ impl ReleaseApi {
     /// Starts `binary` with a pool of `pool_size` connections to
     /// `database_url`, the filesystem store in `store_dir`, logging warnings
     /// only, plus `extra_env`; returns once `/health` answers 200 (an error
-    /// after 10 s).
+    /// after 10 s). A port found free can be taken by someone else before
+    /// the api binds it (an outgoing connection's ephemeral port): when the
+    /// api exits before it is healthy, it is started again on other ports,
+    /// up to [`START_ATTEMPTS`] times.
     pub(crate) async fn start(
         binary: &Path,
         database_url: &str,
@@ -29,33 +35,46 @@ impl ReleaseApi {
         pool_size: usize,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<ReleaseApi> {
-        let (port, internal_port) = (free_port()?, free_port()?);
-        let child = Command::new(binary)
-            .env("RAT_DATABASE_URL", database_url)
-            .env("RAT_DB_POOL_SIZE", pool_size.to_string())
-            .env("RAT_STORE", format!("fs:{}", store_dir.display()))
-            .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
-            .env("RUST_LOG", "warn")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let api = ReleaseApi {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            internal_base: format!("http://127.0.0.1:{internal_port}"),
-        };
         let http = reqwest::Client::new();
-        let health = format!("{}/health", api.base);
-        for _ in 0..100 {
-            if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(api);
+        for attempt in 1..=START_ATTEMPTS {
+            let (port, internal_port) = (free_port()?, free_port()?);
+            let child = Command::new(binary)
+                .env("RAT_DATABASE_URL", database_url)
+                .env("RAT_DB_POOL_SIZE", pool_size.to_string())
+                .env("RAT_STORE", format!("fs:{}", store_dir.display()))
+                .env("RAT_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+                .env("RAT_INTERNAL_LISTEN_ADDR", format!("127.0.0.1:{internal_port}"))
+                .env("RUST_LOG", "warn")
+                .envs(extra_env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let mut api = ReleaseApi {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                internal_base: format!("http://127.0.0.1:{internal_port}"),
+            };
+            let health = format!("{}/health", api.base);
+            for _ in 0..100 {
+                if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(api);
+                }
+                if let Some(status) = api.child.try_wait()? {
+                    anyhow::ensure!(
+                        attempt < START_ATTEMPTS,
+                        "rat-api exited ({status}) before it was healthy, {START_ATTEMPTS} times"
+                    );
+                    eprintln!("rat-api exited ({status}) before it was healthy; starting it again on other ports");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if api.child.try_wait()?.is_none() {
+                anyhow::bail!("rat-api did not become healthy within 10 s");
+            }
         }
-        anyhow::bail!("rat-api did not become healthy within 10 s")
+        unreachable!("the last attempt returns or fails")
     }
 
     /// The process id (to read its memory use).

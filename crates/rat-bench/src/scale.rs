@@ -44,7 +44,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "1e4,1e5", value_delimiter = ',')]
     schedules: Vec<String>,
     /// Timed requests per read (fewer when `--read-secs` runs out first).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     requests: usize,
     /// Most seconds spent timing one read at one size (at least 10 requests).
     #[arg(long, default_value_t = 15)]
@@ -421,6 +421,10 @@ async fn measure_size(
         (
             "GET /pipelines?search=&sort=",
             vec!["/api/v1/pipelines?search=orders&sort=name".to_owned()],
+        ),
+        (
+            "GET /pipelines?search= one name",
+            vec!["/api/v1/pipelines?search=p000123&sort=name".to_owned()],
         ),
         ("GET run logs, first page", vec![log_first]),
         (
