@@ -291,16 +291,19 @@ pub struct FiredSlot {
     pub run_id: RunId,
 }
 
-/// `active(pipeline_id, run_id)`: each pipeline with a pending or running
-/// run, and its oldest such run, read once (`MATERIALIZED`) with the exact
-/// predicate of the partial index `idx_runs_status`, so the cost follows the
-/// number of active runs, not the size of the run history.
+/// `active(pipeline_id, run_id)`: each pipeline of the batch (the schedules
+/// of `$1`) with a pending or running run, and its oldest such run, read
+/// once (`MATERIALIZED`) with the exact predicate of the partial index
+/// `idx_runs_active_pipeline` (V25), so the cost follows the batch: not the
+/// size of the run history, nor the number of active runs of other
+/// pipelines (a burst of due schedules leaves thousands pending).
 macro_rules! active_pipelines_cte {
     () => {
         concat!(
             "WITH active AS MATERIALIZED ( \
                  SELECT DISTINCT ON (r.pipeline_id) r.pipeline_id, r.id AS run_id FROM runs r \
-                 WHERE r.status IN ",
+                 WHERE r.pipeline_id IN (SELECT s.pipeline_id FROM schedules s WHERE s.id = ANY($1::uuid[])) \
+                   AND r.status IN ",
             active_statuses!(),
             " ORDER BY r.pipeline_id, r.created_at, r.id \
              ) "
@@ -326,11 +329,12 @@ const LOCK_PIPELINES_SQL: &str = "SELECT p.id FROM pipelines p \
 /// its `active_run` if it has a pending or running one, and whether the slot
 /// `already_fired`. A slot may fire when [`may_fire!`] holds for it.
 ///
-/// The pipelines with an active run are read once per batch off the small
-/// partial index `idx_runs_status` (the `active` CTE) rather than probed per
-/// slot: a probe by pipeline would walk `idx_runs_pipeline` through the
-/// pipeline's whole run history whenever it has no active run (the common
-/// case), which grows by one run per slot.
+/// The batch's pipelines with an active run are read once per batch off the
+/// partial index `idx_runs_active_pipeline` (the `active` CTE): a probe of
+/// `idx_runs_pipeline` would walk a pipeline's whole run history whenever it
+/// has no active run (the common case), which grows by one run per slot, and
+/// a read of every active run (`idx_runs_status`) grows with each batch of a
+/// burst.
 macro_rules! slot_verdicts_cte {
     () => {
         concat!(
