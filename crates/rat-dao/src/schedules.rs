@@ -293,19 +293,26 @@ pub struct FiredSlot {
 
 /// `active(pipeline_id, run_id)`: each pipeline of the batch (the schedules
 /// of `$1`) with a pending or running run, and its oldest such run, read
-/// once (`MATERIALIZED`) with the exact predicate of the partial index
+/// once (`MATERIALIZED`). One probe per pipeline (`LATERAL … LIMIT 1`) with
+/// the exact predicate and order of the partial index
 /// `idx_runs_active_pipeline` (V25), so the cost follows the batch: not the
 /// size of the run history, nor the number of active runs of other
-/// pipelines (a burst of due schedules leaves thousands pending).
+/// pipelines (a burst of due schedules leaves thousands pending). The
+/// probe's shape leaves the planner no cheaper-looking path: a filter of
+/// every active run read in index order looked cheap while `runs` had no
+/// statistics yet, and made a burst quadratic.
 macro_rules! active_pipelines_cte {
     () => {
         concat!(
             "WITH active AS MATERIALIZED ( \
-                 SELECT DISTINCT ON (r.pipeline_id) r.pipeline_id, r.id AS run_id FROM runs r \
-                 WHERE r.pipeline_id IN (SELECT s.pipeline_id FROM schedules s WHERE s.id = ANY($1::uuid[])) \
-                   AND r.status IN ",
+                 SELECT b.pipeline_id, a.run_id \
+                 FROM (SELECT DISTINCT s.pipeline_id FROM schedules s WHERE s.id = ANY($1::uuid[])) b \
+                 JOIN LATERAL ( \
+                     SELECT r.id AS run_id FROM runs r \
+                     WHERE r.pipeline_id = b.pipeline_id AND r.status IN ",
             active_statuses!(),
-            " ORDER BY r.pipeline_id, r.created_at, r.id \
+            " ORDER BY r.created_at, r.id LIMIT 1 \
+                 ) a ON true \
              ) "
         )
     };
