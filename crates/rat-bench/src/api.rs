@@ -314,11 +314,16 @@ fn round_figures(result: &WrkResult) -> String {
     )
 }
 
+/// The highest p99 of the rounds.
+fn worst_p99(results: &[&WrkResult]) -> f64 {
+    results.iter().map(|r| r.p99_ms).fold(0.0, f64::max)
+}
+
 /// The rounds' figures of one side: median throughput and p50, worst p99.
 fn summary_figures(results: &[&WrkResult]) -> String {
     let rps = median(results.iter().map(|r| r.requests_per_sec));
     let p50 = median(results.iter().map(|r| r.p50_ms));
-    let worst_p99 = results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
+    let worst_p99 = worst_p99(results);
     let non_2xx: u64 = results.iter().map(|r| r.non_2xx).sum();
     let cpu: Option<Vec<(f64, f64)>> = results.iter().map(|r| r.cpu_us).collect();
     let cpu = cpu.map_or_else(String::new, |cpu| {
@@ -764,14 +769,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The median round's p99 beside the worst: a slow spell of this shared
     // machine (pgbench slows in the same round) moves the worst alone.
-    let worst = |results: &[&WrkResult]| results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
     println!(
         "  p99: Community {:.2} ms (median of rounds; worst {:.2}), OIDC {:.2} ms (median of rounds; worst {:.2}); \
          target < 5 ms",
         median(community.iter().map(|r| r.p99_ms)),
-        worst(&community),
+        worst_p99(&community),
         median(oidc.iter().map(|r| r.p99_ms)),
-        worst(&oidc)
+        worst_p99(&oidc)
     );
     if via.is_some() {
         let pooled: Vec<&WrkResult> = via_rounds.iter().map(|(p, _, _, _)| p).collect();

@@ -35,7 +35,6 @@ impl ReleaseApi {
         pool_size: usize,
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<ReleaseApi> {
-        let http = reqwest::Client::new();
         for attempt in 1..=START_ATTEMPTS {
             let (port, internal_port) = (free_port()?, free_port()?);
             let child = Command::new(binary)
@@ -55,26 +54,34 @@ impl ReleaseApi {
                 base: format!("http://127.0.0.1:{port}"),
                 internal_base: format!("http://127.0.0.1:{internal_port}"),
             };
-            let health = format!("{}/health", api.base);
-            for _ in 0..100 {
-                if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-                    return Ok(api);
-                }
-                if let Some(status) = api.child.try_wait()? {
-                    anyhow::ensure!(
-                        attempt < START_ATTEMPTS,
-                        "rat-api exited ({status}) before it was healthy, {START_ATTEMPTS} times"
-                    );
+            match api.wait_healthy().await? {
+                None => return Ok(api),
+                Some(status) if attempt < START_ATTEMPTS => {
                     eprintln!("rat-api exited ({status}) before it was healthy; starting it again on other ports");
-                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if api.child.try_wait()?.is_none() {
-                anyhow::bail!("rat-api did not become healthy within 10 s");
+                Some(status) => {
+                    anyhow::bail!("rat-api exited ({status}) before it was healthy, {START_ATTEMPTS} times")
+                }
             }
         }
         unreachable!("the last attempt returns or fails")
+    }
+
+    /// Waits until `/health` answers 200 (`None`), or the process exits
+    /// first (its status); an error after 10 s.
+    async fn wait_healthy(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let http = reqwest::Client::new();
+        let health = format!("{}/health", self.base);
+        for _ in 0..100 {
+            if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(None);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("rat-api did not become healthy within 10 s")
     }
 
     /// The process id (to read its memory use).

@@ -476,20 +476,15 @@ async fn scheduler_burst(scheduler_bin: &Path, count: i32) -> anyhow::Result<f64
         client.batch_execute("ANALYZE schedules; NOTIFY rat_schedules").await?;
         let until_due: Duration = (due - OffsetDateTime::now_utc()).try_into().unwrap_or(Duration::ZERO);
         tokio::time::sleep(until_due).await;
+        // Every run of this database is a fired slot. Counted as `GET /runs`
+        // counts them, from the kept run counts (V22), not by a scan of
+        // `runs`: polled every 20 ms, a scan of the growing table took a core
+        // from the scheduler it measures.
+        let count_fired = rat_testkit::dao::runs::count_statement(&Default::default())
+            .context("the total of all runs comes from the kept counts")?;
         let started = Instant::now();
         loop {
-            // Every run of this database is a fired slot. Counted from the
-            // kept run counts (V22: folded counters plus pending deltas),
-            // not by a scan of `runs`: polled every 20 ms, a scan of the
-            // growing table took a core from the scheduler it measures.
-            let fired: i64 = client
-                .query_one(
-                    "SELECT (SELECT coalesce(sum(n), 0) FROM run_totals)::int8 \
-                          + (SELECT coalesce(sum(delta), 0) FROM run_count_deltas)::int8",
-                    &[],
-                )
-                .await?
-                .get(0);
+            let fired: i64 = client.query_one(&count_fired, &[]).await?.get(0);
             if fired >= i64::from(count) {
                 return Ok(started.elapsed().as_secs_f64());
             }

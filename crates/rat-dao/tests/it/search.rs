@@ -86,7 +86,7 @@ async fn search_matches_a_substring_of_name_or_description_whatever_the_plan() {
     let client = db.client().await;
     seeded(&client).await;
     let page = PageRequest { limit: 10, offset: 0 };
-    let total = |term: &'static str| {
+    let search = |term: &'static str| {
         let client = &client;
         async move {
             pipelines::list(client, &searching(term), pipelines::DEFAULT_SORT, page)
@@ -96,16 +96,16 @@ async fn search_matches_a_substring_of_name_or_description_whatever_the_plan() {
     };
 
     // A tenth of the live pipelines, never the deleted one; case ignored.
-    let orders = total("ORDERS").await;
+    let orders = search("ORDERS").await;
     assert_eq!(orders.total, 2000);
     assert!(orders.items.iter().all(|p| p.address.name.as_str().contains("orders")));
     // Short terms (no whole trigram) and exact names.
-    assert_eq!(total("_1").await.total, 11111, "numbers starting with 1");
-    assert_eq!(total("raw_orders_40").await.total, 5, "40, 400, 4000, 4040, 4080");
+    assert_eq!(search("_1").await.total, 11111, "numbers starting with 1");
+    assert_eq!(search("raw_orders_40").await.total, 5, "40, 400, 4000, 4040, 4080");
     // Wildcards are literal characters.
-    let percent = total("0% off").await;
+    let percent = search("0% off").await;
     assert_eq!(percent.total, 1);
     assert_eq!(percent.items[0].address.name.as_str(), "promo_a");
-    assert_eq!(total("off_sale").await.total, 1);
-    assert_eq!(total("no such pipeline").await.total, 0);
+    assert_eq!(search("off_sale").await.total, 1);
+    assert_eq!(search("no such pipeline").await.total, 0);
 }
