@@ -17,6 +17,7 @@ mod projects;
 mod quality;
 mod reaper_status;
 mod run_counts;
+mod run_references;
 mod runner_reports;
 mod runs;
 mod schedules;
