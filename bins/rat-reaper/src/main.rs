@@ -17,7 +17,7 @@
 //! Variables (each also a flag): `RAT_DATABASE_URL`, `RAT_DB_POOL_SIZE`,
 //! `RAT_STORE` and `RAT_S3_*`, `RAT_LOG_FORMAT` (see `rat-cli`),
 //! `RAT_REAPER_BATCH_SIZE` (default 2000), `RAT_REAPER_BATCH_TARGET_MS`
-//! (default 100), `RAT_REAPER_POLL_SECS` (default 60).
+//! (default 2), `RAT_REAPER_POLL_SECS` (default 60).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +46,11 @@ struct Cli {
     batch_size: i64,
     /// How long one batch should take at most, in milliseconds: slower
     /// batches shrink the next ones (busy machine), faster ones grow them
-    /// back up to the batch size. Bounds how long a batch holds its locks.
-    #[arg(long, env = "RAT_REAPER_BATCH_TARGET_MS", default_value_t = 100,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    /// back up to the batch size. Bounds how long a batch holds its locks
+    /// and how long the api waits behind it for a CPU.
+    #[arg(long, env = "RAT_REAPER_BATCH_TARGET_MS",
+          default_value_t = reaper::DEFAULT_BATCH_TARGET.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
     batch_target_ms: u64,
     /// A registered plugin that has not reported its health for this many
     /// seconds is marked `down` by the next pass.

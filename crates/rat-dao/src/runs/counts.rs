@@ -64,12 +64,23 @@ pub async fn try_lock_fold(client: &impl GenericClient) -> Result<bool, DaoError
 /// [`try_lock_fold`]: concurrent folders could deadlock on the counters
 /// (never miscount). Counters of pipelines that reach zero are deleted.
 pub async fn fold_counts(client: &impl GenericClient, limit: i64) -> Result<i64, DaoError> {
+    Ok(fold_counts_after(client, 0, limit).await?.0)
+}
+
+/// Like [`fold_counts`], for the deltas after id `after` (a cursor: 0, then
+/// the previous call's answer); returns how many it folded and the last id
+/// it folded (`after` when none). A run of batches walks the index from
+/// where the previous one stopped, not over the entries of the deltas it
+/// already deleted (they stay in the index until vacuum). A delta committed
+/// late with an id below the cursor waits for the next fold; reads count it
+/// meanwhile (the counters plus every pending delta).
+pub async fn fold_counts_after(client: &impl GenericClient, after: i64, limit: i64) -> Result<(i64, i64), DaoError> {
     let row = sql::query_opt(
         client,
         "WITH batch AS ( \
              DELETE FROM run_count_deltas \
-             WHERE id IN (SELECT id FROM run_count_deltas ORDER BY id LIMIT $1) \
-             RETURNING pipeline_id, status, delta \
+             WHERE id IN (SELECT id FROM run_count_deltas WHERE id > $2 ORDER BY id LIMIT $1) \
+             RETURNING id, pipeline_id, status, delta \
          ), by_pipeline AS ( \
              SELECT pipeline_id, status, sum(delta)::bigint AS delta FROM batch GROUP BY pipeline_id, status \
          ), counted AS ( \
@@ -86,14 +97,16 @@ pub async fn fold_counts(client: &impl GenericClient, limit: i64) -> Result<i64,
          SELECT (SELECT count(*) FROM batch), \
                 (SELECT count(*) FROM totalled), \
                 coalesce((SELECT array_agg(pipeline_id) FROM counted WHERE n = 0), '{}'), \
-                coalesce((SELECT array_agg(status) FROM counted WHERE n = 0), '{}')",
-        &[&limit],
+                coalesce((SELECT array_agg(status) FROM counted WHERE n = 0), '{}'), \
+                coalesce((SELECT max(id) FROM batch), $2)",
+        &[&limit, &after],
     )
     .await?
     .ok_or(DaoError::NotFound { entity: "fold" })?;
     let folded: i64 = row.try_get(0)?;
     let empty_pipelines: Vec<PipelineId> = row.try_get(2)?;
     let empty_statuses: Vec<String> = row.try_get(3)?;
+    let last: i64 = row.try_get(4)?;
     if !empty_pipelines.is_empty() {
         // A statement of its own: the one above cannot see the rows its
         // own upsert wrote. Only the counters it brought to zero.
@@ -105,7 +118,7 @@ pub async fn fold_counts(client: &impl GenericClient, limit: i64) -> Result<i64,
         )
         .await?;
     }
-    Ok(folded)
+    Ok((folded, last))
 }
 
 /// Deltas waiting to be folded (for metrics and tests).

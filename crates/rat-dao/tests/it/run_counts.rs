@@ -76,19 +76,66 @@ async fn assert_totals(client: &impl GenericClient, a: PipelineId, b: PipelineId
     }
 }
 
+/// Folds every delta, in batches of 7 walked by their cursor (the reaper's
+/// and the scheduler's way).
 async fn fold(db: &TestDatabase) -> i64 {
     let mut client = db.client().await;
-    let mut folded = 0;
+    let (mut folded, mut after) = (0, 0);
     loop {
         let tx = client.transaction().await.unwrap();
         assert!(runs::try_lock_fold(&tx).await.unwrap(), "nobody else folds here");
-        let batch = runs::fold_counts(&tx, 7).await.unwrap();
+        let (batch, last) = runs::fold_counts_after(&tx, after, 7).await.unwrap();
         tx.commit().await.unwrap();
+        assert!(last >= after);
         folded += batch;
+        after = last;
         if batch < 7 {
             return folded;
         }
     }
+}
+
+#[tokio::test]
+async fn a_fold_from_a_cursor_leaves_the_deltas_before_it_for_the_next_fold() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    let pipeline = fixtures::published_pipeline(&client, "ns", "bronze", "a").await;
+    for _ in 0..3 {
+        fixtures::run(&client, &pipeline).await;
+    }
+    let ids: Vec<i64> = client
+        .query("SELECT id FROM run_count_deltas ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 3, "one delta per inserting statement");
+    // From after the first delta: the other two, and the last id.
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(runs::fold_counts_after(&tx, ids[0], 10).await.unwrap(), (2, ids[2]));
+    // Nothing after the last: the cursor stays.
+    assert_eq!(runs::fold_counts_after(&tx, ids[2], 10).await.unwrap(), (0, ids[2]));
+    tx.commit().await.unwrap();
+    let pending: i64 = client
+        .query_one("SELECT count(*) FROM run_count_deltas", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 1, "the delta before the cursor waits");
+    // The count is exact meanwhile, and the next fold from 0 takes it.
+    let total = runs::list(
+        &client,
+        &runs::RunFilter::default(),
+        runs::DEFAULT_SORT,
+        PageRequest::new(Some(1), None).unwrap(),
+        None,
+    )
+    .await
+    .unwrap()
+    .total;
+    assert_eq!(total, 3);
+    assert_eq!(fold(&db).await, 1);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The pacing of a pass: batches sized by how long the last ones took, and
 //! the check between batches that the pass still holds the reaper lock.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -27,6 +28,9 @@ pub const MIN_BATCH_SIZE: i64 = 50;
 /// database is busy with other work: the pass yields.
 const BUSY_RATIO: f64 = 1.5;
 
+/// Most batch sizes whose best time per row a pacer keeps.
+const MAX_MEASURED_SIZES: usize = 64;
+
 /// The longest the pass yields after one batch.
 const MAX_YIELD: Duration = Duration::from_secs(1);
 
@@ -36,21 +40,26 @@ const MAX_YIELD: Duration = Duration::from_secs(1);
 /// Two measurements drive it. The batch's duration against the target sizes
 /// the next batch (halved above the target, grown by half below half of
 /// it), which bounds how long a batch holds its row locks. The time per
-/// row against the best of the pass says whether the database is busy with
-/// foreground work: the reaper's own statements slow down exactly when the
-/// api's do (CPU, I/O and buffer contention). Then the pass yields for as
+/// row against the best of the pass (for batches of the same size) says
+/// whether the database is busy with foreground work: the reaper's own
+/// statements slow down exactly when the api's do (CPU, I/O and buffer
+/// contention). Then the pass yields for as
 /// long as the batch took beyond what it would have taken on an idle
 /// database (`took × (1 − best/now)`), so its share of the machine falls as
 /// the foreground's rises; on an idle database it never waits and finishes
 /// the backlog at full speed. Not a fixed sleep: both come from
 /// measurements.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Pacer {
     size: i64,
     max: i64,
     target: Duration,
-    /// The lowest time per row seen in this task's pass (seconds).
-    best_per_row: Option<f64>,
+    /// The lowest time per row seen in this task's pass for each batch size
+    /// (seconds): a statement has a fixed cost, so a row of a small batch
+    /// costs more than one of a large batch on the same idle database, and
+    /// rows are only compared with rows of batches of the same size. The
+    /// sizes follow the halving and growing steps, so there are few.
+    best_per_row: BTreeMap<i64, f64>,
 }
 
 impl Pacer {
@@ -60,7 +69,7 @@ impl Pacer {
             size: max,
             max,
             target: policy.batch_target,
-            best_per_row: None,
+            best_per_row: BTreeMap::new(),
         }
     }
 
@@ -79,8 +88,13 @@ impl Pacer {
             return Duration::ZERO;
         }
         let per_row = took.as_secs_f64() / rows as f64;
-        let best = self.best_per_row.map_or(per_row, |best| best.min(per_row));
-        self.best_per_row = Some(best);
+        if self.best_per_row.len() >= MAX_MEASURED_SIZES && !self.best_per_row.contains_key(&size) {
+            // Bounded: start over (a pass rarely sees more than a dozen sizes).
+            self.best_per_row.clear();
+        }
+        let best = self.best_per_row.entry(size).or_insert(per_row);
+        *best = best.min(per_row);
+        let best = *best;
         if per_row <= best * BUSY_RATIO {
             return Duration::ZERO;
         }
@@ -180,7 +194,12 @@ mod tests {
 
     #[test]
     fn a_busy_database_makes_the_pass_yield_and_an_idle_one_never() {
-        let mut pacer = Pacer::new(&policy(1000));
+        // A target no batch below reaches, so the size stays 1,000.
+        let mut pacer = Pacer::new(&PassPolicy {
+            batch_size: 1000,
+            batch_target: Duration::from_secs(10),
+            ..PassPolicy::default()
+        });
         // Idle: 1,000 rows in 40 ms, again and again; a little noise.
         for took in [40, 42, 39, 41, 40] {
             assert_eq!(pacer.record(Duration::from_millis(took), 1000), Duration::ZERO);
@@ -199,6 +218,26 @@ mod tests {
             pacer.record(Duration::from_millis(39 * size / 1000), size),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_smaller_batch_is_compared_with_batches_of_its_own_size() {
+        let mut pacer = Pacer::new(&PassPolicy {
+            batch_size: 2000,
+            batch_target: Duration::from_millis(2),
+            ..PassPolicy::default()
+        });
+        // 2 µs a row at 2,000 rows; over the target, so the next is halved.
+        assert_eq!(pacer.record(Duration::from_millis(4), 2000), Duration::ZERO);
+        assert_eq!(pacer.size, 1000);
+        // 3.5 µs a row at 1,000 (the statement's fixed cost over fewer
+        // rows): not a busy database, so no yield.
+        assert_eq!(pacer.record(Duration::from_micros(3500), 1000), Duration::ZERO);
+        assert_eq!(pacer.size, 500);
+        assert_eq!(pacer.record(Duration::from_millis(2), 500), Duration::ZERO);
+        assert_eq!(pacer.size, 500, "within the target: kept");
+        // Twice the cost of a row at this size: busy, yield half the batch.
+        assert_eq!(pacer.record(Duration::from_millis(4), 500), Duration::from_millis(2));
     }
 
     #[test]
