@@ -4,7 +4,8 @@
 --
 --   * a row may only name a run that exists (checked on insert, and on an
 --     update that changes the reference), and that run is locked FOR KEY
---     SHARE until the writer commits, exactly as Postgres' own check does;
+--     SHARE until the writer commits, exactly as Postgres' own check does
+--     (but once per statement, over all its rows, not once per row);
 --   * deleting runs takes their log lines with them and sets the other three
 --     references to NULL (the ON DELETE CASCADE / SET NULL of V3, V4, V9).
 --
@@ -55,14 +56,26 @@ BEGIN
 END
 $$;
 
--- Inserts: one check per statement over its new rows (run_logs and
--- quality_results arrive in batches). TG_ARGV[0] is the constraint's name.
+-- Inserts and updates: one check per statement, over its rows (run_logs
+-- and quality_results arrive in batches; the scheduler records the runs of
+-- hundreds of schedules in one UPDATE). An update checks only the rows whose
+-- reference it changes to a run, as a foreign key skips its check when the
+-- key is unchanged: an update that leaves the reference alone locks nothing.
+-- Rows are matched to their old version by id, which never changes.
+-- TG_ARGV[0] is the constraint's name.
 CREATE FUNCTION rows_name_existing_runs_by_run_id() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lock_referenced_runs(
-        ARRAY(SELECT DISTINCT run_id FROM new_rows WHERE run_id IS NOT NULL),
-        TG_ARGV[0], TG_TABLE_NAME);
+    IF TG_OP = 'INSERT' THEN
+        PERFORM lock_referenced_runs(
+            ARRAY(SELECT DISTINCT run_id FROM new_rows WHERE run_id IS NOT NULL),
+            TG_ARGV[0], TG_TABLE_NAME);
+    ELSE
+        PERFORM lock_referenced_runs(
+            ARRAY(SELECT DISTINCT n.run_id FROM new_rows n JOIN old_rows o ON o.id = n.id
+                  WHERE n.run_id IS NOT NULL AND n.run_id IS DISTINCT FROM o.run_id),
+            TG_ARGV[0], TG_TABLE_NAME);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -70,22 +83,16 @@ $$;
 CREATE FUNCTION rows_name_existing_runs_by_last_run_id() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM lock_referenced_runs(
-        ARRAY(SELECT DISTINCT last_run_id FROM new_rows WHERE last_run_id IS NOT NULL),
-        TG_ARGV[0], TG_TABLE_NAME);
-    RETURN NULL;
-END
-$$;
-
--- Updates: per row, and only when the reference changes to a run (the
--- trigger's WHEN clause filters the rest without calling the function), as
--- a foreign key skips its check when the key is unchanged. TG_ARGV: the
--- column, the constraint's name.
-CREATE FUNCTION row_names_an_existing_run() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM lock_referenced_runs(
-        ARRAY[(to_jsonb(NEW) ->> TG_ARGV[0])::uuid], TG_ARGV[1], TG_TABLE_NAME);
+    IF TG_OP = 'INSERT' THEN
+        PERFORM lock_referenced_runs(
+            ARRAY(SELECT DISTINCT last_run_id FROM new_rows WHERE last_run_id IS NOT NULL),
+            TG_ARGV[0], TG_TABLE_NAME);
+    ELSE
+        PERFORM lock_referenced_runs(
+            ARRAY(SELECT DISTINCT n.last_run_id FROM new_rows n JOIN old_rows o ON o.id = n.id
+                  WHERE n.last_run_id IS NOT NULL AND n.last_run_id IS DISTINCT FROM o.last_run_id),
+            TG_ARGV[0], TG_TABLE_NAME);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -93,30 +100,30 @@ $$;
 CREATE TRIGGER run_logs_run_exists AFTER INSERT ON run_logs
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_run_id('fk_run_logs_run');
-CREATE TRIGGER run_logs_run_exists_on_update AFTER UPDATE OF run_id ON run_logs
-    FOR EACH ROW WHEN (NEW.run_id IS DISTINCT FROM OLD.run_id AND NEW.run_id IS NOT NULL)
-    EXECUTE FUNCTION row_names_an_existing_run('run_id', 'fk_run_logs_run');
+CREATE TRIGGER run_logs_run_exists_on_update AFTER UPDATE ON run_logs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_run_id('fk_run_logs_run');
 
 CREATE TRIGGER quality_results_run_exists AFTER INSERT ON quality_results
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_run_id('fk_quality_results_run');
-CREATE TRIGGER quality_results_run_exists_on_update AFTER UPDATE OF run_id ON quality_results
-    FOR EACH ROW WHEN (NEW.run_id IS DISTINCT FROM OLD.run_id AND NEW.run_id IS NOT NULL)
-    EXECUTE FUNCTION row_names_an_existing_run('run_id', 'fk_quality_results_run');
+CREATE TRIGGER quality_results_run_exists_on_update AFTER UPDATE ON quality_results
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_run_id('fk_quality_results_run');
 
 CREATE TRIGGER schedules_last_run_exists AFTER INSERT ON schedules
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_last_run_id('fk_schedules_last_run');
-CREATE TRIGGER schedules_last_run_exists_on_update AFTER UPDATE OF last_run_id ON schedules
-    FOR EACH ROW WHEN (NEW.last_run_id IS DISTINCT FROM OLD.last_run_id AND NEW.last_run_id IS NOT NULL)
-    EXECUTE FUNCTION row_names_an_existing_run('last_run_id', 'fk_schedules_last_run');
+CREATE TRIGGER schedules_last_run_exists_on_update AFTER UPDATE ON schedules
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_last_run_id('fk_schedules_last_run');
 
 CREATE TRIGGER pipeline_triggers_last_run_exists AFTER INSERT ON pipeline_triggers
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_last_run_id('fk_pipeline_triggers_last_run');
-CREATE TRIGGER pipeline_triggers_last_run_exists_on_update AFTER UPDATE OF last_run_id ON pipeline_triggers
-    FOR EACH ROW WHEN (NEW.last_run_id IS DISTINCT FROM OLD.last_run_id AND NEW.last_run_id IS NOT NULL)
-    EXECUTE FUNCTION row_names_an_existing_run('last_run_id', 'fk_pipeline_triggers_last_run');
+CREATE TRIGGER pipeline_triggers_last_run_exists_on_update AFTER UPDATE ON pipeline_triggers
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION rows_name_existing_runs_by_last_run_id('fk_pipeline_triggers_last_run');
 
 -- Deletes: once per statement, over all the runs it deleted. The clean-up
 -- reads each referencing table through its index on the reference
