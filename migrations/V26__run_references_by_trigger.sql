@@ -24,11 +24,11 @@ ALTER TABLE quality_results DROP CONSTRAINT fk_quality_results_run;
 ALTER TABLE schedules DROP CONSTRAINT fk_schedules_last_run;
 ALTER TABLE pipeline_triggers DROP CONSTRAINT fk_pipeline_triggers_last_run;
 
--- Locks the runs named by `wanted` (distinct, non-NULL ids) FOR KEY SHARE, in
--- id order, and raises a foreign-key violation naming `constraint_name` when
--- one of them does not exist (or was deleted by a transaction that committed
--- while this one waited for its lock).
-CREATE FUNCTION lock_referenced_runs(wanted uuid[], constraint_name text, child text)
+-- Locks the runs named by `wanted` (distinct, non-NULL ids of `child`'s
+-- column `column_name`) FOR KEY SHARE, in id order, and raises a foreign-key
+-- violation naming `constraint_name` when one of them does not exist (or was
+-- deleted by a transaction that committed while this one waited for its lock).
+CREATE FUNCTION lock_referenced_runs(wanted uuid[], constraint_name text, child text, column_name text)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -49,9 +49,7 @@ BEGIN
                   CONSTRAINT = constraint_name,
                   TABLE = child,
                   DETAIL = format('Key (%s)=(%s) is not present in table "runs".',
-                                  CASE WHEN child IN ('schedules', 'pipeline_triggers')
-                                       THEN 'last_run_id' ELSE 'run_id' END,
-                                  missing);
+                                  column_name, missing);
     END IF;
 END
 $$;
@@ -69,12 +67,12 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM lock_referenced_runs(
             ARRAY(SELECT DISTINCT run_id FROM new_rows WHERE run_id IS NOT NULL),
-            TG_ARGV[0], TG_TABLE_NAME);
+            TG_ARGV[0], TG_TABLE_NAME, 'run_id');
     ELSE
         PERFORM lock_referenced_runs(
             ARRAY(SELECT DISTINCT n.run_id FROM new_rows n JOIN old_rows o ON o.id = n.id
                   WHERE n.run_id IS NOT NULL AND n.run_id IS DISTINCT FROM o.run_id),
-            TG_ARGV[0], TG_TABLE_NAME);
+            TG_ARGV[0], TG_TABLE_NAME, 'run_id');
     END IF;
     RETURN NULL;
 END
@@ -86,12 +84,12 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM lock_referenced_runs(
             ARRAY(SELECT DISTINCT last_run_id FROM new_rows WHERE last_run_id IS NOT NULL),
-            TG_ARGV[0], TG_TABLE_NAME);
+            TG_ARGV[0], TG_TABLE_NAME, 'last_run_id');
     ELSE
         PERFORM lock_referenced_runs(
             ARRAY(SELECT DISTINCT n.last_run_id FROM new_rows n JOIN old_rows o ON o.id = n.id
                   WHERE n.last_run_id IS NOT NULL AND n.last_run_id IS DISTINCT FROM o.last_run_id),
-            TG_ARGV[0], TG_TABLE_NAME);
+            TG_ARGV[0], TG_TABLE_NAME, 'last_run_id');
     END IF;
     RETURN NULL;
 END

@@ -216,6 +216,39 @@ async fn seed(db: &TestDatabase, args: &Args) -> anyhow::Result<()> {
 /// `pace`, one request is due every `pace` and its latency runs from when it
 /// was due when the previous answer came after that (a stall counts in
 /// full), else from when it was sent; without, a closed loop.
+/// A task on a thread and current-thread runtime of its own, so its timings
+/// (and those of the load beside it) never include a wait for a worker
+/// thread of this process busy with other futures.
+struct OwnRuntime<T> {
+    name: &'static str,
+    thread: std::thread::JoinHandle<anyhow::Result<T>>,
+}
+
+impl<T: Send + 'static> OwnRuntime<T> {
+    /// Runs the future `make` returns on a new thread.
+    fn spawn<F, Fut>(name: &'static str, make: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        let thread = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(make())
+        });
+        OwnRuntime { name, thread }
+    }
+
+    /// Its answer, waited for without blocking this runtime.
+    async fn join(self) -> anyhow::Result<T> {
+        let name = self.name;
+        tokio::task::spawn_blocking(move || self.thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the {name} thread panicked"))?
+    }
+}
+
 async fn client_loop(
     url: String,
     phase: Arc<AtomicU8>,
@@ -597,15 +630,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let clients: Vec<_> = (0..args.clients)
         .map(|_| tokio::spawn(client_loop(url.clone(), phase.clone(), deadline, pace, origin)))
         .collect();
-    // The writer runs on a thread and runtime of its own, so its timings are
-    // the database's answer time, not a wait for a busy worker thread.
+    // The writer runs on a runtime of its own, so its timings are the
+    // database's answer time, not a wait for a busy worker thread.
     let writer = {
         let (db_url, phase) = (db.url().to_owned(), phase.clone());
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(writer_loop(db_url, writer_pipeline, snapshot, phase, deadline))
+        OwnRuntime::spawn("writer", move || {
+            writer_loop(db_url, writer_pipeline, snapshot, phase, deadline)
         })
     };
     let sampler = tokio::spawn(sampler_loop(db.url().to_owned(), phase.clone(), deadline));
@@ -621,33 +651,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     phase.store(PASS, Ordering::Relaxed);
     let pass_started = Instant::now();
     let deletions = tokio::spawn(deletion_loop(db.url().to_owned(), phase.clone(), deadline, origin));
-    // The pass runs on a thread and runtime of its own, as `rat-reaper` is a
-    // process of its own: the load's timings never include a worker thread
-    // of this process busy with the pass's futures.
+    // The pass runs on a runtime of its own, as `rat-reaper` is a process of
+    // its own: the load's timings never include a worker thread of this
+    // process busy with the pass's futures.
     let pass = {
         let (db_url, store_path, policy) = (db.url().to_owned(), store_dir.path().to_path_buf(), policy.clone());
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(async move {
-                    // The reaper's own pool, named so the sampler can tell its
-                    // statements apart.
-                    let pool = create_pool(&PoolSettings {
-                        max_size: 4,
-                        application_name: REAPER_APP.to_owned(),
-                        ..PoolSettings::new(db_url.as_str())
-                    })?;
-                    let store = rat_versioning::fs::FsStore::open(store_path).await?;
-                    let services = Services::new(pool, Arc::new(store) as Arc<dyn VersionedStore>);
-                    let (_lost_sender, lost) = tokio::sync::watch::channel(false);
-                    anyhow::Ok(tokio::time::timeout(PASS_LIMIT, run_pass(&services, now, &policy, &lost)).await)
-                })
+        OwnRuntime::spawn("pass", move || async move {
+            // The reaper's own pool, named so the sampler can tell its
+            // statements apart.
+            let pool = create_pool(&PoolSettings {
+                max_size: 4,
+                application_name: REAPER_APP.to_owned(),
+                ..PoolSettings::new(db_url.as_str())
+            })?;
+            let store = rat_versioning::fs::FsStore::open(store_path).await?;
+            let services = Services::new(pool, Arc::new(store) as Arc<dyn VersionedStore>);
+            let (_lost_sender, lost) = tokio::sync::watch::channel(false);
+            anyhow::Ok(tokio::time::timeout(PASS_LIMIT, run_pass(&services, now, &policy, &lost)).await)
         })
     };
-    let outcome = tokio::task::spawn_blocking(move || pass.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the pass thread panicked"))??;
+    let outcome = pass.join().await?;
     let pass_secs = pass_started.elapsed().as_secs_f64();
     phase.store(STOP, Ordering::Relaxed);
     let cpu_pass_end = cpu_times();
@@ -667,9 +690,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     for samples in &mut load {
         samples.sort_by(f64::total_cmp);
     }
-    let mut writes = tokio::task::spawn_blocking(move || writer.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    let mut writes = writer.join().await?;
     for written in &mut writes {
         written.latencies.sort_by(f64::total_cmp);
     }

@@ -313,7 +313,7 @@ async fn fold_counts_once(
     if !runs::try_lock_fold(&transaction).await? {
         return Ok(None);
     }
-    let batch = runs::fold_counts_after(&transaction, after, limit).await?;
+    let batch = runs::fold_counts(&transaction, after, limit).await?;
     transaction.commit().await?;
     Ok(Some(batch))
 }

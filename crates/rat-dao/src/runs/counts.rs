@@ -58,23 +58,20 @@ pub async fn try_lock_fold(client: &impl GenericClient) -> Result<bool, DaoError
     Ok(row.try_get(0)?)
 }
 
-/// Folds the oldest `limit` deltas into `run_counts` and `run_totals` and
-/// deletes them; returns how many deltas it folded (fewer than `limit`:
-/// none were left, as of its snapshot). Call it in a transaction holding
-/// [`try_lock_fold`]: concurrent folders could deadlock on the counters
-/// (never miscount). Counters of pipelines that reach zero are deleted.
-pub async fn fold_counts(client: &impl GenericClient, limit: i64) -> Result<i64, DaoError> {
-    Ok(fold_counts_after(client, 0, limit).await?.0)
-}
-
-/// Like [`fold_counts`], for the deltas after id `after` (a cursor: 0, then
-/// the previous call's answer); returns how many it folded and the last id
-/// it folded (`after` when none). A run of batches walks the index from
-/// where the previous one stopped, not over the entries of the deltas it
-/// already deleted (they stay in the index until vacuum). A delta committed
-/// late with an id below the cursor waits for the next fold; reads count it
-/// meanwhile (the counters plus every pending delta).
-pub async fn fold_counts_after(client: &impl GenericClient, after: i64, limit: i64) -> Result<(i64, i64), DaoError> {
+/// Folds the oldest `limit` deltas after id `after` (a cursor: 0, then the
+/// previous call's answer) into `run_counts` and `run_totals` and deletes
+/// them; returns how many it folded (fewer than `limit`: none were left, as
+/// of its snapshot) and the last id it folded (`after` when none). Call it
+/// in a transaction holding [`try_lock_fold`]: concurrent folders could
+/// deadlock on the counters (never miscount). Counters of pipelines that
+/// reach zero are deleted.
+///
+/// A run of batches walks the index from where the previous one stopped,
+/// not over the entries of the deltas it already deleted (they stay in the
+/// index until vacuum). A delta committed late with an id below the cursor
+/// waits for the next fold; reads count it meanwhile (the counters plus
+/// every pending delta).
+pub async fn fold_counts(client: &impl GenericClient, after: i64, limit: i64) -> Result<(i64, i64), DaoError> {
     let row = sql::query_opt(
         client,
         "WITH batch AS ( \

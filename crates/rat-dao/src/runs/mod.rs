@@ -4,7 +4,7 @@
 //! and run logs (`logs`: entries, their notifications) have their own
 //! modules; everything is re-exported here, so callers say `runs::claim`.
 
-pub use counts::{fold_counts, fold_counts_after, pending_deltas, try_lock_fold};
+pub use counts::{fold_counts, pending_deltas, try_lock_fold};
 pub use leases::*;
 pub use logs::*;
 

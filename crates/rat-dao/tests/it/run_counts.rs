@@ -84,7 +84,7 @@ async fn fold(db: &TestDatabase) -> i64 {
     loop {
         let tx = client.transaction().await.unwrap();
         assert!(runs::try_lock_fold(&tx).await.unwrap(), "nobody else folds here");
-        let (batch, last) = runs::fold_counts_after(&tx, after, 7).await.unwrap();
+        let (batch, last) = runs::fold_counts(&tx, after, 7).await.unwrap();
         tx.commit().await.unwrap();
         assert!(last >= after);
         folded += batch;
@@ -113,9 +113,9 @@ async fn a_fold_from_a_cursor_leaves_the_deltas_before_it_for_the_next_fold() {
     assert_eq!(ids.len(), 3, "one delta per inserting statement");
     // From after the first delta: the other two, and the last id.
     let tx = client.transaction().await.unwrap();
-    assert_eq!(runs::fold_counts_after(&tx, ids[0], 10).await.unwrap(), (2, ids[2]));
+    assert_eq!(runs::fold_counts(&tx, ids[0], 10).await.unwrap(), (2, ids[2]));
     // Nothing after the last: the cursor stays.
-    assert_eq!(runs::fold_counts_after(&tx, ids[2], 10).await.unwrap(), (0, ids[2]));
+    assert_eq!(runs::fold_counts(&tx, ids[2], 10).await.unwrap(), (0, ids[2]));
     tx.commit().await.unwrap();
     let pending: i64 = client
         .query_one("SELECT count(*) FROM run_count_deltas", &[])
@@ -280,7 +280,7 @@ async fn concurrent_writers_and_folders_lose_no_count() {
                 for _ in 0..60 {
                     let tx = client.transaction().await.unwrap();
                     if runs::try_lock_fold(&tx).await.unwrap() {
-                        runs::fold_counts(&tx, 5).await.unwrap();
+                        runs::fold_counts(&tx, 0, 5).await.unwrap();
                     }
                     tx.commit().await.unwrap();
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
