@@ -43,10 +43,18 @@ pub(crate) struct Args {
     /// Schedule counts of the scheduler burst, comma-separated.
     #[arg(long, default_value = "1e4,1e5", value_delimiter = ',')]
     schedules: Vec<String>,
-    /// Timed requests per read (fewer when `--read-secs` runs out first).
+    /// Timed requests per read and round (fewer when `--read-secs` runs out
+    /// first).
     #[arg(long, default_value_t = 1000)]
     requests: usize,
-    /// Most seconds spent timing one read at one size (at least 10 requests).
+    /// Rounds over every read at each size; a read's figures are those of
+    /// its median round by p99, so that one stall of the machine (a
+    /// checkpoint, a neighbour's burst) during one read's turn does not
+    /// stand for that read. Every round's p99 is in the report.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=15))]
+    rounds: u32,
+    /// Most seconds spent timing one read in one round at one size (at
+    /// least 10 requests).
     #[arg(long, default_value_t = 15)]
     read_secs: u64,
     /// Where the text report and the SVG charts are written.
@@ -284,6 +292,36 @@ struct Timed {
     p50: f64,
     p99: f64,
     samples: usize,
+    /// The p99 of every round, in the order they ran (one for a single
+    /// round's timing).
+    round_p99s: Vec<f64>,
+}
+
+impl Timed {
+    /// The median round (by p99) of one read's rounds, carrying every
+    /// round's p99.
+    fn median_round(mut rounds: Vec<Timed>) -> Timed {
+        let round_p99s: Vec<f64> = rounds.iter().map(|t| t.p99).collect();
+        rounds.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+        let mut median = rounds.swap_remove(rounds.len() / 2);
+        median.round_p99s = round_p99s;
+        median
+    }
+
+    /// `p50 … ms  p99 … ms  (n requests; round p99s …)`, for the console
+    /// and the report.
+    fn line(&self) -> String {
+        let rounds = if self.round_p99s.len() > 1 {
+            let p99s: Vec<String> = self.round_p99s.iter().map(|p| format!("{p:.2}")).collect();
+            format!("; round p99s {}", p99s.join(" / "))
+        } else {
+            String::new()
+        };
+        format!(
+            "  {:<38} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} requests{rounds})",
+            self.name, self.p50, self.p99, self.samples
+        )
+    }
 }
 
 /// Times GETs of `urls` (taken in turn) one at a time: a few warm-up
@@ -325,6 +363,7 @@ async fn time_read(
         p50: at(0.5),
         p99: at(0.99),
         samples: samples.len(),
+        round_p99s: Vec::new(),
     })
 }
 
@@ -432,16 +471,18 @@ async fn measure_size(
             vec![format!("/api/v1/runs/{long_run}/logs?limit=1000&cursor={log_cursor}")],
         ),
     ];
-    let mut timed = Vec::new();
-    for (name, urls) in reads {
-        let t = time_read(&http, &api.base, name, &urls, args.requests, args.read_secs).await?;
-        println!(
-            "  {:<38} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} requests)",
-            t.name, t.p50, t.p99, t.samples
-        );
-        timed.push(t);
+    // Round after round over every read, so the rounds of one read are
+    // spread over the whole measurement of the size.
+    let mut rounds: Vec<Vec<Timed>> = reads.iter().map(|_| Vec::new()).collect();
+    for round in 1..=args.rounds {
+        println!("  round {round} of {}", args.rounds);
+        for (&(name, ref urls), mine) in reads.iter().zip(&mut rounds) {
+            let t = time_read(&http, &api.base, name, urls, args.requests, args.read_secs).await?;
+            println!("{}", t.line());
+            mine.push(t);
+        }
     }
-    Ok(timed)
+    Ok(rounds.into_iter().map(Timed::median_round).collect())
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -523,6 +564,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut report = String::new();
+    // The bursts first, each in a small database of its own: after the
+    // largest size (minutes of both cores at work, gigabytes written) the
+    // same burst took 40% longer than on a rested machine.
+    let mut fire_times = Vec::new();
+    let mut bursts = String::new();
+    for &count in &schedule_counts {
+        let count = i32::try_from(count).context("schedule count")?;
+        let secs = scheduler_burst(&args.scheduler_bin, count).await?;
+        let line = format!("scheduler: {count} schedules due at one instant fired in {secs:.2} s");
+        println!("{line}");
+        bursts.push_str(&line);
+        bursts.push('\n');
+        fire_times.push((f64::from(count), secs));
+    }
     let mut per_size: Vec<(i64, Vec<Timed>)> = Vec::new();
     let mut largest_disk = 0_i64;
     for &size in &sizes {
@@ -550,11 +605,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         report.push_str(&line);
         report.push('\n');
         let timed = measure_size(&args, &db, volume, now).await?;
+        report.push_str(&format!("  each read's median round of {} (by p99):\n", args.rounds));
         for t in &timed {
-            report.push_str(&format!(
-                "  {:<38} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} requests)\n",
-                t.name, t.p50, t.p99, t.samples
-            ));
+            report.push_str(&t.line());
+            report.push('\n');
         }
         per_size.push((size, timed));
         drop(client);
@@ -588,16 +642,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    let mut fire_times = Vec::new();
-    for &count in &schedule_counts {
-        let count = i32::try_from(count).context("schedule count")?;
-        let secs = scheduler_burst(&args.scheduler_bin, count).await?;
-        let line = format!("scheduler: {count} schedules due at one instant fired in {secs:.2} s");
-        println!("{line}");
-        report.push_str(&line);
-        report.push('\n');
-        fire_times.push((f64::from(count), secs));
-    }
+    report.push_str(&bursts);
     let line = format!(
         "largest database {:.2} GiB; wall time {:.0} s",
         largest_disk as f64 / (1u64 << 30) as f64,

@@ -1078,3 +1078,53 @@ async fn the_fire_reads_the_active_runs_of_its_batch_alone_off_a_partial_index()
     assert!(plan.contains("uq_runs_schedule_slot"), "{plan}");
     tx.rollback().await.unwrap();
 }
+
+/// A burst of due schedules grows `runs` by a batch at a time, faster than
+/// autovacuum analyzes it, and a pooled connection may keep a generic plan
+/// made while `runs` was small. Asked whether each slot already fired as an
+/// `EXISTS`, the planner judged one hashed scan of every run cheaper than a
+/// probe per slot once `runs` held a few thousand rows, stale statistics or
+/// not; each later batch of a burst then read the whole grown table (10⁵
+/// due schedules fired in 11 s against 0.7 s for 10⁴). The check must probe
+/// the unique index of the slots.
+#[tokio::test]
+async fn the_fire_checks_its_slots_off_the_unique_index_whatever_the_statistics() {
+    let db = TestDatabase::new().await;
+    let mut client = db.client().await;
+    client
+        .batch_execute("ALTER TABLE runs SET (autovacuum_enabled = off)")
+        .await
+        .unwrap();
+    fixtures::scheduled_pipelines(&client, 3_000, "*/5 * * * *", None).await;
+    // The first batches of the burst: 2,500 fired slots, analyzed.
+    let fire_history = |from: i32, to: i32| {
+        format!(
+            "INSERT INTO runs (pipeline_id, version_number, published_versions, schedule_id, scheduled_for) \
+             SELECT s.pipeline_id, 1, '{{}}', s.id, now() - g * interval '5 minutes' \
+             FROM (SELECT * FROM schedules ORDER BY id LIMIT 500) s, generate_series({from}, {to}) g"
+        )
+    };
+    client.batch_execute(&fire_history(1, 5)).await.unwrap();
+    client.batch_execute("ANALYZE runs").await.unwrap();
+    // The rest of the burst, never analyzed.
+    client.batch_execute(&fire_history(6, 105)).await.unwrap();
+    let due: Vec<ScheduleId> = client
+        .query("SELECT id FROM schedules ORDER BY id LIMIT 500", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, Uuid>(0).into())
+        .collect();
+    let now = OffsetDateTime::now_utc();
+    let slots = vec![now; due.len()];
+    let labels = vec!["schedule:*/5 * * * *"; due.len()];
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let plan = fixtures::explain(&tx, schedules::FIRE_SQL, &[&due, &slots, &labels, &now]).await;
+    assert!(plan.contains("uq_runs_schedule_slot"), "{plan}");
+    assert!(!plan.contains("hashed SubPlan"), "{plan}");
+    assert!(!plan.contains("Seq Scan on runs"), "{plan}");
+    tx.rollback().await.unwrap();
+}
