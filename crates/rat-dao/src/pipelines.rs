@@ -506,17 +506,16 @@ pub async fn list_deleted(
     sort: Sort<PipelineSortField>,
     page: PageRequest,
 ) -> Result<Page<DeletedPipeline>, DaoError> {
-    let values = FilterValues::of(filter);
-    sql::fetch_page(
-        client,
-        DELETED_COLUMNS,
-        "pipelines",
-        &values.conditions("deleted_at IS NOT NULL"),
-        order_by(sort),
-        page,
-        deleted_from_row,
-    )
-    .await
+    FilterValues::of(filter)
+        .fetch_page(
+            client,
+            DELETED_COLUMNS,
+            "deleted_at IS NOT NULL",
+            sort,
+            page,
+            deleted_from_row,
+        )
+        .await
 }
 
 /// The bind values of a [`PipelineFilter`], borrowed by its conditions.
@@ -537,20 +536,76 @@ impl<'a> FilterValues<'a> {
         }
     }
 
-    /// `state` (live or deleted pipelines) and the filter's conditions. The
-    /// access rule's read half is in SQL so that the page and its total count
-    /// only readable pipelines: the owner (ownership row, else the owner
-    /// column), an unowned pipeline (no owner, or a non-personal one), or a
-    /// share to a principal on the pipeline or its namespace.
-    fn conditions(&self, state: &'static str) -> Conditions<'_> {
+    /// `state` (live or deleted pipelines) and the filter's conditions, for
+    /// the page (`Read::Page`) or its total (`Read::Count`). The access
+    /// rule's read half is in SQL so that the page and its total count only
+    /// readable pipelines: the owner (ownership row, else the owner column),
+    /// an unowned pipeline (no owner, or a non-personal one), or a share to
+    /// a principal on the pipeline or its namespace.
+    ///
+    /// Search: `x ILIKE p` is `lower(x) LIKE lower(p)`, and the lower-cased
+    /// copies are stored (V27), so no candidate is lower-cased again. Both
+    /// statements take the same parameters in the same order. The page's
+    /// `lower($n)` is folded into a constant when the statement is planned
+    /// for its values, so the planner sees the pattern and can tell a term
+    /// that names one pipeline from one that matches thousands. The
+    /// total's `(SELECT lower($n))` is computed once per execution: a
+    /// generic plan of `LIKE lower($n)` (which Postgres settles on for a
+    /// prepared count that matches many rows) lower-cased the pattern again
+    /// for every candidate, and counted 20,000 candidates in 12 ms instead
+    /// of 6.
+    fn conditions(&self, state: &'static str, read: Read) -> Conditions<'_> {
         let mut conditions = Conditions::new();
         conditions.push_fixed(state);
         conditions.push_opt("namespace = $?", &self.namespace);
         conditions.push_opt("layer = $?", &self.layer);
-        conditions.push_opt("(name ILIKE $? OR description ILIKE $?)", &self.search);
+        conditions.push_opt(
+            match read {
+                Read::Page => "(name_folded LIKE lower($?) OR description_folded LIKE lower($?))",
+                Read::Count => "(name_folded LIKE (SELECT lower($?)) OR description_folded LIKE (SELECT lower($?)))",
+            },
+            &self.search,
+        );
         conditions.push_opt(readable_pipeline!(), self.readable);
         conditions
     }
+
+    /// One page of the pipelines in `state` matching the filter, sorted,
+    /// with the total.
+    async fn fetch_page<T>(
+        &self,
+        client: &impl GenericClient,
+        columns: &'static str,
+        state: &'static str,
+        sort: Sort<PipelineSortField>,
+        page: PageRequest,
+        decode: impl Fn(&tokio_postgres::Row) -> Result<T, DaoError>,
+    ) -> Result<Page<T>, DaoError> {
+        let count = sql::count_statement("pipelines", &self.conditions(state, Read::Count));
+        let page = sql::fetch_keyset_page(
+            client,
+            columns,
+            "pipelines",
+            &self.conditions(state, Read::Page),
+            order_by(sort),
+            page,
+            None,
+            Some(count),
+            decode,
+        )
+        .await?;
+        Ok(Page {
+            items: page.items,
+            total: page.total,
+        })
+    }
+}
+
+/// Which statement [`FilterValues::conditions`] are for.
+#[derive(Clone, Copy)]
+enum Read {
+    Page,
+    Count,
 }
 
 fn order_by(sort: Sort<PipelineSortField>) -> OrderBy {
@@ -592,7 +647,10 @@ pub const DEFAULT_SORT: Sort<PipelineSortField> = Sort {
 /// parameters are the filter's values in order: namespace, layer, search
 /// pattern, principals, each when set.
 pub fn count_statement(filter: &PipelineFilter) -> String {
-    sql::count_statement("pipelines", &FilterValues::of(filter).conditions("deleted_at IS NULL"))
+    sql::count_statement(
+        "pipelines",
+        &FilterValues::of(filter).conditions("deleted_at IS NULL", Read::Count),
+    )
 }
 
 /// Live pipelines matching `filter`, sorted, one page, with the total.
@@ -602,15 +660,7 @@ pub async fn list(
     sort: Sort<PipelineSortField>,
     page: PageRequest,
 ) -> Result<Page<Pipeline>, DaoError> {
-    let values = FilterValues::of(filter);
-    sql::fetch_page(
-        client,
-        COLUMNS,
-        "pipelines",
-        &values.conditions("deleted_at IS NULL"),
-        order_by(sort),
-        page,
-        from_row,
-    )
-    .await
+    FilterValues::of(filter)
+        .fetch_page(client, COLUMNS, "deleted_at IS NULL", sort, page, from_row)
+        .await
 }

@@ -14,7 +14,8 @@ namespaces: id uuid | name varchar(63) | description text | created_at timestamp
 pipelines: id uuid | namespace varchar(63) | layer varchar(10) | name varchar(255) | type varchar(10) | s3_path varchar(1024) \
   | description text null | owner varchar(255) null | published_at timestamptz null | published_versions jsonb \
   | draft_dirty boolean | max_versions integer | retention_config jsonb null | created_at timestamptz \
-  | updated_at timestamptz | deleted_at timestamptz null | deleted_by varchar(255) null | deleted_state jsonb null
+  | updated_at timestamptz | deleted_at timestamptz null | deleted_by varchar(255) null | deleted_state jsonb null \
+  | name_folded text null | description_folded text null
 runs: id uuid | pipeline_id uuid | status varchar(20) | trigger varchar(512) | started_at timestamptz null \
   | finished_at timestamptz null | duration_ms integer null | rows_written bigint null | error text null \
   | logs_s3_path varchar(1024) null | logs jsonb null | phase_profiles jsonb null | created_at timestamptz \

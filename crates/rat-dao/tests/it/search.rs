@@ -1,4 +1,4 @@
-//! Pipeline search (issue 19, V24): `?search=` matches a case-insensitive
+//! Pipeline search (issue 19, V24, V27): `?search=` matches a case-insensitive
 //! substring of the name or description, escapes `%`, `_` and `\`, and on a
 //! seeded table its total is read off the trigram indexes, never by a scan
 //! of every pipeline (`EXPLAIN`).
@@ -78,6 +78,24 @@ async fn search_totals_are_read_off_the_trigram_indexes() {
     assert!(!plan.contains("Seq Scan on pipelines"), "{plan}");
     assert!(plan.contains("idx_pipelines_name_trgm"), "{plan}");
     assert!(plan.contains("idx_pipelines_description_trgm"), "{plan}");
+
+    // The generic plan Postgres settles on for a prepared count of a broad
+    // term lower-cases the pattern once per execution, not once per
+    // candidate it rechecks (V27's folded columns are already lower case).
+    client
+        .batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan; PREPARE search_count (text) AS {}",
+            pipelines::count_statement(&searching("orders"))
+        ))
+        .await
+        .unwrap();
+    let generic = fixtures::explain(&client, "EXECUTE search_count('%orders%')", &[]).await;
+    assert!(generic.contains("idx_pipelines_description_trgm"), "{generic}");
+    assert!(!generic.contains("lower($1)"), "{generic}");
+    client
+        .batch_execute("DEALLOCATE search_count; RESET plan_cache_mode")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -108,4 +126,39 @@ async fn search_matches_a_substring_of_name_or_description_whatever_the_plan() {
     assert_eq!(percent.items[0].address.name.as_str(), "promo_a");
     assert_eq!(search("off_sale").await.total, 1);
     assert_eq!(search("no such pipeline").await.total, 0);
+    // The lower-cased copies searched (V27) follow every change of the
+    // name or description.
+    client
+        .batch_execute(
+            "UPDATE pipelines SET name = 'promo_renamed', description = 'Summer SALE' WHERE name = 'promo_a'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(search("0% off").await.total, 0);
+    assert_eq!(
+        search("PROMO_RENAMED").await.items[0].address.name.as_str(),
+        "promo_renamed"
+    );
+    assert_eq!(search("summer sale").await.total, 1);
+    // The same answers as ILIKE on the columns themselves, beyond ASCII
+    // too (with whatever case mapping the database's locale has).
+    client
+        .batch_execute("UPDATE pipelines SET description = 'Été Straße' WHERE name = 'promo_renamed'")
+        .await
+        .unwrap();
+    for term in ["éTÉ", "ÉTÉ", "STRASSE", "straße", "ORDERS_4", "Renamed", "0% off", "_1"] {
+        let pattern = format!(
+            "%{}%",
+            term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        let ilike: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pipelines WHERE deleted_at IS NULL AND (name ILIKE $1 OR description ILIKE $1)",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(search(term).await.total, ilike, "{term}");
+    }
 }
