@@ -211,11 +211,6 @@ async fn seed(db: &TestDatabase, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One HTTP client of the read load over its own keep-alive connection:
-/// each request's latency (ms) under the phase it started in. With a
-/// `pace`, one request is due every `pace` and its latency runs from when it
-/// was due when the previous answer came after that (a stall counts in
-/// full), else from when it was sent; without, a closed loop.
 /// A task on a thread and current-thread runtime of its own, so its timings
 /// (and those of the load beside it) never include a wait for a worker
 /// thread of this process busy with other futures.
@@ -249,6 +244,11 @@ impl<T: Send + 'static> OwnRuntime<T> {
     }
 }
 
+/// One HTTP client of the read load over its own keep-alive connection:
+/// each request's latency (ms) under the phase it started in. With a
+/// `pace`, one request is due every `pace` and its latency runs from when it
+/// was due when the previous answer came after that (a stall counts in
+/// full), else from when it was sent; without, a closed loop.
 async fn client_loop(
     url: String,
     phase: Arc<AtomicU8>,

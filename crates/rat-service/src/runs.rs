@@ -289,9 +289,14 @@ pub async fn fold_counts(pool: &rat_dao::Pool, max_batches: u32) -> Result<i64, 
     let mut client = pool.get().await?;
     let (mut folded, mut after) = (0, 0);
     for _ in 0..max_batches {
-        let Some((batch, last)) = fold_counts_once(&mut client, after, FOLD_BATCH).await? else {
+        let transaction = client.transaction().await?;
+        if !runs::try_lock_fold(&transaction).await? {
             break;
-        };
+        }
+        // From where the previous batch stopped, not over the index entries
+        // of the deltas it deleted.
+        let (batch, last) = runs::fold_counts(&transaction, after, FOLD_BATCH).await?;
+        transaction.commit().await?;
         folded += batch;
         after = last;
         if batch < FOLD_BATCH {
@@ -299,21 +304,4 @@ pub async fn fold_counts(pool: &rat_dao::Pool, max_batches: u32) -> Result<i64, 
         }
     }
     Ok(folded)
-}
-
-/// One batch of [`fold_counts`]: folds at most `limit` deltas after id
-/// `after` (0, then the previous batch's last) in one transaction; how many
-/// and the last id folded, or `None` when another replica is folding.
-async fn fold_counts_once(
-    client: &mut rat_dao::PooledClient,
-    after: i64,
-    limit: i64,
-) -> Result<Option<(i64, i64)>, ServiceError> {
-    let transaction = client.transaction().await?;
-    if !runs::try_lock_fold(&transaction).await? {
-        return Ok(None);
-    }
-    let batch = runs::fold_counts(&transaction, after, limit).await?;
-    transaction.commit().await?;
-    Ok(Some(batch))
 }

@@ -138,6 +138,22 @@ pub async fn wait_for_sessions(
     }
 }
 
+/// Waits until backend `pid` (a session's `pg_backend_pid()`) is blocked by
+/// another session's lock, as `observer` sees it; panics after 5 s.
+pub async fn wait_until_blocked(observer: &impl GenericClient, pid: i32) {
+    for _ in 0..500 {
+        let row = observer
+            .query_one("SELECT cardinality(pg_blocking_pids($1)) > 0", &[&pid])
+            .await
+            .expect("reading the blocking pids");
+        if row.get::<_, bool>(0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("backend {pid} never blocked");
+}
+
 /// The plan PostgreSQL chooses for `sql` with `params`, one plan line per
 /// text line (`EXPLAIN` plans the statement without executing it).
 pub async fn explain(

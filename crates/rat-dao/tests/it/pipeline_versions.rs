@@ -2,9 +2,7 @@
 //! allocation (also under concurrency), reads, paging, pruning, constraints
 //! and the cascade from the pipeline.
 
-use std::time::Duration;
-
-use rat_dao::{DaoError, GenericClient, pipeline_versions, pipelines};
+use rat_dao::{DaoError, pipeline_versions, pipelines};
 use rat_domain::{PageRequest, PublishedVersions};
 use rat_testkit::{TestDatabase, fixtures};
 use time::OffsetDateTime;
@@ -20,21 +18,6 @@ fn pins(version: &str) -> PublishedVersions {
 
 fn numbers(versions: &[rat_domain::PipelineVersion]) -> Vec<i32> {
     versions.iter().map(|v| v.version_number.get()).collect()
-}
-
-/// Waits until the backend `pid` waits for a lock held by another session.
-async fn wait_until_blocked(observer: &impl GenericClient, pid: i32) {
-    for _ in 0..500 {
-        let row = observer
-            .query_one("SELECT cardinality(pg_blocking_pids($1)) > 0", &[&pid])
-            .await
-            .unwrap();
-        if row.get::<_, bool>(0) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("backend {pid} never blocked");
 }
 
 #[tokio::test]
@@ -226,7 +209,7 @@ async fn without_the_lock_a_racing_publish_is_a_conflict() {
         tx2.rollback().await.unwrap();
         result
     });
-    wait_until_blocked(&observer, second_pid).await;
+    fixtures::wait_until_blocked(&observer, second_pid).await;
     tx1.commit().await.unwrap();
     let err = racer.await.unwrap().unwrap_err();
     assert!(

@@ -117,12 +117,11 @@ async fn a_fold_from_a_cursor_leaves_the_deltas_before_it_for_the_next_fold() {
     // Nothing after the last: the cursor stays.
     assert_eq!(runs::fold_counts(&tx, ids[2], 10).await.unwrap(), (0, ids[2]));
     tx.commit().await.unwrap();
-    let pending: i64 = client
-        .query_one("SELECT count(*) FROM run_count_deltas", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pending, 1, "the delta before the cursor waits");
+    assert_eq!(
+        runs::pending_deltas(&client).await.unwrap(),
+        1,
+        "the delta before the cursor waits"
+    );
     // The count is exact meanwhile, and the next fold from 0 takes it.
     let total = runs::list(
         &client,

@@ -4,8 +4,6 @@
 //! writer names it, a delete releases every reference, and concurrent
 //! writers and deleters never leave a dangling id.
 
-use std::time::Duration;
-
 use rat_dao::{DaoError, GenericClient};
 use rat_testkit::{TestDatabase, fixtures};
 use uuid::Uuid;
@@ -56,24 +54,9 @@ async fn references_to(client: &impl GenericClient, run: Uuid) -> [i64; 4] {
     out
 }
 
-/// Waits (bounded) until another session of this database waits for a lock.
-async fn wait_until_someone_waits_for_a_lock(client: &impl GenericClient) {
-    for _ in 0..200 {
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no session started waiting for a lock within 5 s");
+/// The session's backend process id.
+async fn backend_pid(client: &impl GenericClient) -> i32 {
+    client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0)
 }
 
 fn is_missing_run(err: &DaoError, constraint_name: &str) -> bool {
@@ -172,8 +155,9 @@ async fn a_delete_waits_for_a_writer_naming_the_run_and_then_takes_its_row() {
         .unwrap();
     // The writer holds the run FOR KEY SHARE: a delete must wait for it.
     let deleter = db.client().await;
+    let deleter_pid = backend_pid(&deleter).await;
     let delete = tokio::spawn(async move { deleter.execute("DELETE FROM runs WHERE id = $1", &[&run]).await });
-    wait_until_someone_waits_for_a_lock(&observer).await;
+    fixtures::wait_until_blocked(&observer, deleter_pid).await;
     assert!(!delete.is_finished());
     writer.batch_execute("COMMIT").await.unwrap();
     assert_eq!(delete.await.unwrap().unwrap(), 1);
@@ -195,6 +179,7 @@ async fn a_writer_naming_a_run_being_deleted_fails_once_the_delete_commits() {
             .await
             .unwrap();
         let writer = db.client().await;
+        let writer_pid = backend_pid(&writer).await;
         let write = tokio::spawn(async move {
             writer
                 .execute(
@@ -203,7 +188,7 @@ async fn a_writer_naming_a_run_being_deleted_fails_once_the_delete_commits() {
                 )
                 .await
         });
-        wait_until_someone_waits_for_a_lock(&observer).await;
+        fixtures::wait_until_blocked(&observer, writer_pid).await;
         deleter.batch_execute(outcome).await.unwrap();
         let written = write.await.unwrap();
         if outcome == "ROLLBACK" {
